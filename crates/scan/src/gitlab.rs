@@ -1,0 +1,5 @@
+//! gitlab CI parser (being written).
+use model::Facts;
+pub fn parse(_path: &str, _text: &str) -> Facts {
+    Facts::default()
+}

@@ -1,0 +1,365 @@
+//! A YAML loader that keeps line numbers and cannot be made to explode.
+//!
+//! Every node remembers the 1-based line it starts on, so facts can carry
+//! their provenance. Aliases are expanded by copying, but the total number of
+//! nodes a document may expand to is capped ([`MAX_NODES`]), which turns a
+//! "billion laughs" alias bomb into an error instead of an out-of-memory kill;
+//! nesting depth is capped too ([`MAX_DEPTH`]). Merge keys (`<<: *base`) are
+//! applied while loading, as GitLab CI and Kubernetes tooling expect.
+
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Most nodes one file may expand to, aliases included.
+pub const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting accepted.
+pub const MAX_DEPTH: usize = 256;
+
+/// A YAML node and the line it starts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub line: u32,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A scalar's text; `plain` is false for quoted and block scalars, which are always strings.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    /// Pairs in document order.
+    Map(Vec<(Node, Node)>),
+}
+
+/// A loading error, with the line it was found on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    pub line: u32,
+    pub message: String,
+}
+
+impl Node {
+    /// Looks up a mapping key (`None` when this is not a mapping or the key is absent).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Follows a path of mapping keys.
+    pub fn at(&self, path: &[&str]) -> Option<&Node> {
+        path.iter().try_fold(self, |node, key| node.get(key))
+    }
+
+    /// The text of a scalar that is not null.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, plain } if !(*plain && is_null(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The text of a non-null scalar, owned.
+    pub fn string(&self) -> Option<String> {
+        self.as_str().map(str::to_string)
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, plain: true } if is_null(text))
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(pairs) => Some(pairs),
+            _ => None,
+        }
+    }
+
+    /// A mapping's entries whose keys and values are both non-null scalars (labels, selectors).
+    pub fn string_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.as_map()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.string()?, v.string()?)))
+            .collect()
+    }
+
+    /// A sequence of scalars, or a single scalar, as strings.
+    pub fn strings(&self) -> Vec<String> {
+        match &self.value {
+            Value::Seq(items) => items.iter().filter_map(Node::string).collect(),
+            _ => self.string().into_iter().collect(),
+        }
+    }
+
+    /// Converts to JSON with YAML 1.2 core-schema typing of plain scalars.
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::Scalar { text, plain: false } => serde_json::Value::String(text.clone()),
+            Value::Scalar { text, plain: true } => plain_scalar_json(text),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
+            Value::Map(pairs) => serde_json::Value::Object(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_str().unwrap_or("").to_string(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn is_null(text: &str) -> bool {
+    matches!(text, "" | "~" | "null" | "Null" | "NULL")
+}
+
+fn plain_scalar_json(text: &str) -> serde_json::Value {
+    use serde_json::Value as J;
+    match text {
+        t if is_null(t) => J::Null,
+        "true" | "True" | "TRUE" => J::Bool(true),
+        "false" | "False" | "FALSE" => J::Bool(false),
+        t => {
+            if let Ok(i) = t.parse::<i64>() {
+                J::from(i)
+            } else if let Some(f) = t
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && t.contains(|c: char| c.is_ascii_digit()))
+            {
+                J::from(f)
+            } else {
+                J::String(t.to_string())
+            }
+        }
+    }
+}
+
+/// The documents of a YAML stream. Documents before a syntax error are kept,
+/// so one bad document in a multi-document file does not hide the others.
+pub fn load(text: &str) -> (Vec<Node>, Option<YamlError>) {
+    let mut loader = Loader::default();
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut loader, true) {
+        let line = e.marker().line() as u32;
+        loader.error.get_or_insert(YamlError {
+            line,
+            message: e.info().to_string(),
+        });
+    }
+    (loader.documents, loader.error)
+}
+
+enum Frame {
+    Seq {
+        line: u32,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        line: u32,
+        anchor: usize,
+        pairs: Vec<(Node, Node)>,
+        key: Option<Node>,
+        merged: bool,
+    },
+}
+
+#[derive(Default)]
+struct Loader {
+    documents: Vec<Node>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    nodes: usize,
+    error: Option<YamlError>,
+}
+
+fn size_of(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar { .. } => 1,
+        Value::Seq(items) => 1 + items.iter().map(size_of).sum::<usize>(),
+        Value::Map(pairs) => {
+            1 + pairs
+                .iter()
+                .map(|(k, v)| size_of(k) + size_of(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+impl Loader {
+    fn fail(&mut self, line: u32, message: String) {
+        self.error.get_or_insert(YamlError { line, message });
+        self.stack.clear();
+    }
+
+    fn count(&mut self, n: usize, line: u32) -> bool {
+        self.nodes += n;
+        if self.nodes > MAX_NODES {
+            self.fail(
+                line,
+                format!(
+                    "document expands to more than {MAX_NODES} nodes (alias bomb?); not loaded"
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize) {
+        if anchor != 0 {
+            let size = size_of(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        match self.stack.last_mut() {
+            None => self.documents.push(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                pairs, key, merged, ..
+            }) => match key.take() {
+                None => *key = Some(node),
+                Some(k)
+                    if k.as_str() == Some("<<")
+                        && matches!(k.value, Value::Scalar { plain: true, .. }) =>
+                {
+                    merge_into(pairs, node);
+                    *merged = true;
+                }
+                // Keys written in the map override merged ones; only maps with a merge
+                // key pay for the search, so huge plain maps stay linear.
+                Some(k) => match pairs
+                    .iter()
+                    .position(|(e, _)| *merged && e.value == k.value)
+                {
+                    Some(i) => pairs[i] = (k, node),
+                    None => pairs.push((k, node)),
+                },
+            },
+        }
+    }
+}
+
+/// Applies a merge key: entries of the merged map(s) that the map does not set itself.
+fn merge_into(pairs: &mut Vec<(Node, Node)>, merged: Node) {
+    let maps = match merged.value {
+        Value::Map(p) => vec![p],
+        Value::Seq(items) => items
+            .into_iter()
+            .filter_map(|n| match n.value {
+                Value::Map(p) => Some(p),
+                _ => None,
+            })
+            .collect(),
+        Value::Scalar { .. } => Vec::new(),
+    };
+    for (k, v) in maps.into_iter().flatten() {
+        if !pairs.iter().any(|(existing, _)| existing.value == k.value) {
+            pairs.push((k, v));
+        }
+    }
+}
+
+impl MarkedEventReceiver for Loader {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let line = mark.line() as u32;
+        match event {
+            Event::Scalar(text, style, anchor, _tag) => {
+                if self.count(1, line) {
+                    let plain = style == TScalarStyle::Plain;
+                    self.finish(
+                        Node {
+                            line,
+                            value: Value::Scalar { text, plain },
+                        },
+                        anchor,
+                    );
+                }
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fail(
+                        line,
+                        format!("nesting deeper than {MAX_DEPTH} levels; not loaded"),
+                    );
+                } else if self.count(1, line) {
+                    self.stack.push(match event {
+                        Event::SequenceStart(..) => Frame::Seq {
+                            line,
+                            anchor,
+                            items: Vec::new(),
+                        },
+                        _ => Frame::Map {
+                            line,
+                            anchor,
+                            pairs: Vec::new(),
+                            key: None,
+                            merged: false,
+                        },
+                    });
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let node = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        line,
+                        anchor,
+                        items,
+                    }) => (
+                        Node {
+                            line,
+                            value: Value::Seq(items),
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Map {
+                        line,
+                        anchor,
+                        pairs,
+                        ..
+                    }) => (
+                        Node {
+                            line,
+                            value: Value::Map(pairs),
+                        },
+                        anchor,
+                    ),
+                    None => return,
+                };
+                self.finish(node.0, node.1);
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some((node, size)) => {
+                    if self.count(size, line) {
+                        self.finish(node, 0);
+                    }
+                }
+                None => self.fail(line, "alias to an unknown anchor".to_string()),
+            },
+            Event::DocumentStart => self.anchors.clear(),
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
