@@ -1,1 +1,133 @@
-//! stub
+//! Discovery: finds a fleet's files, reads them in parallel and turns them into a [`model::Fleet`].
+//!
+//! This is where the file system is touched. It walks the given folders
+//! (honouring `.gitignore`, skipping `.git`, `vendor/` and `node_modules/`,
+//! never following a symlink), reads the files bulkhead knows by name, hands
+//! their text to the pure parsers in `scan`, and assembles the fleet. Whatever
+//! goes wrong with one file — unreadable, binary, too large, not UTF-8, a
+//! symlink loop — becomes a diagnostic; only a missing root or a broken
+//! `bulkhead.toml` stops the scan.
+//!
+//! Results are cached per file in the state directory (default `.bulkhead/`
+//! at the fleet root), so a rescan re-reads only the files that changed.
+
+pub mod config;
+mod git;
+pub mod state;
+mod walk;
+
+pub use config::Config;
+pub use walk::Progress;
+
+use model::{AssembleInput, Fleet};
+use std::path::{Path, PathBuf};
+
+/// Why a scan could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+    #[error("{path}: invalid configuration: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to scan and where to keep the state.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub paths: Vec<PathBuf>,
+    /// Defaults to `.bulkhead/` under the fleet root.
+    pub state_dir: Option<PathBuf>,
+    /// Reuse facts of unchanged files from the previous scan.
+    pub use_cache: bool,
+}
+
+/// Counts that tell what a scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScanStats {
+    /// Files bulkhead recognised by name.
+    pub files_considered: u64,
+    /// Of those, parsed in this run.
+    pub files_parsed: u64,
+    /// Of those, taken unchanged from the previous scan.
+    pub files_from_cache: u64,
+    pub repos: u64,
+}
+
+/// The result of a scan.
+#[derive(Debug)]
+pub struct ScanOutcome {
+    /// The folder all provenance paths are relative to.
+    pub root: PathBuf,
+    pub config: Config,
+    pub fleet: Fleet,
+    pub stats: ScanStats,
+    pub state_dir: PathBuf,
+    /// Why the state could not be saved, if it could not (the scan itself still succeeded).
+    pub state_error: Option<String>,
+}
+
+/// Scans a fleet.
+///
+/// # Errors
+/// Only when the scan cannot run: a path that does not exist, or an invalid
+/// `bulkhead.toml`. Problems with individual files are diagnostics in the fleet.
+pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, DiscoverError> {
+    let paths: Vec<PathBuf> = if options.paths.is_empty() { vec![PathBuf::from(".")] } else { options.paths.clone() };
+    let mut canonical = Vec::new();
+    for path in &paths {
+        let c = std::fs::canonicalize(path).map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
+        canonical.push(c);
+    }
+    let root = common_root(&canonical);
+    let config = Config::load(&root)?;
+    let state_dir = options.state_dir.clone().unwrap_or_else(|| root.join(state::DEFAULT_DIR));
+    let cache = if options.use_cache { state::load_cache(&state_dir) } else { state::Cache::default() };
+
+    let walked = walk::walk(&root, &canonical, &config, &state_dir, &cache, progress);
+    let stats = ScanStats {
+        files_considered: walked.entries.len() as u64,
+        files_parsed: walked.parsed,
+        files_from_cache: walked.entries.len() as u64 - walked.parsed,
+        repos: walked.repos.len() as u64,
+    };
+    let mut facts = model::Facts::default();
+    for entry in walked.entries.values() {
+        facts.extend(entry.facts.clone());
+    }
+    facts.diagnostics.extend(walked.diagnostics);
+    let fleet = model::assemble(AssembleInput {
+        facts,
+        repos: walked.repos,
+    });
+    let state_error = state::save(&state_dir, &walked.entries, &fleet, &stats).err().map(|e| e.to_string());
+    Ok(ScanOutcome {
+        root,
+        config,
+        fleet,
+        stats,
+        state_dir,
+        state_error,
+    })
+}
+
+/// The deepest folder containing every path (a file's folder for a file).
+fn common_root(paths: &[PathBuf]) -> PathBuf {
+    let dir_of = |p: &PathBuf| if p.is_dir() { p.clone() } else { p.parent().map_or_else(|| p.clone(), Path::to_path_buf) };
+    let mut root = paths.first().map(dir_of).unwrap_or_default();
+    for path in paths.iter().skip(1) {
+        let path = dir_of(path);
+        while !path.starts_with(&root) {
+            if !root.pop() {
+                break;
+            }
+        }
+    }
+    root
+}

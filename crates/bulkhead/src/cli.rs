@@ -1,0 +1,238 @@
+//! The command line: one clap-derived type per command, doc comments as help.
+
+use crate::output;
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Change-impact control for microservice fleets.
+///
+/// bulkhead reads a fleet's real files (Dockerfiles, CI files, Kubernetes
+/// manifests, Backstage catalog entries) into one graph and answers, for any
+/// change: what breaks, who is impacted, how fast you can roll back, and how to
+/// monitor it.
+///
+/// Start with `bulkhead demo`, or `bulkhead lab init /tmp/fleet` then
+/// `bulkhead scan /tmp/fleet`.
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read a fleet into the fleet graph and print what it holds.
+    ///
+    /// Walks each PATH (a folder of git repositories, or a monorepo), honours
+    /// .gitignore, skips .git, vendor/ and node_modules/, and never follows a
+    /// symlink. Bad files become diagnostics; the scan still reports the rest.
+    /// The result is saved in the state directory for later commands, and a
+    /// rescan re-reads only files that changed.
+    ///
+    /// Exit status: 0 when the scan ran (even with diagnostics), 2 when it could not.
+    Scan(ScanArgs),
+    /// Answer the four questions for a change before you make it.
+    #[command(subcommand)]
+    Impact(ImpactCommand),
+    /// The built-in sample fleet.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Generate the sample fleet in a temporary folder, scan it, and show one impact answer.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// Folders to scan (default: the current folder).
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Print the fleet as JSON (schema: docs/scan-json.md).
+    #[arg(long)]
+    json: bool,
+    /// Parse every file again instead of reusing facts of unchanged files.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Debug, Args)]
+struct StateArgs {
+    /// State directory (default: .bulkhead/ at the fleet root).
+    #[arg(long, value_name = "DIR", global = true)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImpactCommand {
+    /// Blast radius of changing one or more services together.
+    ///
+    /// Lists every transitive caller with its owner and tier, the public routes
+    /// that reach them, the services provably untouched, how to roll back and
+    /// what to watch, and waves ordered providers-first.
+    ///
+    /// Example: bulkhead impact services payments,orders --path ./fleet --format markdown
+    Services(ImpactServicesArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImpactServicesArgs {
+    /// Service names, comma-separated.
+    #[arg(value_delimiter = ',', required = true)]
+    names: Vec<String>,
+    /// The fleet (scanned now; unchanged files come from the state's cache).
+    #[arg(long, default_value = ".")]
+    path: PathBuf,
+    #[command(flatten)]
+    state: StateArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Same as --format json.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    /// For a pull-request comment.
+    Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Write a realistic, deterministic sample fleet as real git repositories.
+    ///
+    /// Service repos in five languages (Dockerfile, CI file, Kubernetes
+    /// manifests, catalog-info.yaml), a ci-templates repo with tagged releases
+    /// up to an incompatible v2.0.0, a base-images repo, Trivy reports, a hosts
+    /// inventory, and ground-truth.json listing every planted fact. The same
+    /// seed gives byte-identical output.
+    Init(LabInitArgs),
+}
+
+#[derive(Debug, Args)]
+struct LabInitArgs {
+    /// Where to write the fleet (must be empty or not exist).
+    dir: PathBuf,
+    /// Number of services.
+    #[arg(long, default_value_t = 100)]
+    services: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Number of services in the sample fleet.
+    #[arg(long, default_value_t = 100)]
+    services: usize,
+    /// Keep the generated fleet in this folder instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+impl Cli {
+    pub fn run(self) -> Result<ExitCode> {
+        match self.command {
+            Command::Scan(args) => scan(args),
+            Command::Impact(ImpactCommand::Services(args)) => impact_services(args),
+            Command::Lab(LabCommand::Init(args)) => lab_init(args),
+            Command::Demo(args) => demo(args),
+        }
+    }
+}
+
+fn run_scan(paths: Vec<PathBuf>, state: Option<PathBuf>, use_cache: bool) -> Result<discover::ScanOutcome> {
+    let options = discover::ScanOptions {
+        paths,
+        state_dir: state,
+        use_cache,
+    };
+    let outcome = output::with_progress(|progress| discover::scan(&options, progress))?;
+    if let Some(e) = &outcome.state_error {
+        eprintln!("warning: scan state not saved ({e}); the next scan reads every file again");
+    }
+    Ok(outcome)
+}
+
+fn scan(args: ScanArgs) -> Result<ExitCode> {
+    let outcome = run_scan(args.paths, args.state.state, !args.no_cache)?;
+    if args.json {
+        output::print_json(&output::ScanJson::new(&outcome))?;
+    } else {
+        output::print(&output::scan_table(&outcome))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn impact_services(args: ImpactServicesArgs) -> Result<ExitCode> {
+    let outcome = run_scan(vec![args.path], args.state.state, true)?;
+    let report = impact::services(&outcome.fleet, &args.names)?;
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Table => output::print(&model::report::render_table(&report))?,
+        Format::Json => output::print_json(&report)?,
+        Format::Markdown => output::print(&model::report::render_markdown(&report))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lab_init(args: LabInitArgs) -> Result<ExitCode> {
+    let spec = lab::generate::FleetSpec {
+        services: args.services,
+        seed: args.seed,
+        git: true,
+    };
+    eprintln!("writing a {}-service sample fleet to {} (seed {})", args.services, args.dir.display(), args.seed);
+    let summary = lab::generate::write_fleet(&args.dir, &spec).with_context(|| format!("writing the sample fleet to {}", args.dir.display()))?;
+    output::print(&format!(
+        "wrote {} services in {} repositories ({} files) to {}\nground truth: {}\nnext: bulkhead scan {}\n",
+        summary.services,
+        summary.repos,
+        summary.files,
+        args.dir.display(),
+        summary.ground_truth.display(),
+        args.dir.display()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(args: DemoArgs) -> Result<ExitCode> {
+    let (dir, _temp) = match args.keep {
+        Some(dir) => (dir, None),
+        None => {
+            let temp = output::TempDir::new("bulkhead-demo")?;
+            (temp.path().join("fleet"), Some(temp))
+        }
+    };
+    lab_init(LabInitArgs {
+        dir: dir.clone(),
+        services: args.services,
+        seed: 42,
+    })?;
+    let outcome = run_scan(vec![dir], None, true)?;
+    output::print(&output::fleet_summary(&outcome))?;
+    let Some(target) = output::most_called_service(&outcome.fleet) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    output::print(&format!("\n$ bulkhead impact services {target}\n\n"))?;
+    let report = impact::services(&outcome.fleet, &[target])?;
+    output::print(&model::report::render_table(&report))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
