@@ -16,7 +16,12 @@ use std::process::ExitCode;
 /// Start with `bulkhead demo`, or `bulkhead lab init /tmp/fleet` then
 /// `bulkhead scan /tmp/fleet`.
 #[derive(Debug, Parser)]
-#[command(name = "bulkhead", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "bulkhead",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -147,7 +152,11 @@ impl Cli {
     }
 }
 
-fn run_scan(paths: Vec<PathBuf>, state: Option<PathBuf>, use_cache: bool) -> Result<discover::ScanOutcome> {
+fn run_scan(
+    paths: Vec<PathBuf>,
+    state: Option<PathBuf>,
+    use_cache: bool,
+) -> Result<discover::ScanOutcome> {
     let options = discover::ScanOptions {
         paths,
         state_dir: state,
@@ -188,8 +197,14 @@ fn lab_init(args: LabInitArgs) -> Result<ExitCode> {
         seed: args.seed,
         git: true,
     };
-    eprintln!("writing a {}-service sample fleet to {} (seed {})", args.services, args.dir.display(), args.seed);
-    let summary = lab::generate::write_fleet(&args.dir, &spec).with_context(|| format!("writing the sample fleet to {}", args.dir.display()))?;
+    eprintln!(
+        "writing a {}-service sample fleet to {} (seed {})",
+        args.services,
+        args.dir.display(),
+        args.seed
+    );
+    let summary = lab::generate::write_fleet(&args.dir, &spec)
+        .with_context(|| format!("writing the sample fleet to {}", args.dir.display()))?;
     output::print(&format!(
         "wrote {} services in {} repositories ({} files) to {}\nground truth: {}\nnext: bulkhead scan {}\n",
         summary.services,

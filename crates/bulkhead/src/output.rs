@@ -31,8 +31,11 @@ pub fn print_json(value: &impl Serialize) -> Result<()> {
 /// Whether the error is stdout closing under us (`bulkhead scan | head`): not a failure.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()) == Some(std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -47,7 +50,11 @@ pub fn with_progress<T>(work: impl FnOnce(&discover::Progress) -> T) -> T {
     std::thread::scope(|s| {
         s.spawn(move || {
             while done_rx.recv_timeout(Duration::from_millis(100)).is_err() {
-                eprint!("\rscanning: {} files, {} parsed", shown.files(), shown.parsed());
+                eprint!(
+                    "\rscanning: {} files, {} parsed",
+                    shown.files(),
+                    shown.parsed()
+                );
             }
             eprint!("\r\x1b[2K");
         });
@@ -107,13 +114,39 @@ pub fn scan_table(outcome: &ScanOutcome) -> String {
                 s.owner.as_ref().map_or("-".into(), ToString::to_string),
                 s.tier.map_or("-".into(), |t| t.to_string()),
                 s.base_images.first().map_or("-".into(), |b| short_image(b)),
-                if templates.is_empty() { "-".into() } else { templates.join(" ") },
-                format!("{}{}", s.depends_on.len(), if s.unresolved_dependencies.is_empty() { String::new() } else { format!(" (+{} unresolved)", s.unresolved_dependencies.len()) }),
-                s.repo.as_ref().and_then(|r| per_repo.get(r.as_str())).map_or("-".into(), ToString::to_string),
+                if templates.is_empty() {
+                    "-".into()
+                } else {
+                    templates.join(" ")
+                },
+                format!(
+                    "{}{}",
+                    s.depends_on.len(),
+                    if s.unresolved_dependencies.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (+{} unresolved)", s.unresolved_dependencies.len())
+                    }
+                ),
+                s.repo
+                    .as_ref()
+                    .and_then(|r| per_repo.get(r.as_str()))
+                    .map_or("-".into(), ToString::to_string),
             ]
         })
         .collect();
-    let mut out = table(&["SERVICE", "OWNER", "TIER", "BASE IMAGE", "TEMPLATE PINS", "DEPS", "DIAGS"], &rows);
+    let mut out = table(
+        &[
+            "SERVICE",
+            "OWNER",
+            "TIER",
+            "BASE IMAGE",
+            "TEMPLATE PINS",
+            "DEPS",
+            "DIAGS",
+        ],
+        &rows,
+    );
     out.push('\n');
     out.push_str(&totals_line(outcome));
     if !fleet.diagnostics.is_empty() {
@@ -122,7 +155,10 @@ pub fn scan_table(outcome: &ScanOutcome) -> String {
             out.push_str(&format!("  {d}\n"));
         }
         if fleet.diagnostics.len() > DIAGNOSTICS_SHOWN {
-            out.push_str(&format!("  ... and {} more (bulkhead scan --json lists them all)\n", fleet.diagnostics.len() - DIAGNOSTICS_SHOWN));
+            out.push_str(&format!(
+                "  ... and {} more (bulkhead scan --json lists them all)\n",
+                fleet.diagnostics.len() - DIAGNOSTICS_SHOWN
+            ));
         }
     }
     out
@@ -130,7 +166,13 @@ pub fn scan_table(outcome: &ScanOutcome) -> String {
 
 fn totals_line(outcome: &ScanOutcome) -> String {
     let fleet = &outcome.fleet;
-    let count = |sev| fleet.diagnostics.iter().filter(|d| d.severity == sev).count();
+    let count = |sev| {
+        fleet
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == sev)
+            .count()
+    };
     format!(
         "{} services, {} repositories, {} files ({} parsed, {} unchanged since the last scan), {} diagnostics ({} errors, {} warnings)\n",
         fleet.services.len(),
@@ -155,21 +197,55 @@ pub fn fleet_summary(outcome: &ScanOutcome) -> String {
         }
     }
     out.push_str("\nBase images by pinning: ");
-    out.push_str(&pinning.iter().map(|(p, n)| format!("{p} {n}")).collect::<Vec<_>>().join(", "));
+    out.push_str(
+        &pinning
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     let mut versions: BTreeMap<String, usize> = BTreeMap::new();
     for s in &fleet.services {
-        for t in s.templates.iter().filter(|t| t.version.is_some() && t.source.contains("ci-templates")) {
-            *versions.entry(t.version.clone().unwrap_or_default().trim_start_matches('v').to_string()).or_default() += 1;
+        for t in s
+            .templates
+            .iter()
+            .filter(|t| t.version.is_some() && t.source.contains("ci-templates"))
+        {
+            *versions
+                .entry(
+                    t.version
+                        .clone()
+                        .unwrap_or_default()
+                        .trim_start_matches('v')
+                        .to_string(),
+                )
+                .or_default() += 1;
         }
     }
     out.push_str("\nCI template pins: ");
-    out.push_str(&versions.iter().map(|(v, n)| format!("{v} x{n}")).collect::<Vec<_>>().join(", "));
+    out.push_str(
+        &versions
+            .iter()
+            .map(|(v, n)| format!("{v} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     let mut owners: BTreeMap<String, usize> = BTreeMap::new();
     for s in &fleet.services {
-        *owners.entry(s.owner.as_ref().map_or("(none)".into(), ToString::to_string)).or_default() += 1;
+        *owners
+            .entry(
+                s.owner
+                    .as_ref()
+                    .map_or("(none)".into(), ToString::to_string),
+            )
+            .or_default() += 1;
     }
     out.push_str(&format!("\nOwners: {} teams", owners.len()));
-    let public = fleet.services.iter().filter(|s| s.public_routes().next().is_some()).count();
+    let public = fleet
+        .services
+        .iter()
+        .filter(|s| s.public_routes().next().is_some())
+        .count();
     out.push_str(&format!("\nServices with public routes: {public}\n"));
     out
 }
@@ -179,7 +255,12 @@ pub fn most_called_service(fleet: &Fleet) -> Option<String> {
     fleet
         .services
         .iter()
-        .max_by_key(|s| (fleet.transitive_callers(&[s.name.as_str()]).len(), std::cmp::Reverse(s.name.clone())))
+        .max_by_key(|s| {
+            (
+                fleet.transitive_callers(&[s.name.as_str()]).len(),
+                std::cmp::Reverse(s.name.clone()),
+            )
+        })
         .map(|s| s.name.clone())
 }
 
@@ -212,7 +293,9 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Result<TempDir> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(TempDir(path))

@@ -117,7 +117,8 @@ impl Config {
     pub fn load(root: &Path) -> Result<Config, crate::DiscoverError> {
         let path = root.join(FILE_NAME);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text).map_err(|message| crate::DiscoverError::Config { path, message }),
+            Ok(text) => Config::parse(&text)
+                .map_err(|message| crate::DiscoverError::Config { path, message }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(source) => Err(crate::DiscoverError::Io {
                 action: "reading",

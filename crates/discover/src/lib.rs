@@ -79,16 +79,28 @@ pub struct ScanOutcome {
 /// Only when the scan cannot run: a path that does not exist, or an invalid
 /// `bulkhead.toml`. Problems with individual files are diagnostics in the fleet.
 pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, DiscoverError> {
-    let paths: Vec<PathBuf> = if options.paths.is_empty() { vec![PathBuf::from(".")] } else { options.paths.clone() };
+    let paths: Vec<PathBuf> = if options.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        options.paths.clone()
+    };
     let mut canonical = Vec::new();
     for path in &paths {
-        let c = std::fs::canonicalize(path).map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
+        let c = std::fs::canonicalize(path)
+            .map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
         canonical.push(c);
     }
     let root = common_root(&canonical);
     let config = Config::load(&root)?;
-    let state_dir = options.state_dir.clone().unwrap_or_else(|| root.join(state::DEFAULT_DIR));
-    let cache = if options.use_cache { state::load_cache(&state_dir) } else { state::Cache::default() };
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| root.join(state::DEFAULT_DIR));
+    let cache = if options.use_cache {
+        state::load_cache(&state_dir)
+    } else {
+        state::Cache::default()
+    };
 
     let walked = walk::walk(&root, &canonical, &config, &state_dir, &cache, progress);
     let stats = ScanStats {
@@ -106,7 +118,9 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
         facts,
         repos: walked.repos,
     });
-    let state_error = state::save(&state_dir, &walked.entries, &fleet, &stats).err().map(|e| e.to_string());
+    let state_error = state::save(&state_dir, &walked.entries, &fleet, &stats)
+        .err()
+        .map(|e| e.to_string());
     Ok(ScanOutcome {
         root,
         config,
@@ -119,7 +133,13 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
 
 /// The deepest folder containing every path (a file's folder for a file).
 fn common_root(paths: &[PathBuf]) -> PathBuf {
-    let dir_of = |p: &PathBuf| if p.is_dir() { p.clone() } else { p.parent().map_or_else(|| p.clone(), Path::to_path_buf) };
+    let dir_of = |p: &PathBuf| {
+        if p.is_dir() {
+            p.clone()
+        } else {
+            p.parent().map_or_else(|| p.clone(), Path::to_path_buf)
+        }
+    };
     let mut root = paths.first().map(dir_of).unwrap_or_default();
     for path in paths.iter().skip(1) {
         let path = dir_of(path);

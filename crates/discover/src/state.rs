@@ -66,8 +66,19 @@ pub fn load_fleet(dir: &Path) -> Result<SavedScan, crate::DiscoverError> {
     })
 }
 
-pub(crate) fn save(dir: &Path, entries: &BTreeMap<String, CacheEntry>, fleet: &Fleet, stats: &ScanStats) -> Result<(), crate::DiscoverError> {
-    let io = |action, path: PathBuf| move |source| crate::DiscoverError::Io { action, path, source };
+pub(crate) fn save(
+    dir: &Path,
+    entries: &BTreeMap<String, CacheEntry>,
+    fleet: &Fleet,
+    stats: &ScanStats,
+) -> Result<(), crate::DiscoverError> {
+    let io = |action, path: PathBuf| {
+        move |source| crate::DiscoverError::Io {
+            action,
+            path,
+            source,
+        }
+    };
     std::fs::create_dir_all(dir).map_err(io("creating", dir.to_path_buf()))?;
     // The state is derived data: keep it out of the fleet's own git history.
     let ignore = dir.join(".gitignore");
@@ -98,7 +109,11 @@ fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), crate::Di
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
-        move |source| crate::DiscoverError::Io { action, path, source }
+        move |source| crate::DiscoverError::Io {
+            action,
+            path,
+            source,
+        }
     };
     let file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
     let mut writer = std::io::BufWriter::new(file);

@@ -41,11 +41,22 @@ pub(crate) struct Walked {
 }
 
 enum Found {
-    File { path: String, entry: CacheEntry, parsed: bool },
+    File {
+        path: String,
+        entry: CacheEntry,
+        parsed: bool,
+    },
     Problem(Diagnostic),
 }
 
-pub(crate) fn walk(root: &Path, paths: &[PathBuf], config: &Config, state_dir: &Path, cache: &Cache, progress: &Progress) -> Walked {
+pub(crate) fn walk(
+    root: &Path,
+    paths: &[PathBuf],
+    config: &Config,
+    state_dir: &Path,
+    cache: &Cache,
+    progress: &Progress,
+) -> Walked {
     let mut builder = WalkBuilder::new(&paths[0]);
     for path in &paths[1..] {
         builder.add(path);
@@ -54,14 +65,22 @@ pub(crate) fn walk(root: &Path, paths: &[PathBuf], config: &Config, state_dir: &
     let mut overrides = OverrideBuilder::new(root);
     for pattern in &config.scan.exclude {
         if let Err(e) = overrides.add(&format!("!{pattern}")) {
-            diagnostics.push(Diagnostic::error(crate::config::FILE_NAME, None, format!("invalid exclude pattern {pattern:?}: {e}")));
+            diagnostics.push(Diagnostic::error(
+                crate::config::FILE_NAME,
+                None,
+                format!("invalid exclude pattern {pattern:?}: {e}"),
+            ));
         }
     }
     match overrides.build() {
         Ok(o) => {
             builder.overrides(o);
         }
-        Err(e) => diagnostics.push(Diagnostic::error(crate::config::FILE_NAME, None, format!("invalid exclude patterns: {e}"))),
+        Err(e) => diagnostics.push(Diagnostic::error(
+            crate::config::FILE_NAME,
+            None,
+            format!("invalid exclude patterns: {e}"),
+        )),
     }
     let repo_dirs: std::sync::Arc<Mutex<Vec<PathBuf>>> = Default::default();
     let seen_repos = repo_dirs.clone();
@@ -80,7 +99,8 @@ pub(crate) fn walk(root: &Path, paths: &[PathBuf], config: &Config, state_dir: &
                     repos.push(parent.to_path_buf());
                 }
             }
-            let skipped = SKIPPED_DIRS.iter().any(|d| name == *d) && entry.file_type().is_some_and(|t| t.is_dir());
+            let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
+                && entry.file_type().is_some_and(|t| t.is_dir());
             !skipped && entry.path() != state_dir
         });
 
@@ -93,7 +113,11 @@ pub(crate) fn walk(root: &Path, paths: &[PathBuf], config: &Config, state_dir: &
             let mut problems = Vec::new();
             for found in rx {
                 match found {
-                    Found::File { path, entry, parsed: p } => {
+                    Found::File {
+                        path,
+                        entry,
+                        parsed: p,
+                    } => {
                         parsed += u64::from(p);
                         entries.insert(path, entry);
                     }
@@ -140,7 +164,13 @@ pub(crate) fn walk(root: &Path, paths: &[PathBuf], config: &Config, state_dir: &
     })
 }
 
-fn visit(root: &Path, entry: &ignore::DirEntry, cache: &Cache, max_bytes: u64, progress: &Progress) -> Option<Found> {
+fn visit(
+    root: &Path,
+    entry: &ignore::DirEntry,
+    cache: &Cache,
+    max_bytes: u64,
+    progress: &Progress,
+) -> Option<Found> {
     let rel = relative(root, entry.path());
     if entry.path_is_symlink() {
         return symlink_problem(root, entry.path(), &rel).map(Found::Problem);
@@ -152,15 +182,33 @@ fn visit(root: &Path, entry: &ignore::DirEntry, cache: &Cache, max_bytes: u64, p
     let kind = FileKind::of(&rel)?;
     progress.files.fetch_add(1, Ordering::Relaxed);
     if !file_type.is_file() {
-        return Some(Found::Problem(Diagnostic::error(&rel, None, "not a regular file; skipped")));
+        return Some(Found::Problem(Diagnostic::error(
+            &rel,
+            None,
+            "not a regular file; skipped",
+        )));
     }
     let metadata = match entry.metadata() {
         Ok(m) => m,
-        Err(e) => return Some(Found::Problem(Diagnostic::error(&rel, None, format!("cannot read metadata: {e}")))),
+        Err(e) => {
+            return Some(Found::Problem(Diagnostic::error(
+                &rel,
+                None,
+                format!("cannot read metadata: {e}"),
+            )));
+        }
     };
     let size = metadata.len();
-    let mtime_ns = metadata.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-    if let Some(cached) = cache.entries.get(&rel).filter(|c| c.size == size && c.mtime_ns == mtime_ns && mtime_ns != 0) {
+    let mtime_ns = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    if let Some(cached) = cache
+        .entries
+        .get(&rel)
+        .filter(|c| c.size == size && c.mtime_ns == mtime_ns && mtime_ns != 0)
+    {
         return Some(Found::File {
             path: rel,
             entry: cached.clone(),
@@ -171,7 +219,11 @@ fn visit(root: &Path, entry: &ignore::DirEntry, cache: &Cache, max_bytes: u64, p
     progress.parsed.fetch_add(1, Ordering::Relaxed);
     Some(Found::File {
         path: rel,
-        entry: CacheEntry { size, mtime_ns, facts },
+        entry: CacheEntry {
+            size,
+            mtime_ns,
+            facts,
+        },
         parsed: true,
     })
 }
@@ -181,43 +233,76 @@ fn read_and_parse(path: &Path, rel: &str, kind: FileKind, size: u64, max_bytes: 
         return Facts::from_diagnostic(Diagnostic::warning(
             rel,
             None,
-            format!("file is {} bytes, over the {max_bytes}-byte limit; skipped (raise [scan] max_file_bytes in bulkhead.toml to read it)", size),
+            format!(
+                "file is {} bytes, over the {max_bytes}-byte limit; skipped (raise [scan] max_file_bytes in bulkhead.toml to read it)",
+                size
+            ),
         ));
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // Read at most one byte past the limit, in case the file grew since it was measured.
-    let read = std::fs::File::open(path).and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes));
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes));
     if let Err(e) = read {
         return Facts::from_diagnostic(Diagnostic::error(rel, None, format!("cannot read: {e}")));
     }
     if bytes.len() as u64 > max_bytes {
-        return Facts::from_diagnostic(Diagnostic::warning(rel, None, format!("file grew over the {max_bytes}-byte limit while being read; skipped")));
+        return Facts::from_diagnostic(Diagnostic::warning(
+            rel,
+            None,
+            format!("file grew over the {max_bytes}-byte limit while being read; skipped"),
+        ));
     }
     if bytes.contains(&0) {
-        return Facts::from_diagnostic(Diagnostic::error(rel, None, "binary file (contains NUL bytes); skipped"));
+        return Facts::from_diagnostic(Diagnostic::error(
+            rel,
+            None,
+            "binary file (contains NUL bytes); skipped",
+        ));
     }
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() as u32 + 1;
-            return Facts::from_diagnostic(Diagnostic::error(rel, Some(line), format!("not valid UTF-8 (byte {at}); skipped")));
+            return Facts::from_diagnostic(Diagnostic::error(
+                rel,
+                Some(line),
+                format!("not valid UTF-8 (byte {at}); skipped"),
+            ));
         }
     };
     // The parsers are written not to panic; this guard keeps a parser bug from
     // taking the whole fleet scan down with one file.
     std::panic::catch_unwind(|| scan::parse(rel, kind, &text)).unwrap_or_else(|_| {
-        Facts::from_diagnostic(Diagnostic::error(rel, None, "internal error while parsing this file; please report it"))
+        Facts::from_diagnostic(Diagnostic::error(
+            rel,
+            None,
+            "internal error while parsing this file; please report it",
+        ))
     })
 }
 
 fn symlink_problem(root: &Path, path: &Path, rel: &str) -> Option<Diagnostic> {
     match std::fs::canonicalize(path) {
-        Err(e) if e.raw_os_error() == Some(40) => Some(Diagnostic::error(rel, None, format!("symlink loop; not followed ({e})"))),
-        Err(e) => Some(Diagnostic::warning(rel, None, format!("broken symlink; not followed ({e})"))),
-        Ok(target) if !target.starts_with(root) => {
-            Some(Diagnostic::warning(rel, None, format!("symlink points outside the fleet root, to {}; not followed", target.display())))
-        }
+        Err(e) if e.raw_os_error() == Some(40) => Some(Diagnostic::error(
+            rel,
+            None,
+            format!("symlink loop; not followed ({e})"),
+        )),
+        Err(e) => Some(Diagnostic::warning(
+            rel,
+            None,
+            format!("broken symlink; not followed ({e})"),
+        )),
+        Ok(target) if !target.starts_with(root) => Some(Diagnostic::warning(
+            rel,
+            None,
+            format!(
+                "symlink points outside the fleet root, to {}; not followed",
+                target.display()
+            ),
+        )),
         // A target inside the root is scanned under its own path.
         Ok(_) => None,
     }
@@ -227,7 +312,9 @@ fn walk_error(root: &Path, error: &ignore::Error) -> Diagnostic {
     fn path_of(error: &ignore::Error) -> Option<&Path> {
         match error {
             ignore::Error::WithPath { path, .. } => Some(path),
-            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => path_of(err),
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+                path_of(err)
+            }
             ignore::Error::Loop { child, .. } => Some(child),
             _ => None,
         }
@@ -239,5 +326,8 @@ fn walk_error(root: &Path, error: &ignore::Error) -> Diagnostic {
 /// `path` relative to `root`, `/`-separated.
 pub(crate) fn relative(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }

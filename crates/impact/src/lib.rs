@@ -4,7 +4,8 @@
 //! Pure: a [`model::Fleet`] and a change in, a [`model::ImpactReport`] out.
 
 use model::{
-    Change, Evidence, Finding, Fleet, ImpactReason, ImpactReport, ImpactedService, Plan, Risk, Rollback, Service, Signal, Step, Wave,
+    Change, Evidence, Finding, Fleet, ImpactReason, ImpactReport, ImpactedService, Plan, Risk,
+    Rollback, Service, Signal, Step, Wave,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +19,11 @@ pub struct UnknownServices {
 }
 
 fn suggestion(suggestions: &[String]) -> String {
-    if suggestions.is_empty() { String::new() } else { format!(" (did you mean {}?)", suggestions.join(", ")) }
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", suggestions.join(", "))
+    }
 }
 
 /// The blast radius of changing `names` together: the services themselves,
@@ -28,17 +33,34 @@ fn suggestion(suggestions: &[String]) -> String {
 /// # Errors
 /// When a name is not a service of the fleet.
 pub fn services(fleet: &Fleet, names: &[String]) -> Result<ImpactReport, UnknownServices> {
-    let unknown: Vec<String> = names.iter().filter(|n| fleet.service(n).is_none()).cloned().collect();
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| fleet.service(n).is_none())
+        .cloned()
+        .collect();
     if !unknown.is_empty() {
         let suggestions = unknown
             .iter()
-            .flat_map(|u| fleet.services.iter().filter(move |s| s.name.contains(u.as_str()) || u.contains(s.name.as_str())))
+            .flat_map(|u| {
+                fleet
+                    .services
+                    .iter()
+                    .filter(move |s| s.name.contains(u.as_str()) || u.contains(s.name.as_str()))
+            })
             .map(|s| s.name.clone())
             .take(5)
             .collect();
-        return Err(UnknownServices { unknown, suggestions });
+        return Err(UnknownServices {
+            unknown,
+            suggestions,
+        });
     }
-    let changed: Vec<&str> = names.iter().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
+    let changed: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let callers = fleet.transitive_callers(&changed);
 
     let mut who = Vec::new();
@@ -46,10 +68,13 @@ pub fn services(fleet: &Fleet, names: &[String]) -> Result<ImpactReport, Unknown
         let service = fleet.service(name).expect("checked above");
         who.push(impacted(service, ImpactReason::Changed, vec![]));
     }
-    let mut by_distance: Vec<(&str, u32, &str)> = callers.iter().map(|(n, (d, via))| (*n, *d, *via)).collect();
+    let mut by_distance: Vec<(&str, u32, &str)> =
+        callers.iter().map(|(n, (d, via))| (*n, *d, *via)).collect();
     by_distance.sort_by_key(|(n, d, _)| (*d, *n));
     for (name, distance, via) in by_distance {
-        let Some(service) = fleet.service(name) else { continue };
+        let Some(service) = fleet.service(name) else {
+            continue;
+        };
         let evidence = service
             .dependencies
             .iter()
@@ -60,18 +85,34 @@ pub fn services(fleet: &Fleet, names: &[String]) -> Result<ImpactReport, Unknown
             })
             .take(3)
             .collect();
-        who.push(impacted(service, ImpactReason::Calls { distance, via: via.to_string() }, evidence));
+        who.push(impacted(
+            service,
+            ImpactReason::Calls {
+                distance,
+                via: via.to_string(),
+            },
+            evidence,
+        ));
     }
 
     let reached: BTreeSet<&str> = who.iter().map(|w| w.service.as_str()).collect();
-    let untouched = fleet.services.iter().map(|s| s.name.clone()).filter(|n| !reached.contains(n.as_str())).collect();
+    let untouched = fleet
+        .services
+        .iter()
+        .map(|s| s.name.clone())
+        .filter(|n| !reached.contains(n.as_str()))
+        .collect();
 
     Ok(ImpactReport {
         change: Change::ServiceUpgrade {
             services: changed.iter().map(|s| s.to_string()).collect(),
             to_version: None,
         },
-        what_breaks: changed.iter().filter_map(|n| fleet.service(n)).map(|s| what_breaks(fleet, s)).collect(),
+        what_breaks: changed
+            .iter()
+            .filter_map(|n| fleet.service(n))
+            .map(|s| what_breaks(fleet, s))
+            .collect(),
         who_is_impacted: who,
         rollback: rollback(fleet, &changed),
         monitoring: monitoring(&changed, &callers),
@@ -86,13 +127,19 @@ fn impacted(service: &Service, reason: ImpactReason, evidence: Vec<Evidence>) ->
         owner: service.owner.clone(),
         tier: service.tier,
         reason,
-        public_routes: service.public_routes().map(|r| format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path)).collect(),
+        public_routes: service
+            .public_routes()
+            .map(|r| format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path))
+            .collect(),
         evidence,
     }
 }
 
 fn what_breaks(fleet: &Fleet, service: &Service) -> Finding {
-    let direct_callers = fleet.callers().get(service.name.as_str()).map_or(0, BTreeSet::len);
+    let direct_callers = fleet
+        .callers()
+        .get(service.name.as_str())
+        .map_or(0, BTreeSet::len);
     let mut evidence: Vec<Evidence> = service
         .declared_at
         .iter()
@@ -104,23 +151,38 @@ fn what_breaks(fleet: &Fleet, service: &Service) -> Finding {
         .collect();
     for route in service.public_routes() {
         evidence.push(Evidence {
-            statement: format!("public route {}{} reaches it directly", route.host.as_deref().unwrap_or("*"), route.path),
+            statement: format!(
+                "public route {}{} reaches it directly",
+                route.host.as_deref().unwrap_or("*"),
+                route.path
+            ),
             at: Some(route.at.clone()),
         });
     }
     for unresolved in &service.unresolved_dependencies {
         evidence.push(Evidence {
-            statement: format!("it calls {}, which is not in the fleet: verify it before the rollout", unresolved.target),
+            statement: format!(
+                "it calls {}, which is not in the fleet: verify it before the rollout",
+                unresolved.target
+            ),
             at: Some(unresolved.at.clone()),
         });
     }
-    let risk = if direct_callers > 0 || service.public_routes().next().is_some() { Risk::Risky } else { Risk::Safe };
+    let risk = if direct_callers > 0 || service.public_routes().next().is_some() {
+        Risk::Risky
+    } else {
+        Risk::Safe
+    };
     Finding {
         subject: service.name.clone(),
         risk,
         summary: format!(
             "a new version replaces the live pool; its contract is used by {direct_callers} direct caller(s){}",
-            if service.public_routes().next().is_some() { " and public traffic" } else { "" }
+            if service.public_routes().next().is_some() {
+                " and public traffic"
+            } else {
+                ""
+            }
         ),
         evidence,
     }
@@ -130,7 +192,9 @@ fn rollback(fleet: &Fleet, changed: &[&str]) -> Rollback {
     let mut evidence = Vec::new();
     let mut all_blue_green = true;
     for name in changed {
-        let Some(service) = fleet.service(name) else { continue };
+        let Some(service) = fleet.service(name) else {
+            continue;
+        };
         let selects_version = fleet
             .workloads
             .iter()
@@ -165,7 +229,11 @@ fn rollback(fleet: &Fleet, changed: &[&str]) -> Rollback {
 
 fn monitoring(changed: &[&str], callers: &BTreeMap<&str, (u32, &str)>) -> Vec<Signal> {
     let changed_names: Vec<String> = changed.iter().map(|s| s.to_string()).collect();
-    let direct: Vec<String> = callers.iter().filter(|(_, (d, _))| *d == 1).map(|(n, _)| n.to_string()).collect();
+    let direct: Vec<String> = callers
+        .iter()
+        .filter(|(_, (d, _))| *d == 1)
+        .map(|(n, _)| n.to_string())
+        .collect();
     let mut signals = vec![
         Signal {
             name: "error rate of the changed services".into(),
@@ -199,13 +267,24 @@ fn plan(fleet: &Fleet, changed: &[&str]) -> Plan {
         let mut ready: Vec<&str> = remaining
             .iter()
             .copied()
-            .filter(|n| fleet.service(n).is_none_or(|s| s.depends_on.iter().all(|d| !remaining.contains(d.as_str()) || d == n)))
+            .filter(|n| {
+                fleet.service(n).is_none_or(|s| {
+                    s.depends_on
+                        .iter()
+                        .all(|d| !remaining.contains(d.as_str()) || d == n)
+                })
+            })
             .collect();
         if ready.is_empty() {
             // A dependency cycle among the changed services: release them together.
             ready = remaining.iter().copied().collect();
         }
-        ready.sort_by_key(|n| (std::cmp::Reverse(fleet.service(n).and_then(|s| s.tier).map_or(0, |t| t.0)), *n));
+        ready.sort_by_key(|n| {
+            (
+                std::cmp::Reverse(fleet.service(n).and_then(|s| s.tier).map_or(0, |t| t.0)),
+                *n,
+            )
+        });
         for n in &ready {
             remaining.remove(n);
         }

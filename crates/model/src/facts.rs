@@ -80,33 +80,61 @@ impl Dockerfile {
 
     /// The external image the shipped image is built on, following `FROM <stage>` chains.
     pub fn final_base(&self) -> Option<&ImageRef> {
-        let mut stage = self.final_stage()?;
+        let last = self.final_stage()?;
+        match &self.stages[self.final_chain(last)?].base {
+            StageBase::Image(image) => Some(image),
+            _ => None,
+        }
+    }
+
+    /// External images used only by builder stages (stages the final one is not built on).
+    pub fn builder_images(&self) -> Vec<&ImageRef> {
+        let chain_end = self.final_stage().and_then(|last| self.final_chain(last));
+        let mut on_chain = vec![false; self.stages.len()];
+        if let Some(last) = self.final_stage() {
+            let mut stage = last;
+            on_chain[stage.index as usize] = true;
+            while Some(stage.index as usize) != chain_end {
+                let Some(next) = self.parent_stage(stage) else {
+                    break;
+                };
+                on_chain[next.index as usize] = true;
+                stage = next;
+            }
+        }
+        self.stages
+            .iter()
+            .filter(|s| !on_chain.get(s.index as usize).copied().unwrap_or(false))
+            .filter_map(|s| match &s.base {
+                StageBase::Image(image) => Some(image),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The index of the stage that ends the `FROM <stage>` chain starting at `stage`.
+    fn final_chain<'a>(&'a self, mut stage: &'a Stage) -> Option<usize> {
         // Each hop goes to an earlier stage, so the walk ends within `stages.len()` steps.
-        for _ in 0..self.stages.len() {
-            match &stage.base {
-                StageBase::Image(image) => return Some(image),
-                StageBase::Stage(name) => {
-                    stage = self.stages[..stage.index as usize]
-                        .iter()
-                        .rev()
-                        .find(|s| s.name.as_deref() == Some(name.as_str()))?;
-                }
-                StageBase::Scratch | StageBase::Unresolved { .. } => return None,
+        for _ in 0..=self.stages.len() {
+            match self.parent_stage(stage) {
+                Some(parent) => stage = parent,
+                None if matches!(stage.base, StageBase::Stage(_)) => return None,
+                None => return Some(stage.index as usize),
             }
         }
         None
     }
 
-    /// External images used only by builder stages (not reachable from the final stage).
-    pub fn builder_images(&self) -> Vec<&ImageRef> {
-        let shipped = self.final_base();
+    /// The earlier stage `stage` is built `FROM`, if it is built from a stage.
+    fn parent_stage<'a>(&'a self, stage: &Stage) -> Option<&'a Stage> {
+        let StageBase::Stage(name) = &stage.base else {
+            return None;
+        };
         self.stages
+            .get(..stage.index as usize)?
             .iter()
-            .filter_map(|s| match &s.base {
-                StageBase::Image(image) if Some(image) != shipped => Some(image),
-                _ => None,
-            })
-            .collect()
+            .rev()
+            .find(|s| s.name.as_deref() == Some(name.as_str()))
     }
 }
 

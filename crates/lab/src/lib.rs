@@ -1,0 +1,8 @@
+//! The bulkhead lab: sample fleets to rehearse change-impact scenarios on.
+//!
+//! [`generate`] writes a deterministic, realistic microservice fleet (service repos, the shared
+//! CI template repo, the base image repo, scanner reports, a host inventory) together with a
+//! ground truth of every fact it planted, so that scanners and impact analysis can be checked
+//! against known answers.
+
+pub mod generate;
