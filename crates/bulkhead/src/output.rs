@@ -113,7 +113,7 @@ pub fn scan_table(outcome: &ScanOutcome) -> String {
                 s.name.clone(),
                 s.owner.as_ref().map_or("-".into(), ToString::to_string),
                 s.tier.map_or("-".into(), |t| t.to_string()),
-                s.base_images.first().map_or("-".into(), |b| short_image(b)),
+                s.base_images.first().map_or("-".into(), short_image),
                 if templates.is_empty() {
                     "-".into()
                 } else {

@@ -43,7 +43,7 @@ pub(crate) struct Walked {
 enum Found {
     File {
         path: String,
-        entry: CacheEntry,
+        entry: Box<CacheEntry>,
         parsed: bool,
     },
     Problem(Diagnostic),
@@ -94,10 +94,10 @@ pub(crate) fn walk(
         .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .filter_entry(move |entry| {
             let name = entry.file_name();
-            if name == ".git" {
-                if let (Some(parent), Ok(mut repos)) = (entry.path().parent(), seen_repos.lock()) {
-                    repos.push(parent.to_path_buf());
-                }
+            if name == ".git"
+                && let (Some(parent), Ok(mut repos)) = (entry.path().parent(), seen_repos.lock())
+            {
+                repos.push(parent.to_path_buf());
             }
             let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
                 && entry.file_type().is_some_and(|t| t.is_dir());
@@ -119,7 +119,7 @@ pub(crate) fn walk(
                         parsed: p,
                     } => {
                         parsed += u64::from(p);
-                        entries.insert(path, entry);
+                        entries.insert(path, *entry);
                     }
                     Found::Problem(d) => problems.push(d),
                 }
@@ -211,7 +211,7 @@ fn visit(
     {
         return Some(Found::File {
             path: rel,
-            entry: cached.clone(),
+            entry: Box::new(cached.clone()),
             parsed: false,
         });
     }
@@ -219,11 +219,11 @@ fn visit(
     progress.parsed.fetch_add(1, Ordering::Relaxed);
     Some(Found::File {
         path: rel,
-        entry: CacheEntry {
+        entry: Box::new(CacheEntry {
             size,
             mtime_ns,
             facts,
-        },
+        }),
         parsed: true,
     })
 }

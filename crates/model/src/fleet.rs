@@ -658,10 +658,8 @@ pub fn service_host<'v>(value: &'v str, namespaces: &BTreeSet<&str>) -> Option<&
         Some((host, port)) => (host, Some(port)),
         None => (authority, None),
     };
-    if let Some(port) = port {
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return None;
-        }
+    if port.is_some_and(|port| port.parse::<u16>().map_or(true, |p| p == 0)) {
+        return None;
     }
     let labels: Vec<&str> = host.split('.').collect();
     let is_label = |l: &str| {

@@ -77,13 +77,13 @@ impl FromStr for Digest {
             }
             _ => {}
         }
-        if algorithm == "sha256" || algorithm == "sha512" {
-            if hex.chars().any(|c| c.is_ascii_uppercase()) {
-                return Err(ImageRefError::Digest(
-                    s.to_string(),
-                    "digest must be lowercase hexadecimal",
-                ));
-            }
+        if (algorithm == "sha256" || algorithm == "sha512")
+            && hex.chars().any(|c| c.is_ascii_uppercase())
+        {
+            return Err(ImageRefError::Digest(
+                s.to_string(),
+                "digest must be lowercase hexadecimal",
+            ));
         }
         Ok(Digest {
             algorithm: algorithm.to_string(),
@@ -303,13 +303,10 @@ fn validate_registry(registry: &str) -> Result<(), &'static str> {
             return Err("invalid registry host");
         }
     }
-    if let Some(port) = port {
-        if port.is_empty()
-            || !port.chars().all(|c| c.is_ascii_digit())
-            || port.parse::<u16>().is_err()
-        {
-            return Err("invalid registry port");
-        }
+    if port.is_some_and(|port| {
+        port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || port.parse::<u16>().is_err()
+    }) {
+        return Err("invalid registry port");
     }
     Ok(())
 }

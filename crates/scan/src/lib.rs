@@ -65,7 +65,17 @@ pub fn parse(path: &str, kind: FileKind, text: &str) -> Facts {
 fn parse_yaml(path: &str, text: &str) -> Facts {
     let (documents, error) = yaml::load(text);
     let mut facts = Facts::default();
+    let name = path.rsplit('/').next().unwrap_or(path);
+    // kustomize accepts a kustomization without apiVersion and kind; only its file name says what it is.
+    let is_kustomization = matches!(
+        name,
+        "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+    );
     for doc in &documents {
+        if is_kustomization && doc.get("kind").is_none() {
+            facts.extend(kube::kustomization(path, doc));
+            continue;
+        }
         let api_version = doc
             .get("apiVersion")
             .and_then(yaml::Node::as_str)

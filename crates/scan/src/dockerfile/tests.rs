@@ -500,6 +500,20 @@ fn malformed_substitutions_are_unresolved() {
 }
 
 #[test]
+fn malformed_global_args_are_reported_and_leave_their_users_unresolved() {
+    check(
+        "ARG =x\nARG\nARG B=\"unterminated\nFROM alpine:$B\n",
+        r#"
+        0 - <- unresolved "alpine:$B": ARG B cannot be expanded: unterminated double quote @4
+        warning@1: ARG `=x` has no name
+        warning@2: ARG without a name
+        warning@3: ARG `B`: unterminated double quote
+        warning@4: cannot resolve FROM `alpine:$B`: ARG B cannot be expanded: unterminated double quote
+        "#,
+    );
+}
+
+#[test]
 fn garbage_on_from_lines_is_reported() {
     check(
         "FROM alpine extra\nFROM alpine AS\nFROM alpine AS a b\nFROM --pull=always --platform linux/amd64 debian\nFROM --platform=linux/amd64\nFROM 1bad AS 1Bad\nFROM alpine AS a\n",
