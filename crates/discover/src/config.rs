@@ -128,3 +128,6 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

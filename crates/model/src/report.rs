@@ -245,12 +245,11 @@ pub fn render_table(report: &ImpactReport) -> String {
     }
     if !report.plan.waves.is_empty() {
         let _ = writeln!(out, "\nPlan:");
-        for (i, wave) in report.plan.waves.iter().enumerate() {
+        for wave in &report.plan.waves {
             let targets: Vec<&str> = wave.steps.iter().map(|s| s.target.as_str()).collect();
             let _ = writeln!(
                 out,
-                "   wave {} {}: {} — gate: {}",
-                i + 1,
+                "   {}: {} — gate: {}",
                 wave.name,
                 targets.join(", "),
                 wave.gate

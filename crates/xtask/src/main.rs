@@ -51,8 +51,15 @@ fn parse(args: &[String]) -> Result<Options, String> {
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--services" => options.services = value()?.parse().map_err(|e| format!("--services: {e}"))?,
-            "--runs" => options.runs = value()?.parse::<usize>().map_err(|e| format!("--runs: {e}"))?.max(1),
+            "--services" => {
+                options.services = value()?.parse().map_err(|e| format!("--services: {e}"))?
+            }
+            "--runs" => {
+                options.runs = value()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--runs: {e}"))?
+                    .max(1)
+            }
             "--dir" => options.dir = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
@@ -63,34 +70,58 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn bench_scan(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    run(Command::new(env!("CARGO")).args(["build", "--release", "--quiet", "-p", "bulkhead"]).current_dir(&root))?;
+    run(Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "bulkhead"])
+        .current_dir(&root))?;
     let bulkhead = root.join("target/release/bulkhead");
     let rg = which("rg").ok_or("ripgrep (rg) is not installed: run scripts/setup")?;
 
     let work = std::env::temp_dir().join(format!("bulkhead-bench-{}", std::process::id()));
     let fleet = options.dir.clone().unwrap_or_else(|| work.join("fleet"));
     if !fleet.join("ground-truth.json").exists() {
-        eprintln!("generating a {}-service fleet in {} ...", options.services, fleet.display());
+        eprintln!(
+            "generating a {}-service fleet in {} ...",
+            options.services,
+            fleet.display()
+        );
         let started = Instant::now();
-        run(Command::new(&bulkhead).args(["lab", "init"]).arg(&fleet).args(["--services", &options.services.to_string()]).stdout(Stdio::null()))?;
+        run(Command::new(&bulkhead)
+            .args(["lab", "init"])
+            .arg(&fleet)
+            .args(["--services", &options.services.to_string()])
+            .stdout(Stdio::null()))?;
         eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
     }
     let state = work.join("state");
 
     let mut scan = Command::new(&bulkhead);
-    scan.arg("scan").arg(&fleet).arg("--no-cache").arg("--state").arg(&state).stdout(Stdio::null());
+    scan.arg("scan")
+        .arg(&fleet)
+        .arg("--no-cache")
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::null());
     let mut grep = Command::new(&rg);
-    grep.args(["--no-messages", "-c", "^FROM"]).arg(&fleet).stdout(Stdio::null());
+    grep.args(["--no-messages", "-c", "^FROM"])
+        .arg(&fleet)
+        .stdout(Stdio::null());
     let files = count_files(&fleet);
 
     let rg_time = median(&mut grep, options.runs)?;
     let scan_time = median(&mut scan, options.runs)?;
     let ratio = scan_time.as_secs_f64() / rg_time.as_secs_f64();
-    println!("fleet: {} services, {files} files under {}", options.services, fleet.display());
+    println!(
+        "fleet: {} services, {files} files under {}",
+        options.services,
+        fleet.display()
+    );
     println!("| what | median of {} runs |", options.runs);
     println!("|---|---|");
     println!("| rg '^FROM' (baseline) | {:.3} s |", rg_time.as_secs_f64());
-    println!("| bulkhead scan --no-cache | {:.3} s |", scan_time.as_secs_f64());
+    println!(
+        "| bulkhead scan --no-cache | {:.3} s |",
+        scan_time.as_secs_f64()
+    );
     println!("| ratio (target <= 3.0) | {ratio:.2}x |");
     if options.dir.is_none() {
         let _ = std::fs::remove_dir_all(&work);
@@ -116,7 +147,9 @@ fn median(cmd: &mut Command, runs: usize) -> Result<Duration, String> {
 fn run(cmd: &mut Command) -> Result<(), String> {
     let status = cmd.status().map_err(|e| format!("running {cmd:?}: {e}"))?;
     // ripgrep exits 1 when nothing matched: still a completed run.
-    if status.success() || (status.code() == Some(1) && cmd.get_program().to_string_lossy().ends_with("rg")) {
+    if status.success()
+        || (status.code() == Some(1) && cmd.get_program().to_string_lossy().ends_with("rg"))
+    {
         Ok(())
     } else {
         Err(format!("{cmd:?} failed: {status}"))
@@ -124,14 +157,20 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 fn count_files(dir: &Path) -> usize {
     let mut count = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.file_name().is_some_and(|n| n == ".git") {
