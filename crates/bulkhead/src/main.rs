@@ -7,6 +7,9 @@
 mod cli;
 mod output;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser as _;
 use std::process::ExitCode;
 

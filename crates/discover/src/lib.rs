@@ -109,18 +109,25 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
         files_from_cache: walked.entries.len() as u64 - walked.parsed,
         repos: walked.repos.len() as u64,
     };
-    let mut facts = model::Facts::default();
-    for entry in walked.entries.values() {
-        facts.extend(entry.facts.clone());
-    }
-    facts.diagnostics.extend(walked.diagnostics);
-    let fleet = model::assemble(AssembleInput {
-        facts,
-        repos: walked.repos,
+    // Saving the cache and assembling the fleet only read the walk's results:
+    // do them side by side.
+    let (fleet, state_error) = std::thread::scope(|s| {
+        let saving = s.spawn(|| state::save(&state_dir, &walked.entries));
+        let mut facts = model::Facts::default();
+        for entry in walked.entries.values() {
+            facts.extend(entry.facts.clone());
+        }
+        facts.diagnostics.extend(walked.diagnostics.iter().cloned());
+        let fleet = model::assemble(AssembleInput {
+            facts,
+            repos: walked.repos.clone(),
+        });
+        let state_error = match saving.join() {
+            Ok(result) => result.err().map(|e| e.to_string()),
+            Err(_) => Some("saving the cache failed unexpectedly".to_string()),
+        };
+        (fleet, state_error)
     });
-    let state_error = state::save(&state_dir, &walked.entries, &fleet, &stats)
-        .err()
-        .map(|e| e.to_string());
     Ok(ScanOutcome {
         root,
         config,

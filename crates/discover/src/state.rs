@@ -1,11 +1,12 @@
-//! The state directory: the per-file cache that makes rescans cheap, and the
-//! last scanned fleet that later commands (impact, cve, template, policy) read.
+//! The state directory: the per-file cache that makes rescans cheap. Later
+//! commands (impact, cve, template, policy) scan again through it, so they see
+//! the fleet as it is now at the cost of a stat per file.
 //!
-//! Files are written to a temporary name and renamed into place, so a killed
-//! scan leaves the previous state intact rather than half a file.
+//! The cache is written to a temporary name and renamed into place, so a killed
+//! scan leaves the previous cache intact rather than half a file. It is derived
+//! data: it is not fsynced, and a cache that does not parse is ignored.
 
-use crate::ScanStats;
-use model::{Facts, Fleet};
+use model::Facts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,9 @@ use std::path::{Path, PathBuf};
 /// The state directory's name under the fleet root.
 pub const DEFAULT_DIR: &str = ".bulkhead";
 const CACHE_FILE: &str = "scan-cache.json";
-const FLEET_FILE: &str = "fleet.json";
 /// Bumped whenever the cached facts change shape, so an old cache is ignored rather than misread.
-const CACHE_FORMAT: u32 = 1;
+/// 2: template pins carry `uses` (jobs, stages, outputs and secrets relied on).
+const CACHE_FORMAT: u32 = 2;
 
 /// What a previous scan learned from each file.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -32,13 +33,6 @@ pub struct CacheEntry {
     pub facts: Facts,
 }
 
-/// A scan saved for later commands.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SavedScan {
-    pub stats: ScanStats,
-    pub fleet: Fleet,
-}
-
 /// Loads the cache; a missing, unreadable or outdated cache is an empty one.
 pub fn load_cache(dir: &Path) -> Cache {
     std::fs::read(dir.join(CACHE_FILE))
@@ -48,29 +42,9 @@ pub fn load_cache(dir: &Path) -> Cache {
         .unwrap_or_default()
 }
 
-/// Loads the last saved fleet from a state directory.
-///
-/// # Errors
-/// When there is no saved scan there, or it cannot be read.
-pub fn load_fleet(dir: &Path) -> Result<SavedScan, crate::DiscoverError> {
-    let path = dir.join(FLEET_FILE);
-    let bytes = std::fs::read(&path).map_err(|source| crate::DiscoverError::Io {
-        action: "reading",
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| crate::DiscoverError::Io {
-        action: "parsing",
-        path,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-    })
-}
-
 pub(crate) fn save(
     dir: &Path,
     entries: &BTreeMap<String, CacheEntry>,
-    fleet: &Fleet,
-    stats: &ScanStats,
 ) -> Result<(), crate::DiscoverError> {
     let io = |action, path: PathBuf| {
         move |source| crate::DiscoverError::Io {
@@ -91,18 +65,12 @@ pub(crate) fn save(
         tool_version: &'a str,
         entries: &'a BTreeMap<String, CacheEntry>,
     }
-    #[derive(Serialize)]
-    struct SavedOut<'a> {
-        stats: &'a ScanStats,
-        fleet: &'a Fleet,
-    }
     let cache = CacheOut {
         format: CACHE_FORMAT,
         tool_version: env!("CARGO_PKG_VERSION"),
         entries,
     };
-    write_atomically(&dir.join(CACHE_FILE), &cache)?;
-    write_atomically(&dir.join(FLEET_FILE), &SavedOut { stats, fleet })
+    write_atomically(&dir.join(CACHE_FILE), &cache)
 }
 
 fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), crate::DiscoverError> {
@@ -122,11 +90,10 @@ fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), crate::Di
         path: tmp.clone(),
         source: e.into(),
     })?;
-    let file = writer.into_inner().map_err(|e| crate::DiscoverError::Io {
+    writer.into_inner().map_err(|e| crate::DiscoverError::Io {
         action: "writing",
         path: tmp.clone(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(io("syncing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("renaming", path))
 }

@@ -8,8 +8,8 @@ use scan::FileKind;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::UNIX_EPOCH;
 
 /// Folders never worth descending into: version control internals and vendored dependencies.
@@ -104,64 +104,76 @@ pub(crate) fn walk(
             !skipped && entry.path() != state_dir
         });
 
-    let (tx, rx) = mpsc::channel::<Found>();
     let max_bytes = config.scan.max_file_bytes;
-    std::thread::scope(|s| {
-        let collector = s.spawn(move || {
-            let mut entries = BTreeMap::new();
-            let mut parsed = 0;
-            let mut problems = Vec::new();
-            for found in rx {
-                match found {
-                    Found::File {
-                        path,
-                        entry,
-                        parsed: p,
-                    } => {
-                        parsed += u64::from(p);
-                        entries.insert(path, *entry);
-                    }
-                    Found::Problem(d) => problems.push(d),
-                }
+    // Each walker thread collects into its own list and hands it over once, when
+    // the walk drops its visitor: no per-file synchronisation between threads.
+    let shared: Mutex<Vec<Found>> = Mutex::new(Vec::new());
+    builder.build_parallel().run(|| {
+        let mut results = ThreadResults {
+            found: Vec::new(),
+            shared: &shared,
+        };
+        Box::new(move |result| {
+            let found = match result {
+                Ok(entry) => visit(root, &entry, cache, max_bytes, progress),
+                Err(e) => Some(Found::Problem(walk_error(root, &e))),
+            };
+            results.found.extend(found);
+            WalkState::Continue
+        })
+    });
+    let mut entries = BTreeMap::new();
+    let mut parsed = 0;
+    for found in shared
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        match found {
+            Found::File {
+                path,
+                entry,
+                parsed: p,
+            } => {
+                parsed += u64::from(p);
+                entries.insert(path, *entry);
             }
-            (entries, parsed, problems)
-        });
-        builder.build_parallel().run(|| {
-            let tx = tx.clone();
-            Box::new(move |result| {
-                let found = match result {
-                    Ok(entry) => visit(root, &entry, cache, max_bytes, progress),
-                    Err(e) => Some(Found::Problem(walk_error(root, &e))),
-                };
-                if let Some(found) = found {
-                    // The collector only stops after every sender is gone, so this cannot fail.
-                    let _ = tx.send(found);
-                }
-                WalkState::Continue
-            })
-        });
-        drop(tx);
-        let (entries, parsed, problems) = collector.join().unwrap_or_default();
-        diagnostics.extend(problems);
-        let repos = repo_dirs
-            .lock()
-            .map(|dirs| {
-                dirs.iter()
-                    .map(|dir| Repo {
-                        path: relative(root, dir),
-                        git: true,
-                        head: crate::git::head(dir),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Walked {
-            entries,
-            parsed,
-            diagnostics,
-            repos,
+            Found::Problem(d) => diagnostics.push(d),
         }
-    })
+    }
+    let repos = repo_dirs
+        .lock()
+        .map(|dirs| {
+            dirs.iter()
+                .map(|dir| Repo {
+                    path: relative(root, dir),
+                    git: true,
+                    head: crate::git::head(dir),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Walked {
+        entries,
+        parsed,
+        diagnostics,
+        repos,
+    }
+}
+
+/// One walker thread's findings, handed to `shared` when the thread is done.
+struct ThreadResults<'a> {
+    found: Vec<Found>,
+    shared: &'a Mutex<Vec<Found>>,
+}
+
+impl Drop for ThreadResults<'_> {
+    fn drop(&mut self) {
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        shared.append(&mut self.found);
+    }
 }
 
 fn visit(

@@ -288,6 +288,7 @@ pub struct AssembleInput {
 pub fn assemble(input: AssembleInput) -> Fleet {
     let AssembleInput { facts, mut repos } = input;
     repos.sort();
+    let repo_dirs: BTreeMap<String, ()> = repos.iter().map(|r| (r.path.clone(), ())).collect();
     let mut diagnostics = facts.diagnostics;
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     // Where each service lives: the folder its CI files and Dockerfiles are looked up in.
@@ -336,9 +337,9 @@ pub fn assemble(input: AssembleInput) -> Fleet {
             }
         }
         if !has_catalog.contains(&name) {
-            let home = repo_of(&repos, &workload.at.path).map_or_else(
+            let home = deepest(&repo_dirs, &workload.at.path).map_or_else(
                 || parent_dir(&workload.at.path).to_string(),
-                |r| r.path.clone(),
+                |(dir, _)| dir.to_string(),
             );
             homes.entry(home).or_default().insert(name);
         }
@@ -347,8 +348,8 @@ pub fn assemble(input: AssembleInput) -> Fleet {
         service.repo = service
             .declared_at
             .first()
-            .and_then(|at| repo_of(&repos, &at.path))
-            .map(|r| r.path.clone());
+            .and_then(|at| deepest(&repo_dirs, &at.path))
+            .map(|(dir, _)| dir.to_string());
     }
 
     // Names by which a service can be called: its own name and every Kubernetes
@@ -356,12 +357,25 @@ pub fn assemble(input: AssembleInput) -> Fleet {
     let mut callable: BTreeMap<String, String> =
         services.keys().map(|n| (n.clone(), n.clone())).collect();
     let namespaces: BTreeSet<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
+    // Workloads by (namespace, pod label, value): a selector's candidates are the
+    // workloads carrying its first label, which keeps matching linear in fleet size.
+    let mut by_label: BTreeMap<(&str, &str, &str), Vec<&Workload>> = BTreeMap::new();
+    for w in &workloads {
+        for (k, v) in &w.pod_labels {
+            by_label
+                .entry((w.namespace.as_str(), k.as_str(), v.as_str()))
+                .or_default()
+                .push(w);
+        }
+    }
     for kube_service in &facts.kube_services {
-        let targets: BTreeSet<&str> = workloads
-            .iter()
-            .filter(|w| {
-                w.namespace == kube_service.namespace && kube_service.selects(&w.pod_labels)
-            })
+        let candidates = kube_service.selector.iter().next().and_then(|(k, v)| {
+            by_label.get(&(kube_service.namespace.as_str(), k.as_str(), v.as_str()))
+        });
+        let targets: BTreeSet<&str> = candidates
+            .into_iter()
+            .flatten()
+            .filter(|w| kube_service.selects(&w.pod_labels))
             .map(|w| w.service_name())
             .collect();
         match targets.len() {
@@ -541,13 +555,7 @@ fn attach_build_facts(
     dockerfiles: &[Dockerfile],
     templates: &[TemplateRef],
 ) -> Vec<Image> {
-    let owners_of = |path: &str| -> Option<&BTreeSet<String>> {
-        homes
-            .iter()
-            .filter(|(home, _)| is_within(path, home))
-            .max_by_key(|(home, _)| home.len())
-            .map(|(_, names)| names)
-    };
+    let owners_of = |path: &str| deepest(homes, path).map(|(_, names)| names);
     let mut images = Vec::new();
     for dockerfile in dockerfiles {
         let Some(owners) = owners_of(&dockerfile.path) else {
@@ -596,19 +604,35 @@ fn apply_image_overrides(
     mut workloads: Vec<Workload>,
     overrides: &[ImageOverride],
 ) -> Vec<Workload> {
+    if overrides.is_empty() {
+        return workloads;
+    }
+    // Overrides by the folder of their kustomization, each with its image name parsed once.
+    let mut by_dir: BTreeMap<String, Vec<(&ImageOverride, Option<String>)>> = BTreeMap::new();
+    for o in overrides {
+        let name = ImageRef::parse(&o.name).ok().map(|n| n.name());
+        by_dir
+            .entry(parent_dir(&o.at.path).to_string())
+            .or_default()
+            .push((o, name));
+    }
     for workload in &mut workloads {
+        let in_scope: Vec<&(&ImageOverride, Option<String>)> = ancestors(&workload.at.path)
+            .filter_map(|dir| by_dir.get(dir))
+            .flatten()
+            .collect();
+        if in_scope.is_empty() {
+            continue;
+        }
         for container in &mut workload.containers {
             let Some(image) = &container.image_ref else {
                 continue;
             };
-            let applicable = overrides
-                .iter()
-                .filter(|o| is_within(&workload.at.path, parent_dir(&o.at.path)))
-                .find(|o| {
-                    ImageRef::parse(&o.name).is_ok_and(|n| n.name() == image.name())
-                        || o.name == image.repository()
-                });
-            let Some(o) = applicable else { continue };
+            let Some((o, _)) = in_scope.iter().find(|(o, name)| {
+                name.as_deref() == Some(image.name().as_str()) || o.name == image.repository()
+            }) else {
+                continue;
+            };
             let mut written = o.new_name.clone().unwrap_or_else(|| image.name());
             match (o.new_tag.as_deref(), image.tag()) {
                 (Some(tag), _) | (None, Some(tag)) => {
@@ -689,23 +713,25 @@ fn entity_ref_name(reference: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-fn repo_of<'r>(repos: &'r [Repo], path: &str) -> Option<&'r Repo> {
-    repos
-        .iter()
-        .filter(|r| is_within(path, &r.path))
-        .max_by_key(|r| r.path.len())
+/// The deepest folder of `map` that contains `path`, with its value.
+fn deepest<'m, T>(map: &'m BTreeMap<String, T>, path: &str) -> Option<(&'m str, &'m T)> {
+    ancestors(path)
+        .find_map(|dir| map.get_key_value(dir))
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+/// The folders containing `path`, deepest first, ending with the fleet root `""`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(parent_dir(path));
+    std::iter::from_fn(move || {
+        let dir = next?;
+        next = (!dir.is_empty()).then(|| parent_dir(dir));
+        Some(dir)
+    })
 }
 
 fn parent_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
-}
-
-/// Whether `path` lies in folder `dir` (`""` is the fleet root, containing everything).
-fn is_within(path: &str, dir: &str) -> bool {
-    dir.is_empty()
-        || path
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@
 //! nesting depth is capped too ([`MAX_DEPTH`]). Merge keys (`<<: *base`) are
 //! applied while loading, as GitLab CI and Kubernetes tooling expect.
 
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Most nodes one file may expand to, aliases included.
 pub const MAX_NODES: usize = 1_000_000;
@@ -276,20 +275,23 @@ fn merge_into(pairs: &mut Vec<(Node, Node)>, merged: Node) {
     }
 }
 
-impl MarkedEventReceiver for Loader {
-    fn on_event(&mut self, event: Event, mark: Marker) {
+impl<'input> SpannedEventReceiver<'input> for Loader {
+    fn on_event(&mut self, event: Event<'input>, span: Span) {
         if self.error.is_some() {
             return;
         }
-        let line = mark.line() as u32;
+        let line = span.start.line() as u32;
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 if self.count(1, line) {
-                    let plain = style == TScalarStyle::Plain;
+                    let plain = style == ScalarStyle::Plain;
                     self.finish(
                         Node {
                             line,
-                            value: Value::Scalar { text, plain },
+                            value: Value::Scalar {
+                                text: text.into_owned(),
+                                plain,
+                            },
                         },
                         anchor,
                     );
@@ -355,7 +357,7 @@ impl MarkedEventReceiver for Loader {
                 }
                 None => self.fail(line, "alias to an unknown anchor".to_string()),
             },
-            Event::DocumentStart => self.anchors.clear(),
+            Event::DocumentStart(_) => self.anchors.clear(),
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }
