@@ -172,7 +172,16 @@ fn count<T: Ord>(items: impl IntoIterator<Item = T>) -> BTreeMap<T, usize> {
 
 #[test]
 fn plan_of_100_services_has_the_planted_distributions() {
-    let fleet = generate::plan(&FleetSpec::default());
+    for seed in [42, 1, 2024] {
+        let fleet = generate::plan(&FleetSpec {
+            seed,
+            ..FleetSpec::default()
+        });
+        assert_distributions(&fleet);
+    }
+}
+
+fn assert_distributions(fleet: &GeneratedFleet) {
     let truth = &fleet.truth;
     let services = &truth.services;
     assert_eq!(services.len(), 100);
