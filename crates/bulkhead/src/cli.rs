@@ -47,6 +47,10 @@ enum Command {
     Lab(LabCommand),
     /// Generate the sample fleet in a temporary folder, scan it, and show one impact answer.
     Demo(DemoArgs),
+    /// Govern the shared CI templates: semver checks, static checks of every
+    /// app, representative apps and adoption waves, bump and rollback commits.
+    #[command(subcommand)]
+    Template(crate::template_cmd::TemplateCommand),
 }
 
 #[derive(Debug, Args)]
@@ -100,7 +104,7 @@ struct ImpactServicesArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
     /// For a pull-request comment.
@@ -117,6 +121,25 @@ enum LabCommand {
     /// inventory, and ground-truth.json listing every planted fact. The same
     /// seed gives byte-identical output.
     Init(LabInitArgs),
+    /// Run a demo microservice that propagates traces and fails on purpose.
+    ///
+    /// Answers every path with JSON naming itself, its version and the results
+    /// of calling each --calls URL, passing the trace context on (W3C
+    /// traceparent/tracestate, and B3). Writes one JSON log line per request
+    /// with trace_id and span_id on stdout; the first line is
+    /// {"event":"listening","addr":"HOST:PORT",...}. Exports spans over
+    /// OTLP/HTTP to --otlp-endpoint. A downstream failure is answered with 502
+    /// and error.origin naming the service that failed first.
+    ///
+    /// Other routes: /healthz, /readyz, /metrics (Prometheus), /admin/faults
+    /// (GET, PUT, DELETE; needs --admin-token), POST /test (the W3C
+    /// trace-context test service protocol). SIGTERM or Ctrl-C stops it
+    /// gracefully: open requests finish and queued spans are flushed.
+    ///
+    /// Example: bulkhead lab service --name orders --version 1.0.0
+    /// --listen 127.0.0.1:8081 --calls http://127.0.0.1:8082/
+    #[command(disable_version_flag = true)]
+    Service(Box<LabServiceArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +152,79 @@ struct LabInitArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct LabServiceArgs {
+    /// Service name, as it appears in responses, logs, spans and metrics.
+    #[arg(long)]
+    name: String,
+    /// Service version, for example 1.4.0 or green.
+    #[arg(long = "version", value_name = "VERSION")]
+    service_version: String,
+    /// Address to listen on; port 0 picks a free port (printed in the first log line).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Downstream services called on every request: http:// URLs, comma-separated.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    calls: Vec<lab_service::HttpUrl>,
+    /// Call the downstream services all at once instead of one after the other.
+    #[arg(long)]
+    parallel: bool,
+    /// Timeout of one downstream call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    call_timeout_ms: u64,
+    /// Export spans over OTLP/HTTP (JSON) to this collector; /v1/traces is appended.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<lab_service::HttpUrl>,
+    /// Longest time a span waits before it is exported, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    otlp_interval_ms: u64,
+    /// Spans per export request.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    otlp_batch_size: usize,
+    /// Spans queued while the collector is slow; more are dropped (spans_dropped_total).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    otlp_queue: usize,
+    /// Fault: share of requests answered with HTTP 500, from 0.0 to 1.0.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fault: latency added to every request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Fault: random latency added on top of --latency-ms, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_jitter_ms: u64,
+    /// How the jitter is drawn: uniform in [0, jitter], or exponential with mean
+    /// jitter (a long tail, capped at 10x).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = LatencyDistribution::Uniform)]
+    latency_distribution: LatencyDistribution,
+    /// Fault: fail calls to this downstream (a URL exactly as in --calls) without
+    /// making them. Repeatable.
+    #[arg(long, value_name = "URL")]
+    fail_call: Vec<String>,
+    /// Fault: answer /readyz with 503.
+    #[arg(long)]
+    not_ready: bool,
+    /// Seed for ids and fault decisions: the same seed and the same requests give
+    /// the same answers.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Bearer token that enables the admin endpoint (/admin/faults). Prefer the
+    /// BULKHEAD_LAB_ADMIN_TOKEN environment variable, which other users cannot
+    /// read from the process list. With neither, the admin endpoint is disabled
+    /// and answers 403.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
+    /// Worker threads; 1 runs a single-threaded runtime (lightest).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LatencyDistribution {
+    Uniform,
+    Exponential,
 }
 
 #[derive(Debug, Args)]
@@ -147,12 +243,14 @@ impl Cli {
             Command::Scan(args) => scan(args),
             Command::Impact(ImpactCommand::Services(args)) => impact_services(args),
             Command::Lab(LabCommand::Init(args)) => lab_init(args),
+            Command::Lab(LabCommand::Service(args)) => lab_service(*args),
             Command::Demo(args) => demo(args),
+            Command::Template(command) => crate::template_cmd::run(command),
         }
     }
 }
 
-fn run_scan(
+pub(crate) fn run_scan(
     paths: Vec<PathBuf>,
     state: Option<PathBuf>,
     use_cache: bool,
@@ -214,6 +312,46 @@ fn lab_init(args: LabInitArgs) -> Result<ExitCode> {
         summary.ground_truth.display(),
         args.dir.display()
     ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lab_service(args: LabServiceArgs) -> Result<ExitCode> {
+    let name = args.name.clone();
+    let admin_token = args
+        .admin_token
+        .or_else(|| std::env::var("BULKHEAD_LAB_ADMIN_TOKEN").ok())
+        .and_then(lab_service::AdminToken::new);
+    let mut config = lab_service::Config::new(args.name, args.service_version);
+    config.listen = args.listen;
+    config.calls = args.calls;
+    config.call_mode = if args.parallel {
+        lab_service::CallMode::Parallel
+    } else {
+        lab_service::CallMode::Sequential
+    };
+    config.call_timeout = std::time::Duration::from_millis(args.call_timeout_ms);
+    config.otlp = args.otlp_endpoint.map(|endpoint| {
+        let mut otlp = lab_service::OtlpConfig::new(endpoint);
+        otlp.interval = std::time::Duration::from_millis(args.otlp_interval_ms);
+        otlp.batch_size = args.otlp_batch_size;
+        otlp.queue = args.otlp_queue;
+        otlp
+    });
+    config.faults = lab_service::Faults {
+        error_rate: args.error_rate,
+        latency_ms: args.latency_ms,
+        latency_jitter_ms: args.latency_jitter_ms,
+        jitter: match args.latency_distribution {
+            LatencyDistribution::Uniform => lab_service::Jitter::Uniform,
+            LatencyDistribution::Exponential => lab_service::Jitter::Exponential,
+        },
+        fail_calls: args.fail_call,
+        not_ready: args.not_ready,
+    };
+    config.seed = args.seed;
+    config.admin_token = admin_token;
+    config.worker_threads = args.threads.max(1);
+    lab_service::run(config).with_context(|| format!("lab service {name}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 
 mod cli;
 mod output;
+mod template_cmd;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -205,7 +205,47 @@ pub struct TemplateRef {
     /// The job that uses it (GitHub reusable workflows and actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// What the CI file relies on the template to define besides its inputs
+    /// (jobs it extends, needs or overrides, stages, outputs, secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<TemplateUse>,
     pub at: Provenance,
+}
+
+/// One thing a CI file relies on a template to define, besides its inputs.
+///
+/// Static validation checks these against a new template version: a job the
+/// app extends that the new version no longer has breaks the app's pipeline
+/// just as surely as a removed input does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TemplateUse {
+    pub kind: TemplateUseKind,
+    /// The job, stage, output or secret relied on.
+    pub name: String,
+    /// The app's own job that relies on it.
+    pub job: String,
+    pub at: Provenance,
+}
+
+/// How a CI file relies on something a template defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateUseKind {
+    /// GitLab `extends:` naming a job the file does not define.
+    Extends,
+    /// GitLab `needs:` naming a job the file does not define (optional needs excluded).
+    Needs,
+    /// A GitLab job with no `script`, `trigger` or `extends` of its own: it only
+    /// completes (overrides keys of) an included job of the same name.
+    Overrides,
+    /// A GitLab job's `stage:` when the file declares no `stages:` of its own.
+    Stage,
+    /// A GitHub `needs.<job>.outputs.<name>` read of a reusable workflow's output.
+    Output,
+    /// A secret passed explicitly to a GitHub reusable workflow.
+    Secret,
+    /// `secrets: inherit`: every secret of the caller is passed.
+    InheritsSecrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -17,7 +17,8 @@ pub mod report;
 pub use diagnostic::{Diagnostic, Provenance, Severity};
 pub use facts::{
     CatalogEntity, Container, Dockerfile, EnvVar, Facts, Host, ImageOverride, KubeService, Route,
-    RouteKind, Stage, StageBase, TemplateKind, TemplateRef, Workload, WorkloadKind,
+    RouteKind, Stage, StageBase, TemplateKind, TemplateRef, TemplateUse, TemplateUseKind, Workload,
+    WorkloadKind,
 };
 pub use fleet::{
     AssembleInput, Dependency, DependencyVia, Edge, EdgeKind, Fleet, Image, Owner, Repo, Service,

@@ -25,8 +25,10 @@
 //! the line a bump commit rewrites.
 
 use crate::yaml::{self, Node, Value};
-use model::{Diagnostic, Facts, Provenance, TemplateKind, TemplateRef};
-use std::collections::BTreeMap;
+use model::{
+    Diagnostic, Facts, Provenance, TemplateKind, TemplateRef, TemplateUse, TemplateUseKind,
+};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Reads the template references of one workflow file.
 ///
@@ -90,6 +92,7 @@ impl Reader<'_> {
             );
             return;
         };
+        let reads = output_reads(self.path, jobs);
         for (id, job) in jobs {
             let Some(id) = id.as_str() else {
                 self.warn(id.line, "job id must be a string".to_string());
@@ -102,13 +105,17 @@ impl Reader<'_> {
                 );
                 continue;
             }
-            self.job(id, job);
+            self.job(id, job, &reads);
         }
     }
 
-    fn job(&mut self, id: &str, job: &Node) {
+    fn job(&mut self, id: &str, job: &Node, reads: &BTreeMap<&str, Vec<TemplateUse>>) {
         if let Some(uses) = job.get("uses") {
+            let first = self.facts.templates.len();
             self.workflow_call(id, uses, job.get("with"));
+            if let Some(template) = self.facts.templates.get_mut(first) {
+                template.uses = workflow_uses(self.path, id, job, reads);
+            }
         }
         let Some(steps) = job.get("steps").filter(|s| !s.is_null()) else {
             return;
@@ -245,6 +252,7 @@ impl Reader<'_> {
             version: target.version.map(str::to_string),
             inputs,
             job: Some(id.to_string()),
+            uses: Vec::new(),
             at: Provenance::new(self.path, uses.line),
         });
     }
@@ -267,6 +275,85 @@ impl Reader<'_> {
             .filter_map(|(k, v)| Some((k.string()?, v.to_json())))
             .collect()
     }
+}
+
+/// What a job calling a reusable workflow relies on it to define besides its
+/// inputs: the secrets it passes (or `inherit`) and the outputs other jobs read.
+fn workflow_uses(
+    path: &str,
+    id: &str,
+    job: &Node,
+    reads: &BTreeMap<&str, Vec<TemplateUse>>,
+) -> Vec<TemplateUse> {
+    let mut uses = reads.get(id).cloned().unwrap_or_default();
+    let secret = |kind, name: &str, line| TemplateUse {
+        kind,
+        name: name.to_string(),
+        job: id.to_string(),
+        at: Provenance::new(path, line),
+    };
+    if let Some(secrets) = job.get("secrets") {
+        match secrets.as_map() {
+            Some(pairs) => {
+                uses.extend(pairs.iter().filter_map(|(k, _)| {
+                    Some(secret(TemplateUseKind::Secret, k.as_str()?, k.line))
+                }))
+            }
+            None if secrets.as_str() == Some("inherit") => uses.push(secret(
+                TemplateUseKind::InheritsSecrets,
+                "inherit",
+                secrets.line,
+            )),
+            None => {}
+        }
+    }
+    uses.sort();
+    uses.dedup();
+    uses
+}
+
+/// Every `needs.<job>.outputs.<name>` expression in the workflow's jobs, by the job it reads.
+fn output_reads<'n>(path: &str, jobs: &'n [(Node, Node)]) -> BTreeMap<&'n str, Vec<TemplateUse>> {
+    fn scalars<'a>(node: &'a Node, out: &mut Vec<(&'a str, u32)>) {
+        match &node.value {
+            Value::Scalar { text, .. } => out.push((text, node.line)),
+            Value::Seq(items) => items.iter().for_each(|n| scalars(n, out)),
+            Value::Map(pairs) => pairs.iter().for_each(|(_, v)| scalars(v, out)),
+        }
+    }
+    let mut reads: BTreeMap<&str, Vec<TemplateUse>> = BTreeMap::new();
+    let ids: BTreeSet<&str> = jobs.iter().filter_map(|(k, _)| k.as_str()).collect();
+    for (reader, body) in jobs {
+        let Some(reader) = reader.as_str() else {
+            continue;
+        };
+        let mut texts = Vec::new();
+        scalars(body, &mut texts);
+        for (text, line) in texts {
+            let mut rest = text;
+            while let Some(at) = rest.find("needs.") {
+                rest = &rest[at + "needs.".len()..];
+                let word = |s: &str| {
+                    s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                        .unwrap_or(s.len())
+                };
+                let (job, after) = rest.split_at(word(rest));
+                let Some(after) = after.strip_prefix(".outputs.") else {
+                    continue;
+                };
+                let output = &after[..word(after)];
+                if let (Some(job), false) = (ids.get(job), output.is_empty()) {
+                    reads.entry(job).or_default().push(TemplateUse {
+                        kind: TemplateUseKind::Output,
+                        name: output.to_string(),
+                        job: reader.to_string(),
+                        at: Provenance::new(path, line),
+                    });
+                }
+            }
+        }
+    }
+    reads
 }
 
 /// Splits `owner/repo[/path]@ref`; `None` when owner or repo is missing.

@@ -35,8 +35,10 @@
 //! include is still a dependency on the template.
 
 use crate::yaml::{self, Node, Value};
-use model::{Diagnostic, Facts, Provenance, TemplateKind, TemplateRef};
-use std::collections::BTreeMap;
+use model::{
+    Diagnostic, Facts, Provenance, TemplateKind, TemplateRef, TemplateUse, TemplateUseKind,
+};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Reads the template references of one GitLab CI file.
 ///
@@ -89,12 +91,19 @@ impl Reader<'_> {
             );
             return;
         };
+        let first = self.facts.templates.len();
         if let Some((key, include)) = pair(document, "include") {
             self.includes(key, include, None);
         }
         for (name, job) in pairs {
             if let Some((key, include)) = job.get("trigger").and_then(|t| pair(t, "include")) {
                 self.includes(key, include, name.as_str());
+            }
+        }
+        if self.facts.templates.len() > first {
+            let uses = template_uses(self.path, pairs);
+            for template in &mut self.facts.templates[first..] {
+                template.uses.clone_from(&uses);
             }
         }
     }
@@ -341,9 +350,89 @@ impl Reader<'_> {
             version: None,
             inputs: BTreeMap::new(),
             job: job.map(str::to_string),
+            uses: Vec::new(),
             at: Provenance::new(self.path, line),
         }
     }
+}
+
+/// Top-level keys of a pipeline that are keywords, not job names.
+const KEYWORDS: [&str; 11] = [
+    "default",
+    "include",
+    "stages",
+    "variables",
+    "workflow",
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+    "spec",
+];
+
+/// What the file's jobs rely on included templates to define: jobs they
+/// `extends:` or `needs:` that the file does not define itself, jobs that only
+/// override keys of an included job (no `script`, `trigger` or `extends` of
+/// their own), and the stages its jobs run in when it declares no `stages:`.
+fn template_uses(path: &str, pairs: &[(Node, Node)]) -> Vec<TemplateUse> {
+    let jobs: Vec<(&str, &Node, &Node)> = pairs
+        .iter()
+        .filter_map(|(key, body)| {
+            let name = key.as_str()?;
+            (!KEYWORDS.contains(&name) && body.as_map().is_some()).then_some((name, key, body))
+        })
+        .collect();
+    let defined: BTreeSet<&str> = jobs.iter().map(|(name, ..)| *name).collect();
+    let own_stages = pairs.iter().any(|(k, _)| k.as_str() == Some("stages"));
+    let mut uses = Vec::new();
+    for (job, key, body) in jobs {
+        let mut add = |kind, name: &str, line| {
+            uses.push(TemplateUse {
+                kind,
+                name: name.to_string(),
+                job: job.to_string(),
+                at: Provenance::new(path, line),
+            });
+        };
+        let extends = body.get("extends").map_or(&[][..], |e| match &e.value {
+            Value::Seq(items) => items.as_slice(),
+            _ => std::slice::from_ref(e),
+        });
+        for target in extends {
+            if let Some(name) = target.as_str().filter(|n| !defined.contains(n)) {
+                add(TemplateUseKind::Extends, name, target.line);
+            }
+        }
+        for need in body.get("needs").and_then(Node::as_seq).unwrap_or_default() {
+            // Cross-project and parent-pipeline needs, and optional ones, cannot break on a template.
+            let optional = need.get("optional").map(Node::to_json) == Some(true.into());
+            let other_pipeline = need.get("pipeline").is_some() || need.get("project").is_some();
+            let name = need
+                .as_str()
+                .or_else(|| need.get("job").and_then(Node::as_str));
+            if let Some(name) =
+                name.filter(|n| !defined.contains(n) && !optional && !other_pipeline)
+            {
+                add(TemplateUseKind::Needs, name, need.line);
+            }
+        }
+        let hidden = job.starts_with('.');
+        let complete = ["script", "trigger", "extends", "run"]
+            .iter()
+            .any(|k| body.get(k).is_some());
+        if !hidden && !complete {
+            add(TemplateUseKind::Overrides, job, key.line);
+        }
+        if let Some(stage) = body.get("stage").filter(|_| !hidden && !own_stages)
+            && let Some(name) = stage.as_str()
+        {
+            add(TemplateUseKind::Stage, name, stage.line);
+        }
+    }
+    uses.sort();
+    uses.dedup();
+    uses
 }
 
 /// The key and value nodes of a mapping entry.

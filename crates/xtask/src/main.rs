@@ -5,6 +5,11 @@
 //! same tree, and prints both times and their ratio. The target is a full parse
 //! within 3x ripgrep's time. Both tools run warm (one untimed run each first),
 //! and the median of several runs is reported.
+//!
+//! `bench-lab-service`: the resident memory of idle `bulkhead lab service`
+//! instances and the requests/s one of them serves (see `bench_lab_service.rs`).
+
+mod bench_lab_service;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -20,8 +25,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench-scan") => bench_scan(&args[1..]),
+        Some("bench-lab-service") => bench_lab_service::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("-h" | "--help") | None => {
-            println!("{USAGE}");
+            println!("{USAGE}\n\n{}", bench_lab_service::USAGE);
             Ok(())
         }
         Some(other) => Err(format!("unknown task {other:?}\n{USAGE}")),

@@ -11,12 +11,27 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("impact", &["model"]),
     ("discover", &["model", "scan"]),
     ("lab", &[]),
-    ("bulkhead", &["model", "scan", "discover", "impact", "lab"]),
+    ("lab-service", &[]),
+    ("templates", &["model", "scan"]),
+    ("vcs", &[]),
+    (
+        "bulkhead",
+        &[
+            "model",
+            "scan",
+            "discover",
+            "impact",
+            "lab",
+            "lab-service",
+            "templates",
+            "vcs",
+        ],
+    ),
     ("xtask", &[]),
 ];
 
 /// Crates whose code must stay pure: no file system, processes or network.
-const PURE: &[&str] = &["model", "scan", "impact"];
+const PURE: &[&str] = &["model", "scan", "impact", "templates"];
 
 fn metadata() -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO"))

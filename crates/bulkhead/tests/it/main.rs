@@ -4,8 +4,10 @@
 
 mod bad_input;
 mod boutique;
+mod lab_service;
 mod layering;
 mod sample_fleet;
+mod templates;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

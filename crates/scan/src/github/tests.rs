@@ -303,3 +303,55 @@ jobs:
         }
     }
 }
+
+/// `job: kind name by-job L<line>` for the uses of every reusable-workflow reference.
+#[track_caller]
+fn check_uses(text: &str, expect: &str) {
+    let facts = parse(PATH, text);
+    let mut actual = String::new();
+    for t in &facts.templates {
+        for u in &t.uses {
+            let kind = serde_json::to_value(u.kind).expect("kind serializes");
+            actual.push_str(&format!(
+                "{}: {} {} by {} L{}\n",
+                t.job.as_deref().unwrap_or("?"),
+                kind.as_str().unwrap_or("?"),
+                u.name,
+                u.job,
+                u.at.line
+            ));
+        }
+    }
+    let expect = expect.trim_start_matches('\n');
+    assert_eq!(actual, expect, "\n--- actual ---\n{actual}");
+}
+
+#[test]
+fn secrets_passed_and_outputs_read_are_recorded() {
+    check_uses(
+        r#"
+on: push
+jobs:
+  build:
+    uses: acme/ci-templates/.github/workflows/build.yml@v1.4.2
+    secrets:
+      registry_password: ${{ secrets.REGISTRY }}
+  deploy:
+    uses: acme/ci-templates/.github/workflows/deploy.yml@v1.4.2
+    with:
+      digest: ${{ needs.build.outputs.image_digest }}
+    secrets: inherit
+  notify:
+    runs-on: ubuntu-24.04
+    steps:
+      - run: echo "${{ needs.build.outputs.image_digest }} ${{ needs.deploy.outputs.url }} ${{ needs.build.result }}"
+"#,
+        r#"
+build: output image_digest by deploy L11
+build: output image_digest by notify L16
+build: secret registry_password by build L7
+deploy: output url by notify L16
+deploy: inherits-secrets inherit by deploy L12
+"#,
+    );
+}

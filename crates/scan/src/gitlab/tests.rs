@@ -444,3 +444,90 @@ j:
         }
     }
 }
+
+/// `kind name by-job L<line>` for every use attached to the first reference;
+/// all references of one file carry the same list.
+#[track_caller]
+fn check_uses(text: &str, expect: &str) {
+    let facts = parse(PATH, text);
+    let first = facts.templates.first().expect("a template reference");
+    for t in &facts.templates {
+        assert_eq!(
+            t.uses, first.uses,
+            "every reference of the file carries the uses"
+        );
+    }
+    let actual: String = first
+        .uses
+        .iter()
+        .map(|u| {
+            let kind = serde_json::to_value(u.kind).expect("kind serializes");
+            format!(
+                "{} {} by {} L{}\n",
+                kind.as_str().unwrap_or("?"),
+                u.name,
+                u.job,
+                u.at.line
+            )
+        })
+        .collect();
+    let expect = expect.trim_start_matches('\n');
+    assert_eq!(actual, expect, "\n--- actual ---\n{actual}");
+}
+
+#[test]
+fn jobs_that_lean_on_template_jobs_and_stages_are_recorded() {
+    check_uses(
+        r#"
+include:
+  - project: platform/ci-templates
+    ref: v1.3.0
+    file: [templates/build.yml, templates/deploy.yml]
+lint:
+  allow_failure: true
+.local-base:
+  image: alpine
+e2e:
+  extends: [.local-base, .template-base]
+  stage: verify
+  needs:
+    - build-image
+    - job: unit-tests
+      artifacts: false
+    - job: sbom
+      optional: true
+    - pipeline: $PARENT_PIPELINE_ID
+      job: generate
+    - e2e-setup
+  script: make e2e
+e2e-setup:
+  stage: .pre
+  script: true
+"#,
+        r#"
+extends .template-base by e2e L11
+needs build-image by e2e L14
+needs unit-tests by e2e L15
+overrides lint by lint L6
+stage .pre by e2e-setup L24
+stage verify by e2e L12
+"#,
+    );
+}
+
+#[test]
+fn a_file_that_declares_its_stages_relies_on_none_of_the_template() {
+    check_uses(
+        r#"
+stages: [lint, test]
+include:
+  - component: gitlab.example.com/p/ci/build@1.0.0
+lint:
+  stage: lint
+  extends: .lint-base
+"#,
+        r#"
+extends .lint-base by lint L7
+"#,
+    );
+}

@@ -1,0 +1,612 @@
+//! Trace context propagation: W3C Trace Context (`traceparent`, `tracestate`)
+//! and Zipkin B3 (single `b3` header and multi `X-B3-*` headers).
+//!
+//! This module is pure: header values in, typed values out. It follows the
+//! processing rules of W3C Trace Context level 2 and the behaviour the official
+//! W3C test harness checks at its strictest level:
+//!
+//! - a `traceparent` that fails to parse (or appears twice) restarts the trace:
+//!   a new trace id, and the incoming `tracestate` is dropped with it;
+//! - a `tracestate` with any invalid member, a duplicated key or more than 32
+//!   members is discarded whole (the harness expects that, not a partial list);
+//! - future versions (`01`..`fe`) are parsed by their version-00 prefix, and
+//!   forwarded as version `00`; version `ff` is invalid.
+//!
+//! B3 is read only when no `traceparent` header is present at all, so that the
+//! W3C rules stay exact whenever a W3C context was sent.
+
+use hyper::HeaderMap;
+use std::fmt;
+
+/// A 128-bit trace id, never all zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId(u128);
+
+/// A 64-bit span id, never all zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanId(u64);
+
+impl TraceId {
+    /// `None` for zero, which W3C reserves as invalid.
+    pub fn new(value: u128) -> Option<TraceId> {
+        (value != 0).then_some(TraceId(value))
+    }
+
+    /// Exactly 32 lowercase hex digits, not all zero.
+    pub fn from_hex(hex: &str) -> Option<TraceId> {
+        (hex.len() == 32)
+            .then(|| parse_lower_hex(hex.as_bytes()))
+            .flatten()
+            .and_then(TraceId::new)
+    }
+
+    pub fn get(self) -> u128 {
+        self.0
+    }
+}
+
+impl SpanId {
+    /// `None` for zero, which W3C reserves as invalid.
+    pub fn new(value: u64) -> Option<SpanId> {
+        (value != 0).then_some(SpanId(value))
+    }
+
+    /// Exactly 16 lowercase hex digits, not all zero.
+    pub fn from_hex(hex: &str) -> Option<SpanId> {
+        (hex.len() == 16)
+            .then(|| parse_lower_hex(hex.as_bytes()))
+            .flatten()
+            .and_then(|v| SpanId::new(v as u64))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The `sampled` bit of `trace-flags`.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// The level-2 `random` bit of `trace-flags` (the trace id's right 7 bytes are random).
+pub const FLAG_RANDOM: u8 = 0x02;
+
+/// A parsed `traceparent` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    pub version: u8,
+    pub trace_id: TraceId,
+    pub parent_id: SpanId,
+    /// The flags this service understands and forwards; unknown bits are cleared,
+    /// as the specification asks.
+    pub flags: u8,
+}
+
+/// Why a `traceparent` value was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceParentError {
+    #[error("shorter than 55 characters")]
+    TooShort,
+    #[error("version is not two lowercase hex digits")]
+    Version,
+    #[error("version ff is invalid")]
+    VersionFf,
+    #[error("a field separator is missing")]
+    Separator,
+    #[error("trace-id is not 32 lowercase hex digits, or is all zeros")]
+    TraceId,
+    #[error("parent-id is not 16 lowercase hex digits, or is all zeros")]
+    ParentId,
+    #[error("trace-flags is not two lowercase hex digits")]
+    Flags,
+    #[error("version 00 must be exactly 55 characters")]
+    TrailingData,
+    #[error("a future version's extra fields must start with '-'")]
+    FutureSuffix,
+}
+
+/// Parses one `traceparent` header value (surrounding spaces and tabs allowed).
+///
+/// # Errors
+///
+/// Any deviation from the version-00 format, version `ff`, all-zero ids,
+/// uppercase hex, and for version 00 any trailing characters.
+pub fn parse_traceparent(value: &[u8]) -> Result<TraceParent, TraceParentError> {
+    let v = trim_ows(value);
+    if v.len() < 55 {
+        return Err(TraceParentError::TooShort);
+    }
+    let version = parse_lower_hex(&v[0..2]).ok_or(TraceParentError::Version)? as u8;
+    if version == 0xff {
+        return Err(TraceParentError::VersionFf);
+    }
+    if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return Err(TraceParentError::Separator);
+    }
+    let trace_id = parse_lower_hex(&v[3..35])
+        .and_then(TraceId::new)
+        .ok_or(TraceParentError::TraceId)?;
+    let parent_id = parse_lower_hex(&v[36..52])
+        .and_then(|p| SpanId::new(p as u64))
+        .ok_or(TraceParentError::ParentId)?;
+    let flags = parse_lower_hex(&v[53..55]).ok_or(TraceParentError::Flags)? as u8;
+    let flags = if version == 0 {
+        if v.len() != 55 {
+            return Err(TraceParentError::TrailingData);
+        }
+        flags & (FLAG_SAMPLED | FLAG_RANDOM)
+    } else {
+        if v.len() > 55 && v[55] != b'-' {
+            return Err(TraceParentError::FutureSuffix);
+        }
+        // Of a future version's flags only `sampled` is known to mean the same.
+        flags & FLAG_SAMPLED
+    };
+    Ok(TraceParent {
+        version,
+        trace_id,
+        parent_id,
+        flags,
+    })
+}
+
+/// A `tracestate` list: ordered, unique keys, at most 32 members.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceState {
+    members: Vec<(String, String)>,
+}
+
+/// Why a `tracestate` was discarded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceStateError {
+    #[error("more than {MAX_TRACESTATE_MEMBERS} list members ({0})")]
+    TooManyMembers(usize),
+    #[error("invalid list member {0:?}")]
+    Member(String),
+    #[error("duplicated key {0:?}")]
+    DuplicateKey(String),
+    #[error("not visible ASCII text")]
+    NotText,
+}
+
+/// The W3C limit on `tracestate` list members.
+pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+impl TraceState {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn members(&self) -> &[(String, String)] {
+        &self.members
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The header value to forward (`None` when empty: an empty header is not sent).
+    pub fn header_value(&self) -> Option<String> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for (i, (k, v)) in self.members.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+        Some(out)
+    }
+}
+
+/// Parses and combines every `tracestate` header value of a request, in order.
+///
+/// Empty headers and empty list members are allowed and skipped; spaces and
+/// tabs around members are ignored.
+///
+/// # Errors
+///
+/// Any invalid member, a duplicated key, or more than 32 members: the caller
+/// discards the whole `tracestate`.
+pub fn parse_tracestate<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<TraceState, TraceStateError> {
+    let mut members: Vec<(String, String)> = Vec::new();
+    for value in values {
+        let text = std::str::from_utf8(value).map_err(|_| TraceStateError::NotText)?;
+        for member in text.split(',') {
+            let member = member.trim_matches([' ', '\t']);
+            if member.is_empty() {
+                continue;
+            }
+            let (key, val) = member
+                .split_once('=')
+                .filter(|(k, v)| valid_key(k) && valid_value(v))
+                .ok_or_else(|| TraceStateError::Member(member.to_string()))?;
+            if members.iter().any(|(k, _)| k == key) {
+                return Err(TraceStateError::DuplicateKey(key.to_string()));
+            }
+            members.push((key.to_string(), val.to_string()));
+        }
+    }
+    if members.len() > MAX_TRACESTATE_MEMBERS {
+        return Err(TraceStateError::TooManyMembers(members.len()));
+    }
+    Ok(TraceState { members })
+}
+
+fn key_char(c: u8) -> bool {
+    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+}
+
+/// `simple-key = lcalpha 0*255(keychar)` or
+/// `tenant-id "@" system-id` with `tenant-id = (lcalpha / DIGIT) 0*240(keychar)`
+/// and `system-id = lcalpha 0*13(keychar)`.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    match key.split_once('@') {
+        None => {
+            (1..=256).contains(&b.len())
+                && b[0].is_ascii_lowercase()
+                && b.iter().copied().all(key_char)
+        }
+        Some((tenant, system)) => {
+            let (t, s) = (tenant.as_bytes(), system.as_bytes());
+            (1..=241).contains(&t.len())
+                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
+                && t.iter().copied().all(key_char)
+                && (1..=14).contains(&s.len())
+                && s[0].is_ascii_lowercase()
+                && s.iter().copied().all(key_char)
+        }
+    }
+}
+
+/// `value = 0*255(chr) nblk-chr`: printable ASCII without `,` and `=`, spaces
+/// allowed inside but not at the end.
+fn valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len())
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+/// B3 sampling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// `0`: do not sample.
+    Deny,
+    /// `1`: sample.
+    Accept,
+    /// `d` (or `X-B3-Flags: 1`): sample and force recording.
+    Debug,
+    /// Absent: the receiver decides.
+    Defer,
+}
+
+impl Sampling {
+    fn w3c_flags(self) -> u8 {
+        match self {
+            Sampling::Deny => 0,
+            // This service records every trace, so a deferred decision is "yes".
+            Sampling::Accept | Sampling::Debug | Sampling::Defer => FLAG_SAMPLED,
+        }
+    }
+
+    fn parse(value: &[u8]) -> Option<Sampling> {
+        match value {
+            b"0" | b"false" => Some(Sampling::Deny),
+            b"1" | b"true" => Some(Sampling::Accept),
+            b"d" => Some(Sampling::Debug),
+            _ => None,
+        }
+    }
+}
+
+/// A B3 context: 64-bit trace ids are left-padded with zeros to 128 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct B3 {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub sampling: Sampling,
+}
+
+/// What a single `b3` header holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum B3Single {
+    Context(B3),
+    /// The sampling-only form (`b3: 0`, `b3: 1`, `b3: d`).
+    SamplingOnly(Sampling),
+}
+
+/// Why a B3 header set was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum B3Error {
+    #[error("trace id is not 16 or 32 lowercase hex digits, or is all zeros")]
+    TraceId,
+    #[error("span id is not 16 lowercase hex digits, or is all zeros")]
+    SpanId,
+    #[error("parent span id is not 16 lowercase hex digits, or is all zeros")]
+    ParentSpanId,
+    #[error("sampling state is not 0, 1 or d")]
+    Sampling,
+    #[error("too many fields")]
+    Fields,
+    #[error("X-B3-TraceId and X-B3-SpanId must come together")]
+    Incomplete,
+}
+
+fn b3_trace_id(hex: &[u8]) -> Result<TraceId, B3Error> {
+    if hex.len() != 16 && hex.len() != 32 {
+        return Err(B3Error::TraceId);
+    }
+    parse_lower_hex(hex)
+        .and_then(TraceId::new)
+        .ok_or(B3Error::TraceId)
+}
+
+fn b3_span_id(hex: &[u8], error: B3Error) -> Result<SpanId, B3Error> {
+    if hex.len() != 16 {
+        return Err(error);
+    }
+    parse_lower_hex(hex)
+        .and_then(|v| SpanId::new(v as u64))
+        .ok_or(error)
+}
+
+/// Parses a single `b3` header: `{TraceId}-{SpanId}[-{Sampling}[-{ParentSpanId}]]`
+/// or the sampling-only form.
+///
+/// # Errors
+///
+/// Malformed or all-zero ids, an unknown sampling state, extra fields.
+pub fn parse_b3_single(value: &[u8]) -> Result<B3Single, B3Error> {
+    let value = trim_ows(value);
+    let fields: Vec<&[u8]> = value.split(|&c| c == b'-').collect();
+    if fields.len() == 1 {
+        return Sampling::parse(fields[0])
+            .map(B3Single::SamplingOnly)
+            .ok_or(B3Error::Sampling);
+    }
+    if fields.len() > 4 {
+        return Err(B3Error::Fields);
+    }
+    let trace_id = b3_trace_id(fields[0])?;
+    let span_id = b3_span_id(fields[1], B3Error::SpanId)?;
+    let sampling = match fields.get(2) {
+        None => Sampling::Defer,
+        Some(s) => Sampling::parse(s).ok_or(B3Error::Sampling)?,
+    };
+    let parent_span_id = fields
+        .get(3)
+        .map(|p| b3_span_id(p, B3Error::ParentSpanId))
+        .transpose()?;
+    Ok(B3Single::Context(B3 {
+        trace_id,
+        span_id,
+        parent_span_id,
+        sampling,
+    }))
+}
+
+/// The multi-header B3 values of a request, as received.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct B3Multi<'a> {
+    pub trace_id: Option<&'a [u8]>,
+    pub span_id: Option<&'a [u8]>,
+    pub parent_span_id: Option<&'a [u8]>,
+    pub sampled: Option<&'a [u8]>,
+    pub flags: Option<&'a [u8]>,
+}
+
+/// Parses the `X-B3-*` headers; `Ok(None)` when neither id header is present.
+///
+/// # Errors
+///
+/// One id header without the other, malformed ids, an unknown sampling state.
+pub fn parse_b3_multi(headers: &B3Multi<'_>) -> Result<Option<B3>, B3Error> {
+    let (trace_id, span_id) = match (headers.trace_id, headers.span_id) {
+        (None, None) => return Ok(None),
+        (Some(t), Some(s)) => (t, s),
+        _ => return Err(B3Error::Incomplete),
+    };
+    let trace_id = b3_trace_id(trim_ows(trace_id))?;
+    let span_id = b3_span_id(trim_ows(span_id), B3Error::SpanId)?;
+    let parent_span_id = headers
+        .parent_span_id
+        .map(|p| b3_span_id(trim_ows(p), B3Error::ParentSpanId))
+        .transpose()?;
+    let sampling = if headers.flags.map(trim_ows) == Some(b"1") {
+        Sampling::Debug
+    } else {
+        match headers.sampled {
+            None => Sampling::Defer,
+            Some(s) => Sampling::parse(trim_ows(s)).ok_or(B3Error::Sampling)?,
+        }
+    };
+    Ok(Some(B3 {
+        trace_id,
+        span_id,
+        parent_span_id,
+        sampling,
+    }))
+}
+
+/// Where an incoming context came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    W3c,
+    B3Single,
+    B3Multi,
+}
+
+/// The remote parent of a request's server span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteParent {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub flags: u8,
+    pub source: Source,
+}
+
+/// Everything a request says about its trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extracted {
+    /// `None`: start a new trace.
+    pub parent: Option<RemoteParent>,
+    /// Forwarded only with a W3C parent; empty otherwise.
+    pub trace_state: TraceState,
+    /// Flags for a new trace (from a B3 sampling-only header, else sampled).
+    pub new_trace_flags: u8,
+    /// Why an incoming context was ignored, for the log.
+    pub rejected: Option<String>,
+}
+
+/// Reads the trace context of a request: W3C when a `traceparent` header is
+/// present (valid or not), else B3 single, else B3 multi.
+pub fn extract(headers: &HeaderMap) -> Extracted {
+    let mut out = Extracted {
+        parent: None,
+        trace_state: TraceState::default(),
+        new_trace_flags: FLAG_SAMPLED,
+        rejected: None,
+    };
+    let mut traceparents = headers.get_all("traceparent").iter();
+    if let Some(first) = traceparents.next() {
+        if traceparents.next().is_some() {
+            out.rejected = Some("traceparent: more than one header".to_string());
+            return out;
+        }
+        match parse_traceparent(first.as_bytes()) {
+            Ok(tp) => {
+                out.parent = Some(RemoteParent {
+                    trace_id: tp.trace_id,
+                    span_id: tp.parent_id,
+                    flags: tp.flags,
+                    source: Source::W3c,
+                });
+                match parse_tracestate(headers.get_all("tracestate").iter().map(|v| v.as_bytes())) {
+                    Ok(ts) => out.trace_state = ts,
+                    Err(e) => out.rejected = Some(format!("tracestate: {e}")),
+                }
+            }
+            Err(e) => out.rejected = Some(format!("traceparent: {e}")),
+        }
+        return out;
+    }
+    let b3 = if let Some(single) = headers.get("b3") {
+        match parse_b3_single(single.as_bytes()) {
+            Ok(B3Single::Context(b3)) => Some((b3, Source::B3Single)),
+            Ok(B3Single::SamplingOnly(s)) => {
+                out.new_trace_flags = s.w3c_flags();
+                None
+            }
+            Err(e) => {
+                out.rejected = Some(format!("b3: {e}"));
+                None
+            }
+        }
+    } else {
+        let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
+        let multi = B3Multi {
+            trace_id: get("x-b3-traceid"),
+            span_id: get("x-b3-spanid"),
+            parent_span_id: get("x-b3-parentspanid"),
+            sampled: get("x-b3-sampled"),
+            flags: get("x-b3-flags"),
+        };
+        match parse_b3_multi(&multi) {
+            Ok(b3) => b3.map(|b3| (b3, Source::B3Multi)),
+            Err(e) => {
+                out.rejected = Some(format!("x-b3: {e}"));
+                None
+            }
+        }
+    };
+    if let Some((b3, source)) = b3 {
+        out.parent = Some(RemoteParent {
+            trace_id: b3.trace_id,
+            span_id: b3.span_id,
+            flags: b3.sampling.w3c_flags(),
+            source,
+        });
+    }
+    out
+}
+
+/// The context this service sends to a downstream: the client span is the
+/// downstream's parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
+    pub b3: String,
+}
+
+/// The headers for a call made from `parent_span` (the server span) through
+/// `client_span`.
+pub fn outgoing(
+    trace_id: TraceId,
+    parent_span: SpanId,
+    client_span: SpanId,
+    flags: u8,
+    trace_state: &TraceState,
+) -> Outgoing {
+    let sampled = if flags & FLAG_SAMPLED != 0 { '1' } else { '0' };
+    Outgoing {
+        traceparent: format!("00-{trace_id}-{client_span}-{flags:02x}"),
+        tracestate: trace_state.header_value(),
+        b3: format!("{trace_id}-{client_span}-{sampled}-{parent_span}"),
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// Lowercase hex only: W3C and B3 both forbid uppercase.
+fn parse_lower_hex(hex: &[u8]) -> Option<u128> {
+    if hex.is_empty() || hex.len() > 32 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for &c in hex {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        value = (value << 4) | u128::from(digit);
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests;
