@@ -88,7 +88,7 @@ impl Reader<'_> {
         let Some(jobs) = jobs.as_map() else {
             self.warn(
                 jobs.line,
-                format!("jobs must be a mapping of job ids, found {}", shape(jobs)),
+                format!("jobs must be a mapping of job ids, found {}", jobs.shape()),
             );
             return;
         };
@@ -101,7 +101,7 @@ impl Reader<'_> {
             if job.as_map().is_none() {
                 self.warn(
                     job.line,
-                    format!("job {id} must be a mapping, found {}", shape(job)),
+                    format!("job {id} must be a mapping, found {}", job.shape()),
                 );
                 continue;
             }
@@ -123,7 +123,7 @@ impl Reader<'_> {
         let Some(steps) = steps.as_seq() else {
             self.warn(
                 steps.line,
-                format!("steps of job {id} must be a list, found {}", shape(steps)),
+                format!("steps of job {id} must be a list, found {}", steps.shape()),
             );
             return;
         };
@@ -131,7 +131,7 @@ impl Reader<'_> {
             if step.as_map().is_none() {
                 self.warn(
                     step.line,
-                    format!("step of job {id} must be a mapping, found {}", shape(step)),
+                    format!("step of job {id} must be a mapping, found {}", step.shape()),
                 );
                 continue;
             }
@@ -216,7 +216,7 @@ impl Reader<'_> {
                 uses.line,
                 format!(
                     "uses in job {id} must be a non-empty string, found {}",
-                    shape(uses)
+                    uses.shape()
                 ),
             );
         }
@@ -266,7 +266,7 @@ impl Reader<'_> {
         let Some(pairs) = with.as_map() else {
             self.warn(
                 with.line,
-                format!("with in job {id} must be a mapping, found {}", shape(with)),
+                format!("with in job {id} must be a mapping, found {}", with.shape()),
             );
             return BTreeMap::new();
         };
@@ -377,16 +377,6 @@ fn split_remote(text: &str) -> Option<Target<'_>> {
         file,
         version,
     })
-}
-
-/// How a node is described in a diagnostic.
-fn shape(node: &Node) -> String {
-    match &node.value {
-        Value::Seq(_) => "a list".to_string(),
-        Value::Map(_) => "a mapping".to_string(),
-        Value::Scalar { .. } if node.is_null() => "nothing".to_string(),
-        Value::Scalar { text, .. } => format!("{text:?}"),
-    }
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl Reader<'_> {
                 entry.line,
                 format!(
                     "include entry must be a string or a mapping, found {}",
-                    shape(entry)
+                    entry.shape()
                 ),
             ),
         }
@@ -262,7 +262,7 @@ impl Reader<'_> {
                         r.line,
                         format!(
                             "ref of project {project} must be a string, found {}",
-                            shape(r)
+                            r.shape()
                         ),
                     );
                     return;
@@ -291,7 +291,7 @@ impl Reader<'_> {
                     file.line,
                     format!(
                         "file of project {project} must be a string, found {}",
-                        shape(file)
+                        file.shape()
                     ),
                 ),
             }
@@ -308,7 +308,7 @@ impl Reader<'_> {
                     node.line,
                     format!(
                         "include {key} must be a non-empty string, found {}",
-                        shape(node)
+                        node.shape()
                     ),
                 );
                 None
@@ -325,7 +325,7 @@ impl Reader<'_> {
         let Some(pairs) = inputs.as_map() else {
             self.warn(
                 inputs.line,
-                format!("include inputs must be a mapping, found {}", shape(inputs)),
+                format!("include inputs must be a mapping, found {}", inputs.shape()),
             );
             return BTreeMap::new();
         };
@@ -357,7 +357,7 @@ impl Reader<'_> {
 }
 
 /// Top-level keys of a pipeline that are keywords, not job names.
-const KEYWORDS: [&str; 11] = [
+pub const KEYWORDS: [&str; 11] = [
     "default",
     "include",
     "stages",
@@ -462,16 +462,6 @@ fn split_component(spec: &str) -> Option<(&str, &str, &str)> {
     let (source, name) = path.rsplit_once('/')?;
     let all_set = !source.is_empty() && !name.is_empty() && !version.trim().is_empty();
     all_set.then_some((source, name, version.trim()))
-}
-
-/// How a node is described in a diagnostic.
-fn shape(node: &Node) -> String {
-    match &node.value {
-        Value::Seq(_) => "a list".to_string(),
-        Value::Map(_) => "a mapping".to_string(),
-        Value::Scalar { .. } if node.is_null() => "nothing".to_string(),
-        Value::Scalar { text, .. } => format!("{text:?}"),
-    }
 }
 
 #[cfg(test)]

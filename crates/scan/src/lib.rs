@@ -12,6 +12,9 @@ pub mod inventory;
 pub mod kube;
 pub mod yaml;
 
+#[cfg(test)]
+mod test_support;
+
 use model::{Diagnostic, Facts};
 
 /// The kinds of file bulkhead reads, recognised by name.

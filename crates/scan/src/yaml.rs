@@ -98,6 +98,16 @@ impl Node {
             .collect()
     }
 
+    /// How the node is described in a diagnostic: `a list`, `a mapping`, `nothing` or the quoted scalar.
+    pub fn shape(&self) -> String {
+        match &self.value {
+            Value::Seq(_) => "a list".to_string(),
+            Value::Map(_) => "a mapping".to_string(),
+            Value::Scalar { .. } if self.is_null() => "nothing".to_string(),
+            Value::Scalar { text, .. } => format!("{text:?}"),
+        }
+    }
+
     /// A sequence of scalars, or a single scalar, as strings.
     pub fn strings(&self) -> Vec<String> {
         match &self.value {

@@ -165,21 +165,6 @@ impl Interface {
     }
 }
 
-/// Top-level keys of a GitLab pipeline that are keywords, not jobs.
-const GITLAB_KEYWORDS: [&str; 11] = [
-    "default",
-    "include",
-    "stages",
-    "variables",
-    "workflow",
-    "image",
-    "services",
-    "cache",
-    "before_script",
-    "after_script",
-    "spec",
-];
-
 /// Reads a GitLab CI template.
 pub fn gitlab(path: &str, text: &str) -> (Interface, Vec<Diagnostic>) {
     let (documents, error) = yaml::load(text);
@@ -264,7 +249,7 @@ impl<'a> Reader<'a> {
                 spec.line,
                 format!(
                     "malformed spec header: spec must be a mapping, found {}",
-                    shape(spec)
+                    spec.shape()
                 ),
             );
             return;
@@ -277,7 +262,7 @@ impl<'a> Reader<'a> {
                 inputs.line,
                 format!(
                     "malformed spec header: inputs must be a mapping of input names, found {}",
-                    shape(inputs)
+                    inputs.shape()
                 ),
             );
             return;
@@ -316,7 +301,7 @@ impl<'a> Reader<'a> {
                 declaration.line,
                 format!(
                     "malformed spec header: input {name} must be a mapping, found {}",
-                    shape(declaration)
+                    declaration.shape()
                 ),
             );
             return None;
@@ -328,7 +313,7 @@ impl<'a> Reader<'a> {
                     ty.line,
                     format!(
                         "input {name}: unknown type {}; expected string, number, boolean or array (read as string)",
-                        shape(ty)
+                        ty.shape()
                     ),
                 ),
             }
@@ -354,7 +339,7 @@ impl<'a> Reader<'a> {
                     options.line,
                     format!(
                         "input {name}: options must be a list, found {}",
-                        shape(options)
+                        options.shape()
                     ),
                 ),
             }
@@ -390,7 +375,7 @@ impl<'a> Reader<'a> {
                     regex.line,
                     format!(
                         "input {name}: regex must be a string, found {}",
-                        shape(regex)
+                        regex.shape()
                     ),
                 ),
             }
@@ -434,7 +419,7 @@ impl<'a> Reader<'a> {
                 *stages = Some(declared);
                 continue;
             }
-            if GITLAB_KEYWORDS.contains(&name) || value.as_map().is_none() {
+            if scan::gitlab::KEYWORDS.contains(&name) || value.as_map().is_none() {
                 continue;
             }
             interface.jobs.insert(
@@ -475,7 +460,7 @@ impl<'a> Reader<'a> {
             if body.as_map().is_none() {
                 self.error(
                     body.line,
-                    format!("workflow_call must be a mapping, found {}", shape(body)),
+                    format!("workflow_call must be a mapping, found {}", body.shape()),
                 );
             } else {
                 self.github_inputs(body, &mut interface);
@@ -512,7 +497,7 @@ impl<'a> Reader<'a> {
                 section.line,
                 format!(
                     "workflow_call {key} must be a mapping, found {}",
-                    shape(section)
+                    section.shape()
                 ),
             );
             return Vec::new();
@@ -597,15 +582,6 @@ fn strip_slashes(text: &str) -> &str {
         .and_then(|t| t.strip_suffix('/'))
         .filter(|t| !t.is_empty())
         .unwrap_or(text)
-}
-
-fn shape(node: &Node) -> String {
-    match &node.value {
-        Value::Seq(_) => "a list".to_string(),
-        Value::Map(_) => "a mapping".to_string(),
-        Value::Scalar { .. } if node.is_null() => "nothing".to_string(),
-        Value::Scalar { text, .. } => format!("{text:?}"),
-    }
 }
 
 /// Every template file of a templates repository at one release.

@@ -1,29 +1,8 @@
 //! Backstage entities through [`crate::parse`], rendered one line per fact.
 
+use crate::test_support::dedent;
 use crate::{FileKind, parse};
 use model::Facts;
-
-/// Removes the first newline and the common indentation, so YAML can be
-/// written indented inside the test.
-fn dedent(text: &str) -> String {
-    let text = text.strip_prefix('\n').unwrap_or(text).trim_end();
-    if text.is_empty() {
-        return String::new();
-    }
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut out: String = text
-        .lines()
-        .map(|l| l.get(indent..).unwrap_or("").trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
-    out.push('\n');
-    out
-}
 
 fn render(facts: &Facts) -> String {
     let mut out = String::new();

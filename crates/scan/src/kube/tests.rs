@@ -2,6 +2,7 @@
 //! the document dispatch in `lib.rs` is exercised too. Each case renders the
 //! facts compactly, one line per fact, and compares with the expected text.
 
+use crate::test_support::dedent;
 use crate::{FileKind, parse};
 use model::{Diagnostic, Facts, Workload};
 use std::collections::BTreeMap;
@@ -10,28 +11,6 @@ const BOUTIQUE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/fixtures/fleets/online-boutique/kubernetes-manifests"
 );
-
-/// Removes the first newline and the common indentation, so YAML can be
-/// written indented inside the test.
-fn dedent(text: &str) -> String {
-    let text = text.strip_prefix('\n').unwrap_or(text).trim_end();
-    if text.is_empty() {
-        return String::new();
-    }
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut out: String = text
-        .lines()
-        .map(|l| l.get(indent..).unwrap_or("").trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
-    out.push('\n');
-    out
-}
 
 fn map(m: &BTreeMap<String, String>) -> String {
     let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
