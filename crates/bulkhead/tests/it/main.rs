@@ -8,6 +8,7 @@ mod lab_service;
 mod layering;
 mod sample_fleet;
 mod templates;
+mod walk;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
