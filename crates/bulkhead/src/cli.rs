@@ -51,6 +51,26 @@ enum Command {
     /// app, representative apps and adoption waves, bump and rollback commits.
     #[command(subcommand)]
     Template(crate::template_cmd::TemplateCommand),
+    /// Enforce Rego policies: the built-in bundle and Gatekeeper constraints
+    /// over the fleet, manifests and admission reviews; gator suites; Kyverno export.
+    #[command(subcommand)]
+    Policy(crate::policy_cmd::PolicyCommand),
+    /// Govern base images: lineage, FROM pinning and approved bases, registry
+    /// inspection, upgrade commits.
+    #[command(subcommand)]
+    Images(crate::image_cmd::ImagesCommand),
+    /// Which images, services, running workloads and public routes a CVE
+    /// reaches, with the emergency upgrade plan.
+    ///
+    /// Reads the scanner reports named in bulkhead.toml ([reports] trivy,
+    /// cyclonedx, grype), ties each finding to the layer it came from and,
+    /// through the lineage, to the image that introduced it (OS base, language
+    /// base or the app), then follows every image built on it to the services
+    /// whose Dockerfiles use it, their workloads, cluster snapshots ([cluster]
+    /// snapshots) and public routes. Ranked internet-facing first, then by tier.
+    ///
+    /// Example: bulkhead cve CVE-2023-38545 --path ./fleet --format markdown
+    Cve(crate::image_cmd::CveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +266,9 @@ impl Cli {
             Command::Lab(LabCommand::Service(args)) => lab_service(*args),
             Command::Demo(args) => demo(args),
             Command::Template(command) => crate::template_cmd::run(command),
+            Command::Policy(command) => crate::policy_cmd::run(command),
+            Command::Images(command) => crate::image_cmd::run(command),
+            Command::Cve(args) => crate::image_cmd::cve(args),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! progress to stderr; exit codes are stable for CI.
 
 mod cli;
+mod image_cmd;
 mod output;
+mod policy_cmd;
 mod template_cmd;
 
 #[global_allocator]

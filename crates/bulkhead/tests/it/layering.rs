@@ -13,6 +13,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("lab", &[]),
     ("lab-service", &[]),
     ("templates", &["model", "scan"]),
+    ("policy", &["model", "scan"]),
+    ("images", &["model"]),
+    ("registry", &["model"]),
     ("vcs", &[]),
     (
         "bulkhead",
@@ -24,6 +27,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "lab",
             "lab-service",
             "templates",
+            "policy",
+            "images",
+            "registry",
             "vcs",
         ],
     ),
@@ -31,7 +37,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Crates whose code must stay pure: no file system, processes or network.
-const PURE: &[&str] = &["model", "scan", "impact", "templates"];
+const PURE: &[&str] = &["model", "scan", "impact", "templates", "images", "policy"];
 
 fn metadata() -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO"))

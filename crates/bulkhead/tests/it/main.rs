@@ -4,8 +4,10 @@
 
 mod bad_input;
 mod boutique;
+mod images;
 mod lab_service;
 mod layering;
+mod policy;
 mod sample_fleet;
 mod templates;
 mod walk;

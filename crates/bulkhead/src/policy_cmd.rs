@@ -1,0 +1,541 @@
+//! `bulkhead policy ...`: Rego policy enforcement.
+//!
+//! The glue between the file system and the pure `policy` crate: reads the
+//! fleet (through the scan), manifest files, Gatekeeper templates, constraints
+//! and gator suites, and renders findings as a table, JSON, SARIF or JUnit.
+
+use crate::output;
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use model::{Diagnostic, Severity};
+use policy::admission::{self, FailurePolicy};
+use policy::builtin::TemplateWindow;
+use policy::{BundleConfig, Finding, GatekeeperSet, Level, Outcome, Policies};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status when a policy denies (or, with --strict, warns), or a suite fails.
+const EXIT_FINDINGS: u8 = 1;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a fleet, or manifest files, against the built-in bundle and Gatekeeper constraints.
+    ///
+    /// A PATH that is a folder is scanned as a fleet: every service is checked
+    /// with the service rules (approved base images, base image pinning,
+    /// catalog owner and tier, CI template support window) and every
+    /// Kubernetes manifest the scan found with the manifest rules (no :latest
+    /// or missing tag, digest pinning, allowed registries, resource limits,
+    /// blue-green Service selectors) and with the constraints of --policy. A
+    /// PATH that is a YAML file is checked as manifests only. Each finding
+    /// names its file and line.
+    ///
+    /// Configuration comes from bulkhead.toml ([images] approved_registries are
+    /// the approved base prefixes; [templates] repo gives the newest release)
+    /// and the flags below, which win.
+    ///
+    /// Exit status: 0 when nothing denies, 1 on a deny (or a warning with
+    /// --strict), 2 on errors.
+    ///
+    /// Example: bulkhead policy check ./fleet --policy gatekeeper/ --format sarif > policy.sarif
+    Check(CheckArgs),
+    /// Run gator-format test suites (kind: Suite) like `gator verify`.
+    ///
+    /// Each test loads a ConstraintTemplate and a Constraint; each case
+    /// reviews an object (or an AdmissionReview) and checks its assertions
+    /// (violations: yes, no or a count; message: a substring).
+    ///
+    /// Exit status: 0 when every case passes, 1 when any fails, 2 on errors.
+    Verify(VerifyArgs),
+    /// Decide AdmissionReview requests (JSON files, or - for stdin) and print the responses.
+    ///
+    /// The same evaluation an admission webhook makes, without the server:
+    /// useful to test a review captured from a cluster.
+    ///
+    /// Exit status: 0 when every request is allowed, 1 when any is denied, 2 on errors.
+    Admit(AdmitArgs),
+    /// Export the built-in image rules for another enforcement engine.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Kyverno ClusterPolicies equivalent to the built-in image rules (YAML on stdout).
+    Kyverno(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Gatekeeper ConstraintTemplates and Constraints: YAML files or folders of them. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    policy: Vec<PathBuf>,
+    /// Do not run the built-in bundle (only --policy constraints).
+    #[arg(long)]
+    no_builtin: bool,
+    /// Image prefix workloads may pull from (registry/path, whole components). Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    allowed_registry: Vec<String>,
+    /// Approved base image prefix (default: [images] approved_registries). Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    approved_base: Vec<String>,
+    /// Newest CI template release (default: the highest vX.Y.Z tag of [templates] repo).
+    #[arg(long, value_name = "VERSION")]
+    template_latest: Option<String>,
+    /// Supported major lines before the newest.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    template_window: u32,
+    /// Time budget of one evaluation, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    budget_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Fleet folders or manifest files (default: the current folder).
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    bundle: BundleArgs,
+    /// State directory of the scan (default: .bulkhead/ at the fleet root).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+    format: CheckFormat,
+    /// Fail on warnings too.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Json,
+    /// SARIF 2.1.0, for code scanning UIs.
+    Sarif,
+    /// JUnit XML, for CI test reports.
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// gator suite files (kind: Suite).
+    #[arg(required = true)]
+    suites: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdmitArgs {
+    /// AdmissionReview JSON files; - reads stdin.
+    #[arg(required = true)]
+    reviews: Vec<PathBuf>,
+    #[command(flatten)]
+    bundle: BundleArgs,
+    /// Allow when a policy cannot decide (error or time budget); the default denies.
+    #[arg(long)]
+    fail_open: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Image prefix workloads may pull from. Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    allowed_registry: Vec<String>,
+}
+
+pub fn run(command: PolicyCommand) -> Result<ExitCode> {
+    match command {
+        PolicyCommand::Check(args) => check(args),
+        PolicyCommand::Verify(args) => verify(args),
+        PolicyCommand::Admit(args) => admit(args),
+        PolicyCommand::Export(ExportCommand::Kyverno(args)) => {
+            let config = BundleConfig {
+                allowed_registries: args.allowed_registry,
+                ..BundleConfig::default()
+            };
+            output::print(&policy::kyverno::export(&config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the bundle and constraints. `fleet` gives defaults from bulkhead.toml.
+fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Result<Policies> {
+    let mut config = BundleConfig {
+        allowed_registries: args.allowed_registry.clone(),
+        approved_base_prefixes: args.approved_base.clone(),
+        ..BundleConfig::default()
+    };
+    let mut latest = args.template_latest.clone();
+    let mut sources = Vec::new();
+    if let Some(outcome) = fleet {
+        let c = &outcome.config;
+        if config.approved_base_prefixes.is_empty() {
+            config.approved_base_prefixes = c.images.approved_registries.clone();
+        }
+        sources.extend(
+            c.templates
+                .project
+                .iter()
+                .chain(&c.templates.github)
+                .cloned(),
+        );
+        if latest.is_none()
+            && let Some(repo) = &c.templates.repo
+        {
+            latest = newest_release(&outcome.root.join(repo));
+        }
+    }
+    config.templates = latest.map(|latest| TemplateWindow {
+        latest,
+        window: args.template_window,
+        sources,
+    });
+    let mut set = GatekeeperSet::new();
+    let mut errors = Vec::new();
+    for path in &args.policy {
+        for file in yaml_files(path)? {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            for d in set.add_yaml(&file.display().to_string(), &text) {
+                match d.severity {
+                    Severity::Error => errors.push(d),
+                    _ => eprintln!("{d}"),
+                }
+            }
+        }
+    }
+    errors.extend(set.unbound());
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("invalid policies:\n{}", list.join("\n"));
+    }
+    let mut policies =
+        Policies::new().with_budget(std::time::Duration::from_millis(args.budget_ms));
+    if !args.no_builtin {
+        policies = policies.with_builtin(&config)?;
+    }
+    Ok(policies.with_gatekeeper(set))
+}
+
+/// The highest `vX.Y.Z` tag of a git repository, if it is one.
+fn newest_release(repo: &Path) -> Option<String> {
+    let tags = vcs::Repo::open(repo).ok()?.tags().ok()?;
+    tags.into_iter()
+        .filter_map(|t| {
+            let parts: Vec<u64> = t
+                .name
+                .trim_start_matches('v')
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            (parts.len() == 3).then_some((parts, t.name))
+        })
+        .max()
+        .map(|(_, name)| name)
+}
+
+fn yaml_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+        let p = entry.path();
+        if p.is_dir() {
+            files.extend(yaml_files(&p)?);
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What `policy check` prints with --format json.
+#[derive(Debug, Serialize)]
+struct CheckReport {
+    schema: &'static str,
+    summary: Summary,
+    findings: Vec<Finding>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    services: usize,
+    manifest_files: usize,
+    deny: usize,
+    warn: usize,
+}
+
+fn check(args: CheckArgs) -> Result<ExitCode> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.is_dir());
+    let outcome = if dirs.is_empty() {
+        None
+    } else {
+        Some(crate::cli::run_scan(dirs, args.state.clone(), true)?)
+    };
+    let policies = load_policies(&args.bundle, outcome.as_ref())?;
+    // (display path, file on disk)
+    let mut manifests: Vec<(String, PathBuf)> = files
+        .iter()
+        .map(|f| (f.display().to_string(), f.clone()))
+        .collect();
+    let mut result = Outcome::default();
+    let mut services = 0;
+    if let Some(outcome) = &outcome {
+        let fleet = &outcome.fleet;
+        let mut seen = BTreeSet::new();
+        let places = fleet
+            .workloads
+            .iter()
+            .map(|w| &w.at)
+            .chain(fleet.routes.iter().map(|r| &r.at))
+            .chain(fleet.services.iter().flat_map(|s| &s.declared_at));
+        for at in places {
+            let is_yaml = at.path.ends_with(".yaml") || at.path.ends_with(".yml");
+            if is_yaml && !at.path.ends_with("catalog-info.yaml") && seen.insert(at.path.clone()) {
+                manifests.push((at.path.clone(), outcome.root.join(&at.path)));
+            }
+        }
+        let mut p = policies.clone();
+        for service in &fleet.services {
+            result.extend(p.check_service(fleet, service));
+        }
+        services = fleet.services.len();
+    }
+    let manifest_files = manifests.len();
+    result.extend(check_manifests(&policies, &manifests)?);
+    policy::sort_findings(&mut result.findings);
+    let deny = result
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Deny)
+        .count();
+    let warn = result.findings.len() - deny;
+    let report = CheckReport {
+        schema: "bulkhead.policy/v1",
+        summary: Summary {
+            services,
+            manifest_files,
+            deny,
+            warn,
+        },
+        findings: result.findings,
+        diagnostics: result.diagnostics,
+    };
+    match args.format {
+        CheckFormat::Table => output::print(&table(&report))?,
+        CheckFormat::Json => output::print_json(&report)?,
+        CheckFormat::Sarif => output::print_json(&sarif(&report.findings))?,
+        CheckFormat::Junit => output::print(&junit(&report.findings, args.strict))?,
+    }
+    let failed = deny > 0 || (args.strict && warn > 0);
+    Ok(if failed {
+        ExitCode::from(EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Checks manifest files on every core, one clone of the policies per thread.
+fn check_manifests(policies: &Policies, files: &[(String, PathBuf)]) -> Result<Outcome> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let mut mine = policies.clone();
+                s.spawn(move || -> Result<Outcome> {
+                    let mut out = Outcome::default();
+                    for (shown, file) in part {
+                        let text = std::fs::read_to_string(file)
+                            .with_context(|| format!("reading {}", file.display()))?;
+                        out.extend(mine.check_manifest_file(shown, &text));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let mut all = Outcome::default();
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a policy worker panicked"))??,
+            );
+        }
+        Ok(all)
+    })
+}
+
+fn place(f: &Finding) -> String {
+    f.at.as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+fn table(report: &CheckReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .findings
+        .iter()
+        .map(|f| {
+            vec![
+                place(f),
+                f.level.to_string(),
+                f.policy.clone(),
+                f.message.clone(),
+            ]
+        })
+        .collect();
+    let mut out = if rows.is_empty() {
+        String::new()
+    } else {
+        model::report::table(&["WHERE", "LEVEL", "POLICY", "MESSAGE"], &rows)
+    };
+    for d in &report.diagnostics {
+        out.push_str(&format!("{d}\n"));
+    }
+    let s = &report.summary;
+    out.push_str(&format!(
+        "\n{} deny, {} warn ({} services, {} manifest files)\n",
+        s.deny, s.warn, s.services, s.manifest_files
+    ));
+    out
+}
+
+/// A minimal, valid SARIF 2.1.0 log.
+fn sarif(findings: &[Finding]) -> serde_json::Value {
+    let rules: BTreeSet<&str> = findings.iter().map(|f| f.policy.as_str()).collect();
+    let results: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            let mut result = json!({
+                "ruleId": f.policy,
+                "level": match f.level { Level::Deny => "error", Level::Warn => "warning" },
+                "message": { "text": format!("{}: {}", f.subject, f.message) },
+            });
+            if let Some(at) = &f.at {
+                result["locations"] = json!([{ "physicalLocation": {
+                    "artifactLocation": { "uri": at.path },
+                    "region": { "startLine": at.line.max(1) },
+                }}]);
+            }
+            result
+        })
+        .collect();
+    json!({
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "bulkhead",
+                "informationUri": "https://github.com/bulkhead/bulkhead",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules.iter().map(|r| json!({ "id": r })).collect::<Vec<_>>(),
+            }},
+            "results": results,
+        }]
+    })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// JUnit XML: one test case per finding (a failure when it fails the build), or one passing case.
+fn junit(findings: &[Finding], strict: bool) -> String {
+    let fails = |f: &Finding| f.level == Level::Deny || strict;
+    let failures = findings.iter().filter(|f| fails(f)).count();
+    let tests = findings.len().max(1);
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"bulkhead policy check\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite name=\"bulkhead policy check\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">\n"
+    );
+    if findings.is_empty() {
+        out.push_str("    <testcase classname=\"bulkhead.policy\" name=\"no violations\"/>\n");
+    }
+    for f in findings {
+        let name = xml_escape(&format!("{} {} ({})", f.policy, f.subject, place(f)));
+        let classname = xml_escape(f.at.as_ref().map_or("bulkhead.policy", |a| a.path.as_str()));
+        out.push_str(&format!(
+            "    <testcase classname=\"{classname}\" name=\"{name}\">\n"
+        ));
+        let message = xml_escape(&f.message);
+        if fails(f) {
+            out.push_str(&format!(
+                "      <failure type=\"{}\" message=\"{message}\">{}: {message}</failure>\n",
+                f.level,
+                xml_escape(&place(f))
+            ));
+        } else {
+            out.push_str(&format!("      <system-out>warn: {message}</system-out>\n"));
+        }
+        out.push_str("    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let mut all_passed = true;
+    for suite in &args.suites {
+        let text = std::fs::read_to_string(suite)
+            .with_context(|| format!("reading {}", suite.display()))?;
+        let dir = suite.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let report = policy::suite::run(&text, &mut |rel| {
+            let path = dir.join(rel);
+            std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+        });
+        all_passed &= report.passed();
+        output::print(&report.render(&suite.display().to_string()))?;
+    }
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}
+
+fn admit(args: AdmitArgs) -> Result<ExitCode> {
+    let mut policies = load_policies(&args.bundle, None)?;
+    let failure = if args.fail_open {
+        FailurePolicy::Open
+    } else {
+        FailurePolicy::Closed
+    };
+    let mut all_allowed = true;
+    for path in &args.reviews {
+        let body = if path.as_os_str() == "-" {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+                .context("reading stdin")?;
+            body
+        } else {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        let decision = admission::decide(&mut policies, &body, failure)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        all_allowed &= decision.allowed;
+        output::print_json(&decision.response())?;
+    }
+    Ok(if all_allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}

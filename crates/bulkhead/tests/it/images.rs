@@ -1,0 +1,419 @@
+//! `bulkhead cve` and `bulkhead images` end to end: on generated fleets
+//! (checked against their ground truth), with real git repositories for the
+//! upgrade commits and a real `docker-registry` on loopback for inspection.
+
+use crate::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+fn lab_fleet(name: &str) -> (TempDir, PathBuf, Value) {
+    let dir = TempDir::new(name);
+    let root = dir.path().join("fleet");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(&root)
+            .args(["--services", "60", "--seed", "7"]),
+    );
+    let truth = json(&std::fs::read_to_string(root.join("ground-truth.json")).expect("truth"));
+    (dir, root, truth)
+}
+
+fn in_fleet(cmd: &mut Command, dir: &TempDir, root: &Path) -> String {
+    run_ok(
+        cmd.arg("--path")
+            .arg(root)
+            .arg("--state")
+            .arg(dir.path().join("state")),
+    )
+}
+
+#[test]
+fn cve_returns_exactly_the_ground_truth_services_with_their_evidence() {
+    let (dir, root, truth) = lab_fleet("cve");
+    let id = truth["critical_cve"]["id"].as_str().expect("planted CVE");
+    let out = json(&in_fleet(
+        bulkhead().args(["cve", id, "--json"]),
+        &dir,
+        &root,
+    ));
+    let got: BTreeSet<String> = out["cve"]["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| s["service"].as_str().expect("name").to_string())
+        .collect();
+    let expected: BTreeSet<String> = truth["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| s["critical_cve"] == true)
+        .map(|s| s["name"].as_str().expect("name").to_string())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    assert_eq!(
+        strings(&truth["critical_cve"]["services"])
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        expected
+    );
+    // The OS base introduced it; the language bases inherit it.
+    let introduced: BTreeSet<&str> = out["cve"]["introduced"]
+        .as_array()
+        .expect("introduced")
+        .iter()
+        .map(|i| i["image"].as_str().expect("image"))
+        .collect();
+    assert_eq!(
+        introduced,
+        BTreeSet::from([truth["critical_cve"]["os_base"].as_str().expect("os base")])
+    );
+    let images: BTreeSet<String> = out["cve"]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["name"].as_str().expect("name").to_string())
+        .collect();
+    for base in strings(&truth["critical_cve"]["language_bases"]) {
+        assert!(images.contains(&base), "{base} inherits the CVE");
+    }
+    // Every impacted service names the Dockerfile line and its workloads.
+    for s in out["cve"]["services"].as_array().expect("services") {
+        let at = s["at"]["path"].as_str().expect("FROM provenance");
+        assert!(at.ends_with("Dockerfile"), "{at}");
+        assert!(
+            !s["workloads"].as_array().expect("workloads").is_empty(),
+            "{s}"
+        );
+    }
+    // The report: same services, plan starts with the base rebuild, then a canary.
+    let report = &out["report"];
+    assert_eq!(report["change"]["kind"], "cve");
+    assert_eq!(
+        report["who_is_impacted"].as_array().expect("who").len(),
+        expected.len()
+    );
+    let waves = report["plan"]["waves"].as_array().expect("waves");
+    assert_eq!(waves[0]["name"], "rebuild base images");
+    assert_eq!(waves[1]["name"], "canary");
+    let planned: usize = waves[1..]
+        .iter()
+        .map(|w| w["steps"].as_array().expect("steps").len())
+        .sum();
+    assert_eq!(planned, expected.len());
+    // Markdown for a PR comment.
+    let md = in_fleet(
+        bulkhead().args(["cve", id, "--format", "markdown"]),
+        &dir,
+        &root,
+    );
+    assert!(
+        md.starts_with(&format!("## bulkhead impact: remediate {id}")),
+        "{md}"
+    );
+    // An unknown CVE reaches nobody.
+    let none = json(&in_fleet(
+        bulkhead().args(["cve", "CVE-1999-0001", "--json"]),
+        &dir,
+        &root,
+    ));
+    assert_eq!(none["cve"]["services"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn every_final_from_is_classified_as_the_ground_truth_says() {
+    let (dir, root, truth) = lab_fleet("check");
+    let output = bulkhead()
+        .args(["images", "check", "--json", "--path"])
+        .arg(&root)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the fleet has unpinned bases"
+    );
+    let checks = json(&String::from_utf8_lossy(&output.stdout));
+    let froms = checks["froms"].as_array().expect("froms");
+    let mut checked = 0;
+    for service in truth["services"].as_array().expect("services") {
+        let name = service["name"].as_str().expect("name");
+        let finals: Vec<&Value> = froms
+            .iter()
+            .filter(|f| f["service"] == name && f["role"] == "final" && f["base_repo"] == false)
+            .collect();
+        assert_eq!(finals.len(), 1, "{name}: {finals:?}");
+        let f = finals[0];
+        assert_eq!(f["image"], service["base_image"], "{name}");
+        assert_eq!(f["pinning"], service["base_pinning"], "{name}");
+        assert_eq!(f["approved"], service["base_registry_approved"], "{name}");
+        let problems: Vec<&str> = f["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .filter_map(|p| p["kind"].as_str())
+            .collect();
+        assert_eq!(
+            problems.contains(&"unapproved-registry"),
+            service["base_registry_approved"] == false,
+            "{name}"
+        );
+        let expected_pin_problem = match service["base_pinning"].as_str() {
+            Some("tag") => Some("tag-only"),
+            Some("latest") => Some("latest"),
+            Some("none") => Some("no-tag"),
+            _ => None,
+        };
+        if let Some(p) = expected_pin_problem {
+            assert!(problems.contains(&p), "{name}: {problems:?}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 60);
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn upgrade_commits_change_only_the_from_reference() {
+    let (dir, root, truth) = lab_fleet("upgrade");
+    let to = "registry.acme.internal/base/go-1.22:2024.11@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let users: Vec<&Value> = truth["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| {
+            s["base_image"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("registry.acme.internal/base/go-1.22"))
+        })
+        .collect();
+    assert!(!users.is_empty());
+    let dry = in_fleet(
+        bulkhead().args(["images", "upgrade", "--to", to]),
+        &dir,
+        &root,
+    );
+    assert_eq!(
+        dry.lines().filter(|l| l.contains(" -> ")).count(),
+        users.len(),
+        "{dry}"
+    );
+    let applied = in_fleet(
+        bulkhead().args(["images", "upgrade", "--to", to, "--apply"]),
+        &dir,
+        &root,
+    );
+    assert_eq!(
+        applied.matches("committed").count(),
+        users.len(),
+        "{applied}"
+    );
+    for service in users {
+        let repo = root.join(service["repo"].as_str().expect("repo"));
+        let branch = "bulkhead/base-go-1.22-2024.11";
+        let before = git(&repo, &["show", "HEAD:Dockerfile"]);
+        let after = git(&repo, &["show", &format!("{branch}:Dockerfile")]);
+        let changed: Vec<(&str, &str)> = before
+            .split_inclusive('\n')
+            .zip(after.split_inclusive('\n'))
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            before.split_inclusive('\n').count(),
+            after.split_inclusive('\n').count()
+        );
+        assert_eq!(changed.len(), 1, "{}: {changed:?}", service["name"]);
+        let (old, new) = changed[0];
+        assert!(old.starts_with("FROM ") || old.starts_with("ARG "), "{old}");
+        assert_eq!(
+            old.replace(service["base_image"].as_str().expect("base"), to),
+            new
+        );
+        // Only the Dockerfile changed, in one commit on top of HEAD.
+        assert_eq!(
+            git(&repo, &["diff", "--name-only", "HEAD", branch]).trim(),
+            "Dockerfile"
+        );
+        assert_eq!(
+            git(&repo, &["rev-parse", &format!("{branch}~1")]),
+            git(&repo, &["rev-parse", "HEAD"])
+        );
+    }
+}
+
+/// A `docker-registry` on loopback, storage in `dir`; killed on drop.
+struct Registry(std::process::Child, String);
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("storage").display()
+        );
+        std::fs::write(dir.join("registry.yml"), config).expect("config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("registry.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/setup installs it)");
+        let registry = Registry(child, format!("127.0.0.1:{port}"));
+        let client = registry::Client::new(&format!("http://{}", registry.1))
+            .expect("url")
+            .with_timeout(std::time::Duration::from_secs(2));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while client.ping().is_err() {
+            assert!(std::time::Instant::now() < deadline, "registry not ready");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn push(
+    client: &registry::Client,
+    repo: &str,
+    tag: &str,
+    layers: &[&[u8]],
+    annotations: serde_json::Value,
+) -> (String, Vec<String>) {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| registry::sha256_digest(l).to_string())
+        .collect();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).to_string();
+    let config_digest = client.push_blob(repo, config.as_bytes()).expect("config");
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": registry::OCI_LAYER, "digest": client.push_blob(repo, l).expect("layer").to_string(), "size": l.len()}))
+        .collect();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": registry::OCI_MANIFEST,
+        "config": {"mediaType": registry::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": layers, "annotations": annotations})
+    .to_string();
+    let digest = client
+        .push_manifest(repo, tag, registry::OCI_MANIFEST, manifest.as_bytes())
+        .expect("manifest");
+    (digest.to_string(), diff_ids)
+}
+
+#[test]
+fn inspect_finds_the_base_by_annotation_and_by_diff_ids_prefix_in_a_real_registry() {
+    let dir = TempDir::new("registry");
+    let registry = Registry::start(dir.path());
+    let host = registry.1.clone();
+    let client = registry::Client::new(&format!("http://{host}")).expect("url");
+    let (base_digest, base_ids) = push(
+        &client,
+        "base/debian-12",
+        "2024.10",
+        &[b"debian rootfs"],
+        serde_json::json!({}),
+    );
+    let (_, app_ids) = push(
+        &client,
+        "apps/orders",
+        "1.0",
+        &[b"debian rootfs", b"orders binary"],
+        serde_json::json!({}),
+    );
+    push(
+        &client,
+        "apps/billing",
+        "2.0",
+        &[b"debian rootfs", b"billing binary"],
+        serde_json::json!({
+            "org.opencontainers.image.base.name": format!("{host}/base/debian-12:2024.10"),
+            "org.opencontainers.image.base.digest": base_digest,
+        }),
+    );
+    assert!(app_ids.starts_with(&base_ids));
+    // The fleet knows the base from its Trivy report (its layers), not from annotations.
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(fleet.join("reports")).expect("mkdir");
+    std::fs::write(
+        fleet.join("bulkhead.toml"),
+        "[reports]\ntrivy = [\"reports\"]\n",
+    )
+    .expect("toml");
+    std::fs::write(
+        fleet.join("reports/debian-12.json"),
+        serde_json::json!({"SchemaVersion": 2, "ArtifactName": format!("{host}/base/debian-12:2024.10"),
+            "Metadata": {"DiffIDs": base_ids, "RepoDigests": [format!("{host}/base/debian-12@{base_digest}")]},
+            "Results": []})
+        .to_string(),
+    )
+    .expect("report");
+    let state = dir.path().join("state");
+    let inspect = |reference: &str| {
+        json(&run_ok(
+            bulkhead()
+                .args(["images", "inspect", reference, "--json", "--path"])
+                .arg(&fleet)
+                .arg("--state")
+                .arg(&state),
+        ))
+    };
+    let orders = inspect(&format!("{host}/apps/orders:1.0"));
+    assert_eq!(orders["base"], format!("{host}/base/debian-12"));
+    assert_eq!(orders["base_via"], "diff_ids prefix");
+    assert_eq!(strings(&orders["diff_ids"]), app_ids);
+    let billing = inspect(&format!("{host}/apps/billing:2.0"));
+    assert_eq!(
+        billing["base"],
+        format!("{host}/base/debian-12:2024.10@{base_digest}")
+    );
+    assert_eq!(billing["base_via"], "annotation");
+    let base = inspect(&format!("{host}/base/debian-12:2024.10"));
+    assert_eq!(base["digest"], base_digest, "tag -> digest");
+    assert_eq!(base["base"], Value::Null);
+    // A missing tag is a clear error naming the image.
+    let out = bulkhead()
+        .args([
+            "images",
+            "inspect",
+            &format!("{host}/apps/orders:9.9"),
+            "--path",
+        ])
+        .arg(&fleet)
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apps/orders:9.9") && stderr.contains("404"),
+        "{stderr}"
+    );
+}

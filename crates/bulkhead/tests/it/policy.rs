@@ -1,0 +1,350 @@
+//! `bulkhead policy`: the built-in bundle on a generated fleet against its
+//! ground truth, on the online-boutique manifests, the SARIF and JUnit
+//! outputs, and gator suites through `policy verify`.
+
+use crate::*;
+use model::ImageRef;
+use std::collections::BTreeSet;
+
+fn canonical(image: &str) -> String {
+    ImageRef::parse(image).map_or_else(|_| image.to_string(), |i| i.to_string())
+}
+
+fn policy_json(args: &[&str], path: &Path, state: &Path) -> (Value, i32) {
+    let out = bulkhead()
+        .args(["policy", "check"])
+        .arg(path)
+        .arg("--state")
+        .arg(state)
+        .args(["--format", "json"])
+        .args(args)
+        .output()
+        .expect("run bulkhead");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    (json(&text), out.status.code().unwrap_or(-1))
+}
+
+fn images_of(findings: &[Value], policy: &str) -> BTreeSet<String> {
+    findings
+        .iter()
+        .filter(|f| f["policy"] == policy)
+        .filter_map(|f| f["image"].as_str().map(canonical))
+        .collect()
+}
+
+#[test]
+fn bundle_finds_exactly_the_planted_violations_of_a_generated_fleet() {
+    let dir = TempDir::new("policy-lab");
+    let fleet = dir.path().join("fleet");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(&fleet)
+            .args(["--services", "40"]),
+    );
+    let truth = json(&std::fs::read_to_string(fleet.join("ground-truth.json")).expect("truth"));
+    let (report, code) = policy_json(&[], &fleet, &dir.path().join("state"));
+    assert_eq!(code, 1, "planted violations deny");
+    assert_eq!(report["diagnostics"], json(r#"[]"#));
+    let findings = report["findings"].as_array().expect("findings");
+    for f in findings {
+        let at = &f["at"];
+        assert!(
+            at["path"].as_str().is_some_and(|p| !p.is_empty())
+                && at["line"].as_u64().is_some_and(|l| l > 0),
+            "{f}"
+        );
+    }
+
+    let planted = |key: &str| -> BTreeSet<String> {
+        strings(&truth[key]).iter().map(|i| canonical(i)).collect()
+    };
+    assert_eq!(
+        images_of(findings, "builtin/image-tag"),
+        planted("latest_images")
+    );
+    assert_eq!(
+        images_of(findings, "builtin/image-digest"),
+        planted("unpinned_images")
+    );
+
+    let services = truth["services"].as_array().expect("services");
+    let unapproved: BTreeSet<String> = services
+        .iter()
+        .filter(|s| s["base_registry_approved"] == false)
+        .map(|s| canonical(s["base_image"].as_str().expect("base")))
+        .collect();
+    assert_eq!(images_of(findings, "builtin/approved-base"), unapproved);
+
+    // The templates repository's newest release is v2.0.0; window 1 leaves v0.x outside.
+    let outside: BTreeSet<String> = services
+        .iter()
+        .filter(|s| {
+            s["template"]["version"]
+                .as_str()
+                .is_some_and(|v| v.trim_start_matches('v').starts_with("0."))
+        })
+        .map(|s| {
+            s["ci_file"]
+                .as_str()
+                .map(|f| format!("{}/{f}", s["repo"].as_str().unwrap_or("")))
+                .unwrap_or_default()
+        })
+        .collect();
+    let flagged: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f["policy"] == "builtin/template-window")
+        .filter_map(|f| f["at"]["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(flagged, outside);
+
+    // Every finding on an image points at the line that writes it.
+    for f in findings.iter().filter(|f| f["image"].is_string()) {
+        let path = fleet.join(f["at"]["path"].as_str().expect("path"));
+        let text = std::fs::read_to_string(&path).expect("file");
+        let line = text
+            .lines()
+            .nth(f["at"]["line"].as_u64().expect("line") as usize - 1)
+            .expect("line exists");
+        let image = f["image"].as_str().expect("image");
+        let short = image
+            .rsplit('/')
+            .next()
+            .unwrap_or(image)
+            .split(['@', ':'])
+            .next()
+            .unwrap_or(image);
+        // A Dockerfile may write the base through an ARG: the finding is on its FROM line.
+        let from_line = line.trim_start().to_ascii_uppercase().starts_with("FROM ");
+        assert!(line.contains(short) || from_line, "{f}: line {line:?}");
+    }
+    // Catalog metadata is complete in the generated fleet.
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["policy"] == "builtin/catalog-metadata")
+    );
+}
+
+#[test]
+fn boutique_manifests_have_unpinned_images_and_no_catalog() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/fleets/online-boutique");
+    let dir = TempDir::new("policy-boutique");
+    let (report, code) = policy_json(&[], &fixture, &dir.path().join("state"));
+    assert_eq!(code, 1);
+    let findings = report["findings"].as_array().expect("findings");
+    let untagged: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["policy"] == "builtin/image-tag" && f["image"] == "paymentservice")
+        .collect();
+    assert_eq!(untagged.len(), 1);
+    assert_eq!(
+        untagged[0]["at"]["path"],
+        "kubernetes-manifests/paymentservice.yaml"
+    );
+    assert_eq!(untagged[0]["at"]["line"], 46);
+    // busybox is pinned by digest; redis:alpine has a tag but no digest.
+    assert!(
+        !images_of(findings, "builtin/image-tag")
+            .iter()
+            .any(|i| i.contains("busybox") || i.contains("redis"))
+    );
+    assert!(images_of(findings, "builtin/image-digest").contains("docker.io/library/redis:alpine"));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["policy"] == "builtin/catalog-metadata")
+    );
+}
+
+#[test]
+fn sarif_and_junit_outputs_are_well_formed() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../../../shared/fixtures/fleets/online-boutique/kubernetes-manifests/cartservice.yaml",
+    );
+    let run = |format: &str, strict: bool| {
+        let mut cmd = bulkhead();
+        cmd.args(["policy", "check"])
+            .arg(&fixture)
+            .args(["--format", format]);
+        if strict {
+            cmd.arg("--strict");
+        }
+        let out = cmd.output().expect("run");
+        (
+            String::from_utf8(out.stdout).expect("utf-8"),
+            out.status.code(),
+        )
+    };
+    let (sarif, code) = run("sarif", false);
+    assert_eq!(code, Some(1));
+    let sarif = json(&sarif);
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().expect("results");
+    assert!(!results.is_empty());
+    for r in results {
+        assert!(["error", "warning"].contains(&r["level"].as_str().unwrap_or("")));
+        let loc = &r["locations"][0]["physicalLocation"];
+        assert!(
+            loc["artifactLocation"]["uri"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("cartservice.yaml"))
+        );
+        assert!(loc["region"]["startLine"].as_u64().is_some_and(|l| l > 0));
+        let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .expect("rules");
+        assert!(rules.iter().any(|rule| rule["id"] == r["ruleId"]));
+    }
+    let (xml, _) = run("junit", false);
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "));
+    assert!(xml.trim_end().ends_with("</testsuites>"));
+    assert_eq!(xml.matches("<testcase ").count(), results.len());
+    assert!(xml.contains("<failure type=\"deny\""));
+    assert!(xml.contains("<system-out>warn: "));
+    let (strict_xml, _) = run("junit", true);
+    assert!(strict_xml.contains("<failure type=\"warn\""));
+}
+
+#[test]
+fn warnings_fail_only_with_strict() {
+    let dir = TempDir::new("policy-strict");
+    let file = dir.path().join("pod.yaml");
+    std::fs::write(&file, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - name: c\n      image: registry.acme.internal/apps/a:1.0\n      resources: {limits: {memory: 64Mi}}\n").expect("write");
+    let code = |strict: bool| {
+        let mut cmd = bulkhead();
+        cmd.args(["policy", "check"]).arg(&file);
+        if strict {
+            cmd.arg("--strict");
+        }
+        cmd.output().expect("run").status.code()
+    };
+    assert_eq!(code(false), Some(0));
+    assert_eq!(code(true), Some(1));
+}
+
+fn gatekeeper_testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policy/testdata/gatekeeper")
+        .join(rel)
+}
+
+#[test]
+fn verify_runs_gator_suites_with_exit_codes() {
+    let ok = run_ok(
+        bulkhead()
+            .args(["policy", "verify"])
+            .arg(gatekeeper_testdata("suite.yaml")),
+    );
+    assert_eq!(ok.matches("    --- PASS: ").count(), 11, "{ok}");
+    assert!(
+        ok.contains("--- PASS: allowed-repos\n") && ok.contains("--- PASS: required-labels\n"),
+        "{ok}"
+    );
+    assert!(
+        ok.lines().last().is_some_and(|l| l.starts_with("ok\t")),
+        "{ok}"
+    );
+
+    let out = bulkhead()
+        .args(["policy", "verify"])
+        .arg(gatekeeper_testdata("failing-suite.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        text.contains("    --- FAIL: wrong-expectation\n")
+            && text.contains("    --- PASS: acme-image-allowed\n"),
+        "{text}"
+    );
+
+    let out = bulkhead()
+        .args(["policy", "verify", "/nonexistent/suite.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn gatekeeper_constraints_run_in_check_with_the_object_line() {
+    let dir = TempDir::new("policy-gk");
+    let policies = dir.path().join("gk");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    for f in ["allowedrepos-template.yaml", "allowedrepos-constraint.yaml"] {
+        std::fs::copy(gatekeeper_testdata(f), policies.join(f)).expect("copy");
+    }
+    let (report, code) = {
+        let out = bulkhead()
+            .args([
+                "policy",
+                "check",
+                "--no-builtin",
+                "--format",
+                "json",
+                "--policy",
+            ])
+            .arg(&policies)
+            .arg(gatekeeper_testdata("samples/pod-evil.yaml"))
+            .output()
+            .expect("run");
+        (
+            json(&String::from_utf8(out.stdout).expect("utf-8")),
+            out.status.code(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 2);
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["policy"] == "K8sAllowedRepos/repo-is-acme" && f["at"]["line"] == 1)
+    );
+
+    // A constraint without its template is an error, not a silent pass.
+    std::fs::remove_file(policies.join("allowedrepos-template.yaml")).expect("rm");
+    let out = bulkhead()
+        .args(["policy", "check", "--policy"])
+        .arg(&policies)
+        .arg(gatekeeper_testdata("samples/pod-evil.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no ConstraintTemplate defines kind K8sAllowedRepos")
+    );
+}
+
+#[test]
+fn admit_and_kyverno_export() {
+    let dir = TempDir::new("policy-admit");
+    let review = dir.path().join("review.json");
+    std::fs::write(&review, r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"abc","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"shop","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx:latest","resources":{"limits":{"cpu":"1"}}}]}}}}"#).expect("write");
+    let out = bulkhead()
+        .args(["policy", "admit"])
+        .arg(&review)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let response = json(&String::from_utf8(out.stdout).expect("utf-8"));
+    assert_eq!(response["response"]["uid"], "abc");
+    assert_eq!(response["response"]["allowed"], false);
+    assert!(
+        response["response"]["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("floats on latest"))
+    );
+
+    let yaml = run_ok(bulkhead().args([
+        "policy",
+        "export",
+        "kyverno",
+        "--allowed-registry",
+        "registry.acme.internal/apps/",
+    ]));
+    assert_eq!(yaml.matches("kind: ClusterPolicy").count(), 4);
+    assert!(yaml.contains("registry.acme.internal/apps/*"));
+}

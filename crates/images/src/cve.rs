@@ -1,0 +1,481 @@
+//! `cve ID`: from a vulnerability to the images that carry it, the image that
+//! introduced it, the services built on them, what runs them, who owns them
+//! and what is internet-facing; then the four-answer report and the
+//! emergency plan.
+
+use crate::catalog::Catalog;
+use crate::check::{owners, services_by_repo};
+use crate::cluster::RunningContainer;
+use crate::reports::Severity;
+use model::{
+    Change, Evidence, Finding, Fleet, ImageRef, ImpactReason, ImpactReport, ImpactedService, Owner,
+    Plan, Provenance, Risk, Rollback, Signal, Step, Tier, Wave,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Services per wave after the canary.
+pub const WAVE_SIZE: usize = 50;
+
+/// What a CVE query reads.
+#[derive(Debug, Clone, Copy)]
+pub struct CveQuery<'a> {
+    pub fleet: &'a Fleet,
+    pub catalog: &'a Catalog,
+    pub running: &'a [RunningContainer],
+}
+
+/// Where a finding's layer was added.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Introduction {
+    /// The image whose own layers contain the vulnerable package.
+    pub image: String,
+    pub layer: Option<String>,
+    pub package: String,
+    pub installed: Option<String>,
+    pub fixed: Option<String>,
+    /// The report (and line) that found it, and in which image.
+    pub found_in: String,
+    pub at: Provenance,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AffectedImage {
+    pub name: String,
+    /// The image itself, then what it is built on, down to the image that introduced the CVE.
+    pub lineage: Vec<String>,
+    /// Whether a scanner report of this image lists the CVE (else: inherited by lineage).
+    pub reported: bool,
+    pub digests: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AffectedService {
+    pub service: String,
+    pub owner: Option<Owner>,
+    pub tier: Option<Tier>,
+    /// The affected image it is built on (or runs).
+    pub image: String,
+    /// The `FROM` reference, where the service builds on it.
+    pub from: Option<ImageRef>,
+    pub at: Option<Provenance>,
+    /// `namespace/name` of its workloads in the manifests.
+    pub workloads: Vec<String>,
+    /// Containers of it found in cluster snapshots: `cluster/namespace/name (digest)`.
+    pub running: Vec<String>,
+    pub public_routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CveAnswer {
+    pub id: String,
+    pub severity: Option<Severity>,
+    pub introduced: Vec<Introduction>,
+    pub images: Vec<AffectedImage>,
+    /// Ranked: internet-facing first, then by tier (1 first), then by name.
+    pub services: Vec<AffectedService>,
+    /// Containers in cluster snapshots running an affected image directly.
+    pub running_images: Vec<RunningContainer>,
+}
+
+/// Answers "which services does this CVE reach?".
+pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
+    let CveQuery {
+        fleet,
+        catalog,
+        running,
+    } = query;
+    let mut severity: Option<Severity> = None;
+    let mut introduced: BTreeSet<Introduction> = BTreeSet::new();
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    let mut clean: BTreeSet<String> = BTreeSet::new();
+    for report in &catalog.reports {
+        let Some(name) = report.image_name() else {
+            continue;
+        };
+        let mut found = false;
+        for v in report
+            .vulnerabilities
+            .iter()
+            .filter(|v| v.id.eq_ignore_ascii_case(id))
+        {
+            found = true;
+            severity = Some(severity.map_or(v.severity, |s| s.min(v.severity)));
+            introduced.insert(Introduction {
+                image: catalog.introduced_by(&name, v.layer.as_deref()),
+                layer: v.layer.clone(),
+                package: v.package.clone(),
+                installed: v.installed.clone(),
+                fixed: v.fixed.clone(),
+                found_in: name.clone(),
+                at: v.at.clone(),
+            });
+        }
+        if found {
+            reported.insert(name);
+        } else {
+            clean.insert(name);
+        }
+    }
+    // An image built on an affected one inherits the CVE, unless its own report says it does not.
+    let mut affected: BTreeSet<String> = reported.clone();
+    let roots: BTreeSet<String> = reported
+        .iter()
+        .cloned()
+        .chain(introduced.iter().map(|i| i.image.clone()))
+        .collect();
+    for root in &roots {
+        affected.insert(root.clone());
+        for d in catalog.descendants(root) {
+            if !clean.contains(&d) || reported.contains(&d) {
+                affected.insert(d);
+            }
+        }
+    }
+    affected.retain(|a| !clean.contains(a) || reported.contains(a));
+    let introducers: BTreeSet<&str> = introduced.iter().map(|i| i.image.as_str()).collect();
+    let images: Vec<AffectedImage> = affected
+        .iter()
+        .map(|name| {
+            let mut lineage = Vec::new();
+            for (n, _) in catalog.lineage(name) {
+                let stop = introducers.contains(n.as_str());
+                lineage.push(n);
+                if stop {
+                    break;
+                }
+            }
+            AffectedImage {
+                name: name.clone(),
+                lineage,
+                reported: reported.contains(name),
+                digests: catalog
+                    .get(name)
+                    .map(|i| i.digests.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+
+    let by_repo = services_by_repo(fleet);
+    let mut services: BTreeMap<&str, AffectedService> = BTreeMap::new();
+    let mut add = |name: &str, image: String, from: Option<&ImageRef>, at: Option<&Provenance>| {
+        let Some(service) = fleet.service(name) else {
+            return;
+        };
+        services
+            .entry(service.name.as_str())
+            .or_insert_with(|| AffectedService {
+                service: service.name.clone(),
+                owner: service.owner.clone(),
+                tier: service.tier,
+                image,
+                from: from.cloned(),
+                at: at.cloned(),
+                workloads: service.workloads.clone(),
+                running: Vec::new(),
+                public_routes: service
+                    .public_routes()
+                    .map(|r| format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path))
+                    .collect(),
+            });
+    };
+    for dockerfile in &fleet.dockerfiles {
+        let Some(base) = dockerfile.final_base() else {
+            continue;
+        };
+        let name = base.name();
+        if !affected.contains(&name) {
+            continue;
+        }
+        let at = dockerfile.final_stage().map(|s| &s.at);
+        for owner in owners(&by_repo, &dockerfile.path) {
+            add(owner, name.clone(), Some(base), at);
+        }
+    }
+    for service in &fleet.services {
+        if let Some(image) = service.images.iter().find(|i| affected.contains(&i.name())) {
+            add(&service.name, image.name(), None, None);
+        }
+    }
+    let mut running_images = Vec::new();
+    for container in running {
+        if let Some(s) = services.get_mut(container.service.as_str()) {
+            s.running.push(format!(
+                "{}/{}/{}{}",
+                container.cluster,
+                container.namespace,
+                container.name,
+                container
+                    .digest
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ));
+        }
+        let direct = container.image_ref.as_ref().is_some_and(|r| {
+            affected.contains(&r.name())
+                || container.digest.as_ref().is_some_and(|d| {
+                    affected
+                        .iter()
+                        .filter_map(|a| catalog.get(a))
+                        .any(|i| i.digests.contains(d))
+                })
+        });
+        if direct {
+            running_images.push(container.clone());
+        }
+    }
+    let mut services: Vec<AffectedService> = services.into_values().collect();
+    services.sort_by(|a, b| {
+        (
+            a.public_routes.is_empty(),
+            a.tier.map_or(10, |t| t.0),
+            &a.service,
+        )
+            .cmp(&(
+                b.public_routes.is_empty(),
+                b.tier.map_or(10, |t| t.0),
+                &b.service,
+            ))
+    });
+    CveAnswer {
+        id: id.to_string(),
+        severity,
+        introduced: introduced.into_iter().collect(),
+        images,
+        services,
+        running_images,
+    }
+}
+
+/// The four answers for remediating the CVE, with the emergency plan: rebuild
+/// the bases (the introducing image first, then the images built on it), a
+/// canary service, then the rest in large waves, internet-facing first, then
+/// by tier.
+pub fn impact_report(answer: &CveAnswer, fleet: &Fleet) -> ImpactReport {
+    let mut what_breaks = Vec::new();
+    for i in &answer.introduced {
+        let fix = i.fixed.as_deref().map_or_else(
+            || "no fixed version known".to_string(),
+            |f| format!("fixed in {f}"),
+        );
+        let mut evidence = vec![Evidence {
+            statement: format!("found in {}", i.found_in),
+            at: Some(i.at.clone()),
+        }];
+        if let Some(layer) = &i.layer {
+            evidence.push(Evidence {
+                statement: format!("in layer {layer}, which {} added", i.image),
+                at: None,
+            });
+        }
+        what_breaks.push(Finding {
+            subject: i.image.clone(),
+            risk: Risk::Breaking,
+            summary: format!(
+                "{} {} {} ({fix}){}",
+                i.package,
+                i.installed.as_deref().unwrap_or(""),
+                answer.id,
+                if i.image == i.found_in {
+                    String::new()
+                } else {
+                    format!("; inherited by {}", i.found_in)
+                }
+            ),
+            evidence,
+        });
+    }
+    what_breaks.dedup_by(|a, b| a.subject == b.subject && a.summary == b.summary);
+    for image in answer.images.iter().filter(|i| !i.reported) {
+        what_breaks.push(Finding {
+            subject: image.name.clone(),
+            risk: Risk::Risky,
+            summary: format!(
+                "inherits {} through {}",
+                answer.id,
+                image.lineage.join(" -> ")
+            ),
+            evidence: Vec::new(),
+        });
+    }
+    let who_is_impacted: Vec<ImpactedService> = answer
+        .services
+        .iter()
+        .map(|s| {
+            let mut evidence = Vec::new();
+            if let Some(from) = &s.from {
+                evidence.push(Evidence {
+                    statement: format!("FROM {from}"),
+                    at: s.at.clone(),
+                });
+            }
+            if let Some(image) = answer.images.iter().find(|i| i.name == s.image) {
+                evidence.push(Evidence {
+                    statement: format!("lineage {}", image.lineage.join(" -> ")),
+                    at: None,
+                });
+            }
+            for w in &s.workloads {
+                evidence.push(Evidence {
+                    statement: format!("workload {w}"),
+                    at: None,
+                });
+            }
+            for r in &s.running {
+                evidence.push(Evidence {
+                    statement: format!("running {r}"),
+                    at: None,
+                });
+            }
+            ImpactedService {
+                service: s.service.clone(),
+                owner: s.owner.clone(),
+                tier: s.tier,
+                reason: ImpactReason::Uses {
+                    artefact: s.image.clone(),
+                },
+                public_routes: s.public_routes.clone(),
+                evidence,
+            }
+        })
+        .collect();
+    let impacted: BTreeSet<&str> = answer.services.iter().map(|s| s.service.as_str()).collect();
+    let untouched = fleet
+        .services
+        .iter()
+        .filter(|s| !impacted.contains(s.name.as_str()))
+        .map(|s| s.name.clone())
+        .collect();
+    ImpactReport {
+        change: Change::Cve {
+            id: answer.id.clone(),
+        },
+        what_breaks,
+        who_is_impacted,
+        rollback: Rollback {
+            action: "redeploy each service's previous image digest (kept in the registry); revert the FROM commit".to_string(),
+            expected_seconds: None,
+            measured: false,
+            evidence: Vec::new(),
+        },
+        monitoring: vec![
+            Signal {
+                name: "error rate".into(),
+                services: impacted.iter().map(|s| s.to_string()).collect(),
+                threshold: "< 1% over 5m, and no worse than before the wave".into(),
+            },
+            Signal {
+                name: "p99 latency".into(),
+                services: impacted.iter().map(|s| s.to_string()).collect(),
+                threshold: "within 10% of the previous day".into(),
+            },
+            Signal {
+                name: format!("{} in scanner reports", answer.id),
+                services: Vec::new(),
+                threshold: "absent from the rebuilt images' reports".into(),
+            },
+        ],
+        plan: plan(answer),
+        untouched,
+    }
+}
+
+fn plan(answer: &CveAnswer) -> Plan {
+    let mut waves = Vec::new();
+    // Bases first, each after the images it is built on: shorter lineage first.
+    let mut bases: Vec<&crate::cve::AffectedImage> = answer.images.iter().collect();
+    bases.sort_by_key(|i| (i.lineage.len(), i.name.clone()));
+    if !bases.is_empty() {
+        let fixed: BTreeSet<&str> = answer
+            .introduced
+            .iter()
+            .filter_map(|i| i.fixed.as_deref())
+            .collect();
+        let fix = fixed.into_iter().collect::<Vec<_>>().join(", ");
+        waves.push(Wave {
+            name: "rebuild base images".into(),
+            steps: bases
+                .iter()
+                .map(|b| Step {
+                    target: b.name.clone(),
+                    action: if fix.is_empty() {
+                        "rebuild with the fixed package and publish a new digest".to_string()
+                    } else {
+                        format!("rebuild with {fix} and publish a new digest")
+                    },
+                    rollback: match b.digests.first() {
+                        Some(d) => format!("keep serving the previous digest {d}"),
+                        None => "keep serving the previous digest".into(),
+                    },
+                })
+                .collect(),
+            gate: format!(
+                "{} absent from the rebuilt images' scanner reports",
+                answer.id
+            ),
+        });
+    }
+    let step = |s: &AffectedService| Step {
+        target: s.service.clone(),
+        action: format!(
+            "bulkhead images upgrade --to <rebuilt {}>, rebuild, deploy",
+            s.image
+        ),
+        rollback: "redeploy the previous image digest".into(),
+    };
+    let canary = answer
+        .services
+        .iter()
+        .filter(|s| s.public_routes.is_empty())
+        .max_by_key(|s| {
+            (
+                s.tier.map_or(10, |t| t.0),
+                std::cmp::Reverse(s.service.clone()),
+            )
+        })
+        .or_else(|| answer.services.last());
+    if let Some(canary) = canary {
+        waves.push(Wave {
+            name: "canary".into(),
+            steps: vec![step(canary)],
+            gate: "error rate < 1% and p99 latency within 10% for 30m".into(),
+        });
+    }
+    let rest: Vec<&AffectedService> = answer
+        .services
+        .iter()
+        .filter(|s| Some(s.service.as_str()) != canary.map(|c| c.service.as_str()))
+        .collect();
+    let (public, internal): (Vec<&AffectedService>, Vec<&AffectedService>) =
+        rest.into_iter().partition(|s| !s.public_routes.is_empty());
+    for chunk in public.chunks(WAVE_SIZE) {
+        waves.push(Wave {
+            name: "internet-facing".into(),
+            steps: chunk.iter().map(|s| step(s)).collect(),
+            gate: "error rate < 1% and p99 latency within 10% for 15m".into(),
+        });
+    }
+    let mut by_tier: BTreeMap<u8, Vec<&AffectedService>> = BTreeMap::new();
+    for s in internal {
+        by_tier
+            .entry(s.tier.map_or(10, |t| t.0))
+            .or_default()
+            .push(s);
+    }
+    for (tier, services) in by_tier {
+        for chunk in services.chunks(WAVE_SIZE) {
+            waves.push(Wave {
+                name: if tier == 10 {
+                    "no tier".into()
+                } else {
+                    format!("tier {tier}")
+                },
+                steps: chunk.iter().map(|s| step(s)).collect(),
+                gate: "error rate < 1% and p99 latency within 10% for 15m".into(),
+            });
+        }
+    }
+    Plan { waves }
+}

@@ -1,0 +1,553 @@
+//! Scanner reports: Trivy JSON (SchemaVersion 2), CycloneDX JSON and Grype JSON,
+//! read into one shape: the scanned image, its layers, and each finding with
+//! the layer (`DiffID`) it was found in.
+//!
+//! Unknown fields are ignored (scanners add fields often); a report that is
+//! not JSON, or not the expected shape, yields an error diagnostic at the line
+//! `serde_json` reports, and whatever could be read.
+
+use model::{Diagnostic, Digest, ImageRef, Provenance};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    Trivy,
+    CycloneDx,
+    Grype,
+}
+
+/// Severity as the scanners spell it, normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Negligible,
+    Unknown,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Severity {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" | "moderate" => Severity::Medium,
+            "low" => Severity::Low,
+            "negligible" | "none" | "info" => Severity::Negligible,
+            _ => Severity::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Critical => "CRITICAL",
+            Severity::High => "HIGH",
+            Severity::Medium => "MEDIUM",
+            Severity::Low => "LOW",
+            Severity::Negligible => "NEGLIGIBLE",
+            Severity::Unknown => "UNKNOWN",
+        })
+    }
+}
+
+/// One finding: a vulnerability in a package, in a layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vulnerability {
+    /// `CVE-2023-38545`, `GHSA-...`.
+    pub id: String,
+    pub package: String,
+    pub installed: Option<String>,
+    pub fixed: Option<String>,
+    pub severity: Severity,
+    /// The uncompressed layer digest (`rootfs.diff_ids` entry) the package was found in.
+    pub layer: Option<String>,
+    pub at: Provenance,
+}
+
+/// What one report says about one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub path: String,
+    pub format: ReportFormat,
+    /// The image scanned, when the report names it as an image reference.
+    pub artifact: Option<ImageRef>,
+    /// `name@digest` references of the scanned image (Trivy `RepoDigests`, Grype `repoDigests`).
+    pub repo_digests: Vec<ImageRef>,
+    /// The image's `rootfs.diff_ids`, bottom layer first.
+    pub diff_ids: Vec<String>,
+    pub vulnerabilities: Vec<Vulnerability>,
+}
+
+impl ScanReport {
+    fn new(path: &str, format: ReportFormat) -> ScanReport {
+        ScanReport {
+            path: path.to_string(),
+            format,
+            artifact: None,
+            repo_digests: Vec::new(),
+            diff_ids: Vec::new(),
+            vulnerabilities: Vec::new(),
+        }
+    }
+
+    /// Findings per severity.
+    pub fn counts(&self) -> BTreeMap<Severity, usize> {
+        let mut counts = BTreeMap::new();
+        for v in &self.vulnerabilities {
+            *counts.entry(v.severity).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The image's name (`registry/repository`), from the artifact or a repo digest.
+    pub fn image_name(&self) -> Option<String> {
+        self.artifact
+            .as_ref()
+            .or(self.repo_digests.first())
+            .map(ImageRef::name)
+    }
+
+    /// The digests the scanned image is known by.
+    pub fn digests(&self) -> Vec<&Digest> {
+        self.repo_digests
+            .iter()
+            .chain(self.artifact.iter())
+            .filter_map(ImageRef::digest)
+            .collect()
+    }
+}
+
+/// Reads a report of a known format.
+pub fn parse(format: ReportFormat, path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
+    match format {
+        ReportFormat::Trivy => trivy(path, text),
+        ReportFormat::CycloneDx => cyclonedx(path, text),
+        ReportFormat::Grype => grype(path, text),
+    }
+}
+
+/// Finds the line of each finding by searching its id forward in the text:
+/// reports list findings in document order.
+struct LineCursor<'t> {
+    text: &'t str,
+    offset: usize,
+}
+
+impl LineCursor<'_> {
+    fn line_of_next(&mut self, needle: &str) -> u32 {
+        let quoted = format!("\"{needle}\"");
+        match self.text[self.offset..].find(&quoted) {
+            Some(i) => {
+                self.offset += i + quoted.len();
+                crate::line_of(self.text, self.offset)
+            }
+            None => crate::line_of(self.text, self.offset),
+        }
+    }
+}
+
+fn image_ref(
+    path: &str,
+    what: &str,
+    s: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<ImageRef> {
+    if s.is_empty() {
+        return None;
+    }
+    match ImageRef::parse(s) {
+        Ok(r) => Some(r),
+        // A scanned archive (`image.tar.gz`) is no reference: not worth a warning.
+        Err(_) if s.ends_with(".tar") || s.ends_with(".tar.gz") || s.contains(' ') => None,
+        Err(e) => {
+            diagnostics.push(Diagnostic::warning(path, None, format!("{what}: {e}")));
+            None
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "PascalCase")]
+struct TrivyReport {
+    schema_version: Option<u32>,
+    artifact_name: String,
+    metadata: TrivyMetadata,
+    results: Option<Vec<TrivyResult>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "PascalCase")]
+struct TrivyMetadata {
+    #[serde(rename = "DiffIDs")]
+    diff_ids: Option<Vec<String>>,
+    repo_digests: Option<Vec<String>>,
+    image_config: Option<ImageConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ImageConfig {
+    rootfs: Option<RootFs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "PascalCase")]
+struct TrivyResult {
+    vulnerabilities: Option<Vec<TrivyVulnerability>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "PascalCase")]
+struct TrivyVulnerability {
+    #[serde(rename = "VulnerabilityID")]
+    vulnerability_id: String,
+    pkg_name: String,
+    installed_version: Option<String>,
+    fixed_version: Option<String>,
+    severity: String,
+    layer: Option<TrivyLayer>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "PascalCase")]
+struct TrivyLayer {
+    #[serde(rename = "DiffID")]
+    diff_id: Option<String>,
+}
+
+/// Reads a Trivy JSON report (`trivy image -f json`, SchemaVersion 2).
+pub fn trivy(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
+    let mut report = ScanReport::new(path, ReportFormat::Trivy);
+    let mut diagnostics = Vec::new();
+    let raw: TrivyReport = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return (report, vec![crate::json_error(path, "Trivy report", &e)]),
+    };
+    match raw.schema_version {
+        Some(2) => {}
+        Some(v) => diagnostics.push(Diagnostic::warning(
+            path,
+            Some(1),
+            format!("Trivy SchemaVersion {v}: only 2 is known; reading it as 2"),
+        )),
+        None => diagnostics.push(Diagnostic::warning(
+            path,
+            Some(1),
+            "no SchemaVersion: is this a Trivy JSON report?",
+        )),
+    }
+    report.artifact = image_ref(path, "ArtifactName", &raw.artifact_name, &mut diagnostics);
+    for d in raw.metadata.repo_digests.unwrap_or_default() {
+        if let Some(r) = image_ref(path, "RepoDigests", &d, &mut diagnostics) {
+            report.repo_digests.push(r);
+        }
+    }
+    report.diff_ids = raw
+        .metadata
+        .image_config
+        .and_then(|c| c.rootfs)
+        .map(|r| r.diff_ids)
+        .filter(|d| !d.is_empty())
+        .or(raw.metadata.diff_ids)
+        .unwrap_or_default();
+    let mut cursor = LineCursor { text, offset: 0 };
+    for result in raw.results.unwrap_or_default() {
+        for v in result.vulnerabilities.unwrap_or_default() {
+            let line = cursor.line_of_next(&v.vulnerability_id);
+            if v.vulnerability_id.is_empty() {
+                diagnostics.push(Diagnostic::warning(
+                    path,
+                    Some(line),
+                    "vulnerability without VulnerabilityID skipped",
+                ));
+                continue;
+            }
+            report.vulnerabilities.push(Vulnerability {
+                id: v.vulnerability_id,
+                package: v.pkg_name,
+                installed: v.installed_version,
+                fixed: v.fixed_version.filter(|f| !f.is_empty()),
+                severity: Severity::parse(&v.severity),
+                layer: v.layer.and_then(|l| l.diff_id).filter(|d| !d.is_empty()),
+                at: Provenance::new(path, line),
+            });
+        }
+    }
+    (report, diagnostics)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct CdxBom {
+    bom_format: String,
+    metadata: Option<CdxMetadata>,
+    components: Vec<CdxComponent>,
+    vulnerabilities: Vec<CdxVulnerability>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CdxMetadata {
+    component: Option<CdxComponent>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CdxComponent {
+    #[serde(rename = "bom-ref")]
+    bom_ref: String,
+    name: String,
+    version: Option<String>,
+    properties: Vec<CdxProperty>,
+    components: Vec<CdxComponent>,
+}
+
+impl CdxComponent {
+    fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_str())
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CdxProperty {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CdxVulnerability {
+    id: String,
+    ratings: Vec<CdxRating>,
+    affects: Vec<CdxAffect>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CdxRating {
+    severity: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct CdxAffect {
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
+/// Reads a CycloneDX JSON SBOM with a `vulnerabilities` section (VEX). The
+/// layer of each affected component comes from Trivy's
+/// `aquasecurity:trivy:LayerDiffID` property; the image's layers from
+/// `aquasecurity:trivy:DiffID` on the metadata component.
+pub fn cyclonedx(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
+    let mut report = ScanReport::new(path, ReportFormat::CycloneDx);
+    let mut diagnostics = Vec::new();
+    let bom: CdxBom = match serde_json::from_str(text) {
+        Ok(bom) => bom,
+        Err(e) => {
+            return (
+                report,
+                vec![crate::json_error(path, "CycloneDX document", &e)],
+            );
+        }
+    };
+    if bom.bom_format != "CycloneDX" {
+        diagnostics.push(Diagnostic::warning(
+            path,
+            Some(1),
+            format!("bomFormat is {:?}, not \"CycloneDX\"", bom.bom_format),
+        ));
+    }
+    if let Some(component) = bom.metadata.as_ref().and_then(|m| m.component.as_ref()) {
+        let reference = component
+            .property("aquasecurity:trivy:Reference")
+            .or_else(|| component.property("aquasecurity:trivy:RepoTag"))
+            .unwrap_or(&component.name);
+        report.artifact = image_ref(path, "metadata.component", reference, &mut diagnostics);
+        report.diff_ids = component
+            .properties
+            .iter()
+            .filter(|p| p.name == "aquasecurity:trivy:DiffID")
+            .map(|p| p.value.clone())
+            .collect();
+        for p in component
+            .properties
+            .iter()
+            .filter(|p| p.name == "aquasecurity:trivy:RepoDigest")
+        {
+            if let Some(r) = image_ref(path, "RepoDigest", &p.value, &mut diagnostics) {
+                report.repo_digests.push(r);
+            }
+        }
+    }
+    let mut by_ref: BTreeMap<&str, &CdxComponent> = BTreeMap::new();
+    let mut stack: Vec<&CdxComponent> = bom.components.iter().collect();
+    while let Some(c) = stack.pop() {
+        by_ref.insert(c.bom_ref.as_str(), c);
+        stack.extend(c.components.iter());
+    }
+    let mut cursor = LineCursor { text, offset: 0 };
+    for v in &bom.vulnerabilities {
+        let line = cursor.line_of_next(&v.id);
+        let severity = v
+            .ratings
+            .iter()
+            .filter_map(|r| r.severity.as_deref())
+            .map(Severity::parse)
+            .min()
+            .unwrap_or(Severity::Unknown);
+        for affect in &v.affects {
+            let Some(component) = by_ref.get(affect.reference.as_str()) else {
+                diagnostics.push(Diagnostic::warning(
+                    path,
+                    Some(line),
+                    format!(
+                        "{} affects {:?}, which is no component of the SBOM",
+                        v.id, affect.reference
+                    ),
+                ));
+                continue;
+            };
+            report.vulnerabilities.push(Vulnerability {
+                id: v.id.clone(),
+                package: component.name.clone(),
+                installed: component.version.clone(),
+                fixed: None,
+                severity,
+                layer: component
+                    .property("aquasecurity:trivy:LayerDiffID")
+                    .map(str::to_string),
+                at: Provenance::new(path, line),
+            });
+        }
+    }
+    (report, diagnostics)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GrypeDocument {
+    matches: Option<Vec<GrypeMatch>>,
+    source: Option<GrypeSource>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GrypeMatch {
+    vulnerability: GrypeVulnerability,
+    artifact: GrypeArtifact,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GrypeVulnerability {
+    id: String,
+    severity: String,
+    fix: Option<GrypeFix>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GrypeFix {
+    versions: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GrypeArtifact {
+    name: String,
+    version: Option<String>,
+    locations: Vec<GrypeLocation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct GrypeLocation {
+    #[serde(rename = "layerID")]
+    layer_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GrypeSource {
+    #[serde(rename = "type")]
+    kind: String,
+    target: serde_json::Value,
+}
+
+/// Reads a Grype JSON report (`grype -o json`). `locations[].layerID` is the
+/// layer's diff ID; `source.target` describes the scanned image.
+pub fn grype(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
+    let mut report = ScanReport::new(path, ReportFormat::Grype);
+    let mut diagnostics = Vec::new();
+    let doc: GrypeDocument = match serde_json::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => return (report, vec![crate::json_error(path, "Grype report", &e)]),
+    };
+    if let Some(source) = &doc.source
+        && source.kind == "image"
+    {
+        let target = &source.target;
+        if let Some(input) = target["userInput"].as_str() {
+            report.artifact = image_ref(path, "source.target.userInput", input, &mut diagnostics);
+        }
+        for d in target["repoDigests"].as_array().into_iter().flatten() {
+            if let Some(r) = d
+                .as_str()
+                .and_then(|d| image_ref(path, "repoDigests", d, &mut diagnostics))
+            {
+                report.repo_digests.push(r);
+            }
+        }
+        report.diff_ids = target["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["digest"].as_str().map(str::to_string))
+            .collect();
+    }
+    if doc.matches.is_none() {
+        diagnostics.push(Diagnostic::warning(
+            path,
+            Some(1),
+            "no \"matches\": is this a Grype JSON report?",
+        ));
+    }
+    let mut cursor = LineCursor { text, offset: 0 };
+    for m in doc.matches.unwrap_or_default() {
+        let line = cursor.line_of_next(&m.vulnerability.id);
+        if m.vulnerability.id.is_empty() {
+            continue;
+        }
+        report.vulnerabilities.push(Vulnerability {
+            id: m.vulnerability.id,
+            package: m.artifact.name,
+            installed: m.artifact.version,
+            fixed: m
+                .vulnerability
+                .fix
+                .and_then(|f| f.versions.into_iter().next()),
+            severity: Severity::parse(&m.vulnerability.severity),
+            layer: m.artifact.locations.into_iter().find_map(|l| l.layer_id),
+            at: Provenance::new(path, line),
+        });
+    }
+    (report, diagnostics)
+}

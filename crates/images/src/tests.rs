@@ -1,0 +1,366 @@
+use crate::catalog::{Catalog, ParentVia};
+use crate::reports::{self, ReportFormat, ScanReport, Severity};
+use crate::{cluster, upgrade};
+use model::{Diagnostic, ImageRef, Provenance, Stage, StageBase};
+use std::collections::BTreeMap;
+
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/trivy")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn counts(report: &ScanReport) -> BTreeMap<String, usize> {
+    report
+        .counts()
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect()
+}
+
+/// Parses a shared Trivy fixture and checks its counts per severity.
+fn check_trivy(name: &str, expected: &[(&str, usize)]) -> ScanReport {
+    let (report, diagnostics) = reports::trivy(name, &fixture(name));
+    assert!(diagnostics.is_empty(), "{name}: {diagnostics:?}");
+    let expected: BTreeMap<String, usize> =
+        expected.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+    assert_eq!(counts(&report), expected, "{name}");
+    assert!(!report.diff_ids.is_empty(), "{name}: layers");
+    for v in &report.vulnerabilities {
+        let layer = v.layer.as_deref().expect("every finding has its layer");
+        assert!(
+            report.diff_ids.iter().any(|d| d == layer),
+            "{name}: {layer} is a layer of the image"
+        );
+        assert!(v.at.line > 1, "{name}: {} has a line", v.id);
+    }
+    report
+}
+
+#[test]
+fn every_shared_trivy_report_parses_with_its_counts_per_severity() {
+    check_trivy("alpine-310.json", &[("MEDIUM", 4)]);
+    check_trivy("centos-7.json", &[("MEDIUM", 1), ("LOW", 2)]);
+    let debian = check_trivy("debian-buster.json", &[("CRITICAL", 1), ("LOW", 1)]);
+    check_trivy("distroless-base.json", &[("MEDIUM", 2), ("LOW", 2)]);
+    let critical: Vec<&str> = debian
+        .vulnerabilities
+        .iter()
+        .filter(|v| v.severity == Severity::Critical)
+        .map(|v| v.id.as_str())
+        .collect();
+    assert_eq!(critical.len(), 1);
+    // Finding lines point at the finding's id in the file.
+    let text = fixture("debian-buster.json");
+    for v in &debian.vulnerabilities {
+        let line = text.lines().nth(v.at.line as usize - 1).expect("line");
+        assert!(line.contains(&v.id), "{line}");
+    }
+}
+
+#[test]
+fn cyclonedx_fixture_gives_the_image_and_its_layers() {
+    let name = "fluentd-multiple-lockfiles.cdx.json";
+    let (report, diagnostics) = reports::cyclonedx(name, &fixture(name));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(
+        report.artifact.as_ref().map(ToString::to_string).as_deref(),
+        Some("ghcr.io/aquasecurity/trivy-test-images:fluentd-multiple-lockfiles")
+    );
+    assert_eq!(report.diff_ids.len(), 6);
+    assert!(
+        report.vulnerabilities.is_empty(),
+        "the fixture is an SBOM without VEX"
+    );
+}
+
+#[test]
+fn cyclonedx_vulnerabilities_are_tied_to_the_affected_components_layer() {
+    let text = r#"{
+  "bomFormat": "CycloneDX", "specVersion": "1.5",
+  "metadata": {"component": {"bom-ref": "img", "name": "registry.acme.internal/apps/orders:1.0",
+    "properties": [{"name": "aquasecurity:trivy:DiffID", "value": "sha256:aaa"},
+                   {"name": "aquasecurity:trivy:DiffID", "value": "sha256:bbb"}]}},
+  "components": [
+    {"bom-ref": "pkg:deb/debian/curl@7.88.1", "name": "curl", "version": "7.88.1",
+     "properties": [{"name": "aquasecurity:trivy:LayerDiffID", "value": "sha256:aaa"}]}
+  ],
+  "vulnerabilities": [
+    {"id": "CVE-2023-38545", "ratings": [{"severity": "critical"}],
+     "affects": [{"ref": "pkg:deb/debian/curl@7.88.1"}, {"ref": "pkg:missing"}]}
+  ]
+}"#;
+    let (report, diagnostics) = reports::cyclonedx("sbom.cdx.json", text);
+    assert_eq!(report.vulnerabilities.len(), 1);
+    let v = &report.vulnerabilities[0];
+    assert_eq!(
+        (v.package.as_str(), v.severity, v.layer.as_deref()),
+        ("curl", Severity::Critical, Some("sha256:aaa"))
+    );
+    assert_eq!(v.at.line, 11);
+    assert_eq!(diagnostics.len(), 1, "the dangling affects ref is reported");
+    assert!(diagnostics[0].message.contains("pkg:missing"));
+}
+
+#[test]
+fn grype_matches_carry_their_layer() {
+    let text = r#"{
+  "matches": [
+    {"vulnerability": {"id": "CVE-2023-38545", "severity": "Critical", "fix": {"versions": ["7.88.1-10+deb12u4"], "state": "fixed"}},
+     "artifact": {"name": "curl", "version": "7.88.1-10+deb12u3", "type": "deb",
+                  "locations": [{"path": "/var/lib/dpkg/status", "layerID": "sha256:aaa"}]}},
+    {"vulnerability": {"id": "GHSA-xxxx", "severity": "Medium"},
+     "artifact": {"name": "requests", "version": "2.0", "locations": []}}
+  ],
+  "source": {"type": "image", "target": {"userInput": "registry.acme.internal/apps/orders:1.0",
+    "repoDigests": ["registry.acme.internal/apps/orders@sha256:0000000000000000000000000000000000000000000000000000000000000000"],
+    "layers": [{"digest": "sha256:aaa"}, {"digest": "sha256:bbb"}]}},
+  "descriptor": {"name": "grype", "version": "0.80.0"}
+}"#;
+    let (report, diagnostics) = reports::grype("grype.json", text);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(
+        report.image_name().as_deref(),
+        Some("registry.acme.internal/apps/orders")
+    );
+    assert_eq!(report.diff_ids, vec!["sha256:aaa", "sha256:bbb"]);
+    assert_eq!(report.digests().len(), 1);
+    let v = &report.vulnerabilities[0];
+    assert_eq!(
+        (
+            v.id.as_str(),
+            v.severity,
+            v.layer.as_deref(),
+            v.fixed.as_deref()
+        ),
+        (
+            "CVE-2023-38545",
+            Severity::Critical,
+            Some("sha256:aaa"),
+            Some("7.88.1-10+deb12u4")
+        )
+    );
+    assert_eq!(v.at.line, 3);
+    assert_eq!(report.vulnerabilities[1].layer, None);
+}
+
+/// Bad input: every parser answers with a diagnostic, never a panic.
+#[test]
+fn malformed_reports_are_diagnostics_with_a_line() {
+    let truncated = &fixture("alpine-310.json")[..2000];
+    for format in [
+        ReportFormat::Trivy,
+        ReportFormat::CycloneDx,
+        ReportFormat::Grype,
+    ] {
+        for (text, line) in [
+            (truncated, None),
+            ("", Some(1)),
+            ("[1,2]", Some(1)),
+            ("{\"Results\": 5}", Some(1)),
+        ] {
+            let (report, diagnostics) = reports::parse(format, "r.json", text);
+            assert!(report.vulnerabilities.is_empty());
+            let errors: Vec<&Diagnostic> = diagnostics
+                .iter()
+                .filter(|d| {
+                    d.severity == model::Severity::Error || d.severity == model::Severity::Warning
+                })
+                .collect();
+            assert!(!errors.is_empty(), "{format:?} {text:.20}: {diagnostics:?}");
+            if let Some(line) = line {
+                assert!(errors.iter().all(|d| d.line.is_none_or(|l| l >= line)));
+            }
+        }
+    }
+    let (_, diagnostics) = reports::trivy("r.json", truncated);
+    assert!(
+        diagnostics[0].line.is_some_and(|l| l > 10),
+        "{diagnostics:?}"
+    );
+    // Unknown fields and an unknown schema version are read anyway.
+    let (report, diagnostics) = reports::trivy(
+        "r.json",
+        r#"{"SchemaVersion": 3, "Shiny": {"new": true}, "ArtifactName": "nginx:1.27",
+            "Results": [{"Vulnerabilities": [{"VulnerabilityID": "CVE-1", "Severity": "HIGH", "Extra": 1}]}]}"#,
+    );
+    assert_eq!(report.vulnerabilities.len(), 1);
+    assert_eq!(
+        report.image_name().as_deref(),
+        Some("docker.io/library/nginx")
+    );
+    assert!(diagnostics[0].message.contains("SchemaVersion 3"));
+    // An artefact name with invalid characters is a warning, the findings still count.
+    let (report, diagnostics) = reports::trivy(
+        "r.json",
+        r#"{"SchemaVersion": 2, "ArtifactName": "Bad//Image!", "Results": [{"Vulnerabilities": [{"VulnerabilityID": "CVE-1"}]}]}"#,
+    );
+    assert_eq!(report.vulnerabilities.len(), 1);
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.message.contains("ArtifactName")),
+        "{diagnostics:?}"
+    );
+}
+
+fn report(name: &str, diff_ids: &[&str], vulns: &[(&str, &str)]) -> ScanReport {
+    ScanReport {
+        path: format!("{name}.json"),
+        format: ReportFormat::Trivy,
+        artifact: Some(ImageRef::parse(&format!("{name}:1")).expect("ref")),
+        repo_digests: Vec::new(),
+        diff_ids: diff_ids.iter().map(|s| s.to_string()).collect(),
+        vulnerabilities: vulns
+            .iter()
+            .map(|(id, layer)| reports::Vulnerability {
+                id: id.to_string(),
+                package: "curl".into(),
+                installed: None,
+                fixed: None,
+                severity: Severity::Critical,
+                layer: Some(layer.to_string()),
+                at: Provenance::new(format!("{name}.json"), 1),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn lineage_by_diff_ids_prefix_and_the_layer_that_introduced_a_finding() {
+    let catalog = Catalog::new(
+        Vec::new(),
+        &[],
+        vec![
+            report("r.io/base/os", &["sha256:a"], &[("CVE-1", "sha256:a")]),
+            report(
+                "r.io/base/lang",
+                &["sha256:a", "sha256:b"],
+                &[("CVE-1", "sha256:a"), ("CVE-2", "sha256:b")],
+            ),
+            report(
+                "r.io/apps/x",
+                &["sha256:a", "sha256:b", "sha256:c"],
+                &[("CVE-3", "sha256:c")],
+            ),
+            report("r.io/other", &["sha256:z", "sha256:a"], &[]),
+        ],
+    );
+    assert_eq!(
+        catalog.parent("r.io/base/lang"),
+        Some(("r.io/base/os".to_string(), ParentVia::DiffIds))
+    );
+    let lineage: Vec<String> = catalog
+        .lineage("r.io/apps/x")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(lineage, ["r.io/apps/x", "r.io/base/lang", "r.io/base/os"]);
+    assert_eq!(
+        catalog.parent("r.io/other"),
+        None,
+        "a prefix must start at the bottom layer"
+    );
+    assert_eq!(
+        catalog.introduced_by("r.io/apps/x", Some("sha256:a")),
+        "r.io/base/os"
+    );
+    assert_eq!(
+        catalog.introduced_by("r.io/apps/x", Some("sha256:b")),
+        "r.io/base/lang"
+    );
+    assert_eq!(
+        catalog.introduced_by("r.io/apps/x", Some("sha256:c")),
+        "r.io/apps/x"
+    );
+    assert_eq!(
+        catalog.descendants("r.io/base/os"),
+        ["r.io/apps/x", "r.io/base/lang"]
+    );
+}
+
+#[test]
+fn kubectl_lists_say_which_digest_runs_where() {
+    let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
+  {"kind": "Pod", "metadata": {"name": "orders-7d9f-abc", "namespace": "shop", "labels": {"app": "orders"}},
+   "status": {"containerStatuses": [{"name": "orders", "image": "registry.acme.internal/apps/orders:1.0",
+     "imageID": "docker-pullable://registry.acme.internal/apps/orders@sha256:1111111111111111111111111111111111111111111111111111111111111111"}]}},
+  {"kind": "Deployment", "metadata": {"name": "orders", "namespace": "shop", "labels": {"app.kubernetes.io/name": "orders"}},
+   "spec": {"template": {"spec": {"containers": [{"name": "orders", "image": "registry.acme.internal/apps/orders:1.0"},
+                                                {"name": "bad", "image": "Not A Ref"}]}}}}
+]}"#;
+    let (running, diagnostics) = cluster::parse_snapshot("prod.json", "prod", text);
+    assert_eq!(running.len(), 3);
+    assert_eq!(running[0].service, "orders");
+    assert_eq!(running[0].digest.as_ref().map(|d| d.hex().len()), Some(64));
+    assert_eq!(running[0].at.line, 2);
+    assert_eq!(running[1].kind, "Deployment");
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert!(
+        cluster::parse_snapshot("x", "c", "{\"items\": [").1[0]
+            .line
+            .is_some()
+    );
+    assert_eq!(
+        cluster::digest_of_image_id(
+            "sha256:22222222222222222222222222222222222222222222222222222222222222222"
+        )
+        .map(|d| d.to_string()),
+        None
+    );
+}
+
+fn stage(line: u32, written: &str) -> Stage {
+    Stage {
+        index: 1,
+        name: None,
+        base: StageBase::Image(ImageRef::parse("r.io/base/go:1").expect("ref")),
+        platform: None,
+        written: written.to_string(),
+        at: Provenance::new("Dockerfile", line),
+    }
+}
+
+/// Rewrites and checks that only the reference's bytes changed.
+fn check_rewrite(text: &str, stage: &Stage, to: &str, expected: &str) {
+    let (new, edit) = upgrade::rewrite_from("Dockerfile", text, stage, to).expect("rewrite");
+    assert_eq!(new, expected);
+    assert_eq!(edit.to, to);
+}
+
+#[test]
+fn upgrades_rewrite_only_the_reference() {
+    let to =
+        "r.io/base/go:2@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    check_rewrite(
+        "FROM golang AS build\r\nRUN go build\r\n\r\nFROM  --platform=$TARGETPLATFORM r.io/base/go:1   AS run # keep\r\nCOPY . .\n",
+        &stage(4, "r.io/base/go:1"),
+        to,
+        &format!(
+            "FROM golang AS build\r\nRUN go build\r\n\r\nFROM  --platform=$TARGETPLATFORM {to}   AS run # keep\r\nCOPY . .\n"
+        ),
+    );
+    check_rewrite(
+        "ARG BASE_IMAGE=r.io/base/go:1\nARG OTHER=r.io/base/go:1\nFROM ${BASE_IMAGE}\n",
+        &stage(3, "${BASE_IMAGE}"),
+        to,
+        &format!("ARG BASE_IMAGE={to}\nARG OTHER=r.io/base/go:1\nFROM ${{BASE_IMAGE}}\n"),
+    );
+    let err = upgrade::rewrite_from(
+        "Dockerfile",
+        "FROM r.io/base/go:1-rc\n",
+        &stage(1, "r.io/base/go:1"),
+        to,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not on this line"), "{err}");
+    let err = upgrade::rewrite_from(
+        "Dockerfile",
+        "FROM r.io/base/go:${V}\n",
+        &stage(1, "r.io/base/go:${V}"),
+        to,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("variable"), "{err}");
+}

@@ -1,0 +1,159 @@
+//! Admission: an AdmissionReview (admission.k8s.io/v1) in, the decision and
+//! the AdmissionReview response out. The HTTP server around it lives in the binary.
+//!
+//! Denying findings deny with their messages; warnings become the response's
+//! `warnings`. A dry-run request is decided the same way (the webhook has no
+//! side effects) and says so in `dry_run`. When a policy fails to evaluate
+//! (an error or the time budget), [`FailurePolicy`] decides: `Closed` denies,
+//! `Open` allows with a warning.
+
+use crate::{Finding, Level, Policies, PolicyError};
+use serde_json::{Value, json};
+
+/// What to do when policies cannot decide in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    Open,
+    Closed,
+}
+
+/// Why a request is not a valid AdmissionReview: the webhook answers 400 with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("request body is not JSON: {0}")]
+    NotJson(String),
+    #[error(
+        "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {api:?} kind {kind:?}"
+    )]
+    NotAdmissionReview { api: String, kind: String },
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("AdmissionReview request has no uid")]
+    NoUid,
+}
+
+/// The decision on one review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionDecision {
+    pub uid: String,
+    pub allowed: bool,
+    pub denials: Vec<String>,
+    pub warnings: Vec<String>,
+    pub dry_run: bool,
+    /// The evaluation failure the failure policy was applied to, if any.
+    pub error: Option<PolicyError>,
+}
+
+impl AdmissionDecision {
+    /// The AdmissionReview v1 response, uid echoed.
+    pub fn response(&self) -> Value {
+        let mut response = json!({ "uid": self.uid, "allowed": self.allowed });
+        if !self.allowed {
+            response["status"] = json!({
+                "code": 403,
+                "reason": "Forbidden",
+                "message": self.denials.join("; "),
+            });
+        }
+        if !self.warnings.is_empty() {
+            response["warnings"] = json!(self.warnings);
+        }
+        json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response })
+    }
+}
+
+/// Decides one AdmissionReview body.
+///
+/// # Errors
+/// When the body is not a v1 AdmissionReview with a request and a uid.
+pub fn decide(
+    policies: &mut Policies,
+    body: &[u8],
+    failure: FailurePolicy,
+) -> Result<AdmissionDecision, ReviewError> {
+    let review: Value =
+        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    let api = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api != "admission.k8s.io/v1" || kind != "AdmissionReview" {
+        return Err(ReviewError::NotAdmissionReview {
+            api: api.to_string(),
+            kind: kind.to_string(),
+        });
+    }
+    let request = review
+        .get("request")
+        .filter(|r| r.is_object())
+        .ok_or(ReviewError::NoRequest)?;
+    let uid = request
+        .get("uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or(ReviewError::NoUid)?
+        .to_string();
+    let dry_run = request
+        .get("dryRun")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    // DELETE carries no object; nothing to check.
+    if request.get("object").is_none_or(Value::is_null) {
+        return Ok(AdmissionDecision {
+            uid,
+            allowed: true,
+            denials: Vec::new(),
+            warnings: Vec::new(),
+            dry_run,
+            error: None,
+        });
+    }
+    Ok(match policies.admit(request) {
+        Ok(findings) => from_findings(uid, dry_run, &findings),
+        Err(e) => {
+            let message = format!("bulkhead policy: {e}");
+            let (allowed, denials, warnings) = match failure {
+                FailurePolicy::Closed => (false, vec![message], Vec::new()),
+                FailurePolicy::Open => (
+                    true,
+                    Vec::new(),
+                    vec![format!("{message}; allowed (fail-open)")],
+                ),
+            };
+            AdmissionDecision {
+                uid,
+                allowed,
+                denials,
+                warnings,
+                dry_run,
+                error: Some(e),
+            }
+        }
+    })
+}
+
+fn from_findings(uid: String, dry_run: bool, findings: &[Finding]) -> AdmissionDecision {
+    let text = |f: &Finding| format!("[{}] {}", f.policy, f.message);
+    let denials: Vec<String> = findings
+        .iter()
+        .filter(|f| f.level == Level::Deny)
+        .map(text)
+        .collect();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == Level::Warn)
+        .map(text)
+        .collect();
+    AdmissionDecision {
+        uid,
+        allowed: denials.is_empty(),
+        denials,
+        warnings,
+        dry_run,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! AdmissionReview in, decision and response out.
+
+use crate::admission::{FailurePolicy, ReviewError, decide};
+use crate::{BundleConfig, GatekeeperSet, Policies};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn policies() -> Policies {
+    let config = BundleConfig {
+        allowed_registries: vec!["registry.acme.internal/apps/".into()],
+        ..BundleConfig::default()
+    };
+    Policies::new().with_builtin(&config).expect("bundle")
+}
+
+fn review(image: &str, dry_run: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "shop",
+            "operation": "CREATE", "dryRun": dry_run,
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"},
+                "spec": {"containers": [{"name": "app", "image": image, "resources": {"limits": {"cpu": "1"}}}]}}}
+    }))
+    .expect("json")
+}
+
+const DIGEST: &str = "@sha256:4f5c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a";
+
+#[test]
+fn allowed_with_uid_echoed() {
+    let decision = decide(
+        &mut policies(),
+        &review(&format!("registry.acme.internal/apps/a:1{DIGEST}"), false),
+        FailurePolicy::Closed,
+    )
+    .expect("valid");
+    assert!(decision.allowed);
+    assert_eq!(
+        decision.response(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "u-1", "allowed": true}})
+    );
+}
+
+#[test]
+fn denied_with_messages_and_warnings_passed_through() {
+    let decision = decide(
+        &mut policies(),
+        &review("quay.io/x/a:latest", true),
+        FailurePolicy::Closed,
+    )
+    .expect("valid");
+    assert!(!decision.allowed);
+    assert!(decision.dry_run);
+    let response = decision.response();
+    assert_eq!(response["response"]["status"]["code"], 403);
+    let message = response["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        message.contains("[builtin/image-tag]") && message.contains("[builtin/allowed-registries]"),
+        "{message}"
+    );
+    assert_eq!(
+        response["response"]["warnings"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_tag_only_warns() {
+    let decision = decide(
+        &mut policies(),
+        &review("registry.acme.internal/apps/a:1", false),
+        FailurePolicy::Closed,
+    )
+    .expect("valid");
+    assert!(decision.allowed);
+    assert_eq!(decision.warnings.len(), 1);
+    assert!(decision.warnings[0].contains("not pinned by digest"));
+}
+
+#[test]
+fn malformed_reviews_are_errors() {
+    let mut p = policies();
+    assert!(matches!(
+        decide(&mut p, b"{", FailurePolicy::Closed),
+        Err(ReviewError::NotJson(_))
+    ));
+    assert!(matches!(
+        decide(
+            &mut p,
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
+            FailurePolicy::Closed
+        ),
+        Err(ReviewError::NotAdmissionReview { .. })
+    ));
+    assert_eq!(
+        decide(
+            &mut p,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            FailurePolicy::Closed
+        ),
+        Err(ReviewError::NoRequest)
+    );
+    assert_eq!(decide(&mut p, br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{}}}"#, FailurePolicy::Closed), Err(ReviewError::NoUid));
+}
+
+#[test]
+fn failure_policy_decides_when_evaluation_fails() {
+    let template = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: slow}\nspec:\n  crd: {spec: {names: {kind: K8sSlow}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: |\n      package slow\n      violation[{\"msg\": \"slow\"}] {\n        n := input.parameters.n\n        count([x | a := numbers.range(1, n)[_]; b := numbers.range(1, n)[_]; x := a * b]) > 0\n      }\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sSlow\nmetadata: {name: s}\nspec:\n  parameters: {n: 100000}\n";
+    let mut set = GatekeeperSet::new();
+    assert_eq!(set.add_yaml("slow.yaml", template), vec![]);
+    let mut slow = Policies::new()
+        .with_gatekeeper(set)
+        .with_budget(Duration::from_millis(20));
+    let body = review("registry.acme.internal/apps/a:1", false);
+    let closed = decide(&mut slow, &body, FailurePolicy::Closed).expect("valid");
+    assert!(!closed.allowed);
+    assert!(
+        closed.denials[0].contains("time budget"),
+        "{:?}",
+        closed.denials
+    );
+    let open = decide(&mut slow, &body, FailurePolicy::Open).expect("valid");
+    assert!(open.allowed);
+    assert!(open.warnings[0].contains("fail-open"));
+}
+
+#[test]
+fn delete_requests_without_object_are_allowed() {
+    let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"d","operation":"DELETE","object":null}}"#;
+    let decision = decide(&mut policies(), body, FailurePolicy::Closed).expect("valid");
+    assert!(decision.allowed);
+    let _: Value = decision.response();
+}

@@ -1,0 +1,195 @@
+//! The built-in policy bundle: Rego files shipped in `crates/policy/rego/`.
+//!
+//! | rule | over | level |
+//! |---|---|---|
+//! | `approved-base` | services: final-stage `FROM` | deny |
+//! | `image-tag` (no `:latest`, no missing tag) | manifests, base images | deny |
+//! | `image-digest` | manifests, base images | warn |
+//! | `allowed-registries` | manifests | deny |
+//! | `container-limits` | manifests | deny |
+//! | `blue-green-selector` | manifests (Services) | deny |
+//! | `catalog-metadata` (owner, tier) | services | deny |
+//! | `template-window` | services: CI template pins | deny (warn for non-release refs) |
+//!
+//! Prefixes (`approved_base_prefixes`, `allowed_registries`) are compared on
+//! whole path components of the fully qualified image name: `registry.acme/base/`
+//! admits `registry.acme/base/go`, never `registry.acme/base-evil/go`.
+
+use crate::{Finding, Level, PolicyError};
+use model::Provenance;
+use regorus::Engine;
+use regorus::utils::limits::ExecutionTimerConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// The bundle's Rego sources: (file name, text).
+pub const SOURCES: &[(&str, &str)] = &[
+    ("images.rego", include_str!("../rego/images.rego")),
+    ("manifest.rego", include_str!("../rego/manifest.rego")),
+    ("service.rego", include_str!("../rego/service.rego")),
+];
+
+/// What the bundle is told about the company: `data.bulkhead.config` in Rego.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleConfig {
+    /// Prefixes base images must come from (`registry.acme.internal/base/`); empty turns the rule off.
+    #[serde(default)]
+    pub approved_base_prefixes: Vec<String>,
+    /// Prefixes workload images must come from; empty turns the rule off.
+    #[serde(default)]
+    pub allowed_registries: Vec<String>,
+    /// The CI template support window; `None` turns the rule off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<TemplateWindow>,
+    /// The pod label that tells blue from green (default `version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_label: Option<String>,
+}
+
+/// Pins must be on the latest major line or at most `window` lines before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateWindow {
+    /// The newest release (`v2.0.0`).
+    pub latest: String,
+    pub window: u32,
+    /// Template sources governed (`platform/ci-templates`, `acme/ci-templates`); empty = every pin.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// The compiled bundle.
+#[derive(Debug, Clone)]
+pub(crate) struct Bundle {
+    engine: Engine,
+    budget: Option<Duration>,
+}
+
+/// A finding as the Rego rules return it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RawFinding {
+    pub rule: String,
+    pub msg: String,
+    #[serde(default)]
+    pub field: Option<Vec<Value>>,
+    #[serde(default)]
+    pub at: Option<Provenance>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(skip)]
+    pub level: Option<Level>,
+}
+
+impl RawFinding {
+    pub fn into_finding(self, subject: &str, at: Option<Provenance>) -> Finding {
+        Finding {
+            policy: format!("builtin/{}", self.rule),
+            level: self.level.unwrap_or(Level::Deny),
+            message: self.msg,
+            at,
+            subject: subject.to_string(),
+            image: self.image,
+            details: None,
+        }
+    }
+}
+
+pub(crate) fn timer(budget: Duration) -> ExecutionTimerConfig {
+    ExecutionTimerConfig {
+        limit: budget,
+        check_interval: NonZeroU32::MIN,
+    }
+}
+
+impl Bundle {
+    pub fn load(config: &BundleConfig, budget: Option<Duration>) -> Result<Bundle, PolicyError> {
+        let mut engine = Engine::new();
+        for (name, text) in SOURCES {
+            engine
+                .add_policy(format!("rego/{name}"), (*text).to_string())
+                .map_err(|e| PolicyError::Rego {
+                    path: format!("rego/{name}"),
+                    message: e.to_string(),
+                })?;
+        }
+        let data = serde_json::json!({ "bulkhead": { "config": config } });
+        engine
+            .add_data(regorus::Value::from(data))
+            .map_err(|e| PolicyError::Rego {
+                path: "data.bulkhead.config".to_string(),
+                message: e.to_string(),
+            })?;
+        let mut bundle = Bundle {
+            engine,
+            budget: None,
+        };
+        if let Some(budget) = budget {
+            bundle.set_budget(budget);
+        }
+        Ok(bundle)
+    }
+
+    pub fn set_budget(&mut self, budget: Duration) {
+        self.budget = Some(budget);
+        self.engine.set_execution_timer_config(timer(budget));
+    }
+
+    /// Evaluates a `findings` rule (`{"deny": set, "warn": set}`) for one input.
+    pub fn eval(
+        &mut self,
+        rule: &str,
+        subject: &str,
+        input: Value,
+    ) -> Result<Vec<RawFinding>, PolicyError> {
+        self.engine.set_input(regorus::Value::from(input));
+        let result = self
+            .engine
+            .eval_rule(rule.to_string())
+            .map_err(|e| eval_error(subject, &e, self.budget))?;
+        let result = serde_json::to_value(&result).map_err(|e| PolicyError::Eval {
+            what: subject.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut findings = Vec::new();
+        for (key, level) in [("deny", Level::Deny), ("warn", Level::Warn)] {
+            for item in result
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut raw: RawFinding =
+                    serde_json::from_value(item.clone()).map_err(|e| PolicyError::Eval {
+                        what: subject.to_string(),
+                        message: format!("unexpected finding {item}: {e}"),
+                    })?;
+                raw.level = Some(level);
+                findings.push(raw);
+            }
+        }
+        Ok(findings)
+    }
+}
+
+/// Turns a regorus error into ours, telling a spent time budget apart.
+pub(crate) fn eval_error(
+    what: &str,
+    e: &impl std::fmt::Display,
+    budget: Option<Duration>,
+) -> PolicyError {
+    let message = e.to_string();
+    match budget {
+        Some(budget) if message.contains("exceeded time limit") => PolicyError::Timeout {
+            what: what.to_string(),
+            budget,
+        },
+        _ => PolicyError::Eval {
+            what: what.to_string(),
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! Every built-in rule, with passing and failing inputs.
+
+use crate::builtin::{BundleConfig, TemplateWindow};
+use crate::{Level, Policies};
+use model::{Fleet, Owner, Provenance, Service, TemplateKind, TemplateRef, Tier};
+
+fn config() -> BundleConfig {
+    BundleConfig {
+        approved_base_prefixes: vec!["registry.acme.internal/base/".into()],
+        allowed_registries: vec![
+            "registry.acme.internal/apps/".into(),
+            "docker.io/library".into(),
+        ],
+        templates: Some(TemplateWindow {
+            latest: "v3.1.0".into(),
+            window: 1,
+            sources: vec!["platform/ci-templates".into()],
+        }),
+        version_label: None,
+    }
+}
+
+/// Checks a manifest with the bundle; `expect` lists `level rule line` for every finding.
+fn check(manifest: &str, expect: &[&str]) {
+    let mut policies = Policies::new()
+        .with_builtin(&config())
+        .expect("bundle loads");
+    let outcome = policies.check_manifest_file("k8s.yaml", manifest);
+    assert!(outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics);
+    let mut got: Vec<String> = outcome
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                f.level,
+                f.policy.trim_start_matches("builtin/"),
+                f.at.as_ref().map_or(0, |a| a.line)
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "findings: {:#?}", outcome.findings);
+}
+
+fn deployment(image: &str, limits: bool) -> String {
+    let limits = if limits {
+        "\n          resources:\n            limits:\n              memory: 128Mi"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: orders\n  namespace: shop\nspec:\n  template:\n    metadata:\n      labels:\n        app: orders\n    spec:\n      containers:\n        - name: app\n          image: {image}{limits}\n"
+    )
+}
+
+const DIGEST: &str = "@sha256:4f5c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a";
+
+#[test]
+fn pinned_image_from_an_allowed_registry_passes() {
+    check(
+        &deployment(
+            &format!("registry.acme.internal/apps/orders:1.2.3{DIGEST}"),
+            true,
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn latest_and_missing_tags_are_denied_on_the_image_line() {
+    check(
+        &deployment("registry.acme.internal/apps/orders:latest", true),
+        &["deny image-tag 14", "warn image-digest 14"],
+    );
+    check(
+        &deployment("registry.acme.internal/apps/orders", true),
+        &["deny image-tag 14", "warn image-digest 14"],
+    );
+    // A digest pins even an image tagged latest.
+    check(
+        &deployment(
+            &format!("registry.acme.internal/apps/orders:latest{DIGEST}"),
+            true,
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn a_tag_without_digest_only_warns() {
+    check(
+        &deployment("registry.acme.internal/apps/orders:1.2.3", true),
+        &["warn image-digest 14"],
+    );
+}
+
+#[test]
+fn registry_prefixes_compare_whole_path_components() {
+    for evil in [
+        "registry.acme.internal/apps-evil/orders",
+        "registry.acme.internal.evil.com/apps/orders",
+        "registry.acme.internal/appsorders",
+        "evil.com/registry.acme.internal/apps/orders",
+    ] {
+        check(
+            &deployment(&format!("{evil}:1.0{DIGEST}"), true),
+            &["deny allowed-registries 14"],
+        );
+    }
+    // `nginx` is docker.io/library/nginx, which is allowed; `someone/nginx` is not.
+    check(&deployment(&format!("nginx:1.27{DIGEST}"), true), &[]);
+    check(
+        &deployment(&format!("someone/nginx:1.27{DIGEST}"), true),
+        &["deny allowed-registries 14"],
+    );
+    check(
+        &deployment(
+            &format!("registry.acme.internal/apps/team/orders:1{DIGEST}"),
+            true,
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn containers_without_limits_are_denied() {
+    check(
+        &deployment(
+            &format!("registry.acme.internal/apps/orders:1{DIGEST}"),
+            false,
+        ),
+        &["deny container-limits 13"],
+    );
+}
+
+#[test]
+fn cronjob_and_pod_containers_are_found() {
+    let cron = format!(
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: nightly\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n            - name: job\n              image: registry.acme.internal/apps/job:latest\n              resources: {{limits: {{cpu: 1}}}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: debug\nspec:\n  containers:\n    - name: sh\n      image: busybox:1.36{DIGEST}\n"
+    );
+    check(
+        &cron,
+        &[
+            "deny image-tag 12",
+            "warn image-digest 12",
+            "deny container-limits 21",
+        ],
+    );
+}
+
+const BLUE_GREEN: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: orders-blue\nspec:\n  template:\n    metadata:\n      labels: {app: orders, version: blue}\n    spec:\n      containers: []\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: orders\nspec:\n  selector:\n    app: orders\n";
+
+#[test]
+fn blue_green_service_selector_needs_the_version_label() {
+    check(BLUE_GREEN, &["deny blue-green-selector 17"]);
+    check(
+        &BLUE_GREEN.replace("    app: orders\n", "    app: orders\n    version: blue\n"),
+        &[],
+    );
+    // Not a blue-green service: no pool carries a version label.
+    check(&BLUE_GREEN.replace(", version: blue", ""), &[]);
+    // Declared blue-green by annotation, alone in its file.
+    let annotated = "apiVersion: v1\nkind: Service\nmetadata:\n  name: pay\n  annotations:\n    bulkhead.io/strategy: blue-green\nspec:\n  selector: {app: pay}\n";
+    check(annotated, &["deny blue-green-selector 8"]);
+}
+
+fn service_fleet(base: &str, owner: bool, tier: bool, version: Option<&str>) -> (Fleet, Service) {
+    let dockerfile = scan::dockerfile::parse(
+        "svc/orders/Dockerfile",
+        &format!(
+            "FROM golang:1.22 AS build\nRUN go build\nFROM {base}\nCOPY --from=build /app /app\n"
+        ),
+    );
+    let fleet = Fleet {
+        dockerfiles: dockerfile.dockerfiles,
+        ..Fleet::default()
+    };
+    let base_ref = fleet.dockerfiles[0].final_base().cloned().expect("base");
+    let service = Service {
+        name: "orders".into(),
+        repo: Some("svc/orders".into()),
+        owner: owner.then(|| Owner("team-a".into())),
+        tier: tier.then_some(Tier(2)),
+        base_images: vec![base_ref],
+        templates: vec![TemplateRef {
+            kind: TemplateKind::GitlabProject,
+            source: "platform/ci-templates".into(),
+            file: Some("build.yml".into()),
+            version: version.map(str::to_string),
+            inputs: Default::default(),
+            job: None,
+            uses: Vec::new(),
+            at: Provenance::new("svc/orders/.gitlab-ci.yml", 3),
+        }],
+        declared_at: vec![Provenance::new("svc/orders/catalog-info.yaml", 1)],
+        ..Service::default()
+    };
+    (fleet, service)
+}
+
+fn check_service(base: &str, owner: bool, tier: bool, version: Option<&str>, expect: &[&str]) {
+    let (fleet, service) = service_fleet(base, owner, tier, version);
+    let mut policies = Policies::new()
+        .with_builtin(&config())
+        .expect("bundle loads");
+    let outcome = policies.check_service(&fleet, &service);
+    assert!(outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics);
+    let mut got: Vec<String> = outcome
+        .findings
+        .iter()
+        .map(|f| {
+            let at = f.at.as_ref().map_or("-".to_string(), ToString::to_string);
+            format!(
+                "{} {} {at}",
+                f.level,
+                f.policy.trim_start_matches("builtin/")
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "{:#?}", outcome.findings);
+}
+
+#[test]
+fn approved_pinned_base_with_catalog_and_supported_template_passes() {
+    check_service(
+        &format!("registry.acme.internal/base/go:1.22{DIGEST}"),
+        true,
+        true,
+        Some("v2.4.0"),
+        &[],
+    );
+}
+
+#[test]
+fn base_image_rules_point_at_the_from_line() {
+    check_service(
+        "registry.acme.internal/base-evil/go:latest",
+        true,
+        true,
+        Some("v3.0.0"),
+        &[
+            "deny approved-base svc/orders/Dockerfile:3",
+            "deny image-tag svc/orders/Dockerfile:3",
+            "warn image-digest svc/orders/Dockerfile:3",
+        ],
+    );
+}
+
+#[test]
+fn catalog_metadata_is_required() {
+    check_service(
+        &format!("registry.acme.internal/base/go:1.22{DIGEST}"),
+        false,
+        false,
+        Some("v3.1.0"),
+        &[
+            "deny catalog-metadata svc/orders/catalog-info.yaml:1",
+            "deny catalog-metadata svc/orders/catalog-info.yaml:1",
+        ],
+    );
+}
+
+#[test]
+fn template_pins_outside_the_window_are_denied() {
+    let base = format!("registry.acme.internal/base/go:1.22{DIGEST}");
+    check_service(
+        &base,
+        true,
+        true,
+        Some("v1.9.0"),
+        &["deny template-window svc/orders/.gitlab-ci.yml:3"],
+    );
+    check_service(&base, true, true, Some("2.0.0"), &[]);
+    check_service(
+        &base,
+        true,
+        true,
+        Some("main"),
+        &["warn template-window svc/orders/.gitlab-ci.yml:3"],
+    );
+    check_service(
+        &base,
+        true,
+        true,
+        None,
+        &["warn template-window svc/orders/.gitlab-ci.yml:3"],
+    );
+}
+
+#[test]
+fn rules_are_off_without_configuration() {
+    let mut policies = Policies::new()
+        .with_builtin(&BundleConfig::default())
+        .expect("bundle");
+    let outcome = policies.check_manifest_file(
+        "k.yaml",
+        &deployment(&format!("evil.com/x:1{DIGEST}"), true),
+    );
+    assert_eq!(outcome.findings, vec![]);
+}
+
+#[test]
+fn findings_levels_are_typed() {
+    let mut policies = Policies::new().with_builtin(&config()).expect("bundle");
+    let outcome = policies.check_manifest_file(
+        "k.yaml",
+        &deployment("registry.acme.internal/apps/o:1", true),
+    );
+    assert_eq!(outcome.findings[0].level, Level::Warn);
+    assert_eq!(
+        outcome.findings[0].image.as_deref(),
+        Some("registry.acme.internal/apps/o:1")
+    );
+}

@@ -1,0 +1,155 @@
+//! Policy inputs: Kubernetes objects read with their lines, and one service
+//! of the fleet graph with the facts its rules need.
+
+use model::{Diagnostic, Fleet, Provenance, Service, StageBase};
+use scan::yaml::{self, Node};
+use serde_json::{Value, json};
+
+/// One Kubernetes object of a manifest file, as JSON, with its YAML tree for lines.
+#[derive(Debug, Clone)]
+pub struct ManifestObject {
+    pub path: String,
+    /// 1-based line the object starts on.
+    pub line: u32,
+    pub value: Value,
+    node: Node,
+}
+
+impl ManifestObject {
+    /// `Deployment shop/orders`.
+    pub fn subject(&self) -> String {
+        subject_of(&self.value)
+    }
+
+    pub fn provenance(&self) -> Provenance {
+        Provenance::new(&self.path, self.line)
+    }
+
+    /// The line of `field` (keys and indexes from the object's root), or of the
+    /// deepest part of it that exists.
+    pub fn provenance_of(&self, field: &[Value]) -> Provenance {
+        // A field's line is its key's line: `selector:` rather than the first entry under it.
+        let mut node = &self.node;
+        let mut line = node.line;
+        for step in field {
+            let next = match (step, &node.value) {
+                (Value::String(key), yaml::Value::Map(pairs)) => pairs
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(key.as_str()))
+                    .map(|(k, v)| (k.line, v)),
+                (Value::Number(n), yaml::Value::Seq(items)) => n
+                    .as_u64()
+                    .and_then(|i| items.get(usize::try_from(i).ok()?))
+                    .map(|v| (v.line, v)),
+                _ => None,
+            };
+            match next {
+                Some((at, n)) => {
+                    line = at;
+                    node = n;
+                }
+                None => break,
+            }
+        }
+        Provenance::new(&self.path, line.max(1))
+    }
+
+    /// The labels of the pods this object runs, when it is a workload.
+    pub fn pod_labels(&self) -> Option<Value> {
+        let kind = self.value.get("kind")?.as_str()?;
+        let pointer = match kind {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                "/spec/template/metadata/labels"
+            }
+            "CronJob" => "/spec/jobTemplate/spec/template/metadata/labels",
+            "Pod" => "/metadata/labels",
+            _ => return None,
+        };
+        self.value
+            .pointer(pointer)
+            .filter(|v| v.is_object())
+            .cloned()
+    }
+}
+
+/// `Kind namespace/name` of a Kubernetes object.
+pub(crate) fn subject_of(object: &Value) -> String {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// Reads the Kubernetes objects of a YAML stream (`List`s are unpacked).
+/// Documents that are not objects (no `apiVersion` and `kind`) are skipped.
+pub fn load_manifests(path: &str, text: &str) -> (Vec<ManifestObject>, Vec<Diagnostic>) {
+    let (documents, error) = yaml::load(text);
+    let mut objects = Vec::new();
+    for doc in documents {
+        push_object(path, doc, &mut objects);
+    }
+    let diagnostics = error
+        .map(|e| scan::yaml_diagnostic(path, &e))
+        .into_iter()
+        .collect();
+    (objects, diagnostics)
+}
+
+fn push_object(path: &str, node: Node, out: &mut Vec<ManifestObject>) {
+    let kind = node.get("kind").and_then(Node::as_str).unwrap_or("");
+    let has_api = node.get("apiVersion").and_then(Node::as_str).is_some();
+    if kind.is_empty() || !has_api {
+        return;
+    }
+    if kind.ends_with("List") {
+        if let Some(items) = node.get("items").and_then(Node::as_seq) {
+            for item in items {
+                push_object(path, item.clone(), out);
+            }
+        }
+        return;
+    }
+    out.push(ManifestObject {
+        path: path.to_string(),
+        line: node.line.max(1),
+        value: node.to_json(),
+        node,
+    });
+}
+
+/// The input of the service rules: the service as `scan --json` prints it,
+/// and the final-stage base image of each of its Dockerfiles with its line.
+pub(crate) fn service_input(fleet: &Fleet, service: &Service) -> Value {
+    let under_repo = |path: &str| match service.repo.as_deref() {
+        None | Some("") => true,
+        Some(repo) => path.strip_prefix(repo).is_some_and(|r| r.starts_with('/')),
+    };
+    let mut bases = Vec::new();
+    for dockerfile in &fleet.dockerfiles {
+        let Some(base) = dockerfile.final_base() else {
+            continue;
+        };
+        if !under_repo(&dockerfile.path) || !service.base_images.contains(base) {
+            continue;
+        }
+        let at = dockerfile
+            .stages
+            .iter()
+            .rev()
+            .find(|s| matches!(&s.base, StageBase::Image(i) if i == base))
+            .map_or_else(|| Provenance::new(&dockerfile.path, 1), |s| s.at.clone());
+        bases.push(json!({ "image": base.to_string(), "at": at }));
+    }
+    json!({ "service": service, "base_images": bases })
+}

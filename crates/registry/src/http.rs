@@ -1,0 +1,303 @@
+//! A minimal blocking HTTP/1.1 client over `TcpStream`, for plain-`http://`
+//! registries (loopback, in-cluster mirrors). One connection per request
+//! (`Connection: close`), bounded by a deadline and a response size limit.
+//!
+//! Why not hyper: a registry conversation is a handful of sequential
+//! requests; a blocking client keeps the crate free of an async runtime.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpStream, ToSocketAddrs as _};
+use std::time::{Duration, Instant};
+
+/// Responses larger than this are refused (manifests and configs are small).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub target: String,
+}
+
+impl Url {
+    /// Parses `http://host[:port][/path]`.
+    ///
+    /// # Errors
+    /// Another scheme (https is not supported), or a malformed URL.
+    pub fn parse(url: &str) -> Result<Url, String> {
+        let rest = match url.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "{url}: only http:// is supported (scheme {scheme}); put an https registry behind a local mirror"
+                ));
+            }
+            None => return Err(format!("{url}: not an http:// URL")),
+        };
+        let (authority, target) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("{url}: invalid port {p:?}"))?,
+            ),
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        Ok(Url {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+            target: target.to_string(),
+        })
+    }
+
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("connecting to {authority}: {source}")]
+    Connect {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no answer from {authority} within {seconds:.1} s")]
+    Timeout { authority: String, seconds: f64 },
+    #[error("talking to {authority}: {source}")]
+    Io {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{authority} sent a malformed response: {detail}")]
+    Malformed { authority: String, detail: String },
+}
+
+/// Sends one request and reads the whole response.
+///
+/// # Errors
+/// Connection failures, the deadline passing, a response over
+/// [`MAX_RESPONSE_BYTES`] or one that is not HTTP/1.x.
+pub fn request(
+    method: &str,
+    url: &Url,
+    headers: &[(&str, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, HttpError> {
+    let authority = url.authority();
+    let deadline = Instant::now() + timeout;
+    let timed_out = || HttpError::Timeout {
+        authority: authority.clone(),
+        seconds: timeout.as_secs_f64(),
+    };
+    let io = |source: std::io::Error| {
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            HttpError::Timeout {
+                authority: authority.clone(),
+                seconds: timeout.as_secs_f64(),
+            }
+        } else {
+            HttpError::Io {
+                authority: authority.clone(),
+                source,
+            }
+        }
+    };
+    let addrs = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|source| HttpError::Connect {
+            authority: authority.clone(),
+            source,
+        })?;
+    let mut last = None;
+    let mut stream = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let mut stream = stream.ok_or_else(|| HttpError::Connect {
+        authority: authority.clone(),
+        source: last.unwrap_or_else(|| std::io::Error::other("no address")),
+    })?;
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: bulkhead\r\n",
+        url.target
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "PUT" | "POST" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    stream.write_all(head.as_bytes()).map_err(io)?;
+    stream.write_all(body).map_err(io)?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_RESPONSE_BYTES {
+                    return Err(HttpError::Malformed {
+                        authority,
+                        detail: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    parse_response(&raw, method == "HEAD")
+        .map_err(|detail| HttpError::Malformed { authority, detail })
+}
+
+fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("status line {status_line:?}"));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    if head_only || status == 204 || status == 304 {
+        body.clear();
+    } else if chunked {
+        body = dechunk(&body)?;
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        if body.len() < len {
+            return Err(format!("body truncated: {} of {len} bytes", body.len()));
+        }
+        body.truncate(len);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Standard base64 (for HTTP Basic credentials).
+pub fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
