@@ -51,6 +51,11 @@ enum Command {
     /// app, representative apps and adoption waves, bump and rollback commits.
     #[command(subcommand)]
     Template(crate::template_cmd::TemplateCommand),
+    /// Patch hosts in rolling batches within their maintenance windows:
+    /// save the old .debs, snapshot, upgrade, health-check, and roll back
+    /// automatically (downgrade or snapshot restore) when a host fails.
+    #[command(subcommand)]
+    Patch(crate::patch_cmd::PatchCommand),
     /// Enforce Rego policies: the built-in bundle and Gatekeeper constraints
     /// over the fleet, manifests and admission reviews; gator suites; Kyverno export.
     #[command(subcommand)]
@@ -266,6 +271,7 @@ impl Cli {
             Command::Lab(LabCommand::Service(args)) => lab_service(*args),
             Command::Demo(args) => demo(args),
             Command::Template(command) => crate::template_cmd::run(command),
+            Command::Patch(command) => crate::patch_cmd::run(command),
             Command::Policy(command) => crate::policy_cmd::run(command),
             Command::Images(command) => crate::image_cmd::run(command),
             Command::Cve(args) => crate::image_cmd::cve(args),

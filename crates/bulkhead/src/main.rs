@@ -7,6 +7,7 @@
 mod cli;
 mod image_cmd;
 mod output;
+mod patch_cmd;
 mod policy_cmd;
 mod template_cmd;
 

@@ -16,6 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("policy", &["model", "scan"]),
     ("images", &["model"]),
     ("registry", &["model"]),
+    ("patch", &["model", "scan"]),
+    ("hostops", &["model", "patch"]),
     ("vcs", &[]),
     (
         "bulkhead",
@@ -30,6 +32,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "policy",
             "images",
             "registry",
+            "patch",
+            "hostops",
             "vcs",
         ],
     ),
@@ -37,7 +41,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Crates whose code must stay pure: no file system, processes or network.
-const PURE: &[&str] = &["model", "scan", "impact", "templates", "images", "policy"];
+const PURE: &[&str] = &[
+    "model",
+    "scan",
+    "impact",
+    "templates",
+    "images",
+    "policy",
+    "patch",
+];
 
 fn metadata() -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO"))

@@ -7,6 +7,7 @@ mod boutique;
 mod images;
 mod lab_service;
 mod layering;
+mod patch;
 mod policy;
 mod sample_fleet;
 mod templates;
