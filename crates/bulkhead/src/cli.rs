@@ -63,6 +63,7 @@ enum Command {
     /// Govern base images: lineage, FROM pinning and approved bases, registry
     /// inspection, upgrade commits.
     #[command(subcommand)]
+    #[command(alias = "image")]
     Images(crate::image_cmd::ImagesCommand),
     /// Which images, services, running workloads and public routes a CVE
     /// reaches, with the emergency upgrade plan.
@@ -109,6 +110,13 @@ enum ImpactCommand {
     ///
     /// Example: bulkhead impact services payments,orders --path ./fleet --format markdown
     Services(ImpactServicesArgs),
+    /// Blast radius of changing a base image: every image built on it, the
+    /// services built on those (Dockerfile file:line), their workloads,
+    /// running containers and public routes, ranked by exposure and tier,
+    /// with the rebuild and rollout plan.
+    ///
+    /// Example: bulkhead impact image registry.acme.internal/base/debian-12 --path ./fleet
+    Image(crate::image_cmd::ImpactImageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +275,7 @@ impl Cli {
         match self.command {
             Command::Scan(args) => scan(args),
             Command::Impact(ImpactCommand::Services(args)) => impact_services(args),
+            Command::Impact(ImpactCommand::Image(args)) => crate::image_cmd::impact_image(args),
             Command::Lab(LabCommand::Init(args)) => lab_init(args),
             Command::Lab(LabCommand::Service(args)) => lab_service(*args),
             Command::Demo(args) => demo(args),

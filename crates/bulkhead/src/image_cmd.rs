@@ -36,6 +36,11 @@ pub enum ImagesCommand {
     Check(ImagesArgs),
     /// The lineage of every known image: app -> language base -> OS base.
     Lineage(ImagesArgs),
+    /// Every image reference in the fleet: final and builder FROMs, workload
+    /// containers, each with its pinning (digest, tag, latest, none), whether
+    /// its registry is approved, its lineage and the open CRITICAL/HIGH
+    /// findings it carries (from the nearest scanned image in its lineage).
+    Audit(ImagesArgs),
     /// Inspect an image in its registry: digest, platforms, layers, base.
     ///
     /// Resolves the tag to a digest (HEAD, Docker-Content-Digest), reads the
@@ -116,6 +121,10 @@ pub struct UpgradeArgs {
     /// The new reference (registry/repository:tag@digest).
     #[arg(long, value_name = "REF")]
     to: String,
+    /// Only move what uses exactly this reference: final-stage FROMs, and
+    /// also the image fields of workload containers in manifests.
+    #[arg(long, value_name = "REF")]
+    from: Option<String>,
     /// Create the branches and commits; without it, only print the edits.
     #[arg(long)]
     apply: bool,
@@ -127,6 +136,9 @@ pub struct UpgradeArgs {
 pub struct CveArgs {
     /// The vulnerability id (CVE-2023-38545, GHSA-...).
     id: String,
+    /// Add "timings" (scan and load, query, in milliseconds) to the JSON output.
+    #[arg(long)]
+    timings: bool,
     #[command(flatten)]
     fleet: FleetArgs,
     #[command(flatten)]
@@ -137,6 +149,7 @@ pub fn run(command: ImagesCommand) -> Result<ExitCode> {
     match command {
         ImagesCommand::Check(args) => check(args),
         ImagesCommand::Lineage(args) => lineage(args),
+        ImagesCommand::Audit(args) => audit(args),
         ImagesCommand::Inspect(args) => inspect(args),
         ImagesCommand::Upgrade(args) => upgrade(args),
     }
@@ -325,6 +338,76 @@ struct CheckJson<'a> {
     diagnostics: &'a [Diagnostic],
 }
 
+fn audit(args: ImagesArgs) -> Result<ExitCode> {
+    let context = Context::load(&args.fleet)?;
+    let approved = &context.config.images.approved_registries;
+    let froms = images::check::check_fleet(
+        &context.fleet,
+        &context.catalog,
+        approved,
+        context.config.images.base_repo.as_deref(),
+    );
+    let rows = images::audit::audit(&context.fleet, &context.catalog, &froms, approved);
+    match args.format.get() {
+        Format::Json => output::print_json(&AuditJson {
+            schema: "bulkhead.images-audit/v1",
+            images: &rows,
+            diagnostics: &context.diagnostics,
+        })?,
+        format => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.at.to_string(),
+                        r.service.clone().unwrap_or_else(|| "-".into()),
+                        r.kind.text().to_string(),
+                        r.image.clone(),
+                        r.pinning.map_or("-".into(), |p| p.to_string()),
+                        match r.approved {
+                            Some(true) => "yes".into(),
+                            Some(false) => "no".into(),
+                            None => "-".into(),
+                        },
+                        r.lineage
+                            .iter()
+                            .skip(1)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" -> "),
+                        r.critical.to_string(),
+                        r.high.to_string(),
+                    ]
+                })
+                .collect();
+            let mut text = table(
+                &[
+                    "AT", "SERVICE", "USE", "IMAGE", "PINNING", "APPROVED", "BASES", "CRITICAL",
+                    "HIGH",
+                ],
+                &cells,
+            );
+            if format == Format::Markdown {
+                text = format!("```\n{text}```\n");
+            }
+            text.push_str(&format!(
+                "\n{} image reference(s), {} carrying CRITICAL findings\n",
+                rows.len(),
+                rows.iter().filter(|r| r.critical > 0).count()
+            ));
+            output::print(&text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct AuditJson<'a> {
+    schema: &'static str,
+    images: &'a [images::AuditRow],
+    diagnostics: &'a [Diagnostic],
+}
+
 fn lineage(args: ImagesArgs) -> Result<ExitCode> {
     let context = Context::load(&args.fleet)?;
     #[derive(Serialize)]
@@ -442,8 +525,75 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cve(args: CveArgs) -> Result<ExitCode> {
+#[derive(Debug, Args)]
+pub struct ImpactImageArgs {
+    /// The image that changes (registry/repository; a tag or digest is ignored).
+    reference: String,
+    /// What it changes to, for the report's title and plan (default: "a new build").
+    #[arg(long, value_name = "REF")]
+    to: Option<String>,
+    #[command(flatten)]
+    fleet: FleetArgs,
+    #[command(flatten)]
+    format: FormatArgs,
+}
+
+pub fn impact_image(args: ImpactImageArgs) -> Result<ExitCode> {
+    let reference = ImageRef::parse(&args.reference)
+        .with_context(|| format!("image reference {:?}", args.reference))?;
     let context = Context::load(&args.fleet)?;
+    if context.catalog.get(&reference.name()).is_none()
+        && !context.fleet.services.iter().any(|s| {
+            s.base_images
+                .iter()
+                .chain(&s.images)
+                .any(|i| i.name() == reference.name())
+        })
+    {
+        eprintln!(
+            "note: no base image catalog entry, scanner report, FROM or workload names {}",
+            reference.name()
+        );
+    }
+    let answer = images::cve::image(
+        images::CveQuery {
+            fleet: &context.fleet,
+            catalog: &context.catalog,
+            running: &context.running,
+        },
+        &reference,
+    );
+    let to = args.to.as_deref().unwrap_or("a new build");
+    let report = images::cve::image_report(&answer, &context.fleet, &context.catalog, to);
+    eprintln!(
+        "{}: {} image(s), {} service(s)",
+        answer.id,
+        answer.images.len(),
+        answer.services.len()
+    );
+    match args.format.get() {
+        Format::Json => output::print_json(&ImpactImageJson {
+            schema: "bulkhead.impact-image/v1",
+            image: &answer,
+            report: &report,
+        })?,
+        Format::Table => output::print(&model::report::render_table(&report))?,
+        Format::Markdown => output::print(&model::report::render_markdown(&report))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ImpactImageJson<'a> {
+    schema: &'static str,
+    image: &'a images::CveAnswer,
+    report: &'a model::ImpactReport,
+}
+
+pub fn cve(args: CveArgs) -> Result<ExitCode> {
+    let loading = Instant::now();
+    let context = Context::load(&args.fleet)?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
     let started = Instant::now();
     let answer = images::cve::cve(
         images::CveQuery {
@@ -454,12 +604,12 @@ pub fn cve(args: CveArgs) -> Result<ExitCode> {
         &args.id,
     );
     let report = images::cve::impact_report(&answer, &context.fleet);
+    let query_ms = started.elapsed().as_secs_f64() * 1000.0;
     eprintln!(
-        "{}: {} image(s), {} service(s); answered in {:.2} ms after the scan",
+        "{}: {} image(s), {} service(s); answered in {query_ms:.2} ms after the scan",
         answer.id,
         answer.images.len(),
         answer.services.len(),
-        started.elapsed().as_secs_f64() * 1000.0
     );
     if answer.introduced.is_empty() {
         eprintln!(
@@ -473,6 +623,7 @@ pub fn cve(args: CveArgs) -> Result<ExitCode> {
             schema: "bulkhead.cve/v1",
             cve: &answer,
             report: &report,
+            timings: args.timings.then_some(Timings { load_ms, query_ms }),
         })?,
         Format::Table => output::print(&model::report::render_table(&report))?,
         Format::Markdown => output::print(&model::report::render_markdown(&report))?,
@@ -485,10 +636,26 @@ struct CveJson<'a> {
     schema: &'static str,
     cve: &'a images::CveAnswer,
     report: &'a model::ImpactReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<Timings>,
+}
+
+/// Where the time of a query went: the scan and the files it reads, then the analysis.
+#[derive(Serialize)]
+struct Timings {
+    /// Scan (through the cache), base catalog, scanner reports and cluster snapshots.
+    load_ms: f64,
+    /// The CVE answer and its impact report, from the loaded fleet.
+    query_ms: f64,
 }
 
 fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
     let to = ImageRef::parse(&args.to).with_context(|| format!("--to {:?}", args.to))?;
+    let from = args
+        .from
+        .as_deref()
+        .map(|f| ImageRef::parse(f).with_context(|| format!("--from {f:?}")))
+        .transpose()?;
     let context = Context::load(&args.fleet)?;
     let name = to.name();
     let by_repo = images::check::services_by_repo(&context.fleet);
@@ -500,32 +667,66 @@ fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
             .or_else(|| to.digest().map(|d| d.hex()[..12].to_string()))
             .unwrap_or_else(|| "latest".into())
     );
-    let mut failed = 0;
-    let mut done = 0;
-    for dockerfile in &context.fleet.dockerfiles {
-        let Some(stage) = images::upgrade::stage_to_upgrade(dockerfile, &name, &to) else {
-            continue;
-        };
-        let Some(repo_path) = images::check::owners(&by_repo, &dockerfile.path)
+    let repo_of = |path: &str| {
+        images::check::owners(&by_repo, path)
             .first()
             .and_then(|s| context.fleet.service(s))
             .and_then(|s| s.repo.clone())
-        else {
+    };
+    // Repository -> the edits to make there, in one commit.
+    let mut planned: std::collections::BTreeMap<String, Vec<PlannedEdit>> = Default::default();
+    for dockerfile in &context.fleet.dockerfiles {
+        let stage = match &from {
+            Some(from) => images::upgrade::stage_built_on(dockerfile, from, &to),
+            None => images::upgrade::stage_to_upgrade(dockerfile, &name, &to),
+        };
+        let (Some(stage), Some(repo)) = (stage, repo_of(&dockerfile.path)) else {
             continue;
         };
-        match upgrade_one(&context.root, &repo_path, dockerfile, stage, &args, &branch) {
-            Ok(line) => {
-                done += 1;
-                output::print(&line)?;
+        planned.entry(repo).or_default().push(PlannedEdit {
+            path: dockerfile.path.clone(),
+            target: EditTarget::From(stage),
+        });
+    }
+    // Pinned image fields in manifests: only with --from, which says exactly what to replace.
+    if let Some(from) = &from {
+        for workload in &context.fleet.workloads {
+            for container in &workload.containers {
+                if container.image_ref.as_ref() != Some(from)
+                    || container.image_ref.as_ref() == Some(&to)
+                {
+                    continue;
+                }
+                let Some(repo) = repo_of(&container.at.path) else {
+                    continue;
+                };
+                planned.entry(repo).or_default().push(PlannedEdit {
+                    path: container.at.path.clone(),
+                    target: EditTarget::Field {
+                        line: container.at.line,
+                        written: container.image.clone(),
+                    },
+                });
+            }
+        }
+    }
+    let mut failed = 0;
+    let mut done = 0;
+    for (repo_path, edits) in &planned {
+        match upgrade_repo(&context.root, repo_path, edits, &args, &branch) {
+            Ok(text) => {
+                done += edits.len();
+                output::print(&text)?;
             }
             Err(e) => {
                 failed += 1;
-                output::print(&format!("{}: failed: {e:#}\n", dockerfile.path))?;
+                output::print(&format!("{repo_path}: failed: {e:#}\n"))?;
             }
         }
     }
     eprintln!(
-        "{done} Dockerfile(s) {}, {failed} failed{}",
+        "{done} file edit(s) in {} repositor(ies) {}, {failed} repositor(ies) failed{}",
+        planned.len() - failed,
         if args.apply { "committed" } else { "to change" },
         if args.apply {
             ""
@@ -540,49 +741,87 @@ fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
     })
 }
 
-fn upgrade_one(
+/// One reference to rewrite in one file.
+struct PlannedEdit<'a> {
+    /// Relative to the fleet root.
+    path: String,
+    target: EditTarget<'a>,
+}
+
+enum EditTarget<'a> {
+    /// A Dockerfile's final-stage `FROM` (or the `ARG` default it uses).
+    From(&'a model::Stage),
+    /// A manifest's `image:` field, in the container starting at `line`.
+    Field { line: u32, written: String },
+}
+
+/// Applies `edits` to the files at HEAD of `repo_path`; with --apply, commits
+/// them on `branch` in one commit. Returns what was (or would be) done.
+fn upgrade_repo(
     root: &Path,
     repo_path: &str,
-    dockerfile: &model::Dockerfile,
-    stage: &model::Stage,
+    edits: &[PlannedEdit<'_>],
     args: &UpgradeArgs,
     branch: &str,
 ) -> Result<String> {
     let repo = vcs::Repo::open(&root.join(repo_path))?;
-    let rel = dockerfile
-        .path
-        .strip_prefix(repo_path)
-        .and_then(|p| p.strip_prefix('/'))
-        .unwrap_or(&dockerfile.path);
-    let bytes = repo
-        .show("HEAD", rel)?
-        .with_context(|| format!("{rel} is not committed on HEAD of {repo_path}"))?;
-    let text =
-        String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", dockerfile.path))?;
-    let (new, edit) = images::upgrade::rewrite_from(&dockerfile.path, &text, stage, &args.to)?;
-    let summary = format!(
-        "{}:{}: {} -> {}\n",
-        dockerfile.path, edit.line, edit.from, edit.to
-    );
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut summary = String::new();
+    let mut lines = Vec::new();
+    for edit in edits {
+        let rel = edit
+            .path
+            .strip_prefix(repo_path)
+            .and_then(|p| p.strip_prefix('/'))
+            .unwrap_or(&edit.path)
+            .to_string();
+        let index = match files.iter().position(|(p, _)| *p == rel) {
+            Some(i) => i,
+            None => {
+                let bytes = repo
+                    .show("HEAD", &rel)?
+                    .with_context(|| format!("{rel} is not committed on HEAD of {repo_path}"))?;
+                let text = String::from_utf8(bytes)
+                    .with_context(|| format!("{} is not UTF-8", edit.path))?;
+                files.push((rel.clone(), text));
+                files.len() - 1
+            }
+        };
+        let text = &files[index].1;
+        let (new, done) = match &edit.target {
+            EditTarget::From(stage) => {
+                images::upgrade::rewrite_from(&edit.path, text, stage, &args.to)?
+            }
+            EditTarget::Field { line, written } => {
+                images::upgrade::rewrite_image_field(&edit.path, text, *line, written, &args.to)?
+            }
+        };
+        files[index].1 = new;
+        summary.push_str(&format!(
+            "{}:{}: {} -> {}\n",
+            edit.path, done.line, done.from, done.to
+        ));
+        lines.push(format!("{rel} line {} was {}", done.line, done.from));
+    }
     if !args.apply {
         return Ok(summary);
     }
     let message = format!(
-        "Move the base image to {}\n\nbulkhead images upgrade: {rel} line {} was {}.\nRoll back by reverting this commit.\n",
-        args.to, edit.line, edit.from
+        "Move the base image to {}\n\nbulkhead images upgrade: {}.\nRoll back by reverting this commit.\n",
+        args.to,
+        lines.join("; ")
     );
     if repo.resolve(branch)?.is_some() {
         bail!("branch {branch} already exists in {repo_path}");
     }
-    let commit = repo.commit_on_new_branch(
-        "HEAD",
-        branch,
-        &[vcs::FileChange {
-            path: rel.to_string(),
-            content: new.into_bytes(),
-        }],
-        &message,
-    )?;
+    let changes: Vec<vcs::FileChange> = files
+        .into_iter()
+        .map(|(path, content)| vcs::FileChange {
+            path,
+            content: content.into_bytes(),
+        })
+        .collect();
+    let commit = repo.commit_on_new_branch("HEAD", branch, &changes, &message)?;
     Ok(format!(
         "{summary}  committed {} on {branch} in {repo_path}\n",
         &commit[..12.min(commit.len())]

@@ -57,6 +57,22 @@ pub enum PolicyCommand {
     ///
     /// Exit status: 0 when every request is allowed, 1 when any is denied, 2 on errors.
     Admit(AdmitArgs),
+    /// Serve a ValidatingAdmissionWebhook over HTTPS (rustls).
+    ///
+    /// AdmissionReview v1 requests (POST /validate, or /) are decided like
+    /// `policy admit`: the uid is echoed, denials deny with their messages,
+    /// warnings are passed through, dry-run requests are decided the same way.
+    /// A policy that fails or runs out of --budget-ms denies (fail-closed), or
+    /// with --fail-open allows with a warning. A malformed review gets HTTP 400.
+    /// GET /healthz answers ok; GET /metrics is Prometheus text
+    /// (bulkhead_admission_decisions_total{result}, bulkhead_admission_duration_seconds).
+    ///
+    /// The first stdout line is `listening on https://ADDR`; with --self-signed
+    /// the second is `caBundle: BASE64`, the value for the webhook
+    /// configuration's clientConfig.caBundle. Stops on SIGINT or SIGTERM.
+    ///
+    /// Example: bulkhead policy serve --cert tls.crt --key tls.key --listen 0.0.0.0:8443
+    Serve(ServeArgs),
     /// Export the built-in image rules for another enforcement engine.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -139,6 +155,32 @@ pub struct AdmitArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tls").required(true).args(["cert", "self_signed"]))]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port, printed on the first line).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen: std::net::SocketAddr,
+    /// PEM certificate chain served to the API server.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Generate a self-signed certificate for --host (development) and print its caBundle.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    self_signed: bool,
+    /// DNS name or IP address the self-signed certificate is valid for, such as
+    /// the webhook Service's `NAME.NAMESPACE.svc`. Repeatable.
+    #[arg(long, value_name = "HOST", requires = "self_signed", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+    host: Vec<String>,
+    #[command(flatten)]
+    bundle: BundleArgs,
+    /// Allow when a policy cannot decide (error or time budget); the default denies.
+    #[arg(long)]
+    fail_open: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Image prefix workloads may pull from. Repeatable.
     #[arg(long, value_name = "PREFIX")]
@@ -150,6 +192,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Check(args) => check(args),
         PolicyCommand::Verify(args) => verify(args),
         PolicyCommand::Admit(args) => admit(args),
+        PolicyCommand::Serve(args) => serve(args),
         PolicyCommand::Export(ExportCommand::Kyverno(args)) => {
             let config = BundleConfig {
                 allowed_registries: args.allowed_registry,
@@ -538,4 +581,46 @@ fn admit(args: AdmitArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_FINDINGS)
     })
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let policies = load_policies(&args.bundle, None)?;
+    let mut ca_bundle = None;
+    let tls = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            ::admission::tls::server_config(
+                &read(cert)?,
+                &cert.display().to_string(),
+                &read(key)?,
+                &key.display().to_string(),
+            )?
+        }
+        _ => {
+            let generated = ::admission::tls::SelfSigned::generate(&args.host)?;
+            ca_bundle = Some(generated.ca_bundle());
+            generated.server_config()?
+        }
+    };
+    let server = ::admission::Server::bind(::admission::Config {
+        listen: args.listen,
+        tls,
+        policies,
+        failure: if args.fail_open {
+            FailurePolicy::Open
+        } else {
+            FailurePolicy::Closed
+        },
+    })?;
+    output::print(&format!("listening on https://{}\n", server.local_addr()))?;
+    if let Some(ca_bundle) = ca_bundle {
+        output::print(&format!("caBundle: {ca_bundle}\n"))?;
+        eprintln!(
+            "self-signed certificate for {}: paste the caBundle into the ValidatingWebhookConfiguration's clientConfig.caBundle",
+            args.host.join(", ")
+        );
+    }
+    server.run_until_signal()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -80,11 +80,7 @@ pub struct CveAnswer {
 
 /// Answers "which services does this CVE reach?".
 pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
-    let CveQuery {
-        fleet,
-        catalog,
-        running,
-    } = query;
+    let catalog = query.catalog;
     let mut severity: Option<Severity> = None;
     let mut introduced: BTreeSet<Introduction> = BTreeSet::new();
     let mut reported: BTreeSet<String> = BTreeSet::new();
@@ -157,6 +153,34 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
         })
         .collect();
 
+    reach(
+        query,
+        ReachStart {
+            id,
+            severity,
+            introduced: introduced.into_iter().collect(),
+            images,
+        },
+        &affected,
+    )
+}
+
+/// What [`reach`] starts from: the affected images and what made them so.
+struct ReachStart<'a> {
+    id: &'a str,
+    severity: Option<Severity>,
+    introduced: Vec<Introduction>,
+    images: Vec<AffectedImage>,
+}
+
+/// From the affected images to the services built on them or running them,
+/// their workloads, running containers and public routes, ranked.
+fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<String>) -> CveAnswer {
+    let CveQuery {
+        fleet,
+        catalog,
+        running,
+    } = query;
     let by_repo = services_by_repo(fleet);
     let mut services: BTreeMap<&str, AffectedService> = BTreeMap::new();
     let mut add = |name: &str, image: String, from: Option<&ImageRef>, at: Option<&Provenance>| {
@@ -240,13 +264,114 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
             ))
     });
     CveAnswer {
-        id: id.to_string(),
-        severity,
-        introduced: introduced.into_iter().collect(),
-        images,
+        id: start.id.to_string(),
+        severity: start.severity,
+        introduced: start.introduced,
+        images: start.images,
         services,
         running_images,
     }
+}
+
+/// Answers "what if this image changes?": the image, every known image built
+/// on it, and everything [`reach`] finds from them. The answer's `id` is the
+/// image's name; nothing is `introduced` and no image is `reported`.
+pub fn image(query: CveQuery<'_>, reference: &ImageRef) -> CveAnswer {
+    let catalog = query.catalog;
+    let root = reference.name();
+    let mut affected: BTreeSet<String> = catalog.descendants(&root).into_iter().collect();
+    affected.insert(root.clone());
+    let images = affected
+        .iter()
+        .map(|name| {
+            let mut lineage = Vec::new();
+            for (n, _) in catalog.lineage(name) {
+                let stop = n == root;
+                lineage.push(n);
+                if stop {
+                    break;
+                }
+            }
+            AffectedImage {
+                name: name.clone(),
+                lineage,
+                reported: false,
+                digests: catalog
+                    .get(name)
+                    .map(|i| i.digests.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    reach(
+        query,
+        ReachStart {
+            id: &root,
+            severity: None,
+            introduced: Vec::new(),
+            images,
+        },
+        &affected,
+    )
+}
+
+/// The four answers for moving `answer.id` (an image, from [`image`]) to
+/// `to`: the images built on it to rebuild first, then the same canary and
+/// waves as for a CVE.
+pub fn image_report(
+    answer: &CveAnswer,
+    fleet: &Fleet,
+    catalog: &Catalog,
+    to: &str,
+) -> ImpactReport {
+    let mut report = impact_report(answer, fleet);
+    report.change = Change::ImageUpdate {
+        image: answer.id.clone(),
+        to: to.to_string(),
+    };
+    report.what_breaks = answer
+        .images
+        .iter()
+        .map(|i| Finding {
+            subject: i.name.clone(),
+            risk: Risk::Risky,
+            summary: if i.name == answer.id {
+                "the image that changes".to_string()
+            } else {
+                format!("built on it: {}", i.lineage.join(" -> "))
+            },
+            evidence: catalog
+                .get(&i.name)
+                .and_then(|k| k.at.clone())
+                .map(|at| Evidence {
+                    statement: match catalog.get(&i.name).and_then(|k| k.base.as_ref()) {
+                        Some(base) => format!("FROM {base}"),
+                        None => "declared here".to_string(),
+                    },
+                    at: Some(at),
+                })
+                .into_iter()
+                .collect(),
+        })
+        .collect();
+    report
+        .monitoring
+        .retain(|s| !s.name.ends_with("in scanner reports"));
+    report.rollback.action =
+        "redeploy each service's previous image digest (kept in the registry); revert the FROM commits".to_string();
+    if let Some(wave) = report.plan.waves.first_mut()
+        && wave.name == "rebuild base images"
+    {
+        wave.steps.retain(|s| s.target != answer.id);
+        for step in &mut wave.steps {
+            step.action = format!("rebuild on {to} and publish a new digest");
+        }
+        wave.gate = "the rebuilt images pass their smoke tests and scans".to_string();
+        if wave.steps.is_empty() {
+            report.plan.waves.remove(0);
+        }
+    }
+    report
 }
 
 /// The four answers for remediating the CVE, with the emergency plan: rebuild

@@ -14,6 +14,7 @@
 //! the `registry` crate. Parsers return facts plus diagnostics and never
 //! panic on bad input.
 
+pub mod audit;
 pub mod bases;
 pub mod catalog;
 pub mod check;
@@ -22,6 +23,7 @@ pub mod cve;
 pub mod reports;
 pub mod upgrade;
 
+pub use audit::{AuditRow, RefKind};
 pub use bases::BaseImage;
 pub use catalog::{Catalog, KnownImage};
 pub use check::{FromCheck, FromProblem, StageRole};

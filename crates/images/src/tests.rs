@@ -364,3 +364,34 @@ fn upgrades_rewrite_only_the_reference() {
     .unwrap_err();
     assert!(err.to_string().contains("variable"), "{err}");
 }
+
+#[test]
+fn manifest_image_fields_are_rewritten_in_place_quoted_or_not() {
+    let text = "spec:\n  containers:\n    - name: app\n      image: \"reg/a/app:1.0\"   # pinned\n    - name: side\n      image: reg/a/app:1.0\n\r\n";
+    let (new, edit) = upgrade::rewrite_image_field(
+        "k8s.yaml",
+        text,
+        3,
+        "reg/a/app:1.0",
+        "reg/a/app:2.0@sha256:ab",
+    )
+    .expect("rewrite");
+    assert_eq!(edit.line, 4);
+    assert_eq!(
+        new,
+        text.replacen("reg/a/app:1.0", "reg/a/app:2.0@sha256:ab", 1)
+    );
+    // From the second container's line, the second field.
+    let (new, edit) = upgrade::rewrite_image_field("k8s.yaml", text, 5, "reg/a/app:1.0", "x/y:2")
+        .expect("rewrite");
+    assert_eq!(edit.line, 6);
+    assert_eq!(new, text.replace("image: reg/a/app:1.0", "image: x/y:2"));
+    // A prefix is not the value.
+    let err =
+        upgrade::rewrite_image_field("k8s.yaml", text, 1, "reg/a/app:1", "x/y:2").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("k8s.yaml:1: \"reg/a/app:1\" is not on this line"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Base image upgrades: which Dockerfiles build on an image, and the edit that
 //! moves one to a new reference, changing only the reference's bytes on the
-//! `FROM` line (or on the `ARG` line whose default the `FROM` uses).
+//! `FROM` line (or on the `ARG` line whose default the `FROM` uses), or on a
+//! manifest's `image:` line.
 
 use model::{Dockerfile, ImageRef, Stage, StageBase};
 
@@ -50,6 +51,84 @@ pub fn stage_to_upgrade<'d>(
         .stages
         .iter()
         .find(|s| matches!(&s.base, StageBase::Image(i) if std::ptr::eq(i, base)))
+}
+
+/// The final stage of `dockerfile` when its base is exactly `from` (as parsed:
+/// same registry, repository, tag and digest) and not already `to`.
+pub fn stage_built_on<'d>(
+    dockerfile: &'d Dockerfile,
+    from: &ImageRef,
+    to: &ImageRef,
+) -> Option<&'d Stage> {
+    let base = dockerfile.final_base()?;
+    if base != from || base == to {
+        return None;
+    }
+    dockerfile
+        .stages
+        .iter()
+        .find(|s| matches!(&s.base, StageBase::Image(i) if std::ptr::eq(i, base)))
+}
+
+/// Rewrites a manifest's `image:` field holding `from` to `to`: the first
+/// `image:` line at or after `line` (a container's first line) whose value is
+/// `from`, quoted or not. Every other byte is kept.
+///
+/// # Errors
+/// When no such line follows `line` within the container (the file changed
+/// since the scan, or the reference comes from elsewhere, such as a
+/// kustomize `images:` override).
+pub fn rewrite_image_field(
+    path: &str,
+    text: &str,
+    line: u32,
+    from: &str,
+    to: &str,
+) -> Result<(String, FromEdit), UpgradeError> {
+    let not_found = || UpgradeError::NotFound {
+        path: path.to_string(),
+        line,
+        written: from.to_string(),
+    };
+    let mut start = 0;
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let here = start;
+        start += raw.len();
+        if number < line {
+            continue;
+        }
+        let trimmed = raw.trim_start().trim_start_matches("- ").trim_start();
+        let Some(value) = trimmed.strip_prefix("image:") else {
+            continue;
+        };
+        // The value without a trailing comment or quotes.
+        let value = value
+            .split(" #")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        if value != from {
+            continue;
+        }
+        let offset = whole_token(raw, from).ok_or_else(not_found)?;
+        let at = here + offset;
+        let mut out = String::with_capacity(text.len() + to.len());
+        out.push_str(&text[..at]);
+        out.push_str(to);
+        out.push_str(&text[at + from.len()..]);
+        return Ok((
+            out,
+            FromEdit {
+                path: path.to_string(),
+                line: number,
+                from: from.to_string(),
+                to: to.to_string(),
+            },
+        ));
+    }
+    Err(not_found())
 }
 
 /// Rewrites the reference of `stage` in `text` to `to`. Every other byte is kept.
@@ -153,7 +232,8 @@ fn arg_default(text: &str, before: u32, name: &str) -> Option<(u32, String)> {
 /// The byte offset of `token` in `line` as a whole word (bounded by whitespace,
 /// `=`, quotes or the line's ends).
 fn whole_token(line: &str, token: &str) -> Option<usize> {
-    let boundary = |c: Option<char>| c.is_none_or(|c| c.is_whitespace() || c == '=' || c == '"');
+    let boundary =
+        |c: Option<char>| c.is_none_or(|c| c.is_whitespace() || c == '=' || c == '"' || c == '\'');
     line.match_indices(token).map(|(i, _)| i).find(|&i| {
         boundary(line[..i].chars().next_back()) && boundary(line[i + token.len()..].chars().next())
     })

@@ -1,5 +1,5 @@
 //! Admission: an AdmissionReview (admission.k8s.io/v1) in, the decision and
-//! the AdmissionReview response out. The HTTP server around it lives in the binary.
+//! the AdmissionReview response out. The HTTPS server around it is the `admission` crate.
 //!
 //! Denying findings deny with their messages; warnings become the response's
 //! `warnings`. A dry-run request is decided the same way (the webhook has no

@@ -20,6 +20,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With `Some((user, password))`, the registry asks for HTTP Basic
+    /// credentials (`auth: htpasswd`), checked against a bcrypt htpasswd file
+    /// written by `htpasswd -Bbn` (Debian package apache2-utils).
+    pub fn start_with(credentials: Option<(&str, &str)>) -> Registry {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
@@ -30,10 +37,22 @@ impl Registry {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("storage").display()
         );
+        if let Some((user, password)) = credentials {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (Debian package apache2-utils; scripts/setup installs it)");
+            assert!(out.status.success(), "htpasswd: {out:?}");
+            std::fs::write(dir.join("htpasswd"), &out.stdout).expect("htpasswd file");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: bulkhead-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
         std::fs::write(dir.join("config.yml"), config).expect("config");
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -48,9 +67,12 @@ impl Registry {
             url: format!("http://127.0.0.1:{port}"),
         };
         // Ready when /v2/ answers 200.
-        let client = Client::new(&registry.url)
+        let mut client = Client::new(&registry.url)
             .expect("url")
             .with_timeout(Duration::from_secs(2));
+        if let Some((user, password)) = credentials {
+            client = client.with_credentials(user, password);
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while client.ping().is_err() {
             assert!(
@@ -233,6 +255,51 @@ fn real_registry_errors_name_what_failed() {
         err.to_string().contains("MANIFEST_UNKNOWN") || err.to_string().contains("NAME_UNKNOWN"),
         "{err}"
     );
+}
+
+#[test]
+fn real_registry_with_htpasswd_auth_takes_basic_credentials_and_refuses_others() {
+    let registry = Registry::start_with(Some(("ci", "s3cret pass")));
+    let client = Client::new(&registry.url)
+        .expect("url")
+        .with_credentials("ci", "s3cret pass");
+    // Push and read back through the Basic challenge, every request.
+    let (digest, diff_ids) = push_image(&client, "base/debian-12", "2024.10", &[b"rootfs"], &[]);
+    assert_eq!(
+        client
+            .resolve("base/debian-12", "2024.10")
+            .expect("resolve"),
+        digest
+    );
+    assert_eq!(
+        client
+            .inspect("base/debian-12", "2024.10", ("linux", "amd64"))
+            .expect("inspect")
+            .config
+            .rootfs
+            .diff_ids,
+        diff_ids
+    );
+    assert_eq!(
+        client.tags("base/debian-12").expect("tags"),
+        vec!["2024.10".to_string()]
+    );
+    // Without credentials: a clear error naming what was asked and why.
+    let anonymous = Client::new(&registry.url).expect("url");
+    let err = anonymous.resolve("base/debian-12", "2024.10").unwrap_err();
+    assert!(matches!(err, RegistryError::Auth { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("resolving base/debian-12:2024.10") && text.contains("Basic credentials"),
+        "{text}"
+    );
+    // With the wrong password: refused, and said so.
+    let wrong = Client::new(&registry.url)
+        .expect("url")
+        .with_credentials("ci", "guess");
+    let err = wrong.manifest("base/debian-12", "2024.10").unwrap_err();
+    assert!(matches!(err, RegistryError::Auth { .. }), "{err:?}");
+    assert!(err.to_string().contains("refused the credentials"), "{err}");
 }
 
 /// A one-thread HTTP server answering each request with `answer(request head)`.

@@ -219,17 +219,7 @@ fn mib(kib: u64) -> f64 {
 
 pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     let options = parse(args)?;
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "bulkhead"])
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("running cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build failed: {status}"));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    let bulkhead = target.join("release/bulkhead");
+    let bulkhead = crate::build_bulkhead(root)?;
 
     eprintln!("starting {} idle instances ...", options.instances);
     let mut instances = Vec::with_capacity(options.instances);

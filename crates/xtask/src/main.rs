@@ -8,8 +8,18 @@
 //!
 //! `bench-lab-service`: the resident memory of idle `bulkhead lab service`
 //! instances and the requests/s one of them serves (see `bench_lab_service.rs`).
+//!
+//! `bench-policy`: admission latency (p50/p99/max, reviews/s) of `bulkhead
+//! policy serve` at 200 concurrent reviews over TLS on loopback, and the time
+//! of `bulkhead policy check` over a 10,000-service fleet (see `bench_policy.rs`).
+//!
+//! `bench-cve`: `bulkhead cve <planted id>` (whole command and the query
+//! itself) against `git grep` for the affected base image names over every
+//! repository of the fleet (see `bench_cve.rs`).
 
+mod bench_cve;
 mod bench_lab_service;
+mod bench_policy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -29,8 +39,21 @@ fn main() -> ExitCode {
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
+        Some("bench-cve") => bench_cve::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
+        Some("bench-policy") => bench_policy::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("-h" | "--help") | None => {
-            println!("{USAGE}\n\n{}", bench_lab_service::USAGE);
+            println!(
+                "{USAGE}\n\n{}\n\n{}\n\n{}",
+                bench_lab_service::USAGE,
+                bench_policy::USAGE,
+                bench_cve::USAGE
+            );
             Ok(())
         }
         Some(other) => Err(format!("unknown task {other:?}\n{USAGE}")),
@@ -79,10 +102,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn bench_scan(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    run(Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "bulkhead"])
-        .current_dir(&root))?;
-    let bulkhead = root.join("target/release/bulkhead");
+    let bulkhead = build_bulkhead(&root)?;
     let rg = which("rg").ok_or("ripgrep (rg) is not installed: run scripts/setup")?;
 
     let work = std::env::temp_dir().join(format!("bulkhead-bench-{}", std::process::id()));
@@ -138,6 +158,23 @@ fn bench_scan(args: &[String]) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&state);
     }
     Ok(())
+}
+
+/// Builds the release `bulkhead` binary and returns its path (honouring `CARGO_TARGET_DIR`).
+pub(crate) fn build_bulkhead(root: &Path) -> Result<PathBuf, String> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "bulkhead"])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build --release -p bulkhead failed: {status}"
+        ));
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release/bulkhead"))
 }
 
 /// Runs once untimed (to warm the page cache), then `runs` timed runs; returns the median.

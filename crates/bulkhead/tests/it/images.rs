@@ -120,6 +120,17 @@ fn cve_returns_exactly_the_ground_truth_services_with_their_evidence() {
         &root,
     ));
     assert_eq!(none["cve"]["services"].as_array().map(Vec::len), Some(0));
+    assert_eq!(none.get("timings"), None, "timings only when asked");
+    // --timings (for `cargo xtask bench-cve`) adds where the time went, same answer.
+    let timed = json(&in_fleet(
+        bulkhead().args(["cve", id, "--json", "--timings"]),
+        &dir,
+        &root,
+    ));
+    assert_eq!(timed["cve"], out["cve"]);
+    for key in ["load_ms", "query_ms"] {
+        assert!(timed["timings"][key].as_f64().is_some(), "{timed:?}");
+    }
 }
 
 #[test]
@@ -416,4 +427,343 @@ fn inspect_finds_the_base_by_annotation_and_by_diff_ids_prefix_in_a_real_registr
         stderr.contains("apps/orders:9.9") && stderr.contains("404"),
         "{stderr}"
     );
+}
+
+#[test]
+fn audit_classifies_every_image_and_counts_criticals_only_on_the_cve_lineage() {
+    let dir = TempDir::new("audit");
+    let root = dir.path().join("fleet");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(&root)
+            .args(["--services", "30"]),
+    );
+    let truth = json(&std::fs::read_to_string(root.join("ground-truth.json")).expect("truth"));
+    let out = json(&in_fleet(
+        bulkhead().args(["images", "audit", "--json"]),
+        &dir,
+        &root,
+    ));
+    assert_eq!(out["schema"], "bulkhead.images-audit/v1");
+    let rows = out["images"].as_array().expect("images");
+    let pinning_of = |image: &str| -> BTreeSet<String> {
+        rows.iter()
+            .filter(|r| r["image"] == image)
+            .map(|r| r["pinning"].as_str().unwrap_or("-").to_string())
+            .collect()
+    };
+    let latest = strings(&truth["latest_images"]);
+    assert!(!latest.is_empty());
+    for image in &latest {
+        // `:latest` written out, or no tag at all (which pulls latest).
+        let class = if image.ends_with(":latest") {
+            "latest"
+        } else {
+            "none"
+        };
+        assert_eq!(
+            pinning_of(image),
+            BTreeSet::from([class.to_string()]),
+            "{image}"
+        );
+    }
+    let unpinned = strings(&truth["unpinned_images"]);
+    assert!(!unpinned.is_empty());
+    for image in &unpinned {
+        let classes = pinning_of(image);
+        assert!(!classes.is_empty(), "{image} is missing from the audit");
+        assert!(
+            classes
+                .iter()
+                .all(|c| ["tag", "latest", "none"].contains(&c.as_str())),
+            "{image}: {classes:?}"
+        );
+    }
+    // Every kind of reference is there: final and builder FROMs, workload containers.
+    let kinds: BTreeSet<&str> = rows.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["builder-from", "final-from", "workload"])
+    );
+    // Criticals exactly where the lineage reaches the OS base that carries the CVE.
+    let os_base = truth["critical_cve"]["os_base"].as_str().expect("os base");
+    let mut with_criticals = 0;
+    for r in rows {
+        let on_it = strings(&r["lineage"]).iter().any(|n| n == os_base);
+        let critical = r["critical"].as_u64().expect("critical");
+        assert_eq!(critical > 0, on_it, "{r}");
+        with_criticals += usize::from(on_it);
+    }
+    assert!(with_criticals > 0);
+    // The app image of every service the CVE reaches carries it (sidecars are
+    // other builds: they do not inherit the service's base).
+    for service in truth["services"].as_array().expect("services") {
+        let name = service["name"].as_str().expect("name");
+        for image in strings(&service["images"])
+            .into_iter()
+            .filter(|i| i.contains(&format!("/{name}:")) || i.contains(&format!("/{name}@")))
+        {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    // By repository (the lab's registry has no port): a
+                    // kustomize `images:` override may change the tag.
+                    let repo = |i: &str| i.split([':', '@']).next().map(str::to_string);
+                    r["kind"] == "workload"
+                        && r["service"] == name
+                        && r["image"].as_str().and_then(repo) == repo(&image)
+                })
+                .unwrap_or_else(|| panic!("{image} is missing from the audit"));
+            assert_eq!(
+                row["critical"].as_u64().expect("critical") > 0,
+                service["critical_cve"] == true,
+                "{row}"
+            );
+        }
+    }
+    // The table and Markdown forms say the same.
+    let table = in_fleet(bulkhead().args(["images", "audit"]), &dir, &root);
+    assert!(
+        table.contains(&format!("{} image reference(s)", rows.len())),
+        "{table}"
+    );
+    let md = in_fleet(
+        bulkhead().args(["images", "audit", "--format", "markdown"]),
+        &dir,
+        &root,
+    );
+    assert!(md.starts_with("```\nAT"), "{md}");
+}
+
+/// `registry/repository` of a reference without a registry port (the lab's).
+fn image_name(reference: &str) -> String {
+    let no_digest = reference.split('@').next().unwrap_or(reference);
+    match no_digest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name.to_string(),
+        _ => no_digest.to_string(),
+    }
+}
+
+#[test]
+fn impact_image_lists_exactly_the_services_built_on_each_os_base() {
+    let (dir, root, truth) = lab_fleet("impact-image");
+    let catalog =
+        json(&std::fs::read_to_string(root.join("base-images/images.json")).expect("images.json"));
+    let entries = catalog.as_array().expect("catalog");
+    let parent: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_string(),
+                image_name(e["base"].as_str().expect("base")),
+            )
+        })
+        .collect();
+    let published: BTreeSet<&str> = parent.iter().map(|(n, _)| n.as_str()).collect();
+    // OS bases: published images whose own base is upstream.
+    let os_bases: Vec<&str> = parent
+        .iter()
+        .filter(|(_, base)| !published.contains(base.as_str()))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(os_bases.len() >= 3, "{os_bases:?}");
+    let mut seen = 0;
+    for os in os_bases {
+        // The OS base and every published image whose chain reaches it.
+        let on_it: BTreeSet<&str> = parent
+            .iter()
+            .filter(|(name, _)| {
+                let mut current = name.as_str();
+                for _ in 0..8 {
+                    if current == os {
+                        return true;
+                    }
+                    match parent.iter().find(|(n, _)| n == current) {
+                        Some((_, base)) => current = base,
+                        None => return false,
+                    }
+                }
+                false
+            })
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let expected: BTreeSet<String> = truth["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .filter(|s| {
+                on_it.contains(image_name(s["base_image"].as_str().expect("base")).as_str())
+            })
+            .map(|s| s["name"].as_str().expect("name").to_string())
+            .collect();
+        let out = json(&in_fleet(
+            bulkhead().args(["impact", "image", os, "--json"]),
+            &dir,
+            &root,
+        ));
+        let services = out["image"]["services"].as_array().expect("services");
+        let got: BTreeSet<String> = services
+            .iter()
+            .map(|s| s["service"].as_str().expect("service").to_string())
+            .collect();
+        assert_eq!(got, expected, "{os}");
+        seen += got.len();
+        // Each one with its Dockerfile line.
+        for s in services {
+            assert!(
+                s["at"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("Dockerfile"))
+                    && s["at"]["line"].as_u64().is_some_and(|l| l > 0),
+                "{s}"
+            );
+        }
+        // Ranked: internet-facing first, then by tier.
+        let keys: Vec<(bool, u64)> = services
+            .iter()
+            .map(|s| {
+                (
+                    s["public_routes"].as_array().is_none_or(Vec::is_empty),
+                    s["tier"].as_u64().unwrap_or(10),
+                )
+            })
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{os}: {keys:?}");
+        let report = &out["report"];
+        assert_eq!(report["change"]["kind"], "image_update");
+        assert_eq!(report["change"]["image"], os);
+        assert_eq!(
+            report["who_is_impacted"].as_array().map(Vec::len),
+            Some(expected.len())
+        );
+        let images: BTreeSet<&str> = out["image"]["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .filter_map(|i| i["name"].as_str())
+            .collect();
+        assert_eq!(images, on_it, "{os}");
+        // The derived bases are rebuilt first; the OS base itself is the change.
+        let waves = report["plan"]["waves"].as_array().expect("waves");
+        if on_it.len() > 1 {
+            let rebuilt: BTreeSet<&str> = waves[0]["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .filter_map(|s| s["target"].as_str())
+                .collect();
+            let derived: BTreeSet<&str> = on_it.iter().copied().filter(|n| *n != os).collect();
+            assert_eq!(rebuilt, derived);
+        }
+        let planned: usize = waves
+            .iter()
+            .filter(|w| w["name"] != "rebuild base images")
+            .map(|w| w["steps"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(planned, expected.len());
+    }
+    assert!(seen > 0);
+    // Table form for humans.
+    let table = in_fleet(
+        bulkhead().args(["impact", "image", "registry.acme.internal/base/debian-12"]),
+        &dir,
+        &root,
+    );
+    assert!(
+        table.starts_with("Change: image registry.acme.internal/base/debian-12 -> a new build"),
+        "{table}"
+    );
+}
+
+/// Every line that differs between `before` and `after` (same line count).
+fn changed_lines<'a>(before: &'a str, after: &'a str) -> Vec<(&'a str, &'a str)> {
+    assert_eq!(
+        before.split_inclusive('\n').count(),
+        after.split_inclusive('\n').count()
+    );
+    before
+        .split_inclusive('\n')
+        .zip(after.split_inclusive('\n'))
+        .filter(|(a, b)| a != b)
+        .collect()
+}
+
+#[test]
+fn upgrade_from_an_exact_reference_rewrites_froms_and_manifest_image_fields() {
+    let (dir, root, truth) = lab_fleet("upgrade-from");
+    let services = truth["services"].as_array().expect("services");
+    // FROMs: only the services on exactly this reference move, not those on a digest of it.
+    let from = "registry.acme.internal/base/go-1.22:2024.10";
+    let to = "registry.acme.internal/base/go-1.22:2024.11@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let exact = services.iter().filter(|s| s["base_image"] == from).count();
+    let near = services
+        .iter()
+        .filter(|s| {
+            s["base_image"]
+                .as_str()
+                .is_some_and(|b| b.starts_with(from) && b != from)
+        })
+        .count();
+    assert!(exact > 0 && near > 0, "exact {exact}, near {near}");
+    let dry = in_fleet(
+        bulkhead().args(["images", "upgrade", "--from", from, "--to", to]),
+        &dir,
+        &root,
+    );
+    let edits: Vec<&str> = dry.lines().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(edits.len(), exact, "{dry}");
+    assert!(edits.iter().all(|l| l.contains("Dockerfile:")), "{dry}");
+
+    // Manifests: a pinned sidecar image, moved in every workload that runs it.
+    let sidecar = services
+        .iter()
+        .flat_map(|s| strings(&s["images"]))
+        .find(|i| i.contains("/platform/"))
+        .expect("a sidecar image in the lab fleet");
+    let users: Vec<&Value> = services
+        .iter()
+        .filter(|s| strings(&s["images"]).contains(&sidecar))
+        .collect();
+    assert!(!users.is_empty());
+    let new = format!(
+        "{}:9.9.9@sha256:2222222222222222222222222222222222222222222222222222222222222222",
+        sidecar.split(':').next().expect("name")
+    );
+    let applied = in_fleet(
+        bulkhead().args([
+            "images", "upgrade", "--from", &sidecar, "--to", &new, "--apply",
+        ]),
+        &dir,
+        &root,
+    );
+    assert_eq!(
+        applied.matches("committed").count(),
+        users.len(),
+        "{applied}"
+    );
+    let branch = "bulkhead/base-otel-agent-9.9.9";
+    for service in users {
+        let repo = root.join(service["repo"].as_str().expect("repo"));
+        let files = git(&repo, &["diff", "--name-only", "HEAD", branch]);
+        assert!(!files.trim().is_empty(), "{}", service["name"]);
+        for file in files.lines() {
+            assert!(!file.ends_with("Dockerfile"), "{file}");
+            let before = git(&repo, &["show", &format!("HEAD:{file}")]);
+            let after = git(&repo, &["show", &format!("{branch}:{file}")]);
+            let changed = changed_lines(&before, &after);
+            assert!(!changed.is_empty(), "{file}");
+            for (old, new_line) in changed {
+                assert!(old.trim_start().starts_with("image:"), "{old}");
+                assert_eq!(old.replace(&sidecar, &new), new_line);
+            }
+        }
+        // No image field still on the old reference.
+        let rest = Command::new("git")
+            .current_dir(&repo)
+            .args(["grep", "-c", "-F", &sidecar, branch])
+            .output()
+            .expect("git grep");
+        assert_eq!(rest.status.code(), Some(1), "{rest:?}");
+    }
 }

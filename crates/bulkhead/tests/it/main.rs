@@ -2,6 +2,7 @@
 //! manifests from ../shared/fixtures, generated sample fleets, and fleets full of
 //! bad input built by the tests themselves.
 
+mod admission;
 mod bad_input;
 mod boutique;
 mod images;

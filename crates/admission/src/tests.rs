@@ -1,0 +1,70 @@
+use crate::Outcome;
+use crate::metrics::Metrics;
+use crate::tls::{SelfSigned, base64};
+use std::time::Duration;
+
+#[test]
+fn base64_matches_rfc_4648_vectors() {
+    let cases = [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
+    }
+    assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+}
+
+#[test]
+fn self_signed_certificate_makes_a_server_config() {
+    let cert = SelfSigned::generate(&["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("generate");
+    assert!(cert.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(base64(cert.cert_pem.as_bytes()) == cert.ca_bundle());
+    cert.server_config()
+        .expect("rustls accepts the generated key");
+    assert!(SelfSigned::generate(&["b\u{e4}d.example".to_string()]).is_err());
+}
+
+#[test]
+fn server_config_names_the_file_without_pem() {
+    let error = crate::tls::server_config(b"nothing", "cert.pem", b"", "key.pem")
+        .expect_err("no certificate");
+    assert!(
+        error
+            .to_string()
+            .starts_with("cert.pem: no PEM certificate found"),
+        "{error}"
+    );
+}
+
+#[test]
+fn metrics_render_counters_and_a_cumulative_histogram() {
+    let metrics = Metrics::default();
+    metrics.record(Outcome::Allow, Duration::from_micros(300));
+    metrics.record(Outcome::Allow, Duration::from_millis(3));
+    metrics.record(Outcome::Deny, Duration::from_millis(3));
+    metrics.record(Outcome::Error, Duration::from_secs(60));
+    let text = metrics.render();
+    for line in [
+        "bulkhead_admission_decisions_total{result=\"allow\"} 2",
+        "bulkhead_admission_decisions_total{result=\"deny\"} 1",
+        "bulkhead_admission_decisions_total{result=\"error\"} 1",
+        "bulkhead_admission_duration_seconds_bucket{le=\"0.0005\"} 1",
+        "bulkhead_admission_duration_seconds_bucket{le=\"0.0025\"} 1",
+        "bulkhead_admission_duration_seconds_bucket{le=\"0.005\"} 3",
+        "bulkhead_admission_duration_seconds_bucket{le=\"10\"} 3",
+        "bulkhead_admission_duration_seconds_bucket{le=\"+Inf\"} 4",
+        "bulkhead_admission_duration_seconds_count 4",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}

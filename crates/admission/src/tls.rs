@@ -1,0 +1,149 @@
+//! The webhook's TLS: a rustls server configuration from PEM files, or a
+//! self-signed certificate for development, and the `caBundle` a
+//! `ValidatingWebhookConfiguration` needs to trust it.
+//!
+//! Only the ring provider is compiled in (aws-lc-rs needs cmake to build), and
+//! it is installed explicitly so that no other crate's choice can change it.
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+
+/// Why a certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{what}: no PEM certificate found ({source})")]
+    Certificate {
+        what: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{what}: no PEM private key found ({source})")]
+    Key {
+        what: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("generating a self-signed certificate for {hosts:?}: {source}")]
+    Generate {
+        hosts: Vec<String>,
+        source: rcgen::Error,
+    },
+}
+
+/// Installs ring as the process's rustls crypto provider (a no-op when one is installed).
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key.
+/// `cert_name` and `key_name` name the sources in errors (file paths, usually).
+///
+/// # Errors
+/// When either holds no PEM item of its kind, or the key does not match the certificate.
+pub fn server_config(
+    cert_pem: &[u8],
+    cert_name: &str,
+    key_pem: &[u8],
+    key_name: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    install_provider();
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|chain| {
+            if chain.is_empty() {
+                Err(rustls::pki_types::pem::Error::NoItemsFound)
+            } else {
+                Ok(chain)
+            }
+        })
+        .map_err(|source| TlsError::Certificate {
+            what: cert_name.to_string(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::Key {
+        what: key_name.to_string(),
+        source,
+    })?;
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    // The API server speaks HTTP/1.1 (or h2) to webhooks; we serve HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate and its key, for development clusters and tests.
+#[derive(Debug, Clone)]
+pub struct SelfSigned {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The DNS names and IP addresses the certificate is valid for.
+    pub hosts: Vec<String>,
+}
+
+impl SelfSigned {
+    /// Generates a certificate (ECDSA P-256) valid for `hosts`: DNS names, or
+    /// IP addresses, which become IP subject alternative names.
+    ///
+    /// # Errors
+    /// When a host is neither an IP address nor a valid DNS name.
+    pub fn generate(hosts: &[String]) -> Result<SelfSigned, TlsError> {
+        let error = |source| TlsError::Generate {
+            hosts: hosts.to_vec(),
+            source,
+        };
+        let key = rcgen::KeyPair::generate().map_err(error)?;
+        let mut params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(error)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bulkhead admission webhook");
+        let cert = params.self_signed(&key).map_err(error)?;
+        Ok(SelfSigned {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            hosts: hosts.to_vec(),
+        })
+    }
+
+    /// `clientConfig.caBundle` of a webhook configuration: the base64 of the PEM certificate.
+    pub fn ca_bundle(&self) -> String {
+        base64(self.cert_pem.as_bytes())
+    }
+
+    /// The rustls server configuration serving this certificate.
+    ///
+    /// # Errors
+    /// Only if rustls refuses the generated key, which the tests rule out.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        server_config(
+            self.cert_pem.as_bytes(),
+            "self-signed certificate",
+            self.key_pem.as_bytes(),
+            "self-signed key",
+        )
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), as Kubernetes expects for `caBundle`.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
