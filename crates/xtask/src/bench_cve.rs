@@ -37,18 +37,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runs: 5,
         grep_runs: 1,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{arg}: {e}"))
-                .map(|n| n.max(1))
-        };
-        match arg.as_str() {
+    for (flag, value) in crate::flag_pairs(args, USAGE)? {
+        let number = || crate::count(flag, value);
+        match flag {
             "--dir" => options.dir = Some(PathBuf::from(value)),
             "--services" => options.services = number()?,
             "--runs" => options.runs = number()?,

@@ -53,18 +53,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         seconds: 30,
         fleet: PathBuf::from("/tmp/bench-fleet"),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{arg}: {e}"))
-                .map(|n| n.max(1))
-        };
-        match arg.as_str() {
+    for (flag, value) in crate::flag_pairs(args, USAGE)? {
+        let number = || crate::count(flag, value);
+        match flag {
             "--concurrency" => options.concurrency = number()?,
             "--requests" => options.requests = number()?,
             "--seconds" => options.seconds = number()? as u64,

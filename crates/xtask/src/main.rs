@@ -79,20 +79,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runs: 5,
         dir: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--services" => {
-                options.services = value()?.parse().map_err(|e| format!("--services: {e}"))?
-            }
-            "--runs" => {
-                options.runs = value()?
-                    .parse::<usize>()
-                    .map_err(|e| format!("--runs: {e}"))?
-                    .max(1)
-            }
-            "--dir" => options.dir = Some(PathBuf::from(value()?)),
+    for (flag, value) in flag_pairs(args, USAGE)? {
+        match flag {
+            "--services" => options.services = count(flag, value)?,
+            "--runs" => options.runs = count(flag, value)?,
+            "--dir" => options.dir = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
     }
@@ -158,6 +149,28 @@ fn bench_scan(args: &[String]) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&state);
     }
     Ok(())
+}
+
+/// Splits `--flag value` pairs; every option of every task takes a value.
+pub(crate) fn flag_pairs<'a>(
+    args: &'a [String],
+    usage: &str,
+) -> Result<Vec<(&'a str, &'a str)>, String> {
+    args.chunks(2)
+        .map(|pair| match pair {
+            [flag, value] => Ok((flag.as_str(), value.as_str())),
+            [flag] => Err(format!("{flag} needs a value\n{usage}")),
+            _ => unreachable!("chunks(2) yields one or two items"),
+        })
+        .collect()
+}
+
+/// A count given to `flag`: a whole number, at least 1.
+pub(crate) fn count(flag: &str, value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .map(|n| n.max(1))
+        .map_err(|e| format!("{flag}: {e}"))
 }
 
 /// Builds the release `bulkhead` binary and returns its path (honouring `CARGO_TARGET_DIR`).
