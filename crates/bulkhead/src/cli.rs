@@ -77,6 +77,14 @@ enum Command {
     ///
     /// Example: bulkhead cve CVE-2023-38545 --path ./fleet --format markdown
     Cve(crate::image_cmd::CveArgs),
+    /// Run the ingress gateway: path routing to label-selected pools, an admin
+    /// API for the blue -> green switch, canary weights and draining (docs/gateway.md).
+    ///
+    /// Prints `proxy listening on http://ADDR` for each listener and
+    /// `admin listening on http://ADDR` first, then one JSON access-log line per request.
+    ///
+    /// Example: BULKHEAD_ADMIN_TOKEN=... bulkhead gateway --config gateway.yaml --admin 127.0.0.1:9901
+    Gateway(crate::gateway_cmd::GatewayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +292,7 @@ impl Cli {
             Command::Policy(command) => crate::policy_cmd::run(command),
             Command::Images(command) => crate::image_cmd::run(command),
             Command::Cve(args) => crate::image_cmd::cve(args),
+            Command::Gateway(args) => crate::gateway_cmd::run(args),
         }
     }
 }

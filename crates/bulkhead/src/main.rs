@@ -5,6 +5,7 @@
 //! progress to stderr; exit codes are stable for CI.
 
 mod cli;
+mod gateway_cmd;
 mod image_cmd;
 mod output;
 mod patch_cmd;

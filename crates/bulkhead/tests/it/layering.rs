@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("registry", &["model"]),
     ("patch", &["model", "scan"]),
     ("hostops", &["model", "patch"]),
+    ("gateway", &["scan"]),
     (
         "bulkhead",
         &[
@@ -37,6 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "registry",
             "patch",
             "hostops",
+            "gateway",
         ],
     ),
     ("xtask", &[]),

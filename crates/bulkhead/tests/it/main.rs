@@ -5,6 +5,7 @@
 mod admission;
 mod bad_input;
 mod boutique;
+mod gateway;
 mod images;
 mod lab_service;
 mod layering;

@@ -1,0 +1,122 @@
+//! `bulkhead gateway` as a process: addresses on the first lines, admin auth,
+//! a switch through the admin API, the access log on stdout. The routing itself is
+//! tested against real upstreams in crates/gateway/tests/it.
+
+use super::{TempDir, bulkhead};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+/// Kills the gateway when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: gw\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn gateway_command_prints_addresses_and_guards_its_admin_api() {
+    let dir = TempDir::new("gateway");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners: [{address: 127.0.0.1:0}]
+routes: [{prefix: /orders, service: orders}]
+services:
+  orders:
+    endpoints:
+      - {address: 127.0.0.1:1, labels: {version: blue}}
+      - {address: 127.0.0.1:2, labels: {version: green}}
+    selector: {version: blue}
+",
+    )
+    .unwrap();
+    let mut child = Running(
+        bulkhead()
+            .args(["gateway", "--config"])
+            .arg(&config)
+            .args([
+                "--admin",
+                "127.0.0.1:0",
+                "--admin-token-env",
+                "GW_TEST_TOKEN",
+            ])
+            .env("GW_TEST_TOKEN", "t0ken")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bulkhead gateway"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("a line").expect("utf-8");
+    let proxy = next()
+        .strip_prefix("proxy listening on http://")
+        .unwrap()
+        .to_string();
+    let admin = next()
+        .strip_prefix("admin listening on http://")
+        .unwrap()
+        .to_string();
+
+    assert_eq!(http(&admin, "GET", "/state", None, "").0, 401);
+    assert_eq!(http(&admin, "GET", "/state", Some("t0ken2"), "").0, 401);
+    let (status, body) = http(
+        &admin,
+        "PUT",
+        "/services/orders/selector",
+        Some("t0ken"),
+        r#"{"version":"green"}"#,
+    );
+    assert_eq!((status, body.trim()), (200, r#"{"generation":2}"#));
+
+    assert_eq!(http(&proxy, "GET", "/nowhere", None, "").0, 404);
+    let log = super::json(&next());
+    assert_eq!(log["status"], 404);
+    assert_eq!(log["path"], "/nowhere");
+    assert_eq!(log["trace_id"].as_str().map(str::len), Some(32));
+}
+
+#[test]
+fn gateway_command_reports_config_errors_with_file_and_line() {
+    let dir = TempDir::new("gateway-bad");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners: []\nroutes:\n  - prefix: /\n    service: nope\nservices: {}\n",
+    )
+    .unwrap();
+    let out = bulkhead()
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gateway.yaml:4: unknown service \"nope\""),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,108 @@
+//! The live configuration and its table, changed one service at a time.
+
+use crate::config::{Config, Labels, Selection, WeightedSelector, validate_selection};
+use crate::table::Table;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// What the admin API may change; each change names one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The blue -> green switch: one selector for the whole service.
+    Selector(Labels),
+    /// A canary: traffic split across selectors by weight.
+    Weights(Vec<WeightedSelector>),
+    Drain(SocketAddr),
+    Undrain(SocketAddr),
+}
+
+/// Why a change was refused; the table is then unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    #[error("service {service:?} has no endpoint {address}")]
+    UnknownEndpoint {
+        service: String,
+        address: SocketAddr,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("service {0:?} would have no live endpoint")]
+    NoLiveEndpoint(String),
+}
+
+/// The configuration (the writers' copy) and the current table (the readers' copy).
+#[derive(Debug)]
+pub struct Shared {
+    config: Mutex<Config>,
+    table: RwLock<Arc<Table>>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let table = Arc::new(Table::build(&config, 1));
+        Shared {
+            config: Mutex::new(config),
+            table: RwLock::new(table),
+        }
+    }
+
+    /// The current table; a request takes it once and keeps it to the end.
+    pub fn table(&self) -> Arc<Table> {
+        self.table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The configuration as it is now, and its generation.
+    pub fn config(&self) -> (Config, u64) {
+        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        (config.clone(), self.table().generation)
+    }
+
+    /// Applies a change to one service and publishes the next generation, which it returns.
+    ///
+    /// # Errors
+    ///
+    /// An unknown service or endpoint, an invalid selection, or a selection that would
+    /// leave the service with no live endpoint; nothing changes then.
+    pub fn apply(&self, service: &str, change: Change) -> Result<u64, ChangeError> {
+        // The config lock orders writers; readers only ever take the table.
+        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut updated = config
+            .services
+            .get(service)
+            .cloned()
+            .ok_or_else(|| ChangeError::UnknownService(service.to_string()))?;
+        match change {
+            Change::Selector(s) => updated.selection = Selection::Selector(s),
+            Change::Weights(w) => updated.selection = Selection::Weighted(w),
+            Change::Drain(address) | Change::Undrain(address) => {
+                let drain = matches!(change, Change::Drain(_));
+                let endpoint = updated
+                    .endpoints
+                    .iter_mut()
+                    .find(|e| e.address == address)
+                    .ok_or_else(|| ChangeError::UnknownEndpoint {
+                        service: service.to_string(),
+                        address,
+                    })?;
+                endpoint.drained = drain;
+            }
+        }
+        validate_selection(&updated.selection).map_err(ChangeError::Invalid)?;
+        let current = self.table();
+        let next = current.with_service(service, &updated, current.generation + 1);
+        // Draining the last endpoint is allowed (an operator may mean it); selecting nothing is a typo.
+        let draining = config.services[service].selection == updated.selection;
+        if !draining && next.pools(service).is_some_and(|p| p.is_empty()) {
+            return Err(ChangeError::NoLiveEndpoint(service.to_string()));
+        }
+        let generation = next.generation;
+        config.services.insert(service.to_string(), updated);
+        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        Ok(generation)
+    }
+}
