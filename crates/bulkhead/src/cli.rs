@@ -137,11 +137,24 @@ struct ImpactServicesArgs {
     path: PathBuf,
     #[command(flatten)]
     state: StateArgs,
+    #[command(flatten)]
+    format: FormatArgs,
+}
+
+/// `--format` with `--json` as its shorthand, shared by every reporting command.
+#[derive(Debug, Args)]
+pub(crate) struct FormatArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Same as --format json.
     #[arg(long)]
     json: bool,
+}
+
+impl FormatArgs {
+    pub(crate) fn get(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -327,8 +340,7 @@ fn scan(args: ScanArgs) -> Result<ExitCode> {
 fn impact_services(args: ImpactServicesArgs) -> Result<ExitCode> {
     let outcome = run_scan(vec![args.path], args.state.state, true)?;
     let report = impact::services(&outcome.fleet, &args.names)?;
-    let format = if args.json { Format::Json } else { args.format };
-    match format {
+    match args.format.get() {
         Format::Table => output::print(&model::report::render_table(&report))?,
         Format::Json => output::print_json(&report)?,
         Format::Markdown => output::print(&model::report::render_markdown(&report))?,

@@ -5,7 +5,7 @@
 //! `[cluster] snapshots`), the registry client (`registry`), git (`vcs`) and
 //! the pure analyses (`images`).
 
-use crate::cli::Format;
+use crate::cli::{Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
@@ -72,21 +72,6 @@ pub struct FleetArgs {
     /// State directory (default: .bulkhead/ at the fleet root).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct FormatArgs {
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Same as --format json.
-    #[arg(long)]
-    json: bool,
-}
-
-impl FormatArgs {
-    fn get(&self) -> Format {
-        if self.json { Format::Json } else { self.format }
-    }
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! `bulkhead patch`: rolling host patching with snapshots, maintenance
 //! windows, health checks and automatic rollback (docs/patching.md).
 
-use crate::cli::Format;
+use crate::cli::{Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
@@ -80,12 +80,6 @@ pub struct SelectArgs {
     /// Patch hosts even outside their maintenance windows.
     #[arg(long)]
     ignore_window: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct FormatArgs {
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +218,7 @@ fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
         None
     };
     let report = plan.to_report(timing);
-    match args.format.format {
+    match args.format.get() {
         Format::Table => output::print(&model::report::render_table(&report))?,
         Format::Json => output::print_json(&report)?,
         Format::Markdown => output::print(&model::report::render_markdown(&report))?,
@@ -293,7 +287,7 @@ fn run_cmd(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let (run, events) = db.load(id)?;
-    print_status(id, &run, &events, args.format.format)?;
+    print_status(id, &run, &events, args.format.get())?;
     Ok(exit_for(run.outcome()))
 }
 
@@ -313,7 +307,7 @@ fn status_cmd(args: StatusArgs) -> Result<ExitCode> {
             .with_context(|| format!("no runs in {}", db.path().display()))?,
     };
     let (run, events) = db.load(id)?;
-    print_status(id, &run, &events, args.format.format)?;
+    print_status(id, &run, &events, args.format.get())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -362,7 +356,7 @@ fn rollback_cmd(args: RollbackArgs) -> Result<ExitCode> {
         &options,
     )?;
     let (run, events) = db.load(id)?;
-    print_status(id, &run, &events, args.format.format)?;
+    print_status(id, &run, &events, args.format.get())?;
     Ok(match result {
         HostState::RolledBack { .. } => ExitCode::SUCCESS,
         _ => ExitCode::from(1),

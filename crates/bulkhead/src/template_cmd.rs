@@ -8,7 +8,7 @@
 mod render;
 mod state;
 
-use crate::cli::Format;
+use crate::cli::{Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
@@ -112,21 +112,6 @@ pub struct FleetArgs {
     /// The templates git repository (default: [templates] repo in bulkhead.toml).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct FormatArgs {
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Same as --format json.
-    #[arg(long)]
-    json: bool,
-}
-
-impl FormatArgs {
-    fn get(&self) -> Format {
-        if self.json { Format::Json } else { self.format }
-    }
 }
 
 #[derive(Debug, Args)]

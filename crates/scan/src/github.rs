@@ -263,17 +263,13 @@ impl Reader<'_> {
         let Some(with) = with.filter(|w| !w.is_null()) else {
             return BTreeMap::new();
         };
-        let Some(pairs) = with.as_map() else {
+        with.json_map().unwrap_or_else(|| {
             self.warn(
                 with.line,
                 format!("with in job {id} must be a mapping, found {}", with.shape()),
             );
-            return BTreeMap::new();
-        };
-        pairs
-            .iter()
-            .filter_map(|(k, v)| Some((k.string()?, v.to_json())))
-            .collect()
+            BTreeMap::new()
+        })
     }
 }
 

@@ -322,17 +322,13 @@ impl Reader<'_> {
         let Some(inputs) = entry.get("inputs").filter(|i| !i.is_null()) else {
             return BTreeMap::new();
         };
-        let Some(pairs) = inputs.as_map() else {
+        inputs.json_map().unwrap_or_else(|| {
             self.warn(
                 inputs.line,
                 format!("include inputs must be a mapping, found {}", inputs.shape()),
             );
-            return BTreeMap::new();
-        };
-        pairs
-            .iter()
-            .filter_map(|(k, v)| Some((k.string()?, v.to_json())))
-            .collect()
+            BTreeMap::new()
+        })
     }
 
     /// A reference to `source` with no file, version or inputs yet.

@@ -108,6 +108,18 @@ impl Node {
         }
     }
 
+    /// A mapping as JSON values by key (keys that are not scalars are skipped);
+    /// `None` when the node is not a mapping.
+    pub fn json_map(&self) -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+        let pairs = self.as_map()?;
+        Some(
+            pairs
+                .iter()
+                .filter_map(|(k, v)| Some((k.string()?, v.to_json())))
+                .collect(),
+        )
+    }
+
     /// A sequence of scalars, or a single scalar, as strings.
     pub fn strings(&self) -> Vec<String> {
         match &self.value {
