@@ -21,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("patch", &["model", "scan"]),
     ("hostops", &["model", "patch"]),
     ("gateway", &["scan"]),
+    ("traces", &[]),
     (
         "bulkhead",
         &[
@@ -53,6 +54,7 @@ const PURE: &[&str] = &[
     "images",
     "policy",
     "patch",
+    "traces",
 ];
 
 fn metadata() -> serde_json::Value {
