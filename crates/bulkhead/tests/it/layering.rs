@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hostops", &["model", "patch"]),
     ("gateway", &["scan"]),
     ("traces", &[]),
+    ("rollout", &["model", "scan", "impact"]),
     (
         "bulkhead",
         &[
@@ -54,6 +55,7 @@ const PURE: &[&str] = &[
     "images",
     "policy",
     "patch",
+    "rollout",
     "traces",
 ];
 
