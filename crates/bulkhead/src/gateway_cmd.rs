@@ -1,4 +1,4 @@
-//! `bulkhead gateway`: reads the routing file and runs the gateway until Ctrl-C.
+//! `bulkhead gateway`: reads the routing file and runs the gateway until SIGTERM or Ctrl-C.
 
 use crate::output;
 use anyhow::{Context as _, Result, bail};
@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// The routing file: listeners, routes and services (docs/gateway.md).
+    /// The routing file: listeners, limits, routes and services, and any Gateway API
+    /// HTTPRoute documents (docs/gateway.md). `POST /reload` on the admin API re-reads it.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// Where the admin API listens (port 0 picks one); without it there is no admin API.
@@ -19,6 +20,13 @@ pub struct GatewayArgs {
     /// when --admin is not a loopback address.
     #[arg(long, value_name = "VAR")]
     admin_token_env: Option<String>,
+    /// Where the JSON access log goes: `-` for stdout, `off`, or a file to append to.
+    #[arg(long, value_name = "PATH", default_value = "-")]
+    access_log: String,
+    /// Export one span per request by OTLP/HTTP (JSON) to this collector,
+    /// e.g. http://127.0.0.1:4318 (`/v1/traces` is appended).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 pub fn run(args: GatewayArgs) -> Result<ExitCode> {
@@ -32,13 +40,20 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
         },
         None => None,
     };
+    let access_log = match args.access_log.as_str() {
+        "-" => gateway::AccessLog::Stdout,
+        "off" => gateway::AccessLog::Off,
+        file => gateway::AccessLog::File(file.into()),
+    };
     let options = gateway::Options {
         admin: args.admin,
         admin_token,
-        access_log: true,
+        access_log,
+        otlp: args.otlp_endpoint.map(gateway::OtlpOptions::new),
+        config_path: Some(args.config.clone()),
     };
     let mut printed = Ok(());
-    gateway::run(config, options, |gw| {
+    let drained = gateway::run(config, options, |gw| {
         let mut lines = String::new();
         for addr in gw.proxy_addrs() {
             lines.push_str(&format!("proxy listening on http://{addr}\n"));
@@ -49,5 +64,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
         printed = output::print(&lines);
     })?;
     printed?;
+    if !drained {
+        eprintln!("gateway: stopped with requests still in flight after the drain timeout");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

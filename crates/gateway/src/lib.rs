@@ -11,12 +11,32 @@
 //! other service's pools, and swaps it in. The hot path knows nothing of the
 //! governance crates; configuration is read with `scan`'s line-keeping YAML
 //! loader so errors carry `file:line`.
+//!
+//! What a request leaves behind (access-log line, span, counters) is recorded once
+//! its response body has been sent, and handed to a writer thread and an exporter
+//! task through bounded queues, so neither a slow disk nor a slow collector can
+//! slow a request: when a queue is full the record is dropped and counted.
 
+mod admin;
 pub mod config;
+pub mod health;
+mod httproute;
+mod log;
+pub mod metrics;
+mod otlp;
+mod proxy;
 mod server;
 pub mod state;
 pub mod table;
 pub mod trace;
 
 pub use config::{ConfigError, parse};
+pub use log::AccessLog;
+pub use otlp::OtlpOptions;
 pub use server::{Error, Gateway, Options, run};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Request and response bodies as the proxy passes them on.
+pub(crate) type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+pub(crate) type UpstreamClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;

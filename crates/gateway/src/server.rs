@@ -1,33 +1,43 @@
-//! The listeners: the proxy (routes, picks, forwards, logs) and the admin API.
+//! The listeners: connections with limits (header and idle timeouts, header size,
+//! connection count), serving the proxy or the admin API, and graceful shutdown.
 
-use crate::config::{Config, Labels, WeightedSelector};
-use crate::state::{Change, ChangeError, Shared};
-use crate::trace;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use crate::admin::Admin;
+use crate::config::{Config, Limits};
+use crate::health;
+use crate::log::{self, AccessLog, Message};
+use crate::otlp::{self, Exporter, OtlpOptions};
+use crate::proxy::{Proxy, Sinks};
+use crate::state::Shared;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
-type Body = BoxBody<Bytes, hyper::Error>;
-
-/// How the gateway runs besides its configuration file.
+/// How the gateway runs besides its configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Where the admin API listens; `None` runs without one.
     pub admin: Option<SocketAddr>,
     /// The admin API's bearer token; required unless `admin` is a loopback address.
     pub admin_token: Option<String>,
-    /// Write one JSON line per request to stdout.
-    pub access_log: bool,
+    /// Where one JSON line per request goes.
+    pub access_log: AccessLog,
+    /// Where spans go; `None` exports none.
+    pub otlp: Option<OtlpOptions>,
+    /// The file `POST /reload` re-reads.
+    pub config_path: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +51,10 @@ pub enum Error {
     AdminWithoutToken(SocketAddr),
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("opening the access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("{0}")]
+    Otlp(String),
 }
 
 /// A running gateway: its listeners are served by tasks on the runtime that bound them.
@@ -49,6 +63,27 @@ pub struct Gateway {
     shared: Arc<Shared>,
     proxy_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    /// Closed once every accept loop and connection has ended.
+    alive: mpsc::Receiver<()>,
+    log: Option<SyncSender<Message>>,
+    exporter: Option<Exporter>,
+}
+
+/// Which handler a listener's connections are served by.
+#[derive(Debug, Clone)]
+enum Handler {
+    Proxy(Arc<Proxy>),
+    Admin(Arc<Admin>),
+}
+
+impl Handler {
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<crate::Body> {
+        match self {
+            Handler::Proxy(p) => p.handle(req, client).await,
+            Handler::Admin(a) => a.handle(req).await,
+        }
+    }
 }
 
 impl Gateway {
@@ -56,7 +91,8 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// A listener that cannot be bound, or a non-loopback admin address without a token.
+    /// A listener that cannot be bound, a non-loopback admin address without a token,
+    /// an access log that cannot be opened, an invalid OTLP endpoint.
     pub async fn bind(config: Config, options: Options) -> Result<Gateway, Error> {
         if let Some(admin) = options.admin
             && !admin.ip().is_loopback()
@@ -64,6 +100,10 @@ impl Gateway {
         {
             return Err(Error::AdminWithoutToken(admin));
         }
+        let traces_url = match &options.otlp {
+            Some(o) => Some(o.traces_url().map_err(Error::Otlp)?),
+            None => None,
+        };
         let mut listeners = Vec::new();
         for &address in &config.listeners {
             listeners.push(bind(address).await?);
@@ -72,43 +112,66 @@ impl Gateway {
             Some(address) => Some(bind(address).await?),
             None => None,
         };
+        let log = log::start(&options.access_log).map_err(Error::AccessLog)?;
         let shared = Arc::new(Shared::new(config));
-        let log = options.access_log.then(access_log);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).build(connector);
-        let proxy = Arc::new(Proxy {
-            shared: shared.clone(),
-            client,
-            log,
-        });
-        let proxy_addrs = listeners
+        let metrics = shared.registry.metrics.clone();
+        let proxy_addrs: Vec<SocketAddr> = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let (spans, exporter) = match (&options.otlp, traces_url) {
+            (Some(o), Some(url)) => {
+                let instance = proxy_addrs
+                    .first()
+                    .map_or_else(String::new, ToString::to_string);
+                let (tx, exporter) = otlp::start(o, url, instance, metrics.clone());
+                (Some(tx), Some(exporter))
+            }
+            _ => (None, None),
+        };
+        let proxy = Arc::new(Proxy {
+            shared: shared.clone(),
+            sinks: Arc::new(Sinks {
+                log: log.clone(),
+                spans,
+                metrics,
+            }),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (alive_tx, alive) = mpsc::channel(1);
         for listener in listeners {
-            let proxy = proxy.clone();
-            serve(listener, move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req).await) }
-            });
+            tokio::spawn(accept(
+                listener,
+                Handler::Proxy(proxy.clone()),
+                shared.clone(),
+                shutdown_rx.clone(),
+                alive_tx.clone(),
+            ));
         }
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(listener) = admin {
             let admin = Arc::new(Admin {
                 shared: shared.clone(),
                 token: options.admin_token,
+                config_path: options.config_path,
             });
-            serve(listener, move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(req).await) }
-            });
+            tokio::spawn(accept(
+                listener,
+                Handler::Admin(admin),
+                shared.clone(),
+                shutdown_rx,
+                alive_tx,
+            ));
         }
+        health::spawn_checker(Arc::downgrade(&shared));
         Ok(Gateway {
             shared,
             proxy_addrs,
             admin_addr,
+            shutdown,
+            alive,
+            log,
+            exporter,
         })
     }
 
@@ -124,15 +187,41 @@ impl Gateway {
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+
+    /// Stops accepting, lets requests in flight finish (up to the configured
+    /// `drain_timeout`), then flushes the access log and the span queue.
+    /// Returns false when the drain timed out with connections still open.
+    pub async fn shutdown(mut self) -> bool {
+        let _ = self.shutdown.send(true);
+        let drain = self.shared.table().limits.drain_timeout;
+        let drained = tokio::time::timeout(drain, self.alive.recv()).await.is_ok();
+        if let Some(exporter) = self.exporter.take() {
+            exporter.flush_and_stop().await;
+        }
+        if let Some(log) = self.log.take() {
+            let (done, wait) = std::sync::mpsc::sync_channel(1);
+            if log.send(Message::Flush(done)).is_ok() {
+                let _ =
+                    tokio::task::spawn_blocking(move || wait.recv_timeout(Duration::from_secs(5)))
+                        .await;
+            }
+        }
+        drained
+    }
 }
 
-/// Runs a gateway on its own runtime until Ctrl-C; `on_bound` sees it once every
-/// listener is bound (the CLI prints the addresses there).
+/// Runs a gateway on its own runtime until SIGTERM or Ctrl-C, then shuts it down
+/// gracefully; `on_bound` sees it once every listener is bound (the CLI prints the
+/// addresses there). Returns false when the drain timed out.
 ///
 /// # Errors
 ///
 /// As [`Gateway::bind`], or a runtime that cannot start.
-pub fn run(config: Config, options: Options, on_bound: impl FnOnce(&Gateway)) -> Result<(), Error> {
+pub fn run(
+    config: Config,
+    options: Options,
+    on_bound: impl FnOnce(&Gateway),
+) -> Result<bool, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,9 +229,24 @@ pub fn run(config: Config, options: Options, on_bound: impl FnOnce(&Gateway)) ->
     runtime.block_on(async {
         let gateway = Gateway::bind(config, options).await?;
         on_bound(&gateway);
-        let _ = tokio::signal::ctrl_c().await;
-        Ok(())
+        stop_signal().await;
+        Ok(gateway.shutdown().await)
     })
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
@@ -151,287 +255,227 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
         .map_err(|source| Error::Bind { address, source })
 }
 
-fn serve<F, Fut>(listener: TcpListener, handler: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of file descriptors, usually: back off instead of spinning on the error.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+/// Accepts until shutdown; each connection is served by its own task.
+async fn accept(
+    listener: TcpListener,
+    handler: Handler,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    let metrics = shared.registry.metrics.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((stream, client)) = accepted else {
+            // Out of file descriptors, usually: back off instead of spinning on the error.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let limits = shared.table().limits.clone();
+        if open.load(Ordering::Relaxed) >= limits.max_connections {
+            tokio::spawn(refuse(stream));
+            continue;
+        }
+        let gauge = matches!(handler, Handler::Proxy(_)).then(|| metrics.clone());
+        let guard = Open::new(open.clone(), gauge);
+        let (handler, shutdown, alive) = (handler.clone(), shutdown.clone(), alive.clone());
+        tokio::spawn(async move {
+            connection(stream, client, handler, &limits, shutdown).await;
+            drop(guard);
+            drop(alive);
+        });
+    }
+}
+
+/// Counts a connection in this listener's total, and for proxy listeners in the
+/// open-connections gauge, while it lives.
+struct Open {
+    count: Arc<AtomicUsize>,
+    gauge: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Open {
+    fn new(count: Arc<AtomicUsize>, gauge: Option<Arc<crate::metrics::Metrics>>) -> Open {
+        count.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &gauge {
+            m.open_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        Open { count, gauge }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(m) = &self.gauge {
+            m.open_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    const BODY: &str = "too many connections\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// When a connection last moved bytes, and how many of its requests are being handled.
+#[derive(Debug)]
+struct Activity {
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// A TCP stream that notes each read and write in its [`Activity`].
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Watched {
+    fn touch(&self) {
+        self.activity
+            .last
+            .store(health::now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Decrements the in-flight count when a request's handler is done (or dropped).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection until the client closes it, it idles past the limit, or
+/// the gateway shuts down (then the request in flight finishes first).
+async fn connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    handler: Handler,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity {
+        last: AtomicU64::new(health::now_ms()),
+        in_flight: AtomicUsize::new(0),
+    });
+    let io = TokioIo::new(Watched {
+        stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            let guard = InFlight(activity.clone());
             let handler = handler.clone();
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(handler))
-                    .await;
-            });
-        }
-    });
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = text(status, format!("{value}\n"));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Headers that describe one connection, not the request (RFC 9110, section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-struct Proxy {
-    shared: Arc<Shared>,
-    client: Client<HttpConnector, Incoming>,
-    log: Option<std::sync::mpsc::Sender<String>>,
-}
-
-impl std::fmt::Debug for Proxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").finish_non_exhaustive()
-    }
-}
-
-impl Proxy {
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
-        let start = Instant::now();
-        // One table for the whole request: routing and endpoint choice see one generation.
-        let table = self.shared.table();
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(req.uri().host())
-            .map(str::to_string);
-        let trace = trace::at_edge(req.headers());
-        let service = table
-            .route(method.as_str(), host.as_deref(), &path, req.headers())
-            .map(str::to_string);
-        let pick = service.as_deref().and_then(|s| table.pick(s));
-        drop(table);
-        let mut response = match (&service, &pick) {
-            (None, _) => text(StatusCode::NOT_FOUND, "no route for this host and path\n"),
-            (Some(s), None) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("service {s} has no live endpoint\n"),
-            ),
-            (Some(_), Some(pick)) => {
-                let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                match format!("http://{}{path_and_query}", pick.address).parse() {
-                    Ok(uri) => *req.uri_mut() = uri,
-                    Err(_) => return text(StatusCode::BAD_REQUEST, "bad request target\n"),
-                }
-                let headers = req.headers_mut();
-                for name in HOP_BY_HOP {
-                    headers.remove(name);
-                }
-                if !trace.continued {
-                    headers.remove("tracestate");
-                }
-                if let Ok(v) = HeaderValue::from_str(&trace.traceparent) {
-                    headers.insert("traceparent", v);
-                }
-                match self.client.request(req).await {
-                    Ok(upstream) => upstream.map(BodyExt::boxed),
-                    Err(e) => text(
-                        StatusCode::BAD_GATEWAY,
-                        format!("upstream {}: {e}\n", pick.address),
-                    ),
+            async move {
+                let response = handler.handle(req, client).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let idle = limits.idle_timeout;
+    let mut idle_check = std::pin::pin!(tokio::time::sleep(idle));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = shutdown.changed(), if !closing => {
+                // A dropped sender means the gateway is gone: close as for shutdown.
+                let _ = changed;
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = idle_check.as_mut(), if !closing => {
+                let quiet = Duration::from_millis(
+                    health::now_ms().saturating_sub(activity.last.load(Ordering::Relaxed)),
+                );
+                if activity.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    let wait = idle.saturating_sub(quiet).max(Duration::from_millis(10));
+                    idle_check.as_mut().reset(tokio::time::Instant::now() + wait);
                 }
             }
-        };
-        if let Ok(v) = HeaderValue::from_str(&trace.trace_id) {
-            response.headers_mut().insert("x-trace-id", v);
         }
-        if let Some(log) = &self.log {
-            let line = serde_json::json!({
-                "method": method.as_str(),
-                "path": path,
-                "status": response.status().as_u16(),
-                "duration_ms": start.elapsed().as_secs_f64() * 1000.0,
-                "service": service,
-                "pool": pick.as_ref().map(|p| p.pool.as_str()),
-                "endpoint": pick.as_ref().map(|p| p.address.to_string()),
-                "trace_id": trace.trace_id,
-                "span_id": trace.span_id,
-            });
-            let _ = log.send(line.to_string());
-        }
-        response
-    }
-}
-
-/// A thread that writes access-log lines to stdout, so a request never waits on the terminal.
-fn access_log() -> std::sync::mpsc::Sender<String> {
-    use std::io::Write as _;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut out = std::io::BufWriter::new(std::io::stdout());
-        while let Ok(line) = rx.recv() {
-            let _ = writeln!(out, "{line}");
-            // Flush once the queue is empty: batches under load, promptly when idle.
-            while let Ok(line) = rx.try_recv() {
-                let _ = writeln!(out, "{line}");
-            }
-            if out.flush().is_err() {
-                return;
-            }
-        }
-    });
-    tx
-}
-
-struct Admin {
-    shared: Arc<Shared>,
-    token: Option<String>,
-}
-
-impl std::fmt::Debug for Admin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin").finish_non_exhaustive()
-    }
-}
-
-/// Compares in time that depends only on the lengths, never on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-#[derive(serde::Deserialize)]
-struct EndpointBody {
-    address: SocketAddr,
-}
-
-impl Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if let Some(token) = &self.token {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .unwrap_or(b"");
-            if !constant_time_eq(given, token.as_bytes()) {
-                let mut r = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return r;
-            }
-        }
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return text(StatusCode::BAD_REQUEST, "unreadable or oversized body\n"),
-        };
-        let change =
-            |parse: fn(&[u8]) -> Result<Change, serde_json::Error>, service: &str| match parse(
-                &body,
-            ) {
-                Ok(change) => self.change(service, change),
-                Err(e) => json(
-                    StatusCode::BAD_REQUEST,
-                    &serde_json::json!({"error": e.to_string()}),
-                ),
-            };
-        match (&method, segments.as_slice()) {
-            (&Method::GET, ["config"]) => {
-                let (config, generation) = self.shared.config();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({"generation": generation, "config": config}),
-                )
-            }
-            (&Method::GET, ["state"]) => {
-                let table = self.shared.table();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({"generation": table.generation, "services": table.state()}),
-                )
-            }
-            (&Method::PUT, ["services", service, "selector"]) => change(
-                |b| serde_json::from_slice::<Labels>(b).map(Change::Selector),
-                service,
-            ),
-            (&Method::PUT, ["services", service, "weights"]) => change(
-                |b| serde_json::from_slice::<Vec<WeightedSelector>>(b).map(Change::Weights),
-                service,
-            ),
-            (&Method::POST, ["services", service, "drain"]) => change(
-                |b| serde_json::from_slice::<EndpointBody>(b).map(|e| Change::Drain(e.address)),
-                service,
-            ),
-            (&Method::POST, ["services", service, "undrain"]) => change(
-                |b| serde_json::from_slice::<EndpointBody>(b).map(|e| Change::Undrain(e.address)),
-                service,
-            ),
-            _ => text(StatusCode::NOT_FOUND, "no such admin endpoint\n"),
-        }
-    }
-
-    fn change(&self, service: &str, change: Change) -> Response<Body> {
-        match self.shared.apply(service, change) {
-            Ok(generation) => json(
-                StatusCode::OK,
-                &serde_json::json!({"generation": generation}),
-            ),
-            Err(e) => {
-                let status = match e {
-                    ChangeError::UnknownService(_) | ChangeError::UnknownEndpoint { .. } => {
-                        StatusCode::NOT_FOUND
-                    }
-                    ChangeError::Invalid(_) | ChangeError::NoLiveEndpoint(_) => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
-                };
-                json(status, &serde_json::json!({"error": e.to_string()}))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
     }
 }

@@ -1,7 +1,7 @@
 //! The live configuration and its table, changed one service at a time.
 
 use crate::config::{Config, Labels, Selection, WeightedSelector, validate_selection};
-use crate::table::Table;
+use crate::table::{Registry, Table};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -32,20 +32,51 @@ pub enum ChangeError {
     NoLiveEndpoint(String),
 }
 
-/// The configuration (the writers' copy) and the current table (the readers' copy).
+/// Why a reload was refused; the running configuration is then unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    #[error("{0}: listeners cannot change on reload; restart the gateway to change them")]
+    Listeners(String),
+}
+
+/// The configuration (the writers' copy), the current table (the readers' copy),
+/// and what outlives both (counters, health, connection pools).
 #[derive(Debug)]
 pub struct Shared {
     config: Mutex<Config>,
     table: RwLock<Arc<Table>>,
+    pub registry: Registry,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
-        let table = Arc::new(Table::build(&config, 1));
+        let registry = Registry::default();
+        let table = Arc::new(Table::build(&config, 1, &registry));
         Shared {
             config: Mutex::new(config),
             table: RwLock::new(table),
+            registry,
         }
+    }
+
+    /// Replaces the whole configuration (a reloaded file) and returns the new generation.
+    /// Admin changes made since the file was read are replaced by what the file says.
+    ///
+    /// # Errors
+    ///
+    /// When the new configuration changes the listeners; nothing changes then.
+    pub fn reload(&self, path: &str, next: Config) -> Result<u64, ReloadError> {
+        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        if next.listeners != config.listeners {
+            return Err(ReloadError::Listeners(path.to_string()));
+        }
+        let generation = self.table().generation + 1;
+        let table = Table::build(&next, generation, &self.registry);
+        *config = next;
+        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        Ok(generation)
     }
 
     /// The current table; a request takes it once and keeps it to the end.
@@ -94,7 +125,7 @@ impl Shared {
         }
         validate_selection(&updated.selection).map_err(ChangeError::Invalid)?;
         let current = self.table();
-        let next = current.with_service(service, &updated, current.generation + 1);
+        let next = current.with_service(service, &updated, current.generation + 1, &self.registry);
         // Draining the last endpoint is allowed (an operator may mean it); selecting nothing is a typo.
         let draining = config.services[service].selection == updated.selection;
         if !draining && next.pools(service).is_some_and(|p| p.is_empty()) {

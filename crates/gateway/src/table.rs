@@ -4,53 +4,111 @@
 //! one generation from routing to endpoint choice. A change builds a new table that
 //! shares every untouched service's pools with the old one.
 
-use crate::config::{Config, PathMatch, Selection, Service, selects};
+use crate::config::{Config, Limits, PathMatch, Selection, Service, Upstream, selects};
+use crate::health::{self, Cell, Down};
+use crate::metrics::{Errors, Metrics, Stats};
+use crate::{Body, UpstreamClient};
 use hyper::header::HeaderMap;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// What outlives a table: counters, endpoint health, upstream connection pools.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub metrics: Arc<Metrics>,
+    pub health: health::Book,
+    /// One client (one keep-alive pool) per connect timeout in use.
+    clients: Mutex<HashMap<Duration, UpstreamClient>>,
+}
+
+impl Registry {
+    fn client(&self, connect_timeout: Duration) -> UpstreamClient {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(connect_timeout)
+            .or_insert_with(|| {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(connect_timeout));
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build::<_, Body>(connector)
+            })
+            .clone()
+    }
+}
 
 #[derive(Debug)]
 pub struct Table {
     pub generation: u64,
+    pub limits: Limits,
     /// Sorted by precedence, best first; the first match wins.
     routes: Vec<CompiledRoute>,
     services: HashMap<String, Arc<Pools>>,
+    /// Counts requests that matched no route (service and version "").
+    pub unrouted: Arc<Stats>,
 }
 
+/// A route as the table matches it.
 #[derive(Debug, Clone)]
-struct CompiledRoute {
+pub struct CompiledRoute {
+    pub name: String,
     host: Option<String>,
     path: PathMatch,
     methods: Vec<String>,
     headers: Vec<(String, String)>,
-    service: String,
+    pub service: String,
 }
 
-/// A service's live endpoints, grouped by the selector that picked them.
+/// A service's live endpoints, grouped by the selector that picked them, and how to call them.
 #[derive(Debug)]
 pub struct Pools {
     pools: Vec<Pool>,
     total_weight: u64,
     next: AtomicU64,
+    pub upstream: Upstream,
+    pub client: UpstreamClient,
+    /// Counts requests for the service that no endpoint served (version "").
+    pub unserved: Arc<Stats>,
+    pub errors: Arc<Errors>,
+    /// Every endpoint of the service, selected or not: the health checker's list.
+    all: Vec<(SocketAddr, Arc<Cell>)>,
 }
 
 #[derive(Debug)]
 struct Pool {
-    /// The selector as `k=v,k=v`, for logs and the state API.
-    name: String,
     weight: u64,
-    endpoints: Vec<SocketAddr>,
+    members: Vec<Arc<Member>>,
     next: AtomicU64,
 }
 
-/// The endpoint chosen for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pick {
+/// One live endpoint of a service, with what a request served by it updates.
+#[derive(Debug)]
+pub struct Member {
     pub address: SocketAddr,
-    pub pool: String,
+    /// The endpoint's `version` label, "" when it has none.
+    pub version: String,
+    /// The selector that picked it, as `k=v,k=v`.
+    pub pool: Arc<str>,
+    pub stats: Arc<Stats>,
+    pub cell: Arc<Cell>,
+}
+
+/// Why no endpoint was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEndpoint {
+    /// The selection picks no endpoint (or all are drained).
+    NoneLive,
+    /// Every live endpoint is ejected or failing health checks (or was already tried).
+    AllDown,
 }
 
 /// A service's live pools, as the state API shows them.
@@ -63,16 +121,22 @@ pub struct PoolState {
 
 impl Table {
     /// Builds the table for a whole configuration.
-    pub fn build(config: &Config, generation: u64) -> Table {
+    pub fn build(config: &Config, generation: u64, registry: &Registry) -> Table {
         let services = config
             .services
             .iter()
-            .map(|(name, service)| (name.clone(), Arc::new(Pools::build(service))))
+            .map(|(name, service)| {
+                (
+                    name.clone(),
+                    Arc::new(Pools::build(name, service, registry)),
+                )
+            })
             .collect();
         let mut routes: Vec<(usize, CompiledRoute)> = config
             .routes
             .iter()
             .map(|r| CompiledRoute {
+                name: r.name.clone(),
                 host: r.host.clone(),
                 path: r.path.clone(),
                 methods: r.methods.clone(),
@@ -81,42 +145,78 @@ impl Table {
             })
             .enumerate()
             .collect();
-        // Exact path > longest prefix > host-specific > more header matches >
-        // method-specific > file order (docs/gateway.md, "Precedence").
+        // Exact path > longest prefix > host-specific (exact before wildcard) > more header
+        // matches > method-specific > file order (docs/gateway.md, "Precedence").
         routes.sort_by_key(|(i, r)| {
             let (exact, len) = match &r.path {
                 PathMatch::Exact(_) => (1, 0),
                 PathMatch::Prefix(p) => (0, p.len()),
             };
-            let rank = (
-                exact,
-                len,
-                r.host.is_some(),
-                r.headers.len(),
-                !r.methods.is_empty(),
-            );
+            let host = match &r.host {
+                None => 0,
+                Some(h) if h.starts_with("*.") => 1,
+                Some(_) => 2,
+            };
+            let rank = (exact, len, host, r.headers.len(), !r.methods.is_empty());
             (std::cmp::Reverse(rank), *i)
         });
         Table {
             generation,
+            limits: config.limits.clone(),
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             services,
+            unrouted: registry.metrics.stats("", ""),
         }
     }
 
     /// The next generation after a change to one service: every other service keeps
     /// its pools (and its round-robin position) by sharing them.
-    pub fn with_service(&self, name: &str, service: &Service, generation: u64) -> Table {
+    pub fn with_service(
+        &self,
+        name: &str,
+        service: &Service,
+        generation: u64,
+        registry: &Registry,
+    ) -> Table {
         let mut services = self.services.clone();
-        services.insert(name.to_string(), Arc::new(Pools::build(service)));
+        services.insert(
+            name.to_string(),
+            Arc::new(Pools::build(name, service, registry)),
+        );
         Table {
             generation,
+            limits: self.limits.clone(),
             routes: self.routes.clone(),
             services,
+            unrouted: self.unrouted.clone(),
         }
     }
 
-    /// The service a request goes to; `host` may carry a port, which is ignored.
+    /// The route a request takes; `host` may carry a port, which is ignored.
+    pub fn matching(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<&CompiledRoute> {
+        let host = host.map(strip_port);
+        self.routes.iter().find(|r| {
+            r.host
+                .as_ref()
+                .is_none_or(|h| host.is_some_and(|host| host_matches(h, host)))
+                && path_matches(&r.path, path)
+                && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
+                && r.headers.iter().all(|(name, value)| {
+                    headers
+                        .get_all(name.as_str())
+                        .iter()
+                        .any(|v| v.as_bytes() == value.as_bytes())
+                })
+        })
+    }
+
+    /// The service a request goes to.
     pub fn route(
         &self,
         method: &str,
@@ -124,29 +224,14 @@ impl Table {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<&str> {
-        let host = host.map(|h| strip_port(h).to_ascii_lowercase());
-        self.routes
-            .iter()
-            .find(|r| {
-                r.host
-                    .as_ref()
-                    .is_none_or(|h| host.as_deref() == Some(h.as_str()))
-                    && path_matches(&r.path, path)
-                    && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
-                    && r.headers.iter().all(|(name, value)| {
-                        headers
-                            .get_all(name.as_str())
-                            .iter()
-                            .any(|v| v.as_bytes() == value.as_bytes())
-                    })
-            })
+        self.matching(method, host, path, headers)
             .map(|r| r.service.as_str())
     }
 
-    /// The next endpoint of a service, round-robin within a pool and weighted across pools;
-    /// `None` when the service is unknown or has no live endpoint.
-    pub fn pick(&self, service: &str) -> Option<Pick> {
-        self.services.get(service)?.pick()
+    /// The next available endpoint of a service; `None` when the service is unknown
+    /// or none is available.
+    pub fn pick(&self, service: &str) -> Option<Arc<Member>> {
+        self.services.get(service)?.choose(&[]).ok()
     }
 
     /// A service's pools, shared between generations while the service is unchanged.
@@ -154,45 +239,89 @@ impl Table {
         self.services.get(service)
     }
 
+    pub fn services(&self) -> impl Iterator<Item = (&str, &Arc<Pools>)> {
+        self.services.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// Every service's live pools, for the state API.
-    pub fn state(&self) -> std::collections::BTreeMap<&str, Vec<PoolState>> {
+    pub fn state(&self) -> BTreeMap<&str, Vec<PoolState>> {
         self.services
             .iter()
             .map(|(name, pools)| (name.as_str(), pools.state()))
             .collect()
     }
+
+    /// The endpoints that take no traffic now although selected, by service, and why.
+    pub fn down(&self) -> BTreeMap<&str, BTreeMap<SocketAddr, Down>> {
+        let now = health::now_ms();
+        self.services
+            .iter()
+            .map(|(name, pools)| {
+                let down: BTreeMap<SocketAddr, Down> = pools
+                    .all
+                    .iter()
+                    .filter_map(|(address, cell)| cell.down(now).map(|d| (*address, d)))
+                    .collect();
+                (name.as_str(), down)
+            })
+            .filter(|(_, down)| !down.is_empty())
+            .collect()
+    }
 }
 
 impl Pools {
-    fn build(service: &Service) -> Pools {
+    fn build(name: &str, service: &Service, registry: &Registry) -> Pools {
         let selectors = match &service.selection {
             Selection::Selector(s) => vec![(s, 1)],
             Selection::Weighted(w) => w.iter().map(|w| (&w.selector, w.weight)).collect(),
         };
+        let all: Vec<(SocketAddr, Arc<Cell>)> = service
+            .endpoints
+            .iter()
+            .map(|e| (e.address, registry.health.cell(name, e.address)))
+            .collect();
         let pools: Vec<Pool> = selectors
             .into_iter()
-            .map(|(selector, weight)| Pool {
-                name: selector
+            .map(|(selector, weight)| {
+                let label: Arc<str> = selector
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
-                    .join(","),
-                weight: u64::from(weight),
-                endpoints: service
-                    .endpoints
-                    .iter()
-                    .filter(|e| !e.drained && selects(selector, &e.labels))
-                    .map(|e| e.address)
-                    .collect(),
-                next: AtomicU64::new(0),
+                    .join(",")
+                    .into();
+                Pool {
+                    weight: u64::from(weight),
+                    members: service
+                        .endpoints
+                        .iter()
+                        .zip(&all)
+                        .filter(|(e, _)| !e.drained && selects(selector, &e.labels))
+                        .map(|(e, (_, cell))| {
+                            let version = e.labels.get("version").cloned().unwrap_or_default();
+                            Arc::new(Member {
+                                address: e.address,
+                                stats: registry.metrics.stats(name, &version),
+                                version,
+                                pool: label.clone(),
+                                cell: cell.clone(),
+                            })
+                        })
+                        .collect(),
+                    next: AtomicU64::new(0),
+                }
             })
             // A pool with no live endpoint or no weight takes no traffic; the rest share it.
-            .filter(|p| p.weight > 0 && !p.endpoints.is_empty())
+            .filter(|p| p.weight > 0 && !p.members.is_empty())
             .collect();
         Pools {
             total_weight: pools.iter().map(|p| p.weight).sum(),
             pools,
             next: AtomicU64::new(0),
+            upstream: service.upstream.clone(),
+            client: registry.client(service.upstream.connect_timeout),
+            unserved: registry.metrics.stats(name, ""),
+            errors: registry.metrics.errors(name),
+            all,
         }
     }
 
@@ -201,16 +330,23 @@ impl Pools {
         self.pools.is_empty()
     }
 
-    fn pick(&self) -> Option<Pick> {
+    /// The next endpoint: a pool by weight, then round-robin within it, skipping
+    /// endpoints that are down or in `exclude`; other pools only when the chosen one
+    /// has none left.
+    ///
+    /// # Errors
+    ///
+    /// Which of "nothing selected" and "nothing available" it is.
+    pub fn choose(&self, exclude: &[SocketAddr]) -> Result<Arc<Member>, NoEndpoint> {
         if self.pools.is_empty() {
-            return None;
+            return Err(NoEndpoint::NoneLive);
         }
         // Counting through the total weight gives each pool exactly its share per cycle.
         let mut slot = self.next.fetch_add(1, Ordering::Relaxed) % self.total_weight;
-        let pool = self
+        let first = self
             .pools
             .iter()
-            .find(|p| {
+            .position(|p| {
                 if slot < p.weight {
                     true
                 } else {
@@ -218,23 +354,52 @@ impl Pools {
                     false
                 }
             })
-            .unwrap_or(&self.pools[0]);
-        let n = pool.next.fetch_add(1, Ordering::Relaxed) % pool.endpoints.len() as u64;
-        Some(Pick {
-            address: pool.endpoints[n as usize],
-            pool: pool.name.clone(),
-        })
+            .unwrap_or(0);
+        let now = health::now_ms();
+        for i in 0..self.pools.len() {
+            let pool = &self.pools[(first + i) % self.pools.len()];
+            let n = pool.members.len() as u64;
+            let start = pool.next.fetch_add(1, Ordering::Relaxed);
+            for k in 0..n {
+                let member = &pool.members[((start + k) % n) as usize];
+                if member.cell.down(now).is_none() && !exclude.contains(&member.address) {
+                    return Ok(member.clone());
+                }
+            }
+        }
+        Err(NoEndpoint::AllDown)
+    }
+
+    /// Every endpoint of the service and its health cell.
+    pub fn all_endpoints(&self) -> &[(SocketAddr, Arc<Cell>)] {
+        &self.all
     }
 
     fn state(&self) -> Vec<PoolState> {
         self.pools
             .iter()
             .map(|p| PoolState {
-                selector: p.name.clone(),
+                selector: p
+                    .members
+                    .first()
+                    .map_or_else(String::new, |m| m.pool.to_string()),
                 weight: p.weight,
-                endpoints: p.endpoints.clone(),
+                endpoints: p.members.iter().map(|m| m.address).collect(),
             })
             .collect()
+    }
+}
+
+/// `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`;
+/// `pattern` is lower case, `host` any case.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => {
+            host.len() > suffix.len()
+                && host.as_bytes()[host.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
+        }
+        None => pattern.eq_ignore_ascii_case(host),
     }
 }
 

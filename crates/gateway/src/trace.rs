@@ -1,4 +1,9 @@
 //! W3C Trace Context at the edge: keep a valid incoming trace, start one otherwise.
+//!
+//! `tracestate` follows the processing rules of Trace Context level 2: it is only
+//! read when `traceparent` is valid; several headers are combined in order; empty
+//! members are skipped; a member with an invalid key or value, a duplicated key, or
+//! more than 32 members discards the whole list (the gateway adds no member of its own).
 
 use hyper::header::HeaderMap;
 use std::cell::Cell;
@@ -11,8 +16,12 @@ pub struct Trace {
     pub trace_id: String,
     /// The gateway's span id, 16 lowercase hex digits: the upstream request's parent.
     pub span_id: String,
+    /// The caller's span id, when the trace was continued.
+    pub parent_span_id: Option<String>,
     /// The `traceparent` value sent upstream.
     pub traceparent: String,
+    /// The `tracestate` value sent upstream, if any.
+    pub tracestate: Option<String>,
     /// False when the trace was started here (any incoming `tracestate` is then dropped).
     pub continued: bool,
 }
@@ -27,10 +36,12 @@ pub fn at_edge(headers: &HeaderMap) -> Trace {
         _ => None,
     };
     match incoming {
-        Some((trace_id, flags)) => Trace {
+        Some((trace_id, parent, flags)) => Trace {
             traceparent: format!("00-{trace_id}-{span_id}-{flags}"),
             trace_id,
             span_id,
+            parent_span_id: Some(parent),
+            tracestate: tracestate(headers),
             continued: true,
         },
         None => {
@@ -39,14 +50,95 @@ pub fn at_edge(headers: &HeaderMap) -> Trace {
                 traceparent: format!("00-{trace_id}-{span_id}-03"),
                 trace_id,
                 span_id,
+                parent_span_id: None,
+                tracestate: None,
                 continued: false,
             }
         }
     }
 }
 
-/// `(trace_id, flags)` of a valid `traceparent`.
-fn parse(value: &str) -> Option<(String, String)> {
+/// The W3C limit on `tracestate` list members.
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// Every `tracestate` header combined into one valid list, or `None` (none sent,
+/// only empty members, or invalid: then the whole list is discarded).
+fn tracestate(headers: &HeaderMap) -> Option<String> {
+    let mut members: Vec<(&str, &str)> = Vec::new();
+    for value in headers.get_all("tracestate") {
+        let text = value.to_str().ok()?;
+        for member in text.split(',') {
+            let member = member.trim_matches([' ', '\t']);
+            if member.is_empty() {
+                continue;
+            }
+            let (key, val) = member
+                .split_once('=')
+                .filter(|(k, v)| valid_key(k) && valid_value(v))?;
+            if members.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            members.push((key, val));
+        }
+    }
+    if members.is_empty() || members.len() > MAX_TRACESTATE_MEMBERS {
+        return None;
+    }
+    Some(
+        members
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn key_char(c: u8) -> bool {
+    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+}
+
+/// `simple-key = lcalpha 0*255(keychar)` or `tenant-id "@" system-id` with
+/// `tenant-id = (lcalpha / DIGIT) 0*240(keychar)` and `system-id = lcalpha 0*13(keychar)`.
+fn valid_key(key: &str) -> bool {
+    let part = |b: &[u8], max: usize, digit_first: bool| {
+        (1..=max).contains(&b.len())
+            && (b[0].is_ascii_lowercase() || (digit_first && b[0].is_ascii_digit()))
+            && b.iter().copied().all(key_char)
+    };
+    match key.split_once('@') {
+        None => part(key.as_bytes(), 256, false),
+        Some((tenant, system)) => {
+            part(tenant.as_bytes(), 241, true) && part(system.as_bytes(), 14, false)
+        }
+    }
+}
+
+/// `value = 0*255(chr) nblk-chr`: printable ASCII without `,` and `=`, no trailing space.
+fn valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len())
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+/// A random version-4 UUID, for requests that come without `x-request-id`.
+pub fn request_id() -> String {
+    let (a, b) = (random_u64(), random_u64());
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// `(trace_id, parent_id, flags)` of a valid `traceparent`.
+fn parse(value: &str) -> Option<(String, String, String)> {
     let b = value.as_bytes();
     let lower_hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
@@ -68,16 +160,28 @@ fn parse(value: &str) -> Option<(String, String)> {
     if trace.iter().all(|&c| c == b'0') || parent.iter().all(|&c| c == b'0') {
         return None;
     }
-    Some((value[3..35].to_string(), value[53..55].to_string()))
+    Some((
+        value[3..35].to_string(),
+        value[36..52].to_string(),
+        value[53..55].to_string(),
+    ))
 }
 
-/// `words` random 64-bit words as lowercase hex, never all zero.
+/// `words` (1 or 2) random 64-bit words as lowercase hex, never all zero.
 fn hex_nonzero(words: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
-        let parts: Vec<u64> = (0..words).map(|_| random_u64()).collect();
-        if parts.iter().any(|&w| w != 0) {
-            return parts.iter().map(|w| format!("{w:016x}")).collect();
+        let parts = [random_u64(), if words > 1 { random_u64() } else { 0 }];
+        if parts.iter().all(|&w| w == 0) {
+            continue;
         }
+        let mut out = String::with_capacity(16 * words);
+        for w in &parts[..words.min(2)] {
+            for shift in (0..16).rev() {
+                out.push(char::from(HEX[((w >> (shift * 4)) & 0xf) as usize]));
+            }
+        }
+        return out;
     }
 }
 

@@ -13,11 +13,16 @@
 //! policy serve` at 200 concurrent reviews over TLS on loopback, and the time
 //! of `bulkhead policy check` over a 10,000-service fleet (see `bench_policy.rs`).
 //!
+//! `bench-gateway`: requests/s and p99 of `bulkhead gateway` against nginx and
+//! HAProxy routing the same paths to one upstream, and against the upstream
+//! direct, all driven by wrk (see `bench_gateway.rs`).
+//!
 //! `bench-cve`: `bulkhead cve <planted id>` (whole command and the query
 //! itself) against `git grep` for the affected base image names over every
 //! repository of the fleet (see `bench_cve.rs`).
 
 mod bench_cve;
+mod bench_gateway;
 mod bench_lab_service;
 mod bench_policy;
 
@@ -43,16 +48,21 @@ fn main() -> ExitCode {
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
+        Some("bench-gateway") => bench_gateway::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("bench-policy") => bench_policy::run(
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
         Some("-h" | "--help") | None => {
             println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}",
+                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}",
                 bench_lab_service::USAGE,
                 bench_policy::USAGE,
-                bench_cve::USAGE
+                bench_cve::USAGE,
+                bench_gateway::USAGE
             );
             Ok(())
         }

@@ -45,7 +45,11 @@ services:
 ";
 
 fn table() -> Table {
-    Table::build(&parse("gateway.yaml", CONFIG).unwrap(), 1)
+    Table::build(
+        &parse("gateway.yaml", CONFIG).unwrap(),
+        1,
+        &Registry::default(),
+    )
 }
 
 #[test]
@@ -106,8 +110,8 @@ fn round_robin_over_the_selected_endpoints() {
         .map(|_| t.pick("orders").unwrap().address.port())
         .collect();
     assert_eq!(picks, [3, 4, 3, 4]);
-    assert_eq!(t.pick("orders").unwrap().pool, "version=blue");
-    assert_eq!(t.pick("nope"), None);
+    assert_eq!(&*t.pick("orders").unwrap().pool, "version=blue");
+    assert!(t.pick("nope").is_none());
 }
 
 #[test]
@@ -126,7 +130,7 @@ fn a_switch_rebuilds_only_the_named_service() {
         );
     }
     // The old table still answers as before: in-flight requests keep their endpoint.
-    assert_eq!(before.pick("orders").unwrap().pool, "version=blue");
+    assert_eq!(&*before.pick("orders").unwrap().pool, "version=blue");
 }
 
 #[test]
@@ -165,7 +169,7 @@ fn weights_split_traffic_exactly_per_cycle_and_drain_removes_an_endpoint() {
     shared.apply("orders", Change::Weights(weights)).unwrap();
     let t = shared.table();
     let green = (0..400)
-        .filter(|_| t.pick("orders").unwrap().pool == "version=green")
+        .filter(|_| &*t.pick("orders").unwrap().pool == "version=green")
         .count();
     assert_eq!(green, 100);
     let drained: SocketAddr = "127.0.0.1:3".parse().unwrap();
@@ -177,24 +181,59 @@ fn weights_split_traffic_exactly_per_cycle_and_drain_removes_an_endpoint() {
 }
 
 #[test]
-fn config_errors_carry_file_and_line() {
-    let check = |text: &str, want: &str| {
-        assert_eq!(parse("gw.yaml", text).unwrap_err().to_string(), want);
+fn ejected_and_failing_endpoints_are_skipped_and_reported() {
+    let t = table();
+    let ejection = crate::config::Ejection {
+        consecutive_failures: 2,
+        duration: std::time::Duration::from_secs(60),
     };
-    check(
-        "listeners: []\nroutes:\n  - prefix: /\n    service: nope\nservices: {}\n",
-        "gw.yaml:4: unknown service \"nope\"",
+    let first = t.pick("orders").unwrap();
+    first.cell.failed(Some(&ejection));
+    assert!(t.down().is_empty(), "one failure of two does not eject");
+    first.cell.failed(Some(&ejection));
+    assert!((0..10).all(|_| t.pick("orders").unwrap().address != first.address));
+    assert_eq!(
+        t.down()["orders"][&first.address],
+        crate::health::Down::Ejected
     );
-    check(
-        "listeners:\n  - address: localhost\nroutes: []\nservices: {}\n",
-        "gw.yaml:2: \"localhost\" is not an IP address and port",
+    let other = t.pick("orders").unwrap();
+    other.cell.failed(Some(&ejection));
+    other.cell.failed(Some(&ejection));
+    assert_eq!(
+        t.pools("orders").unwrap().choose(&[]).unwrap_err(),
+        NoEndpoint::AllDown
     );
-    check(
-        "listeners: []\nroutes: []\nservices:\n  a:\n    endpoints: []\n",
-        "gw.yaml:5: service a: give either `selector` or `weights`",
-    );
-    check(
-        "listeners: []\nroutes:\n  - path: /a\n    prefix: /a\n    service: x\nservices: {}\n",
-        "gw.yaml:3: a route needs exactly one of `path` (exact) or `prefix`",
-    );
+    // Without ejection configured, failures never take an endpoint out.
+    let web = t.pick("web").unwrap();
+    for _ in 0..10 {
+        web.cell.failed(None);
+    }
+    assert!(t.pick("web").is_some());
+}
+
+#[test]
+fn wildcard_hosts_match_subdomains_after_exact_hosts() {
+    let config = parse(
+        "gw.yaml",
+        "listeners: []
+routes:
+  - {host: \"*.example.com\", prefix: /, service: a}
+  - {host: shop.example.com, prefix: /, service: b}
+services:
+  a: {endpoints: [{address: 127.0.0.1:1, labels: {v: a}}], selector: {v: a}}
+  b: {endpoints: [{address: 127.0.0.1:2, labels: {v: b}}], selector: {v: b}}
+",
+    )
+    .unwrap();
+    let t = Table::build(&config, 1, &Registry::default());
+    let none = HeaderMap::new();
+    for (host, want) in [
+        (Some("shop.example.com"), Some("b")),
+        (Some("api.example.com"), Some("a")),
+        (Some("a.b.example.com:80"), Some("a")),
+        (Some("example.com"), None),
+        (None, None),
+    ] {
+        assert_eq!(t.route("GET", host, "/x", &none), want, "{host:?}");
+    }
 }

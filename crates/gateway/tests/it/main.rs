@@ -10,7 +10,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+mod limits;
+mod routing;
+mod support;
+mod telemetry;
+mod upstream;
 
 const TOKEN: &str = "s3cret-token";
 
@@ -97,7 +103,7 @@ services:
         let options = Options {
             admin: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(TOKEN.to_string()),
-            access_log: false,
+            ..Options::default()
         };
         let gateway = Gateway::bind(config, options).await.unwrap();
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -304,46 +310,97 @@ async fn blue_green_switch_serves_the_new_pool_as_soon_as_the_call_returns() {
     assert_eq!(state["generation"], 3);
 }
 
+/// The switch acceptance test: bounded load while orders' selector flips
+/// blue <-> green 1,000 times. No request fails; a request that overlapped no
+/// switch gets exactly the version live then, and one that overlapped switches a
+/// version live at some moment during it; catalog sees no change at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switching_back_and_forth_under_load_fails_no_request() {
     const SWITCHES: u64 = 1_000;
     const MAX_REQUESTS_PER_LOADER: usize = 50_000;
     let fleet = Arc::new(Fleet::start().await);
-    let done = Arc::new(AtomicBool::new(false));
+    // Switch k (1-based) starts when `started` becomes k and is live when `done` becomes k;
+    // after k switches the version is green for odd k, blue for even k.
+    let started = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    // Requests that overlapped no switch: checked against exactly one version.
+    let exact = Arc::new(AtomicU64::new(0));
+    let version_after = |k: u64| if k % 2 == 1 { "green" } else { "blue" };
+    let (_, before) = fleet.admin(Method::GET, "/state", Some(TOKEN), "").await;
     let mut loaders = Vec::new();
-    for (path, allowed) in [
-        ("/orders", &["blue", "green"][..]),
-        ("/orders/9", &["blue", "green"][..]),
-        ("/catalog", &["catalog"][..]),
-        ("/", &["web"][..]),
-    ] {
-        let (fleet, done) = (fleet.clone(), done.clone());
+    for path in ["/orders", "/orders/9", "/catalog", "/"] {
+        let (fleet, started, done, finished, exact) = (
+            fleet.clone(),
+            started.clone(),
+            done.clone(),
+            finished.clone(),
+            exact.clone(),
+        );
         loaders.push(tokio::spawn(async move {
-            let mut seen = std::collections::BTreeSet::new();
+            let mut seen = std::collections::BTreeMap::<String, usize>::new();
             let mut n = 0;
             // At least a few requests, then until the switching ends, never unbounded.
-            while (n < 10 || !done.load(Ordering::Acquire)) && n < MAX_REQUESTS_PER_LOADER {
+            while (n < 10 || !finished.load(Ordering::Acquire)) && n < MAX_REQUESTS_PER_LOADER {
+                let first = done.load(Ordering::SeqCst);
                 let (status, body) = fleet.get("gw", path).await;
+                let last = started.load(Ordering::SeqCst);
                 assert_eq!(status, StatusCode::OK, "{path} request {n}: {body}");
-                assert!(allowed.contains(&body.as_str()), "{path} answered {body}");
-                seen.insert(body);
+                if path.starts_with("/orders") {
+                    let live: Vec<&str> = (first..=last).map(version_after).collect();
+                    assert!(
+                        live.contains(&body.as_str()),
+                        "{path} answered {body}, live during the request: {live:?}"
+                    );
+                    if first == last {
+                        exact.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                *seen.entry(body).or_default() += 1;
                 n += 1;
             }
             (path, n, seen)
         }));
     }
-    for i in 0..SWITCHES {
-        let version = if i % 2 == 0 { "green" } else { "blue" };
-        assert_eq!(fleet.select("orders", version).await, i + 2);
+    for k in 1..=SWITCHES {
+        started.store(k, Ordering::SeqCst);
+        assert_eq!(fleet.select("orders", version_after(k)).await, k + 1);
+        done.store(k, Ordering::SeqCst);
+        if k % 100 == 0 {
+            // Hold still until a few requests ran entirely between two switches.
+            let target = exact.load(Ordering::SeqCst) + 4;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while exact.load(Ordering::SeqCst) < target {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no request between switches"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
     }
-    done.store(true, Ordering::Release);
+    finished.store(true, Ordering::Release);
+    let mut orders_requests = 0;
     for loader in loaders {
         let (path, n, seen) = loader.await.unwrap();
         assert!(n >= 10, "{path}: {n} requests");
-        if path == "/catalog" {
-            assert_eq!(seen.len(), 1, "catalog untouched by orders' switches");
+        match path {
+            "/catalog" => assert_eq!(seen.keys().collect::<Vec<_>>(), ["catalog"]),
+            "/" => assert_eq!(seen.keys().collect::<Vec<_>>(), ["web"]),
+            _ => orders_requests += n,
         }
     }
+    assert!(orders_requests >= 20);
+    assert!(exact.load(Ordering::SeqCst) >= 40);
+    let (_, after) = fleet.admin(Method::GET, "/state", Some(TOKEN), "").await;
+    assert_eq!(after["generation"], SWITCHES + 1);
+    for untouched in ["catalog", "web"] {
+        assert_eq!(
+            before["services"][untouched], after["services"][untouched],
+            "{untouched} changed"
+        );
+    }
+    assert_ne!(before["services"]["orders"], serde_json::Value::Null);
     assert_eq!(
         fleet.get("gw", "/orders").await.1,
         "blue",
@@ -422,7 +479,7 @@ services:
     let options = Options {
         admin: Some("127.0.0.1:0".parse().unwrap()),
         admin_token: Some(TOKEN.into()),
-        access_log: false,
+        ..Options::default()
     };
     let fleet = Fleet {
         gateway: Gateway::bind(config, options).await.unwrap(),

@@ -1,0 +1,175 @@
+//! Endpoint health: passive ejection after consecutive failures, and active HTTP checks.
+//!
+//! Each `(service, endpoint)` has one [`Cell`] that outlives configuration
+//! generations, so a selector switch or a reload keeps what is known about an
+//! endpoint. The request path only reads a cell (and writes it on a failure, or on
+//! the first success after one); the checker task is the only writer of the
+//! active state.
+
+use crate::config::{Ejection, HealthCheck};
+use crate::state::Shared;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the first call: a cheap monotonic clock that fits in an atomic.
+pub(crate) fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What is known about one endpoint of one service.
+#[derive(Debug, Default)]
+pub struct Cell {
+    /// Consecutive failed requests since the last success or ejection.
+    failures: AtomicU32,
+    /// [`now_ms`] until which the endpoint is ejected; 0 when it never was.
+    ejected_until: AtomicU64,
+    /// Set by failed active checks, cleared by passing ones.
+    failing_checks: AtomicBool,
+    check_passes: AtomicU32,
+    check_failures: AtomicU32,
+}
+
+/// Why an endpoint takes no traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Down {
+    Ejected,
+    FailingHealthChecks,
+}
+
+impl Cell {
+    /// `None` when the endpoint may take a request now.
+    pub fn down(&self, now: u64) -> Option<Down> {
+        if self.failing_checks.load(Ordering::Relaxed) {
+            Some(Down::FailingHealthChecks)
+        } else if now < self.ejected_until.load(Ordering::Relaxed) {
+            Some(Down::Ejected)
+        } else {
+            None
+        }
+    }
+
+    pub fn succeeded(&self) {
+        // A read first: the common case (no failures) never writes the shared line.
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a failed request; the failure that reaches the threshold ejects.
+    pub fn failed(&self, ejection: Option<&Ejection>) {
+        let Some(ejection) = ejection else { return };
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= ejection.consecutive_failures {
+            self.failures.store(0, Ordering::Relaxed);
+            let until = now_ms() + u64::try_from(ejection.duration.as_millis()).unwrap_or(0);
+            self.ejected_until.store(until, Ordering::Relaxed);
+        }
+    }
+
+    fn checked(&self, passed: bool, check: &HealthCheck) {
+        if passed {
+            self.check_failures.store(0, Ordering::Relaxed);
+            let n = self.check_passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= check.healthy_threshold {
+                self.failing_checks.store(false, Ordering::Relaxed);
+            }
+        } else {
+            self.check_passes.store(0, Ordering::Relaxed);
+            let n = self.check_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= check.unhealthy_threshold {
+                self.failing_checks.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Every cell, by service and endpoint; consulted only when a table is built.
+#[derive(Debug, Default)]
+pub struct Book {
+    cells: Mutex<HashMap<(String, SocketAddr), Arc<Cell>>>,
+}
+
+impl Book {
+    pub fn cell(&self, service: &str, address: SocketAddr) -> Arc<Cell> {
+        self.cells
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((service.to_string(), address))
+            .or_default()
+            .clone()
+    }
+}
+
+/// Runs active checks until the gateway is gone: every service with a `health`
+/// section has all its endpoints (selected or not) checked every `interval`.
+pub(crate) fn spawn_checker(shared: Weak<Shared>) {
+    tokio::spawn(async move {
+        let client: Client<HttpConnector, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let mut due: HashMap<String, Instant> = HashMap::new();
+        // A 50 ms tick bounds how late a check starts; it is cheap when nothing is due.
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let table = shared.table();
+            let now = Instant::now();
+            for (service, pools) in table.services() {
+                let Some(check) = pools.upstream.health.clone() else {
+                    continue;
+                };
+                if due.get(service).is_some_and(|at| *at > now) {
+                    continue;
+                }
+                due.insert(service.to_string(), now + check.interval);
+                for (address, cell) in pools.all_endpoints() {
+                    let (client, check, cell) = (client.clone(), check.clone(), cell.clone());
+                    let address = *address;
+                    tokio::spawn(async move {
+                        let passed = probe(&client, address, &check).await;
+                        cell.checked(passed, &check);
+                    });
+                }
+            }
+        }
+    });
+}
+
+async fn probe(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    address: SocketAddr,
+    check: &HealthCheck,
+) -> bool {
+    let Ok(request) = hyper::Request::get(format!("http://{address}{}", check.path))
+        .header("user-agent", "bulkhead-gateway-health")
+        .body(Empty::new())
+    else {
+        return false;
+    };
+    // The timeout never exceeds the interval, so checks of one endpoint do not pile up.
+    let timeout = check.timeout.min(check.interval);
+    tokio::time::timeout(timeout, async {
+        match client.request(request).await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                let _ = response.into_body().collect().await;
+                ok
+            }
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
+}

@@ -1,0 +1,444 @@
+//! `bench-gateway`: bulkhead gateway against nginx and HAProxy as path-routing proxies.
+//!
+//! One upstream serves every run: an nginx with one worker that answers every path
+//! with a small fixed body (the cheapest upstream to be had, so the proxies' own
+//! cost shows). In front of it, in turn, nginx, HAProxy and `bulkhead gateway`
+//! route the same paths (`/api/orders/`, `/api/users/`, `/`) to it over keep-alive
+//! connections, each with two workers/threads. wrk drives the upstream directly
+//! and then each proxy with the same settings, and the table gives requests/s and
+//! p99 latency with ratios against nginx and against the direct run.
+//!
+//! bulkhead runs as it would in production: trace ids created at the edge and the
+//! JSON access log written to a file. nginx and HAProxy run with their access logs
+//! off, which only favours them. Every process runs in the foreground as the
+//! current user on loopback ports, from configs written to a temporary folder, and
+//! is killed at the end.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USAGE: &str =
+    "usage: cargo xtask bench-gateway [--seconds S] [--threads N] [--connections N] [--workers N]
+
+  --seconds S       duration of each wrk run (default 10)
+  --threads N       wrk threads (default 2)
+  --connections N   wrk keep-alive connections (default 64)
+  --workers N       worker processes/threads of each proxy (default 2)
+
+Needs nginx, haproxy and wrk (scripts/setup installs them).";
+
+struct Options {
+    seconds: usize,
+    threads: usize,
+    connections: usize,
+    workers: usize,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        seconds: 10,
+        threads: 2,
+        connections: 64,
+        workers: 2,
+    };
+    for (flag, value) in crate::flag_pairs(args, USAGE)? {
+        let number = || crate::count(flag, value);
+        match flag {
+            "--seconds" => options.seconds = number()?,
+            "--threads" => options.threads = number()?,
+            "--connections" => options.connections = number()?,
+            "--workers" => options.workers = number()?,
+            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Starts `cmd` and waits until `GET path` on `port` answers 200.
+fn start(name: &'static str, mut cmd: Command, port: u16, log: &Path) -> Result<Server, String> {
+    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("starting {name}: {e}"))?;
+    let mut server = Server { name, child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{name} exited at start: {status}\n{log}"));
+        }
+        if get_status(port, "/api/orders/1").is_ok_and(|s| s == 200) {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} was not ready on port {port} within 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn get_status(port: u16, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))
+}
+
+/// The shared upstream: nginx, one worker, a fixed body on every path.
+fn upstream_config(dir: &Path, port: u16) -> String {
+    format!(
+        "daemon off;
+worker_processes 1;
+pid {dir}/upstream.pid;
+error_log {dir}/upstream-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    location / {{ return 200 \"hello from upstream\\n\"; }}
+  }}
+}}
+",
+        dir = dir.display()
+    )
+}
+
+fn nginx_config(dir: &Path, port: u16, upstream: u16, workers: usize) -> String {
+    format!(
+        "daemon off;
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
+  keepalive_requests 1000000;
+  upstream orders {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  upstream users {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  upstream web {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    proxy_http_version 1.1;
+    proxy_set_header Connection \"\";
+    location /api/orders/ {{ proxy_pass http://orders; }}
+    location /api/users/ {{ proxy_pass http://users; }}
+    location / {{ proxy_pass http://web; }}
+  }}
+}}
+",
+        dir = dir.display()
+    )
+}
+
+fn haproxy_config(port: u16, upstream: u16, workers: usize) -> String {
+    format!(
+        "global
+  nbthread {workers}
+  maxconn 10000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend proxy
+  bind 127.0.0.1:{port}
+  acl orders path_beg /api/orders/
+  acl users path_beg /api/users/
+  use_backend orders if orders
+  use_backend users if users
+  default_backend web
+backend orders
+  server s1 127.0.0.1:{upstream}
+backend users
+  server s1 127.0.0.1:{upstream}
+backend web
+  server s1 127.0.0.1:{upstream}
+"
+    )
+}
+
+fn bulkhead_config(port: u16, upstream: u16) -> String {
+    format!(
+        "listeners: [{{address: 127.0.0.1:{port}}}]
+routes:
+  - {{prefix: /api/orders/, service: orders}}
+  - {{prefix: /api/users/, service: users}}
+  - {{prefix: /, service: web}}
+services:
+  orders:
+    endpoints: [{{address: 127.0.0.1:{upstream}, labels: {{app: orders, version: blue}}}}]
+    selector: {{app: orders, version: blue}}
+  users:
+    endpoints: [{{address: 127.0.0.1:{upstream}, labels: {{app: users, version: blue}}}}]
+    selector: {{app: users}}
+  web:
+    endpoints: [{{address: 127.0.0.1:{upstream}, labels: {{app: web}}}}]
+    selector: {{app: web}}
+"
+    )
+}
+
+/// One wrk run's result.
+struct Measured {
+    requests_per_sec: f64,
+    p99: Duration,
+    errors: u64,
+}
+
+fn wrk(port: u16, options: &Options, seconds: usize) -> Result<Measured, String> {
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            &options.threads.to_string(),
+            "-c",
+            &options.connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            &format!("http://127.0.0.1:{port}/api/orders/42"),
+        ])
+        .output()
+        .map_err(|e| format!("running wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed: {}\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let requests_per_sec = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk output:\n{text}"))?;
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .and_then(|v| duration(v.trim()))
+        .ok_or_else(|| format!("no 99% latency in wrk output:\n{text}"))?;
+    // "Non-2xx or 3xx responses: N" and "Socket errors: connect A, read B, write C, timeout D".
+    let mut errors = 0;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += n.trim().parse::<u64>().unwrap_or(0);
+        }
+        if let Some(list) = line.strip_prefix("Socket errors:") {
+            errors += list
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Ok(Measured {
+        requests_per_sec,
+        p99,
+        errors,
+    })
+}
+
+/// wrk's `1.23ms`, `850.00us`, `1.02s`.
+fn duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn need(tool: &str) -> Result<(), String> {
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|p| p.join(tool).is_file())
+            || ["/usr/sbin", "/sbin"]
+                .iter()
+                .any(|p| Path::new(p).join(tool).is_file())
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(format!("{tool} not found; run scripts/setup"))
+    }
+}
+
+/// nginx and haproxy live in /usr/sbin, which a user's PATH may lack.
+fn program(tool: &str) -> PathBuf {
+    ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|p| Path::new(p).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(tool))
+}
+
+pub fn run(args: &[String], root: &Path) -> Result<(), String> {
+    let options = parse(args)?;
+    for tool in ["nginx", "haproxy", "wrk"] {
+        need(tool)?;
+    }
+    let bulkhead = crate::build_bulkhead(root)?;
+    let dir = std::env::temp_dir().join(format!("bulkhead-bench-gateway-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tmp")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let result = bench(&options, &bulkhead, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn bench(options: &Options, bulkhead: &Path, dir: &Path) -> Result<(), String> {
+    let upstream_port = free_port()?;
+    write(
+        &dir.join("upstream.conf"),
+        &upstream_config(dir, upstream_port),
+    )?;
+    let mut cmd = Command::new(program("nginx"));
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("upstream.conf"));
+    let upstream = start("upstream", cmd, upstream_port, &dir.join("upstream.log"))?;
+
+    let nginx_port = free_port()?;
+    write(
+        &dir.join("nginx.conf"),
+        &nginx_config(dir, nginx_port, upstream_port, options.workers),
+    )?;
+    let haproxy_port = free_port()?;
+    write(
+        &dir.join("haproxy.cfg"),
+        &haproxy_config(haproxy_port, upstream_port, options.workers),
+    )?;
+    let bulkhead_port = free_port()?;
+    write(
+        &dir.join("gateway.yaml"),
+        &bulkhead_config(bulkhead_port, upstream_port),
+    )?;
+
+    println!(
+        "wrk: {} threads, {} connections, {} s per run, GET /api/orders/42; proxies with {} workers",
+        options.threads, options.connections, options.seconds, options.workers
+    );
+    let mut rows: Vec<(&str, Measured)> = Vec::new();
+    // Each proxy runs alone, so no idle process competes for the two cores.
+    rows.push(("direct", measure(&upstream, options)?));
+    for name in ["nginx", "haproxy", "bulkhead"] {
+        let server = match name {
+            "nginx" => {
+                let mut cmd = Command::new(program("nginx"));
+                cmd.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));
+                start("nginx", cmd, nginx_port, &dir.join("nginx.log"))?
+            }
+            "haproxy" => {
+                let mut cmd = Command::new(program("haproxy"));
+                cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+                start("haproxy", cmd, haproxy_port, &dir.join("haproxy.log"))?
+            }
+            _ => {
+                let mut cmd = Command::new(bulkhead);
+                cmd.args(["gateway", "--config"])
+                    .arg(dir.join("gateway.yaml"))
+                    .arg("--access-log")
+                    .arg(dir.join("access.log"))
+                    .env("TOKIO_WORKER_THREADS", options.workers.to_string());
+                start("bulkhead", cmd, bulkhead_port, &dir.join("bulkhead.log"))?
+            }
+        };
+        rows.push((name, measure(&server, options)?));
+    }
+    let logged = std::fs::read_to_string(dir.join("access.log"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+
+    let nginx = rows[1].1.requests_per_sec;
+    let direct = rows[0].1.requests_per_sec;
+    println!(
+        "\n| {:<9} | {:>10} | {:>9} | {:>8} | {:>9} | {:>6} |",
+        "target", "req/s", "p99", "vs nginx", "vs direct", "errors"
+    );
+    println!("|-----------|-----------:|----------:|---------:|----------:|-------:|");
+    for (name, m) in &rows {
+        println!(
+            "| {:<9} | {:>10.0} | {:>7.2}ms | {:>7.2}x | {:>8.2}x | {:>6} |",
+            name,
+            m.requests_per_sec,
+            m.p99.as_secs_f64() * 1000.0,
+            m.requests_per_sec / nginx,
+            m.requests_per_sec / direct,
+            m.errors
+        );
+    }
+    let bulkhead = &rows[3].1;
+    println!(
+        "\nbulkhead wrote {logged} access-log lines. Targets: >= 1.0x nginx req/s ({}), p99 <= nginx ({}), >= 0.5x direct ({}).",
+        verdict(bulkhead.requests_per_sec >= nginx),
+        verdict(bulkhead.p99 <= rows[1].1.p99),
+        verdict(bulkhead.requests_per_sec >= 0.5 * direct),
+    );
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "missed" }
+}
+
+/// A 2 s warm-up run (pools filled, caches hot), then the measured run.
+fn measure(server: &Server, options: &Options) -> Result<Measured, String> {
+    wrk(server.port, options, 2).map_err(|e| format!("{}: {e}", server.name))?;
+    wrk(server.port, options, options.seconds).map_err(|e| format!("{}: {e}", server.name))
+}
