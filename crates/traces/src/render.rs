@@ -57,7 +57,10 @@ pub fn render_waterfall(trace: &Trace, analysis: &Analysis, width: usize) -> Str
             let span = &spans[i];
             let indent = "  ".repeat(trace.depth(i).min(MAX_INDENT_DEPTH));
             let orphan = match (trace.parent(i), span.parent_span_id) {
-                (None, Some(missing)) => format!(" (parent {missing} missing)"),
+                (None, Some(missing)) if trace.is_orphan(i) => {
+                    format!(" (parent {missing} missing)")
+                }
+                (None, Some(_)) => " (parent loop cut)".to_owned(),
                 _ => String::new(),
             };
             let name = format!("{indent}{} {}{orphan}", span.service, span.name);

@@ -67,6 +67,8 @@ pub struct Trace {
     trace_id: Option<TraceId>,
     spans: Vec<Span>,
     parent: Vec<Option<usize>>,
+    /// The span names a parent id that no span in the trace has.
+    parent_missing: Vec<bool>,
     /// Children of span `i` are `child_list[child_start[i]..child_start[i + 1]]`.
     child_start: Vec<usize>,
     child_list: Vec<usize>,
@@ -114,6 +116,12 @@ impl Trace {
 
     pub fn parent(&self, span: usize) -> Option<usize> {
         self.parent[span]
+    }
+
+    /// Whether the span names a parent that is not in the trace (an orphan
+    /// root). A root whose parent is present had its parent loop cut.
+    pub fn is_orphan(&self, span: usize) -> bool {
+        self.parent_missing[span]
     }
 
     /// Children by start time, then span id.
@@ -182,6 +190,7 @@ pub fn assemble(spans: Vec<Span>) -> Trace {
         .map(|(i, s)| (s.span_id, i))
         .collect();
     trace.parent = vec![None; n];
+    trace.parent_missing = vec![false; n];
     for i in 0..n {
         let Some(parent_id) = trace.spans[i].parent_span_id else {
             continue;
@@ -197,6 +206,7 @@ pub fn assemble(spans: Vec<Span>) -> Trace {
                 );
             }
             None => {
+                trace.parent_missing[i] = true;
                 let id = trace.spans[i].span_id;
                 trace.warn(
                     WarningKind::MissingParent,

@@ -53,12 +53,19 @@ fn a_narrow_width_truncates_names_but_keeps_a_bar() {
 }
 
 #[test]
-fn orphans_are_labelled_with_their_missing_parent() {
-    let (trace, analysis) =
-        Fixture::parse("root - web GET:/ server 0 10\nx ghost api Fetch server 2 8\n").analyze();
+fn extra_roots_say_why_they_are_roots() {
+    let (trace, analysis) = Fixture::parse(
+        "root - web GET:/ server 0 10\n\
+         x ghost api Fetch server 2 8\n\
+         a b db Read internal 3 6\n\
+         b a db Write internal 4 5\n",
+    )
+    .analyze();
     let text = traces::render_waterfall(&trace, &analysis, 100);
     assert!(
-        text.contains("api Fetch (parent 0000000000001002 missing)"),
+        text.contains(" api Fetch (parent 0000000000001002 missing) "),
         "{text}"
     );
+    assert!(text.contains(" db Read (parent loop cut) "), "{text}");
+    assert!(text.contains("   db Write "), "{text}");
 }
