@@ -138,8 +138,9 @@ impl Provider {
     }
 }
 
-/// The outcome of an analysis (and of one measurement).
+/// The outcome of an analysis (and of one measurement), from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Successful,
     Inconclusive,

@@ -615,11 +615,19 @@ impl Rollout {
             return;
         };
         let names = wave.services.clone();
-        self.note(format!(
-            "wave {} started: {}",
-            self.wave + 1,
-            names.join(", ")
-        ));
+        let startable: Vec<&str> = names
+            .iter()
+            .filter(|n| {
+                self.services
+                    .get(*n)
+                    .is_some_and(|s| s.phase == Phase::Pending)
+            })
+            .map(String::as_str)
+            .collect();
+        if !startable.is_empty() {
+            let message = format!("wave {} started: {}", self.wave + 1, startable.join(", "));
+            self.note(message);
+        }
         for name in names {
             if let Some(s) = self.services.get_mut(&name)
                 && s.phase == Phase::Pending

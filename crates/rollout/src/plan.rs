@@ -56,8 +56,12 @@ pub enum PlanError {
     NoTargetVersion { stable: String },
     #[error("the target version {0} is the live version")]
     SameVersion(String),
-    #[error("version label {0:?} or version {1:?} is empty")]
-    EmptyLabel(String, String),
+    #[error("empty version label or version (label {label:?}, live {stable:?}, target {target:?})")]
+    EmptyVersion {
+        label: String,
+        stable: String,
+        target: String,
+    },
 }
 
 /// One wave: services that move together, then a gate.
@@ -77,6 +81,9 @@ pub struct ServicePlan {
     pub wave: usize,
     pub tier: Option<Tier>,
     pub strategy: Strategy,
+    /// Where its `Rollout` document is; `None` when it has none and gets
+    /// [`Strategy::default_for_unspecified`].
+    pub spec: Option<model::Provenance>,
     /// The routed service whose selector or weights change: blue-green's
     /// `activeService`, otherwise the service's own name.
     pub route: String,
@@ -105,7 +112,9 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     /// By service name.
     pub rollouts: BTreeMap<String, ServicePlan>,
-    /// Things the planner had to decide that a reviewer should know (cycles).
+    /// What a reviewer should know: cycles moved as one wave, rollout
+    /// documents for services the fleet does not have (a misspelt name
+    /// would otherwise leave its service on the default strategy).
     pub notes: Vec<String>,
     /// The change's blast radius, rollback and monitoring, with these waves as its plan.
     pub report: ImpactReport,
@@ -160,21 +169,39 @@ pub fn plan(
     };
     if options.version_label.trim().is_empty() || stable_version.is_empty() || to_version.is_empty()
     {
-        return Err(PlanError::EmptyLabel(
-            options.version_label.clone(),
-            if to_version.is_empty() {
-                to_version.clone()
-            } else {
-                stable_version.to_string()
-            },
-        ));
+        return Err(PlanError::EmptyVersion {
+            label: options.version_label.clone(),
+            stable: stable_version.to_string(),
+            target: to_version,
+        });
     }
     if to_version == stable_version {
         return Err(PlanError::SameVersion(to_version));
     }
 
     let reach = reachability(fleet, &names);
-    let (waves, notes) = waves(fleet, &names, &reach, options.consumers_first);
+    let (waves, mut notes) = waves(fleet, &names, &reach, options.consumers_first);
+    for spec in specs.rollouts.values() {
+        if fleet.service(&spec.service).is_none() {
+            let close: Vec<&str> = fleet
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|n| n.contains(spec.service.as_str()) || spec.service.contains(n))
+                .take(3)
+                .collect();
+            notes.push(format!(
+                "{}: the rollout for {} names no service of the fleet{}",
+                spec.at,
+                spec.service,
+                if close.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean {}?)", close.join(", "))
+                }
+            ));
+        }
+    }
     let wave_of: BTreeMap<&str, usize> = waves
         .iter()
         .enumerate()
@@ -228,6 +255,7 @@ pub fn plan(
                 wave: wave_of[name],
                 tier: service.tier,
                 strategy,
+                spec: specs.rollouts.get(*name).map(|r| r.at.clone()),
                 route,
                 stable: Selector::from([(label.clone(), stable_version.to_string())]),
                 candidate: Selector::from([(label.clone(), to_version.clone())]),
@@ -243,7 +271,7 @@ pub fn plan(
         .iter()
         .map(|w| Wave {
             services: w.iter().map(|s| s.to_string()).collect(),
-            gate: "every service of the wave promoted (its analyses passed on it and its callers) or rolled back".to_string(),
+            gate: "every service of the wave promoted (its analyses passed on it and its callers), rolled back or held".to_string(),
         })
         .collect();
     report.change = model::Change::ServiceUpgrade {
@@ -461,32 +489,26 @@ fn waves<'a>(
             deps
         })
         .collect();
-    // Longest-path levels; the component graph is acyclic, so this terminates.
-    let mut level: Vec<Option<usize>> = vec![None; members.len()];
-    let mut remaining = members.len();
-    while remaining > 0 {
-        let before_pass = remaining;
-        for i in 0..members.len() {
-            if level[i].is_some() {
-                continue;
-            }
-            if before[i].iter().all(|&j| level[j].is_some()) {
-                level[i] = Some(
-                    before[i]
-                        .iter()
-                        .map(|&j| level[j].unwrap_or(0) + 1)
-                        .max()
-                        .unwrap_or(0),
-                );
-                remaining -= 1;
-            }
+    // Longest-path levels in topological order (Kahn). Components make the
+    // graph acyclic, so every component is reached.
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
+    let mut waiting_for: Vec<usize> = before.iter().map(BTreeSet::len).collect();
+    for (i, deps) in before.iter().enumerate() {
+        for &j in deps {
+            after[j].push(i);
         }
-        if remaining == before_pass {
-            // Unreachable for an acyclic component graph; never loop on a bug.
-            for l in level.iter_mut().filter(|l| l.is_none()) {
-                *l = Some(0);
+    }
+    let mut level: Vec<usize> = vec![0; members.len()];
+    let mut ready: VecDeque<usize> = (0..members.len())
+        .filter(|&i| waiting_for[i] == 0)
+        .collect();
+    while let Some(i) = ready.pop_front() {
+        for &k in &after[i] {
+            level[k] = level[k].max(level[i] + 1);
+            waiting_for[k] -= 1;
+            if waiting_for[k] == 0 {
+                ready.push_back(k);
             }
-            break;
         }
     }
     let tier_key = |group: &[&str]| {
@@ -500,7 +522,7 @@ fn waves<'a>(
     let mut keyed: BTreeMap<(usize, std::cmp::Reverse<u8>), Vec<&str>> = BTreeMap::new();
     for (i, group) in members.iter().enumerate() {
         keyed
-            .entry((level[i].unwrap_or(0), std::cmp::Reverse(tier_key(group))))
+            .entry((level[i], std::cmp::Reverse(tier_key(group))))
             .or_default()
             .extend(group.iter().copied());
     }

@@ -335,6 +335,10 @@ impl Reader<'_> {
         what: &str,
         known: &[&str],
     ) -> Option<BTreeMap<String, &'n Node>> {
+        // `blueGreen:` with nothing after it means every default, as in Argo.
+        if node.is_null() {
+            return Some(BTreeMap::new());
+        }
         let Some(pairs) = node.as_map() else {
             self.error(
                 node.line,
@@ -887,6 +891,21 @@ impl Reader<'_> {
                 let p = self.fields(body, &what, &["address", "query"])?;
                 let address = self.required(&p, "address", body, &what)?;
                 let query = self.required(&p, "query", body, &what)?;
+                let unknown = Provider::query_for(&query, "")
+                    .split("{{")
+                    .skip(1)
+                    .map(|rest| rest.split("}}").next().unwrap_or(rest).trim().to_string())
+                    .next();
+                if let Some(placeholder) = unknown {
+                    let line = p.get("query").map_or(body.line, |n| n.line);
+                    self.error(
+                        line,
+                        format!(
+                            "{what}.query: placeholder {{{{{placeholder}}}}} is not known; only {{{{service}}}} (or {{{{args.service-name}}}}) is filled in"
+                        ),
+                    );
+                    return None;
+                }
                 Some(Provider::Prometheus { address, query })
             }
             _ => {

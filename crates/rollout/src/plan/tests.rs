@@ -173,6 +173,33 @@ fn strategies_and_routes_come_from_the_specs() {
     )
     .unwrap();
     assert_eq!(p.service("orders").unwrap().route, "orders-live");
+    assert_eq!(
+        p.service("orders").unwrap().spec,
+        Some(model::Provenance::new("rollouts.yaml", 1))
+    );
+    assert_eq!(p.service("web").unwrap().spec, None);
+    assert!(p.notes.is_empty());
+
+    let typo = Specs::parse(
+        "r.yaml",
+        "apiVersion: bulkhead.dev/v1alpha1\nkind: Rollout\nspec:\n  service: order\n  strategy: {rolling: {}}\n",
+    );
+    let misspelt = plan(
+        &shop(),
+        &names(&["orders"]),
+        None,
+        &typo,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        misspelt.notes,
+        ["r.yaml:1: the rollout for order names no service of the fleet (did you mean orders?)"]
+    );
+    assert_eq!(
+        misspelt.service("orders").unwrap().strategy,
+        Strategy::default_for_unspecified()
+    );
     assert_eq!(p.service("orders").unwrap().strategy.name(), "blue-green");
     assert_eq!(p.service("db").unwrap().strategy.name(), "canary");
     assert_eq!(
@@ -267,6 +294,10 @@ fn bad_requests_are_errors() {
         "no target version: give one (the live version v1 has no blue/green counterpart)"
     );
     assert!(plan(&f, &names(&["db"]), Some("v2"), &none, &v1).is_ok());
+    assert_eq!(
+        err(&["db"], Some(" "), &none, &opts),
+        "empty version label or version (label \"version\", live \"blue\", target \"\")"
+    );
     let broken = Specs::parse(
         "r.yaml",
         "apiVersion: bulkhead.dev/v1alpha1\nkind: Rollout\nspec:\n  service: db\n  strategy: {rolling: {batchSize: 500}}\n",
@@ -403,10 +434,17 @@ fn property_wave_order_respects_every_dependency_and_is_deterministic() {
         expected.sort_unstable();
         assert_eq!(listed, expected, "{context}");
 
+        // Which changed service reaches which, through any service.
+        let calls: BTreeSet<(&str, &str)> = changed
+            .iter()
+            .flat_map(|a| changed.iter().map(move |b| (a.as_str(), b.as_str())))
+            .filter(|(a, b)| a != b && reaches(&f, a, b))
+            .collect();
+
         // Every dependency between changed services, direct or not, is respected.
         for a in &changed {
             for b in &changed {
-                if a != b && reaches(&f, a, b) {
+                if calls.contains(&(a.as_str(), b.as_str())) {
                     let (wa, wb) = (p.rollouts[a].wave, p.rollouts[b].wave);
                     if consumers_first {
                         assert!(wa < wb, "{context}: {a} calls {b}: wave {wa} !< {wb}");
@@ -424,6 +462,49 @@ fn property_wave_order_respects_every_dependency_and_is_deterministic() {
             }
         }
         assert!(p.notes.is_empty(), "a DAG has no cycle: {context}");
+
+        // Within one dependency level (longest chain of changed services below
+        // it), the less critical tier goes first and equal tiers share a wave.
+        let mut level: BTreeMap<&str, usize> = BTreeMap::new();
+        while level.len() < changed.len() {
+            for a in &changed {
+                if level.contains_key(a.as_str()) {
+                    continue;
+                }
+                let below: Vec<&String> = changed
+                    .iter()
+                    .filter(|b| {
+                        if consumers_first {
+                            calls.contains(&(b.as_str(), a.as_str()))
+                        } else {
+                            calls.contains(&(a.as_str(), b.as_str()))
+                        }
+                    })
+                    .collect();
+                if below.iter().all(|b| level.contains_key(b.as_str())) {
+                    let l = below
+                        .iter()
+                        .map(|b| level[b.as_str()] + 1)
+                        .max()
+                        .unwrap_or(0);
+                    level.insert(a, l);
+                }
+            }
+        }
+        let tier = |s: &str| p.rollouts[s].tier.map_or(0, |t| t.0);
+        for a in &changed {
+            for b in &changed {
+                if level[a.as_str()] != level[b.as_str()] {
+                    continue;
+                }
+                let (wa, wb) = (p.rollouts[a].wave, p.rollouts[b].wave);
+                match tier(a).cmp(&tier(b)) {
+                    std::cmp::Ordering::Equal => assert_eq!(wa, wb, "{context}: {a} {b}"),
+                    std::cmp::Ordering::Greater => assert!(wa < wb, "{context}: {a} {b}"),
+                    std::cmp::Ordering::Less => assert!(wa > wb, "{context}: {a} {b}"),
+                }
+            }
+        }
 
         // The same inputs in another order give the same plan.
         let again = plan(&f, &changed, None, &Specs::default(), &options).unwrap();

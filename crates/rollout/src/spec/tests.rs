@@ -207,6 +207,34 @@ fn a_service_without_a_spec_gets_blue_green_with_the_builtin_analysis() {
 }
 
 #[test]
+fn an_empty_strategy_block_takes_every_default() {
+    let specs = Specs::parse(
+        "r.yaml",
+        "apiVersion: bulkhead.dev/v1alpha1\nkind: Rollout\nspec:\n  service: a\n  strategy:\n    blueGreen:\n---\napiVersion: bulkhead.dev/v1alpha1\nkind: Rollout\nspec:\n  service: b\n  strategy:\n    rolling:\n",
+    );
+    assert_eq!(specs.diagnostics, vec![]);
+    assert_eq!(
+        specs.strategy_for("a").unwrap(),
+        Strategy::BlueGreen(BlueGreen {
+            active_service: None,
+            preview_service: None,
+            auto_promotion_enabled: true,
+            scale_down_delay_seconds: 30,
+            pre_promotion_analysis: None,
+            post_promotion_analysis: None,
+        })
+    );
+    assert_eq!(
+        specs.strategy_for("b").unwrap(),
+        Strategy::Rolling(Rolling {
+            batch_percent: 25,
+            pause_seconds: 0,
+            analysis: None,
+        })
+    );
+}
+
+#[test]
 fn an_undefined_template_is_an_error_with_its_place() {
     let text = "apiVersion: bulkhead.dev/v1alpha1\nkind: Rollout\nspec:\n  service: a\n  strategy:\n    canary:\n      steps:\n        - analysis: {templates: [nope]}\n";
     let specs = Specs::parse("r.yaml", text);
@@ -352,6 +380,18 @@ fn problems_are_diagnostics_with_file_and_line() {
             vec![
                 (1, "analysis template t skipped"),
                 (7, "prometheus has no address"),
+            ],
+        ),
+        (
+            template(
+                "      provider:\n        prometheus:\n          address: http://p\n          query: x{job=\"{{args.job}}\"}\n",
+            ),
+            vec![
+                (1, "analysis template t skipped"),
+                (
+                    10,
+                    "placeholder {{args.job}} is not known; only {{service}}",
+                ),
             ],
         ),
         (
