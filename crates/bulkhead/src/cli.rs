@@ -85,6 +85,36 @@ enum Command {
     ///
     /// Example: BULKHEAD_ADMIN_TOKEN=... bulkhead gateway --config gateway.yaml --admin 127.0.0.1:9901
     Gateway(crate::gateway_cmd::GatewayArgs),
+    /// Roll a change set out in dependency-ordered waves with analysis gates:
+    /// blue-green, canary or rolling per service, a failing service rolled
+    /// back alone, its dependents held, every transition recorded before it
+    /// is acted on (docs/rollouts.md).
+    ///
+    /// Example: bulkhead rollout plan --services payments,orders --path ./fleet
+    #[command(subcommand)]
+    Rollout(crate::rollout_cmd::RolloutCommand),
+    /// Run the trace collector: OTLP/HTTP and OTLP/gRPC in, a durable span
+    /// store, Jaeger's query API out (Jaeger UI and Grafana read it; docs/tracing.md).
+    ///
+    /// A span is answered 200 only once it is committed, so an acknowledged
+    /// span survives the collector being killed. Overload is refused with 429
+    /// (gRPC: UNAVAILABLE) and Retry-After, never buffered without bound.
+    /// Prints `otlp-http listening on http://ADDR`, `otlp-grpc listening on
+    /// http://ADDR` and `query listening on http://ADDR` first; logs are JSON
+    /// lines on stderr. Ctrl-C or SIGTERM stops it after committing what is queued.
+    ///
+    /// Example: bulkhead collector --data /var/lib/bulkhead/traces --query 127.0.0.1:16686
+    Collector(crate::trace_cmd::CollectorArgs),
+    /// Show a trace from the collector: a waterfall with the critical path
+    /// marked, latency per service, and one line naming the root cause.
+    ///
+    /// `bulkhead trace search` finds traces (slow, failed, by operation or
+    /// attribute). Both read any Jaeger-compatible query API (--collector).
+    ///
+    /// Example: bulkhead trace 4bf92f3577b34da6a3ce929d0e0e4736
+    ///
+    /// Example: bulkhead trace search --service checkout --error --min-duration 200ms
+    Trace(crate::trace_cmd::TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +336,9 @@ impl Cli {
             Command::Images(command) => crate::image_cmd::run(command),
             Command::Cve(args) => crate::image_cmd::cve(args),
             Command::Gateway(args) => crate::gateway_cmd::run(args),
+            Command::Rollout(command) => crate::rollout_cmd::run(command),
+            Command::Collector(args) => crate::trace_cmd::collector(args),
+            Command::Trace(args) => crate::trace_cmd::trace(args),
         }
     }
 }

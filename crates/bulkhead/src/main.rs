@@ -10,7 +10,9 @@ mod image_cmd;
 mod output;
 mod patch_cmd;
 mod policy_cmd;
+mod rollout_cmd;
 mod template_cmd;
+mod trace_cmd;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -271,7 +271,37 @@ impl Repo {
         let git_dir = self.text(&["rev-parse", "--absolute-git-dir"], None)?;
         let index =
             PathBuf::from(git_dir.trim()).join(format!("bulkhead-index-{}", std::process::id()));
-        let result = self.commit_with_index(&index, &base, branch, changes, message);
+        // The empty old value makes git refuse if the branch exists: never overwrite one.
+        let result = self.commit_with_index(&index, &base, branch, "", changes, message);
+        let _ = std::fs::remove_file(&index);
+        result
+    }
+
+    /// Adds a commit that writes `changes` on top of the existing `branch`
+    /// and moves the branch to it, and returns the commit id. Like
+    /// [`Repo::commit_on_new_branch`] it leaves the working tree and index
+    /// alone; the move is a compare-and-swap, so a concurrent commit on the
+    /// branch makes this fail instead of being lost.
+    ///
+    /// # Errors
+    /// When the branch does not exist, moved meanwhile, or a git command fails.
+    pub fn commit_on_branch(
+        &self,
+        branch: &str,
+        changes: &[FileChange],
+        message: &str,
+    ) -> Result<String, GitError> {
+        let reference = format!("refs/heads/{branch}");
+        let base = self.resolve(&reference)?.ok_or_else(|| GitError::Failed {
+            command: format!("git rev-parse {reference}"),
+            repo: self.root.clone(),
+            status: "unknown revision".to_string(),
+            stderr: format!("no branch {branch}"),
+        })?;
+        let git_dir = self.text(&["rev-parse", "--absolute-git-dir"], None)?;
+        let index =
+            PathBuf::from(git_dir.trim()).join(format!("bulkhead-index-{}", std::process::id()));
+        let result = self.commit_with_index(&index, &base, branch, &base, changes, message);
         let _ = std::fs::remove_file(&index);
         result
     }
@@ -281,6 +311,7 @@ impl Repo {
         index: &Path,
         base: &str,
         branch: &str,
+        expected_old: &str,
         changes: &[FileChange],
         message: &str,
     ) -> Result<String, GitError> {
@@ -322,8 +353,7 @@ impl Repo {
         )?;
         let commit = String::from_utf8_lossy(&commit).trim().to_string();
         let reference = format!("refs/heads/{branch}");
-        // The empty old value makes git refuse if the branch exists: never overwrite one.
-        self.run(&["update-ref", &reference, &commit, ""], None, &[])?;
+        self.run(&["update-ref", &reference, &commit, expected_old], None, &[])?;
         Ok(commit)
     }
 

@@ -17,14 +17,19 @@
 //! HAProxy routing the same paths to one upstream, and against the upstream
 //! direct, all driven by wrk (see `bench_gateway.rs`).
 //!
+//! `bench-collector`: OTLP/HTTP ingest spans/s per core of `bulkhead collector`
+//! and trace-by-id p99 with 10 million spans stored (see `bench_collector.rs`).
+//!
 //! `bench-cve`: `bulkhead cve <planted id>` (whole command and the query
 //! itself) against `git grep` for the affected base image names over every
 //! repository of the fleet (see `bench_cve.rs`).
 
+mod bench_collector;
 mod bench_cve;
 mod bench_gateway;
 mod bench_lab_service;
 mod bench_policy;
+mod bench_rollout;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -52,17 +57,27 @@ fn main() -> ExitCode {
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
+        Some("bench-collector") => bench_collector::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
+        Some("bench-rollout") => bench_rollout::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("bench-policy") => bench_policy::run(
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
         Some("-h" | "--help") | None => {
             println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}",
+                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
+                bench_collector::USAGE,
                 bench_lab_service::USAGE,
                 bench_policy::USAGE,
                 bench_cve::USAGE,
-                bench_gateway::USAGE
+                bench_gateway::USAGE,
+                bench_rollout::USAGE
             );
             Ok(())
         }

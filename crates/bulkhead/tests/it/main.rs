@@ -5,12 +5,14 @@
 mod admission;
 mod bad_input;
 mod boutique;
+mod collector;
 mod gateway;
 mod images;
 mod lab_service;
 mod layering;
 mod patch;
 mod policy;
+mod rollout;
 mod sample_fleet;
 mod templates;
 mod walk;

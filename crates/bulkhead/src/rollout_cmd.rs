@@ -1,0 +1,789 @@
+//! `bulkhead rollout`: progressive delivery of a change set in dependency
+//! ordered waves with analysis gates and isolated rollback (docs/rollouts.md).
+
+use crate::cli::{Format, FormatArgs};
+use crate::output;
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use model::report::table;
+use orchestrator::driver::{Driver, DriverError, Outcome, RollbackTime, rollback_times};
+use orchestrator::state::{StateDb, Target};
+use rollout::{Event, Phase, Plan, PlanOptions, Rollout, Specs};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Exit status when the rollout waits for a human.
+const EXIT_WAITING: u8 = 3;
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Plan a change set: waves in dependency order (providers first),
+    /// lower tiers first within a level, a gate per wave, the services each
+    /// analysis covers (the service and its callers), what a failure holds
+    /// back, and the blast radius, rendered as an impact report.
+    ///
+    /// The same inputs always give the same plan. `--format json` writes a
+    /// plan file that `start --plan` runs unchanged.
+    ///
+    /// Example: bulkhead rollout plan --services payments,orders --to green --path ./fleet
+    Plan(PlanArgs),
+    /// Plan (or load a plan file) and run it through an executor until every
+    /// service is settled or a human is needed.
+    ///
+    /// Every transition is written to the state database before it is acted
+    /// on; one line per transition goes to stderr. A service whose analysis
+    /// fails is rolled back alone and the services depending on it in later
+    /// waves are held; the rest proceed. At the end the routing of every
+    /// service outside the change set is compared with its routing at the
+    /// start.
+    ///
+    /// Exit status: 0 every service promoted, 1 finished with a service
+    /// rolled back, held or aborted, 2 usage or I/O errors, 3 waiting for a
+    /// human (`promote`, `resume` or `abort` carry on).
+    ///
+    /// Example: BULKHEAD_ADMIN_TOKEN=... bulkhead rollout start --services payments,orders
+    /// --path ./fleet --executor gateway --gateway-admin http://127.0.0.1:9901 --admin-token-env BULKHEAD_ADMIN_TOKEN
+    Start(Box<StartArgs>),
+    /// Show a rollout: waves, each service's phase and analyses, rollback
+    /// times, what waits for a human, and whether services outside the change
+    /// set kept their routing. Reads the state database only, so it works
+    /// while another process drives the rollout.
+    Status(StatusArgs),
+    /// Pass a manual gate: a blue-green promotion without
+    /// autoPromotionEnabled, an indefinite canary pause, or an inconclusive
+    /// analysis (accepted). Without SERVICE: every service awaiting a human.
+    ///
+    /// A running driver applies it within 50 ms; with none, this command
+    /// applies it and drives the rollout on.
+    Promote(ServiceOperatorArgs),
+    /// Start nothing new until `resume`; rollbacks still happen.
+    Pause(OperatorArgs),
+    /// Continue: after `pause`, after a crash (actions recorded but maybe not
+    /// performed are performed again; they are idempotent), or to measure
+    /// an inconclusive analysis again. Drives the rollout until it is
+    /// settled or a human is needed; exit status as for `start`.
+    Resume(OperatorArgs),
+    /// Roll back at once to the stable pool: every started service of the
+    /// change set, or only SERVICE.
+    Abort(ServiceOperatorArgs),
+    /// Roll a promoted SERVICE back to its stable pool.
+    Undo(UndoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutStateArgs {
+    /// State directory; the rollout database is DIR/rollouts.db.
+    #[arg(long, value_name = "DIR", default_value = ".bulkhead")]
+    state: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// The changed services, comma-separated.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    services: Vec<String>,
+    /// The services whose manifests (YAML files) differ between --from-ref
+    /// and --to-ref of the git repository at --path.
+    #[arg(
+        long,
+        value_name = "REF",
+        requires = "to_ref",
+        conflicts_with = "services"
+    )]
+    from_ref: Option<String>,
+    /// The newer ref of the two (a tag, branch or commit).
+    #[arg(long, value_name = "REF", requires = "from_ref")]
+    to_ref: Option<String>,
+    /// The version rolled out (default: green when blue is live, and the reverse).
+    #[arg(long, value_name = "VERSION")]
+    to: Option<String>,
+    /// The version live now.
+    #[arg(long, value_name = "VERSION", default_value = "blue")]
+    stable: String,
+    /// The pod label that tells versions apart.
+    #[arg(long, value_name = "LABEL", default_value = "version")]
+    version_label: String,
+    /// The fleet (scanned now; unchanged files come from the scan cache).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    path: PathBuf,
+    /// Rollout and AnalysisTemplate documents: a YAML file or a folder of
+    /// them (default: the fleet's rollouts/ folder, when it exists). A
+    /// service without a Rollout gets blue-green with the built-in gate.
+    #[arg(long, value_name = "PATH")]
+    specs: Option<PathBuf>,
+    /// Upgrade consumers before the services they call.
+    #[arg(long)]
+    consumers_first: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    change: ChangeArgs,
+    #[command(flatten)]
+    format: FormatArgs,
+    #[command(flatten)]
+    state: RolloutStateArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExecutorKind {
+    /// The bulkhead gateway's admin API.
+    Gateway,
+    /// Commits to a manifests repository that Argo CD or Flux syncs.
+    Gitops,
+    /// Patches Services and HTTPRoutes through the Kubernetes API.
+    Kubernetes,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    change: ChangeArgs,
+    /// Run this plan (from `rollout plan --format json`) instead of planning.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["services", "from_ref"])]
+    plan: Option<PathBuf>,
+    /// What changes the routing.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Gateway)]
+    executor: ExecutorKind,
+    /// The gateway's admin API (executor gateway).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9901")]
+    gateway_admin: String,
+    /// Environment variable holding the gateway admin token (never stored).
+    #[arg(long, value_name = "VAR")]
+    admin_token_env: Option<String>,
+    /// The gateway's Prometheus endpoint for the gateway metrics gate
+    /// (default: the admin API's /metrics with the executor gateway).
+    #[arg(long, value_name = "URL")]
+    gateway_metrics: Option<String>,
+    /// The manifests repository (executor gitops).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// The branch the GitOps controller syncs (executor gitops).
+    #[arg(long, value_name = "BRANCH", default_value = "main")]
+    branch: String,
+    /// The Kubernetes API, plain http:// (`kubectl proxy`) (executor kubernetes).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8001")]
+    kube_api: String,
+    /// The namespace of the Services and HTTPRoutes (executor kubernetes).
+    #[arg(long, value_name = "NS", default_value = "default")]
+    namespace: String,
+    /// Environment variable holding a Kubernetes bearer token (never stored).
+    #[arg(long, value_name = "VAR")]
+    kube_token_env: Option<String>,
+    #[command(flatten)]
+    state: RolloutStateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The rollout (default: the latest).
+    #[arg(long, value_name = "ID")]
+    rollout: Option<i64>,
+    /// Print each transition as it is recorded until the rollout is
+    /// finished or waits for a human.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    format: FormatArgs,
+    #[command(flatten)]
+    state: RolloutStateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// The rollout (default: the latest).
+    #[arg(long, value_name = "ID")]
+    rollout: Option<i64>,
+    #[command(flatten)]
+    state: RolloutStateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceOperatorArgs {
+    /// Only this service of the change set.
+    service: Option<String>,
+    #[command(flatten)]
+    operator: OperatorArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The promoted service to roll back.
+    service: String,
+    #[command(flatten)]
+    operator: OperatorArgs,
+}
+
+pub fn run(command: RolloutCommand) -> Result<ExitCode> {
+    match command {
+        RolloutCommand::Plan(args) => plan_cmd(args),
+        RolloutCommand::Start(args) => start_cmd(*args),
+        RolloutCommand::Status(args) => status_cmd(args),
+        RolloutCommand::Promote(a) => operate(a.operator, Event::Promote { service: a.service }),
+        RolloutCommand::Pause(a) => operate(a, Event::Pause),
+        RolloutCommand::Resume(a) => operate(a, Event::Resume),
+        RolloutCommand::Abort(a) => operate(a.operator, Event::Abort { service: a.service }),
+        RolloutCommand::Undo(a) => operate(
+            a.operator,
+            Event::Undo {
+                service: Some(a.service),
+            },
+        ),
+    }
+}
+
+/// Reads the rollout specs: a file, or every .yaml/.yml file in a folder (sorted).
+fn load_specs(change: &ChangeArgs) -> Result<Specs> {
+    let path = match &change.specs {
+        Some(p) => Some(p.clone()),
+        None => Some(change.path.join("rollouts")).filter(|p| p.is_dir()),
+    };
+    let mut specs = Specs::default();
+    let Some(path) = path else {
+        return Ok(specs);
+    };
+    let files = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.clone()]
+    };
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        specs.add(&file.display().to_string(), &text);
+    }
+    Ok(specs)
+}
+
+/// The services whose YAML files differ between two refs of the repository at `root`.
+fn changed_between(fleet: &model::Fleet, root: &Path, from: &str, to: &str) -> Result<Vec<String>> {
+    let repo = vcs::Repo::open(root).with_context(|| {
+        format!(
+            "--from-ref needs --path to be a git repository ({})",
+            root.display()
+        )
+    })?;
+    for rev in [from, to] {
+        if repo.resolve(rev)?.is_none() {
+            bail!("{rev} names no commit in {}", root.display());
+        }
+    }
+    let yaml = |p: &String| p.ends_with(".yaml") || p.ends_with(".yml");
+    let mut paths: Vec<String> = repo.files(from)?.into_iter().filter(yaml).collect();
+    paths.extend(repo.files(to)?.into_iter().filter(yaml));
+    paths.sort();
+    paths.dedup();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let before = repo.show_many(from, &refs)?;
+    let after = repo.show_many(to, &refs)?;
+    let changed: Vec<&String> = paths
+        .iter()
+        .zip(before.iter().zip(&after))
+        .filter(|(_, (b, a))| b != a)
+        .map(|(p, _)| p)
+        .collect();
+    let mut services: Vec<String> = fleet
+        .services
+        .iter()
+        .filter(|s| {
+            changed.iter().any(|path| {
+                s.declared_at.iter().any(|d| &d.path == *path)
+                    || s.repo
+                        .as_ref()
+                        .is_some_and(|r| path.starts_with(&format!("{}/", r.trim_end_matches('/'))))
+            })
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    services.sort();
+    if services.is_empty() {
+        bail!(
+            "no service's manifests changed between {from} and {to} ({} YAML file(s) changed)",
+            changed.len()
+        );
+    }
+    eprintln!(
+        "{} YAML file(s) changed between {from} and {to}: services {}",
+        changed.len(),
+        services.join(", ")
+    );
+    Ok(services)
+}
+
+fn make_plan(change: &ChangeArgs, state: &Path) -> Result<Plan> {
+    if change.services.is_empty() && change.from_ref.is_none() {
+        bail!("name the changed services with --services a,b,c (or --from-ref A --to-ref B)");
+    }
+    let outcome = crate::cli::run_scan(vec![change.path.clone()], Some(state.to_path_buf()), true)?;
+    let services = match (&change.from_ref, &change.to_ref) {
+        (Some(from), Some(to)) => changed_between(&outcome.fleet, &outcome.root, from, to)?,
+        _ => change.services.clone(),
+    };
+    let specs = load_specs(change)?;
+    let options = PlanOptions {
+        consumers_first: change.consumers_first,
+        version_label: change.version_label.clone(),
+        stable_version: change.stable.clone(),
+    };
+    Ok(rollout::plan(
+        &outcome.fleet,
+        &services,
+        change.to.as_deref(),
+        &specs,
+        &options,
+    )?)
+}
+
+fn plan_table(plan: &Plan) -> String {
+    let mut out = format!(
+        "{} service(s) to {} in {} wave(s)\n\n",
+        plan.services.len(),
+        plan.to_version,
+        plan.waves.len()
+    );
+    let mut rows = Vec::new();
+    for (index, wave) in plan.waves.iter().enumerate() {
+        for name in &wave.services {
+            let s = &plan.rollouts[name];
+            rows.push(vec![
+                (index + 1).to_string(),
+                name.clone(),
+                s.tier.map_or("-".to_string(), |t| t.to_string()),
+                s.strategy.name().to_string(),
+                s.analysis_services.join(","),
+                if s.holds_on_failure.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.holds_on_failure.join(",")
+                },
+                s.blast_radius.len().to_string(),
+            ]);
+        }
+    }
+    out.push_str(&table(
+        &[
+            "WAVE",
+            "SERVICE",
+            "TIER",
+            "STRATEGY",
+            "ANALYSED ON",
+            "HOLDS ON FAILURE",
+            "BLAST RADIUS",
+        ],
+        &rows,
+    ));
+    out.push('\n');
+    for (index, wave) in plan.waves.iter().enumerate() {
+        out.push_str(&format!("gate {}: {}\n", index + 1, wave.gate));
+    }
+    for note in &plan.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
+    let plan = make_plan(&args.change, &args.state.state)?;
+    match args.format.get() {
+        Format::Json => output::print_json(&plan)?,
+        Format::Table => output::print(&format!(
+            "{}\n{}",
+            plan_table(&plan),
+            model::report::render_table(&plan.report)
+        ))?,
+        Format::Markdown => output::print(&model::report::render_markdown(&plan.report))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn target(args: &StartArgs) -> Result<Target> {
+    Ok(match args.executor {
+        ExecutorKind::Gateway => Target::Gateway {
+            admin: args.gateway_admin.trim_end_matches('/').to_string(),
+            token_env: args.admin_token_env.clone(),
+            metrics: args
+                .gateway_metrics
+                .clone()
+                .unwrap_or_else(|| format!("{}/metrics", args.gateway_admin.trim_end_matches('/'))),
+        },
+        ExecutorKind::Gitops => Target::Gitops {
+            repo: args
+                .repo
+                .clone()
+                .context("--executor gitops needs --repo DIR (the manifests repository)")?,
+            branch: args.branch.clone(),
+            metrics: args.gateway_metrics.clone(),
+            metrics_token_env: args.admin_token_env.clone(),
+        },
+        ExecutorKind::Kubernetes => Target::Kubernetes {
+            api: args.kube_api.clone(),
+            namespace: args.namespace.clone(),
+            token_env: args.kube_token_env.clone(),
+            metrics: args.gateway_metrics.clone(),
+            metrics_token_env: args.admin_token_env.clone(),
+        },
+    })
+}
+
+fn start_cmd(args: StartArgs) -> Result<ExitCode> {
+    let plan = match &args.plan {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            serde_json::from_str::<Plan>(&text).with_context(|| {
+                format!(
+                    "{} is not a rollout plan (write one with `bulkhead rollout plan --format json`)",
+                    file.display()
+                )
+            })?
+        }
+        None => make_plan(&args.change, &args.state.state)?,
+    };
+    let target = target(&args)?;
+    let (mut executor, sources) = orchestrator::connect(&target)?;
+    let before = orchestrator::outside_routing(executor.as_mut(), &plan)
+        .context("reading the routing of the services outside the change set")?;
+    let mut db = StateDb::open(&args.state.state)?;
+    let id = db.create(&Rollout::new(plan), &target)?;
+    db.save_snapshot(id, "before", &before)?;
+    eprintln!(
+        "rollout {id}: {} service(s) outside the change set recorded; state in {}",
+        before.len(),
+        db.path().display()
+    );
+    drive(&mut db, id, executor, sources, None)
+}
+
+/// Drives a rollout (recovering first), then reports and picks the exit status.
+fn drive(
+    db: &mut StateDb,
+    id: i64,
+    executor: Box<dyn orchestrator::Executor>,
+    sources: orchestrator::analysis::Sources,
+    event: Option<Event>,
+) -> Result<ExitCode> {
+    let mut driver = match Driver::load(db, id, executor, sources) {
+        Ok(d) => d,
+        Err(DriverError::Busy { pid, .. }) => {
+            bail!(
+                "rollout {id} is being driven by process {pid}; use promote/pause/abort to act on it"
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    driver.recover()?;
+    if let Some(event) = event {
+        driver.push(event);
+    }
+    let outcome = driver.run();
+    let finished = driver.rollout().is_finished();
+    driver.release()?;
+    let outcome = outcome?;
+    if finished {
+        record_after(db, id)?;
+    }
+    report(db, id)?;
+    Ok(match outcome {
+        Outcome::WaitingForHuman => ExitCode::from(EXIT_WAITING),
+        Outcome::Finished => {
+            let status = db.load(id)?.status();
+            if status.promoted == status.services.len() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Records the routing outside the change set at the end and compares.
+fn record_after(db: &StateDb, id: i64) -> Result<()> {
+    let row = db.row(id)?;
+    let (mut executor, _) = orchestrator::connect(&row.target)?;
+    let plan = db.load(id)?.plan;
+    let after = orchestrator::outside_routing(executor.as_mut(), &plan)
+        .context("reading the routing of the services outside the change set")?;
+    db.save_snapshot(id, "after", &after)?;
+    Ok(())
+}
+
+/// The comparison of the routing outside the change set, start vs end.
+#[derive(Debug, Serialize)]
+struct Untouched {
+    services: usize,
+    /// `None` until the rollout finished.
+    identical: Option<bool>,
+    changed: Vec<String>,
+}
+
+fn untouched(db: &StateDb, id: i64) -> Result<Option<Untouched>> {
+    let Some(before) = db.snapshot(id, "before")? else {
+        return Ok(None);
+    };
+    let after = db.snapshot(id, "after")?;
+    let changed: Vec<String> = after.as_ref().map_or_else(Vec::new, |after| {
+        let mut names: Vec<String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .cloned()
+            .collect();
+        names.dedup();
+        names
+    });
+    Ok(Some(Untouched {
+        services: before.len(),
+        identical: after.map(|_| changed.is_empty()),
+        changed,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct StatusJson {
+    id: i64,
+    /// `created`, `running`, `waiting`, `finished`.
+    status: String,
+    driver: Option<u32>,
+    target: Target,
+    rollout: rollout::Status,
+    rollbacks: Vec<RollbackTime>,
+    untouched: Option<Untouched>,
+    /// Actions recorded but not yet performed (performed again by `resume`).
+    open_actions: usize,
+    /// Every recorded transition: the event and the actions it ordered.
+    transitions: Vec<orchestrator::state::Transition>,
+}
+
+fn status_json(db: &StateDb, id: i64) -> Result<StatusJson> {
+    let row = db.row(id)?;
+    Ok(StatusJson {
+        id,
+        status: row.status,
+        driver: row.driver,
+        target: row.target,
+        rollout: db.load(id)?.status(),
+        rollbacks: rollback_times(db, id)?,
+        untouched: untouched(db, id)?,
+        open_actions: db.open_actions(id)?.len(),
+        transitions: db.transitions(id)?,
+    })
+}
+
+fn status_text(s: &StatusJson) -> String {
+    let r = &s.rollout;
+    let mut out = format!(
+        "rollout {} · {} · wave {}/{}{}{}\n\n",
+        s.id,
+        s.status,
+        r.wave,
+        r.waves,
+        if r.paused { " · paused" } else { "" },
+        s.driver
+            .map_or(String::new(), |p| format!(" · driven by process {p}"))
+    );
+    let rows: Vec<Vec<String>> = r
+        .services
+        .iter()
+        .map(|svc| {
+            let detail = match &svc.phase {
+                Phase::Held { because } => because.clone(),
+                Phase::RolledBack { reason }
+                | Phase::Aborted { reason }
+                | Phase::Paused { reason }
+                | Phase::NeedsAttention { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            vec![
+                svc.wave.to_string(),
+                svc.service.clone(),
+                svc.strategy.clone(),
+                svc.phase.name().to_string(),
+                format!("{}%", svc.candidate_percent),
+                svc.analyses
+                    .last()
+                    .map_or("-".to_string(), |a| format!("{} ({})", a.verdict, a.id)),
+                detail,
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "WAVE",
+            "SERVICE",
+            "STRATEGY",
+            "PHASE",
+            "NEW",
+            "LAST ANALYSIS",
+            "DETAIL",
+        ],
+        &rows,
+    ));
+    out.push_str(&format!(
+        "\n{} promoted, {} rolled back, {} held, {} aborted of {}\n",
+        r.promoted,
+        r.rolled_back,
+        r.held,
+        r.aborted,
+        r.services.len()
+    ));
+    for rb in &s.rollbacks {
+        out.push_str(&format!(
+            "rollback of {} ({}): traffic on the stable pool {:.1} ms after the decision\n",
+            rb.service, rb.trigger, rb.millis
+        ));
+    }
+    if let Some(u) = &s.untouched {
+        out.push_str(&match u.identical {
+            Some(true) => format!(
+                "untouched: {} service(s) outside the change set, routing identical before and after\n",
+                u.services
+            ),
+            Some(false) => format!(
+                "CHANGED outside the change set: {} (routing differs from the start)\n",
+                u.changed.join(", ")
+            ),
+            None => format!(
+                "untouched: {} service(s) outside the change set recorded; compared when the rollout finishes\n",
+                u.services
+            ),
+        });
+    }
+    for a in &r.awaiting_human {
+        out.push_str(&format!("awaiting a human: {a}\n"));
+    }
+    out
+}
+
+fn report(db: &StateDb, id: i64) -> Result<()> {
+    let s = status_json(db, id)?;
+    eprint!("\n{}", status_text(&s));
+    Ok(())
+}
+
+fn rollout_id(db: &StateDb, given: Option<i64>) -> Result<i64> {
+    Ok(match given {
+        Some(id) => {
+            db.row(id)?;
+            id
+        }
+        None => db.latest()?,
+    })
+}
+
+fn status_cmd(args: StatusArgs) -> Result<ExitCode> {
+    let db = StateDb::open(&args.state.state)?;
+    let id = rollout_id(&db, args.rollout)?;
+    if args.follow {
+        let mut shown = 0;
+        loop {
+            let transitions = db.transitions(id)?;
+            for t in transitions.iter().skip(shown) {
+                let actions: Vec<String> = t
+                    .actions
+                    .iter()
+                    .map(orchestrator::driver::action_name)
+                    .collect();
+                output::print(&format!(
+                    "#{} {} -> {}\n",
+                    t.seq,
+                    orchestrator::driver::event_name(&t.event),
+                    if actions.is_empty() {
+                        "-".to_string()
+                    } else {
+                        actions.join("; ")
+                    }
+                ))?;
+            }
+            shown = transitions.len();
+            let row = db.row(id)?;
+            if row.status == "finished" || (row.status == "waiting" && row.driver.is_none()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let s = status_json(&db, id)?;
+    match args.format.get() {
+        Format::Json => output::print_json(&s)?,
+        Format::Table | Format::Markdown => output::print(&status_text(&s))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until the driver applied an inbox entry: recorded, and its routing
+/// performed (so an abort's traffic is on the stable pool when this returns).
+/// False when the driver stopped without taking it (the entry is withdrawn).
+fn wait_applied(db: &StateDb, id: i64, entry: i64, pid: u32) -> Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match db.taken(entry)? {
+            Some(seq) if db.routed(id, seq)? => return Ok(true),
+            Some(_) => {}
+            None if db.row(id)?.driver.is_none() && db.withdraw(entry)? => return Ok(false),
+            None => {}
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "rollout {id}: the driver (process {pid}) has not applied the request within 30 s; it stays queued"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Delivers an operator event: to the running driver through the database
+/// inbox, or, when none runs, applies it here (and, for promote and resume,
+/// drives the rollout on).
+fn operate(args: OperatorArgs, event: Event) -> Result<ExitCode> {
+    let mut db = StateDb::open(&args.state.state)?;
+    let id = rollout_id(&db, args.rollout)?;
+    let row = db.row(id)?;
+    if let Some(pid) = row.driver.filter(|p| *p != std::process::id()) {
+        let entry = db.send(id, &event)?;
+        if wait_applied(&db, id, entry, pid)? {
+            eprintln!("rollout {id}: applied by the driver (process {pid})");
+            output::print(&status_text(&status_json(&db, id)?))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("rollout {id}: the driver (process {pid}) stopped first; applying here");
+    }
+    let keep_driving = matches!(event, Event::Promote { .. } | Event::Resume);
+    let (executor, sources) = orchestrator::connect(&row.target)?;
+    if keep_driving {
+        return drive(&mut db, id, executor, sources, Some(event));
+    }
+    let mut driver = match Driver::load(&mut db, id, executor, sources) {
+        Ok(d) => d,
+        Err(DriverError::Busy { pid, .. }) => {
+            bail!("rollout {id}: process {pid} started driving it meanwhile; try again")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    driver.recover()?;
+    driver.push(event);
+    let applied = driver.drain();
+    let finished = driver.rollout().is_finished();
+    driver.release()?;
+    applied?;
+    if finished {
+        record_after(&db, id)?;
+        db.set_status(id, "finished")?;
+    } else {
+        db.set_status(id, "waiting")?;
+    }
+    let s = status_json(&db, id)?;
+    output::print(&status_text(&s))?;
+    if !finished {
+        eprintln!("rollout {id}: run `bulkhead rollout resume` to carry on");
+    }
+    Ok(ExitCode::SUCCESS)
+}

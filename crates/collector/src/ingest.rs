@@ -1,0 +1,272 @@
+//! From an `ExportTraceServiceRequest` to rows for the store: validates each
+//! span, derives the indexed columns, and encodes what is kept.
+//!
+//! A span is kept as its own protobuf encoding (every field, events and links
+//! included); its resource and scope are kept once per distinct pair and
+//! referenced by hash, so a batch of 512 spans from one process stores its
+//! resource attributes once. An invalid span is rejected alone and counted in
+//! the response's `partial_success`; the rest of the request is stored.
+
+use crate::otlp::{self, ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Value};
+use prost::Message as _;
+use std::collections::HashSet;
+
+/// Attribute keys indexed for tag queries unless the collector is told otherwise.
+pub const DEFAULT_INDEXED_TAGS: &[&str] = &[
+    "http.status_code",
+    "http.response.status_code",
+    "http.method",
+    "http.request.method",
+    "http.route",
+    "rpc.method",
+    "peer.service",
+    "db.system",
+];
+
+/// The service name of a resource without `service.name` (the OTel SDK default).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// One span as the store writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRow {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_id: Option<[u8; 8]>,
+    pub service: String,
+    pub operation: String,
+    pub kind: i32,
+    pub start_ns: i64,
+    pub duration_ns: i64,
+    pub error: bool,
+    /// Hash of the resource and scope (see [`ResourceRow`]).
+    pub resource: i64,
+    /// The span's protobuf encoding.
+    pub blob: Vec<u8>,
+    /// [`tag_hash`] of each indexed attribute.
+    pub tags: Vec<i64>,
+}
+
+/// A resource and scope: `ResourceSpans` holding one `ScopeSpans` without spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceRow {
+    pub hash: i64,
+    pub blob: Vec<u8>,
+}
+
+/// What one request contributes to the store.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    pub resources: Vec<ResourceRow>,
+    pub spans: Vec<SpanRow>,
+}
+
+/// The outcome of preparing one request.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub batch: Batch,
+    pub rejected: i64,
+    /// Why the first few spans were rejected.
+    pub reasons: Vec<String>,
+    /// The trace id (hex) of the first rejected span, for the log line.
+    pub first_rejected_trace: Option<String>,
+}
+
+impl Prepared {
+    /// The `partial_success.error_message` for the response.
+    pub fn message(&self) -> String {
+        if self.rejected == 0 {
+            return String::new();
+        }
+        let more = self.rejected - self.reasons.len() as i64;
+        let mut message = format!(
+            "{} span(s) rejected: {}",
+            self.rejected,
+            self.reasons.join("; ")
+        );
+        if more > 0 {
+            message.push_str(&format!("; and {more} more"));
+        }
+        message
+    }
+}
+
+/// FNV-1a: stable across runs and machines, which the stored hashes need.
+pub fn fnv1a(parts: &[&[u8]]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The tag index key of `key=value` (the value as a query string).
+pub fn tag_hash(key: &str, value: &str) -> i64 {
+    fnv1a(&[key.as_bytes(), value.as_bytes()])
+}
+
+/// The request's spans as rows, and the ones it had to reject.
+pub fn prepare(request: ExportTraceServiceRequest, indexed: &HashSet<String>) -> Prepared {
+    let mut out = Prepared::default();
+    let mut seen_resources = HashSet::new();
+    for rs in request.resource_spans {
+        let ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        } = rs;
+        let service = resource
+            .as_ref()
+            .and_then(|r| otlp::attribute(&r.attributes, "service.name"))
+            .map_or_else(
+                || UNKNOWN_SERVICE.to_string(),
+                |v| match v {
+                    Value::String(s) if !s.is_empty() => s.clone(),
+                    Value::String(_) => UNKNOWN_SERVICE.to_string(),
+                    other => other.to_query_string(),
+                },
+            );
+        for ss in scope_spans {
+            let ScopeSpans {
+                scope,
+                spans,
+                schema_url: scope_schema_url,
+            } = ss;
+            let header = ResourceSpans {
+                resource: resource.clone(),
+                scope_spans: vec![ScopeSpans {
+                    scope,
+                    spans: Vec::new(),
+                    schema_url: scope_schema_url,
+                }],
+                schema_url: schema_url.clone(),
+            };
+            let blob = header.encode_to_vec();
+            let hash = fnv1a(&[&blob]);
+            if seen_resources.insert(hash) {
+                out.batch.resources.push(ResourceRow { hash, blob });
+            }
+            for span in spans {
+                match row(&span, &service, hash, indexed) {
+                    Ok(row) => out.batch.spans.push(row),
+                    Err(reason) => {
+                        out.rejected += 1;
+                        if out.reasons.len() < 3 {
+                            out.reasons
+                                .push(format!("span {:?}: {reason}", hex(&span.span_id)));
+                        }
+                        if out.first_rejected_trace.is_none() {
+                            out.first_rejected_trace = Some(hex(&span.trace_id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+fn row(
+    span: &otlp::Span,
+    service: &str,
+    resource: i64,
+    indexed: &HashSet<String>,
+) -> Result<SpanRow, String> {
+    let trace_id: [u8; 16] = span
+        .trace_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("trace id has {} bytes, want 16", span.trace_id.len()))?;
+    if trace_id == [0; 16] {
+        return Err("trace id is all zeros".into());
+    }
+    let span_id: [u8; 8] = span
+        .span_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("span id has {} bytes, want 8", span.span_id.len()))?;
+    if span_id == [0; 8] {
+        return Err("span id is all zeros".into());
+    }
+    let parent_id = match span.parent_span_id.len() {
+        0 => None,
+        8 => {
+            let p: [u8; 8] = span.parent_span_id.as_slice().try_into().unwrap_or([0; 8]);
+            (p != [0; 8]).then_some(p)
+        }
+        n => return Err(format!("parent span id has {n} bytes, want 8 or none")),
+    };
+    if span.start_time_unix_nano == 0 {
+        return Err("start time is missing".into());
+    }
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err("end time is before start time".into());
+    }
+    let start_ns = i64::try_from(span.start_time_unix_nano)
+        .map_err(|_| "start time is past the year 2262".to_string())?;
+    let duration_ns = i64::try_from(span.end_time_unix_nano - span.start_time_unix_nano)
+        .map_err(|_| "duration is too long".to_string())?;
+    let tags = span
+        .attributes
+        .iter()
+        .filter(|kv| indexed.contains(&kv.key))
+        .filter_map(|kv| {
+            let v = kv.value.as_ref()?.value.as_ref()?;
+            Some(tag_hash(&kv.key, &v.to_query_string()))
+        })
+        .collect();
+    Ok(SpanRow {
+        trace_id,
+        span_id,
+        parent_id,
+        service: service.to_string(),
+        operation: span.name.clone(),
+        kind: span.kind,
+        start_ns,
+        duration_ns,
+        error: is_error(span),
+        resource,
+        blob: span.encode_to_vec(),
+        tags,
+    })
+}
+
+/// Status `Error`; or, with the status unset, an HTTP status of 500 or more
+/// or the OpenTracing tag `error=true` (as `traces::is_error` decides).
+pub fn is_error(span: &otlp::Span) -> bool {
+    let code = span.status.as_ref().map_or(otlp::status::UNSET, |s| s.code);
+    match code {
+        otlp::status::ERROR => true,
+        otlp::status::UNSET => {
+            http_status(&span.attributes).is_some_and(|s| s >= 500)
+                || otlp::attribute(&span.attributes, "error")
+                    .is_some_and(|v| v.to_query_string() == "true")
+        }
+        _ => false,
+    }
+}
+
+/// The HTTP response status among the attributes (old and new semantic conventions).
+pub fn http_status(attributes: &[otlp::KeyValue]) -> Option<i64> {
+    ["http.response.status_code", "http.status_code"]
+        .iter()
+        .find_map(|key| match otlp::attribute(attributes, key)? {
+            Value::Int(n) => Some(*n),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+}

@@ -1,0 +1,353 @@
+//! Stored OTLP spans in Jaeger's query JSON (the shape of Jaeger's
+//! `model/json`, which Jaeger UI and Grafana's Jaeger data source read).
+//!
+//! The mapping follows Jaeger's own OTLP translator: attributes become tags
+//! (`string`, `bool`, `int64`, `float64`, `binary`; arrays and maps as JSON
+//! text), the kind becomes `span.kind`, the status `otel.status_code`,
+//! `otel.status_description` and `error=true`, the scope `otel.scope.name`
+//! and `otel.scope.version` (its attributes as tags too), the trace state
+//! `w3c.tracestate`; events become logs with an `event` field; the parent
+//! becomes a `CHILD_OF` reference and links `FOLLOWS_FROM` ones; each distinct
+//! resource is a process (`service.name` is its `serviceName`, the other
+//! resource attributes its tags).
+
+use crate::ingest::hex;
+use crate::otlp::{self, KeyValue, ResourceSpans, Span, Value};
+use crate::store::StoredSpan;
+use serde_json::{Value as Json, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Jaeger's response envelope.
+pub fn envelope(data: Json, total: usize, errors: Option<Json>) -> Json {
+    json!({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors})
+}
+
+/// An array or map attribute value as JSON, as Jaeger shows it.
+pub fn any_to_json(value: &Value) -> Json {
+    fn any(v: &otlp::AnyValue) -> Json {
+        v.value.as_ref().map_or(Json::Null, any_to_json)
+    }
+    match value {
+        Value::String(s) => Json::from(s.as_str()),
+        Value::Bool(b) => Json::from(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Double(d) => Json::from(*d),
+        Value::Bytes(b) => Json::from(crate::base64::encode(b)),
+        Value::Array(a) => Json::Array(a.values.iter().map(any).collect()),
+        Value::Kvlist(kv) => Json::Object(
+            kv.values
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(Json::Null, any)))
+                .collect(),
+        ),
+    }
+}
+
+fn tag(key: &str, value: Option<&Value>) -> Json {
+    let (kind, value) = match value {
+        None => ("string", Json::from("")),
+        Some(Value::String(s)) => ("string", Json::from(s.as_str())),
+        Some(Value::Bool(b)) => ("bool", Json::from(*b)),
+        Some(Value::Int(i)) => ("int64", Json::from(*i)),
+        Some(Value::Double(d)) => ("float64", Json::from(*d)),
+        Some(Value::Bytes(b)) => ("binary", Json::from(crate::base64::encode(b))),
+        Some(v @ (Value::Array(_) | Value::Kvlist(_))) => {
+            ("string", Json::from(any_to_json(v).to_string()))
+        }
+    };
+    json!({"key": key, "type": kind, "value": value})
+}
+
+fn tags(attributes: &[KeyValue]) -> Vec<Json> {
+    attributes
+        .iter()
+        .map(|kv| tag(&kv.key, kv.value.as_ref().and_then(|v| v.value.as_ref())))
+        .collect()
+}
+
+fn str_tag(key: &str, value: &str) -> Json {
+    json!({"key": key, "type": "string", "value": value})
+}
+
+pub fn kind_name(kind: i32) -> Option<&'static str> {
+    match kind {
+        otlp::kind::INTERNAL => Some("internal"),
+        otlp::kind::SERVER => Some("server"),
+        otlp::kind::CLIENT => Some("client"),
+        otlp::kind::PRODUCER => Some("producer"),
+        otlp::kind::CONSUMER => Some("consumer"),
+        _ => None,
+    }
+}
+
+/// Nanoseconds to Jaeger's microseconds.
+fn micros(ns: u64) -> u64 {
+    ns / 1000
+}
+
+/// One Jaeger trace from the spans of one trace id.
+pub fn trace(trace_id: &[u8; 16], spans: &[StoredSpan]) -> Json {
+    let mut processes: Vec<(Arc<ResourceSpans>, String)> = Vec::new();
+    let mut process_of: HashMap<*const ResourceSpans, String> = HashMap::new();
+    let mut out = Vec::with_capacity(spans.len());
+    for stored in spans {
+        let key = Arc::as_ptr(&stored.resource);
+        let pid = match process_of.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                // Spans of one resource with different scopes share one process.
+                let same = processes
+                    .iter()
+                    .find(|(r, _)| r.resource == stored.resource.resource);
+                let pid = match same {
+                    Some((_, pid)) => pid.clone(),
+                    None => {
+                        let pid = format!("p{}", processes.len() + 1);
+                        processes.push((stored.resource.clone(), pid.clone()));
+                        pid
+                    }
+                };
+                process_of.insert(key, pid.clone());
+                pid
+            }
+        };
+        out.push(span(&stored.span, &stored.resource, &pid));
+    }
+    let mut process_map = serde_json::Map::new();
+    for (resource, pid) in &processes {
+        let attributes = resource
+            .resource
+            .as_ref()
+            .map_or(&[][..], |r| r.attributes.as_slice());
+        let service = spans
+            .iter()
+            .find(|s| Arc::ptr_eq(&s.resource, resource))
+            .map_or(crate::ingest::UNKNOWN_SERVICE, |s| s.service.as_str());
+        let process_tags: Vec<Json> = attributes
+            .iter()
+            .filter(|kv| kv.key != "service.name")
+            .map(|kv| tag(&kv.key, kv.value.as_ref().and_then(|v| v.value.as_ref())))
+            .collect();
+        process_map.insert(
+            pid.clone(),
+            json!({"serviceName": service, "tags": process_tags}),
+        );
+    }
+    json!({
+        "traceID": hex(trace_id),
+        "spans": out,
+        "processes": process_map,
+        "warnings": null,
+    })
+}
+
+fn span(span: &Span, resource: &ResourceSpans, pid: &str) -> Json {
+    let trace_id = hex(&span.trace_id);
+    let mut references = Vec::new();
+    if !span.parent_span_id.is_empty() && span.parent_span_id.iter().any(|&b| b != 0) {
+        references.push(json!({
+            "refType": "CHILD_OF",
+            "traceID": trace_id,
+            "spanID": hex(&span.parent_span_id),
+        }));
+    }
+    for link in &span.links {
+        references.push(json!({
+            "refType": "FOLLOWS_FROM",
+            "traceID": hex(&link.trace_id),
+            "spanID": hex(&link.span_id),
+        }));
+    }
+    let mut t = tags(&span.attributes);
+    if let Some(kind) = kind_name(span.kind) {
+        t.push(str_tag("span.kind", kind));
+    }
+    let status = span.status.clone().unwrap_or_default();
+    match status.code {
+        otlp::status::OK => t.push(str_tag("otel.status_code", "OK")),
+        otlp::status::ERROR => t.push(str_tag("otel.status_code", "ERROR")),
+        _ => {}
+    }
+    if !status.message.is_empty() {
+        t.push(str_tag("otel.status_description", &status.message));
+    }
+    if crate::ingest::is_error(span) {
+        t.push(json!({"key": "error", "type": "bool", "value": true}));
+    }
+    if let Some(scope) = resource.scope_spans.first().and_then(|s| s.scope.as_ref()) {
+        if !scope.name.is_empty() {
+            t.push(str_tag("otel.scope.name", &scope.name));
+        }
+        if !scope.version.is_empty() {
+            t.push(str_tag("otel.scope.version", &scope.version));
+        }
+        t.extend(tags(&scope.attributes));
+    }
+    if !span.trace_state.is_empty() {
+        t.push(str_tag("w3c.tracestate", &span.trace_state));
+    }
+    let logs: Vec<Json> = span
+        .events
+        .iter()
+        .map(|e| {
+            let mut fields = vec![str_tag("event", &e.name)];
+            fields.extend(tags(&e.attributes));
+            json!({"timestamp": micros(e.time_unix_nano), "fields": fields})
+        })
+        .collect();
+    json!({
+        "traceID": trace_id,
+        "spanID": hex(&span.span_id),
+        "flags": span.flags,
+        "operationName": span.name,
+        "references": references,
+        "startTime": micros(span.start_time_unix_nano),
+        "duration": micros(span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano)),
+        "tags": t,
+        "logs": logs,
+        "processID": pid,
+        "warnings": null,
+    })
+}
+
+/// Tags the mapping adds to every span from fields that are not attributes.
+pub const DERIVED_TAGS: &[&str] = &["error", "span.kind", "otel.status_code"];
+
+/// Whether `key=value` is on the span, its resource or scope, or is one of
+/// the tags the mapping adds (`error`, `span.kind`, `otel.status_code`).
+pub fn span_has_tag(span: &Span, resource: Option<&ResourceSpans>, key: &str, value: &str) -> bool {
+    let matches = |attrs: &[KeyValue]| {
+        otlp::attribute(attrs, key).is_some_and(|v| v.to_query_string() == value)
+    };
+    if matches(&span.attributes) || span.events.iter().any(|e| matches(&e.attributes)) {
+        return true;
+    }
+    if let Some(r) = resource {
+        if r.resource.as_ref().is_some_and(|r| matches(&r.attributes)) {
+            return true;
+        }
+        if r.scope_spans
+            .iter()
+            .filter_map(|s| s.scope.as_ref())
+            .any(|s| matches(&s.attributes))
+        {
+            return true;
+        }
+    }
+    match key {
+        "error" => (value == "true") == crate::ingest::is_error(span),
+        "span.kind" => kind_name(span.kind) == Some(value),
+        "otel.status_code" => {
+            let code = span.status.as_ref().map_or(0, |s| s.code);
+            matches!(
+                (code, value),
+                (otlp::status::OK, "OK") | (otlp::status::ERROR, "ERROR")
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The spans of one Jaeger trace (as `/api/traces/{id}` returns it, ours or
+/// Jaeger's) for the analysis crate: the inverse of [`trace`] for the fields
+/// the analysis reads. Spans without a valid id are skipped.
+pub fn analysis_spans(trace: &Json) -> Vec<traces::Span> {
+    let processes = trace.get("processes").and_then(Json::as_object);
+    let id = |v: Option<&Json>, len: usize| -> Option<Vec<u8>> {
+        let text = v?.as_str()?;
+        let padded = format!("{text:0>width$}", width = len * 2);
+        crate::json::hex_decode(&padded).filter(|b| b.len() == len)
+    };
+    let mut out = Vec::new();
+    for span in trace
+        .get("spans")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice)
+    {
+        let (Some(trace_id), Some(span_id)) = (
+            id(span.get("traceID"), 16).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+            id(span.get("spanID"), 8).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+        ) else {
+            continue;
+        };
+        let parent = span
+            .get("references")
+            .and_then(Json::as_array)
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r.get("refType").and_then(Json::as_str) == Some("CHILD_OF"))
+            })
+            .and_then(|r| id(r.get("spanID"), 8))
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(traces::SpanId);
+        let service = span
+            .get("processID")
+            .and_then(Json::as_str)
+            .and_then(|p| processes?.get(p))
+            .or_else(|| span.get("process"))
+            .and_then(|p| p.get("serviceName"))
+            .and_then(Json::as_str)
+            .unwrap_or(crate::ingest::UNKNOWN_SERVICE)
+            .to_string();
+        let mut kind = traces::SpanKind::Unspecified;
+        let mut status = traces::StatusCode::Unset;
+        let mut status_message = String::new();
+        let mut attributes = Vec::new();
+        for t in span
+            .get("tags")
+            .and_then(Json::as_array)
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let Some(key) = t.get("key").and_then(Json::as_str) else {
+                continue;
+            };
+            let value = match t.get("value") {
+                Some(Json::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            match key {
+                "span.kind" => {
+                    kind = match value.as_str() {
+                        "server" => traces::SpanKind::Server,
+                        "client" => traces::SpanKind::Client,
+                        "producer" => traces::SpanKind::Producer,
+                        "consumer" => traces::SpanKind::Consumer,
+                        "internal" => traces::SpanKind::Internal,
+                        _ => traces::SpanKind::Unspecified,
+                    }
+                }
+                "otel.status_code" => {
+                    status = match value.as_str() {
+                        "OK" => traces::StatusCode::Ok,
+                        "ERROR" => traces::StatusCode::Error,
+                        _ => traces::StatusCode::Unset,
+                    }
+                }
+                "otel.status_description" => status_message = value,
+                _ => attributes.push((key.to_string(), value)),
+            }
+        }
+        let start_us = span.get("startTime").and_then(Json::as_u64).unwrap_or(0);
+        let duration_us = span.get("duration").and_then(Json::as_u64).unwrap_or(0);
+        out.push(traces::Span {
+            trace_id: traces::TraceId(trace_id),
+            span_id: traces::SpanId(span_id),
+            parent_span_id: parent,
+            service,
+            name: span
+                .get("operationName")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+            kind,
+            start_unix_nano: start_us.saturating_mul(1000),
+            end_unix_nano: (start_us.saturating_add(duration_us)).saturating_mul(1000),
+            status,
+            status_message,
+            attributes,
+        });
+    }
+    out
+}

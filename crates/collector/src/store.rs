@@ -1,0 +1,719 @@
+//! The span store: `spans.db` (SQLite, WAL) in the data directory.
+//!
+//! One writer ([`Writer`], owned by the writer thread) and a pool of readers
+//! ([`Reader`]); WAL lets queries run while a batch is being written. Each
+//! span row holds the indexed columns and the span's own protobuf encoding;
+//! resources and scopes are stored once and referenced. Services and
+//! operations are small catalog tables, so `/api/services` never scans spans.
+//!
+//! Indexes: `(trace_id, span_id)` for trace-by-id and the dependency
+//! self-join; `(service, start_ns)` for search and service stats, with a
+//! partial twin holding only error spans; `tags(hash, span)` for the indexed
+//! attribute keys. Duration and the other attributes are filtered while
+//! scanning a service's time range (Jaeger's search always names a service).
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode. A committed transaction is in
+//! the WAL file before `commit` returns, so it survives the collector being
+//! killed (`kill -9`); it may not survive the machine losing power before the
+//! next checkpoint, which `synchronous=FULL` (`--fsync`) would add at the
+//! cost of an fsync per group commit.
+//!
+//! Retention deletes whole commits, oldest first: every group commit records
+//! its time and its last span and tag row ids in `commits`, so deleting by age
+//! or to free space is a range delete on row ids, with no index on time.
+
+use crate::ingest::{Batch, tag_hash};
+use crate::otlp::{ResourceSpans, Span};
+use prost::Message as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "spans.db";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS services(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS operations(
+    id INTEGER PRIMARY KEY,
+    service INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    UNIQUE(service, name, kind));
+CREATE TABLE IF NOT EXISTS resources(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL UNIQUE, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS spans(
+    id INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
+    span_id BLOB NOT NULL,
+    parent_id BLOB,
+    service INTEGER NOT NULL,
+    operation INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    resource INTEGER NOT NULL,
+    blob BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, span_id);
+CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_ns);
+CREATE INDEX IF NOT EXISTS spans_service_errors ON spans(service, start_ns) WHERE error = 1;
+CREATE TABLE IF NOT EXISTS tags(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, span INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tags_hash ON tags(hash, span);
+CREATE TABLE IF NOT EXISTS commits(
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    last_span INTEGER NOT NULL,
+    last_tag INTEGER NOT NULL);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("span store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("creating data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("span store {path} has schema version {found}; this collector knows {SCHEMA_VERSION}")]
+    Schema { path: PathBuf, found: i64 },
+}
+
+/// How much the store keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Delete what was stored longer ago than this many milliseconds.
+    pub max_age_ms: Option<i64>,
+    /// Delete the oldest commits while the live data is larger than this.
+    pub max_bytes: Option<i64>,
+}
+
+/// A stored span with its resource and scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpan {
+    pub service: String,
+    /// The resource and scope: one `ScopeSpans` without spans.
+    pub resource: Arc<ResourceSpans>,
+    pub span: Span,
+}
+
+/// What `/api/traces` asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceQuery {
+    pub service: String,
+    pub operation: Option<String>,
+    /// Attribute key and value; all must match one span.
+    pub tags: Vec<(String, String)>,
+    pub min_duration_ns: Option<i64>,
+    pub max_duration_ns: Option<i64>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub errors_only: bool,
+    pub limit: usize,
+}
+
+/// A cross-service call: `parent`'s span is the parent of `child`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub parent: String,
+    pub child: String,
+    pub calls: i64,
+    pub errors: i64,
+}
+
+fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// The database path for a data directory, creating the directory.
+///
+/// # Errors
+///
+/// A directory that cannot be created.
+pub fn db_path(dir: &Path) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(dir.join(DB_FILE))
+}
+
+fn connect(path: &Path, fsync: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(sqlite(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sqlite(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sqlite(path))?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })
+        .map_err(sqlite(path))?;
+    Ok(conn)
+}
+
+/// The single writer.
+#[derive(Debug)]
+pub struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    services: HashMap<String, i64>,
+    operations: HashMap<(i64, String, i32), i64>,
+    resources: HashMap<i64, i64>,
+}
+
+impl Writer {
+    /// Opens (creating if needed) `DIR/spans.db`.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable or foreign database, or one of another schema version.
+    pub fn open(dir: &Path, fsync: bool) -> Result<Writer, StoreError> {
+        let path = db_path(dir)?;
+        let conn = connect(&path, fsync)?;
+        let e = sqlite(&path);
+        conn.execute_batch(SCHEMA).map_err(&e)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(&e)?;
+        match found {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(&e)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(found) => return Err(StoreError::Schema { path, found }),
+        }
+        let services = conn
+            .prepare("SELECT name, id FROM services")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .map_err(&e)?;
+        let operations = conn
+            .prepare("SELECT service, name, kind, id FROM operations")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?
+                    .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .map_err(&e)?;
+        let resources = conn
+            .prepare("SELECT hash, id FROM resources")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .map_err(&e)?;
+        drop(e);
+        Ok(Writer {
+            conn,
+            path,
+            services,
+            operations,
+            resources,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the batches in one transaction (a group commit).
+    ///
+    /// # Errors
+    ///
+    /// SQLite failing (disk full, I/O error); nothing of the batches is stored then.
+    pub fn write(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
+        let e = sqlite(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let (mut last_span, mut last_tag) = (0i64, 0i64);
+        {
+            let mut insert_span = tx
+                .prepare_cached(
+                    "INSERT INTO spans(trace_id, span_id, parent_id, service, operation, start_ns, \
+                     duration_ns, error, resource, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(&e)?;
+            let mut insert_tag = tx
+                .prepare_cached("INSERT INTO tags(hash, span) VALUES (?1, ?2)")
+                .map_err(&e)?;
+            for batch in batches {
+                for r in &batch.resources {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        self.resources.entry(r.hash)
+                    {
+                        let id: i64 = tx
+                            .query_row(
+                                "INSERT INTO resources(hash, blob) VALUES (?1, ?2) \
+                                 ON CONFLICT(hash) DO UPDATE SET hash = hash RETURNING id",
+                                params![r.hash, r.blob],
+                                |row| row.get(0),
+                            )
+                            .map_err(&e)?;
+                        slot.insert(id);
+                    }
+                }
+                for s in &batch.spans {
+                    let service = match self.services.get(&s.service) {
+                        Some(&id) => id,
+                        None => {
+                            let id: i64 = tx
+                                .query_row(
+                                    "INSERT INTO services(name) VALUES (?1) RETURNING id",
+                                    [&s.service],
+                                    |row| row.get(0),
+                                )
+                                .map_err(&e)?;
+                            self.services.insert(s.service.clone(), id);
+                            id
+                        }
+                    };
+                    let key = (service, s.operation.clone(), s.kind);
+                    let operation = match self.operations.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let id: i64 = tx
+                                .query_row(
+                                    "INSERT INTO operations(service, name, kind) VALUES (?1, ?2, ?3) \
+                                     RETURNING id",
+                                    params![service, s.operation, s.kind],
+                                    |row| row.get(0),
+                                )
+                                .map_err(&e)?;
+                            self.operations.insert(key, id);
+                            id
+                        }
+                    };
+                    let resource = self.resources.get(&s.resource).copied().unwrap_or(0);
+                    insert_span
+                        .execute(params![
+                            &s.trace_id[..],
+                            &s.span_id[..],
+                            s.parent_id.as_ref().map(|p| &p[..]),
+                            service,
+                            operation,
+                            s.start_ns,
+                            s.duration_ns,
+                            s.error,
+                            resource,
+                            s.blob,
+                        ])
+                        .map_err(&e)?;
+                    last_span = tx.last_insert_rowid();
+                    for &hash in &s.tags {
+                        insert_tag.execute(params![hash, last_span]).map_err(&e)?;
+                        last_tag = tx.last_insert_rowid();
+                    }
+                }
+            }
+        }
+        if last_span > 0 {
+            if last_tag == 0 {
+                last_tag = tx
+                    .query_row("SELECT coalesce(max(id), 0) FROM tags", [], |r| r.get(0))
+                    .map_err(&e)?;
+            }
+            tx.execute(
+                "INSERT INTO commits(at_ms, last_span, last_tag) VALUES (?1, ?2, ?3)",
+                params![now_ms(), last_span, last_tag],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Deletes by age, then oldest-first while over the size limit, at most
+    /// `max_rows` spans per call (so the writer never stalls for long).
+    /// Returns the number of spans deleted.
+    ///
+    /// # Errors
+    ///
+    /// SQLite failing.
+    pub fn enforce(&mut self, retention: Retention, max_rows: i64) -> Result<i64, StoreError> {
+        let e = sqlite(&self.path);
+        let mut deleted = 0;
+        if let Some(max_age) = retention.max_age_ms {
+            let cutoff = now_ms() - max_age;
+            let cut: Option<(i64, i64, i64)> = self
+                .conn
+                .query_row(
+                    "SELECT id, last_span, last_tag FROM commits WHERE at_ms < ?1 \
+                     AND last_span <= (SELECT min(id) FROM spans) + ?2 ORDER BY id DESC LIMIT 1",
+                    params![cutoff, max_rows],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(&e)?;
+            let cut = match cut {
+                Some(c) => Some(c),
+                // The oldest old commit alone may be larger than max_rows.
+                None => self
+                    .conn
+                    .query_row(
+                        "SELECT id, last_span, last_tag FROM commits WHERE at_ms < ?1 ORDER BY id LIMIT 1",
+                        [cutoff],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(&e)?,
+            };
+            if let Some(cut) = cut {
+                deleted += self.delete_through(cut)?;
+            }
+        }
+        if let Some(max_bytes) = retention.max_bytes
+            && deleted < max_rows
+            && self.live_bytes()? > max_bytes
+        {
+            // Free about a twentieth of the spans, at commit boundaries.
+            let cut: Option<(i64, i64, i64)> = self
+                .conn
+                .query_row(
+                    "SELECT id, last_span, last_tag FROM commits \
+                     WHERE last_span >= (SELECT min(id) + (max(id) - min(id)) / 20 FROM spans) \
+                     ORDER BY id LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(&e)?;
+            if let Some(cut) = cut {
+                deleted += self.delete_through(cut)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn delete_through(
+        &mut self,
+        (commit, last_span, last_tag): (i64, i64, i64),
+    ) -> Result<i64, StoreError> {
+        let e = sqlite(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let n = tx
+            .execute("DELETE FROM spans WHERE id <= ?1", [last_span])
+            .map_err(&e)?;
+        tx.execute("DELETE FROM tags WHERE id <= ?1", [last_tag])
+            .map_err(&e)?;
+        tx.execute("DELETE FROM commits WHERE id <= ?1", [commit])
+            .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(n as i64)
+    }
+
+    /// Bytes held by live pages (the file keeps freed pages for reuse).
+    ///
+    /// # Errors
+    ///
+    /// SQLite failing.
+    pub fn live_bytes(&self) -> Result<i64, StoreError> {
+        live_bytes(&self.conn, &self.path)
+    }
+}
+
+fn live_bytes(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let get = |pragma: &str| -> Result<i64, StoreError> {
+        conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .map_err(sqlite(path))
+    };
+    Ok((get("page_count")? - get("freelist_count")?) * get("page_size")?)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Query connections, opened on demand and reused.
+#[derive(Debug)]
+pub struct Reader {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl Reader {
+    /// A reader of `DIR/spans.db`; the [`Writer`] must have created it.
+    pub fn new(dir: &Path) -> Reader {
+        Reader {
+            path: dir.join(DB_FILE),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = connect(&self.path, false)?;
+                c.pragma_update(None, "query_only", true)
+                    .map_err(sqlite(&self.path))?;
+                c
+            }
+        };
+        let result = f(&conn).map_err(sqlite(&self.path));
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Every service name, sorted.
+    ///
+    /// # Errors
+    ///
+    /// SQLite failing, as for every query here.
+    pub fn services(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT name FROM services ORDER BY name")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+    }
+
+    /// The operations of a service with their span kinds, sorted.
+    pub fn operations(&self, service: &str) -> Result<Vec<(String, i32)>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT o.name, o.kind FROM operations o JOIN services s ON s.id = o.service \
+                 WHERE s.name = ?1 ORDER BY o.name, o.kind",
+            )?
+            .query_map([service], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+    }
+
+    /// Every span of a trace (a span stored twice is returned once).
+    pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Vec<StoredSpan>, StoreError> {
+        let rows: Vec<(String, i64, Vec<u8>, Vec<u8>)> = self.with(|c| {
+            c.prepare_cached(
+                "SELECT sv.name, s.resource, s.span_id, s.blob FROM spans s \
+                 JOIN services sv ON sv.id = s.service WHERE s.trace_id = ?1 ORDER BY s.id",
+            )?
+            .query_map([&trace_id[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect()
+        })?;
+        let mut resources: HashMap<i64, Arc<ResourceSpans>> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for (service, resource_id, span_id, blob) in rows {
+            if !seen.insert(span_id) {
+                continue;
+            }
+            let resource = match resources.get(&resource_id) {
+                Some(r) => r.clone(),
+                None => {
+                    let blob: Vec<u8> = self.with(|c| {
+                        c.prepare_cached("SELECT blob FROM resources WHERE id = ?1")?
+                            .query_row([resource_id], |r| r.get(0))
+                            .optional()
+                            .map(Option::unwrap_or_default)
+                    })?;
+                    let r = Arc::new(ResourceSpans::decode(blob.as_slice()).unwrap_or_default());
+                    resources.insert(resource_id, r.clone());
+                    r
+                }
+            };
+            // Blobs were written by this collector from decoded spans; a row that
+            // does not decode can only be disk corruption, and is skipped.
+            if let Ok(span) = Span::decode(blob.as_slice()) {
+                out.push(StoredSpan {
+                    service,
+                    resource,
+                    span,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Trace ids matching the query, the most recent first.
+    ///
+    /// Indexed tag keys narrow the rows through the tag index; every tag is
+    /// then checked on the decoded span (and its resource), which also covers
+    /// keys that are not indexed. At most `scan_limit` candidate spans are read.
+    pub fn find_traces(
+        &self,
+        q: &TraceQuery,
+        indexed: &std::collections::HashSet<String>,
+        scan_limit: usize,
+    ) -> Result<Vec<[u8; 16]>, StoreError> {
+        let mut sql = String::from(
+            "SELECT s.trace_id, s.resource, s.blob FROM spans s \
+             WHERE s.service = (SELECT id FROM services WHERE name = ?1) \
+             AND s.start_ns >= ?2 AND s.start_ns <= ?3",
+        );
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![q.service.clone().into(), q.start_ns.into(), q.end_ns.into()];
+        let mut arg = |sql: &mut String, text: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&text.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(op) = &q.operation {
+            arg(
+                &mut sql,
+                " AND s.operation IN (SELECT id FROM operations WHERE name = ?)",
+                op.clone().into(),
+            );
+        }
+        if let Some(min) = q.min_duration_ns {
+            arg(&mut sql, " AND s.duration_ns >= ?", min.into());
+        }
+        if let Some(max) = q.max_duration_ns {
+            arg(&mut sql, " AND s.duration_ns <= ?", max.into());
+        }
+        if q.errors_only {
+            sql.push_str(" AND s.error = 1");
+        }
+        for (k, v) in &q.tags {
+            // Tags the Jaeger mapping derives (error, span.kind, ...) are not
+            // attributes, so the tag index does not hold them.
+            if indexed.contains(k) && !crate::jaeger::DERIVED_TAGS.contains(&k.as_str()) {
+                arg(
+                    &mut sql,
+                    " AND s.id IN (SELECT span FROM tags WHERE hash = ?)",
+                    tag_hash(k, v).into(),
+                );
+            }
+        }
+        sql.push_str(" ORDER BY s.start_ns DESC");
+        let check_tags = !q.tags.is_empty();
+        self.with(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            let mut out: Vec<[u8; 16]> = Vec::new();
+            let mut resources: HashMap<i64, Option<ResourceSpans>> = HashMap::new();
+            let mut scanned = 0;
+            while let Some(row) = rows.next()? {
+                scanned += 1;
+                if scanned > scan_limit || out.len() >= q.limit {
+                    break;
+                }
+                let id: Vec<u8> = row.get(0)?;
+                let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                    continue;
+                };
+                if out.contains(&id) {
+                    continue;
+                }
+                if check_tags {
+                    let blob: Vec<u8> = row.get(2)?;
+                    let Ok(span) = Span::decode(blob.as_slice()) else {
+                        continue;
+                    };
+                    let resource_id: i64 = row.get(1)?;
+                    let resource = match resources.get(&resource_id) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let blob: Option<Vec<u8>> = c
+                                .prepare_cached("SELECT blob FROM resources WHERE id = ?1")?
+                                .query_row([resource_id], |r| r.get(0))
+                                .optional()?;
+                            let r = blob.and_then(|b| ResourceSpans::decode(b.as_slice()).ok());
+                            resources.insert(resource_id, r.clone());
+                            r
+                        }
+                    };
+                    if !q
+                        .tags
+                        .iter()
+                        .all(|(k, v)| crate::jaeger::span_has_tag(&span, resource.as_ref(), k, v))
+                    {
+                        continue;
+                    }
+                }
+                out.push(id);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Cross-service parent/child pairs among spans that started in the window.
+    pub fn dependencies(&self, start_ns: i64, end_ns: i64) -> Result<Vec<Dependency>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT ps.name, cs.name, count(*), sum(ch.error) FROM spans ch \
+                 JOIN spans pa ON pa.trace_id = ch.trace_id AND pa.span_id = ch.parent_id \
+                 JOIN services ps ON ps.id = pa.service JOIN services cs ON cs.id = ch.service \
+                 WHERE ch.start_ns >= ?1 AND ch.start_ns <= ?2 AND ch.parent_id IS NOT NULL \
+                 AND pa.service != ch.service GROUP BY ps.name, cs.name ORDER BY ps.name, cs.name",
+            )?
+            .query_map([start_ns, end_ns], |r| {
+                Ok(Dependency {
+                    parent: r.get(0)?,
+                    child: r.get(1)?,
+                    calls: r.get(2)?,
+                    errors: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// `(duration_ns, error)` of the service's SERVER spans that started at or after `since_ns`.
+    pub fn server_spans(
+        &self,
+        service: &str,
+        since_ns: i64,
+    ) -> Result<Vec<(i64, bool)>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT s.duration_ns, s.error FROM spans s \
+                 WHERE s.service = (SELECT id FROM services WHERE name = ?1) AND s.start_ns >= ?2 \
+                 AND s.operation IN (SELECT o.id FROM operations o JOIN services sv ON sv.id = o.service \
+                 WHERE sv.name = ?1 AND o.kind = 2)",
+            )?
+            .query_map(params![service, since_ns], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+    }
+
+    /// Bytes of the database and its WAL on disk.
+    pub fn disk_bytes(&self) -> i64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() as i64);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        len(&self.path) + len(Path::new(&wal))
+    }
+
+    /// Spans stored.
+    pub fn span_count(&self) -> Result<i64, StoreError> {
+        self.with(|c| c.query_row("SELECT count(*) FROM spans", [], |r| r.get(0)))
+    }
+
+    /// Bytes held by live pages.
+    pub fn live_bytes(&self) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        self.with(|c| {
+            live_bytes(c, &path).map_err(|e| match e {
+                StoreError::Sqlite { source, .. } => source,
+                _ => rusqlite::Error::InvalidQuery,
+            })
+        })
+    }
+}

@@ -1,0 +1,486 @@
+//! Decoding, validation, storage and retention, on fixtures and generated spans.
+
+use crate::ingest::{self, Batch};
+use crate::otlp::{
+    AnyValue, ExportTraceServiceRequest, KeyValue, Resource, ResourceSpans, ScopeSpans, Span,
+    Status, Value, kind, status,
+};
+use crate::store::{Reader, Retention, TraceQuery, Writer};
+use prost::Message as _;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+const FIXTURE: &str = include_str!("../../../../shared/fixtures/otlp/trace.json");
+
+fn indexed() -> HashSet<String> {
+    ingest::DEFAULT_INDEXED_TAGS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+/// A request of one service's spans; `spans` are (trace byte, span byte, parent byte, start, duration, http status).
+fn request(service: &str, spans: &[(u8, u8, u8, u64, u64, i64)]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::String(service.into()))],
+                dropped_attributes_count: 0,
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: None,
+                spans: spans
+                    .iter()
+                    .map(|&(t, s, p, start, dur, http)| Span {
+                        trace_id: vec![t; 16],
+                        span_id: vec![s; 8],
+                        parent_span_id: if p == 0 { Vec::new() } else { vec![p; 8] },
+                        name: format!("GET /{service}"),
+                        kind: kind::SERVER,
+                        start_time_unix_nano: start,
+                        end_time_unix_nano: start + dur,
+                        attributes: vec![kv("http.status_code", Value::Int(http))],
+                        ..Span::default()
+                    })
+                    .collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "collector-{name}-{}-{}",
+            std::process::id(),
+            crate::store::now_ns()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn fixture_json_decodes_every_field() {
+    let request = crate::json::decode_request(FIXTURE.as_bytes()).expect("fixture decodes");
+    let rs = &request.resource_spans[0];
+    assert_eq!(
+        crate::otlp::attribute(&rs.resource.as_ref().unwrap().attributes, "service.name"),
+        Some(&Value::String("my.service".into()))
+    );
+    let scope = rs.scope_spans[0].scope.as_ref().unwrap();
+    assert_eq!(
+        (scope.name.as_str(), scope.version.as_str()),
+        ("my.library", "1.0.0")
+    );
+    assert_eq!(scope.attributes[0].key, "my.scope.attribute");
+    let span = &rs.scope_spans[0].spans[0];
+    assert_eq!(
+        ingest::hex(&span.trace_id),
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert_eq!(ingest::hex(&span.span_id), "eee19b7ec3c1b174");
+    assert_eq!(ingest::hex(&span.parent_span_id), "eee19b7ec3c1b173");
+    assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    assert_eq!(span.kind, kind::SERVER);
+    assert_eq!(
+        crate::otlp::attribute(&span.attributes, "my.span.attr"),
+        Some(&Value::String("some value".into()))
+    );
+    // The protobuf encoding decodes to the same message.
+    let again = ExportTraceServiceRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(again, request);
+}
+
+#[test]
+fn json_takes_every_value_kind_and_names_bad_paths() {
+    let body = br#"{"resource_spans":[{"scopeSpans":[{"spans":[{
+        "traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708",
+        "name":"x","kind":"SPAN_KIND_CLIENT","startTimeUnixNano":5,"endTimeUnixNano":"9",
+        "status":{"code":"STATUS_CODE_ERROR","message":"boom"},
+        "attributes":[
+          {"key":"s","value":{"stringValue":"v"}},{"key":"b","value":{"boolValue":true}},
+          {"key":"i","value":{"intValue":"-42"}},{"key":"d","value":{"doubleValue":"NaN"}},
+          {"key":"y","value":{"bytesValue":"AAEC"}},
+          {"key":"a","value":{"arrayValue":{"values":[{"intValue":1},{"stringValue":"two"}]}}},
+          {"key":"m","value":{"kvlistValue":{"values":[{"key":"k","value":{"boolValue":false}}]}}}],
+        "events":[{"timeUnixNano":"7","name":"retry","attributes":[{"key":"n","value":{"intValue":2}}]}],
+        "links":[{"traceId":"0102030405060708090a0b0c0d0e0f11","spanId":"0102030405060709"}]
+    }]}]}]}"#;
+    let request = crate::json::decode_request(body).expect("decodes");
+    let span = &request.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.kind, kind::CLIENT);
+    assert_eq!(span.status.as_ref().unwrap().code, status::ERROR);
+    assert_eq!(span.attributes.len(), 7);
+    assert_eq!(
+        crate::otlp::attribute(&span.attributes, "i"),
+        Some(&Value::Int(-42))
+    );
+    assert_eq!(
+        crate::otlp::attribute(&span.attributes, "y"),
+        Some(&Value::Bytes(vec![0, 1, 2]))
+    );
+    assert!(
+        matches!(crate::otlp::attribute(&span.attributes, "d"), Some(Value::Double(d)) if d.is_nan())
+    );
+    assert_eq!(span.events[0].time_unix_nano, 7);
+    assert_eq!(span.links.len(), 1);
+
+    let bad = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#;
+    let e = crate::json::decode_request(bad).unwrap_err();
+    assert_eq!(e.path, "$.resourceSpans[0].scopeSpans[0].spans[0].traceId");
+    let e = crate::json::decode_request(br#"{"resourceSpans":{}}"#).unwrap_err();
+    assert!(e.message.contains("array"), "{e}");
+}
+
+#[test]
+fn invalid_spans_are_rejected_alone() {
+    let mut req = request(
+        "a",
+        &[
+            (1, 1, 0, 10, 5, 200),
+            (0, 2, 0, 10, 5, 200),
+            (1, 3, 0, 10, 0, 200),
+        ],
+    );
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    spans[2].end_time_unix_nano = 1;
+    spans.push(Span {
+        trace_id: vec![1; 15],
+        span_id: vec![4; 8],
+        start_time_unix_nano: 1,
+        ..Span::default()
+    });
+    let prepared = ingest::prepare(req, &indexed());
+    assert_eq!(prepared.batch.spans.len(), 1);
+    assert_eq!(prepared.rejected, 3);
+    let message = prepared.message();
+    assert!(message.contains("trace id is all zeros"), "{message}");
+    assert!(
+        message.contains("end time is before start time"),
+        "{message}"
+    );
+    assert!(
+        message.contains("trace id has 15 bytes, want 16"),
+        "{message}"
+    );
+}
+
+#[test]
+fn error_is_status_error_or_http_5xx_when_unset() {
+    let mut span = Span {
+        attributes: vec![kv("http.response.status_code", Value::Int(503))],
+        ..Span::default()
+    };
+    assert!(ingest::is_error(&span));
+    span.status = Some(Status {
+        code: status::OK,
+        message: String::new(),
+    });
+    assert!(!ingest::is_error(&span));
+    span.status = Some(Status {
+        code: status::ERROR,
+        message: String::new(),
+    });
+    span.attributes.clear();
+    assert!(ingest::is_error(&span));
+}
+
+/// Random and truncated bytes never panic a decoder; every failure is an error value.
+#[test]
+fn decoders_survive_garbage() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let valid = request("svc", &[(1, 1, 0, 10, 5, 200), (1, 2, 1, 11, 3, 500)]).encode_to_vec();
+    let json = FIXTURE.as_bytes();
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for n in 0..valid.len() {
+        inputs.push(valid[..n].to_vec());
+    }
+    for n in (0..json.len()).step_by(7) {
+        inputs.push(json[..n].to_vec());
+    }
+    for _ in 0..2000 {
+        let len = (next() % 300) as usize;
+        inputs.push((0..len).map(|_| next() as u8).collect());
+    }
+    for _ in 0..2000 {
+        let mut flipped = valid.clone();
+        let i = (next() as usize) % flipped.len();
+        flipped[i] ^= next() as u8;
+        inputs.push(flipped);
+    }
+    for input in &inputs {
+        if let Ok(req) = ExportTraceServiceRequest::decode(input.as_slice()) {
+            let _ = ingest::prepare(req, &indexed());
+        }
+        if let Ok(req) = crate::json::decode_request(input) {
+            let _ = ingest::prepare(req, &indexed());
+        }
+        let _ = crate::server::gunzip(input, 1 << 20);
+        let _ = crate::server::grpc_message(input, "gzip", 1 << 20);
+    }
+}
+
+#[test]
+fn gzip_bombs_stop_at_the_limit() {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![0u8; 8 << 20]).unwrap();
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 64 << 10);
+    let e = crate::server::gunzip(&bomb, 1 << 20).unwrap_err();
+    assert!(e.contains("past the limit"), "{e}");
+    assert_eq!(
+        crate::server::gunzip(&bomb, 8 << 20).map(|v| v.len()),
+        Ok(8 << 20)
+    );
+}
+
+fn write(writer: &mut Writer, req: ExportTraceServiceRequest) {
+    let prepared = ingest::prepare(req, &indexed());
+    assert_eq!(prepared.rejected, 0, "{}", prepared.message());
+    writer.write(&[&prepared.batch]).expect("write");
+}
+
+#[test]
+fn store_answers_trace_search_dependencies_and_stats() {
+    let dir = TempDir::new("store");
+    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let now = crate::store::now_ns() as u64;
+    // Trace 1: a -> b (b fails with 500); trace 2: a alone, slow.
+    write(
+        &mut writer,
+        request(
+            "a",
+            &[
+                (1, 1, 0, now, 50_000_000, 200),
+                (2, 5, 0, now + 1, 900_000_000, 200),
+            ],
+        ),
+    );
+    write(
+        &mut writer,
+        request("b", &[(1, 2, 1, now + 10, 20_000_000, 500)]),
+    );
+    let reader = Reader::new(&dir.0);
+    assert_eq!(reader.services().unwrap(), ["a", "b"]);
+    assert_eq!(
+        reader.operations("b").unwrap(),
+        [("GET /b".to_string(), kind::SERVER)]
+    );
+    let trace = reader.trace(&[1; 16]).unwrap();
+    assert_eq!(trace.len(), 2);
+    assert_eq!(trace[1].service, "b");
+    let q = |f: &dyn Fn(&mut TraceQuery)| {
+        let mut query = TraceQuery {
+            service: "a".into(),
+            end_ns: i64::MAX,
+            limit: 10,
+            ..TraceQuery::default()
+        };
+        f(&mut query);
+        reader.find_traces(&query, &indexed(), 1000).unwrap()
+    };
+    assert_eq!(q(&|_| {}), [[2; 16], [1; 16]]);
+    assert_eq!(q(&|q| q.min_duration_ns = Some(100_000_000)), [[2; 16]]);
+    assert_eq!(q(&|q| q.max_duration_ns = Some(100_000_000)), [[1; 16]]);
+    assert_eq!(
+        q(&|q| {
+            q.service = "b".into();
+            q.errors_only = true
+        }),
+        [[1; 16]]
+    );
+    assert!(q(&|q| q.errors_only = true).is_empty());
+    assert_eq!(
+        q(&|q| {
+            q.service = "b".into();
+            q.tags = vec![("http.status_code".into(), "500".into())]
+        }),
+        [[1; 16]]
+    );
+    assert!(q(&|q| q.tags = vec![("http.status_code".into(), "500".into())]).is_empty());
+    // A key without a tag index is matched on the decoded spans.
+    assert_eq!(
+        q(&|q| q.tags = vec![("service.name".into(), "a".into())]).len(),
+        2
+    );
+    assert_eq!(q(&|q| q.operation = Some("GET /a".into())).len(), 2);
+    assert!(q(&|q| q.operation = Some("GET /b".into())).is_empty());
+
+    let deps = reader.dependencies(0, i64::MAX).unwrap();
+    assert_eq!(deps.len(), 1);
+    assert_eq!(
+        (
+            deps[0].parent.as_str(),
+            deps[0].child.as_str(),
+            deps[0].calls,
+            deps[0].errors
+        ),
+        ("a", "b", 1, 1)
+    );
+    assert_eq!(reader.server_spans("b", 0).unwrap(), [(20_000_000, true)]);
+    assert!(
+        reader
+            .server_spans("b", now as i64 + 1_000_000_000)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn jaeger_json_keeps_every_field_of_the_fixture() {
+    let dir = TempDir::new("jaeger");
+    let mut writer = Writer::open(&dir.0, false).unwrap();
+    write(
+        &mut writer,
+        crate::json::decode_request(FIXTURE.as_bytes()).unwrap(),
+    );
+    let id: [u8; 16] = crate::json::hex_decode("5b8efff798038103d269b633813fc60c")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let spans = Reader::new(&dir.0).trace(&id).unwrap();
+    let json = crate::jaeger::trace(&id, &spans);
+    let span = &json["spans"][0];
+    assert_eq!(span["spanID"], "eee19b7ec3c1b174");
+    assert_eq!(span["operationName"], "I'm a server span");
+    assert_eq!(span["references"][0]["spanID"], "eee19b7ec3c1b173");
+    assert_eq!(span["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(span["startTime"], 1_544_712_660_000_000u64);
+    assert_eq!(span["duration"], 1_000_000);
+    let tags = span["tags"].as_array().unwrap();
+    let tag = |k: &str| {
+        tags.iter()
+            .find(|t| t["key"] == k)
+            .map(|t| t["value"].clone())
+    };
+    assert_eq!(tag("my.span.attr"), Some("some value".into()));
+    assert_eq!(tag("span.kind"), Some("server".into()));
+    assert_eq!(tag("otel.scope.name"), Some("my.library".into()));
+    assert_eq!(tag("otel.scope.version"), Some("1.0.0".into()));
+    assert_eq!(
+        tag("my.scope.attribute"),
+        Some("some scope attribute".into())
+    );
+    assert_eq!(
+        json["processes"][span["processID"].as_str().unwrap()]["serviceName"],
+        "my.service"
+    );
+    // And the analysis view of the Jaeger JSON is the analysis view of the store.
+    let from_json = crate::jaeger::analysis_spans(&json);
+    let from_store: Vec<traces::Span> = spans.iter().map(crate::to_analysis_span).collect();
+    assert_eq!(from_json[0].span_id, from_store[0].span_id);
+    assert_eq!(from_json[0].parent_span_id, from_store[0].parent_span_id);
+    assert_eq!(from_json[0].kind, traces::SpanKind::Server);
+    assert_eq!(from_json[0].service, "my.service");
+}
+
+#[test]
+fn a_reopened_store_keeps_its_spans_and_catalog() {
+    let dir = TempDir::new("reopen");
+    let mut writer = Writer::open(&dir.0, false).unwrap();
+    write(&mut writer, request("a", &[(1, 1, 0, 100, 5, 200)]));
+    drop(writer);
+    let mut writer = Writer::open(&dir.0, false).unwrap();
+    write(&mut writer, request("a", &[(1, 2, 1, 101, 5, 200)]));
+    let reader = Reader::new(&dir.0);
+    assert_eq!(reader.trace(&[1; 16]).unwrap().len(), 2);
+    assert_eq!(reader.services().unwrap(), ["a"]);
+}
+
+#[test]
+fn retention_deletes_oldest_commits_by_age_and_by_size() {
+    let dir = TempDir::new("retention");
+    let mut writer = Writer::open(&dir.0, false).unwrap();
+    for t in 1..=40u8 {
+        let spans: Vec<_> = (1..=50u8)
+            .map(|s| (t, s, 0, 100 + u64::from(s), 5, 200))
+            .collect();
+        write(&mut writer, request("a", &spans));
+    }
+    let reader = Reader::new(&dir.0);
+    assert_eq!(reader.span_count().unwrap(), 2000);
+    // Nothing is old enough yet.
+    let keep = Retention {
+        max_age_ms: Some(3_600_000),
+        max_bytes: None,
+    };
+    assert_eq!(writer.enforce(keep, 10_000).unwrap(), 0);
+    // By size: each call frees about a twentieth, oldest traces first.
+    let size = writer.live_bytes().unwrap();
+    let half = Retention {
+        max_age_ms: None,
+        max_bytes: Some(size / 2),
+    };
+    while writer.live_bytes().unwrap() > size / 2 {
+        assert!(writer.enforce(half, 10_000).unwrap() > 0);
+    }
+    assert!(reader.trace(&[1; 16]).unwrap().is_empty());
+    assert_eq!(reader.trace(&[40; 16]).unwrap().len(), 50);
+    let left = reader.span_count().unwrap();
+    assert!(left > 0 && left < 2000, "{left}");
+    // By age, a bounded number of rows per call, until nothing is left.
+    let all = Retention {
+        max_age_ms: Some(-1),
+        max_bytes: None,
+    };
+    let mut deleted = 0;
+    while reader.span_count().unwrap() > 0 {
+        let n = writer.enforce(all, 300).unwrap();
+        assert!(n > 0 && n <= 300, "{n}");
+        deleted += n;
+    }
+    assert_eq!(deleted, left);
+    // The tag index went with them.
+    let query = TraceQuery {
+        service: "a".into(),
+        end_ns: i64::MAX,
+        limit: 10,
+        tags: vec![("http.status_code".into(), "200".into())],
+        ..TraceQuery::default()
+    };
+    assert!(
+        reader
+            .find_traces(&query, &indexed(), 1000)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn one_batch_holds_each_resource_once() {
+    let prepared = ingest::prepare(
+        request("a", &[(1, 1, 0, 1, 1, 200), (1, 2, 0, 1, 1, 200)]),
+        &indexed(),
+    );
+    let Batch { resources, spans } = prepared.batch;
+    assert_eq!(resources.len(), 1);
+    assert_eq!(spans.len(), 2);
+    assert!(spans.iter().all(|s| s.resource == resources[0].hash));
+    assert_eq!(spans[0].tags, [ingest::tag_hash("http.status_code", "200")]);
+}

@@ -1,0 +1,104 @@
+//! Progressive delivery, the I/O edge: the executors that change routing
+//! (the bulkhead gateway's admin API, a GitOps repository, a Kubernetes API
+//! server), the metric providers that feed analysis gates, the state
+//! database that records every transition before it is acted on, and the
+//! driver that runs a rollout from the pure `rollout` crate's state machine.
+
+pub mod analysis;
+pub mod driver;
+pub mod executor;
+pub mod gateway;
+pub mod gitops;
+pub mod kubernetes;
+pub mod metrics;
+pub mod state;
+
+pub use executor::{ExecError, Executor, Labels, WeightedPool};
+
+#[cfg(test)]
+mod testutil;
+
+use analysis::Sources;
+use state::Target;
+use std::collections::BTreeMap;
+
+fn token(env: Option<&String>) -> Result<Option<String>, ExecError> {
+    env.map(|name| {
+        std::env::var(name).map_err(|_| ExecError::Refused {
+            target: format!("environment variable {name}"),
+            detail: "not set (it should hold the bearer token)".to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// Builds the executor and the metric sources a stored target describes,
+/// reading tokens from the environment variables it names.
+///
+/// # Errors
+/// When a token variable is unset or the executor cannot be set up.
+pub fn connect(target: &Target) -> Result<(Box<dyn Executor>, Sources), ExecError> {
+    Ok(match target {
+        Target::Gateway {
+            admin,
+            token_env,
+            metrics,
+        } => {
+            let token = token(token_env.as_ref())?;
+            let sources = Sources {
+                gateway_metrics: Some(metrics.clone()),
+                gateway_token: token.clone(),
+            };
+            (
+                Box::new(gateway::GatewayExecutor::new(admin, token)?),
+                sources,
+            )
+        }
+        Target::Gitops {
+            repo,
+            branch,
+            metrics,
+            metrics_token_env,
+        } => (
+            Box::new(gitops::GitOpsExecutor::new(repo, branch)?),
+            Sources {
+                gateway_metrics: metrics.clone(),
+                gateway_token: token(metrics_token_env.as_ref())?,
+            },
+        ),
+        Target::Kubernetes {
+            api,
+            namespace,
+            token_env,
+            metrics,
+            metrics_token_env,
+        } => (
+            Box::new(kubernetes::KubernetesExecutor::new(
+                api,
+                namespace,
+                token(token_env.as_ref())?,
+            )?),
+            Sources {
+                gateway_metrics: metrics.clone(),
+                gateway_token: token(metrics_token_env.as_ref())?,
+            },
+        ),
+    })
+}
+
+/// The routing of every service outside the rollout's change set: what the
+/// executor reports, less the routes the plan changes.
+///
+/// # Errors
+/// When the executor cannot be read.
+pub fn outside_routing(
+    executor: &mut dyn Executor,
+    plan: &rollout::Plan,
+) -> Result<BTreeMap<String, String>, ExecError> {
+    let mut routing = executor.routing()?;
+    for (name, service) in &plan.rollouts {
+        routing.remove(name);
+        routing.remove(&service.route);
+    }
+    Ok(routing)
+}
