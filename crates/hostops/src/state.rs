@@ -22,11 +22,6 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("creating state directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("state database {path}: {what} is not valid JSON: {source}")]
     Json {
         path: PathBuf,
@@ -35,10 +30,8 @@ pub enum StateError {
     },
     #[error("state database {path}: run {run} does not exist")]
     NoSuchRun { path: PathBuf, run: i64 },
-    #[error(
-        "state database {path} has schema version {found}; this bulkhead knows {SCHEMA_VERSION}"
-    )]
-    Schema { path: PathBuf, found: i64 },
+    #[error(transparent)]
+    Open(#[from] statedb::OpenError),
     #[error("run {run}: {source}")]
     Replay {
         run: i64,
@@ -83,33 +76,11 @@ impl StateDb {
     ///
     /// When the folder or the database cannot be created, or the schema is newer than this program.
     pub fn open(dir: &Path) -> Result<StateDb, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = dir.join(DB_FILE);
+        let (conn, path) = statedb::open(dir, DB_FILE, SCHEMA_VERSION)?;
         let sql = |source| StateError::Sqlite {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
-        if version > SCHEMA_VERSION {
-            return Err(StateError::Schema {
-                path,
-                found: version,
-            });
-        }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS runs (
                  id INTEGER PRIMARY KEY,

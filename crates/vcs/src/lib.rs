@@ -353,7 +353,11 @@ impl Repo {
         )?;
         let commit = String::from_utf8_lossy(&commit).trim().to_string();
         let reference = format!("refs/heads/{branch}");
-        self.run(&["update-ref", &reference, &commit, expected_old], None, &[])?;
+        self.run(
+            &["update-ref", &reference, &commit, expected_old],
+            None,
+            &[],
+        )?;
         Ok(commit)
     }
 

@@ -19,12 +19,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("images", &["model"]),
     ("registry", &["model"]),
     ("patch", &["model", "scan"]),
-    ("hostops", &["model", "patch"]),
+    ("hostops", &["model", "patch", "statedb"]),
+    ("statedb", &[]),
     ("gateway", &["scan"]),
     ("traces", &[]),
     ("collector", &["traces"]),
     ("rollout", &["model", "scan", "impact"]),
-    ("orchestrator", &["registry", "rollout", "scan", "vcs"]),
+    (
+        "orchestrator",
+        &["registry", "rollout", "scan", "statedb", "vcs"],
+    ),
     (
         "bulkhead",
         &[
