@@ -12,16 +12,12 @@ use prost::Message as _;
 use std::collections::HashSet;
 
 /// Attribute keys indexed for tag queries unless the collector is told otherwise.
-pub const DEFAULT_INDEXED_TAGS: &[&str] = &[
-    "http.status_code",
-    "http.response.status_code",
-    "http.method",
-    "http.request.method",
-    "http.route",
-    "rpc.method",
-    "peer.service",
-    "db.system",
-];
+///
+/// Selective keys only: a tag row per span costs ingest, and an index on
+/// `http.request.method=GET` or a 200 status narrows nothing. Failures have
+/// their own index (the error column); other keys are matched by scanning.
+pub const DEFAULT_INDEXED_TAGS: &[&str] =
+    &["http.route", "rpc.method", "peer.service", "db.system"];
 
 /// The service name of a resource without `service.name` (the OTel SDK default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";

@@ -86,20 +86,33 @@ fn kv(key: &str, value: Value) -> KeyValue {
     }
 }
 
-/// One export request of `n` spans of one service, in traces of [`TRACE_SPANS`].
-/// Trace ids are `prefix` (8 bytes) followed by the trace's index.
-fn request(
-    prefix: [u8; 8],
-    first_trace: u64,
-    n: usize,
-    service: &str,
-) -> ExportTraceServiceRequest {
+/// Trace number `n`'s id: a scrambled half, so ids are spread over the
+/// index as random W3C trace ids are, and `n` itself.
+fn trace_id(n: u64) -> [u8; 16] {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let mut id = [0; 16];
+    id[..8].copy_from_slice(&z.to_be_bytes());
+    id[8..].copy_from_slice(&n.to_be_bytes());
+    id
+}
+
+/// One export request of `n` spans of one service, in traces of [`TRACE_SPANS`]
+/// numbered from `first_trace`; with `marker`, every trace id is [`MARKER`] and zeros.
+fn request(first_trace: u64, n: usize, service: &str, marker: bool) -> ExportTraceServiceRequest {
     let base = 1_780_000_000_000_000_000u64 + first_trace * 1_000_000;
     let spans = (0..n)
         .map(|i| {
             let trace = first_trace + (i / TRACE_SPANS) as u64;
-            let mut trace_id = prefix.to_vec();
-            trace_id.extend_from_slice(&trace.to_be_bytes());
+            let trace_id = if marker {
+                let mut id = MARKER.to_vec();
+                id.extend_from_slice(&[0; 8]);
+                id
+            } else {
+                trace_id(trace).to_vec()
+            };
             let in_trace = (i % TRACE_SPANS) as u64;
             let span_id = (in_trace + 1).to_be_bytes().to_vec();
             let parent = if in_trace == 0 {
@@ -167,36 +180,35 @@ fn request(
     }
 }
 
-/// A request body whose trace ids can be renewed in place: the offsets of
-/// every trace id's 8-byte prefix.
+/// A request body whose trace ids can be renewed in place: the offset of
+/// every span's trace id, in span order.
 struct Template {
     body: Vec<u8>,
-    prefix_offsets: Vec<usize>,
+    offsets: Vec<usize>,
 }
 
 const MARKER: [u8; 8] = [0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5];
 
 impl Template {
     fn new(batch: usize, service: &str) -> Template {
-        let body = request(MARKER, 0, batch, service).encode_to_vec();
-        let prefix_offsets = body
+        let body = request(0, batch, service, true).encode_to_vec();
+        let offsets = body
             .windows(8)
             .enumerate()
             .filter(|(_, w)| *w == MARKER)
             .map(|(i, _)| i)
             .collect();
-        Template {
-            body,
-            prefix_offsets,
-        }
+        Template { body, offsets }
     }
 
-    /// The body with every trace id prefix set to `n`: new traces each call.
+    /// Request number `n`: traces numbered from `n` times the traces per request, new each call.
     fn render(&self, n: u64, out: &mut Vec<u8>) {
         out.clear();
         out.extend_from_slice(&self.body);
-        for &at in &self.prefix_offsets {
-            out[at..at + 8].copy_from_slice(&(n | 1 << 63).to_be_bytes());
+        let first = n * self.offsets.len().div_ceil(TRACE_SPANS) as u64;
+        for (i, &at) in self.offsets.iter().enumerate() {
+            let id = trace_id(first + (i / TRACE_SPANS) as u64);
+            out[at..at + 16].copy_from_slice(&id);
         }
     }
 }
@@ -452,7 +464,7 @@ fn fill(dir: &Path, stored: usize) -> Result<(u64, Duration), String> {
         let first_trace = (written / TRACE_SPANS) as u64;
         let service = SERVICES[(written / per_request) % SERVICES.len()];
         let prepared =
-            collector::ingest::prepare(request([0x42; 8], first_trace, n, service), &indexed);
+            collector::ingest::prepare(request(first_trace, n, service, false), &indexed);
         group.push(prepared.batch);
         written += n;
         if group.len() == 64 || written >= stored {
@@ -532,10 +544,10 @@ fn lookups(bulkhead: &Path, o: &Options) -> Result<Lookups, String> {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let trace = seed % traces;
-            let mut id = vec![0x42u8; 8];
-            id.extend_from_slice(&trace.to_be_bytes());
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let hex: String = trace_id(seed % traces)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let started = Instant::now();
             let (status, body) = conn.send(
                 "GET",
