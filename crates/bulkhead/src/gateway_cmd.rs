@@ -27,6 +27,10 @@ pub struct GatewayArgs {
     /// e.g. http://127.0.0.1:4318 (`/v1/traces` is appended).
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Worker threads serving connections, each with its own upstream connection
+    /// pools; 0 runs one per CPU.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
 }
 
 pub fn run(args: GatewayArgs) -> Result<ExitCode> {
@@ -51,6 +55,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
         access_log,
         otlp: args.otlp_endpoint.map(gateway::OtlpOptions::new),
         config_path: Some(args.config.clone()),
+        workers: args.workers,
     };
     let mut printed = Ok(());
     let drained = gateway::run(config, options, |gw| {

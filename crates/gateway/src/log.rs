@@ -144,17 +144,33 @@ fn write_lines(rx: &Receiver<Message>, out: Box<dyn Write + Send>) {
             let _ = done.send(());
         }
     };
-    while let Ok(m) = rx.recv() {
-        write(&mut out, m);
-        // Flush once the queue is empty: batches under load, promptly when idle.
-        while let Ok(m) = rx.try_recv() {
-            write(&mut out, m);
+    loop {
+        // Drain, flush, then pause: a writer blocked in `recv` would be woken by a
+        // system call on every request; polling every few milliseconds costs nothing
+        // per request and delays a line by at most the pause.
+        let mut wrote = false;
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    write(&mut out, m);
+                    wrote = true;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
         }
-        if out.flush().is_err() {
+        if wrote && out.flush().is_err() {
             return;
         }
+        std::thread::sleep(FLUSH_PAUSE);
     }
 }
+
+/// The writer's pause between drains of the queue.
+const FLUSH_PAUSE: Duration = Duration::from_millis(10);
 
 /// `2026-05-09T07:33:22.123Z`.
 pub(crate) fn rfc3339_millis(time: SystemTime) -> String {

@@ -448,7 +448,8 @@ impl Proxy {
                 std::mem::take(&mut parts.headers)
             };
             let outcome =
-                tokio::time::timeout(upstream.request_timeout, pools.client.request(request)).await;
+                tokio::time::timeout(upstream.request_timeout, pools.client().request(request))
+                    .await;
             match outcome {
                 Ok(Ok(response)) => {
                     if response.status().is_server_error() {

@@ -38,6 +38,9 @@ pub struct Options {
     pub otlp: Option<OtlpOptions>,
     /// The file `POST /reload` re-reads.
     pub config_path: Option<PathBuf>,
+    /// Worker threads for [`run`], each serving connections on its own runtime with
+    /// its own upstream pools; 0 means one per CPU.
+    pub workers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,17 @@ impl Gateway {
     /// A listener that cannot be bound, a non-loopback admin address without a token,
     /// an access log that cannot be opened, an invalid OTLP endpoint.
     pub async fn bind(config: Config, options: Options) -> Result<Gateway, Error> {
+        Gateway::bind_on(config, options, vec![tokio::runtime::Handle::current()]).await
+    }
+
+    /// As [`Gateway::bind`], with every proxy listener served on each of `workers`
+    /// (runtime `i` must run on a thread marked with `set_worker(i)`); the admin API,
+    /// health checks and span export run on the current runtime.
+    async fn bind_on(
+        config: Config,
+        options: Options,
+        workers: Vec<tokio::runtime::Handle>,
+    ) -> Result<Gateway, Error> {
         if let Some(admin) = options.admin
             && !admin.ip().is_loopback()
             && options.admin_token.as_deref().is_none_or(str::is_empty)
@@ -113,7 +127,7 @@ impl Gateway {
             None => None,
         };
         let log = log::start(&options.access_log).map_err(Error::AccessLog)?;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::with_workers(config, workers.len()));
         let metrics = shared.registry.metrics.clone();
         let proxy_addrs: Vec<SocketAddr> = listeners
             .iter()
@@ -140,13 +154,23 @@ impl Gateway {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
         for listener in listeners {
-            tokio::spawn(accept(
-                listener,
-                Handler::Proxy(proxy.clone()),
-                shared.clone(),
-                shutdown_rx.clone(),
-                alive_tx.clone(),
-            ));
+            let listener = listener.into_std().map_err(Error::Runtime)?;
+            for worker in &workers {
+                let listener = listener.try_clone().map_err(Error::Runtime)?;
+                let (handler, shared, shutdown, alive) = (
+                    Handler::Proxy(proxy.clone()),
+                    shared.clone(),
+                    shutdown_rx.clone(),
+                    alive_tx.clone(),
+                );
+                // Every worker accepts on the same socket; connections are long-lived,
+                // so the losers of an accept race cost little.
+                worker.spawn(async move {
+                    if let Ok(listener) = TcpListener::from_std(listener) {
+                        accept(listener, handler, shared, shutdown, alive).await;
+                    }
+                });
+            }
         }
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(listener) = admin {
@@ -217,21 +241,56 @@ impl Gateway {
 /// # Errors
 ///
 /// As [`Gateway::bind`], or a runtime that cannot start.
+///
+/// Connections are served by `options.workers` threads, each running a
+/// single-threaded runtime with its own upstream pools, as nginx runs workers: a
+/// request and its upstream connection stay on one thread, with no cross-thread
+/// wake-ups. The calling thread runs the admin API, health checks and span export.
 pub fn run(
     config: Config,
     options: Options,
     on_bound: impl FnOnce(&Gateway),
 ) -> Result<bool, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    runtime.block_on(async {
-        let gateway = Gateway::bind(config, options).await?;
+    let count = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let mut handles = Vec::with_capacity(count);
+    let mut threads = Vec::with_capacity(count);
+    for index in 0..count {
+        let runtime = single_threaded()?;
+        handles.push(runtime.handle().clone());
+        let mut stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{index}"))
+            .spawn(move || {
+                crate::table::set_worker(index);
+                runtime.block_on(async move {
+                    let _ = stopped.changed().await;
+                });
+            })
+            .map_err(Error::Runtime)?;
+        threads.push(thread);
+    }
+    let outcome = single_threaded()?.block_on(async {
+        let gateway = Gateway::bind_on(config, options, handles).await?;
         on_bound(&gateway);
         stop_signal().await;
         Ok(gateway.shutdown().await)
-    })
+    });
+    let _ = stop.send(true);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    outcome
+}
+
+fn single_threaded() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
 }
 
 async fn stop_signal() {

@@ -52,7 +52,12 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
-        let registry = Registry::default();
+        Shared::with_workers(config, 1)
+    }
+
+    /// As [`Shared::new`], with connection pools for `workers` worker runtimes.
+    pub fn with_workers(config: Config, workers: usize) -> Shared {
+        let registry = Registry::new(workers);
         let table = Arc::new(Table::build(&config, 1, &registry));
         Shared {
             config: Mutex::new(config),

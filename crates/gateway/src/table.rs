@@ -18,29 +18,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+thread_local! {
+    /// Which worker runtime this thread serves (0 outside the workers).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as worker `index`: its requests use that worker's
+/// connection pools, so an upstream connection's task runs on the thread that uses it.
+pub(crate) fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
 /// What outlives a table: counters, endpoint health, upstream connection pools.
 #[derive(Debug, Default)]
 pub struct Registry {
     pub metrics: Arc<Metrics>,
     pub health: health::Book,
-    /// One client (one keep-alive pool) per connect timeout in use.
-    clients: Mutex<HashMap<Duration, UpstreamClient>>,
+    /// Worker runtimes, each with its own pools (0 counts as 1).
+    workers: usize,
+    /// Per connect timeout in use, one client (one keep-alive pool) per worker.
+    clients: Mutex<HashMap<Duration, Arc<[UpstreamClient]>>>,
 }
 
 impl Registry {
-    fn client(&self, connect_timeout: Duration) -> UpstreamClient {
+    pub fn new(workers: usize) -> Registry {
+        Registry {
+            workers,
+            ..Registry::default()
+        }
+    }
+
+    fn clients(&self, connect_timeout: Duration) -> Arc<[UpstreamClient]> {
         self.clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(connect_timeout)
             .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                connector.set_connect_timeout(Some(connect_timeout));
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .build::<_, Body>(connector)
+                (0..self.workers.max(1))
+                    .map(|_| {
+                        let mut connector = HttpConnector::new();
+                        connector.set_nodelay(true);
+                        connector.set_connect_timeout(Some(connect_timeout));
+                        Client::builder(TokioExecutor::new())
+                            .pool_timer(TokioTimer::new())
+                            .pool_idle_timeout(Duration::from_secs(60))
+                            .build::<_, Body>(connector)
+                    })
+                    .collect()
             })
             .clone()
     }
@@ -75,7 +99,7 @@ pub struct Pools {
     total_weight: u64,
     next: AtomicU64,
     pub upstream: Upstream,
-    pub client: UpstreamClient,
+    clients: Arc<[UpstreamClient]>,
     /// Counts requests for the service that no endpoint served (version "").
     pub unserved: Arc<Stats>,
     pub errors: Arc<Errors>,
@@ -318,11 +342,16 @@ impl Pools {
             pools,
             next: AtomicU64::new(0),
             upstream: service.upstream.clone(),
-            client: registry.client(service.upstream.connect_timeout),
+            clients: registry.clients(service.upstream.connect_timeout),
             unserved: registry.metrics.stats(name, ""),
             errors: registry.metrics.errors(name),
             all,
         }
+    }
+
+    /// The calling worker's client for this service's endpoints.
+    pub fn client(&self) -> &UpstreamClient {
+        &self.clients[WORKER.with(std::cell::Cell::get) % self.clients.len()]
     }
 
     /// True when no endpoint is live.

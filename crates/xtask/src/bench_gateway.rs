@@ -182,7 +182,7 @@ fn haproxy_config(port: u16, upstream: u16, workers: usize) -> String {
     format!(
         "global
   nbthread {workers}
-  maxconn 10000
+  maxconn 4096
 defaults
   mode http
   timeout connect 5s
@@ -395,7 +395,7 @@ fn bench(options: &Options, bulkhead: &Path, dir: &Path) -> Result<(), String> {
                     .arg(dir.join("gateway.yaml"))
                     .arg("--access-log")
                     .arg(dir.join("access.log"))
-                    .env("TOKIO_WORKER_THREADS", options.workers.to_string());
+                    .args(["--workers", &options.workers.to_string()]);
                 start("bulkhead", cmd, bulkhead_port, &dir.join("bulkhead.log"))?
             }
         };
