@@ -10,6 +10,7 @@
 //! `enforcementAction` `deny` (default), `warn` or `dryrun` sets the level.
 
 use crate::builtin::{eval_error, timer};
+use crate::input::{rego_object, to_rego};
 use crate::{Level, PolicyError};
 use model::{Diagnostic, Provenance};
 use regorus::Engine;
@@ -179,16 +180,16 @@ impl GatekeeperSet {
 
     /// Every enforced (deny or warn) constraint that matches `object`.
     /// `request` is the AdmissionRequest when there is one; otherwise one is shaped from the object.
+    /// `converted` is `request` already converted to a Rego value, when the caller has it.
     pub(crate) fn review(
         &mut self,
         object: &Value,
         request: Option<&Value>,
+        converted: Option<&regorus::Value>,
     ) -> Result<Vec<Violation>, PolicyError> {
         let mut out = Vec::new();
-        if self.constraints.is_empty() {
-            return Ok(out);
-        }
-        let review = request.cloned().unwrap_or_else(|| review_of(object));
+        // Converted on the first constraint that matches, and only then.
+        let mut review = converted.cloned();
         for i in 0..self.constraints.len() {
             let constraint = &self.constraints[i];
             let level = match constraint.action {
@@ -199,7 +200,8 @@ impl GatekeeperSet {
             if !constraint.matcher.matches(object, request) {
                 continue;
             }
-            for (message, details) in self.evaluate(i, &review)? {
+            let review = review.get_or_insert_with(|| rego_review(object, request));
+            for (message, details) in self.evaluate(i, review)? {
                 let constraint = &self.constraints[i];
                 out.push(Violation {
                     policy: format!("{}/{}", constraint.kind, constraint.name),
@@ -217,11 +219,13 @@ impl GatekeeperSet {
     pub(crate) fn evaluate(
         &mut self,
         index: usize,
-        review: &Value,
+        review: &regorus::Value,
     ) -> Result<Vec<(String, Option<Value>)>, PolicyError> {
         let constraint = &self.constraints[index];
-        let what = format!("{}/{}", constraint.kind, constraint.name);
-        let input = json!({ "review": review, "parameters": constraint.parameters });
+        let input = rego_object([
+            ("review", review.clone()),
+            ("parameters", to_rego(&constraint.parameters)),
+        ]);
         let budget = self.budget;
         let Some(template) = self
             .templates
@@ -230,11 +234,14 @@ impl GatekeeperSet {
         else {
             return Ok(Vec::new());
         };
-        template.engine.set_input(regorus::Value::from(input));
+        template.engine.set_input(input);
         let result = template
             .engine
             .eval_rule(template.rule.clone())
-            .map_err(|e| eval_error(&what, &e, budget))?;
+            .map_err(|e| {
+                let what = format!("{}/{}", constraint.kind, constraint.name);
+                eval_error(&what, &e, budget)
+            })?;
         let result = serde_json::to_value(&result).unwrap_or(Value::Null);
         let mut violations = Vec::new();
         for item in result.as_array().into_iter().flatten() {
@@ -259,8 +266,15 @@ impl GatekeeperSet {
         if !self.constraints[index].matcher.matches(object, request) {
             return Ok(Vec::new());
         }
-        let review = request.cloned().unwrap_or_else(|| review_of(object));
-        self.evaluate(index, &review)
+        self.evaluate(index, &rego_review(object, request))
+    }
+}
+
+/// The review as Rego sees it: the request, or one shaped from the object.
+fn rego_review(object: &Value, request: Option<&Value>) -> regorus::Value {
+    match request {
+        Some(request) => to_rego(request),
+        None => to_rego(&review_of(object)),
     }
 }
 

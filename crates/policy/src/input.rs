@@ -3,6 +3,7 @@
 
 use model::{Diagnostic, Fleet, Provenance, Service, StageBase};
 use scan::yaml::{self, Node};
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 /// One Kubernetes object of a manifest file, as JSON, with its YAML tree for lines.
@@ -89,6 +90,22 @@ pub(crate) fn subject_of(object: &Value) -> String {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
     }
+}
+
+/// `value` as a Rego value, as `regorus::Value::from` converts it, without taking it.
+pub(crate) fn to_rego(value: &Value) -> regorus::Value {
+    regorus::Value::deserialize(value).unwrap_or(regorus::Value::Undefined)
+}
+
+/// A Rego object of named fields; the values are shared, not copied.
+pub(crate) fn rego_object<const N: usize>(fields: [(&str, regorus::Value); N]) -> regorus::Value {
+    let mut object = regorus::Value::new_object();
+    if let Ok(map) = object.as_object_mut() {
+        for (key, value) in fields {
+            map.insert(regorus::Value::from(key), value);
+        }
+    }
+    object
 }
 
 /// Reads the Kubernetes objects of a YAML stream (`List`s are unpacked).

@@ -181,7 +181,11 @@ impl Policies {
         let subject = object.subject();
         if let Some(bundle) = &mut self.builtin {
             let input = json!({ "object": object.value, "siblings": siblings });
-            for raw in bundle.eval("data.bulkhead.manifest.findings", &subject, input)? {
+            for raw in bundle.eval(
+                "data.bulkhead.manifest.findings",
+                &subject,
+                regorus::Value::from(input),
+            )? {
                 let at = raw
                     .field
                     .as_ref()
@@ -190,7 +194,7 @@ impl Policies {
                 findings.push(raw.into_finding(&subject, Some(at)));
             }
         }
-        for violation in self.gatekeeper.review(&object.value, None)? {
+        for violation in self.gatekeeper.review(&object.value, None, None)? {
             findings.push(Finding {
                 policy: violation.policy,
                 level: violation.level,
@@ -211,7 +215,7 @@ impl Policies {
             return outcome;
         };
         let subject = format!("service {}", service.name);
-        let input = input::service_input(fleet, service);
+        let input = regorus::Value::from(input::service_input(fleet, service));
         match bundle.eval("data.bulkhead.service.findings", &subject, input) {
             Ok(raws) => {
                 for raw in raws {
@@ -236,16 +240,29 @@ impl Policies {
     /// # Errors
     /// When a policy fails to evaluate; the caller chooses fail-open or fail-closed.
     pub fn admit(&mut self, request: &Value) -> Result<Vec<Finding>, PolicyError> {
-        let object = request.get("object").cloned().unwrap_or(Value::Null);
-        let subject = input::subject_of(&object);
+        let object = request.get("object").unwrap_or(&Value::Null);
+        let subject = input::subject_of(object);
+        // The request is converted to a Rego value once: the bundle's input and
+        // every constraint's `input.review` share it.
+        let review = (!self.gatekeeper.constraints().is_empty()).then(|| input::to_rego(request));
         let mut findings = Vec::new();
         if let Some(bundle) = &mut self.builtin {
-            let input = json!({ "object": object, "siblings": [] });
+            let object = match &review {
+                Some(review) if request.get("object").is_some() => review["object"].clone(),
+                _ => input::to_rego(object),
+            };
+            let input = input::rego_object([
+                ("object", object),
+                ("siblings", regorus::Value::new_array()),
+            ]);
             for raw in bundle.eval("data.bulkhead.manifest.findings", &subject, input)? {
                 findings.push(raw.into_finding(&subject, None));
             }
         }
-        for violation in self.gatekeeper.review(&object, Some(request))? {
+        for violation in self
+            .gatekeeper
+            .review(object, Some(request), review.as_ref())?
+        {
             findings.push(Finding {
                 policy: violation.policy,
                 level: violation.level,

@@ -37,13 +37,15 @@ pub const USAGE: &str =
   --requests N      timed reviews per run, at most (default 20000)
   --seconds S       time limit of each admission run (default 30)
   --fleet DIR       fleet for `policy check` (default /tmp/bench-fleet; generated
-                    with 10000 services when it has no ground-truth.json)";
+                    with 10000 services when it has no ground-truth.json);
+                    `--fleet none` measures admission only";
 
 struct Options {
     concurrency: usize,
     requests: usize,
     seconds: u64,
-    fleet: PathBuf,
+    /// `None`: admission only.
+    fleet: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -51,7 +53,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         concurrency: 200,
         requests: 20_000,
         seconds: 30,
-        fleet: PathBuf::from("/tmp/bench-fleet"),
+        fleet: Some(PathBuf::from("/tmp/bench-fleet")),
     };
     for (flag, value) in crate::flag_pairs(args, USAGE)? {
         let number = || crate::count(flag, value);
@@ -59,7 +61,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--concurrency" => options.concurrency = number()?,
             "--requests" => options.requests = number()?,
             "--seconds" => options.seconds = number()? as u64,
-            "--fleet" => options.fleet = PathBuf::from(value),
+            "--fleet" => options.fleet = (value != "none").then(|| PathBuf::from(value)),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
     }
@@ -87,8 +89,6 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     let counted = runtime.block_on(decisions_total(&server))?;
     drop(server);
 
-    let check = bench_check(&bulkhead, &options.fleet)?;
-
     println!(
         "bulkhead policy, release build, {cores} cores shared by client and server, loopback, TLS 1.3 (rustls, ring)"
     );
@@ -112,19 +112,34 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         println!("| {name}: throughput | {:.0} reviews/s |", run.throughput());
     }
     println!("| server-side decisions counted (/metrics) | {counted} |");
+    // The admission table is out before the long `policy check` runs.
+    if let Some(fleet) = &options.fleet {
+        let check = bench_check(&bulkhead, fleet)?;
+        println!(
+            "| policy check, {} services / {} manifest files: cold (new state) | {:.2} s |",
+            check.services,
+            check.manifest_files,
+            check.cold.as_secs_f64()
+        );
+        println!(
+            "| policy check: warm (scan cache) | {:.2} s |",
+            check.warm.as_secs_f64()
+        );
+        println!(
+            "| policy check: findings | {} deny, {} warn |",
+            check.deny, check.warn
+        );
+    }
+    // Little's law: with N reviews always in flight, the mean latency is N / throughput,
+    // so a p99 under 5 ms needs at least N / 5 ms reviews per second from these cores.
+    let needed = options.concurrency as f64 / 0.005;
     println!(
-        "| policy check, {} services / {} manifest files: cold (new state) | {:.2} s |",
-        check.services,
-        check.manifest_files,
-        check.cold.as_secs_f64()
-    );
-    println!(
-        "| policy check: warm (scan cache) | {:.2} s |",
-        check.warm.as_secs_f64()
-    );
-    println!(
-        "| policy check: findings | {} deny, {} warn |",
-        check.deny, check.warn
+        "{} in flight at {:.0} reviews/s: mean {:.2} ms by Little's law ({:.0} us of CPU per review, client and server); < 5 ms needs {needed:.0} reviews/s, {:.0} us of CPU per review",
+        options.concurrency,
+        loaded.throughput(),
+        options.concurrency as f64 / loaded.throughput().max(1e-9) * 1e3,
+        cores as f64 / loaded.throughput().max(1e-9) * 1e6,
+        cores as f64 / needed * 1e6,
     );
     let p99 = ms(loaded.percentile(0.99));
     println!(
