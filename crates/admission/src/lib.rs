@@ -67,6 +67,8 @@ pub enum ServeError {
     },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("installing the SIGTERM/SIGINT handlers: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A bound, not yet serving, webhook server.
@@ -135,16 +137,28 @@ impl Server {
     }
 
     /// Serves on a new multi-threaded runtime until SIGINT or SIGTERM, then
-    /// stops accepting and lets open requests finish (up to 10 s).
+    /// stops accepting and lets open requests finish (up to 10 s). `announce`
+    /// runs once the signal handlers are in place (the CLI prints the address
+    /// there), so a signal sent right after the address appears drains
+    /// instead of killing the process.
     ///
     /// # Errors
-    /// When the runtime cannot start or the listener cannot be registered with it.
-    pub fn run_until_signal(self) -> Result<(), ServeError> {
+    /// When the runtime cannot start, the signal handlers cannot be
+    /// installed, the listener cannot be registered, or `announce` fails.
+    pub fn run_until_signal<E: From<ServeError>>(
+        self,
+        announce: impl FnOnce(&Server) -> Result<(), E>,
+    ) -> Result<(), E> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(ServeError::Runtime)?;
-        runtime.block_on(self.serve(shutdown_signal()))
+        runtime.block_on(async {
+            let stop = signals::stop().map_err(ServeError::Signal)?;
+            announce(&self)?;
+            self.serve(stop).await?;
+            Ok(())
+        })
     }
 
     /// Serves until `shutdown` completes. Must run inside a tokio runtime with I/O and timers.
@@ -197,21 +211,6 @@ impl Server {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
         Ok(())
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 type Body = Full<Bytes>;

@@ -613,14 +613,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             FailurePolicy::Closed
         },
     })?;
-    output::print(&format!("listening on https://{}\n", server.local_addr()))?;
-    if let Some(ca_bundle) = ca_bundle {
-        output::print(&format!("caBundle: {ca_bundle}\n"))?;
-        eprintln!(
-            "self-signed certificate for {}: paste the caBundle into the ValidatingWebhookConfiguration's clientConfig.caBundle",
-            args.host.join(", ")
-        );
-    }
-    server.run_until_signal()?;
+    server.run_until_signal(|server| -> Result<()> {
+        output::print(&format!("listening on https://{}\n", server.local_addr()))?;
+        if let Some(ca_bundle) = ca_bundle {
+            output::print(&format!("caBundle: {ca_bundle}\n"))?;
+            eprintln!(
+                "self-signed certificate for {}: paste the caBundle into the ValidatingWebhookConfiguration's clientConfig.caBundle",
+                args.host.join(", ")
+            );
+        }
+        Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

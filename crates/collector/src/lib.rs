@@ -210,29 +210,17 @@ pub fn run(options: Options, on_started: impl FnOnce(&Collector)) -> Result<(), 
         .build()
         .map_err(Error::Runtime)?;
     let collector = runtime.block_on(async {
+        // Before `on_started` prints the addresses: a signal sent right after
+        // them must stop the collector cleanly, not kill it.
+        let stop = signals::stop().map_err(Error::Runtime)?;
         let collector = Collector::start(options).await?;
         on_started(&collector);
-        wait_for_signal().await;
+        stop.await;
         Ok::<_, Error>(collector)
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     collector.shutdown();
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {

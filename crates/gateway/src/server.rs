@@ -274,9 +274,12 @@ pub fn run(
         threads.push(thread);
     }
     let outcome = single_threaded()?.block_on(async {
+        // Before `on_bound` prints the addresses: a signal sent right after
+        // them must drain requests in flight, not kill the process.
+        let stop = signals::stop().map_err(Error::Runtime)?;
         let gateway = Gateway::bind_on(config, options, handles).await?;
         on_bound(&gateway);
-        stop_signal().await;
+        stop.await;
         Ok(gateway.shutdown().await)
     });
     let _ = stop.send(true);
@@ -291,21 +294,6 @@ fn single_threaded() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {

@@ -58,30 +58,15 @@ pub fn at_edge(headers: &HeaderMap) -> Trace {
     }
 }
 
-/// The W3C limit on `tracestate` list members.
-const MAX_TRACESTATE_MEMBERS: usize = 32;
-
 /// Every `tracestate` header combined into one valid list, or `None` (none sent,
 /// only empty members, or invalid: then the whole list is discarded).
 fn tracestate(headers: &HeaderMap) -> Option<String> {
-    let mut members: Vec<(&str, &str)> = Vec::new();
+    let mut members = Vec::new();
     for value in headers.get_all("tracestate") {
         let text = value.to_str().ok()?;
-        for member in text.split(',') {
-            let member = member.trim_matches([' ', '\t']);
-            if member.is_empty() {
-                continue;
-            }
-            let (key, val) = member
-                .split_once('=')
-                .filter(|(k, v)| valid_key(k) && valid_value(v))?;
-            if members.iter().any(|(k, _)| *k == key) {
-                return None;
-            }
-            members.push((key, val));
-        }
+        telemetry::push_members(text, &mut members).ok()?;
     }
-    if members.is_empty() || members.len() > MAX_TRACESTATE_MEMBERS {
+    if members.is_empty() || members.len() > telemetry::MAX_TRACESTATE_MEMBERS {
         return None;
     }
     Some(
@@ -91,35 +76,6 @@ fn tracestate(headers: &HeaderMap) -> Option<String> {
             .collect::<Vec<_>>()
             .join(","),
     )
-}
-
-fn key_char(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
-}
-
-/// `simple-key = lcalpha 0*255(keychar)` or `tenant-id "@" system-id` with
-/// `tenant-id = (lcalpha / DIGIT) 0*240(keychar)` and `system-id = lcalpha 0*13(keychar)`.
-fn valid_key(key: &str) -> bool {
-    let part = |b: &[u8], max: usize, digit_first: bool| {
-        (1..=max).contains(&b.len())
-            && (b[0].is_ascii_lowercase() || (digit_first && b[0].is_ascii_digit()))
-            && b.iter().copied().all(key_char)
-    };
-    match key.split_once('@') {
-        None => part(key.as_bytes(), 256, false),
-        Some((tenant, system)) => {
-            part(tenant.as_bytes(), 241, true) && part(system.as_bytes(), 14, false)
-        }
-    }
-}
-
-/// `value = 0*255(chr) nblk-chr`: printable ASCII without `,` and `=`, no trailing space.
-fn valid_value(value: &str) -> bool {
-    let b = value.as_bytes();
-    (1..=256).contains(&b.len())
-        && b.iter()
-            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
-        && b[b.len() - 1] != b' '
 }
 
 /// A random version-4 UUID, for requests that come without `x-request-id`.

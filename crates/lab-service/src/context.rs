@@ -17,6 +17,7 @@
 
 use hyper::HeaderMap;
 use std::fmt;
+use telemetry::MemberError;
 
 /// A 128-bit trace id, never all zeros.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -180,7 +181,7 @@ pub enum TraceStateError {
 }
 
 /// The W3C limit on `tracestate` list members.
-pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+pub use telemetry::MAX_TRACESTATE_MEMBERS;
 
 impl TraceState {
     pub fn is_empty(&self) -> bool {
@@ -228,65 +229,23 @@ impl TraceState {
 pub fn parse_tracestate<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<TraceState, TraceStateError> {
-    let mut members: Vec<(String, String)> = Vec::new();
+    let mut members = Vec::new();
     for value in values {
         let text = std::str::from_utf8(value).map_err(|_| TraceStateError::NotText)?;
-        for member in text.split(',') {
-            let member = member.trim_matches([' ', '\t']);
-            if member.is_empty() {
-                continue;
-            }
-            let (key, val) = member
-                .split_once('=')
-                .filter(|(k, v)| valid_key(k) && valid_value(v))
-                .ok_or_else(|| TraceStateError::Member(member.to_string()))?;
-            if members.iter().any(|(k, _)| k == key) {
-                return Err(TraceStateError::DuplicateKey(key.to_string()));
-            }
-            members.push((key.to_string(), val.to_string()));
-        }
+        telemetry::push_members(text, &mut members).map_err(|e| match e {
+            MemberError::Invalid(member) => TraceStateError::Member(member.to_string()),
+            MemberError::DuplicateKey(key) => TraceStateError::DuplicateKey(key.to_string()),
+        })?;
     }
     if members.len() > MAX_TRACESTATE_MEMBERS {
         return Err(TraceStateError::TooManyMembers(members.len()));
     }
-    Ok(TraceState { members })
-}
-
-fn key_char(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
-}
-
-/// `simple-key = lcalpha 0*255(keychar)` or
-/// `tenant-id "@" system-id` with `tenant-id = (lcalpha / DIGIT) 0*240(keychar)`
-/// and `system-id = lcalpha 0*13(keychar)`.
-fn valid_key(key: &str) -> bool {
-    let b = key.as_bytes();
-    match key.split_once('@') {
-        None => {
-            (1..=256).contains(&b.len())
-                && b[0].is_ascii_lowercase()
-                && b.iter().copied().all(key_char)
-        }
-        Some((tenant, system)) => {
-            let (t, s) = (tenant.as_bytes(), system.as_bytes());
-            (1..=241).contains(&t.len())
-                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
-                && t.iter().copied().all(key_char)
-                && (1..=14).contains(&s.len())
-                && s[0].is_ascii_lowercase()
-                && s.iter().copied().all(key_char)
-        }
-    }
-}
-
-/// `value = 0*255(chr) nblk-chr`: printable ASCII without `,` and `=`, spaces
-/// allowed inside but not at the end.
-fn valid_value(value: &str) -> bool {
-    let b = value.as_bytes();
-    (1..=256).contains(&b.len())
-        && b.iter()
-            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
-        && b[b.len() - 1] != b' '
+    Ok(TraceState {
+        members: members
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
 }
 
 /// B3 sampling state.

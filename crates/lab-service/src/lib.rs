@@ -170,7 +170,9 @@ pub fn run(config: Config) -> Result<(), Error> {
     }
     .map_err(Error::Runtime)?;
     runtime.block_on(async {
-        let signal = shutdown_signal()?;
+        // Installed before binding: the address is printed on bind, and a
+        // signal sent right after it must drain, not kill.
+        let signal = signals::stop().map_err(Error::Signal)?;
         let server = Server::bind(config).await?;
         server.serve(signal).await;
         Ok(())
@@ -185,27 +187,4 @@ pub fn run(config: Config) -> Result<(), Error> {
 pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     Server::bind(config).await?.serve(shutdown).await;
     Ok(())
-}
-
-/// Completes on the first SIGTERM or SIGINT. Installed before binding, so that
-/// a signal sent right after the address is printed is never missed.
-fn shutdown_signal() -> Result<impl Future<Output = ()>, Error> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-    }
 }
