@@ -3,11 +3,10 @@
 //! client load through the gateway, and the orchestrator as its own process
 //! (killed with SIGKILL in the crash tests).
 
-use super::{TempDir, bulkhead, json, run_ok};
+use super::{TempDir, bulkhead, http_request as http, json, run_ok};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,29 +82,6 @@ fn lab_service(
     let (running, lines) = spawn_lines(&mut cmd, 1);
     let first = json(&lines[0]);
     (running, first["addr"].as_str().expect("addr").to_string())
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns the status and body.
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: gw\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
 }
 
 fn now_us() -> i64 {
