@@ -139,10 +139,6 @@ impl AnalysisRun {
     }
 }
 
-/// Fewer server spans than this in a window make a trace-store measurement an
-/// error (no data), not a value.
-const MIN_TRACE_SPANS: u64 = 5;
-
 fn interval_us(seconds: u64) -> i64 {
     i64::try_from(seconds.max(1).saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
@@ -178,13 +174,8 @@ fn measure(
             let lookback = Duration::from_secs(interval_seconds.max(1));
             let stats =
                 metrics::trace_stats(address, service, lookback).map_err(|e| e.to_string())?;
-            // A rate over a handful of spans is noise: one lucky success of a
-            // service failing 80% of its requests would pass the gate.
-            if stats.spans < MIN_TRACE_SPANS {
-                return Err(format!(
-                    "{} span(s) of {service} in the window: too few to judge (at least {MIN_TRACE_SPANS})",
-                    stats.spans
-                ));
+            if stats.spans == 0 {
+                return Err(format!("no spans of {service} in the window"));
             }
             Ok(match metric {
                 MetricKind::ErrorRate => stats.error_rate,
