@@ -21,6 +21,7 @@ use model::Digest;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -168,6 +169,10 @@ pub struct Client {
     credentials: Option<(String, String)>,
     /// The last bearer token obtained, per scope.
     tokens: Mutex<BTreeMap<String, String>>,
+    /// Set once the registry has asked for Basic credentials: later requests
+    /// send them up front, so an upload's body never meets a 401 (a registry
+    /// answering 401 before reading the body resets the connection under it).
+    basic_wanted: AtomicBool,
 }
 
 impl Client {
@@ -182,6 +187,7 @@ impl Client {
             timeout: Duration::from_secs(30),
             credentials: None,
             tokens: Mutex::new(BTreeMap::new()),
+            basic_wanted: AtomicBool::new(false),
         })
     }
 
@@ -473,7 +479,12 @@ impl Client {
         };
         let scope_key = scope_of(target, method);
         let mut all: Vec<(&str, String)> = headers.to_vec();
-        if let Some(token) = self
+        if let Some(basic) = self
+            .basic()
+            .filter(|_| self.basic_wanted.load(Ordering::Relaxed))
+        {
+            all.push(("Authorization", basic));
+        } else if let Some(token) = self
             .tokens
             .lock()
             .ok()
@@ -517,6 +528,13 @@ impl Client {
         Ok(response)
     }
 
+    /// The Basic `Authorization` value, when credentials are set.
+    fn basic(&self) -> Option<String> {
+        self.credentials
+            .as_ref()
+            .map(|(u, p)| format!("Basic {}", http::base64(format!("{u}:{p}").as_bytes())))
+    }
+
     /// The `Authorization` value that answers a `WWW-Authenticate` challenge.
     fn answer_challenge(
         &self,
@@ -529,11 +547,9 @@ impl Client {
             detail,
         };
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
-        let basic = self
-            .credentials
-            .as_ref()
-            .map(|(u, p)| format!("Basic {}", http::base64(format!("{u}:{p}").as_bytes())));
+        let basic = self.basic();
         if scheme.eq_ignore_ascii_case("basic") {
+            self.basic_wanted.store(true, Ordering::Relaxed);
             return basic.ok_or_else(|| {
                 auth_error("the registry wants Basic credentials and none are set".into())
             });
