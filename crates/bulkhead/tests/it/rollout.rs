@@ -1192,6 +1192,27 @@ spec:
     // rate rests on many spans even with the whole suite running beside it:
     // a window of one or two spans can pass a green that fails 80% of requests.
     let load = Load::start(&lab.proxy, &lab.services, 4);
+    // The gate measures what reached the collector, so it starts only once the
+    // services' spans flow there (bounded wait): on a loaded machine the first
+    // exports can lag, and windows without a span are errors, not verdicts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = http(
+            query.trim_start_matches("http://"),
+            "GET",
+            "/api/bulkhead/service-stats?service=pay&lookback=2000",
+            None,
+            "",
+        );
+        if json(&body)["spans"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recent span of pay reached the collector within 60 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let state = lab.dir.path().join("state");
     let out = lab
         .rollout("start", &state)
@@ -1207,7 +1228,12 @@ spec:
         .unwrap();
     load.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stderr}\n{}",
+        status_json(&lab, &state)
+    );
     let status = status_json(&lab, &state);
     assert_eq!(phase(&status, "pay"), "rolled-back", "{stderr}");
     let analysis = &status["rollout"]["services"][0]["analyses"][0];
