@@ -230,8 +230,11 @@ services:
 /// One wrk run's result.
 struct Measured {
     requests_per_sec: f64,
+    requests: u64,
     p99: Duration,
     errors: u64,
+    /// The target's user and system CPU time per request, in microseconds.
+    cpu_us: (f64, f64),
 }
 
 fn wrk(port: u16, options: &Options, seconds: usize) -> Result<Measured, String> {
@@ -261,6 +264,12 @@ fn wrk(port: u16, options: &Options, seconds: usize) -> Result<Measured, String>
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no Requests/sec in wrk output:\n{text}"))?;
+    // "123456 requests in 10.00s, 15.2MB read"
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .ok_or_else(|| format!("no request count in wrk output:\n{text}"))?;
     let p99 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("99%"))
@@ -281,8 +290,10 @@ fn wrk(port: u16, options: &Options, seconds: usize) -> Result<Measured, String>
     }
     Ok(Measured {
         requests_per_sec,
+        requests,
         p99,
         errors,
+        cpu_us: (0.0, 0.0),
     })
 }
 
@@ -408,19 +419,24 @@ fn bench(options: &Options, bulkhead: &Path, dir: &Path) -> Result<(), String> {
     let nginx = rows[1].1.requests_per_sec;
     let direct = rows[0].1.requests_per_sec;
     println!(
-        "\n| {:<9} | {:>10} | {:>9} | {:>8} | {:>9} | {:>6} |",
-        "target", "req/s", "p99", "vs nginx", "vs direct", "errors"
+        "\n| {:<9} | {:>10} | {:>9} | {:>8} | {:>9} | {:>6} | {:>16} |",
+        "target", "req/s", "p99", "vs nginx", "vs direct", "errors", "CPU/req user+sys"
     );
-    println!("|-----------|-----------:|----------:|---------:|----------:|-------:|");
+    println!(
+        "|-----------|-----------:|----------:|---------:|----------:|-------:|-----------------:|"
+    );
     for (name, m) in &rows {
+        let (user, sys) = m.cpu_us;
         println!(
-            "| {:<9} | {:>10.0} | {:>7.2}ms | {:>7.2}x | {:>8.2}x | {:>6} |",
+            "| {:<9} | {:>10.0} | {:>7.2}ms | {:>7.2}x | {:>8.2}x | {:>6} | {:>5.1}+{:>4.1} us |",
             name,
             m.requests_per_sec,
             m.p99.as_secs_f64() * 1000.0,
             m.requests_per_sec / nginx,
             m.requests_per_sec / direct,
-            m.errors
+            m.errors,
+            user,
+            sys
         );
     }
     let bulkhead = &rows[3].1;
@@ -437,8 +453,19 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "missed" }
 }
 
-/// A 2 s warm-up run (pools filled, caches hot), then the measured run.
+/// A 2 s warm-up run (pools filled, caches hot), then the measured run, with
+/// the CPU time the target (and its worker processes) spent on it.
 fn measure(server: &Server, options: &Options) -> Result<Measured, String> {
-    wrk(server.port, options, 2).map_err(|e| format!("{}: {e}", server.name))?;
-    wrk(server.port, options, options.seconds).map_err(|e| format!("{}: {e}", server.name))
+    let fail = |e: String| format!("{}: {e}", server.name);
+    wrk(server.port, options, 2).map_err(fail)?;
+    let pid = server.child.id();
+    let before = crate::cpu_times(pid, true).map_err(fail)?;
+    let mut measured = wrk(server.port, options, options.seconds).map_err(fail)?;
+    let after = crate::cpu_times(pid, true).map_err(fail)?;
+    let requests = measured.requests.max(1) as f64;
+    measured.cpu_us = (
+        (after.0 - before.0) * 1e6 / requests,
+        (after.1 - before.1) * 1e6 / requests,
+    );
+    Ok(measured)
 }

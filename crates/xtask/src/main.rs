@@ -215,6 +215,43 @@ pub(crate) fn build_bulkhead(root: &Path) -> Result<PathBuf, String> {
     Ok(target.join("release/bulkhead"))
 }
 
+/// User and system CPU seconds used so far by process `pid` (all its threads)
+/// and, with `children`, by its child processes too (nginx's workers), from /proc.
+pub(crate) fn cpu_times(pid: u32, children: bool) -> Result<(f64, f64), String> {
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    // Fields after the parenthesised command name: ppid is 2nd, utime and stime 12th and 13th.
+    let stat = |pid: &str| -> Option<(u32, f64, f64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        Some((
+            fields.get(1)?.parse().ok()?,
+            fields.get(11)?.parse().ok()?,
+            fields.get(12)?.parse().ok()?,
+        ))
+    };
+    let (_, mut user, mut sys) =
+        stat(&pid.to_string()).ok_or_else(|| format!("no /proc/{pid}/stat"))?;
+    if children {
+        let entries = std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if let Some((ppid, u, s)) = name.to_str().and_then(stat)
+                && ppid == pid
+            {
+                user += u;
+                sys += s;
+            }
+        }
+    }
+    Ok((user / hz, sys / hz))
+}
+
 /// Runs once untimed (to warm the page cache), then `runs` timed runs; returns the median.
 fn median(cmd: &mut Command, runs: usize) -> Result<Duration, String> {
     run(cmd)?;
