@@ -140,6 +140,15 @@ impl Lab {
             config.push_str(&format!("  - {{prefix: /{service}, service: {service}}}\n"));
         }
         config.push_str("services:\n");
+        // When the upstreams' spans are what a gate judges, the gateway must keep
+        // calling a failing green: passive ejection would take it out after five
+        // 5xx answers and answer 503 itself, and the trace store would get no
+        // span of it to judge (the gateway's own metrics gate sees those 503s).
+        let ejection = if otlp.is_some() {
+            "    ejection: off\n"
+        } else {
+            ""
+        };
         for (service, _) in services {
             let rate = bad
                 .iter()
@@ -150,7 +159,7 @@ impl Lab {
             upstreams.push(blue);
             upstreams.push(green);
             config.push_str(&format!(
-                "  {service}:\n    endpoints:\n      - {{address: {blue_addr}, labels: {{version: blue}}}}\n      - {{address: {green_addr}, labels: {{version: green}}}}\n    selector: {{version: blue}}\n"
+                "  {service}:\n    endpoints:\n      - {{address: {blue_addr}, labels: {{version: blue}}}}\n      - {{address: {green_addr}, labels: {{version: green}}}}\n    selector: {{version: blue}}\n{ejection}"
             ));
         }
         let config_path = dir.path().join("gateway.yaml");
