@@ -1,15 +1,20 @@
 //! From an `ExportTraceServiceRequest` to rows for the store: validates each
-//! span, derives the indexed columns, and encodes what is kept.
+//! span, derives the indexed columns, and keeps its encoding.
 //!
 //! A span is kept as its own protobuf encoding (every field, events and links
-//! included); its resource and scope are kept once per distinct pair and
+//! included): a protobuf request's span bytes as they came, sliced from the
+//! body rather than decoded and encoded again (decoding to validate borrows
+//! attribute strings from the body instead of allocating them), and a JSON
+//! request's spans encoded once. Its resource and scope are kept once per distinct pair and
 //! referenced by hash, so a batch of 512 spans from one process stores its
 //! resource attributes once. An invalid span is rejected alone and counted in
 //! the response's `partial_success`; the rest of the request is stored.
 
-use crate::otlp::{self, ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Value};
+use crate::otlp::{self, ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Value, wire};
+use bytes::Bytes;
 use prost::Message as _;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Attribute keys indexed for tag queries unless the collector is told otherwise.
 ///
@@ -28,7 +33,7 @@ pub struct SpanRow {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_id: Option<[u8; 8]>,
-    pub service: String,
+    pub service: Arc<str>,
     pub operation: String,
     pub kind: i32,
     pub start_ns: i64,
@@ -36,8 +41,8 @@ pub struct SpanRow {
     pub error: bool,
     /// Hash of the resource and scope (see [`ResourceRow`]).
     pub resource: i64,
-    /// The span's protobuf encoding.
-    pub blob: Vec<u8>,
+    /// The span's protobuf encoding (a slice of the request body when it came as protobuf).
+    pub blob: Bytes,
     /// [`tag_hash`] of each indexed attribute.
     pub tags: Vec<i64>,
 }
@@ -106,16 +111,63 @@ pub fn tag_hash(key: &str, value: &str) -> i64 {
 }
 
 /// The request's spans as rows, and the ones it had to reject.
+///
+/// For requests that arrive as protobuf, [`prepare_protobuf`] does the same
+/// without decoding and re-encoding every span.
 pub fn prepare(request: ExportTraceServiceRequest, indexed: &HashSet<String>) -> Prepared {
+    let wire = wire::ExportTraceServiceRequest {
+        resource_spans: request
+            .resource_spans
+            .into_iter()
+            .map(|rs| wire::ResourceSpans {
+                resource: rs.resource,
+                scope_spans: rs
+                    .scope_spans
+                    .into_iter()
+                    .map(|ss| wire::ScopeSpans {
+                        scope: ss.scope,
+                        spans: ss
+                            .spans
+                            .iter()
+                            .map(|span| Bytes::from(span.encode_to_vec()))
+                            .collect(),
+                        schema_url: ss.schema_url,
+                    })
+                    .collect(),
+                schema_url: rs.schema_url,
+            })
+            .collect(),
+    };
+    // Spans encoded from decoded messages decode again.
+    prepare_wire(wire, indexed).unwrap_or_default()
+}
+
+/// [`prepare`] for an `ExportTraceServiceRequest` in protobuf: each span is
+/// stored as the bytes it came in (unknown fields included, which decoding
+/// skips when the span is read back).
+///
+/// # Errors
+///
+/// A body that is not an `ExportTraceServiceRequest` (as decoding it whole
+/// would find): the whole request is refused then.
+pub fn prepare_protobuf(body: Bytes, indexed: &HashSet<String>) -> Result<Prepared, String> {
+    let request = wire::ExportTraceServiceRequest::decode(body).map_err(|e| e.to_string())?;
+    prepare_wire(request, indexed)
+}
+
+fn prepare_wire(
+    request: wire::ExportTraceServiceRequest,
+    indexed: &HashSet<String>,
+) -> Result<Prepared, String> {
     let mut out = Prepared::default();
     let mut seen_resources = HashSet::new();
     for rs in request.resource_spans {
-        let ResourceSpans {
+        let wire::ResourceSpans {
             resource,
             scope_spans,
             schema_url,
         } = rs;
-        let service = resource
+        let service: Arc<str> = resource
             .as_ref()
             .and_then(|r| otlp::attribute(&r.attributes, "service.name"))
             .map_or_else(
@@ -125,9 +177,10 @@ pub fn prepare(request: ExportTraceServiceRequest, indexed: &HashSet<String>) ->
                     Value::String(_) => UNKNOWN_SERVICE.to_string(),
                     other => other.to_query_string(),
                 },
-            );
+            )
+            .into();
         for ss in scope_spans {
-            let ScopeSpans {
+            let wire::ScopeSpans {
                 scope,
                 spans,
                 schema_url: scope_schema_url,
@@ -146,9 +199,13 @@ pub fn prepare(request: ExportTraceServiceRequest, indexed: &HashSet<String>) ->
             if seen_resources.insert(hash) {
                 out.batch.resources.push(ResourceRow { hash, blob });
             }
-            for span in spans {
+            for encoded in spans {
+                let span = decode_span(&encoded)?;
                 match row(&span, &service, hash, indexed) {
-                    Ok(row) => out.batch.spans.push(row),
+                    Ok(mut row) => {
+                        row.blob = encoded;
+                        out.batch.spans.push(row);
+                    }
                     Err(reason) => {
                         out.rejected += 1;
                         if out.reasons.len() < 3 {
@@ -163,7 +220,26 @@ pub fn prepare(request: ExportTraceServiceRequest, indexed: &HashSet<String>) ->
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// One span's encoding, with the UTF-8 checks decoding it as [`otlp::Span`] makes.
+fn decode_span(encoded: &Bytes) -> Result<wire::Span, String> {
+    let span = wire::Span::decode(encoded.clone()).map_err(|e| e.to_string())?;
+    for kv in &span.attributes {
+        let key_ok = std::str::from_utf8(&kv.key).is_ok();
+        let value_ok = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(wire::Value::String(s)) => std::str::from_utf8(s).is_ok(),
+            _ => true,
+        };
+        if !key_ok || !value_ok {
+            return Err(
+                "failed to decode Protobuf message: KeyValue: invalid string value: data is not UTF-8 encoded"
+                    .into(),
+            );
+        }
+    }
+    Ok(span)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -177,22 +253,18 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn row(
-    span: &otlp::Span,
-    service: &str,
+    span: &wire::Span,
+    service: &Arc<str>,
     resource: i64,
     indexed: &HashSet<String>,
 ) -> Result<SpanRow, String> {
-    let trace_id: [u8; 16] = span
-        .trace_id
-        .as_slice()
+    let trace_id: [u8; 16] = span.trace_id[..]
         .try_into()
         .map_err(|_| format!("trace id has {} bytes, want 16", span.trace_id.len()))?;
     if trace_id == [0; 16] {
         return Err("trace id is all zeros".into());
     }
-    let span_id: [u8; 8] = span
-        .span_id
-        .as_slice()
+    let span_id: [u8; 8] = span.span_id[..]
         .try_into()
         .map_err(|_| format!("span id has {} bytes, want 8", span.span_id.len()))?;
     if span_id == [0; 8] {
@@ -201,7 +273,7 @@ fn row(
     let parent_id = match span.parent_span_id.len() {
         0 => None,
         8 => {
-            let p: [u8; 8] = span.parent_span_id.as_slice().try_into().unwrap_or([0; 8]);
+            let p: [u8; 8] = span.parent_span_id[..].try_into().unwrap_or([0; 8]);
             (p != [0; 8]).then_some(p)
         }
         n => return Err(format!("parent span id has {n} bytes, want 8 or none")),
@@ -219,24 +291,27 @@ fn row(
     let tags = span
         .attributes
         .iter()
-        .filter(|kv| indexed.contains(&kv.key))
         .filter_map(|kv| {
+            let key = std::str::from_utf8(&kv.key).ok()?;
+            if !indexed.contains(key) {
+                return None;
+            }
             let v = kv.value.as_ref()?.value.as_ref()?;
-            Some(tag_hash(&kv.key, &v.to_query_string()))
+            Some(tag_hash(key, &v.to_query_string()))
         })
         .collect();
     Ok(SpanRow {
         trace_id,
         span_id,
         parent_id,
-        service: service.to_string(),
+        service: service.clone(),
         operation: span.name.clone(),
         kind: span.kind,
         start_ns,
         duration_ns,
-        error: is_error(span),
+        error: wire_is_error(span),
         resource,
-        blob: span.encode_to_vec(),
+        blob: Bytes::new(),
         tags,
     })
 }
@@ -250,6 +325,27 @@ pub fn is_error(span: &otlp::Span) -> bool {
         otlp::status::UNSET => {
             http_status(&span.attributes).is_some_and(|s| s >= 500)
                 || otlp::attribute(&span.attributes, "error")
+                    .is_some_and(|v| v.to_query_string() == "true")
+        }
+        _ => false,
+    }
+}
+
+/// [`is_error`] of a span as ingest decodes it.
+fn wire_is_error(span: &wire::Span) -> bool {
+    let code = span.status.as_ref().map_or(otlp::status::UNSET, |s| s.code);
+    match code {
+        otlp::status::ERROR => true,
+        otlp::status::UNSET => {
+            let status = ["http.response.status_code", "http.status_code"]
+                .iter()
+                .find_map(|key| match wire::attribute(&span.attributes, key)? {
+                    wire::Value::Int(n) => Some(*n),
+                    wire::Value::String(s) => std::str::from_utf8(s).ok()?.parse().ok(),
+                    _ => None,
+                });
+            status.is_some_and(|s| s >= 500)
+                || wire::attribute(&span.attributes, "error")
                     .is_some_and(|v| v.to_query_string() == "true")
         }
         _ => false,

@@ -14,9 +14,7 @@
 //! on gRPC — which OTLP exporters retry with backoff.
 
 use crate::ingest::{self, Prepared};
-use crate::otlp::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use crate::otlp::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use crate::store::{self, Retention, Writer};
 use crate::{Body, Shared, full, log};
 use bytes::Bytes;
@@ -25,6 +23,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use prost::Message as _;
+use std::collections::HashSet;
 use std::io::Read as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -131,11 +130,16 @@ pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn decode(bytes: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, Refusal> {
+fn prepare(
+    body: Bytes,
+    encoding: Encoding,
+    indexed: &HashSet<String>,
+) -> Result<Prepared, Refusal> {
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes)
+        Encoding::Protobuf => ingest::prepare_protobuf(body, indexed)
             .map_err(|e| Refusal::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}"))),
-        Encoding::Json => crate::json::decode_request(bytes)
+        Encoding::Json => crate::json::decode_request(&body)
+            .map(|request| ingest::prepare(request, indexed))
             .map_err(|e| Refusal::Malformed(format!("not OTLP/JSON: {e}"))),
     }
 }
@@ -147,9 +151,7 @@ async fn export(
     body: Bytes,
     encoding: Encoding,
 ) -> Result<Prepared, Refusal> {
-    let request = decode(&body, encoding)?;
-    drop(body);
-    let prepared = ingest::prepare(request, &shared.options.indexed_tags);
+    let prepared = prepare(body, encoding, &shared.options.indexed_tags)?;
     let accepted = prepared.batch.spans.len() as i64;
     let m = &shared.metrics;
     m.spans_received

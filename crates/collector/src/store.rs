@@ -6,8 +6,14 @@
 //! resources and scopes are stored once and referenced. Services and
 //! operations are small catalog tables, so `/api/services` never scans spans.
 //!
-//! Indexes: `(trace_id, span_id)` for trace-by-id and the dependency
-//! self-join; `(service, start_ns)` for search and service stats, with a
+//! Trace ids are indexed once per trace per group commit, not per span:
+//! the writer inserts a commit's spans grouped by trace, so each trace's spans
+//! in one commit have consecutive row ids, and `traces` holds one row per
+//! such run (`trace_id`, first and last span row id) under a covering index.
+//! A random trace id costs one B-tree entry per trace instead of one per span
+//! (the index a store of random keys pays for most as it grows), and
+//! trace-by-id reads a few index entries and then row-id ranges. Other
+//! indexes: `(service, start_ns)` for search and service stats, with a
 //! partial twin holding only error spans; `tags(hash, span)` for the indexed
 //! attribute keys. Duration and the other attributes are filtered while
 //! scanning a service's time range (Jaeger's search always names a service).
@@ -19,10 +25,10 @@
 //! cost of an fsync per group commit.
 //!
 //! Retention deletes whole commits, oldest first: every group commit records
-//! its time and its last span and tag row ids in `commits`, so deleting by age
-//! or to free space is a range delete on row ids, with no index on time.
+//! its time and its last span, tag and trace row ids in `commits`, so deleting
+//! by age or to free space is a range delete on row ids, with no index on time.
 
-use crate::ingest::{Batch, tag_hash};
+use crate::ingest::{Batch, SpanRow, tag_hash};
 use crate::otlp::{ResourceSpans, Span};
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -32,10 +38,11 @@ use std::sync::{Arc, Mutex};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "spans.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+const META: &str = "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS services(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS operations(
     id INTEGER PRIMARY KEY,
@@ -56,7 +63,12 @@ CREATE TABLE IF NOT EXISTS spans(
     error INTEGER NOT NULL,
     resource INTEGER NOT NULL,
     blob BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, span_id);
+CREATE TABLE IF NOT EXISTS traces(
+    id INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
+    first_span INTEGER NOT NULL,
+    last_span INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS traces_trace ON traces(trace_id, first_span, last_span);
 CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_ns);
 CREATE INDEX IF NOT EXISTS spans_service_errors ON spans(service, start_ns) WHERE error = 1;
 CREATE TABLE IF NOT EXISTS tags(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, span INTEGER NOT NULL);
@@ -65,7 +77,8 @@ CREATE TABLE IF NOT EXISTS commits(
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
     last_span INTEGER NOT NULL,
-    last_tag INTEGER NOT NULL);
+    last_tag INTEGER NOT NULL,
+    last_trace INTEGER NOT NULL);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +177,8 @@ pub struct Writer {
     conn: Connection,
     path: PathBuf,
     services: HashMap<String, i64>,
-    operations: HashMap<(i64, String, i32), i64>,
+    /// Operation ids by service and kind, then name (looked up without a key allocation per span).
+    operations: HashMap<(i64, i32), HashMap<String, i64>>,
     resources: HashMap<i64, i64>,
 }
 
@@ -184,7 +198,8 @@ impl Writer {
         // Checkpoints (which fsync the database file) every 64 MiB of WAL, not every 4 MiB.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)
             .map_err(&e)?;
-        conn.execute_batch(SCHEMA).map_err(&e)?;
+        // The version is checked before creating tables, so an older store is left as it was.
+        conn.execute_batch(META).map_err(&e)?;
         let found: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
@@ -193,6 +208,7 @@ impl Writer {
             .map_err(&e)?;
         match found {
             None => {
+                conn.execute_batch(SCHEMA).map_err(&e)?;
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES ('schema', ?1)",
                     [SCHEMA_VERSION],
@@ -209,13 +225,20 @@ impl Writer {
                     .collect::<Result<HashMap<_, _>, _>>()
             })
             .map_err(&e)?;
-        let operations = conn
+        let mut operations: HashMap<(i64, i32), HashMap<String, i64>> = HashMap::new();
+        for (service, name, kind, id) in conn
             .prepare("SELECT service, name, kind, id FROM operations")
             .and_then(|mut s| {
-                s.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?
-                    .collect::<Result<HashMap<_, _>, _>>()
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<Vec<(i64, String, i32, i64)>, _>>()
             })
-            .map_err(&e)?;
+            .map_err(&e)?
+        {
+            operations
+                .entry((service, kind))
+                .or_default()
+                .insert(name, id);
+        }
         let resources = conn
             .prepare("SELECT hash, id FROM resources")
             .and_then(|mut s| {
@@ -239,13 +262,18 @@ impl Writer {
 
     /// Writes the batches in one transaction (a group commit).
     ///
+    /// The spans are inserted grouped by trace id (in arrival order within a
+    /// trace), so each trace gets one `traces` row per commit.
+    ///
     /// # Errors
     ///
     /// SQLite failing (disk full, I/O error); nothing of the batches is stored then.
     pub fn write(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
         let e = sqlite(&self.path);
+        let mut spans: Vec<&SpanRow> = batches.iter().flat_map(|b| &b.spans).collect();
+        spans.sort_by_key(|s| s.trace_id);
         let tx = self.conn.transaction().map_err(&e)?;
-        let (mut last_span, mut last_tag) = (0i64, 0i64);
+        let (mut last_span, mut last_tag, mut last_trace) = (0i64, 0i64, 0i64);
         {
             let mut insert_span = tx
                 .prepare_cached(
@@ -256,73 +284,89 @@ impl Writer {
             let mut insert_tag = tx
                 .prepare_cached("INSERT INTO tags(hash, span) VALUES (?1, ?2)")
                 .map_err(&e)?;
-            for batch in batches {
-                for r in &batch.resources {
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        self.resources.entry(r.hash)
-                    {
+            let mut insert_trace = tx
+                .prepare_cached(
+                    "INSERT INTO traces(trace_id, first_span, last_span) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&e)?;
+            for r in batches.iter().flat_map(|b| &b.resources) {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    self.resources.entry(r.hash)
+                {
+                    let id: i64 = tx
+                        .query_row(
+                            "INSERT INTO resources(hash, blob) VALUES (?1, ?2) \
+                             ON CONFLICT(hash) DO UPDATE SET hash = hash RETURNING id",
+                            params![r.hash, r.blob],
+                            |row| row.get(0),
+                        )
+                        .map_err(&e)?;
+                    slot.insert(id);
+                }
+            }
+            let mut first_span = 0;
+            for (i, s) in spans.iter().enumerate() {
+                let service = match self.services.get(&*s.service) {
+                    Some(&id) => id,
+                    None => {
                         let id: i64 = tx
                             .query_row(
-                                "INSERT INTO resources(hash, blob) VALUES (?1, ?2) \
-                                 ON CONFLICT(hash) DO UPDATE SET hash = hash RETURNING id",
-                                params![r.hash, r.blob],
+                                "INSERT INTO services(name) VALUES (?1) RETURNING id",
+                                [&*s.service],
                                 |row| row.get(0),
                             )
                             .map_err(&e)?;
-                        slot.insert(id);
+                        self.services.insert(s.service.to_string(), id);
+                        id
                     }
+                };
+                let names = self.operations.entry((service, s.kind)).or_default();
+                let operation = match names.get(s.operation.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        let id: i64 = tx
+                            .query_row(
+                                "INSERT INTO operations(service, name, kind) VALUES (?1, ?2, ?3) \
+                                 RETURNING id",
+                                params![service, s.operation, s.kind],
+                                |row| row.get(0),
+                            )
+                            .map_err(&e)?;
+                        names.insert(s.operation.clone(), id);
+                        id
+                    }
+                };
+                let resource = self.resources.get(&s.resource).copied().unwrap_or(0);
+                insert_span
+                    .execute(params![
+                        &s.trace_id[..],
+                        &s.span_id[..],
+                        s.parent_id.as_ref().map(|p| &p[..]),
+                        service,
+                        operation,
+                        s.start_ns,
+                        s.duration_ns,
+                        s.error,
+                        resource,
+                        &s.blob[..],
+                    ])
+                    .map_err(&e)?;
+                last_span = tx.last_insert_rowid();
+                if i == 0 || spans[i - 1].trace_id != s.trace_id {
+                    first_span = last_span;
                 }
-                for s in &batch.spans {
-                    let service = match self.services.get(&s.service) {
-                        Some(&id) => id,
-                        None => {
-                            let id: i64 = tx
-                                .query_row(
-                                    "INSERT INTO services(name) VALUES (?1) RETURNING id",
-                                    [&s.service],
-                                    |row| row.get(0),
-                                )
-                                .map_err(&e)?;
-                            self.services.insert(s.service.clone(), id);
-                            id
-                        }
-                    };
-                    let key = (service, s.operation.clone(), s.kind);
-                    let operation = match self.operations.get(&key) {
-                        Some(&id) => id,
-                        None => {
-                            let id: i64 = tx
-                                .query_row(
-                                    "INSERT INTO operations(service, name, kind) VALUES (?1, ?2, ?3) \
-                                     RETURNING id",
-                                    params![service, s.operation, s.kind],
-                                    |row| row.get(0),
-                                )
-                                .map_err(&e)?;
-                            self.operations.insert(key, id);
-                            id
-                        }
-                    };
-                    let resource = self.resources.get(&s.resource).copied().unwrap_or(0);
-                    insert_span
-                        .execute(params![
-                            &s.trace_id[..],
-                            &s.span_id[..],
-                            s.parent_id.as_ref().map(|p| &p[..]),
-                            service,
-                            operation,
-                            s.start_ns,
-                            s.duration_ns,
-                            s.error,
-                            resource,
-                            s.blob,
-                        ])
+                for &hash in &s.tags {
+                    insert_tag.execute(params![hash, last_span]).map_err(&e)?;
+                    last_tag = tx.last_insert_rowid();
+                }
+                if spans
+                    .get(i + 1)
+                    .is_none_or(|next| next.trace_id != s.trace_id)
+                {
+                    insert_trace
+                        .execute(params![&s.trace_id[..], first_span, last_span])
                         .map_err(&e)?;
-                    last_span = tx.last_insert_rowid();
-                    for &hash in &s.tags {
-                        insert_tag.execute(params![hash, last_span]).map_err(&e)?;
-                        last_tag = tx.last_insert_rowid();
-                    }
+                    last_trace = tx.last_insert_rowid();
                 }
             }
         }
@@ -333,8 +377,8 @@ impl Writer {
                     .map_err(&e)?;
             }
             tx.execute(
-                "INSERT INTO commits(at_ms, last_span, last_tag) VALUES (?1, ?2, ?3)",
-                params![now_ms(), last_span, last_tag],
+                "INSERT INTO commits(at_ms, last_span, last_tag, last_trace) VALUES (?1, ?2, ?3, ?4)",
+                params![now_ms(), last_span, last_tag, last_trace],
             )
             .map_err(&e)?;
         }
@@ -353,13 +397,13 @@ impl Writer {
         let mut deleted = 0;
         if let Some(max_age) = retention.max_age_ms {
             let cutoff = now_ms() - max_age;
-            let cut: Option<(i64, i64, i64)> = self
+            let cut: Option<(i64, i64, i64, i64)> = self
                 .conn
                 .query_row(
-                    "SELECT id, last_span, last_tag FROM commits WHERE at_ms < ?1 \
+                    "SELECT id, last_span, last_tag, last_trace FROM commits WHERE at_ms < ?1 \
                      AND last_span <= (SELECT min(id) FROM spans) + ?2 ORDER BY id DESC LIMIT 1",
                     params![cutoff, max_rows],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .map_err(&e)?;
@@ -369,9 +413,9 @@ impl Writer {
                 None => self
                     .conn
                     .query_row(
-                        "SELECT id, last_span, last_tag FROM commits WHERE at_ms < ?1 ORDER BY id LIMIT 1",
+                        "SELECT id, last_span, last_tag, last_trace FROM commits WHERE at_ms < ?1 ORDER BY id LIMIT 1",
                         [cutoff],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
                     .optional()
                     .map_err(&e)?,
@@ -385,14 +429,14 @@ impl Writer {
             && self.live_bytes()? > max_bytes
         {
             // Free about a twentieth of the spans, at commit boundaries.
-            let cut: Option<(i64, i64, i64)> = self
+            let cut: Option<(i64, i64, i64, i64)> = self
                 .conn
                 .query_row(
-                    "SELECT id, last_span, last_tag FROM commits \
+                    "SELECT id, last_span, last_tag, last_trace FROM commits \
                      WHERE last_span >= (SELECT min(id) + (max(id) - min(id)) / 20 FROM spans) \
                      ORDER BY id LIMIT 1",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .map_err(&e)?;
@@ -405,7 +449,7 @@ impl Writer {
 
     fn delete_through(
         &mut self,
-        (commit, last_span, last_tag): (i64, i64, i64),
+        (commit, last_span, last_tag, last_trace): (i64, i64, i64, i64),
     ) -> Result<i64, StoreError> {
         let e = sqlite(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
@@ -413,6 +457,8 @@ impl Writer {
             .execute("DELETE FROM spans WHERE id <= ?1", [last_span])
             .map_err(&e)?;
         tx.execute("DELETE FROM tags WHERE id <= ?1", [last_tag])
+            .map_err(&e)?;
+        tx.execute("DELETE FROM traces WHERE id <= ?1", [last_trace])
             .map_err(&e)?;
         tx.execute("DELETE FROM commits WHERE id <= ?1", [commit])
             .map_err(&e)?;
@@ -516,8 +562,9 @@ impl Reader {
     pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Vec<StoredSpan>, StoreError> {
         let rows: Vec<(String, i64, Vec<u8>, Vec<u8>)> = self.with(|c| {
             c.prepare_cached(
-                "SELECT sv.name, s.resource, s.span_id, s.blob FROM spans s \
-                 JOIN services sv ON sv.id = s.service WHERE s.trace_id = ?1 ORDER BY s.id",
+                "SELECT sv.name, s.resource, s.span_id, s.blob FROM traces t \
+                 CROSS JOIN spans s ON s.id BETWEEN t.first_span AND t.last_span \
+                 JOIN services sv ON sv.id = s.service WHERE t.trace_id = ?1 ORDER BY s.id",
             )?
             .query_map([&trace_id[..]], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -659,12 +706,18 @@ impl Reader {
         })
     }
 
-    /// Cross-service parent/child pairs among spans that started in the window.
+    /// Cross-service parent/child pairs among spans that started in the window
+    /// (a child's parent is looked for in its trace's row-id ranges).
     pub fn dependencies(&self, start_ns: i64, end_ns: i64) -> Result<Vec<Dependency>, StoreError> {
+        // CROSS JOIN fixes the join order and `+` keeps span_id out of index
+        // choice: without them SQLite builds an automatic index over every
+        // span's span_id per query instead of reading the trace's row ranges.
         self.with(|c| {
             c.prepare_cached(
                 "SELECT ps.name, cs.name, count(*), sum(ch.error) FROM spans ch \
-                 JOIN spans pa ON pa.trace_id = ch.trace_id AND pa.span_id = ch.parent_id \
+                 CROSS JOIN traces t ON t.trace_id = ch.trace_id \
+                 CROSS JOIN spans pa ON pa.id BETWEEN t.first_span AND t.last_span \
+                 AND +pa.span_id = ch.parent_id \
                  JOIN services ps ON ps.id = pa.service JOIN services cs ON cs.id = ch.service \
                  WHERE ch.start_ns >= ?1 AND ch.start_ns <= ?2 AND ch.parent_id IS NOT NULL \
                  AND pa.service != ch.service GROUP BY ps.name, cs.name ORDER BY ps.name, cs.name",

@@ -205,6 +205,60 @@ fn error_is_status_error_or_http_5xx_when_unset() {
     assert!(ingest::is_error(&span));
 }
 
+/// The protobuf path stores each span's own bytes and derives the same rows
+/// as decoding the request whole; what decoding whole refuses, it refuses.
+#[test]
+fn protobuf_bodies_are_stored_as_sent() {
+    let request = crate::json::decode_request(FIXTURE.as_bytes()).expect("fixture decodes");
+    let body = request.encode_to_vec();
+    let whole = ingest::prepare(request.clone(), &indexed());
+    let sliced = ingest::prepare_protobuf(bytes::Bytes::from(body), &indexed()).unwrap();
+    assert_eq!(sliced.batch, whole.batch);
+    let sent: Vec<&Span> = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .collect();
+    assert_eq!(sliced.batch.spans.len(), sent.len());
+    for (row, span) in sliced.batch.spans.iter().zip(&sent) {
+        assert_eq!(&Span::decode(&row.blob[..]).unwrap(), *span);
+    }
+
+    // A field of a newer protocol version is kept in the stored bytes and
+    // skipped when the span is read back.
+    let mut span = request.resource_spans[0].scope_spans[0].spans[0].encode_to_vec();
+    span.extend_from_slice(&[0xf8, 0x06, 0x01]); // field 111, varint 1
+    let field = |key: u8, payload: &[u8]| {
+        let mut out = vec![key];
+        prost::encoding::encode_varint(payload.len() as u64, &mut out);
+        out.extend_from_slice(payload);
+        out
+    };
+    // ExportTraceServiceRequest.resource_spans { ResourceSpans.scope_spans { ScopeSpans.spans } }
+    let body = field(0x0a, &field(0x12, &field(0x12, &span)));
+    let prepared = ingest::prepare_protobuf(bytes::Bytes::from(body), &indexed()).unwrap();
+    assert_eq!(prepared.batch.spans[0].blob, span);
+    assert_eq!(
+        Span::decode(&prepared.batch.spans[0].blob[..]).unwrap(),
+        request.resource_spans[0].scope_spans[0].spans[0]
+    );
+
+    // An attribute key that is not UTF-8 fails as decoding whole fails.
+    let mut bad = request.clone();
+    bad.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![kv("k\u{e9}", Value::Bool(true))];
+    let mut body = bad.encode_to_vec();
+    let at = body
+        .windows(3)
+        .position(|w| w == "k\u{e9}".as_bytes())
+        .unwrap();
+    body[at + 1] = 0xff;
+    assert!(ExportTraceServiceRequest::decode(body.as_slice()).is_err());
+    let e = ingest::prepare_protobuf(bytes::Bytes::from(body), &indexed()).unwrap_err();
+    assert!(e.contains("UTF-8"), "{e}");
+}
+
 /// Random and truncated bytes never panic a decoder; every failure is an error value.
 #[test]
 fn decoders_survive_garbage() {
@@ -235,8 +289,14 @@ fn decoders_survive_garbage() {
         inputs.push(flipped);
     }
     for input in &inputs {
-        if let Ok(req) = ExportTraceServiceRequest::decode(input.as_slice()) {
-            let _ = ingest::prepare(req, &indexed());
+        let whole = ExportTraceServiceRequest::decode(input.as_slice());
+        let spans = ingest::prepare_protobuf(bytes::Bytes::from(input.clone()), &indexed());
+        assert_eq!(whole.is_ok(), spans.is_ok(), "{input:?}");
+        if let Ok(req) = whole {
+            assert_eq!(
+                spans.map(|p| p.batch.spans.len()).ok(),
+                Some(ingest::prepare(req, &indexed()).batch.spans.len())
+            );
         }
         if let Ok(req) = crate::json::decode_request(input) {
             let _ = ingest::prepare(req, &indexed());
@@ -457,7 +517,13 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
         deleted += n;
     }
     assert_eq!(deleted, left);
-    // The tag index went with them.
+    // The trace index went with them,
+    let trace_rows: i64 = rusqlite::Connection::open(dir.0.join(crate::store::DB_FILE))
+        .unwrap()
+        .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(trace_rows, 0);
+    // and so did the tag index.
     let query = TraceQuery {
         service: "a".into(),
         end_ns: i64::MAX,
@@ -484,4 +550,88 @@ fn one_batch_holds_each_resource_once() {
     assert_eq!(spans.len(), 2);
     assert!(spans.iter().all(|s| s.resource == resources[0].hash));
     assert_eq!(spans[0].tags, [ingest::tag_hash("http.status_code", "200")]);
+}
+
+/// Trace ids are indexed once per trace per commit, whatever order its spans
+/// arrive in; a trace spread over batches and commits reads back whole, in
+/// order, with a span stored twice returned once, and parents are found
+/// across commits.
+#[test]
+fn traces_are_indexed_per_commit_and_read_back_whole() {
+    let dir = TempDir::new("traces");
+    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let prepare = |service: &str, spans: &[(u8, u8, u8, u64, u64, i64)]| {
+        ingest::prepare(request(service, spans), &indexed()).batch
+    };
+    // One commit: two requests, each interleaving traces 1 and 2.
+    let a = prepare("a", &[(1, 1, 0, 10, 5, 200), (2, 1, 0, 11, 5, 200)]);
+    let b = prepare("b", &[(2, 2, 1, 12, 5, 200), (1, 2, 1, 13, 5, 500)]);
+    writer.write(&[&a, &b]).unwrap();
+    let trace_rows = || -> i64 {
+        rusqlite::Connection::open(dir.0.join(crate::store::DB_FILE))
+            .unwrap()
+            .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(trace_rows(), 2);
+    // A later commit adds a grandchild to trace 1.
+    writer
+        .write(&[&prepare("c", &[(1, 3, 2, 14, 5, 200)])])
+        .unwrap();
+    assert_eq!(trace_rows(), 3);
+    let reader = Reader::new(&dir.0);
+    let ids = |trace: u8| -> Vec<(String, u8)> {
+        reader
+            .trace(&[trace; 16])
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.service, s.span.span_id[0]))
+            .collect()
+    };
+    let names = |v: &[(&str, u8)]| -> Vec<(String, u8)> {
+        v.iter().map(|&(s, i)| (s.to_string(), i)).collect()
+    };
+    assert_eq!(ids(1), names(&[("a", 1), ("b", 2), ("c", 3)]));
+    assert_eq!(ids(2), names(&[("a", 1), ("b", 2)]));
+    assert!(ids(3).is_empty());
+    let deps: Vec<_> = reader
+        .dependencies(0, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.parent, d.child, d.calls, d.errors))
+        .collect();
+    assert_eq!(
+        deps,
+        [
+            ("a".to_string(), "b".to_string(), 2, 1),
+            ("b".to_string(), "c".to_string(), 1, 0)
+        ]
+    );
+    // An exporter's retry stores a span again; the trace still has it once.
+    writer
+        .write(&[&prepare("b", &[(1, 2, 1, 13, 5, 500)])])
+        .unwrap();
+    assert_eq!(ids(1), names(&[("a", 1), ("b", 2), ("c", 3)]));
+}
+
+/// A store of another schema version is refused with a clear error and left as it was.
+#[test]
+fn a_store_of_another_schema_version_is_refused_untouched() {
+    let dir = TempDir::new("schema");
+    let path = dir.0.join(crate::store::DB_FILE);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         INSERT INTO meta VALUES ('schema', 1);",
+    )
+    .unwrap();
+    let err = Writer::open(&dir.0, false).unwrap_err().to_string();
+    assert!(err.contains("schema version 1"), "{err}");
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        tables, 2,
+        "the table and its primary key index, nothing added"
+    );
 }

@@ -32,7 +32,7 @@ pub const USAGE: &str = "usage: cargo xtask bench-collector [--spans N] [--batch
   --batch N        spans per export request (default 512)
   --connections N  keep-alive client connections (default 4)
   --seconds S      time limit of the ingest run (default 60)
-  --stored N       spans in the store for the trace-by-id run (default 10000000)
+  --stored N       spans in the store for the trace-by-id run (default 10000000; 0 skips that run)
   --lookups N      trace-by-id requests timed (default 2000)
   --dir DIR        keep the filled store in DIR, and reuse it when it already holds --stored spans
 
@@ -70,7 +70,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--batch" => o.batch = crate::count(flag, value)?,
             "--connections" => o.connections = crate::count(flag, value)?,
             "--seconds" => o.seconds = crate::count(flag, value)? as u64,
-            "--stored" => o.stored = crate::count(flag, value)?,
+            "--stored" => {
+                o.stored = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+            }
             "--lookups" => o.lookups = crate::count(flag, value)?,
             "--dir" => o.dir = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
@@ -592,7 +594,11 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         o.spans, o.batch
     );
     let i = ingest(&bulkhead, &o)?;
-    let l = lookups(&bulkhead, &o)?;
+    let l = if o.stored == 0 {
+        None
+    } else {
+        Some(lookups(&bulkhead, &o)?)
+    };
     let wall_rate = i.spans as f64 / i.wall.as_secs_f64();
     let cpu_rate = i.spans as f64 / i.cpu.max(1e-9);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -622,6 +628,9 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         i.spans as f64 / i.commits.max(1.0),
         i.refused
     );
+    let Some(l) = l else {
+        return Ok(());
+    };
     match l.fill {
         Some(took) => println!(
             "| store filled directly through the store API (no HTTP) | {} spans in {:.0} s ({:.0} spans/s) | | |",
