@@ -65,7 +65,20 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first: nginx's master stops its workers on it, where SIGKILL
+    /// would orphan them, still serving and holding whatever the bench's
+    /// process inherited (such as a lock file descriptor).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
