@@ -25,11 +25,32 @@ pod_spec := input.object.spec if input.object.kind == "Pod"
 
 containers contains {"container": container, "field": array.concat(pod_spec_path, [key, i]), "init": key != "containers"} if {
 	some key in ["containers", "initContainers", "ephemeralContainers"]
-	some i, container in pod_spec[key]
+	listed := pod_spec[key]
+	collection(listed)
+	some i, container in listed
 	is_object(container)
 }
 
-what(c) := sprintf("%s %s: container %s", [input.object.kind, object.get(input.object.metadata, "name", "?"), object.get(c.container, "name", "?")])
+collection(x) if is_array(x)
+
+collection(x) if is_object(x)
+
+collection(x) if is_set(x)
+
+what(c) := sprintf("%s %s: container %s", [input.object.kind, name_of(input.object.metadata), name_of(c.container)])
+
+# Never a builtin's type error on an ill-typed object: the compiled rules
+# would fail the body where the interpreter stops with an error.
+name_of(x) := object.get(x, "name", "?") if is_object(x)
+
+else := "?"
+
+# Every container image, parsed once for all the image rules.
+container_images contains {"container": c, "image": image, "ref": images.parse(image)} if {
+	some c in containers
+	image := c.container.image
+	is_string(image)
+}
 
 deny contains {
 	"rule": "image-tag",
@@ -37,10 +58,10 @@ deny contains {
 	"field": array.concat(c.field, ["image"]),
 	"image": image,
 } if {
-	some c in containers
-	image := c.container.image
-	is_string(image)
-	pin := images.pinning(images.parse(image))
+	some ci in container_images
+	c := ci.container
+	image := ci.image
+	pin := images.pinning(ci.ref)
 	pin in {"latest", "none"}
 	reason := {"latest": "explicit :latest tag", "none": "no tag"}[pin]
 }
@@ -51,10 +72,10 @@ warn contains {
 	"field": array.concat(c.field, ["image"]),
 	"image": image,
 } if {
-	some c in containers
-	image := c.container.image
-	is_string(image)
-	images.parse(image).digest == ""
+	some ci in container_images
+	ci.ref.digest == ""
+	c := ci.container
+	image := ci.image
 }
 
 deny contains {
@@ -65,10 +86,10 @@ deny contains {
 } if {
 	allowed := object.get(config, "allowed_registries", [])
 	count(allowed) > 0
-	some c in containers
-	image := c.container.image
-	is_string(image)
-	not images.under_any(images.parse(image).name, allowed)
+	some ci in container_images
+	not images.under_any(ci.ref.name, allowed)
+	c := ci.container
+	image := ci.image
 }
 
 deny contains {
@@ -94,7 +115,10 @@ deny contains {
 	"field": ["spec", "selector"],
 } if {
 	input.object.kind == "Service"
-	selector := object.get(object.get(input.object, "spec", {}), "selector", {})
+	spec := object.get(input.object, "spec", {})
+	is_object(spec)
+	selector := object.get(spec, "selector", {})
+	is_object(selector)
 	count(selector) > 0
 	not selector[version_label]
 	blue_green(selector)

@@ -15,6 +15,7 @@
 //! whole path components of the fully qualified image name: `registry.acme/base/`
 //! admits `registry.acme/base/go`, never `registry.acme/base-evil/go`.
 
+use crate::vm::Rule;
 use crate::{Finding, Level, PolicyError};
 use model::Provenance;
 use regorus::Engine;
@@ -59,11 +60,11 @@ pub struct TemplateWindow {
     pub sources: Vec<String>,
 }
 
-/// The compiled bundle.
+/// The compiled bundle: its two entry points, each with its own engine.
 #[derive(Debug, Clone)]
 pub(crate) struct Bundle {
-    engine: Engine,
-    budget: Option<Duration>,
+    manifest: Rule,
+    service: Rule,
 }
 
 /// A finding as the Rego rules return it.
@@ -95,9 +96,10 @@ impl RawFinding {
     }
 }
 
-/// Work units (loop steps, expressions) between two looks at the clock. Looking
-/// at every unit spent a sixth of a review's time reading the clock; a unit takes
-/// well under a microsecond, so the budget is still noticed within a millisecond.
+/// Work units (interpreter loop steps and expressions, RVM instructions) between
+/// two looks at the clock. Looking at every unit spent a sixth of a review's time
+/// reading the clock; a unit takes well under a microsecond, so the budget is
+/// still noticed within a millisecond.
 const TIMER_CHECK_INTERVAL: NonZeroU32 = NonZeroU32::new(1024).expect("not zero");
 
 pub(crate) fn timer(budget: Duration) -> ExecutionTimerConfig {
@@ -106,6 +108,11 @@ pub(crate) fn timer(budget: Duration) -> ExecutionTimerConfig {
         check_interval: TIMER_CHECK_INTERVAL,
     }
 }
+
+/// The rule over one Kubernetes object.
+const MANIFEST_RULE: &str = "data.bulkhead.manifest.findings";
+/// The rule over one service of the fleet graph.
+const SERVICE_RULE: &str = "data.bulkhead.service.findings";
 
 impl Bundle {
     pub fn load(config: &BundleConfig, budget: Option<Duration>) -> Result<Bundle, PolicyError> {
@@ -125,9 +132,19 @@ impl Bundle {
                 path: "data.bulkhead.config".to_string(),
                 message: e.to_string(),
             })?;
+        let rule = |path: &str, probes: Vec<Value>| {
+            let probes: Vec<regorus::Value> =
+                probes.into_iter().map(regorus::Value::from).collect();
+            Rule::compiled(engine.clone(), path.to_string(), &probes).map_err(|message| {
+                PolicyError::Eval {
+                    what: path.to_string(),
+                    message,
+                }
+            })
+        };
         let mut bundle = Bundle {
-            engine,
-            budget: None,
+            manifest: rule(MANIFEST_RULE, manifest_probe())?,
+            service: rule(SERVICE_RULE, service_probe())?,
         };
         if let Some(budget) = budget {
             bundle.set_budget(budget);
@@ -136,40 +153,105 @@ impl Bundle {
     }
 
     pub fn set_budget(&mut self, budget: Duration) {
-        self.budget = Some(budget);
-        self.engine.set_execution_timer_config(timer(budget));
+        self.manifest.set_budget(budget);
+        self.service.set_budget(budget);
     }
 
-    /// Evaluates a `findings` rule (`{"deny": set, "warn": set}`) for one input.
-    pub fn eval(
+    /// The manifest and the service rule.
+    #[cfg(test)]
+    pub fn rules(&self) -> [&Rule; 2] {
+        [&self.manifest, &self.service]
+    }
+
+    /// The manifest rules' findings for `{object, siblings}`.
+    pub fn manifest(
         &mut self,
-        rule: &str,
         subject: &str,
         input: regorus::Value,
     ) -> Result<Vec<RawFinding>, PolicyError> {
-        self.engine.set_input(input);
-        let result = self
-            .engine
-            .eval_rule(rule.to_string())
-            .map_err(|e| eval_error(subject, &e, self.budget))?;
-        let mut findings = Vec::new();
-        for (key, level) in [("deny", Level::Deny), ("warn", Level::Warn)] {
-            let Ok(items) = result[key].as_set() else {
-                continue;
-            };
-            for item in items.iter_sorted() {
-                let mut raw: RawFinding = serde_json::to_value(item)
-                    .and_then(serde_json::from_value)
-                    .map_err(|e| PolicyError::Eval {
-                        what: subject.to_string(),
-                        message: format!("unexpected finding {item}: {e}"),
-                    })?;
-                raw.level = Some(level);
-                findings.push(raw);
-            }
-        }
-        Ok(findings)
+        findings(&mut self.manifest, subject, input)
     }
+
+    /// The service rules' findings for `{service, base_images}`.
+    pub fn service(
+        &mut self,
+        subject: &str,
+        input: regorus::Value,
+    ) -> Result<Vec<RawFinding>, PolicyError> {
+        findings(&mut self.service, subject, input)
+    }
+}
+
+/// Evaluates a `findings` rule (`{"deny": set, "warn": set}`) for one input.
+fn findings(
+    rule: &mut Rule,
+    subject: &str,
+    input: regorus::Value,
+) -> Result<Vec<RawFinding>, PolicyError> {
+    let result = rule
+        .eval(input)
+        .map_err(|e| eval_error(subject, &e, rule.budget()))?;
+    let mut findings = Vec::new();
+    for (key, level) in [("deny", Level::Deny), ("warn", Level::Warn)] {
+        let Ok(items) = result[key].as_set() else {
+            continue;
+        };
+        for item in items.iter_sorted() {
+            let mut raw: RawFinding = serde_json::to_value(item)
+                .and_then(serde_json::from_value)
+                .map_err(|e| PolicyError::Eval {
+                    what: subject.to_string(),
+                    message: format!("unexpected finding {item}: {e}"),
+                })?;
+            raw.level = Some(level);
+            findings.push(raw);
+        }
+    }
+    Ok(findings)
+}
+
+/// A Pod that breaks most manifest rules, and a blue-green Service: the
+/// compiled rules must answer them as the interpreter does.
+fn manifest_probe() -> Vec<Value> {
+    let service = serde_json::json!({
+        "object": {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "probe", "namespace": "probe"},
+            "spec": {"selector": {"app": "a"}},
+        },
+        "siblings": [{"app": "a", "version": "blue"}],
+    });
+    let pod = serde_json::json!({
+        "object": {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "probe", "namespace": "probe", "labels": {"app": "a", "version": "blue"}},
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "nginx"},
+                    {"name": "b", "image": "registry.acme/base/go:1.2@sha256:00", "resources": {"limits": {"cpu": "1"}}},
+                ],
+                "initContainers": [{"name": "i", "image": "localhost:5000/x/y:latest"}],
+            },
+        },
+        "siblings": [{"app": "a", "version": "blue"}],
+    });
+    vec![pod, service]
+}
+
+/// A service with base images, template pins and no owner.
+fn service_probe() -> Vec<Value> {
+    vec![serde_json::json!({
+        "service": {
+            "name": "probe",
+            "declared_at": [{"path": "catalog-info.yaml", "line": 1}],
+            "tier": "gold",
+            "templates": [
+                {"kind": "gitlab-project", "source": "platform/ci-templates", "version": "v1.0.0", "at": {"path": ".gitlab-ci.yml", "line": 2}},
+                {"kind": "github-workflow", "source": "acme/ci-templates", "version": "main", "at": {"path": "ci.yml", "line": 3}},
+            ],
+        },
+        "base_images": [{"image": "nginx:latest", "at": {"path": "Dockerfile", "line": 1}}],
+    })]
 }
 
 /// Turns a regorus error into ours, telling a spent time budget apart.

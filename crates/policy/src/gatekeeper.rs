@@ -9,8 +9,9 @@
 //! namespaces, excludedNamespaces, labelSelector, scope) matches the object;
 //! `enforcementAction` `deny` (default), `warn` or `dryrun` sets the level.
 
-use crate::builtin::{eval_error, timer};
+use crate::builtin::eval_error;
 use crate::input::{rego_object, to_rego};
+use crate::vm::Rule;
 use crate::{Level, PolicyError};
 use model::{Diagnostic, Provenance};
 use regorus::Engine;
@@ -28,9 +29,8 @@ pub struct Template {
     /// `spec.crd.spec.names.kind`: the kind of its constraints.
     pub kind: String,
     pub at: Provenance,
-    engine: Engine,
     /// `data.<package>.violation`.
-    rule: String,
+    rule: Rule,
 }
 
 /// What a constraint's `enforcementAction` asks for.
@@ -112,7 +112,7 @@ impl GatekeeperSet {
     pub(crate) fn set_budget(&mut self, budget: Duration) {
         self.budget = Some(budget);
         for template in &mut self.templates {
-            template.engine.set_execution_timer_config(timer(budget));
+            template.rule.set_budget(budget);
         }
     }
 
@@ -226,7 +226,6 @@ impl GatekeeperSet {
             ("review", review.clone()),
             ("parameters", to_rego(&constraint.parameters)),
         ]);
-        let budget = self.budget;
         let Some(template) = self
             .templates
             .iter_mut()
@@ -234,14 +233,10 @@ impl GatekeeperSet {
         else {
             return Ok(Vec::new());
         };
-        template.engine.set_input(input);
-        let result = template
-            .engine
-            .eval_rule(template.rule.clone())
-            .map_err(|e| {
-                let what = format!("{}/{}", constraint.kind, constraint.name);
-                eval_error(&what, &e, budget)
-            })?;
+        let result = template.rule.eval(input).map_err(|e| {
+            let what = format!("{}/{}", constraint.kind, constraint.name);
+            eval_error(&what, &e, template.rule.budget())
+        })?;
         let result = serde_json::to_value(&result).unwrap_or(Value::Null);
         let mut violations = Vec::new();
         for item in result.as_array().into_iter().flatten() {
@@ -341,23 +336,17 @@ fn load_template(doc: &Node, at: Provenance, budget: Option<Duration>) -> Result
     };
     let libs: Vec<String> = libs.map(Node::strings).unwrap_or_default();
     let prefer_v1 = version == Some("v1");
-    let (engine, package) = match compile(&kind, rego, &libs, !prefer_v1) {
+    let mut rule = match compile(&kind, rego, &libs, !prefer_v1) {
         Ok(ok) => ok,
         Err(first) => compile(&kind, rego, &libs, prefer_v1).map_err(|_| first)?,
     };
-    let mut engine = engine;
     if let Some(budget) = budget {
-        engine.set_execution_timer_config(timer(budget));
+        rule.set_budget(budget);
     }
-    Ok(Template {
-        kind,
-        at,
-        engine,
-        rule: format!("{package}.violation"),
-    })
+    Ok(Template { kind, at, rule })
 }
 
-fn compile(kind: &str, rego: &str, libs: &[String], v0: bool) -> Result<(Engine, String), String> {
+fn compile(kind: &str, rego: &str, libs: &[String], v0: bool) -> Result<Rule, String> {
     let mut engine = Engine::new();
     engine.set_rego_v0(v0);
     for (i, lib) in libs.iter().enumerate() {
@@ -370,13 +359,9 @@ fn compile(kind: &str, rego: &str, libs: &[String], v0: bool) -> Result<(Engine,
         .map_err(|e| format!("ConstraintTemplate {kind}: invalid Rego: {e}"))?;
     // Undefined functions and variables surface at the first evaluation: make that now,
     // on an empty review, so a broken template is a load error and not a review failure.
-    engine.set_input(regorus::Value::from(
-        json!({ "review": {}, "parameters": {} }),
-    ));
-    engine
-        .eval_rule(format!("{package}.violation"))
-        .map_err(|e| format!("ConstraintTemplate {kind}: {e}"))?;
-    Ok((engine, package))
+    let probe = regorus::Value::from(json!({ "review": {}, "parameters": {} }));
+    Rule::interpreted(engine, format!("{package}.violation"), &probe)
+        .map_err(|e| format!("ConstraintTemplate {kind}: {e}"))
 }
 
 fn load_constraint(doc: &Node, at: Provenance) -> Result<(Constraint, Vec<String>), String> {

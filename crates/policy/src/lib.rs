@@ -19,6 +19,7 @@ pub mod gatekeeper;
 mod input;
 pub mod kyverno;
 pub mod suite;
+mod vm;
 
 pub use admission::{AdmissionDecision, ReviewError};
 pub use builtin::BundleConfig;
@@ -181,11 +182,7 @@ impl Policies {
         let subject = object.subject();
         if let Some(bundle) = &mut self.builtin {
             let input = json!({ "object": object.value, "siblings": siblings });
-            for raw in bundle.eval(
-                "data.bulkhead.manifest.findings",
-                &subject,
-                regorus::Value::from(input),
-            )? {
+            for raw in bundle.manifest(&subject, regorus::Value::from(input))? {
                 let at = raw
                     .field
                     .as_ref()
@@ -216,7 +213,7 @@ impl Policies {
         };
         let subject = format!("service {}", service.name);
         let input = regorus::Value::from(input::service_input(fleet, service));
-        match bundle.eval("data.bulkhead.service.findings", &subject, input) {
+        match bundle.service(&subject, input) {
             Ok(raws) => {
                 for raw in raws {
                     let at = raw.at.clone();
@@ -255,7 +252,7 @@ impl Policies {
                 ("object", object),
                 ("siblings", regorus::Value::new_array()),
             ]);
-            for raw in bundle.eval("data.bulkhead.manifest.findings", &subject, input)? {
+            for raw in bundle.manifest(&subject, input)? {
                 findings.push(raw.into_finding(&subject, None));
             }
         }
