@@ -337,29 +337,9 @@ impl Conn {
     }
 }
 
-/// utime + stime of a process, in seconds.
+/// The collector's user plus system CPU seconds so far.
 fn cpu_seconds(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("bad /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64, String> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .ok_or_else(|| "bad /proc stat".to_string())
-    };
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
-    Ok((ticks(11)? + ticks(12)?) / hz)
+    crate::cpu_times(pid, false).map(|(user, sys)| user + sys)
 }
 
 fn metric(query: &str, name: &str) -> Result<f64, String> {
