@@ -648,20 +648,6 @@ fn lab_service(name: &str, calls: Option<&str>, otlp: &str, extra: &[&str]) -> S
     Service { child, addr }
 }
 
-/// Polls `f` until it returns `Some`, for at most `secs` seconds.
-fn eventually_or<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// frontend -> checkout -> payments, payments failing every request: the
 /// collector assembles the trace from three processes' exports and
 /// `bulkhead trace ID --json` blames payments.
@@ -695,7 +681,7 @@ fn lab_chain_failure_is_blamed_on_the_failing_service() {
     assert_eq!(status, 502, "{head}");
     // Every service exports its spans within a few intervals.
     let mut last = Value::Null;
-    let complete = eventually_or(30, || {
+    let complete = crate::eventually_or(30, || {
         let (status, json) = c.get(&format!("/api/traces/{trace_id}"));
         let processes = json["data"][0]["processes"]
             .as_object()

@@ -134,3 +134,17 @@ pub fn http_request(
         .to_string();
     (status, body)
 }
+
+/// Polls `f` until it returns `Some`, for at most `secs` seconds.
+pub fn eventually_or<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1204,8 +1204,8 @@ spec:
     // The gate measures what reached the collector, so it starts only once the
     // services' spans flow there (bounded wait): on a loaded machine the first
     // exports can lag, and windows without a span are errors, not verdicts.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut last = String::new();
+    let flowing = crate::eventually_or(60, || {
         let (_, body) = http(
             query.trim_start_matches("http://"),
             "GET",
@@ -1213,15 +1213,14 @@ spec:
             None,
             "",
         );
-        if json(&body)["spans"].as_i64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recent span of pay reached the collector within 60 s: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let spans = json(&body)["spans"].as_i64().unwrap_or(0);
+        last = body;
+        (spans > 0).then_some(())
+    });
+    assert!(
+        flowing.is_some(),
+        "no recent span of pay reached the collector within 60 s: {last}"
+    );
     let state = lab.dir.path().join("state");
     let out = lab
         .rollout("start", &state)
