@@ -2,9 +2,9 @@
 
 use crate::Body;
 use crate::config::{Labels, WeightedSelector};
-use crate::proxy::text;
 use crate::state::{Change, ChangeError, ReloadError, Shared};
-use http_body_util::{BodyExt as _, Limited};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -29,6 +29,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     diff == 0
+}
+
+/// A plain-text answer.
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {

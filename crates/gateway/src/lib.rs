@@ -19,6 +19,7 @@
 
 mod admin;
 pub mod config;
+mod h1;
 pub mod health;
 mod httproute;
 mod log;
@@ -29,6 +30,7 @@ mod server;
 pub mod state;
 pub mod table;
 pub mod trace;
+mod upstream;
 
 pub use config::{ConfigError, parse};
 pub use log::AccessLog;
@@ -36,7 +38,5 @@ pub use otlp::OtlpOptions;
 pub use server::{Error, Gateway, Options, run};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Request and response bodies as the proxy passes them on.
+/// Response bodies of the admin API.
 pub(crate) type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
-pub(crate) type UpstreamClient =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;

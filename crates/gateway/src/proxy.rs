@@ -1,22 +1,29 @@
-//! The proxy's request path: route, choose an endpoint, forward, and record.
+//! The proxy's data path: read a request, route it, choose an endpoint, forward,
+//! relay the response, and record what happened.
+//!
+//! One task serves one client connection and does everything for its requests:
+//! it reads the head, writes the upstream request on a kept-alive connection it
+//! takes from its worker's idle set, and relays the response back, with no
+//! other task or channel in between (a request costs the four system calls of
+//! reading and writing each side). Bodies are passed on in the framing they
+//! came in; [`crate::h1`] finds where they end.
 
+use crate::config::{Limits, Upstream};
+use crate::h1::{self, Chunked, Fields as _, Framing, Head, HeadError};
 use crate::log::{self, Message, Record};
 use crate::metrics::{Metrics, Stats, UpstreamError};
 use crate::state::Shared;
-use crate::table::{Member, NoEndpoint, Pools};
-use crate::{Body, BoxError, trace};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Full};
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use crate::table::{Member, NoEndpoint};
+use crate::{trace, upstream};
+use bytes::BytesMut;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
-use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 /// Where finished requests go: the access log, the span exporter, the counters.
 #[derive(Debug)]
@@ -32,33 +39,10 @@ pub(crate) struct Proxy {
     pub sinks: Arc<Sinks>,
 }
 
-/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1);
-/// `transfer-encoding` too, since hyper frames each side's body itself.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Removes hop-by-hop headers, the ones `Connection` names included.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
-}
+/// The largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Read buffers start at this size and grow for larger heads.
+const BUFFER: usize = 8 * 1024;
 
 /// What the proxy knows of a request while it handles it, finished into a [`Record`].
 struct Pending {
@@ -67,7 +51,7 @@ struct Pending {
     trace: trace::Trace,
     request_id: String,
     client: SocketAddr,
-    method: Method,
+    method: String,
     path: String,
     route: Option<String>,
     service: Option<String>,
@@ -75,16 +59,14 @@ struct Pending {
     attempts: u32,
     error: Option<String>,
     stats: Arc<Stats>,
-    body: Option<Arc<BodyCount>>,
-    sinks: Arc<Sinks>,
+    bytes_in: u64,
 }
 
 impl Pending {
-    /// Counts and records the request once its response body is done (or abandoned).
-    fn finish(self, status: u16, bytes_out: u64) {
+    /// Counts and records the request once its response has been sent (or abandoned).
+    fn finish(self, sinks: &Sinks, status: u16, bytes_out: u64) {
         let duration = self.started.elapsed();
         self.stats.observe(status, duration);
-        let sinks = self.sinks.clone();
         if sinks.log.is_none() && sinks.spans.is_none() {
             return;
         }
@@ -97,7 +79,7 @@ impl Pending {
             tracestate: self.trace.tracestate,
             request_id: self.request_id,
             client: self.client,
-            method: self.method.to_string(),
+            method: self.method,
             path: self.path,
             route: self.route,
             service: self.service,
@@ -107,7 +89,7 @@ impl Pending {
             attempts: self.attempts,
             status,
             error: self.error,
-            bytes_in: self.body.map_or(0, |b| b.bytes.load(Ordering::Relaxed)),
+            bytes_in: self.bytes_in,
             bytes_out,
         });
         if let Some(log) = &sinks.log
@@ -126,142 +108,33 @@ impl Pending {
     }
 }
 
-/// A response body that finishes its request's record when it ends or is dropped.
-struct Tracked {
-    inner: Body,
-    bytes: u64,
-    status: u16,
-    pending: Option<Box<Pending>>,
+/// Whether a client connection carries on after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
 }
 
-impl Tracked {
-    fn done(&mut self) {
-        if let Some(p) = self.pending.take() {
-            p.finish(self.status, self.bytes);
-        }
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.done();
-    }
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
-                }
-            }
-            Poll::Ready(None) => self.done(),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Bytes of a request body so far, and whether it went over the limit.
-#[derive(Debug, Default)]
-struct BodyCount {
-    bytes: AtomicU64,
-    over_limit: AtomicBool,
-}
-
-/// A request body on its way upstream: counted, and cut off past the limit.
-struct Metered {
-    inner: Incoming,
-    seen: u64,
-    limit: u64,
-    count: Arc<BodyCount>,
-}
-
-impl hyper::body::Body for Metered {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.seen += data.len() as u64;
-                    self.count.bytes.store(self.seen, Ordering::Relaxed);
-                    if self.seen > self.limit {
-                        self.count.over_limit.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(format!(
-                            "request body over {} bytes",
-                            self.limit
-                        )
-                        .into())));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
-
-/// A response the gateway writes itself, with a plain-text body saying why.
-pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// A client connection: the stream and what has been read from it but not used yet.
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    address: SocketAddr,
+    /// The request being handled asked to close the connection after it.
+    closing: bool,
 }
 
 /// Methods that may be sent twice (RFC 9110, section 9.2.2).
-fn idempotent(method: &Method) -> bool {
+fn idempotent(method: &str) -> bool {
     matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
     )
 }
 
 /// A usable `x-request-id`: visible ASCII, not too long to log.
-fn valid_request_id(v: &HeaderValue) -> bool {
-    (1..=200).contains(&v.len()) && v.as_bytes().iter().all(|c| (0x21..=0x7e).contains(c))
+fn valid_request_id(v: &[u8]) -> bool {
+    (1..=200).contains(&v.len()) && v.iter().all(|c| (0x21..=0x7e).contains(c))
 }
 
 /// `for=` node of `Forwarded` (RFC 7239): IPv6 addresses quoted and bracketed.
@@ -272,72 +145,214 @@ fn forwarded_node(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// Kind and description of a failed upstream exchange.
-fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
-    let mut detail = e.to_string();
-    let mut kind = if e.is_connect() {
-        UpstreamError::Connect
-    } else {
-        UpstreamError::Protocol
+/// The path and query of a request target, in origin form, and the authority
+/// of an absolute-form target.
+fn origin_form(target: &str) -> (&str, Option<&str>) {
+    let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    else {
+        return (target, None);
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        if kind != UpstreamError::Connect {
-            if let Some(h) = s.downcast_ref::<hyper::Error>()
-                && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
-            {
-                kind = UpstreamError::Reset;
-            }
-            if let Some(io) = s.downcast_ref::<std::io::Error>()
-                && matches!(
-                    io.kind(),
-                    std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::UnexpectedEof
-                )
-            {
-                kind = UpstreamError::Reset;
-            }
-        }
-        source = s.source();
+    match rest.find('/') {
+        Some(i) => (&rest[i..], Some(&rest[..i])),
+        None => ("/", Some(rest)),
     }
-    (kind, detail)
+}
+
+/// Resolves when the gateway shuts down (or is gone).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A response the gateway writes itself: status, plain-text body, and the
+/// request's trace and request ids when it has them.
+fn local_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    body: &str,
+    ids: Option<(&str, &str)>,
+    close: bool,
+) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    h1::put_number(out, u64::from(status));
+    out.push(b' ');
+    let reason = hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    h1::put_number(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if let Some((trace_id, request_id)) = ids {
+        h1::put_field(out, "x-trace-id", trace_id.as_bytes());
+        h1::put_field(out, "x-request-id", request_id.as_bytes());
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// How a forwarded exchange failed before a response head arrived.
+enum Failure {
+    Connect(std::io::Error),
+    Timeout,
+    /// The upstream closed or reset the connection (`fresh`: nothing of a
+    /// response had arrived, so an unchanged request may be sent again).
+    Reset {
+        detail: String,
+        fresh: bool,
+    },
+    Protocol(String),
+    /// The client's body broke a limit or its framing, or the client left.
+    ClientBody(ClientBody),
+}
+
+enum ClientBody {
+    OverLimit,
+    Malformed(&'static str),
+    Gone,
+}
+
+fn reset(e: &std::io::Error, fresh: bool) -> Failure {
+    Failure::Reset {
+        detail: e.to_string(),
+        fresh,
+    }
 }
 
 impl Proxy {
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    /// Serves one client connection until the client closes it, it idles past
+    /// the limit, a head is too slow, too large or malformed, or the gateway
+    /// shuts down (a request in flight finishes first).
+    pub async fn serve(
+        &self,
+        stream: TcpStream,
+        address: SocketAddr,
+        limits: &Limits,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut client = Client {
+            stream,
+            buf: BytesMut::with_capacity(BUFFER),
+            address,
+            closing: false,
+        };
+        let mut upstream_buf = BytesMut::with_capacity(BUFFER);
+        let mut out = Vec::with_capacity(BUFFER);
+        let stop = stopping(&mut shutdown);
+        let mut stop = std::pin::pin!(stop);
+        let mut waiting_since = Instant::now();
+        let mut head_started: Option<Instant> = None;
+        let timer = tokio::time::sleep(limits.idle_timeout.min(limits.header_timeout));
+        let mut timer = std::pin::pin!(timer);
+        loop {
+            let head = loop {
+                if !client.buf.is_empty() {
+                    head_started.get_or_insert_with(Instant::now);
+                    match Head::request(&mut client.buf) {
+                        Ok(Some(head)) => break head,
+                        Ok(None) if client.buf.len() >= limits.max_header_bytes => {
+                            return self
+                                .refuse(&mut client, 431, "request head too large\n")
+                                .await;
+                        }
+                        Ok(None) => {}
+                        Err(HeadError::TooManyHeaders) => {
+                            return self
+                                .refuse(&mut client, 431, "too many header fields\n")
+                                .await;
+                        }
+                        Err(e) => {
+                            let body = format!("malformed request: {}\n", e.describe());
+                            return self.refuse(&mut client, 400, &body).await;
+                        }
+                    }
+                }
+                client.buf.reserve(BUFFER);
+                tokio::select! {
+                    biased;
+                    read = client.stream.read_buf(&mut client.buf) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
+                    () = timer.as_mut() => {
+                        let deadline = match head_started {
+                            Some(t) => t + limits.header_timeout,
+                            None => waiting_since + limits.idle_timeout,
+                        };
+                        if Instant::now() >= deadline {
+                            return;
+                        }
+                        timer.as_mut().reset(deadline.into());
+                    }
+                    () = stop.as_mut(), if client.buf.is_empty() => return,
+                }
+            };
+            head_started = None;
+            let next = self
+                .exchange(&mut client, head, limits, &mut upstream_buf, &mut out)
+                .await;
+            if next == Next::Close {
+                let _ = client.stream.shutdown().await;
+                return;
+            }
+            waiting_since = Instant::now();
+        }
+    }
+
+    /// Answers a request the gateway could not read, and closes.
+    async fn refuse(&self, client: &mut Client, status: u16, body: &str) {
+        let mut out = Vec::with_capacity(256);
+        local_response(&mut out, status, body, None, true);
+        let _ = client.stream.write_all(&out).await;
+        let _ = client.stream.shutdown().await;
+    }
+
+    /// Handles one request: everything from routing to the last byte of the response.
+    async fn exchange(
+        &self,
+        client: &mut Client,
+        head: Head,
+        limits: &Limits,
+        upstream_buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+    ) -> Next {
         let started = Instant::now();
-        // One table for the whole request: routing and endpoint choice see one generation.
-        let table = self.shared.table();
-        let trace = trace::at_edge(req.headers());
-        let request_id = match req.headers().get("x-request-id") {
-            Some(v) if valid_request_id(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        let framing = request_framing(&head);
+        let trace = trace::at_edge(&head);
+        let request_id = match head.get("x-request-id") {
+            Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
             _ => trace::request_id(),
         };
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(req.uri().host());
-        let route = table.matching(req.method().as_str(), host, req.uri().path(), req.headers());
+        let (target, authority) = origin_form(head.target());
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        let host = head.text("host").or(authority);
+        // One table for the whole request: routing and endpoint choice see one generation.
+        let table = self.shared.table();
+        let route = table.matching(head.method(), host, path, &head);
         let mut pending = Pending {
             started,
             start: SystemTime::now(),
             request_id,
-            client,
-            method: req.method().clone(),
-            path: req.uri().path().to_string(),
+            client: client.address,
+            method: head.method().to_string(),
+            path: path.to_string(),
             route: route.map(|r| r.name.clone()),
             service: route.map(|r| r.service.clone()),
             member: None,
             attempts: 0,
             error: None,
             stats: table.unrouted.clone(),
-            body: None,
-            sinks: self.sinks.clone(),
+            bytes_in: 0,
             trace,
         };
         let pools = pending
@@ -345,213 +360,624 @@ impl Proxy {
             .as_deref()
             .and_then(|s| table.pools(s))
             .cloned();
-        let max_body = table.limits.max_body_bytes;
         drop(table);
-        let response = match pools {
-            None => {
-                pending.error = Some("no route".into());
-                text(StatusCode::NOT_FOUND, "no route for this host and path\n")
-            }
-            Some(pools) => {
-                pending.stats = pools.unserved.clone();
-                self.forward(req, &pools, max_body, &mut pending).await
+        client.closing = if head.minor == 0 {
+            !head.lists("connection", "keep-alive")
+        } else {
+            head.lists("connection", "close")
+        };
+        let framing = match framing {
+            Ok(f) => f,
+            Err(why) => {
+                return self
+                    .answer(client, out, pending, 400, &format!("{why}\n"), true)
+                    .await;
             }
         };
-        let (mut parts, inner) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        if let Ok(v) = HeaderValue::from_str(&pending.trace.trace_id) {
-            parts.headers.insert("x-trace-id", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&pending.request_id) {
-            parts.headers.insert("x-request-id", v);
-        }
-        let tracked = Tracked {
-            inner,
-            bytes: 0,
-            status: parts.status.as_u16(),
-            pending: Some(Box::new(pending)),
+        // A body left unread cannot be skipped reliably: the connection closes after the answer.
+        let unread = framing != Framing::Empty;
+        let Some(pools) = pools else {
+            pending.error = Some("no route".into());
+            return self
+                .answer(
+                    client,
+                    out,
+                    pending,
+                    404,
+                    "no route for this host and path\n",
+                    unread,
+                )
+                .await;
         };
-        Response::from_parts(parts, tracked.boxed())
-    }
-
-    async fn forward(
-        &self,
-        req: Request<Incoming>,
-        pools: &Pools,
-        max_body: u64,
-        pending: &mut Pending,
-    ) -> Response<Body> {
-        let service = pending.service.clone().unwrap_or_default();
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_body) {
+        pending.stats = pools.unserved.clone();
+        if head.method() == "CONNECT" {
+            pending.error = Some("CONNECT".into());
+            return self
+                .answer(
+                    client,
+                    out,
+                    pending,
+                    501,
+                    "CONNECT is not supported\n",
+                    true,
+                )
+                .await;
+        }
+        let max_body = limits.max_body_bytes;
+        if let Framing::Length(n) = framing
+            && n > max_body
+        {
             pending.error = Some("request body too large".into());
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over the limit of {} bytes\n", max_body),
-            );
+            let body = format!("request body over the limit of {max_body} bytes\n");
+            return self.answer(client, out, pending, 413, &body, true).await;
         }
         let mut member = match pools.choose(&[]) {
             Ok(m) => m,
-            Err(reason) => return no_endpoint(&service, reason, pending),
+            Err(reason) => {
+                let message = no_endpoint(pending.service.as_deref().unwrap_or(""), reason);
+                pending.error = Some(message.clone());
+                return self
+                    .answer(client, out, pending, 503, &(message + "\n"), unread)
+                    .await;
+            }
         };
-        let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        self.forwarding_headers(&mut parts.headers, pending);
+        let request_head = upstream_head(&head, target, &pending, framing, member.address);
         let upstream = &pools.upstream;
         // Only a request that can be sent again unchanged is retried: idempotent, no body.
-        let no_body = body.is_end_stream();
-        let retriable = idempotent(&parts.method) && no_body && upstream.retries > 0;
-        let mut body = if no_body {
-            Some(empty())
-        } else {
-            let count = Arc::new(BodyCount::default());
-            pending.body = Some(count.clone());
-            Some(
-                Metered {
-                    inner: body,
-                    seen: 0,
-                    limit: max_body,
-                    count,
-                }
-                .boxed(),
-            )
-        };
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        let retriable = idempotent(head.method()) && framing == Framing::Empty;
+        let expects_continue = head.lists("expect", "100-continue");
         let mut tried: Vec<SocketAddr> = Vec::new();
-        loop {
+        let connections = &self.shared.registry.connections;
+        let (mut stream, response) = loop {
             pending.attempts += 1;
             pending.stats = member.stats.clone();
             pending.member = Some(member.clone());
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(member.address.to_string())
-                .path_and_query(path_and_query.clone())
-                .build();
-            let Ok(uri) = uri else {
-                pending.error = Some("bad request target".into());
-                return text(StatusCode::BAD_REQUEST, "bad request target\n");
+            let failure = match self
+                .send(
+                    client,
+                    member.address,
+                    upstream,
+                    &request_head,
+                    framing,
+                    expects_continue,
+                    retriable,
+                    max_body,
+                    upstream_buf,
+                    &mut pending.bytes_in,
+                )
+                .await
+            {
+                Ok(done) => break done,
+                Err(f) => f,
             };
-            let mut request = Request::new(body.take().unwrap_or_else(empty));
-            *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = uri;
-            *request.headers_mut() = if retriable {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
-            };
-            let outcome =
-                tokio::time::timeout(upstream.request_timeout, pools.client().request(request))
-                    .await;
-            match outcome {
-                Ok(Ok(response)) => {
-                    if response.status().is_server_error() {
-                        member.cell.failed(upstream.ejection.as_ref());
-                    } else {
-                        member.cell.succeeded();
-                    }
-                    return response.map(|b| b.map_err(BoxError::from).boxed());
+            let (status, message, kind) = match failure {
+                Failure::ClientBody(ClientBody::OverLimit) => {
+                    pending.error = Some("request body too large".into());
+                    let body = format!("request body over the limit of {max_body} bytes\n");
+                    return self.answer(client, out, pending, 413, &body, true).await;
                 }
-                Err(_) => {
-                    pools.errors.count(UpstreamError::Timeout);
-                    member.cell.failed(upstream.ejection.as_ref());
-                    let message = format!(
+                Failure::ClientBody(ClientBody::Malformed(why)) => {
+                    pending.error = Some(why.into());
+                    return self
+                        .answer(client, out, pending, 400, &format!("{why}\n"), true)
+                        .await;
+                }
+                Failure::ClientBody(ClientBody::Gone) => {
+                    pending.error = Some("client closed the connection during the body".into());
+                    pending.finish(&self.sinks, 400, 0);
+                    return Next::Close;
+                }
+                Failure::Timeout => (
+                    504,
+                    format!(
                         "upstream {} sent no response within {}",
                         member.address,
                         crate::config::format_duration(upstream.request_timeout)
-                    );
-                    pending.error = Some(message.clone());
-                    return text(StatusCode::GATEWAY_TIMEOUT, message + "\n");
+                    ),
+                    UpstreamError::Timeout,
+                ),
+                Failure::Connect(e) => (
+                    502,
+                    format!("upstream {} failed (connect): {e}", member.address),
+                    UpstreamError::Connect,
+                ),
+                Failure::Reset { detail, .. } => (
+                    502,
+                    format!("upstream {} failed (reset): {detail}", member.address),
+                    UpstreamError::Reset,
+                ),
+                Failure::Protocol(detail) => (
+                    502,
+                    format!("upstream {} failed (protocol): {detail}", member.address),
+                    UpstreamError::Protocol,
+                ),
+            };
+            pools.errors.count(kind);
+            member.cell.failed(upstream.ejection.as_ref());
+            if kind == UpstreamError::Connect && retriable && pending.attempts <= upstream.retries {
+                tried.push(member.address);
+                if let Ok(next) = pools.choose(&tried) {
+                    member = next;
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    if pending
-                        .body
-                        .as_ref()
-                        .is_some_and(|b| b.over_limit.load(Ordering::Relaxed))
-                    {
-                        pending.error = Some("request body too large".into());
-                        return text(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("request body over the limit of {} bytes\n", max_body),
-                        );
-                    }
-                    let (kind, detail) = classify(&e);
-                    pools.errors.count(kind);
-                    member.cell.failed(upstream.ejection.as_ref());
-                    if kind == UpstreamError::Connect
-                        && retriable
-                        && pending.attempts <= upstream.retries
-                    {
-                        tried.push(member.address);
-                        if let Ok(next) = pools.choose(&tried) {
-                            member = next;
-                            continue;
-                        }
-                    }
-                    let message = format!(
-                        "upstream {} failed ({}): {detail}",
-                        member.address,
-                        kind.as_str()
-                    );
-                    pending.error = Some(message.clone());
-                    return text(StatusCode::BAD_GATEWAY, message + "\n");
+            }
+            pending.error = Some(message.clone());
+            return self
+                .answer(client, out, pending, status, &(message + "\n"), unread)
+                .await;
+        };
+        if response.status >= 500 {
+            member.cell.failed(upstream.ejection.as_ref());
+        } else {
+            member.cell.succeeded();
+        }
+        let body = match h1::response_framing(&response, head.method() == "HEAD") {
+            Ok(f) => f,
+            Err(why) => {
+                pools.errors.count(UpstreamError::Protocol);
+                let message = format!("upstream {} failed (protocol): {why}", member.address);
+                pending.error = Some(message.clone());
+                return self
+                    .answer(client, out, pending, 502, &(message + "\n"), true)
+                    .await;
+            }
+        };
+        let upstream_keeps = response.minor == 1 && !response.lists("connection", "close");
+        let keep_alive = !client.closing && body != Framing::UntilClose;
+        response_head(out, &response, &pending, keep_alive, head.minor == 0);
+        let status = response.status;
+        drop(response);
+        let relayed = relay(&mut stream, upstream_buf, &mut client.stream, body, out).await;
+        let (bytes_out, next) = match relayed {
+            Ok(bytes) => {
+                if upstream_keeps && body != Framing::UntilClose && upstream_buf.is_empty() {
+                    connections.put(member.address, stream);
                 }
+                (
+                    bytes,
+                    if keep_alive {
+                        Next::KeepAlive
+                    } else {
+                        Next::Close
+                    },
+                )
+            }
+            Err(Relay::Upstream(bytes, e)) => {
+                pools.errors.count(UpstreamError::Reset);
+                pending.error = Some(format!(
+                    "upstream {} failed (reset) during the response body: {e}",
+                    member.address
+                ));
+                (bytes, Next::Close)
+            }
+            Err(Relay::Client(bytes)) => {
+                pending.error = Some("client closed the connection during the response".into());
+                (bytes, Next::Close)
+            }
+        };
+        pending.finish(&self.sinks, status, bytes_out);
+        next
+    }
+
+    /// Writes the request upstream (on a kept-alive connection when there is one)
+    /// and reads the response head, within the service's request timeout.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        client: &mut Client,
+        address: SocketAddr,
+        upstream: &Upstream,
+        request_head: &[u8],
+        framing: Framing,
+        expects_continue: bool,
+        retriable: bool,
+        max_body: u64,
+        upstream_buf: &mut BytesMut,
+        bytes_in: &mut u64,
+    ) -> Result<(TcpStream, Head), Failure> {
+        let connections = &self.shared.registry.connections;
+        let mut reused = connections.take(address);
+        loop {
+            let was_reused = reused.is_some();
+            let mut stream = match reused.take() {
+                Some(s) => s,
+                None => upstream::connect(address, upstream.connect_timeout)
+                    .await
+                    .map_err(Failure::Connect)?,
+            };
+            upstream_buf.clear();
+            let exchange = async {
+                send_request(
+                    client,
+                    &mut stream,
+                    request_head,
+                    framing,
+                    expects_continue,
+                    max_body,
+                    bytes_in,
+                )
+                .await?;
+                read_response_head(&mut stream, upstream_buf).await
+            };
+            match tokio::time::timeout(upstream.request_timeout, exchange).await {
+                Ok(Ok(head)) => return Ok((stream, head)),
+                // A kept-alive connection the upstream closed meanwhile: once more on a new one.
+                Ok(Err(Failure::Reset { fresh: true, .. })) if was_reused && retriable => {}
+                Ok(Err(f)) => return Err(f),
+                Err(_) => return Err(Failure::Timeout),
             }
         }
     }
 
-    /// Trace context, request id and the `X-Forwarded-*` / `Forwarded` headers.
-    fn forwarding_headers(&self, headers: &mut HeaderMap, pending: &Pending) {
-        let ip = pending.client.ip();
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {ip}"),
-            None => ip.to_string(),
-        };
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(|h| format!(";host=\"{h}\""))
-            .unwrap_or_default();
-        let node = format!("for={};proto=http{host}", forwarded_node(ip));
-        let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {node}"),
-            None => node,
-        };
-        for (name, value) in [
-            ("x-forwarded-for", xff),
-            ("forwarded", forwarded),
-            ("traceparent", pending.trace.traceparent.clone()),
-            ("x-request-id", pending.request_id.clone()),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        }
-        // This listener is plain HTTP: whatever the client claimed is replaced.
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        headers.remove("tracestate");
-        if let Some(state) = &pending.trace.tracestate
-            && let Ok(v) = HeaderValue::from_str(state)
-        {
-            headers.insert("tracestate", v);
+    /// Answers the request itself and records it; `close` (a request body was
+    /// left unread, or the request was malformed) closes the connection after it.
+    async fn answer(
+        &self,
+        client: &mut Client,
+        out: &mut Vec<u8>,
+        pending: Pending,
+        status: u16,
+        body: &str,
+        close: bool,
+    ) -> Next {
+        let close = close || client.closing;
+        local_response(
+            out,
+            status,
+            body,
+            Some((&pending.trace.trace_id, &pending.request_id)),
+            close,
+        );
+        let written = client.stream.write_all(out).await.is_ok();
+        pending.finish(&self.sinks, status, body.len() as u64);
+        if close || !written {
+            Next::Close
+        } else {
+            Next::KeepAlive
         }
     }
 }
 
-fn no_endpoint(service: &str, reason: NoEndpoint, pending: &mut Pending) -> Response<Body> {
-    let message = match reason {
+fn request_framing(head: &Head) -> Result<Framing, String> {
+    h1::request_framing(head).map_err(|why| format!("malformed request: {why}"))
+}
+
+fn no_endpoint(service: &str, reason: NoEndpoint) -> String {
+    match reason {
         NoEndpoint::NoneLive => format!("service {service} has no live endpoint"),
         NoEndpoint::AllDown => {
             format!("service {service}: every live endpoint is ejected or failing health checks")
         }
+    }
+}
+
+/// The request head sent upstream: the client's fields less hop-by-hop ones,
+/// with trace context, request id and the `X-Forwarded-*` / `Forwarded` fields set.
+fn upstream_head(
+    head: &Head,
+    target: &str,
+    pending: &Pending,
+    framing: Framing,
+    endpoint: SocketAddr,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 256);
+    out.extend_from_slice(head.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut xff: Option<&[u8]> = None;
+    let mut forwarded: Option<&[u8]> = None;
+    let mut host = None;
+    for (name, value) in head.fields() {
+        let replaced = [
+            "x-forwarded-for",
+            "forwarded",
+            "x-forwarded-proto",
+            "traceparent",
+            "tracestate",
+            "x-request-id",
+            "expect",
+        ];
+        if replaced.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            if name.eq_ignore_ascii_case("x-forwarded-for") && xff.is_none() {
+                xff = Some(value);
+            } else if name.eq_ignore_ascii_case("forwarded") && forwarded.is_none() {
+                forwarded = Some(value);
+            }
+            continue;
+        }
+        if h1::hop_by_hop(head, name)
+            || (name.eq_ignore_ascii_case("transfer-encoding") && framing != Framing::Chunked)
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("host") {
+            host = Some(value);
+        }
+        h1::put_field(&mut out, name, value);
+    }
+    let ip = pending.client.ip();
+    if host.is_none() {
+        h1::put_field(&mut out, "host", endpoint.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(earlier) = xff {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(ip.to_string().as_bytes());
+    out.extend_from_slice(b"\r\nforwarded: ");
+    if let Some(earlier) = forwarded {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(b"for=");
+    out.extend_from_slice(forwarded_node(ip).as_bytes());
+    out.extend_from_slice(b";proto=http");
+    if let Some(h) = host {
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(h);
+        out.push(b'"');
+    }
+    // This listener is plain HTTP: whatever the client claimed is replaced.
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    h1::put_field(
+        &mut out,
+        "traceparent",
+        pending.trace.traceparent.as_bytes(),
+    );
+    if let Some(state) = &pending.trace.tracestate {
+        h1::put_field(&mut out, "tracestate", state.as_bytes());
+    }
+    h1::put_field(&mut out, "x-request-id", pending.request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The response head sent to the client: the upstream's fields less hop-by-hop
+/// ones, with the trace and request ids.
+fn response_head(
+    out: &mut Vec<u8>,
+    response: &Head,
+    pending: &Pending,
+    keep_alive: bool,
+    http10: bool,
+) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    h1::put_number(out, u64::from(response.status));
+    out.push(b' ');
+    out.extend_from_slice(response.reason());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in response.fields() {
+        if h1::hop_by_hop(response, name)
+            || name.eq_ignore_ascii_case("x-trace-id")
+            || name.eq_ignore_ascii_case("x-request-id")
+        {
+            continue;
+        }
+        h1::put_field(out, name, value);
+    }
+    h1::put_field(out, "x-trace-id", pending.trace.trace_id.as_bytes());
+    h1::put_field(out, "x-request-id", pending.request_id.as_bytes());
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request head and passes the body on. A body already read with
+/// the head goes in the same write.
+async fn send_request(
+    client: &mut Client,
+    stream: &mut TcpStream,
+    request_head: &[u8],
+    framing: Framing,
+    expects_continue: bool,
+    max_body: u64,
+    bytes_in: &mut u64,
+) -> Result<(), Failure> {
+    let write_failed = |e: std::io::Error| reset(&e, true);
+    match framing {
+        Framing::Empty | Framing::UntilClose => {
+            return stream.write_all(request_head).await.map_err(write_failed);
+        }
+        Framing::Length(n) if client.buf.len() as u64 >= n => {
+            let body = client.buf.split_to(n as usize);
+            *bytes_in = n;
+            let mut bufs = [
+                std::io::IoSlice::new(request_head),
+                std::io::IoSlice::new(&body),
+            ];
+            return write_all_vectored(stream, &mut bufs)
+                .await
+                .map_err(write_failed);
+        }
+        _ => {}
+    }
+    stream.write_all(request_head).await.map_err(write_failed)?;
+    if expects_continue && client.buf.is_empty() {
+        client
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| Failure::ClientBody(ClientBody::Gone))?;
+    }
+    let mut remaining = match framing {
+        Framing::Length(n) => n,
+        _ => u64::MAX,
     };
-    pending.error = Some(message.clone());
-    text(StatusCode::SERVICE_UNAVAILABLE, message + "\n")
+    let mut chunks = Chunked::default();
+    loop {
+        if !client.buf.is_empty() {
+            let take = match framing {
+                Framing::Length(_) => client
+                    .buf
+                    .len()
+                    .min(usize::try_from(remaining).unwrap_or(usize::MAX)),
+                _ => chunks
+                    .scan(&client.buf)
+                    .map_err(|e| Failure::ClientBody(ClientBody::Malformed(e.0)))?,
+            };
+            let piece = client.buf.split_to(take);
+            match framing {
+                Framing::Length(_) => {
+                    remaining -= take as u64;
+                    *bytes_in += take as u64;
+                }
+                _ => *bytes_in = chunks.data(),
+            }
+            if *bytes_in > max_body {
+                return Err(Failure::ClientBody(ClientBody::OverLimit));
+            }
+            stream
+                .write_all(&piece)
+                .await
+                .map_err(|e| reset(&e, false))?;
+            let done = match framing {
+                Framing::Length(_) => remaining == 0,
+                _ => chunks.done(),
+            };
+            if done {
+                return Ok(());
+            }
+        }
+        client.buf.reserve(BUFFER);
+        match client.stream.read_buf(&mut client.buf).await {
+            Ok(0) | Err(_) => return Err(Failure::ClientBody(ClientBody::Gone)),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn write_all_vectored(
+    stream: &mut TcpStream,
+    mut bufs: &mut [std::io::IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        let n = stream.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// Reads the final response head (informational 1xx heads are skipped).
+async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, Failure> {
+    let mut fresh = true;
+    loop {
+        if !buf.is_empty() {
+            match Head::response(buf) {
+                Ok(Some(head)) if head.status == 101 => {
+                    return Err(Failure::Protocol(
+                        "101 Switching Protocols without an upgrade".into(),
+                    ));
+                }
+                Ok(Some(head)) if head.status < 200 => continue,
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) if buf.len() >= MAX_RESPONSE_HEAD => {
+                    return Err(Failure::Protocol(format!(
+                        "response head over {MAX_RESPONSE_HEAD} bytes"
+                    )));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Failure::Protocol(e.describe().into())),
+            }
+        }
+        buf.reserve(BUFFER);
+        match stream.read_buf(buf).await {
+            Ok(0) => {
+                return Err(Failure::Reset {
+                    detail: "connection closed before the response".into(),
+                    fresh,
+                });
+            }
+            Ok(_) => fresh = false,
+            Err(e) => return Err(reset(&e, fresh)),
+        }
+    }
+}
+
+/// Which side failed while a response body was relayed, and the body bytes sent.
+enum Relay {
+    Upstream(u64, std::io::Error),
+    Client(u64),
+}
+
+/// Sends the response head in `out` and relays the body that follows it;
+/// returns the body bytes (data only, for a chunked body) sent.
+async fn relay(
+    upstream: &mut TcpStream,
+    buf: &mut BytesMut,
+    client: &mut TcpStream,
+    framing: Framing,
+    out: &mut Vec<u8>,
+) -> Result<u64, Relay> {
+    let mut remaining = match framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::UntilClose => u64::MAX,
+    };
+    let mut chunks = Chunked::default();
+    let mut sent = 0u64;
+    let mut first = true;
+    loop {
+        let take = match framing {
+            Framing::Empty => 0,
+            Framing::Length(_) => buf
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX)),
+            Framing::UntilClose => buf.len(),
+            Framing::Chunked => chunks.scan(buf).map_err(|e| {
+                Relay::Upstream(
+                    sent,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
+                )
+            })?,
+        };
+        let piece = buf.split_to(take);
+        match framing {
+            Framing::Chunked => sent = chunks.data(),
+            _ => {
+                sent += take as u64;
+                remaining = remaining.saturating_sub(take as u64);
+            }
+        }
+        let written = if first {
+            // The head and what came with it in one write.
+            first = false;
+            out.extend_from_slice(&piece);
+            client.write_all(out).await
+        } else {
+            client.write_all(&piece).await
+        };
+        if written.is_err() {
+            return Err(Relay::Client(sent));
+        }
+        let done = match framing {
+            Framing::Empty => true,
+            Framing::Length(_) => remaining == 0,
+            Framing::Chunked => chunks.done(),
+            Framing::UntilClose => false,
+        };
+        if done {
+            return Ok(sent);
+        }
+        buf.reserve(BUFFER);
+        match upstream.read_buf(buf).await {
+            Ok(0) if framing == Framing::UntilClose => return Ok(sent),
+            Ok(0) => {
+                return Err(Relay::Upstream(
+                    sent,
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Relay::Upstream(sent, e)),
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! The listeners: connections with limits (header and idle timeouts, header size,
-//! connection count), serving the proxy or the admin API, and graceful shutdown.
+//! The listeners: accepting within the connection cap, handing proxy connections
+//! to the workers, serving the admin API (with header and idle timeouts), and
+//! graceful shutdown.
 
 use crate::admin::Admin;
 use crate::config::{Config, Limits};
@@ -8,9 +9,7 @@ use crate::log::{self, AccessLog, Message};
 use crate::otlp::{self, Exporter, OtlpOptions};
 use crate::proxy::{Proxy, Sinks};
 use crate::state::Shared;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -78,15 +77,6 @@ pub struct Gateway {
 enum Handler {
     Proxy(Arc<Proxy>),
     Admin(Arc<Admin>),
-}
-
-impl Handler {
-    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<crate::Body> {
-        match self {
-            Handler::Proxy(p) => p.handle(req, client).await,
-            Handler::Admin(a) => a.handle(req).await,
-        }
-    }
 }
 
 impl Gateway {
@@ -364,7 +354,10 @@ async fn accept(
         let (handler, shutdown, alive) = (handler.clone(), shutdown.clone(), alive.clone());
         runtime.spawn(async move {
             if let Ok(stream) = TcpStream::from_std(stream) {
-                connection(stream, client, handler, &limits, shutdown).await;
+                match handler {
+                    Handler::Proxy(proxy) => proxy.serve(stream, client, &limits, shutdown).await,
+                    Handler::Admin(admin) => connection(stream, admin, &limits, shutdown).await,
+                }
             }
             drop(guard);
             drop(alive);
@@ -500,12 +493,11 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves one connection until the client closes it, it idles past the limit, or
-/// the gateway shuts down (then the request in flight finishes first).
+/// Serves one admin connection until the client closes it, it idles past the
+/// limit, or the gateway shuts down (then the request in flight finishes first).
 async fn connection(
     stream: TcpStream,
-    client: SocketAddr,
-    handler: Handler,
+    admin: Arc<Admin>,
     limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -522,9 +514,9 @@ async fn connection(
         service_fn(move |req| {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(activity.clone());
-            let handler = handler.clone();
+            let admin = admin.clone();
             async move {
-                let response = handler.handle(req, client).await;
+                let response = admin.handle(req).await;
                 drop(guard);
                 Ok::<_, Infallible>(response)
             }

@@ -5,18 +5,15 @@
 //! shares every untouched service's pools with the old one.
 
 use crate::config::{Config, Limits, PathMatch, Selection, Service, Upstream, selects};
+use crate::h1::Fields;
 use crate::health::{self, Cell, Down};
 use crate::metrics::{Errors, Metrics, Stats};
-use crate::{Body, UpstreamClient};
-use hyper::header::HeaderMap;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use crate::upstream::Connections;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 thread_local! {
     /// Which worker runtime this thread serves (0 outside the workers).
@@ -24,49 +21,38 @@ thread_local! {
 }
 
 /// Marks the current thread as worker `index`: its requests use that worker's
-/// connection pools, so an upstream connection's task runs on the thread that uses it.
+/// upstream connections, which are registered with that worker's runtime.
 pub(crate) fn set_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
-/// What outlives a table: counters, endpoint health, upstream connection pools.
-#[derive(Debug, Default)]
+/// The worker the current thread serves.
+pub(crate) fn worker() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
+/// What outlives a table: counters, endpoint health, idle upstream connections.
+#[derive(Debug)]
 pub struct Registry {
     pub metrics: Arc<Metrics>,
     pub health: health::Book,
-    /// Worker runtimes, each with its own pools (0 counts as 1).
-    workers: usize,
-    /// Per connect timeout in use, one client (one keep-alive pool) per worker.
-    clients: Mutex<HashMap<Duration, Arc<[UpstreamClient]>>>,
+    pub connections: Connections,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::new(1)
+    }
 }
 
 impl Registry {
+    /// A registry for `workers` worker runtimes, each with its own connections (0 counts as 1).
     pub fn new(workers: usize) -> Registry {
         Registry {
-            workers,
-            ..Registry::default()
+            metrics: Arc::default(),
+            health: health::Book::default(),
+            connections: Connections::new(workers),
         }
-    }
-
-    fn clients(&self, connect_timeout: Duration) -> Arc<[UpstreamClient]> {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(connect_timeout)
-            .or_insert_with(|| {
-                (0..self.workers.max(1))
-                    .map(|_| {
-                        let mut connector = HttpConnector::new();
-                        connector.set_nodelay(true);
-                        connector.set_connect_timeout(Some(connect_timeout));
-                        Client::builder(TokioExecutor::new())
-                            .pool_timer(TokioTimer::new())
-                            .pool_idle_timeout(Duration::from_secs(60))
-                            .build::<_, Body>(connector)
-                    })
-                    .collect()
-            })
-            .clone()
     }
 }
 
@@ -99,7 +85,6 @@ pub struct Pools {
     total_weight: u64,
     next: AtomicU64,
     pub upstream: Upstream,
-    clients: Arc<[UpstreamClient]>,
     /// Counts requests for the service that no endpoint served (version "").
     pub unserved: Arc<Stats>,
     pub errors: Arc<Errors>,
@@ -222,7 +207,7 @@ impl Table {
         method: &str,
         host: Option<&str>,
         path: &str,
-        headers: &HeaderMap,
+        headers: &impl Fields,
     ) -> Option<&CompiledRoute> {
         let host = host.map(strip_port);
         self.routes.iter().find(|r| {
@@ -232,10 +217,7 @@ impl Table {
                 && path_matches(&r.path, path)
                 && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
                 && r.headers.iter().all(|(name, value)| {
-                    headers
-                        .get_all(name.as_str())
-                        .iter()
-                        .any(|v| v.as_bytes() == value.as_bytes())
+                    headers.values(name.as_str()).any(|v| v == value.as_bytes())
                 })
         })
     }
@@ -246,7 +228,7 @@ impl Table {
         method: &str,
         host: Option<&str>,
         path: &str,
-        headers: &HeaderMap,
+        headers: &impl Fields,
     ) -> Option<&str> {
         self.matching(method, host, path, headers)
             .map(|r| r.service.as_str())
@@ -342,16 +324,10 @@ impl Pools {
             pools,
             next: AtomicU64::new(0),
             upstream: service.upstream.clone(),
-            clients: registry.clients(service.upstream.connect_timeout),
             unserved: registry.metrics.stats(name, ""),
             errors: registry.metrics.errors(name),
             all,
         }
-    }
-
-    /// The calling worker's client for this service's endpoints.
-    pub fn client(&self) -> &UpstreamClient {
-        &self.clients[WORKER.with(std::cell::Cell::get) % self.clients.len()]
     }
 
     /// True when no endpoint is live.

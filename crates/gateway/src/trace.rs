@@ -5,7 +5,7 @@
 //! members are skipped; a member with an invalid key or value, a duplicated key, or
 //! more than 32 members discards the whole list (the gateway adds no member of its own).
 
-use hyper::header::HeaderMap;
+use crate::h1::Fields;
 use std::cell::Cell;
 use std::hash::{BuildHasher as _, Hasher as _};
 
@@ -28,11 +28,11 @@ pub struct Trace {
 
 /// Reads `traceparent` from the request headers; a missing, duplicate or invalid one
 /// starts a new trace with random ids and the sampled and random-trace-id flags.
-pub fn at_edge(headers: &HeaderMap) -> Trace {
+pub fn at_edge(headers: &impl Fields) -> Trace {
     let span_id = hex_nonzero(1);
-    let mut values = headers.get_all("traceparent").iter();
+    let mut values = headers.values("traceparent");
     let incoming = match (values.next(), values.next()) {
-        (Some(v), None) => v.to_str().ok().and_then(parse),
+        (Some(v), None) => std::str::from_utf8(v).ok().and_then(parse),
         _ => None,
     };
     match incoming {
@@ -60,10 +60,10 @@ pub fn at_edge(headers: &HeaderMap) -> Trace {
 
 /// Every `tracestate` header combined into one valid list, or `None` (none sent,
 /// only empty members, or invalid: then the whole list is discarded).
-fn tracestate(headers: &HeaderMap) -> Option<String> {
+fn tracestate(headers: &impl Fields) -> Option<String> {
     let mut members = Vec::new();
-    for value in headers.get_all("tracestate") {
-        let text = value.to_str().ok()?;
+    for value in headers.values("tracestate") {
+        let text = std::str::from_utf8(value).ok()?;
         telemetry::push_members(text, &mut members).ok()?;
     }
     if members.is_empty() || members.len() > telemetry::MAX_TRACESTATE_MEMBERS {
@@ -164,6 +164,7 @@ fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::HeaderMap;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

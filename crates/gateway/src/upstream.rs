@@ -1,0 +1,100 @@
+//! Keep-alive connections to upstream endpoints: one idle set per worker and endpoint.
+//!
+//! A worker takes a connection for one exchange and puts it back when the
+//! response has been read to its end, so a connection is only ever used by
+//! the worker (and runtime) that opened it. Each worker has its own lock, which
+//! only that worker's thread takes: it is never contended.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// An idle connection unused for this long is closed instead of reused.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// Idle connections kept per endpoint and worker; more are closed.
+const KEEP_PER_ENDPOINT: usize = 1024;
+
+#[derive(Debug)]
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// The idle upstream connections of every worker.
+#[derive(Debug)]
+pub struct Connections {
+    workers: Vec<Mutex<HashMap<SocketAddr, Vec<Idle>>>>,
+}
+
+impl Connections {
+    pub fn new(workers: usize) -> Connections {
+        Connections {
+            workers: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn mine(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+        self.workers[crate::table::worker() % self.workers.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection to `address` that is still open.
+    pub fn take(&self, address: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.mine();
+        let list = idle.get_mut(&address)?;
+        while let Some(c) = list.pop() {
+            if c.since.elapsed() < IDLE_LIMIT && still_open(&c.stream) {
+                return Some(c.stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last response was read to its end.
+    pub fn put(&self, address: SocketAddr, stream: TcpStream) {
+        let mut idle = self.mine();
+        let list = idle.entry(address).or_default();
+        if list.len() < KEEP_PER_ENDPOINT {
+            list.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// False when the upstream has closed an idle connection (or sent something
+/// unasked). The runtime already knows whether the socket turned readable, so
+/// an idle connection that did not costs no system call to check.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Opens a connection within `timeout`.
+pub async fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "connect timed out after {}",
+                    crate::config::format_duration(timeout)
+                ),
+            )
+        })??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
