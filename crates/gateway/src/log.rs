@@ -30,9 +30,9 @@ pub(crate) struct Record {
     pub client: SocketAddr,
     pub method: String,
     pub path: String,
-    pub route: Option<String>,
-    pub service: Option<String>,
-    pub version: Option<String>,
+    pub route: Option<Arc<str>>,
+    pub service: Option<Arc<str>>,
+    pub version: Option<Arc<str>>,
     pub pool: Option<Arc<str>>,
     pub upstream: Option<SocketAddr>,
     /// Endpoints tried, the one that answered included.
@@ -44,51 +44,106 @@ pub(crate) struct Record {
     pub bytes_out: u64,
 }
 
-/// The access-log line of a record, serialized straight from it (no intermediate map).
-#[derive(serde::Serialize)]
-struct Line<'a> {
-    time: String,
-    trace_id: &'a str,
-    span_id: &'a str,
-    request_id: &'a str,
-    client: std::net::IpAddr,
-    method: &'a str,
-    path: &'a str,
-    route: Option<&'a str>,
-    service: Option<&'a str>,
-    version: Option<&'a str>,
-    pool: Option<&'a str>,
-    upstream: Option<SocketAddr>,
-    attempts: u32,
-    status: u16,
-    error: Option<&'a str>,
-    duration_ms: f64,
-    bytes_in: u64,
-    bytes_out: u64,
+/// Writes access-log lines. JSON is written by hand: the strings are almost always
+/// plain ASCII with nothing to escape, and the time's date and second change
+/// once a second, so a line costs a few copies instead of a serializer's walk.
+#[derive(Default)]
+struct LineWriter {
+    /// The second `second_text` renders, and `YYYY-MM-DDTHH:MM:SS`.
+    second: u64,
+    second_text: String,
 }
 
-impl Record {
-    fn line(&self) -> Line<'_> {
-        Line {
-            time: telemetry::rfc3339_millis(self.start),
-            trace_id: &self.trace_id,
-            span_id: &self.span_id,
-            request_id: &self.request_id,
-            client: self.client.ip(),
-            method: &self.method,
-            path: &self.path,
-            route: self.route.as_deref(),
-            service: self.service.as_deref(),
-            version: self.version.as_deref(),
-            pool: self.pool.as_deref(),
-            upstream: self.upstream,
-            attempts: self.attempts,
-            status: self.status,
-            error: self.error.as_deref(),
-            duration_ms: self.duration.as_secs_f64() * 1000.0,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
+impl LineWriter {
+    fn write(&mut self, out: &mut Vec<u8>, r: &Record) {
+        let since = r
+            .start
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if self.second_text.is_empty() || since.as_secs() != self.second {
+            self.second = since.as_secs();
+            let full = telemetry::rfc3339_millis(r.start);
+            // "YYYY-MM-DDTHH:MM:SS.mmmZ": keep all but ".mmmZ".
+            self.second_text = full[..full.len() - 5].to_string();
         }
+        out.extend_from_slice(b"{\"time\":\"");
+        out.extend_from_slice(self.second_text.as_bytes());
+        let millis = since.subsec_millis();
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+            b'"',
+        ]);
+        field_str(out, "trace_id", Some(&r.trace_id));
+        field_str(out, "span_id", Some(&r.span_id));
+        field_str(out, "request_id", Some(&r.request_id));
+        field_display(out, "client", Some(r.client.ip()));
+        field_str(out, "method", Some(&r.method));
+        field_str(out, "path", Some(&r.path));
+        field_str(out, "route", r.route.as_deref());
+        field_str(out, "service", r.service.as_deref());
+        field_str(out, "version", r.version.as_deref());
+        field_str(out, "pool", r.pool.as_deref());
+        field_display(out, "upstream", r.upstream);
+        field_number(out, "attempts", u64::from(r.attempts));
+        field_number(out, "status", u64::from(r.status));
+        field_str(out, "error", r.error.as_deref());
+        // Milliseconds with microsecond precision.
+        let micros = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
+        field_number(out, "duration_ms", micros / 1000);
+        let frac = micros % 1000;
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
+        field_number(out, "bytes_in", r.bytes_in);
+        field_number(out, "bytes_out", r.bytes_out);
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn field_str(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    key(out, name);
+    match value {
+        Some(v) => json_string(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn field_display(out: &mut Vec<u8>, name: &str, value: Option<impl std::fmt::Display>) {
+    key(out, name);
+    match value {
+        Some(v) => {
+            let _ = write!(out, "\"{v}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn field_number(out: &mut Vec<u8>, name: &str, n: u64) {
+    key(out, name);
+    let _ = write!(out, "{n}");
+}
+
+/// A JSON string: copied as is unless something in it needs escaping.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
@@ -134,10 +189,13 @@ pub(crate) fn send(tx: &SyncSender<Message>, record: Arc<Record>) -> bool {
 
 fn write_lines(rx: &Receiver<Message>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let write = |out: &mut std::io::BufWriter<Box<dyn Write + Send>>, m: Message| match m {
+    let mut lines = LineWriter::default();
+    let mut line = Vec::with_capacity(512);
+    let mut write = |out: &mut std::io::BufWriter<Box<dyn Write + Send>>, m: Message| match m {
         Message::Record(r) => {
-            let _ = serde_json::to_writer(&mut *out, &r.line());
-            let _ = out.write_all(b"\n");
+            line.clear();
+            lines.write(&mut line, &r);
+            let _ = out.write_all(&line);
         }
         Message::Flush(done) => {
             let _ = out.flush();
@@ -171,3 +229,58 @@ fn write_lines(rx: &Receiver<Message>, out: Box<dyn Write + Send>) {
 
 /// The writer's pause between drains of the queue.
 const FLUSH_PAUSE: Duration = Duration::from_millis(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str, error: Option<&str>) -> Record {
+        Record {
+            start: std::time::UNIX_EPOCH + Duration::from_millis(1_764_115_200_042),
+            duration: Duration::from_micros(1_234_567),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            parent_span_id: None,
+            tracestate: None,
+            request_id: "r-1".into(),
+            client: "[::1]:40000".parse().unwrap(),
+            method: "GET".into(),
+            path: path.into(),
+            route: Some("api".into()),
+            service: Some("orders".into()),
+            version: Some("blue".into()),
+            pool: Some("app=orders,version=blue".into()),
+            upstream: Some("127.0.0.1:8080".parse().unwrap()),
+            attempts: 1,
+            status: 200,
+            error: error.map(str::to_string),
+            bytes_in: 0,
+            bytes_out: 5,
+        }
+    }
+
+    #[test]
+    fn lines_are_json_with_every_field() {
+        let mut writer = LineWriter::default();
+        let mut out = Vec::new();
+        writer.write(&mut out, &record("/a\"b\\c\u{1}", None));
+        writer.write(
+            &mut out,
+            &record("/plain", Some("upstream 127.0.0.1:8080 failed")),
+        );
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["time"], "2025-11-26T00:00:00.042Z");
+        assert_eq!(lines[0]["path"], "/a\"b\\c\u{1}");
+        assert_eq!(lines[0]["client"], "::1");
+        assert_eq!(lines[0]["upstream"], "127.0.0.1:8080");
+        assert_eq!(lines[0]["error"], serde_json::Value::Null);
+        assert_eq!(lines[0]["duration_ms"], 1234.567);
+        assert_eq!(lines[1]["error"], "upstream 127.0.0.1:8080 failed");
+        assert_eq!(lines[1]["bytes_out"], 5);
+        assert_eq!(lines[1].as_object().unwrap().len(), 18);
+    }
+}

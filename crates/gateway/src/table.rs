@@ -70,12 +70,12 @@ pub struct Table {
 /// A route as the table matches it.
 #[derive(Debug, Clone)]
 pub struct CompiledRoute {
-    pub name: String,
+    pub name: Arc<str>,
     host: Option<String>,
     path: PathMatch,
     methods: Vec<String>,
     headers: Vec<(String, String)>,
-    pub service: String,
+    pub service: Arc<str>,
 }
 
 /// A service's live endpoints, grouped by the selector that picked them, and how to call them.
@@ -104,7 +104,7 @@ struct Pool {
 pub struct Member {
     pub address: SocketAddr,
     /// The endpoint's `version` label, "" when it has none.
-    pub version: String,
+    pub version: Arc<str>,
     /// The selector that picked it, as `k=v,k=v`.
     pub pool: Arc<str>,
     pub stats: Arc<Stats>,
@@ -145,12 +145,12 @@ impl Table {
             .routes
             .iter()
             .map(|r| CompiledRoute {
-                name: r.name.clone(),
+                name: r.name.as_str().into(),
                 host: r.host.clone(),
                 path: r.path.clone(),
                 methods: r.methods.clone(),
                 headers: r.headers.clone().into_iter().collect(),
-                service: r.service.clone(),
+                service: r.service.as_str().into(),
             })
             .enumerate()
             .collect();
@@ -231,7 +231,7 @@ impl Table {
         headers: &impl Fields,
     ) -> Option<&str> {
         self.matching(method, host, path, headers)
-            .map(|r| r.service.as_str())
+            .map(|r| &*r.service)
     }
 
     /// The next available endpoint of a service; `None` when the service is unknown
@@ -307,7 +307,7 @@ impl Pools {
                             Arc::new(Member {
                                 address: e.address,
                                 stats: registry.metrics.stats(name, &version),
-                                version,
+                                version: version.into(),
                                 pool: label.clone(),
                                 cell: cell.clone(),
                             })

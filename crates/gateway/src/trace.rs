@@ -83,14 +83,25 @@ pub fn request_id() -> String {
     let (a, b) = (random_u64(), random_u64());
     let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
     let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
+    let mut out = String::with_capacity(36);
+    push_hex(&mut out, a >> 32, 8);
+    out.push('-');
+    push_hex(&mut out, a >> 16, 4);
+    out.push('-');
+    push_hex(&mut out, a, 4);
+    out.push('-');
+    push_hex(&mut out, b >> 48, 4);
+    out.push('-');
+    push_hex(&mut out, b, 12);
+    out
+}
+
+/// The low `digits` hex digits of `word`, lowercase.
+fn push_hex(out: &mut String, word: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..digits).rev() {
+        out.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
+    }
 }
 
 /// `(trace_id, parent_id, flags)` of a valid `traceparent`.
@@ -125,17 +136,14 @@ fn parse(value: &str) -> Option<(String, String, String)> {
 
 /// `words` (1 or 2) random 64-bit words as lowercase hex, never all zero.
 fn hex_nonzero(words: usize) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
         let parts = [random_u64(), if words > 1 { random_u64() } else { 0 }];
         if parts.iter().all(|&w| w == 0) {
             continue;
         }
         let mut out = String::with_capacity(16 * words);
-        for w in &parts[..words.min(2)] {
-            for shift in (0..16).rev() {
-                out.push(char::from(HEX[((w >> (shift * 4)) & 0xf) as usize]));
-            }
+        for &w in &parts[..words.min(2)] {
+            push_hex(&mut out, w, 16);
         }
         return out;
     }
@@ -210,5 +218,24 @@ mod tests {
             at_edge(&headers(&[])).trace_id,
             at_edge(&headers(&[])).trace_id
         );
+    }
+
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        for _ in 0..100 {
+            let id = request_id();
+            let b = id.as_bytes();
+            assert_eq!(b.len(), 36, "{id}");
+            for (i, &c) in b.iter().enumerate() {
+                if [8, 13, 18, 23].contains(&i) {
+                    assert_eq!(c, b'-', "{id}");
+                } else {
+                    assert!(matches!(c, b'0'..=b'9' | b'a'..=b'f'), "{id}");
+                }
+            }
+            assert_eq!(b[14], b'4', "{id}");
+            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{id}");
+        }
+        assert_ne!(request_id(), request_id());
     }
 }
