@@ -142,18 +142,15 @@ impl Head {
     }
 
     /// Every field, in order, as `(name, value)`.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(n, v)| {
-            (
-                std::str::from_utf8(&self.bytes[n.clone()]).unwrap_or(""),
-                &self.bytes[v.clone()],
-            )
-        })
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
     }
 
-    /// Size of the head as received, in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
+    /// The head as received.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -290,14 +287,34 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// True for a hop-by-hop field, the ones `connection` names included.
-pub fn hop_by_hop(head: &Head, name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) || head.lists("connection", name)
+/// Tells a head's hop-by-hop fields, the ones its `Connection` field names included.
+pub struct HopByHop<'a> {
+    connection: Vec<&'a [u8]>,
+}
+
+impl<'a> HopByHop<'a> {
+    pub fn of(head: &'a Head) -> HopByHop<'a> {
+        HopByHop {
+            connection: head
+                .values("connection")
+                .flat_map(|v| v.split(|&b| b == b','))
+                .map(<[u8]>::trim_ascii)
+                .filter(|t| !t.is_empty())
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+            || self.connection.iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Appends `name: value\r\n`.
-pub fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
+pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
@@ -517,10 +534,11 @@ mod tests {
         let head = request("GET / HTTP/1.1\r\nConnection: close, X-Secret\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(hop_by_hop(&head, "Keep-Alive"));
-        assert!(hop_by_hop(&head, "x-secret"));
-        assert!(!hop_by_hop(&head, "transfer-encoding"));
-        assert!(!hop_by_hop(&head, "host"));
+        let hop = HopByHop::of(&head);
+        assert!(hop.contains(b"Keep-Alive"));
+        assert!(hop.contains(b"x-secret"));
+        assert!(!hop.contains(b"transfer-encoding"));
+        assert!(!hop.contains(b"host"));
     }
 
     #[test]

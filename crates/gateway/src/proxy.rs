@@ -122,6 +122,44 @@ struct Client {
     address: SocketAddr,
     /// The request being handled asked to close the connection after it.
     closing: bool,
+    /// The client's address as `X-Forwarded-For` and `Forwarded` write it.
+    ip: String,
+    node: String,
+}
+
+/// What the upstream request is made from.
+struct Request<'a> {
+    head: &'a Head,
+    /// Path and query, in origin form.
+    target: &'a str,
+    /// The authority of an absolute-form target.
+    authority: Option<&'a str>,
+    /// The `Host` field.
+    host: Option<&'a str>,
+    framing: Framing,
+    endpoint: SocketAddr,
+}
+
+/// The upstream request as [`Proxy::send`] writes it.
+struct Outgoing<'a> {
+    head: &'a [u8],
+    framing: Framing,
+    expects_continue: bool,
+    /// Idempotent and bodiless: may be sent again.
+    retriable: bool,
+    max_body: u64,
+    /// The client speaks HTTP/1.1 (and the upstream request is HTTP/1.1).
+    http11: bool,
+}
+
+/// A connection's buffers, reused from request to request.
+struct Buffers {
+    /// Read from the upstream.
+    upstream: BytesMut,
+    /// The upstream request head.
+    request: Vec<u8>,
+    /// The response head (and first body bytes) for the client.
+    response: Vec<u8>,
 }
 
 /// Methods that may be sent twice (RFC 9110, section 9.2.2).
@@ -191,8 +229,8 @@ fn local_response(
     h1::put_number(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     if let Some((trace_id, request_id)) = ids {
-        h1::put_field(out, "x-trace-id", trace_id.as_bytes());
-        h1::put_field(out, "x-request-id", request_id.as_bytes());
+        h1::put_field(out, b"x-trace-id", trace_id.as_bytes());
+        h1::put_field(out, b"x-request-id", request_id.as_bytes());
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -245,9 +283,14 @@ impl Proxy {
             buf: BytesMut::with_capacity(BUFFER),
             address,
             closing: false,
+            ip: address.ip().to_string(),
+            node: forwarded_node(address.ip()),
         };
-        let mut upstream_buf = BytesMut::with_capacity(BUFFER);
-        let mut out = Vec::with_capacity(BUFFER);
+        let mut buffers = Buffers {
+            upstream: BytesMut::with_capacity(BUFFER),
+            request: Vec::with_capacity(1024),
+            response: Vec::with_capacity(BUFFER),
+        };
         let stop = stopping(&mut shutdown);
         let mut stop = std::pin::pin!(stop);
         let mut waiting_since = Instant::now();
@@ -298,9 +341,7 @@ impl Proxy {
                 }
             };
             head_started = None;
-            let next = self
-                .exchange(&mut client, head, limits, &mut upstream_buf, &mut out)
-                .await;
+            let next = self.exchange(&mut client, head, limits, &mut buffers).await;
             if next == Next::Close {
                 let _ = client.stream.shutdown().await;
                 return;
@@ -323,9 +364,13 @@ impl Proxy {
         client: &mut Client,
         head: Head,
         limits: &Limits,
-        upstream_buf: &mut BytesMut,
-        out: &mut Vec<u8>,
+        buffers: &mut Buffers,
     ) -> Next {
+        let Buffers {
+            upstream: upstream_buf,
+            request: request_out,
+            response: out,
+        } = buffers;
         let started = Instant::now();
         let framing = request_framing(&head);
         let trace = trace::at_edge(&head);
@@ -335,7 +380,9 @@ impl Proxy {
         };
         let (target, authority) = origin_form(head.target());
         let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let host = head.text("host").or(authority);
+        let host_field = head.text("host");
+        // An absolute-form target's authority wins over Host (RFC 9112, section 3.2.2).
+        let host = authority.or(host_field);
         // One table for the whole request: routing and endpoint choice see one generation.
         let table = self.shared.table();
         let route = table.matching(head.method(), host, path, &head);
@@ -367,6 +414,12 @@ impl Proxy {
             head.lists("connection", "close")
         };
         let framing = match framing {
+            Ok(Framing::Chunked) if head.minor == 0 => {
+                let why = "malformed request: Transfer-Encoding in an HTTP/1.0 request";
+                return self
+                    .answer(client, out, pending, 400, &format!("{why}\n"), true)
+                    .await;
+            }
             Ok(f) => f,
             Err(why) => {
                 return self
@@ -421,7 +474,6 @@ impl Proxy {
                     .await;
             }
         };
-        let request_head = upstream_head(&head, target, &pending, framing, member.address);
         let upstream = &pools.upstream;
         // Only a request that can be sent again unchanged is retried: idempotent, no body.
         let retriable = idempotent(head.method()) && framing == Framing::Empty;
@@ -432,16 +484,29 @@ impl Proxy {
             pending.attempts += 1;
             pending.stats = member.stats.clone();
             pending.member = Some(member.clone());
+            let request = Request {
+                head: &head,
+                target,
+                authority,
+                host: host_field,
+                framing,
+                endpoint: member.address,
+            };
+            upstream_head(request_out, &request, &pending, client);
+            let outgoing = Outgoing {
+                head: request_out,
+                framing,
+                expects_continue,
+                retriable,
+                max_body,
+                http11: head.minor == 1,
+            };
             let failure = match self
                 .send(
                     client,
                     member.address,
                     upstream,
-                    &request_head,
-                    framing,
-                    expects_continue,
-                    retriable,
-                    max_body,
+                    &outgoing,
                     upstream_buf,
                     &mut pending.bytes_in,
                 )
@@ -522,7 +587,11 @@ impl Proxy {
                     .await;
             }
         };
-        let upstream_keeps = response.minor == 1 && !response.lists("connection", "close");
+        let upstream_keeps = if head.minor == 1 {
+            response.minor == 1 && !response.lists("connection", "close")
+        } else {
+            response.lists("connection", "keep-alive")
+        };
         let keep_alive = !client.closing && body != Framing::UntilClose;
         response_head(out, &response, &pending, keep_alive, head.minor == 0);
         let status = response.status;
@@ -561,17 +630,12 @@ impl Proxy {
 
     /// Writes the request upstream (on a kept-alive connection when there is one)
     /// and reads the response head, within the service's request timeout.
-    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         client: &mut Client,
         address: SocketAddr,
         upstream: &Upstream,
-        request_head: &[u8],
-        framing: Framing,
-        expects_continue: bool,
-        retriable: bool,
-        max_body: u64,
+        outgoing: &Outgoing<'_>,
         upstream_buf: &mut BytesMut,
         bytes_in: &mut u64,
     ) -> Result<(TcpStream, Head), Failure> {
@@ -587,22 +651,16 @@ impl Proxy {
             };
             upstream_buf.clear();
             let exchange = async {
-                send_request(
-                    client,
-                    &mut stream,
-                    request_head,
-                    framing,
-                    expects_continue,
-                    max_body,
-                    bytes_in,
-                )
-                .await?;
-                read_response_head(&mut stream, upstream_buf).await
+                send_request(client, &mut stream, outgoing, bytes_in).await?;
+                // HTTP/1.0 clients know no informational answers.
+                let informational = outgoing.http11.then_some(&mut client.stream);
+                read_response_head(&mut stream, upstream_buf, informational).await
             };
             match tokio::time::timeout(upstream.request_timeout, exchange).await {
                 Ok(Ok(head)) => return Ok((stream, head)),
                 // A kept-alive connection the upstream closed meanwhile: once more on a new one.
-                Ok(Err(Failure::Reset { fresh: true, .. })) if was_reused && retriable => {}
+                Ok(Err(Failure::Reset { fresh: true, .. })) if was_reused && outgoing.retriable => {
+                }
                 Ok(Err(f)) => return Err(f),
                 Err(_) => return Err(Failure::Timeout),
             }
@@ -653,85 +711,81 @@ fn no_endpoint(service: &str, reason: NoEndpoint) -> String {
 
 /// The request head sent upstream: the client's fields less hop-by-hop ones,
 /// with trace context, request id and the `X-Forwarded-*` / `Forwarded` fields set.
-fn upstream_head(
-    head: &Head,
-    target: &str,
-    pending: &Pending,
-    framing: Framing,
-    endpoint: SocketAddr,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.len() + 256);
+/// An HTTP/1.0 client's request goes as HTTP/1.0 (asking to keep the connection
+/// alive), so that the answer comes in a framing that client can read.
+fn upstream_head(out: &mut Vec<u8>, request: &Request<'_>, pending: &Pending, client: &Client) {
+    let head = request.head;
+    out.clear();
     out.extend_from_slice(head.method().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(request.target.as_bytes());
+    out.extend_from_slice(if head.minor == 0 {
+        b" HTTP/1.0\r\nconnection: keep-alive\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    const REPLACED: [&[u8]; 7] = [
+        b"x-forwarded-for",
+        b"forwarded",
+        b"x-forwarded-proto",
+        b"traceparent",
+        b"tracestate",
+        b"x-request-id",
+        b"expect",
+    ];
+    let hop = h1::HopByHop::of(head);
     let mut xff: Option<&[u8]> = None;
     let mut forwarded: Option<&[u8]> = None;
-    let mut host = None;
     for (name, value) in head.fields() {
-        let replaced = [
-            "x-forwarded-for",
-            "forwarded",
-            "x-forwarded-proto",
-            "traceparent",
-            "tracestate",
-            "x-request-id",
-            "expect",
-        ];
-        if replaced.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            if name.eq_ignore_ascii_case("x-forwarded-for") && xff.is_none() {
+        if REPLACED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            if name.eq_ignore_ascii_case(b"x-forwarded-for") && xff.is_none() {
                 xff = Some(value);
-            } else if name.eq_ignore_ascii_case("forwarded") && forwarded.is_none() {
+            } else if name.eq_ignore_ascii_case(b"forwarded") && forwarded.is_none() {
                 forwarded = Some(value);
             }
             continue;
         }
-        if h1::hop_by_hop(head, name)
-            || (name.eq_ignore_ascii_case("transfer-encoding") && framing != Framing::Chunked)
-        {
-            continue;
+        // An absolute-form target's authority replaces Host (RFC 9112, section 3.2.2).
+        let skip = hop.contains(name)
+            || (name.eq_ignore_ascii_case(b"host") && request.authority.is_some())
+            || (name.eq_ignore_ascii_case(b"transfer-encoding")
+                && request.framing != Framing::Chunked);
+        if !skip {
+            h1::put_field(out, name, value);
         }
-        if name.eq_ignore_ascii_case("host") {
-            host = Some(value);
-        }
-        h1::put_field(&mut out, name, value);
     }
-    let ip = pending.client.ip();
-    if host.is_none() {
-        h1::put_field(&mut out, "host", endpoint.to_string().as_bytes());
+    match (request.authority, request.host) {
+        (Some(authority), _) => h1::put_field(out, b"host", authority.as_bytes()),
+        (None, None) => h1::put_field(out, b"host", request.endpoint.to_string().as_bytes()),
+        (None, Some(_)) => {}
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(earlier) = xff {
         out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(ip.to_string().as_bytes());
+    out.extend_from_slice(client.ip.as_bytes());
     out.extend_from_slice(b"\r\nforwarded: ");
     if let Some(earlier) = forwarded {
         out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(b"for=");
-    out.extend_from_slice(forwarded_node(ip).as_bytes());
+    out.extend_from_slice(client.node.as_bytes());
     out.extend_from_slice(b";proto=http");
-    if let Some(h) = host {
+    if let Some(h) = request.host {
         out.extend_from_slice(b";host=\"");
-        out.extend_from_slice(h);
+        out.extend_from_slice(h.as_bytes());
         out.push(b'"');
     }
     // This listener is plain HTTP: whatever the client claimed is replaced.
     out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-    h1::put_field(
-        &mut out,
-        "traceparent",
-        pending.trace.traceparent.as_bytes(),
-    );
+    h1::put_field(out, b"traceparent", pending.trace.traceparent.as_bytes());
     if let Some(state) = &pending.trace.tracestate {
-        h1::put_field(&mut out, "tracestate", state.as_bytes());
+        h1::put_field(out, b"tracestate", state.as_bytes());
     }
-    h1::put_field(&mut out, "x-request-id", pending.request_id.as_bytes());
+    h1::put_field(out, b"x-request-id", pending.request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// The response head sent to the client: the upstream's fields less hop-by-hop
@@ -749,17 +803,18 @@ fn response_head(
     out.push(b' ');
     out.extend_from_slice(response.reason());
     out.extend_from_slice(b"\r\n");
+    let hop = h1::HopByHop::of(response);
     for (name, value) in response.fields() {
-        if h1::hop_by_hop(response, name)
-            || name.eq_ignore_ascii_case("x-trace-id")
-            || name.eq_ignore_ascii_case("x-request-id")
+        if hop.contains(name)
+            || name.eq_ignore_ascii_case(b"x-trace-id")
+            || name.eq_ignore_ascii_case(b"x-request-id")
         {
             continue;
         }
         h1::put_field(out, name, value);
     }
-    h1::put_field(out, "x-trace-id", pending.trace.trace_id.as_bytes());
-    h1::put_field(out, "x-request-id", pending.request_id.as_bytes());
+    h1::put_field(out, b"x-trace-id", pending.trace.trace_id.as_bytes());
+    h1::put_field(out, b"x-request-id", pending.request_id.as_bytes());
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     } else if http10 {
@@ -773,12 +828,16 @@ fn response_head(
 async fn send_request(
     client: &mut Client,
     stream: &mut TcpStream,
-    request_head: &[u8],
-    framing: Framing,
-    expects_continue: bool,
-    max_body: u64,
+    outgoing: &Outgoing<'_>,
     bytes_in: &mut u64,
 ) -> Result<(), Failure> {
+    let Outgoing {
+        head: request_head,
+        framing,
+        expects_continue,
+        max_body,
+        ..
+    } = *outgoing;
     let write_failed = |e: std::io::Error| reset(&e, true);
     match framing {
         Framing::Empty | Framing::UntilClose => {
@@ -867,7 +926,12 @@ async fn write_all_vectored(
 }
 
 /// Reads the final response head (informational 1xx heads are skipped).
-async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, Failure> {
+/// Informational answers go on to `client` when given (RFC 9110, section 15.2).
+async fn read_response_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut client: Option<&mut TcpStream>,
+) -> Result<Head, Failure> {
     let mut fresh = true;
     loop {
         if !buf.is_empty() {
@@ -877,7 +941,15 @@ async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Resul
                         "101 Switching Protocols without an upgrade".into(),
                     ));
                 }
-                Ok(Some(head)) if head.status < 200 => continue,
+                Ok(Some(head)) if head.status < 200 => {
+                    if let Some(client) = client.as_deref_mut() {
+                        client
+                            .write_all(head.bytes())
+                            .await
+                            .map_err(|_| Failure::ClientBody(ClientBody::Gone))?;
+                    }
+                    continue;
+                }
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) if buf.len() >= MAX_RESPONSE_HEAD => {
                     return Err(Failure::Protocol(format!(

@@ -17,6 +17,7 @@ mod routing;
 mod support;
 mod telemetry;
 mod upstream;
+mod wire;
 
 const TOKEN: &str = "s3cret-token";
 
