@@ -27,7 +27,8 @@ pub(crate) struct Record {
     pub parent_span_id: Option<String>,
     pub tracestate: Option<String>,
     pub request_id: String,
-    pub client: SocketAddr,
+    /// The client's IP address, written as text once per connection.
+    pub client_ip: Arc<str>,
     pub method: String,
     pub path: String,
     pub route: Option<Arc<str>>,
@@ -35,6 +36,8 @@ pub(crate) struct Record {
     pub version: Option<Arc<str>>,
     pub pool: Option<Arc<str>>,
     pub upstream: Option<SocketAddr>,
+    /// `upstream` as text, written once per endpoint.
+    pub upstream_text: Option<Arc<str>>,
     /// Endpoints tried, the one that answered included.
     pub attempts: u32,
     pub status: u16,
@@ -80,14 +83,14 @@ impl LineWriter {
         field_str(out, "trace_id", Some(&r.trace_id));
         field_str(out, "span_id", Some(&r.span_id));
         field_str(out, "request_id", Some(&r.request_id));
-        field_display(out, "client", Some(r.client.ip()));
+        field_str(out, "client", Some(&r.client_ip));
         field_str(out, "method", Some(&r.method));
         field_str(out, "path", Some(&r.path));
         field_str(out, "route", r.route.as_deref());
         field_str(out, "service", r.service.as_deref());
         field_str(out, "version", r.version.as_deref());
         field_str(out, "pool", r.pool.as_deref());
-        field_display(out, "upstream", r.upstream);
+        field_str(out, "upstream", r.upstream_text.as_deref());
         field_number(out, "attempts", u64::from(r.attempts));
         field_number(out, "status", u64::from(r.status));
         field_str(out, "error", r.error.as_deref());
@@ -121,19 +124,9 @@ fn field_str(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
     }
 }
 
-fn field_display(out: &mut Vec<u8>, name: &str, value: Option<impl std::fmt::Display>) {
-    key(out, name);
-    match value {
-        Some(v) => {
-            let _ = write!(out, "\"{v}\"");
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
 fn field_number(out: &mut Vec<u8>, name: &str, n: u64) {
     key(out, name);
-    let _ = write!(out, "{n}");
+    crate::h1::put_number(out, n);
 }
 
 /// A JSON string: copied as is unless something in it needs escaping.
@@ -243,7 +236,7 @@ mod tests {
             parent_span_id: None,
             tracestate: None,
             request_id: "r-1".into(),
-            client: "[::1]:40000".parse().unwrap(),
+            client_ip: "::1".into(),
             method: "GET".into(),
             path: path.into(),
             route: Some("api".into()),
@@ -251,6 +244,7 @@ mod tests {
             version: Some("blue".into()),
             pool: Some("app=orders,version=blue".into()),
             upstream: Some("127.0.0.1:8080".parse().unwrap()),
+            upstream_text: Some("127.0.0.1:8080".into()),
             attempts: 1,
             status: 200,
             error: error.map(str::to_string),

@@ -207,7 +207,7 @@ pub(crate) fn encode(instance: &str, records: &[Arc<Record>]) -> Vec<u8> {
                 string("http.request.method", &r.method),
                 string("url.path", &r.path),
                 int("http.response.status_code", u64::from(r.status)),
-                string("client.address", &r.client.ip().to_string()),
+                string("client.address", &r.client_ip),
                 string("http.request.header.x-request-id", &r.request_id),
                 int("http.request.body.size", r.bytes_in),
                 int("http.response.body.size", r.bytes_out),

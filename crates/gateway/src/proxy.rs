@@ -50,7 +50,7 @@ struct Pending {
     start: SystemTime,
     trace: trace::Trace,
     request_id: String,
-    client: SocketAddr,
+    client_ip: Arc<str>,
     method: String,
     path: String,
     route: Option<Arc<str>>,
@@ -78,7 +78,7 @@ impl Pending {
             parent_span_id: self.trace.parent_span_id,
             tracestate: self.trace.tracestate,
             request_id: self.request_id,
-            client: self.client,
+            client_ip: self.client_ip,
             method: self.method,
             path: self.path,
             route: self.route,
@@ -86,6 +86,7 @@ impl Pending {
             version: self.member.as_ref().map(|m| m.version.clone()),
             pool: self.member.as_ref().map(|m| m.pool.clone()),
             upstream: self.member.as_ref().map(|m| m.address),
+            upstream_text: self.member.as_ref().map(|m| m.address_text.clone()),
             attempts: self.attempts,
             status,
             error: self.error,
@@ -119,11 +120,10 @@ enum Next {
 struct Client {
     stream: TcpStream,
     buf: BytesMut,
-    address: SocketAddr,
     /// The request being handled asked to close the connection after it.
     closing: bool,
     /// The client's address as `X-Forwarded-For` and `Forwarded` write it.
-    ip: String,
+    ip: Arc<str>,
     node: String,
 }
 
@@ -281,9 +281,8 @@ impl Proxy {
         let mut client = Client {
             stream,
             buf: BytesMut::with_capacity(BUFFER),
-            address,
             closing: false,
-            ip: address.ip().to_string(),
+            ip: address.ip().to_string().into(),
             node: forwarded_node(address.ip()),
         };
         let mut buffers = Buffers {
@@ -300,13 +299,21 @@ impl Proxy {
         loop {
             let head = loop {
                 if !client.buf.is_empty() {
-                    head_started.get_or_insert_with(Instant::now);
                     match Head::request(&mut client.buf) {
                         Ok(Some(head)) => break head,
                         Ok(None) if client.buf.len() >= limits.max_header_bytes => {
                             return self
                                 .refuse(&mut client, 431, "request head too large\n")
                                 .await;
+                        }
+                        Ok(None) if head_started.is_none() => {
+                            // The head has begun: from now on its own deadline applies.
+                            let started = Instant::now();
+                            head_started = Some(started);
+                            let deadline = (started + limits.header_timeout).into();
+                            if timer.deadline() > deadline {
+                                timer.as_mut().reset(deadline);
+                            }
                         }
                         Ok(None) => {}
                         Err(HeadError::TooManyHeaders) => {
@@ -378,6 +385,7 @@ impl Proxy {
             Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
             _ => trace::request_id(),
         };
+        let method = head.method();
         let (target, authority) = origin_form(head.target());
         let path = target.split_once('?').map_or(target, |(p, _)| p);
         let host_field = head.text("host");
@@ -385,13 +393,13 @@ impl Proxy {
         let host = authority.or(host_field);
         // One table for the whole request: routing and endpoint choice see one generation.
         let table = self.shared.table();
-        let route = table.matching(head.method(), host, path, &head);
+        let route = table.matching(method, host, path, &head);
         let mut pending = Pending {
             started,
             start: SystemTime::now(),
             request_id,
-            client: client.address,
-            method: head.method().to_string(),
+            client_ip: client.ip.clone(),
+            method: method.to_string(),
             path: path.to_string(),
             route: route.map(|r| r.name.clone()),
             service: route.map(|r| r.service.clone()),
@@ -443,7 +451,7 @@ impl Proxy {
                 .await;
         };
         pending.stats = pools.unserved.clone();
-        if head.method() == "CONNECT" {
+        if method == "CONNECT" {
             pending.error = Some("CONNECT".into());
             return self
                 .answer(
@@ -476,7 +484,7 @@ impl Proxy {
         };
         let upstream = &pools.upstream;
         // Only a request that can be sent again unchanged is retried: idempotent, no body.
-        let retriable = idempotent(head.method()) && framing == Framing::Empty;
+        let retriable = idempotent(method) && framing == Framing::Empty;
         let expects_continue = head.lists("expect", "100-continue");
         let mut tried: Vec<SocketAddr> = Vec::new();
         let connections = &self.shared.registry.connections;
@@ -576,7 +584,7 @@ impl Proxy {
         } else {
             member.cell.succeeded();
         }
-        let body = match h1::response_framing(&response, head.method() == "HEAD") {
+        let body = match h1::response_framing(&response, method == "HEAD") {
             Ok(f) => f,
             Err(why) => {
                 pools.errors.count(UpstreamError::Protocol);

@@ -103,6 +103,8 @@ struct Pool {
 #[derive(Debug)]
 pub struct Member {
     pub address: SocketAddr,
+    /// `address` as text, for the access log.
+    pub address_text: Arc<str>,
     /// The endpoint's `version` label, "" when it has none.
     pub version: Arc<str>,
     /// The selector that picked it, as `k=v,k=v`.
@@ -306,6 +308,7 @@ impl Pools {
                             let version = e.labels.get("version").cloned().unwrap_or_default();
                             Arc::new(Member {
                                 address: e.address,
+                                address_text: e.address.to_string().into(),
                                 stats: registry.metrics.stats(name, &version),
                                 version: version.into(),
                                 pool: label.clone(),
