@@ -37,7 +37,7 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
     };
     match incoming {
         Some((trace_id, parent, flags)) => Trace {
-            traceparent: format!("00-{trace_id}-{span_id}-{flags}"),
+            traceparent: traceparent(&trace_id, &span_id, &flags),
             trace_id,
             span_id,
             parent_span_id: Some(parent),
@@ -47,7 +47,7 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
         None => {
             let trace_id = hex_nonzero(2);
             Trace {
-                traceparent: format!("00-{trace_id}-{span_id}-03"),
+                traceparent: traceparent(&trace_id, &span_id, "03"),
                 trace_id,
                 span_id,
                 parent_span_id: None,
@@ -56,6 +56,15 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
             }
         }
     }
+}
+
+/// `00-{trace_id}-{span_id}-{flags}`, without the formatting machinery (once per request).
+fn traceparent(trace_id: &str, span_id: &str, flags: &str) -> String {
+    let mut out = String::with_capacity(55);
+    for part in ["00-", trace_id, "-", span_id, "-", flags] {
+        out.push_str(part);
+    }
+    out
 }
 
 /// Every `tracestate` header combined into one valid list, or `None` (none sent,
