@@ -1,10 +1,15 @@
 //! What one request leaves behind, and the access log that writes it as a JSON line.
+//!
+//! A worker writes each line into its own buffer (behind a lock only it and,
+//! every few milliseconds, the writer thread take), so logging a request shares
+//! no memory with the other workers; the writer thread swaps the buffers out
+//! and writes them to the log.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 /// Where the access log goes.
@@ -17,7 +22,32 @@ pub enum AccessLog {
     File(PathBuf),
 }
 
-/// One finished request.
+/// One finished request, as the access log writes it.
+pub(crate) struct Line<'a> {
+    pub start: SystemTime,
+    pub duration: Duration,
+    pub trace_id: &'a str,
+    pub span_id: &'a str,
+    pub request_id: &'a str,
+    pub client_ip: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub version: Option<&'a str>,
+    /// The selector that picked the endpoint.
+    pub pool: Option<&'a str>,
+    pub upstream: Option<&'a str>,
+    /// Endpoints tried, the one that answered included.
+    pub attempts: u32,
+    pub status: u16,
+    /// Why the gateway answered itself, when it did (no route, upstream error, ...).
+    pub error: Option<&'a str>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// One finished request, as a span carries it.
 #[derive(Debug)]
 pub(crate) struct Record {
     pub start: SystemTime,
@@ -34,12 +64,7 @@ pub(crate) struct Record {
     pub route: Option<Arc<str>>,
     pub service: Option<Arc<str>>,
     pub version: Option<Arc<str>>,
-    pub pool: Option<Arc<str>>,
     pub upstream: Option<SocketAddr>,
-    /// `upstream` as text, written once per endpoint.
-    pub upstream_text: Option<Arc<str>>,
-    /// Endpoints tried, the one that answered included.
-    pub attempts: u32,
     pub status: u16,
     /// Why the gateway answered itself, when it did (no route, upstream error, ...).
     pub error: Option<String>,
@@ -58,7 +83,7 @@ struct LineWriter {
 }
 
 impl LineWriter {
-    fn write(&mut self, out: &mut Vec<u8>, r: &Record) {
+    fn write(&mut self, out: &mut Vec<u8>, r: &Line<'_>) {
         let since = r
             .start
             .duration_since(std::time::UNIX_EPOCH)
@@ -80,20 +105,20 @@ impl LineWriter {
             b'Z',
             b'"',
         ]);
-        field_str(out, "trace_id", Some(&r.trace_id));
-        field_str(out, "span_id", Some(&r.span_id));
-        field_str(out, "request_id", Some(&r.request_id));
-        field_str(out, "client", Some(&r.client_ip));
-        field_str(out, "method", Some(&r.method));
-        field_str(out, "path", Some(&r.path));
-        field_str(out, "route", r.route.as_deref());
-        field_str(out, "service", r.service.as_deref());
-        field_str(out, "version", r.version.as_deref());
-        field_str(out, "pool", r.pool.as_deref());
-        field_str(out, "upstream", r.upstream_text.as_deref());
+        field_str(out, "trace_id", Some(r.trace_id));
+        field_str(out, "span_id", Some(r.span_id));
+        field_str(out, "request_id", Some(r.request_id));
+        field_str(out, "client", Some(r.client_ip));
+        field_str(out, "method", Some(r.method));
+        field_str(out, "path", Some(r.path));
+        field_str(out, "route", r.route);
+        field_str(out, "service", r.service);
+        field_str(out, "version", r.version);
+        field_str(out, "pool", r.pool);
+        field_str(out, "upstream", r.upstream);
         field_number(out, "attempts", u64::from(r.attempts));
         field_number(out, "status", u64::from(r.status));
-        field_str(out, "error", r.error.as_deref());
+        field_str(out, "error", r.error);
         // Milliseconds with microsecond precision.
         let micros = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
         field_number(out, "duration_ms", micros / 1000);
@@ -141,20 +166,57 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
 }
 
 pub(crate) enum Message {
-    Record(Arc<Record>),
-    /// Answered once every line before it is written and flushed.
+    /// Answered once every line written before it is in the log and flushed.
     Flush(SyncSender<()>),
 }
 
-/// Lines held while the writer is behind; more are dropped and counted.
-const QUEUE: usize = 65_536;
+/// Bytes of lines a worker holds while the writer is behind; more are dropped and counted.
+const MAX_BUFFERED: usize = 16 * 1024 * 1024;
 
-/// Starts the writer thread.
+/// The workers' line buffers.
+pub(crate) struct Log {
+    buffers: Vec<Mutex<Buffer>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("buffers", &self.buffers.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    lines: LineWriter,
+}
+
+impl Log {
+    /// Adds a line to the calling worker's buffer; `false` when it was dropped.
+    pub fn write(&self, line: &Line<'_>) -> bool {
+        let mut buffer = self.buffers[crate::table::worker() % self.buffers.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if buffer.bytes.len() >= MAX_BUFFERED {
+            return false;
+        }
+        let Buffer { bytes, lines } = &mut *buffer;
+        lines.write(bytes, line);
+        true
+    }
+}
+
+/// Starts the writer thread for `workers` workers; the sender asks it to flush
+/// and, once dropped, stops it after a last write.
 ///
 /// # Errors
 ///
 /// A log file that cannot be opened.
-pub(crate) fn start(target: &AccessLog) -> std::io::Result<Option<SyncSender<Message>>> {
+pub(crate) fn start(
+    target: &AccessLog,
+    workers: usize,
+) -> std::io::Result<Option<(Arc<Log>, SyncSender<Message>)>> {
     let out: Box<dyn Write + Send> = match target {
         AccessLog::Off => return Ok(None),
         AccessLog::Stdout => Box::new(std::io::stdout()),
@@ -165,89 +227,78 @@ pub(crate) fn start(target: &AccessLog) -> std::io::Result<Option<SyncSender<Mes
                 .open(path)?,
         ),
     };
-    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+    let log = Arc::new(Log {
+        buffers: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    let writer = log.clone();
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || write_lines(&rx, out))?;
-    Ok(Some(tx))
+        .spawn(move || write_lines(&writer, &rx, out))?;
+    Ok(Some((log, tx)))
 }
 
-/// Queues a record; `false` when the queue is full and it was dropped.
-pub(crate) fn send(tx: &SyncSender<Message>, record: Arc<Record>) -> bool {
-    !matches!(
-        tx.try_send(Message::Record(record)),
-        Err(TrySendError::Full(_))
-    )
-}
-
-fn write_lines(rx: &Receiver<Message>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut lines = LineWriter::default();
-    let mut line = Vec::with_capacity(512);
-    let mut write = |out: &mut std::io::BufWriter<Box<dyn Write + Send>>, m: Message| match m {
-        Message::Record(r) => {
-            line.clear();
-            lines.write(&mut line, &r);
-            let _ = out.write_all(&line);
-        }
-        Message::Flush(done) => {
-            let _ = out.flush();
-            let _ = done.send(());
-        }
-    };
-    loop {
-        // Drain, flush, then pause: a writer blocked in `recv` would be woken by a
-        // system call on every request; polling every few milliseconds costs nothing
-        // per request and delays a line by at most the pause.
-        let mut wrote = false;
-        loop {
-            match rx.try_recv() {
-                Ok(m) => {
-                    write(&mut out, m);
-                    wrote = true;
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    let _ = out.flush();
-                    return;
-                }
+fn write_lines(log: &Log, rx: &Receiver<Message>, mut out: Box<dyn Write + Send>) {
+    let mut spare = Vec::new();
+    // Swaps each worker's buffer for an empty one and writes what it held.
+    let mut drain = |out: &mut Box<dyn Write + Send>| -> std::io::Result<()> {
+        for buffer in &log.buffers {
+            std::mem::swap(
+                &mut buffer.lock().unwrap_or_else(PoisonError::into_inner).bytes,
+                &mut spare,
+            );
+            if !spare.is_empty() {
+                out.write_all(&spare)?;
+                spare.clear();
             }
         }
-        if wrote && out.flush().is_err() {
+        out.flush()
+    };
+    loop {
+        // Drain, then pause: polling every few milliseconds costs nothing per
+        // request and delays a line by at most the pause.
+        if drain(&mut out).is_err() {
             return;
         }
-        std::thread::sleep(FLUSH_PAUSE);
+        match rx.try_recv() {
+            Ok(Message::Flush(done)) => {
+                let _ = drain(&mut out);
+                let _ = done.send(());
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::sleep(FLUSH_PAUSE),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                let _ = drain(&mut out);
+                return;
+            }
+        }
     }
 }
 
-/// The writer's pause between drains of the queue.
+/// The writer's pause between drains of the buffers.
 const FLUSH_PAUSE: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(path: &str, error: Option<&str>) -> Record {
-        Record {
+    fn record<'a>(path: &'a str, error: Option<&'a str>) -> Line<'a> {
+        Line {
             start: std::time::UNIX_EPOCH + Duration::from_millis(1_764_115_200_042),
             duration: Duration::from_micros(1_234_567),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            span_id: "00f067aa0ba902b7".into(),
-            parent_span_id: None,
-            tracestate: None,
-            request_id: "r-1".into(),
-            client_ip: "::1".into(),
-            method: "GET".into(),
-            path: path.into(),
-            route: Some("api".into()),
-            service: Some("orders".into()),
-            version: Some("blue".into()),
-            pool: Some("app=orders,version=blue".into()),
-            upstream: Some("127.0.0.1:8080".parse().unwrap()),
-            upstream_text: Some("127.0.0.1:8080".into()),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+            span_id: "00f067aa0ba902b7",
+            request_id: "r-1",
+            client_ip: "::1",
+            method: "GET",
+            path,
+            route: Some("api"),
+            service: Some("orders"),
+            version: Some("blue"),
+            pool: Some("app=orders,version=blue"),
+            upstream: Some("127.0.0.1:8080"),
             attempts: 1,
             status: 200,
-            error: error.map(str::to_string),
+            error,
             bytes_in: 0,
             bytes_out: 5,
         }

@@ -10,7 +10,7 @@
 
 use crate::config::{Limits, Upstream};
 use crate::h1::{self, Chunked, Fields as _, Framing, Head, HeadError};
-use crate::log::{self, Message, Record};
+use crate::log::{Line, Log, Record};
 use crate::metrics::{Metrics, Stats, UpstreamError};
 use crate::state::Shared;
 use crate::table::{Member, NoEndpoint};
@@ -19,7 +19,6 @@ use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -28,7 +27,7 @@ use tokio::sync::watch;
 /// Where finished requests go: the access log, the span exporter, the counters.
 #[derive(Debug)]
 pub(crate) struct Sinks {
-    pub log: Option<SyncSender<Message>>,
+    pub log: Option<Arc<Log>>,
     pub spans: Option<tokio::sync::mpsc::Sender<Arc<Record>>>,
     pub metrics: Arc<Metrics>,
 }
@@ -67,44 +66,59 @@ impl Pending {
     fn finish(self, sinks: &Sinks, status: u16, bytes_out: u64) {
         let duration = self.started.elapsed();
         self.stats.observe(status, duration);
-        if sinks.log.is_none() && sinks.spans.is_none() {
-            return;
+        let member = self.member.as_deref();
+        if let Some(log) = &sinks.log {
+            let line = Line {
+                start: self.start,
+                duration,
+                trace_id: &self.trace.trace_id,
+                span_id: &self.trace.span_id,
+                request_id: &self.request_id,
+                client_ip: &self.client_ip,
+                method: &self.method,
+                path: &self.path,
+                route: self.route.as_deref(),
+                service: self.service.as_deref(),
+                version: member.map(|m| &*m.version),
+                pool: member.map(|m| &*m.pool),
+                upstream: member.map(|m| &*m.address_text),
+                attempts: self.attempts,
+                status,
+                error: self.error.as_deref(),
+                bytes_in: self.bytes_in,
+                bytes_out,
+            };
+            if !log.write(&line) {
+                sinks
+                    .metrics
+                    .access_log_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
-        let record = Arc::new(Record {
-            start: self.start,
-            duration,
-            trace_id: self.trace.trace_id,
-            span_id: self.trace.span_id,
-            parent_span_id: self.trace.parent_span_id,
-            tracestate: self.trace.tracestate,
-            request_id: self.request_id,
-            client_ip: self.client_ip,
-            method: self.method,
-            path: self.path,
-            route: self.route,
-            service: self.service,
-            version: self.member.as_ref().map(|m| m.version.clone()),
-            pool: self.member.as_ref().map(|m| m.pool.clone()),
-            upstream: self.member.as_ref().map(|m| m.address),
-            upstream_text: self.member.as_ref().map(|m| m.address_text.clone()),
-            attempts: self.attempts,
-            status,
-            error: self.error,
-            bytes_in: self.bytes_in,
-            bytes_out,
-        });
-        if let Some(log) = &sinks.log
-            && !log::send(log, record.clone())
-        {
-            sinks
-                .metrics
-                .access_log_dropped
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(spans) = &sinks.spans
-            && spans.try_send(record).is_err()
-        {
-            sinks.metrics.spans_dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(spans) = &sinks.spans {
+            let record = Arc::new(Record {
+                start: self.start,
+                duration,
+                version: member.map(|m| m.version.clone()),
+                upstream: member.map(|m| m.address),
+                trace_id: self.trace.trace_id,
+                span_id: self.trace.span_id,
+                parent_span_id: self.trace.parent_span_id,
+                tracestate: self.trace.tracestate,
+                request_id: self.request_id,
+                client_ip: self.client_ip,
+                method: self.method,
+                path: self.path,
+                route: self.route,
+                service: self.service,
+                status,
+                error: self.error,
+                bytes_in: self.bytes_in,
+                bytes_out,
+            });
+            if spans.try_send(record).is_err() {
+                sinks.metrics.spans_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

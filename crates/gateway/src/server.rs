@@ -117,7 +117,11 @@ impl Gateway {
             Some(address) => Some(bind(address).await?),
             None => None,
         };
-        let log = log::start(&options.access_log).map_err(Error::AccessLog)?;
+        let (log, log_control) =
+            match log::start(&options.access_log, workers.len()).map_err(Error::AccessLog)? {
+                Some((log, control)) => (Some(log), Some(control)),
+                None => (None, None),
+            };
         let shared = Arc::new(Shared::with_workers(config, workers.len()));
         let metrics = shared.registry.metrics.clone();
         let proxy_addrs: Vec<SocketAddr> = listeners
@@ -137,7 +141,7 @@ impl Gateway {
         let proxy = Arc::new(Proxy {
             shared: shared.clone(),
             sinks: Arc::new(Sinks {
-                log: log.clone(),
+                log,
                 spans,
                 metrics,
             }),
@@ -178,7 +182,7 @@ impl Gateway {
             admin_addr,
             shutdown,
             alive,
-            log,
+            log: log_control,
             exporter,
         })
     }
