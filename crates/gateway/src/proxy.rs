@@ -13,7 +13,7 @@ use crate::h1::{self, Chunked, Fields as _, Framing, Head, HeadError};
 use crate::log::{Line, Log, Record};
 use crate::metrics::{Metrics, Stats, UpstreamError};
 use crate::state::Shared;
-use crate::table::{Member, NoEndpoint};
+use crate::table::{CompiledRoute, Member, NoEndpoint};
 use crate::{trace, upstream};
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -43,30 +43,33 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read buffers start at this size and grow for larger heads.
 const BUFFER: usize = 8 * 1024;
 
-/// What the proxy knows of a request while it handles it, finished into a [`Record`].
-struct Pending {
+/// What the proxy knows of a request while it handles it, finished into an
+/// access-log line (and a [`Record`] when spans are exported). It borrows from
+/// the request head and the routing table the request holds, so handling a
+/// request touches no reference count another worker touches too.
+struct Pending<'a> {
     started: Instant,
     start: SystemTime,
     trace: trace::Trace,
     request_id: String,
     client_ip: Arc<str>,
-    method: String,
-    path: String,
-    route: Option<Arc<str>>,
-    service: Option<Arc<str>>,
-    member: Option<Arc<Member>>,
+    method: &'a str,
+    path: &'a str,
+    route: Option<&'a CompiledRoute>,
+    member: Option<&'a Member>,
     attempts: u32,
     error: Option<String>,
-    stats: Arc<Stats>,
+    stats: &'a Stats,
     bytes_in: u64,
 }
 
-impl Pending {
+impl Pending<'_> {
     /// Counts and records the request once its response has been sent (or abandoned).
     fn finish(self, sinks: &Sinks, status: u16, bytes_out: u64) {
         let duration = self.started.elapsed();
         self.stats.observe(status, duration);
-        let member = self.member.as_deref();
+        let member = self.member;
+        let route = self.route;
         if let Some(log) = &sinks.log {
             let line = Line {
                 start: self.start,
@@ -75,10 +78,10 @@ impl Pending {
                 span_id: &self.trace.span_id,
                 request_id: &self.request_id,
                 client_ip: &self.client_ip,
-                method: &self.method,
-                path: &self.path,
-                route: self.route.as_deref(),
-                service: self.service.as_deref(),
+                method: self.method,
+                path: self.path,
+                route: route.map(|r| &*r.name),
+                service: route.map(|r| &*r.service),
                 version: member.map(|m| &*m.version),
                 pool: member.map(|m| &*m.pool),
                 upstream: member.map(|m| &*m.address_text),
@@ -107,10 +110,10 @@ impl Pending {
                 tracestate: self.trace.tracestate,
                 request_id: self.request_id,
                 client_ip: self.client_ip,
-                method: self.method,
-                path: self.path,
-                route: self.route,
-                service: self.service,
+                method: self.method.to_string(),
+                path: self.path.to_string(),
+                route: route.map(|r| r.name.clone()),
+                service: route.map(|r| r.service.clone()),
                 status,
                 error: self.error,
                 bytes_in: self.bytes_in,
@@ -413,23 +416,17 @@ impl Proxy {
             start: SystemTime::now(),
             request_id,
             client_ip: client.ip.clone(),
-            method: method.to_string(),
-            path: path.to_string(),
-            route: route.map(|r| r.name.clone()),
-            service: route.map(|r| r.service.clone()),
+            method,
+            path,
+            route,
             member: None,
             attempts: 0,
             error: None,
-            stats: table.unrouted.clone(),
+            stats: &table.unrouted,
             bytes_in: 0,
             trace,
         };
-        let pools = pending
-            .service
-            .as_deref()
-            .and_then(|s| table.pools(s))
-            .cloned();
-        drop(table);
+        let pools = route.and_then(|r| table.pools(&r.service));
         client.closing = if head.minor == 0 {
             !head.lists("connection", "keep-alive")
         } else {
@@ -464,7 +461,7 @@ impl Proxy {
                 )
                 .await;
         };
-        pending.stats = pools.unserved.clone();
+        pending.stats = &pools.unserved;
         if method == "CONNECT" {
             pending.error = Some("CONNECT".into());
             return self
@@ -489,7 +486,7 @@ impl Proxy {
         let mut member = match pools.choose(&[]) {
             Ok(m) => m,
             Err(reason) => {
-                let message = no_endpoint(pending.service.as_deref().unwrap_or(""), reason);
+                let message = no_endpoint(pending.route.map_or("", |r| &*r.service), reason);
                 pending.error = Some(message.clone());
                 return self
                     .answer(client, out, pending, 503, &(message + "\n"), unread)
@@ -504,8 +501,8 @@ impl Proxy {
         let connections = &self.shared.registry.connections;
         let (mut stream, response) = loop {
             pending.attempts += 1;
-            pending.stats = member.stats.clone();
-            pending.member = Some(member.clone());
+            pending.stats = &member.stats;
+            pending.member = Some(member);
             let request = Request {
                 head: &head,
                 target,
@@ -695,7 +692,7 @@ impl Proxy {
         &self,
         client: &mut Client,
         out: &mut Vec<u8>,
-        pending: Pending,
+        pending: Pending<'_>,
         status: u16,
         body: &str,
         close: bool,
@@ -735,7 +732,7 @@ fn no_endpoint(service: &str, reason: NoEndpoint) -> String {
 /// with trace context, request id and the `X-Forwarded-*` / `Forwarded` fields set.
 /// An HTTP/1.0 client's request goes as HTTP/1.0 (asking to keep the connection
 /// alive), so that the answer comes in a framing that client can read.
-fn upstream_head(out: &mut Vec<u8>, request: &Request<'_>, pending: &Pending, client: &Client) {
+fn upstream_head(out: &mut Vec<u8>, request: &Request<'_>, pending: &Pending<'_>, client: &Client) {
     let head = request.head;
     out.clear();
     out.extend_from_slice(head.method().as_bytes());

@@ -2,8 +2,18 @@
 
 use crate::config::{Config, Labels, Selection, WeightedSelector, validate_selection};
 use crate::table::{Registry, Table};
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// Gives every [`Shared`] its own id, so a thread's cached table is never another gateway's.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The table this thread used last: (gateway id, generation, table).
+    static CACHED: RefCell<Option<(u64, u64, Arc<Table>)>> = const { RefCell::new(None) };
+}
 
 /// What the admin API may change; each change names one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +57,10 @@ pub enum ReloadError {
 pub struct Shared {
     config: Mutex<Config>,
     table: RwLock<Arc<Table>>,
+    /// The current table's generation, stored after the table: a worker whose
+    /// cached table has it takes no lock (only reads a line no request writes).
+    generation: AtomicU64,
+    id: u64,
     pub registry: Registry,
 }
 
@@ -62,6 +76,8 @@ impl Shared {
         Shared {
             config: Mutex::new(config),
             table: RwLock::new(table),
+            generation: AtomicU64::new(1),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
         }
     }
@@ -80,16 +96,36 @@ impl Shared {
         let generation = self.table().generation + 1;
         let table = Table::build(&next, generation, &self.registry);
         *config = next;
-        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        self.publish(table);
         Ok(generation)
     }
 
     /// The current table; a request takes it once and keeps it to the end.
     pub fn table(&self) -> Arc<Table> {
-        self.table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let generation = self.generation.load(Ordering::Acquire);
+        CACHED.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if let Some((id, g, table)) = &*cached
+                && *id == self.id
+                && *g == generation
+            {
+                return table.clone();
+            }
+            let table = self
+                .table
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            *cached = Some((self.id, table.generation, table.clone()));
+            table
+        })
+    }
+
+    /// Makes `table` the current one: requests that start after this returns use it.
+    fn publish(&self, table: Table) {
+        let generation = table.generation;
+        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        self.generation.store(generation, Ordering::Release);
     }
 
     /// The configuration as it is now, and its generation.
@@ -138,7 +174,7 @@ impl Shared {
         }
         let generation = next.generation;
         config.services.insert(service.to_string(), updated);
-        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        self.publish(next);
         Ok(generation)
     }
 }

@@ -83,7 +83,7 @@ pub struct CompiledRoute {
 pub struct Pools {
     pools: Vec<Pool>,
     total_weight: u64,
-    next: AtomicU64,
+    next: Rotor,
     pub upstream: Upstream,
     /// Counts requests for the service that no endpoint served (version "").
     pub unserved: Arc<Stats>,
@@ -96,7 +96,24 @@ pub struct Pools {
 struct Pool {
     weight: u64,
     members: Vec<Arc<Member>>,
-    next: AtomicU64,
+    next: Rotor,
+}
+
+/// A round-robin position per worker (each on its own cache line), so workers
+/// choosing endpoints never write the same line; each still cycles exactly.
+#[derive(Debug, Default)]
+struct Rotor([Slot; crate::metrics::SHARDS]);
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+impl Rotor {
+    fn next(&self) -> u64 {
+        self.0[worker() % self.0.len()]
+            .0
+            .fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// One live endpoint of a service, with what a request served by it updates.
@@ -239,7 +256,7 @@ impl Table {
     /// The next available endpoint of a service; `None` when the service is unknown
     /// or none is available.
     pub fn pick(&self, service: &str) -> Option<Arc<Member>> {
-        self.services.get(service)?.choose(&[]).ok()
+        self.services.get(service)?.choose(&[]).ok().cloned()
     }
 
     /// A service's pools, shared between generations while the service is unchanged.
@@ -316,7 +333,7 @@ impl Pools {
                             })
                         })
                         .collect(),
-                    next: AtomicU64::new(0),
+                    next: Rotor::default(),
                 }
             })
             // A pool with no live endpoint or no weight takes no traffic; the rest share it.
@@ -325,7 +342,7 @@ impl Pools {
         Pools {
             total_weight: pools.iter().map(|p| p.weight).sum(),
             pools,
-            next: AtomicU64::new(0),
+            next: Rotor::default(),
             upstream: service.upstream.clone(),
             unserved: registry.metrics.stats(name, ""),
             errors: registry.metrics.errors(name),
@@ -345,12 +362,12 @@ impl Pools {
     /// # Errors
     ///
     /// Which of "nothing selected" and "nothing available" it is.
-    pub fn choose(&self, exclude: &[SocketAddr]) -> Result<Arc<Member>, NoEndpoint> {
+    pub fn choose(&self, exclude: &[SocketAddr]) -> Result<&Arc<Member>, NoEndpoint> {
         if self.pools.is_empty() {
             return Err(NoEndpoint::NoneLive);
         }
         // Counting through the total weight gives each pool exactly its share per cycle.
-        let mut slot = self.next.fetch_add(1, Ordering::Relaxed) % self.total_weight;
+        let mut slot = self.next.next() % self.total_weight;
         let first = self
             .pools
             .iter()
@@ -367,11 +384,11 @@ impl Pools {
         for i in 0..self.pools.len() {
             let pool = &self.pools[(first + i) % self.pools.len()];
             let n = pool.members.len() as u64;
-            let start = pool.next.fetch_add(1, Ordering::Relaxed);
+            let start = pool.next.next();
             for k in 0..n {
                 let member = &pool.members[((start + k) % n) as usize];
                 if member.cell.down(now).is_none() && !exclude.contains(&member.address) {
-                    return Ok(member.clone());
+                    return Ok(member);
                 }
             }
         }
