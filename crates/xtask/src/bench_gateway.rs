@@ -5,8 +5,9 @@
 //! cost shows). In front of it, in turn, nginx, HAProxy and `bulkhead gateway`
 //! route the same paths (`/api/orders/`, `/api/users/`, `/`) to it over keep-alive
 //! connections, each with two workers/threads. wrk drives the upstream directly
-//! and then each proxy with the same settings, and the table gives requests/s and
-//! p99 latency with ratios against nginx and against the direct run.
+//! and then each proxy with the same settings, in turn, for `--rounds` rounds, and
+//! the table gives each target's median requests/s, p99 latency and CPU time per
+//! request, with ratios against nginx and against the direct run.
 //!
 //! bulkhead runs as it would in production: trace ids created at the edge and the
 //! JSON access log written to a file. nginx and HAProxy run with their access logs
@@ -21,8 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str =
-    "usage: cargo xtask bench-gateway [--seconds S] [--threads N] [--connections N] [--workers N]
+    "usage: cargo xtask bench-gateway [--rounds N] [--seconds S] [--threads N] [--connections N] [--workers N]
 
+  --rounds N        rounds over all targets; the table gives each target's median (default 3)
   --seconds S       duration of each wrk run (default 10)
   --threads N       wrk threads (default 2)
   --connections N   wrk keep-alive connections (default 64)
@@ -31,6 +33,7 @@ pub const USAGE: &str =
 Needs nginx, haproxy and wrk (scripts/setup installs them).";
 
 struct Options {
+    rounds: usize,
     seconds: usize,
     threads: usize,
     connections: usize,
@@ -39,6 +42,7 @@ struct Options {
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
+        rounds: 3,
         seconds: 10,
         threads: 2,
         connections: 64,
@@ -47,6 +51,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     for (flag, value) in crate::flag_pairs(args, USAGE)? {
         let number = || crate::count(flag, value);
         match flag {
+            "--rounds" => options.rounds = number()?.max(1),
             "--seconds" => options.seconds = number()?,
             "--threads" => options.threads = number()?,
             "--connections" => options.connections = number()?,
@@ -395,42 +400,72 @@ fn bench(options: &Options, bulkhead: &Path, dir: &Path) -> Result<(), String> {
     )?;
 
     println!(
-        "wrk: {} threads, {} connections, {} s per run, GET /api/orders/42; proxies with {} workers",
-        options.threads, options.connections, options.seconds, options.workers
+        "wrk: {} threads, {} connections, {} s per run, GET /api/orders/42; proxies with {} workers; {} rounds",
+        options.threads, options.connections, options.seconds, options.workers, options.rounds
     );
-    let mut rows: Vec<(&str, Measured)> = Vec::new();
-    // Each proxy runs alone, so no idle process competes for the two cores.
-    rows.push(("direct", measure(&upstream, options)?));
-    for name in ["nginx", "haproxy", "bulkhead"] {
-        let server = match name {
-            "nginx" => {
-                let mut cmd = Command::new(program("nginx"));
-                cmd.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));
-                start("nginx", cmd, nginx_port, &dir.join("nginx.log"))?
-            }
-            "haproxy" => {
-                let mut cmd = Command::new(program("haproxy"));
-                cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
-                start("haproxy", cmd, haproxy_port, &dir.join("haproxy.log"))?
-            }
-            _ => {
-                let mut cmd = Command::new(bulkhead);
-                cmd.args(["gateway", "--config"])
-                    .arg(dir.join("gateway.yaml"))
-                    .arg("--access-log")
-                    .arg(dir.join("access.log"))
-                    .args(["--workers", &options.workers.to_string()]);
-                start("bulkhead", cmd, bulkhead_port, &dir.join("bulkhead.log"))?
-            }
-        };
-        rows.push((name, measure(&server, options)?));
+    const TARGETS: [&str; 4] = ["direct", "nginx", "haproxy", "bulkhead"];
+    let mut runs: Vec<Vec<Measured>> = TARGETS.iter().map(|_| Vec::new()).collect();
+    // Targets take turns, round after round, so a burst of load from elsewhere on
+    // the machine hurts one run of each rather than every run of one; each
+    // proxy runs alone, so no idle process competes for the cores.
+    for round in 1..=options.rounds {
+        for (i, name) in TARGETS.into_iter().enumerate() {
+            let server = match name {
+                "direct" => None,
+                "nginx" => {
+                    let mut cmd = Command::new(program("nginx"));
+                    cmd.arg("-p").arg(dir).arg("-c").arg(dir.join("nginx.conf"));
+                    Some(start("nginx", cmd, nginx_port, &dir.join("nginx.log"))?)
+                }
+                "haproxy" => {
+                    let mut cmd = Command::new(program("haproxy"));
+                    cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+                    Some(start(
+                        "haproxy",
+                        cmd,
+                        haproxy_port,
+                        &dir.join("haproxy.log"),
+                    )?)
+                }
+                _ => {
+                    let mut cmd = Command::new(bulkhead);
+                    cmd.args(["gateway", "--config"])
+                        .arg(dir.join("gateway.yaml"))
+                        .arg("--access-log")
+                        .arg(dir.join("access.log"))
+                        .args(["--workers", &options.workers.to_string()]);
+                    Some(start(
+                        "bulkhead",
+                        cmd,
+                        bulkhead_port,
+                        &dir.join("bulkhead.log"),
+                    )?)
+                }
+            };
+            let measured = measure(server.as_ref().unwrap_or(&upstream), options)?;
+            println!(
+                "round {round}: {name:<9} {:>8.0} req/s, p99 {:.2} ms",
+                measured.requests_per_sec,
+                measured.p99.as_secs_f64() * 1000.0
+            );
+            runs[i].push(measured);
+        }
     }
+    let rows: Vec<(&str, Measured)> = TARGETS
+        .into_iter()
+        .zip(runs)
+        .map(|(name, runs)| (name, median(runs)))
+        .collect();
     let logged = std::fs::read_to_string(dir.join("access.log"))
         .map(|t| t.lines().count())
         .unwrap_or(0);
 
     let nginx = rows[1].1.requests_per_sec;
     let direct = rows[0].1.requests_per_sec;
+    println!(
+        "\nMedians of {} rounds (errors: the sum over them):",
+        options.rounds
+    );
     println!(
         "\n| {:<9} | {:>10} | {:>9} | {:>8} | {:>9} | {:>6} | {:>16} |",
         "target", "req/s", "p99", "vs nginx", "vs direct", "errors", "CPU/req user+sys"
@@ -460,6 +495,25 @@ fn bench(options: &Options, bulkhead: &Path, dir: &Path) -> Result<(), String> {
         verdict(bulkhead.requests_per_sec >= 0.5 * direct),
     );
     Ok(())
+}
+
+/// Each figure's median over the runs (the upper one of an even count);
+/// errors are summed, since any error matters.
+fn median(runs: Vec<Measured>) -> Measured {
+    fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    Measured {
+        requests_per_sec: mid(runs.iter().map(|m| m.requests_per_sec).collect()),
+        requests: mid(runs.iter().map(|m| m.requests).collect()),
+        p99: mid(runs.iter().map(|m| m.p99).collect()),
+        errors: runs.iter().map(|m| m.errors).sum(),
+        cpu_us: (
+            mid(runs.iter().map(|m| m.cpu_us.0).collect()),
+            mid(runs.iter().map(|m| m.cpu_us.1).collect()),
+        ),
+    }
 }
 
 fn verdict(met: bool) -> &'static str {

@@ -200,7 +200,26 @@ pub(crate) fn count(flag: &str, value: &str) -> Result<usize, String> {
 
 /// Builds the release `bulkhead` binary and returns its path (honouring `CARGO_TARGET_DIR`).
 pub(crate) fn build_bulkhead(root: &Path) -> Result<PathBuf, String> {
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // `cargo run` gave this process the xtask package's variables; build scripts
+    // that watch them (ring's does) would see them change between this build and
+    // a plain `cargo build`, and rebuild every time.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+        {
+            cargo.env_remove(&*name);
+        }
+    }
+    let status = cargo
         .args(["build", "--release", "--quiet", "-p", "bulkhead"])
         .current_dir(root)
         .status()
