@@ -57,6 +57,16 @@ impl Cell {
         }
     }
 
+    /// True when the endpoint may take a request: as `down(now).is_none()`, with
+    /// the clock read only for an endpoint that was ever ejected.
+    pub fn serving(&self, now: &mut Option<u64>) -> bool {
+        if self.failing_checks.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until == 0 || *now.get_or_insert_with(now_ms) >= until
+    }
+
     pub fn succeeded(&self) {
         // A read first: the common case (no failures) never writes the shared line.
         if self.failures.load(Ordering::Relaxed) != 0 {

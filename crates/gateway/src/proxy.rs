@@ -167,6 +167,8 @@ struct Outgoing<'a> {
     max_body: u64,
     /// The client speaks HTTP/1.1 (and the upstream request is HTTP/1.1).
     http11: bool,
+    /// When the request began.
+    started: Instant,
 }
 
 /// A connection's buffers, reused from request to request.
@@ -519,6 +521,7 @@ impl Proxy {
                 retriable,
                 max_body,
                 http11: head.minor == 1,
+                started,
             };
             let failure = match self
                 .send(
@@ -619,7 +622,7 @@ impl Proxy {
         let (bytes_out, next) = match relayed {
             Ok(bytes) => {
                 if upstream_keeps && body != Framing::UntilClose && upstream_buf.is_empty() {
-                    connections.put(member.address, stream);
+                    connections.put(member.address, stream, pending.started);
                 }
                 (
                     bytes,
@@ -659,7 +662,7 @@ impl Proxy {
         bytes_in: &mut u64,
     ) -> Result<(TcpStream, Head), Failure> {
         let connections = &self.shared.registry.connections;
-        let mut reused = connections.take(address);
+        let mut reused = connections.take(address, outgoing.started);
         loop {
             let was_reused = reused.is_some();
             let mut stream = match reused.take() {

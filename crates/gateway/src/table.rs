@@ -380,14 +380,14 @@ impl Pools {
                 }
             })
             .unwrap_or(0);
-        let now = health::now_ms();
+        let mut now = None;
         for i in 0..self.pools.len() {
             let pool = &self.pools[(first + i) % self.pools.len()];
             let n = pool.members.len() as u64;
             let start = pool.next.next();
             for k in 0..n {
                 let member = &pool.members[((start + k) % n) as usize];
-                if member.cell.down(now).is_none() && !exclude.contains(&member.address) {
+                if member.cell.serving(&mut now) && !exclude.contains(&member.address) {
                     return Ok(member);
                 }
             }

@@ -42,27 +42,26 @@ impl Connections {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used idle connection to `address` that is still open.
-    pub fn take(&self, address: SocketAddr) -> Option<TcpStream> {
+    /// The most recently used idle connection to `address` that is still open,
+    /// at `now` (the time the request began: close enough, and no clock read).
+    pub fn take(&self, address: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut idle = self.mine();
         let list = idle.get_mut(&address)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < IDLE_LIMIT && still_open(&c.stream) {
+            if now.saturating_duration_since(c.since) < IDLE_LIMIT && still_open(&c.stream) {
                 return Some(c.stream);
             }
         }
         None
     }
 
-    /// Keeps a connection whose last response was read to its end.
-    pub fn put(&self, address: SocketAddr, stream: TcpStream) {
+    /// Keeps a connection whose last response was read to its end; `since` is
+    /// when the request it served began.
+    pub fn put(&self, address: SocketAddr, stream: TcpStream, since: Instant) {
         let mut idle = self.mine();
         let list = idle.entry(address).or_default();
         if list.len() < KEEP_PER_ENDPOINT {
-            list.push(Idle {
-                stream,
-                since: Instant::now(),
-            });
+            list.push(Idle { stream, since });
         }
     }
 }
