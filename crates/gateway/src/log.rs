@@ -52,9 +52,9 @@ pub(crate) struct Line<'a> {
 pub(crate) struct Record {
     pub start: SystemTime,
     pub duration: Duration,
-    pub trace_id: String,
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
+    pub trace_id: crate::trace::Text<32>,
+    pub span_id: crate::trace::Text<16>,
+    pub parent_span_id: Option<crate::trace::Text<16>>,
     pub tracestate: Option<String>,
     pub request_id: String,
     /// The client's IP address, written as text once per connection.

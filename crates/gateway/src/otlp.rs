@@ -226,8 +226,8 @@ pub(crate) fn encode(instance: &str, records: &[Arc<Record>]) -> Vec<u8> {
                 attributes.push(int("server.port", u64::from(upstream.port())));
             }
             let mut span = json!({
-                "traceId": r.trace_id,
-                "spanId": r.span_id,
+                "traceId": r.trace_id.as_str(),
+                "spanId": r.span_id.as_str(),
                 "name": match &r.route {
                     Some(route) => format!("{} {route}", r.method),
                     None => r.method.clone(),
@@ -238,7 +238,7 @@ pub(crate) fn encode(instance: &str, records: &[Arc<Record>]) -> Vec<u8> {
                 "attributes": attributes,
             });
             if let Some(parent) = &r.parent_span_id {
-                span["parentSpanId"] = json!(parent);
+                span["parentSpanId"] = json!(parent.as_str());
             }
             if let Some(state) = &r.tracestate {
                 span["traceState"] = json!(state);

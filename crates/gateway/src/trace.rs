@@ -9,17 +9,61 @@ use crate::h1::Fields;
 use std::cell::Cell;
 use std::hash::{BuildHasher as _, Hasher as _};
 
+/// Fixed-length ASCII text held inline, so an id costs no allocation per request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text<const N: usize>([u8; N]);
+
+impl<const N: usize> Text<N> {
+    /// `text` when it is exactly `N` ASCII bytes.
+    fn new(text: &[u8]) -> Option<Text<N>> {
+        if !text.is_ascii() {
+            return None;
+        }
+        text.try_into().ok().map(Text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Text<N> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> std::fmt::Display for Text<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> PartialEq<&str> for Text<N> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// The trace a request carries upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
     /// 32 lowercase hex digits.
-    pub trace_id: String,
+    pub trace_id: Text<32>,
     /// The gateway's span id, 16 lowercase hex digits: the upstream request's parent.
-    pub span_id: String,
+    pub span_id: Text<16>,
     /// The caller's span id, when the trace was continued.
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<Text<16>>,
     /// The `traceparent` value sent upstream.
-    pub traceparent: String,
+    pub traceparent: Text<55>,
     /// The `tracestate` value sent upstream, if any.
     pub tracestate: Option<String>,
     /// False when the trace was started here (any incoming `tracestate` is then dropped).
@@ -29,7 +73,7 @@ pub struct Trace {
 /// Reads `traceparent` from the request headers; a missing, duplicate or invalid one
 /// starts a new trace with random ids and the sampled and random-trace-id flags.
 pub fn at_edge(headers: &impl Fields) -> Trace {
-    let span_id = hex_nonzero(1);
+    let span_id = random_id::<16>();
     let mut values = headers.values("traceparent");
     let incoming = match (values.next(), values.next()) {
         (Some(v), None) => std::str::from_utf8(v).ok().and_then(parse),
@@ -37,7 +81,7 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
     };
     match incoming {
         Some((trace_id, parent, flags)) => Trace {
-            traceparent: traceparent(&trace_id, &span_id, &flags),
+            traceparent: traceparent(&trace_id, &span_id, flags),
             trace_id,
             span_id,
             parent_span_id: Some(parent),
@@ -45,9 +89,9 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
             continued: true,
         },
         None => {
-            let trace_id = hex_nonzero(2);
+            let trace_id = random_id::<32>();
             Trace {
-                traceparent: traceparent(&trace_id, &span_id, "03"),
+                traceparent: traceparent(&trace_id, &span_id, *b"03"),
                 trace_id,
                 span_id,
                 parent_span_id: None,
@@ -58,13 +102,16 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
     }
 }
 
-/// `00-{trace_id}-{span_id}-{flags}`, without the formatting machinery (once per request).
-fn traceparent(trace_id: &str, span_id: &str, flags: &str) -> String {
-    let mut out = String::with_capacity(55);
-    for part in ["00-", trace_id, "-", span_id, "-", flags] {
-        out.push_str(part);
-    }
-    out
+/// `00-{trace_id}-{span_id}-{flags}`.
+fn traceparent(trace_id: &Text<32>, span_id: &Text<16>, flags: [u8; 2]) -> Text<55> {
+    let mut out = [0u8; 55];
+    out[..3].copy_from_slice(b"00-");
+    out[3..35].copy_from_slice(&trace_id.0);
+    out[35] = b'-';
+    out[36..52].copy_from_slice(&span_id.0);
+    out[52] = b'-';
+    out[53..].copy_from_slice(&flags);
+    Text(out)
 }
 
 /// Every `tracestate` header combined into one valid list, or `None` (none sent,
@@ -114,7 +161,7 @@ fn push_hex(out: &mut String, word: u64, digits: u32) {
 }
 
 /// `(trace_id, parent_id, flags)` of a valid `traceparent`.
-fn parse(value: &str) -> Option<(String, String, String)> {
+fn parse(value: &str) -> Option<(Text<32>, Text<16>, [u8; 2])> {
     let b = value.as_bytes();
     let lower_hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
@@ -136,25 +183,23 @@ fn parse(value: &str) -> Option<(String, String, String)> {
     if trace.iter().all(|&c| c == b'0') || parent.iter().all(|&c| c == b'0') {
         return None;
     }
-    Some((
-        value[3..35].to_string(),
-        value[36..52].to_string(),
-        value[53..55].to_string(),
-    ))
+    Some((Text::new(trace)?, Text::new(parent)?, [flags[0], flags[1]]))
 }
 
-/// `words` (1 or 2) random 64-bit words as lowercase hex, never all zero.
-fn hex_nonzero(words: usize) -> String {
+/// `N` random lowercase hex digits (16 or 32), never all zero.
+fn random_id<const N: usize>() -> Text<N> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
-        let parts = [random_u64(), if words > 1 { random_u64() } else { 0 }];
-        if parts.iter().all(|&w| w == 0) {
-            continue;
+        let mut out = [b'0'; N];
+        for chunk in out.chunks_mut(16) {
+            let word = random_u64();
+            for (i, digit) in chunk.iter_mut().enumerate() {
+                *digit = HEX[((word >> ((15 - i) * 4)) & 0xf) as usize];
+            }
         }
-        let mut out = String::with_capacity(16 * words);
-        for &w in &parts[..words.min(2)] {
-            push_hex(&mut out, w, 16);
+        if out.iter().any(|&d| d != b'0') {
+            return Text(out);
         }
-        return out;
     }
 }
 
@@ -199,7 +244,10 @@ mod tests {
         assert!(t.continued);
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(t.span_id, "00f067aa0ba902b7");
-        assert_eq!(t.traceparent, format!("00-{}-{}-01", t.trace_id, t.span_id));
+        assert_eq!(
+            t.traceparent.as_str(),
+            format!("00-{}-{}-01", t.trace_id, t.span_id)
+        );
     }
 
     #[test]
@@ -221,7 +269,10 @@ mod tests {
             assert!(!t.continued, "{bad:?}");
             assert_eq!(t.trace_id.len(), 32);
             assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-            assert_eq!(t.traceparent, format!("00-{}-{}-03", t.trace_id, t.span_id));
+            assert_eq!(
+                t.traceparent.as_str(),
+                format!("00-{}-{}-03", t.trace_id, t.span_id)
+            );
         }
         assert_ne!(
             at_edge(&headers(&[])).trace_id,
