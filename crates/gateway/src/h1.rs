@@ -44,6 +44,20 @@ fn malformed(e: httparse::Error) -> HeadError {
     }
 }
 
+type FieldRanges = Vec<(Range<usize>, Range<usize>)>;
+
+thread_local! {
+    /// Field lists of dropped heads, reused: two heads per request would
+    /// otherwise cost two allocations.
+    static SPARE: std::cell::RefCell<Vec<FieldRanges>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn field_list() -> FieldRanges {
+    SPARE
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(16))
+}
+
 /// A parsed head: the bytes it arrived in and where each part lies in them.
 #[derive(Debug)]
 pub struct Head {
@@ -56,7 +70,20 @@ pub struct Head {
     pub minor: u8,
     /// Status code of a response; 0 for requests.
     pub status: u16,
-    fields: Vec<(Range<usize>, Range<usize>)>,
+    fields: FieldRanges,
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        let mut fields = std::mem::take(&mut self.fields);
+        fields.clear();
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < 8 {
+                spare.push(fields);
+            }
+        });
+    }
 }
 
 impl Head {
@@ -77,11 +104,12 @@ impl Head {
         let first = req.method.map_or(0..0, |m| at(m.as_bytes()));
         let target = req.path.map_or(0..0, |p| at(p.as_bytes()));
         let minor = req.version.unwrap_or(1);
-        let fields = req
-            .headers
-            .iter()
-            .map(|h| (at(h.name.as_bytes()), at(h.value)))
-            .collect();
+        let mut fields = field_list();
+        fields.extend(
+            req.headers
+                .iter()
+                .map(|h| (at(h.name.as_bytes()), at(h.value))),
+        );
         Ok(Some(Head {
             bytes: buf.split_to(len).freeze(),
             first,
@@ -113,11 +141,12 @@ impl Head {
         let first = res.reason.map_or(0..0, |r| at(r.as_bytes()));
         let minor = res.version.unwrap_or(1);
         let status = res.code.unwrap_or(0);
-        let fields = res
-            .headers
-            .iter()
-            .map(|h| (at(h.name.as_bytes()), at(h.value)))
-            .collect();
+        let mut fields = field_list();
+        fields.extend(
+            res.headers
+                .iter()
+                .map(|h| (at(h.name.as_bytes()), at(h.value))),
+        );
         Ok(Some(Head {
             bytes: buf.split_to(len).freeze(),
             first,
