@@ -5,12 +5,16 @@
 //! [`policy::admission::decide`]; this crate adds only what a server needs
 //! around it, which is why it is a crate of its own: `policy` stays pure.
 //!
-//! - Evaluation is CPU-bound and synchronous (regorus), so it runs on the
-//!   blocking pool, at most one evaluation per core at a time; each worker
-//!   takes a clone of the loaded [`Policies`] from a pool and puts it back.
+//! - A review is decided on the runtime worker that read it, without a hop
+//!   to another thread: an evaluation takes tens of microseconds, less than
+//!   handing it to the blocking pool and waking the connection again costs.
+//!   Evaluation needs `&mut`, so the evaluating worker takes a clone of the
+//!   loaded [`Policies`] from a pool (one per worker, in the end) and puts it back.
 //! - The per-request time budget is the engine's (set with
 //!   [`Policies::with_budget`]): a policy that loops is stopped, and the
 //!   [`FailurePolicy`] answers (closed denies, open allows with a warning).
+//!   So no evaluation holds its worker longer than the budget; the other
+//!   workers keep serving meanwhile.
 //! - A malformed review is answered with HTTP 400 and the [`policy::ReviewError`] text.
 //! - `GET /healthz` answers `ok`; `GET /metrics` is Prometheus text:
 //!   `bulkhead_admission_decisions_total{result="allow|deny|error"}` and the
@@ -35,9 +39,9 @@ use metrics::Metrics;
 use policy::Policies;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// The largest review accepted; the API server limits requests to about 3 MiB.
@@ -85,20 +89,27 @@ struct App {
     /// Loaded policies; workers clone them when the pool is empty.
     policies: Policies,
     pool: Mutex<Vec<Policies>>,
-    evaluations: Semaphore,
     failure: FailurePolicy,
     metrics: Metrics,
 }
 
 impl App {
-    fn decide(&self, body: &[u8]) -> Result<policy::AdmissionDecision, policy::ReviewError> {
+    /// Decides one review; `None` when the evaluation panicked (its policies
+    /// are then dropped rather than reused).
+    fn decide(
+        &self,
+        body: &[u8],
+    ) -> Option<Result<policy::AdmissionDecision, policy::ReviewError>> {
         let taken = self.pool.lock().ok().and_then(|mut pool| pool.pop());
         let mut policies = taken.unwrap_or_else(|| self.policies.clone());
-        let decision = policy::admission::decide(&mut policies, body, self.failure);
+        let decision = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            policy::admission::decide(&mut policies, body, self.failure)
+        }))
+        .ok()?;
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(policies);
         }
-        decision
+        Some(decision)
     }
 }
 
@@ -116,7 +127,6 @@ impl Server {
         let listener = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Server {
             listener,
             addr,
@@ -124,7 +134,6 @@ impl Server {
             app: Arc::new(App {
                 policies: config.policies,
                 pool: Mutex::new(Vec::new()),
-                evaluations: Semaphore::new(cores),
                 failure: config.failure,
                 metrics: Metrics::default(),
             }),
@@ -273,13 +282,8 @@ async fn review(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             };
         }
     };
-    // One evaluation per core: more would only make each one slower.
-    let permit = app.evaluations.acquire().await;
-    let worker = Arc::clone(&app);
-    let decided = tokio::task::spawn_blocking(move || worker.decide(&body)).await;
-    drop(permit);
-    let response = match decided {
-        Ok(Ok(decision)) => {
+    let response = match app.decide(&body) {
+        Some(Ok(decision)) => {
             let outcome = if decision.error.is_some() {
                 Outcome::Error
             } else if decision.allowed {
@@ -294,11 +298,11 @@ async fn review(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 decision.response().to_string(),
             );
         }
-        Ok(Err(e)) => text(
+        Some(Err(e)) => text(
             StatusCode::BAD_REQUEST,
             format!("malformed AdmissionReview: {e}\n"),
         ),
-        Err(_) => text(
+        None => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "a policy evaluation panicked\n",
         ),

@@ -3,14 +3,20 @@
 //!
 //! Admission: the release binary serves `--self-signed` on loopback; the
 //! client trusts the printed caBundle and keeps `--concurrency` TLS
-//! connections (HTTP/1.1 keep-alive), each with one review in flight at a time,
-//! so that many reviews are outstanding at once. Reviews rotate through an
-//! allowed, a denied and a warned Pod, and every response is checked against
-//! the expected decision. A latency is measured from sending a request to
-//! having read its whole response, on the client. The same run at
-//! concurrency 1 gives the time of one review alone. The client shares the
-//! machine's cores with the server, as a sidecar load test would. Each run
-//! is bounded by a request count and a deadline.
+//! connections (HTTP/1.1 keep-alive), each with one review in flight at a
+//! time (a closed loop), so that many reviews are outstanding at once.
+//! Reviews rotate through an allowed, a denied and a warned Pod, 1,024
+//! distinct reviews of each (own uid and Pod name, as a ReplicaSet's pods
+//! have), and every response is checked for the expected decision and the
+//! echoed uid. The request bodies are built before the timed run, so the
+//! client's CPU goes to TLS and HTTP, as an API server's would, and not to
+//! formatting JSON. A latency is measured from sending a request to having
+//! read its whole response, on the client. The same run at concurrency 1
+//! gives the time of one review alone. The client shares the machine's
+//! cores with the server, as a sidecar load test would, so the table shows
+//! the CPU time (user + system) each side spent per review: together they
+//! bound the throughput of the cores. Each run is bounded by a request
+//! count and a deadline.
 //!
 //! Check: `bulkhead policy check FLEET --format json`, with a new state
 //! directory (cold: the scan parses every file) and then again with that
@@ -74,14 +80,25 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let server = Webhook::start(&bulkhead)?;
+    // A worker per core, as a client elsewhere would have: a single client
+    // thread (tried) measured a longer tail, since while it is descheduled no
+    // response is read at all.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting tokio: {e}"))?;
     let deadline = Duration::from_secs(options.seconds);
-    let alone = runtime.block_on(load(&server, 1, options.requests.min(2_000), deadline))?;
+    let reviews = Arc::new(reviews());
+    let alone = runtime.block_on(load(
+        &server,
+        &reviews,
+        1,
+        options.requests.min(2_000),
+        deadline,
+    ))?;
     let loaded = runtime.block_on(load(
         &server,
+        &reviews,
         options.concurrency,
         options.requests,
         deadline,
@@ -110,6 +127,14 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         println!("| {name}: p99 | {:.2} ms |", ms(run.percentile(0.99)));
         println!("| {name}: max | {:.2} ms |", ms(run.percentile(1.0)));
         println!("| {name}: throughput | {:.0} reviews/s |", run.throughput());
+        println!(
+            "| {name}: server CPU/review | {:.0} us |",
+            run.per_review(run.server_cpu)
+        );
+        println!(
+            "| {name}: client CPU/review | {:.0} us |",
+            run.per_review(run.client_cpu)
+        );
     }
     println!("| server-side decisions counted (/metrics) | {counted} |");
     // The admission table is out before the long `policy check` runs.
@@ -302,29 +327,61 @@ async fn decisions_total(server: &Webhook) -> Result<u64, String> {
         .sum())
 }
 
-/// The three reviews sent in turn, with the decision each must get.
-fn reviews() -> Vec<(Bytes, &'static str)> {
+/// Distinct reviews per decision kind: each review has its own uid and Pod
+/// name, as the pods of a ReplicaSet do, and the uid must come back.
+const VARIANTS: usize = 1024;
+
+/// One review to send: the whole HTTP/1.1 request body, prepared before the
+/// timed run, and what its response must contain.
+struct Review {
+    body: Bytes,
+    uid: String,
+    expected: &'static [u8],
+}
+
+/// Allowed, denied and warned Pods in turn, [`VARIANTS`] of each.
+fn reviews() -> Vec<Review> {
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    [
-        (format!("registry.acme.internal/apps/orders:1.4.2@{digest}"), "\"allowed\":true"),
-        ("nginx:latest".to_string(), "\"allowed\":false"),
-        ("registry.acme.internal/apps/orders:1.4.2".to_string(), "\"allowed\":true"),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (image, expected))| {
-        let review = format!(
-            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"bench-{i}","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"namespace":"shop","operation":"CREATE","userInfo":{{"username":"system:serviceaccount:shop:deployer"}},"object":{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"orders-{i}","namespace":"shop","labels":{{"app":"orders","version":"v1"}}}},"spec":{{"containers":[{{"name":"app","image":"{image}","ports":[{{"containerPort":8080}}],"resources":{{"limits":{{"cpu":"500m","memory":"256Mi"}},"requests":{{"cpu":"100m","memory":"128Mi"}}}}}}]}}}}}}}}"#
-        );
-        (Bytes::from(review), expected)
-    })
-    .collect()
+    let kinds = [
+        (
+            format!("registry.acme.internal/apps/orders:1.4.2@{digest}"),
+            &b"\"allowed\":true"[..],
+        ),
+        ("nginx:latest".to_string(), &b"\"allowed\":false"[..]),
+        (
+            "registry.acme.internal/apps/orders:1.4.2".to_string(),
+            &b"\"allowed\":true"[..],
+        ),
+    ];
+    (0..VARIANTS * kinds.len())
+        .map(|n| {
+            let (image, expected) = &kinds[n % kinds.len()];
+            let uid = format!("7c0e{n:08x}-5f3a-4d1b-9e2c-{:012x}", n.wrapping_mul(2_654_435_761));
+            let pod = format!("orders-7d9f8c{:04x}-{:05x}", n % 7, n.wrapping_mul(40_503) & 0xfffff);
+            let review = format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"{uid}","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"namespace":"shop","operation":"CREATE","userInfo":{{"username":"system:serviceaccount:kube-system:replicaset-controller"}},"object":{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}","generateName":"orders-7d9f8c-","namespace":"shop","uid":"{uid}","labels":{{"app":"orders","version":"v1","pod-template-hash":"7d9f8c"}},"ownerReferences":[{{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"orders-7d9f8c","uid":"0b6c2f7e-31aa-4c55-8d5e-2f0f3c1d9a10","controller":true}}]}},"spec":{{"containers":[{{"name":"app","image":"{image}","ports":[{{"containerPort":8080}}],"resources":{{"limits":{{"cpu":"500m","memory":"256Mi"}},"requests":{{"cpu":"100m","memory":"128Mi"}}}}}}]}}}}}}}}"#
+            );
+            Review {
+                body: Bytes::from(review),
+                uid,
+                expected,
+            }
+        })
+        .collect()
+}
+
+/// Whether `haystack` contains `needle` (responses are a few hundred bytes).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 struct Run {
     latencies: Vec<Duration>,
     errors: usize,
     elapsed: Duration,
+    /// CPU seconds (user + system) the server and the client spent in the timed part.
+    server_cpu: f64,
+    client_cpu: f64,
 }
 
 impl Run {
@@ -340,16 +397,26 @@ impl Run {
     fn throughput(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Microseconds of CPU per review.
+    fn per_review(&self, cpu: f64) -> f64 {
+        cpu * 1e6 / self.latencies.len().max(1) as f64
+    }
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu(pid: u32) -> Result<f64, String> {
+    crate::cpu_times(pid, false).map(|(user, sys)| user + sys)
 }
 
 /// `concurrency` connections send reviews until `requests` were sent or `limit` passed.
 async fn load(
     server: &Webhook,
+    reviews: &Arc<Vec<Review>>,
     concurrency: usize,
     requests: usize,
     limit: Duration,
 ) -> Result<Run, String> {
-    let reviews = Arc::new(reviews());
     let mut senders = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         senders.push(connect(server).await?);
@@ -357,39 +424,39 @@ async fn load(
     // Warm-up, untimed: one review per connection, all in flight together.
     let mut warm = tokio::task::JoinSet::new();
     for (i, mut sender) in senders.into_iter().enumerate() {
-        let reviews = Arc::clone(&reviews);
-        warm.spawn(async move {
-            let body = reviews[i % reviews.len()].0.clone();
-            send(&mut sender, "/validate", body).await.map(|_| sender)
-        });
+        let body = reviews[i % reviews.len()].body.clone();
+        warm.spawn(async move { send(&mut sender, "/validate", body).await.map(|_| sender) });
     }
     let mut senders = Vec::with_capacity(concurrency);
     while let Some(joined) = warm.join_next().await {
         senders.push(joined.map_err(|e| e.to_string())??);
     }
 
+    let (server_pid, client_pid) = (server.child.id(), std::process::id());
+    let (server_before, client_before) = (cpu(server_pid)?, cpu(client_pid)?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + limit;
     let mut workers = tokio::task::JoinSet::new();
     for mut sender in senders {
-        let reviews = Arc::clone(&reviews);
+        let reviews = Arc::clone(reviews);
         let next = Arc::clone(&next);
         workers.spawn(async move {
-            let mut latencies = Vec::new();
+            let mut latencies = Vec::with_capacity(requests / concurrency + 1);
             let mut errors = 0;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= requests || Instant::now() >= deadline {
                     break;
                 }
-                let (body, expected) = &reviews[n % reviews.len()];
+                let review = &reviews[n % reviews.len()];
                 let sent = Instant::now();
-                match send(&mut sender, "/validate", body.clone()).await {
+                match send(&mut sender, "/validate", review.body.clone()).await {
                     Ok(answer) => {
                         latencies.push(sent.elapsed());
-                        let text = String::from_utf8_lossy(&answer);
-                        if !text.contains(expected) {
+                        if !contains(&answer, review.expected)
+                            || !contains(&answer, review.uid.as_bytes())
+                        {
                             errors += 1;
                         }
                     }
@@ -406,6 +473,8 @@ async fn load(
         latencies: Vec::with_capacity(requests),
         errors: 0,
         elapsed: Duration::ZERO,
+        server_cpu: 0.0,
+        client_cpu: 0.0,
     };
     while let Some(joined) = workers.join_next().await {
         let (latencies, errors) = joined.map_err(|e| e.to_string())?;
@@ -413,7 +482,9 @@ async fn load(
         run.errors += errors;
     }
     run.elapsed = started.elapsed();
-    run.latencies.sort();
+    run.server_cpu = cpu(server_pid)? - server_before;
+    run.client_cpu = cpu(client_pid)? - client_before;
+    run.latencies.sort_unstable();
     Ok(run)
 }
 
