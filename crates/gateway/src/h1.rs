@@ -58,6 +58,23 @@ fn field_list() -> FieldRanges {
         .unwrap_or_else(|| Vec::with_capacity(16))
 }
 
+/// Where `part`, a slice of `buf`, lies in it.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Where each parsed field's name and value lie in `buf`.
+fn field_ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> FieldRanges {
+    let mut fields = field_list();
+    fields.extend(
+        headers
+            .iter()
+            .map(|h| (range_in(buf, h.name.as_bytes()), range_in(buf, h.value))),
+    );
+    fields
+}
+
 /// A parsed head: the bytes it arrived in and where each part lies in them.
 #[derive(Debug)]
 pub struct Head {
@@ -96,20 +113,10 @@ impl Head {
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(malformed(e)),
         };
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
-        let first = req.method.map_or(0..0, |m| at(m.as_bytes()));
-        let target = req.path.map_or(0..0, |p| at(p.as_bytes()));
+        let first = req.method.map_or(0..0, |m| range_in(buf, m.as_bytes()));
+        let target = req.path.map_or(0..0, |p| range_in(buf, p.as_bytes()));
         let minor = req.version.unwrap_or(1);
-        let mut fields = field_list();
-        fields.extend(
-            req.headers
-                .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value))),
-        );
+        let fields = field_ranges(buf, req.headers);
         Ok(Some(Head {
             bytes: buf.split_to(len).freeze(),
             first,
@@ -133,20 +140,10 @@ impl Head {
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(malformed(e)),
         };
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
-        let first = res.reason.map_or(0..0, |r| at(r.as_bytes()));
+        let first = res.reason.map_or(0..0, |r| range_in(buf, r.as_bytes()));
         let minor = res.version.unwrap_or(1);
         let status = res.code.unwrap_or(0);
-        let mut fields = field_list();
-        fields.extend(
-            res.headers
-                .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value))),
-        );
+        let fields = field_ranges(buf, res.headers);
         Ok(Some(Head {
             bytes: buf.split_to(len).freeze(),
             first,
