@@ -176,6 +176,7 @@ impl Gateway {
             ));
         }
         health::spawn_checker(Arc::downgrade(&shared));
+        tokio::spawn(crate::upstream::sweep_idle(Arc::downgrade(&shared)));
         Ok(Gateway {
             shared,
             proxy_addrs,

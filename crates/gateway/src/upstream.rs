@@ -55,6 +55,19 @@ impl Connections {
         None
     }
 
+    /// Drops the idle connections that are closed or older than the limit at `now`.
+    pub fn sweep(&self, now: Instant) {
+        for worker in &self.workers {
+            let mut idle = worker.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.retain(|_, list| {
+                list.retain(|c| {
+                    now.saturating_duration_since(c.since) < IDLE_LIMIT && still_open(&c.stream)
+                });
+                !list.is_empty()
+            });
+        }
+    }
+
     /// Keeps a connection whose last response was read to its end; `since` is
     /// when the request it served began.
     pub fn put(&self, address: SocketAddr, stream: TcpStream, since: Instant) {
@@ -65,6 +78,25 @@ impl Connections {
         }
     }
 }
+
+/// Closes the idle connections the upstream has closed or that have idled past
+/// the limit, every few seconds while the gateway lives: without it, the
+/// connections to an endpoint that gets no more traffic (or left the
+/// configuration) would stay open until a request for it came.
+pub async fn sweep_idle(shared: std::sync::Weak<crate::state::Shared>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.registry.connections.sweep(Instant::now());
+    }
+}
+
+/// How often [`sweep_idle`] looks.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// False when the upstream has closed an idle connection (or sent something
 /// unasked). The runtime already knows whether the socket turned readable, so
@@ -96,4 +128,54 @@ pub async fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<
         })??;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Connections {
+        fn held(&self) -> usize {
+            self.workers
+                .iter()
+                .map(|w| w.lock().unwrap().values().map(Vec::len).sum::<usize>())
+                .sum()
+        }
+    }
+
+    /// Real sockets on loopback: one whose peer hangs up, two that stay open.
+    #[tokio::test]
+    async fn sweeping_drops_closed_and_expired_idle_connections() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Connections::new(1);
+        let mut peers = Vec::new();
+        let now = Instant::now();
+        for _ in 0..3 {
+            let stream = connect(address, Duration::from_secs(5)).await.unwrap();
+            peers.push(listener.accept().await.unwrap().0);
+            connections.put(address, stream, now);
+        }
+        assert_eq!(connections.held(), 3);
+        // The first connection's peer hangs up; the sweep notices once the
+        // runtime has seen the socket turn readable.
+        drop(peers.remove(0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while connections.held() > 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the closed connection was never swept"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            connections.sweep(Instant::now());
+        }
+        assert_eq!(connections.held(), 2);
+        // Open ones stay, until they have idled past the limit.
+        connections.sweep(now + IDLE_LIMIT - Duration::from_secs(1));
+        assert_eq!(connections.held(), 2);
+        assert!(connections.take(address, now).is_some());
+        connections.sweep(now + IDLE_LIMIT);
+        assert_eq!(connections.held(), 0);
+        assert!(connections.take(address, now).is_none());
+    }
 }
