@@ -618,35 +618,53 @@ impl Proxy {
         response_head(out, &response, &pending, keep_alive, head.minor == 0);
         let status = response.status;
         drop(response);
-        let relayed = relay(&mut stream, upstream_buf, &mut client.stream, body, out).await;
-        let (bytes_out, next) = match relayed {
-            Ok(bytes) => {
-                if upstream_keeps && body != Framing::UntilClose && upstream_buf.is_empty() {
-                    connections.put(member.address, stream, pending.started);
+        let started = pending.started;
+        let sinks = &self.sinks;
+        let mut pending = Some(pending);
+        let relayed = relay(
+            &mut stream,
+            upstream_buf,
+            &mut client.stream,
+            body,
+            out,
+            |bytes| {
+                if let Some(p) = pending.take() {
+                    p.finish(sinks, status, bytes);
                 }
-                (
-                    bytes,
-                    if keep_alive {
-                        Next::KeepAlive
-                    } else {
-                        Next::Close
-                    },
-                )
+            },
+        )
+        .await;
+        let (error, bytes_out, next) = match relayed {
+            Ok(_) => {
+                if upstream_keeps && body != Framing::UntilClose && upstream_buf.is_empty() {
+                    connections.put(member.address, stream, started);
+                }
+                let next = if keep_alive {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                };
+                return next;
             }
             Err(Relay::Upstream(bytes, e)) => {
                 pools.errors.count(UpstreamError::Reset);
-                pending.error = Some(format!(
+                let error = format!(
                     "upstream {} failed (reset) during the response body: {e}",
                     member.address
-                ));
-                (bytes, Next::Close)
+                );
+                (error, bytes, Next::Close)
             }
-            Err(Relay::Client(bytes)) => {
-                pending.error = Some("client closed the connection during the response".into());
-                (bytes, Next::Close)
-            }
+            Err(Relay::Client(bytes)) => (
+                "client closed the connection during the response".to_string(),
+                bytes,
+                Next::Close,
+            ),
         };
-        pending.finish(&self.sinks, status, bytes_out);
+        // Not recorded yet when the body broke off before its last piece.
+        if let Some(mut p) = pending {
+            p.error = Some(error);
+            p.finish(&self.sinks, status, bytes_out);
+        }
         next
     }
 
@@ -708,8 +726,10 @@ impl Proxy {
             Some((&pending.trace.trace_id, &pending.request_id)),
             close,
         );
-        let written = client.stream.write_all(out).await.is_ok();
+        // Counted before the client can see the answer, so whoever it tells
+        // next (a test, a rollout gate reading /metrics) sees it counted.
         pending.finish(&self.sinks, status, body.len() as u64);
+        let written = client.stream.write_all(out).await.is_ok();
         if close || !written {
             Next::Close
         } else {
@@ -1003,14 +1023,19 @@ enum Relay {
 }
 
 /// Sends the response head in `out` and relays the body that follows it;
-/// returns the body bytes (data only, for a chunked body) sent.
+/// returns the body bytes (data only, for a chunked body) sent. `last` runs
+/// with that count just before the last piece goes out (for a body that ends
+/// with the upstream closing, once it has closed), so that the request is
+/// recorded before the client can see it finished.
 async fn relay(
     upstream: &mut TcpStream,
     buf: &mut BytesMut,
     client: &mut TcpStream,
     framing: Framing,
     out: &mut Vec<u8>,
+    last: impl FnOnce(u64),
 ) -> Result<u64, Relay> {
+    let mut last = Some(last);
     let mut remaining = match framing {
         Framing::Empty => 0,
         Framing::Length(n) => n,
@@ -1041,6 +1066,15 @@ async fn relay(
                 remaining = remaining.saturating_sub(take as u64);
             }
         }
+        let done = match framing {
+            Framing::Empty => true,
+            Framing::Length(_) => remaining == 0,
+            Framing::Chunked => chunks.done(),
+            Framing::UntilClose => false,
+        };
+        if done && let Some(last) = last.take() {
+            last(sent);
+        }
         let written = if first {
             // The head and what came with it in one write.
             first = false;
@@ -1052,18 +1086,17 @@ async fn relay(
         if written.is_err() {
             return Err(Relay::Client(sent));
         }
-        let done = match framing {
-            Framing::Empty => true,
-            Framing::Length(_) => remaining == 0,
-            Framing::Chunked => chunks.done(),
-            Framing::UntilClose => false,
-        };
         if done {
             return Ok(sent);
         }
         buf.reserve(BUFFER);
         match upstream.read_buf(buf).await {
-            Ok(0) if framing == Framing::UntilClose => return Ok(sent),
+            Ok(0) if framing == Framing::UntilClose => {
+                if let Some(last) = last.take() {
+                    last(sent);
+                }
+                return Ok(sent);
+            }
             Ok(0) => {
                 return Err(Relay::Upstream(
                     sent,
