@@ -96,15 +96,8 @@ impl LineWriter {
         }
         out.extend_from_slice(b"{\"time\":\"");
         out.extend_from_slice(self.second_text.as_bytes());
-        let millis = since.subsec_millis();
-        out.extend_from_slice(&[
-            b'.',
-            b'0' + (millis / 100) as u8,
-            b'0' + (millis / 10 % 10) as u8,
-            b'0' + (millis % 10) as u8,
-            b'Z',
-            b'"',
-        ]);
+        put_thousandths(out, u64::from(since.subsec_millis()));
+        out.extend_from_slice(b"Z\"");
         field_str(out, "trace_id", Some(r.trace_id));
         field_str(out, "span_id", Some(r.span_id));
         field_str(out, "request_id", Some(r.request_id));
@@ -122,17 +115,21 @@ impl LineWriter {
         // Milliseconds with microsecond precision.
         let micros = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
         field_number(out, "duration_ms", micros / 1000);
-        let frac = micros % 1000;
-        out.extend_from_slice(&[
-            b'.',
-            b'0' + (frac / 100) as u8,
-            b'0' + (frac / 10 % 10) as u8,
-            b'0' + (frac % 10) as u8,
-        ]);
+        put_thousandths(out, micros % 1000);
         field_number(out, "bytes_in", r.bytes_in);
         field_number(out, "bytes_out", r.bytes_out);
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// `.nnn`: a fraction in thousandths (`n` below 1000), zero-padded.
+fn put_thousandths(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]);
 }
 
 fn key(out: &mut Vec<u8>, name: &str) {

@@ -154,10 +154,14 @@ pub fn request_id() -> String {
 
 /// The low `digits` hex digits of `word`, lowercase.
 fn push_hex(out: &mut String, word: u64, digits: u32) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for shift in (0..digits).rev() {
-        out.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
+        out.push(char::from(hex_digit(word >> (shift * 4))));
     }
+}
+
+/// The lowercase hex digit of `word`'s lowest four bits.
+fn hex_digit(word: u64) -> u8 {
+    b"0123456789abcdef"[(word & 0xf) as usize]
 }
 
 /// `(trace_id, parent_id, flags)` of a valid `traceparent`.
@@ -188,13 +192,12 @@ fn parse(value: &str) -> Option<(Text<32>, Text<16>, [u8; 2])> {
 
 /// `N` random lowercase hex digits (16 or 32), never all zero.
 fn random_id<const N: usize>() -> Text<N> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
         let mut out = [b'0'; N];
         for chunk in out.chunks_mut(16) {
             let word = random_u64();
             for (i, digit) in chunk.iter_mut().enumerate() {
-                *digit = HEX[((word >> ((15 - i) * 4)) & 0xf) as usize];
+                *digit = hex_digit(word >> ((15 - i) * 4));
             }
         }
         if out.iter().any(|&d| d != b'0') {
