@@ -1,6 +1,7 @@
 //! The ValidatingAdmissionWebhook server behind `bulkhead policy serve`.
 //!
-//! HTTPS with rustls on a tokio runtime and hyper's HTTP/1.1 server. Reviews
+//! HTTPS with rustls on a tokio runtime, and a small HTTP/1.1 server of its
+//! own (the `http` module says why and what it refuses). Reviews
 //! (AdmissionReview v1, `POST /` or `POST /validate`) are decided by
 //! [`policy::admission::decide`]; this crate adds only what a server needs
 //! around it, which is why it is a crate of its own: `policy` stays pure.
@@ -20,28 +21,22 @@
 //!   `bulkhead_admission_decisions_total{result="allow|deny|error"}` and the
 //!   histogram `bulkhead_admission_duration_seconds`.
 
+mod http;
 mod metrics;
 pub mod tls;
 
 pub use metrics::Outcome;
 pub use policy::admission::FailurePolicy;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use http::{Request, Response};
 use metrics::Metrics;
 use policy::Policies;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 /// The largest review accepted; the API server limits requests to about 3 MiB.
@@ -184,11 +179,8 @@ impl Server {
         let acceptor = TlsAcceptor::from(tls);
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|source| ServeError::Bind { addr, source })?;
-        let graceful = GracefulShutdown::new();
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .keep_alive(true);
+        let (stop, stopped) = watch::channel(false);
+        let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -197,118 +189,88 @@ impl Server {
                         let _ = stream.set_nodelay(true);
                         let acceptor = acceptor.clone();
                         let app = Arc::clone(&app);
-                        let http = http.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
+                        let stopped = stopped.clone();
+                        connections.spawn(async move {
                             let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
                                 return;
                             };
-                            let service = service_fn(move |req| {
-                                let app = Arc::clone(&app);
-                                async move { Ok::<_, Infallible>(handle(app, req).await) }
-                            });
-                            let _ = watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await;
+                            http::serve(tls, &*app, stopped).await;
                         });
                     }
                     // Out of file descriptors, typically: back off instead of spinning.
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 },
+                // Finished connections are reaped as they end, so the set holds only open ones.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 () = &mut shutdown => break,
             }
         }
         drop(listener);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
         Ok(())
     }
 }
 
-type Body = Full<Bytes>;
-
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    respond(status, "text/plain; charset=utf-8", body)
-}
-
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(),
-        ),
-        (&Method::POST, "/" | "/validate") => review(app, req).await,
-        (_, "/healthz" | "/metrics" | "/" | "/validate") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+impl http::Handler for App {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        match (request.method, request.path) {
+            ("GET", "/healthz") => Response::text(200, "ok\n"),
+            ("GET", "/metrics") => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: self.metrics.render().into_bytes(),
+            },
+            ("POST", "/" | "/validate") => self.review(request.body),
+            (_, "/healthz" | "/metrics" | "/" | "/validate") => {
+                Response::text(405, "method not allowed\n")
+            }
+            (_, path) => Response::text(
+                404,
+                format!("no such path {path:?}: reviews go to POST /validate\n"),
+            ),
         }
-        (_, path) => text(
-            StatusCode::NOT_FOUND,
-            format!("no such path {path:?}: reviews go to POST /validate\n"),
-        ),
+    }
+
+    fn refused(&self, _status: u16) {
+        self.metrics.record(Outcome::Error, Duration::ZERO);
     }
 }
 
-async fn review(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            app.metrics.record(Outcome::Error, started.elapsed());
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return if too_large {
-                text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("malformed AdmissionReview: the body exceeds {MAX_BODY} bytes\n"),
-                )
-            } else {
-                text(
-                    StatusCode::BAD_REQUEST,
-                    format!("reading the request body: {e}\n"),
-                )
-            };
-        }
-    };
-    let response = match app.decide(&body) {
-        Some(Ok(decision)) => {
-            let outcome = if decision.error.is_some() {
-                Outcome::Error
-            } else if decision.allowed {
-                Outcome::Allow
-            } else {
-                Outcome::Deny
-            };
-            app.metrics.record(outcome, started.elapsed());
-            return respond(
-                StatusCode::OK,
-                "application/json",
-                decision.response().to_string(),
-            );
-        }
-        Some(Err(e)) => text(
-            StatusCode::BAD_REQUEST,
-            format!("malformed AdmissionReview: {e}\n"),
-        ),
-        None => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "a policy evaluation panicked\n",
-        ),
-    };
-    app.metrics.record(Outcome::Error, started.elapsed());
-    response
+impl App {
+    fn review(&self, body: &[u8]) -> Response {
+        let started = Instant::now();
+        let (outcome, response) = match self.decide(body) {
+            Some(Ok(decision)) => {
+                let outcome = if decision.error.is_some() {
+                    Outcome::Error
+                } else if decision.allowed {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                };
+                let response = Response {
+                    status: 200,
+                    content_type: "application/json",
+                    body: serde_json::to_vec(&decision.response()).unwrap_or_default(),
+                };
+                (outcome, response)
+            }
+            Some(Err(e)) => (
+                Outcome::Error,
+                Response::text(400, format!("malformed AdmissionReview: {e}\n")),
+            ),
+            None => (
+                Outcome::Error,
+                Response::text(500, "a policy evaluation panicked\n"),
+            ),
+        };
+        self.metrics.record(outcome, started.elapsed());
+        response
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! `Open` allows with a warning.
 
 use crate::{Finding, Level, Policies, PolicyError};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// What to do when policies cannot decide in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,21 +46,51 @@ pub struct AdmissionDecision {
 }
 
 impl AdmissionDecision {
-    /// The AdmissionReview v1 response, uid echoed.
-    pub fn response(&self) -> Value {
-        let mut response = json!({ "uid": self.uid, "allowed": self.allowed });
-        if !self.allowed {
-            response["status"] = json!({
-                "code": 403,
-                "reason": "Forbidden",
-                "message": self.denials.join("; "),
-            });
+    /// The AdmissionReview v1 response, uid echoed, ready to serialize.
+    pub fn response(&self) -> ReviewResponse<'_> {
+        ReviewResponse {
+            api_version: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: Answer {
+                uid: &self.uid,
+                allowed: self.allowed,
+                status: (!self.allowed).then(|| Status {
+                    code: 403,
+                    reason: "Forbidden",
+                    message: self.denials.join("; "),
+                }),
+                warnings: &self.warnings,
+            },
         }
-        if !self.warnings.is_empty() {
-            response["warnings"] = json!(self.warnings);
-        }
-        json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response })
     }
+}
+
+/// An AdmissionReview v1 carrying a response. Serialized straight from the
+/// decision: the webhook writes one per review, and building a JSON tree
+/// first cost more than writing it.
+#[derive(Debug, Serialize)]
+pub struct ReviewResponse<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: Answer<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Answer<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    code: u16,
+    reason: &'static str,
+    message: String,
 }
 
 /// Decides one AdmissionReview body.
