@@ -7,8 +7,8 @@
 //! (an error or the time budget), [`FailurePolicy`] decides: `Closed` denies,
 //! `Open` allows with a warning.
 
-use crate::{Finding, Level, Policies, PolicyError};
-use serde::Serialize;
+use crate::{Finding, Level, Policies, PolicyError, input};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What to do when policies cannot decide in time.
@@ -102,6 +102,33 @@ pub fn decide(
     body: &[u8],
     failure: FailurePolicy,
 ) -> Result<AdmissionDecision, ReviewError> {
+    // Only the bundle's rules: they read the object alone, so only the object
+    // is built as a Rego value, in the same pass that reads the envelope.
+    // Anything the slim reading does not take (a review whose policies read
+    // the whole request, a field of an odd type, a duplicate key) goes the
+    // general way.
+    if !policies.reads_request()
+        && let Ok(slim) = serde_json::from_slice::<SlimReview>(body)
+        && let Some(checked) = slim.checked()
+    {
+        let Checked {
+            uid,
+            dry_run,
+            object,
+        } = checked?;
+        return Ok(match object {
+            None => allowed(uid, dry_run),
+            Some(object) => {
+                let subject = input::subject_of_rego(&object);
+                judge(
+                    policies.admit_object(&subject, object),
+                    uid,
+                    dry_run,
+                    failure,
+                )
+            }
+        });
+    }
     let review: Value =
         serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
     let api = review
@@ -109,12 +136,7 @@ pub fn decide(
         .and_then(Value::as_str)
         .unwrap_or("");
     let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
-    if api != "admission.k8s.io/v1" || kind != "AdmissionReview" {
-        return Err(ReviewError::NotAdmissionReview {
-            api: api.to_string(),
-            kind: kind.to_string(),
-        });
-    }
+    check_envelope(api, kind)?;
     let request = review
         .get("request")
         .filter(|r| r.is_object())
@@ -129,18 +151,96 @@ pub fn decide(
         .get("dryRun")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    // DELETE carries no object; nothing to check.
     if request.get("object").is_none_or(Value::is_null) {
-        return Ok(AdmissionDecision {
-            uid,
-            allowed: true,
-            denials: Vec::new(),
-            warnings: Vec::new(),
-            dry_run,
-            error: None,
+        return Ok(allowed(uid, dry_run));
+    }
+    Ok(judge(policies.admit(request), uid, dry_run, failure))
+}
+
+fn check_envelope(api: &str, kind: &str) -> Result<(), ReviewError> {
+    if api != "admission.k8s.io/v1" || kind != "AdmissionReview" {
+        return Err(ReviewError::NotAdmissionReview {
+            api: api.to_string(),
+            kind: kind.to_string(),
         });
     }
-    Ok(match policies.admit(request) {
+    Ok(())
+}
+
+/// What [`decide`] reads of a review when only the bundle's rules run.
+#[derive(Deserialize)]
+struct SlimReview {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<SlimRequest>,
+}
+
+#[derive(Deserialize)]
+struct SlimRequest {
+    uid: Option<String>,
+    #[serde(rename = "dryRun")]
+    dry_run: Option<bool>,
+    object: Option<regorus::Value>,
+}
+
+/// A valid review's request, as the bundle needs it.
+struct Checked {
+    uid: String,
+    dry_run: bool,
+    /// `None` for a DELETE, which carries no object: nothing to check.
+    object: Option<regorus::Value>,
+}
+
+impl SlimReview {
+    /// The request, or why the review is invalid; `None` when the general
+    /// reading must decide (an object of an unexpected type).
+    fn checked(self) -> Option<Result<Checked, ReviewError>> {
+        let api = self.api_version.unwrap_or_default();
+        let kind = self.kind.unwrap_or_default();
+        if let Err(e) = check_envelope(&api, &kind) {
+            return Some(Err(e));
+        }
+        let Some(request) = self.request else {
+            return Some(Err(ReviewError::NoRequest));
+        };
+        let uid = match request.uid {
+            Some(uid) if !uid.is_empty() => uid,
+            _ => return Some(Err(ReviewError::NoUid)),
+        };
+        let dry_run = request.dry_run.unwrap_or(false);
+        let object = match request.object {
+            None | Some(regorus::Value::Null) => None,
+            Some(object) if object.as_object().is_ok() => Some(object),
+            Some(_) => return None,
+        };
+        Some(Ok(Checked {
+            uid,
+            dry_run,
+            object,
+        }))
+    }
+}
+
+fn allowed(uid: String, dry_run: bool) -> AdmissionDecision {
+    AdmissionDecision {
+        uid,
+        allowed: true,
+        denials: Vec::new(),
+        warnings: Vec::new(),
+        dry_run,
+        error: None,
+    }
+}
+
+/// The decision from the policies' findings, or from the failure policy when they failed.
+fn judge(
+    findings: Result<Vec<Finding>, PolicyError>,
+    uid: String,
+    dry_run: bool,
+    failure: FailurePolicy,
+) -> AdmissionDecision {
+    match findings {
         Ok(findings) => from_findings(uid, dry_run, &findings),
         Err(e) => {
             let message = format!("bulkhead policy: {e}");
@@ -161,7 +261,7 @@ pub fn decide(
                 error: Some(e),
             }
         }
-    })
+    }
 }
 
 fn from_findings(uid: String, dry_run: bool, findings: &[Finding]) -> AdmissionDecision {

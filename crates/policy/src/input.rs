@@ -75,18 +75,30 @@ impl ManifestObject {
 
 /// `Kind namespace/name` of a Kubernetes object.
 pub(crate) fn subject_of(object: &Value) -> String {
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("object");
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    match object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-    {
+    subject(
+        object.get("kind").and_then(Value::as_str),
+        object.pointer("/metadata/name").and_then(Value::as_str),
+        object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str),
+    )
+}
+
+/// [`subject_of`] for an object already read as a Rego value.
+pub(crate) fn subject_of_rego(object: &regorus::Value) -> String {
+    let text = |v: &regorus::Value| v.as_string().ok().map(|s| s.to_string());
+    let metadata = &object["metadata"];
+    subject(
+        text(&object["kind"]).as_deref(),
+        text(&metadata["name"]).as_deref(),
+        text(&metadata["namespace"]).as_deref(),
+    )
+}
+
+fn subject(kind: Option<&str>, name: Option<&str>, namespace: Option<&str>) -> String {
+    let kind = kind.unwrap_or("object");
+    let name = name.unwrap_or("?");
+    match namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
     }

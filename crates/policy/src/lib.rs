@@ -232,6 +232,12 @@ impl Policies {
         outcome
     }
 
+    /// Whether evaluating a review needs its whole request (Gatekeeper
+    /// constraints read `input.review`); the bundle reads only the object.
+    pub fn reads_request(&self) -> bool {
+        !self.gatekeeper.constraints().is_empty()
+    }
+
     /// Decides one admission request (the `request` of an AdmissionReview).
     ///
     /// # Errors
@@ -241,21 +247,12 @@ impl Policies {
         let subject = input::subject_of(object);
         // The request is converted to a Rego value once: the bundle's input and
         // every constraint's `input.review` share it.
-        let review = (!self.gatekeeper.constraints().is_empty()).then(|| input::to_rego(request));
-        let mut findings = Vec::new();
-        if let Some(bundle) = &mut self.builtin {
-            let object = match &review {
-                Some(review) if request.get("object").is_some() => review["object"].clone(),
-                _ => input::to_rego(object),
-            };
-            let input = input::rego_object([
-                ("object", object),
-                ("siblings", regorus::Value::new_array()),
-            ]);
-            for raw in bundle.manifest(&subject, input)? {
-                findings.push(raw.into_finding(&subject, None));
-            }
-        }
+        let review = self.reads_request().then(|| input::to_rego(request));
+        let rego_object = match &review {
+            Some(review) if request.get("object").is_some() => review["object"].clone(),
+            _ => input::to_rego(object),
+        };
+        let mut findings = self.admit_object(&subject, rego_object)?;
         for violation in self
             .gatekeeper
             .review(object, Some(request), review.as_ref())?
@@ -271,6 +268,29 @@ impl Policies {
             });
         }
         Ok(findings)
+    }
+
+    /// The bundle's findings for the object of an admission request.
+    ///
+    /// # Errors
+    /// When a rule fails to evaluate.
+    pub(crate) fn admit_object(
+        &mut self,
+        subject: &str,
+        object: regorus::Value,
+    ) -> Result<Vec<Finding>, PolicyError> {
+        let Some(bundle) = &mut self.builtin else {
+            return Ok(Vec::new());
+        };
+        let input = input::rego_object([
+            ("object", object),
+            ("siblings", regorus::Value::new_array()),
+        ]);
+        Ok(bundle
+            .manifest(subject, input)?
+            .into_iter()
+            .map(|raw| raw.into_finding(subject, None))
+            .collect())
     }
 }
 

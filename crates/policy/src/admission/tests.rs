@@ -141,3 +141,53 @@ fn delete_requests_without_object_are_allowed() {
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "d", "allowed": true}})
     );
 }
+
+/// Reviews the slim reading does not take go the general way, to the same answers.
+#[test]
+fn reviews_of_unexpected_shape_get_the_general_answers() {
+    let mut p = policies();
+    let envelope = r#""apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview""#;
+    let decide_text =
+        |p: &mut Policies, text: &str| decide(p, text.as_bytes(), FailurePolicy::Closed);
+    assert_eq!(
+        decide_text(
+            &mut p,
+            &format!(r#"{{{envelope},"request":{{"uid":42,"object":{{}}}}}}"#)
+        ),
+        Err(ReviewError::NoUid)
+    );
+    assert_eq!(
+        decide_text(&mut p, &format!(r#"{{{envelope},"request":"x"}}"#)),
+        Err(ReviewError::NoRequest)
+    );
+    assert_eq!(
+        decide_text(&mut p, "[1]"),
+        Err(ReviewError::NotAdmissionReview {
+            api: String::new(),
+            kind: String::new()
+        })
+    );
+    // A dryRun that is not a boolean is not a dry run; a repeated uid: the last one counts.
+    let odd = format!(
+        r#"{{{envelope},"request":{{"uid":"first","uid":"last","dryRun":"yes","object":{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p"}},"spec":{{"containers":[{{"name":"a","image":"quay.io/x/a:latest"}}]}}}}}}}}"#
+    );
+    let decision = decide_text(&mut p, &odd).expect("decided");
+    assert_eq!(decision.uid, "last");
+    assert!(!decision.dry_run);
+    assert!(!decision.allowed);
+    assert!(
+        decision
+            .denials
+            .iter()
+            .any(|d| d.contains("[builtin/image-tag]") && d.contains("Pod p")),
+        "{:?}",
+        decision.denials
+    );
+    // An object that is not an object is handed to the rules as it is, and finds nothing.
+    let scalar = decide_text(
+        &mut p,
+        &format!(r#"{{{envelope},"request":{{"uid":"s","object":"text"}}}}"#),
+    )
+    .expect("decided");
+    assert!(scalar.allowed);
+}
