@@ -2,112 +2,106 @@
 # label sets of the workloads written beside it, which tell a blue-green
 # Service apart). Each finding names the rule and the field it is about, so the
 # caller can point at the line.
+#
+# The admission webhook evaluates `findings` for every review, as regorus
+# bytecode, where a rule or function call costs as much as a dozen expressions.
+# So the containers are gathered once by one comprehension, the rules read
+# them without helper calls, a check that fails for most objects comes first
+# in its body, and what only a finding needs (its message, its field path) is
+# built in the rule head, after the body has matched.
 package bulkhead.manifest
 
 import data.bulkhead.lib.images
 import rego.v1
 
-config := data.bulkhead.config
-
-workload_kinds := {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"}
-
-pod_spec_path := ["spec", "template", "spec"] if input.object.kind in workload_kinds
-
-pod_spec_path := ["spec", "jobTemplate", "spec", "template", "spec"] if input.object.kind == "CronJob"
-
-pod_spec_path := ["spec"] if input.object.kind == "Pod"
-
-pod_spec := input.object.spec.template.spec if input.object.kind in workload_kinds
-
-pod_spec := input.object.spec.jobTemplate.spec.template.spec if input.object.kind == "CronJob"
-
-pod_spec := input.object.spec if input.object.kind == "Pod"
-
-containers contains {"container": container, "field": array.concat(pod_spec_path, [key, i]), "init": key != "containers"} if {
-	some key in ["containers", "initContainers", "ephemeralContainers"]
-	listed := pod_spec[key]
-	collection(listed)
-	some i, container in listed
-	is_object(container)
+# Where each kind keeps its pod spec.
+pod_spec_paths := {
+	"Deployment": ["spec", "template", "spec"],
+	"StatefulSet": ["spec", "template", "spec"],
+	"DaemonSet": ["spec", "template", "spec"],
+	"ReplicaSet": ["spec", "template", "spec"],
+	"ReplicationController": ["spec", "template", "spec"],
+	"Job": ["spec", "template", "spec"],
+	"CronJob": ["spec", "jobTemplate", "spec", "template", "spec"],
+	"Pod": ["spec"],
 }
 
-collection(x) if is_array(x)
+# Every container of the pod spec that is an object, with the list it is in
+# (`key`) and its place there (`index`), which make up its field path.
+containers := [{"container": container, "key": key, "index": i} |
+	pod_spec := object.get(input.object, pod_spec_paths[input.object.kind], null)
+	some key in ["containers", "initContainers", "ephemeralContainers"]
+	listed := pod_spec[key]
+	type_name(listed) in {"array", "object", "set"}
+	some i, container in listed
+	is_object(container)
+]
 
-collection(x) if is_object(x)
+# "Pod web", the start of every container finding's message. A name that is
+# missing, or metadata that is not an object, reads "?".
+subject := sprintf("%s %s", [input.object.kind, object.get({"metadata": input.object.metadata}, ["metadata", "name"], "?")])
 
-collection(x) if is_set(x)
-
-what(c) := sprintf("%s %s: container %s", [input.object.kind, name_of(input.object.metadata), name_of(c.container)])
-
-# Never a builtin's type error on an ill-typed object: the compiled rules
-# would fail the body where the interpreter stops with an error.
-name_of(x) := object.get(x, "name", "?") if is_object(x)
-
-else := "?"
-
-# Every container image, parsed once for all the image rules.
-container_images contains {"container": c, "image": image, "ref": images.parse(image)} if {
+# The containers whose image has no digest (the part after the first "@"):
+# every image rule starts from these, so a pinned image costs one split.
+unpinned := [{"container": c, "image": image, "reference": at[0]} |
 	some c in containers
 	image := c.container.image
 	is_string(image)
-}
+	at := split(image, "@")
+	not at[1] != ""
+]
 
 deny contains {
 	"rule": "image-tag",
-	"msg": sprintf("%s: image %s floats on latest (%s); pin a version", [what(c), image, reason]),
-	"field": array.concat(c.field, ["image"]),
-	"image": image,
+	"msg": sprintf("%s: container %s: image %s floats on latest (%s); pin a version", [subject, object.get(u.container.container, "name", "?"), u.image, reason]),
+	"field": array.concat(pod_spec_paths[input.object.kind], [u.container.key, u.container.index, "image"]),
+	"image": u.image,
 } if {
-	some ci in container_images
-	c := ci.container
-	image := ci.image
-	pin := images.pinning(ci.ref)
-	pin in {"latest", "none"}
-	reason := {"latest": "explicit :latest tag", "none": "no tag"}[pin]
+	some u in unpinned
+	segments := split(u.reference, "/")
+	last := split(segments[count(segments) - 1], ":")
+
+	# The tag (after the first ":" of the last component) is "latest" or missing.
+	reason := {"latest": "explicit :latest tag", "": "no tag"}[concat("", array.slice(last, 1, 2))]
 }
 
 warn contains {
 	"rule": "image-digest",
-	"msg": sprintf("%s: image %s is not pinned by digest", [what(c), image]),
-	"field": array.concat(c.field, ["image"]),
-	"image": image,
+	"msg": sprintf("%s: container %s: image %s is not pinned by digest", [subject, object.get(u.container.container, "name", "?"), u.image]),
+	"field": array.concat(pod_spec_paths[input.object.kind], [u.container.key, u.container.index, "image"]),
+	"image": u.image,
 } if {
-	some ci in container_images
-	ci.ref.digest == ""
-	c := ci.container
-	image := ci.image
+	some u in unpinned
 }
 
 deny contains {
 	"rule": "allowed-registries",
-	"msg": sprintf("%s: image %s is not from an allowed registry (%s)", [what(c), image, concat(", ", allowed)]),
-	"field": array.concat(c.field, ["image"]),
+	"msg": sprintf("%s: container %s: image %s is not from an allowed registry (%s)", [subject, object.get(c.container, "name", "?"), image, concat(", ", allowed)]),
+	"field": array.concat(pod_spec_paths[input.object.kind], [c.key, c.index, "image"]),
 	"image": image,
 } if {
-	allowed := object.get(config, "allowed_registries", [])
+	allowed := data.bulkhead.config.allowed_registries
 	count(allowed) > 0
-	some ci in container_images
-	not images.under_any(ci.ref.name, allowed)
-	c := ci.container
-	image := ci.image
+	some c in containers
+	image := c.container.image
+	is_string(image)
+	not images.under_any(images.parse(image).name, allowed)
 }
 
 deny contains {
 	"rule": "container-limits",
-	"msg": sprintf("%s has no resource limits (resources.limits.cpu or memory)", [what(c)]),
-	"field": c.field,
+	"msg": sprintf("%s: container %s has no resource limits (resources.limits.cpu or memory)", [subject, object.get(c.container, "name", "?")]),
+	"field": array.concat(pod_spec_paths[input.object.kind], [c.key, c.index]),
 } if {
 	some c in containers
-	not c.init
-	not has_limits(c.container)
+	c.key == "containers"
+
+	# Neither limit is set to something other than null.
+	not c.container.resources.limits.cpu != null
+	not c.container.resources.limits.memory != null
 }
 
-has_limits(container) if {
-	some key in ["cpu", "memory"]
-	container.resources.limits[key] != null
-}
-
-version_label := object.get(config, "version_label", "version")
+version_label := object.get(data.bulkhead.config, "version_label", "version")
 
 deny contains {
 	"rule": "blue-green-selector",

@@ -126,6 +126,106 @@ fn registry_prefixes_compare_whole_path_components() {
 }
 
 #[test]
+fn image_references_are_read_the_way_docker_reads_them() {
+    // (image, findings on its line 14); allowed: `registry.acme.internal/apps/`, `docker.io/library`.
+    let cases = [
+        // Docker Hub, spelled every way.
+        (format!("busybox:1{DIGEST}"), vec![]),
+        (format!("library/busybox:1{DIGEST}"), vec![]),
+        (format!("docker.io/library/busybox:1{DIGEST}"), vec![]),
+        (format!("index.docker.io/library/busybox:1{DIGEST}"), vec![]),
+        (format!("INDEX.DOCKER.IO/library/busybox:1{DIGEST}"), vec![]),
+        // The registry is lowered, the repository is not.
+        (
+            format!("Registry.ACME.internal/apps/orders:1{DIGEST}"),
+            vec![],
+        ),
+        (
+            format!("registry.acme.internal/Apps/orders:1{DIGEST}"),
+            vec!["deny allowed-registries 14"],
+        ),
+        // A port or localhost names a registry; "LOCALHOST" is a Docker Hub user.
+        (
+            format!("localhost:5000/apps/orders:1{DIGEST}"),
+            vec!["deny allowed-registries 14"],
+        ),
+        (
+            format!("localhost/apps/orders:1{DIGEST}"),
+            vec!["deny allowed-registries 14"],
+        ),
+        (
+            format!("LOCALHOST/orders:1{DIGEST}"),
+            vec!["deny allowed-registries 14"],
+        ),
+        (
+            "registry.acme.internal:5000/apps/orders:1".to_string(),
+            vec!["deny allowed-registries 14", "warn image-digest 14"],
+        ),
+        // A digest without a tag pins; an empty digest does not.
+        (
+            format!("registry.acme.internal/apps/orders{DIGEST}"),
+            vec![],
+        ),
+        (
+            "registry.acme.internal/apps/orders@".to_string(),
+            vec!["deny image-tag 14", "warn image-digest 14"],
+        ),
+        // Tags are case-sensitive: only `latest` floats.
+        (
+            "registry.acme.internal/apps/orders:LATEST".to_string(),
+            vec!["warn image-digest 14"],
+        ),
+        (
+            "'registry.acme.internal/apps/orders:'".to_string(),
+            vec!["deny image-tag 14", "warn image-digest 14"],
+        ),
+    ];
+    for (image, expect) in cases {
+        check(&deployment(&image, true), &expect);
+    }
+}
+
+#[test]
+fn init_and_ephemeral_containers_need_pinned_images_but_no_limits() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: debug\nspec:\n  initContainers:\n    - name: init\n      image: registry.acme.internal/apps/init:latest\n  containers:\n    - name: app\n      image: registry.acme.internal/apps/app:1\n  ephemeralContainers:\n    - name: shell\n      image: registry.acme.internal/apps/shell\n";
+    check(
+        pod,
+        &[
+            "deny image-tag 8",
+            "warn image-digest 8",
+            "deny container-limits 10",
+            "warn image-digest 11",
+            "deny image-tag 14",
+            "warn image-digest 14",
+        ],
+    );
+}
+
+#[test]
+fn messages_name_the_object_the_container_and_the_image() {
+    let mut policies = Policies::new().with_builtin(&config()).expect("bundle");
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: orders\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: evil.com/orders\n        - image: nginx:latest\n          resources: {limits: {cpu: 1}}\n";
+    let outcome = policies.check_manifest_file("k.yaml", manifest);
+    let mut got: Vec<String> = outcome
+        .findings
+        .iter()
+        .map(|f| format!("{} {}: {}", f.level, f.policy, f.message))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "deny builtin/allowed-registries: Deployment orders: container app: image evil.com/orders is not from an allowed registry (registry.acme.internal/apps/, docker.io/library)",
+            "deny builtin/container-limits: Deployment orders: container app has no resource limits (resources.limits.cpu or memory)",
+            "deny builtin/image-tag: Deployment orders: container ?: image nginx:latest floats on latest (explicit :latest tag); pin a version",
+            "deny builtin/image-tag: Deployment orders: container app: image evil.com/orders floats on latest (no tag); pin a version",
+            "warn builtin/image-digest: Deployment orders: container ?: image nginx:latest is not pinned by digest",
+            "warn builtin/image-digest: Deployment orders: container app: image evil.com/orders is not pinned by digest",
+        ]
+    );
+}
+
+#[test]
 fn containers_without_limits_are_denied() {
     check(
         &deployment(
