@@ -20,6 +20,7 @@ use crate::{Finding, Level, PolicyError};
 use model::Provenance;
 use regorus::Engine;
 use regorus::utils::limits::ExecutionTimerConfig;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::num::NonZeroU32;
@@ -68,21 +69,48 @@ pub(crate) struct Bundle {
 }
 
 /// A finding as the Rego rules return it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct RawFinding {
     pub rule: String,
     pub msg: String,
-    #[serde(default)]
     pub field: Option<Vec<Value>>,
-    #[serde(default)]
     pub at: Option<Provenance>,
-    #[serde(default)]
     pub image: Option<String>,
-    #[serde(skip)]
     pub level: Option<Level>,
 }
 
 impl RawFinding {
+    /// Reads a finding from the rules' result. Its texts are taken as they
+    /// are, without a detour through a JSON tree (the webhook reads one or two
+    /// per denied review); its place, when given, is converted.
+    fn read(item: &regorus::Value) -> Result<RawFinding, String> {
+        let text = |key: &str| match &item[key] {
+            regorus::Value::String(s) => Ok(Some(s.to_string())),
+            regorus::Value::Undefined | regorus::Value::Null => Ok(None),
+            other => Err(format!("{key} is not a string: {other}")),
+        };
+        fn typed<T: DeserializeOwned>(
+            item: &regorus::Value,
+            key: &str,
+        ) -> Result<Option<T>, String> {
+            match &item[key] {
+                regorus::Value::Undefined | regorus::Value::Null => Ok(None),
+                value => serde_json::to_value(value)
+                    .and_then(serde_json::from_value)
+                    .map(Some)
+                    .map_err(|e| format!("{key}: {e}")),
+            }
+        }
+        Ok(RawFinding {
+            rule: text("rule")?.ok_or("no rule")?,
+            msg: text("msg")?.ok_or("no msg")?,
+            field: typed(item, "field")?,
+            at: typed(item, "at")?,
+            image: text("image")?,
+            level: None,
+        })
+    }
+
     pub fn into_finding(self, subject: &str, at: Option<Provenance>) -> Finding {
         Finding {
             policy: format!("builtin/{}", self.rule),
@@ -197,12 +225,10 @@ fn findings(
             continue;
         };
         for item in items.iter_sorted() {
-            let mut raw: RawFinding = serde_json::to_value(item)
-                .and_then(serde_json::from_value)
-                .map_err(|e| PolicyError::Eval {
-                    what: subject.to_string(),
-                    message: format!("unexpected finding {item}: {e}"),
-                })?;
+            let mut raw = RawFinding::read(item).map_err(|e| PolicyError::Eval {
+                what: subject.to_string(),
+                message: format!("unexpected finding {item}: {e}"),
+            })?;
             raw.level = Some(level);
             findings.push(raw);
         }
