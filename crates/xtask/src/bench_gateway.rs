@@ -70,26 +70,30 @@ struct Server {
 }
 
 impl Drop for Server {
-    /// SIGTERM first: nginx's master stops its workers on it, where SIGKILL
-    /// would orphan them, still serving and holding whatever the bench's
-    /// process inherited (such as a lock file descriptor).
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// Stops a server: SIGTERM first, since nginx's master stops its workers on
+/// it, where SIGKILL would orphan them, still serving and holding whatever the
+/// bench's process inherited (such as a lock file descriptor).
+pub(crate) fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding: {e}"))?;
     listener
         .local_addr()
@@ -330,7 +334,7 @@ fn duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-fn need(tool: &str) -> Result<(), String> {
+pub(crate) fn need(tool: &str) -> Result<(), String> {
     let found = std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|p| p.join(tool).is_file())
             || ["/usr/sbin", "/sbin"]
@@ -345,7 +349,7 @@ fn need(tool: &str) -> Result<(), String> {
 }
 
 /// nginx and haproxy live in /usr/sbin, which a user's PATH may lack.
-fn program(tool: &str) -> PathBuf {
+pub(crate) fn program(tool: &str) -> PathBuf {
     ["/usr/sbin", "/sbin"]
         .iter()
         .map(|p| Path::new(p).join(tool))
@@ -366,7 +370,7 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     result
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 

@@ -15,6 +15,13 @@
 //! throughput of the cores. Each run is bounded by a request count and a
 //! deadline.
 //!
+//! The baseline is nginx (a worker per core, TLS 1.3, access log off)
+//! answering every request with the same AdmissionReview response: it parses
+//! no JSON and decides nothing, so it is the floor of any webhook measured
+//! the same way on the same cores, and the ratio column says how far above
+//! that floor bulkhead is. The same client, the same reviews and the same
+//! concurrency run against it first; only its answers' status is checked.
+//!
 //! The client is this module's own small HTTP/1.1 client, lean on purpose:
 //! it shares the machine's cores with the server, so every microsecond of CPU
 //! it spends per review is taken from the server's (an API server calling a
@@ -88,7 +95,8 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     let bulkhead = crate::build_bulkhead(root)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let server = Webhook::start(&bulkhead)?;
+    crate::bench_gateway::need("nginx")?;
+    crate::bench_gateway::need("openssl")?;
     // A worker per core, as a client elsewhere would have: a single client
     // thread (tried) measured a longer tail, since while it is descheduled no
     // response is read at all. A single-threaded runtime per core (tried too)
@@ -99,54 +107,80 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         .map_err(|e| format!("starting tokio: {e}"))?;
     let deadline = Duration::from_secs(options.seconds);
     let reviews = Arc::new(reviews());
-    let alone = runtime.block_on(load(
-        &server,
-        &reviews,
-        1,
-        options.requests.min(2_000),
-        deadline,
-    ))?;
-    let loaded = runtime.block_on(load(
-        &server,
-        &reviews,
-        options.concurrency,
-        options.requests,
-        deadline,
-    ))?;
+    let measure = |server: &Target| -> Result<[Run; 2], String> {
+        let alone = runtime.block_on(load(
+            server,
+            &reviews,
+            1,
+            options.requests.min(2_000),
+            deadline,
+        ))?;
+        let loaded = runtime.block_on(load(
+            server,
+            &reviews,
+            options.concurrency,
+            options.requests,
+            deadline,
+        ))?;
+        Ok([alone, loaded])
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "bulkhead-bench-policy-nginx-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(dir.join("tmp")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let baseline = Target::nginx(&dir, cores).and_then(|nginx| measure(&nginx));
+    let _ = std::fs::remove_dir_all(&dir);
+    let baseline = baseline?;
+    let server = Target::bulkhead(&bulkhead)?;
+    let ours = measure(&server)?;
     let counted = runtime.block_on(decisions_total(&server))?;
     drop(server);
 
     println!(
-        "bulkhead policy, release build, {cores} cores shared by client and server, loopback, TLS 1.3 (rustls, ring)"
+        "admission webhook, release build, {cores} cores shared by client and server, loopback, TLS 1.3 \
+         (client: rustls with ring). Baseline: nginx, {cores} workers, answering every review with the \
+         same constant response (no parsing, no policy): the floor of any webhook on this machine."
     );
-    println!("| measure | value |");
-    println!("|---|---|");
-    for (name, run) in [
-        ("admission, concurrency 1", &alone),
-        (
-            &*format!("admission, concurrency {}", options.concurrency),
-            &loaded,
-        ),
-    ] {
+    println!("| measure | nginx, constant answer | bulkhead policy serve | bulkhead / nginx |");
+    println!("|---|---:|---:|---:|");
+    for (i, concurrency) in [1, options.concurrency].into_iter().enumerate() {
+        let (base, run) = (&baseline[i], &ours[i]);
+        let name = format!("concurrency {concurrency}");
+        let row = |what: &str, unit: &str, value: &dyn Fn(&Run) -> f64, digits: usize| {
+            let (b, r) = (value(base), value(run));
+            println!(
+                "| {name}: {what} | {b:.digits$} {unit} | {r:.digits$} {unit} | {:.2}x |",
+                r / b.max(1e-9)
+            );
+        };
         println!(
-            "| {name}: reviews (errors) | {} ({}) |",
+            "| {name}: reviews (errors) | {} ({}) | {} ({}) | |",
+            base.latencies.len(),
+            base.errors,
             run.latencies.len(),
             run.errors
         );
-        println!("| {name}: p50 | {:.2} ms |", ms(run.percentile(0.50)));
-        println!("| {name}: p99 | {:.2} ms |", ms(run.percentile(0.99)));
-        println!("| {name}: max | {:.2} ms |", ms(run.percentile(1.0)));
-        println!("| {name}: throughput | {:.0} reviews/s |", run.throughput());
-        println!(
-            "| {name}: server CPU/review | {:.0} us |",
-            run.per_review(run.server_cpu)
+        row("p50", "ms", &|r| ms(r.percentile(0.50)), 2);
+        row("p90", "ms", &|r| ms(r.percentile(0.90)), 2);
+        row("p99", "ms", &|r| ms(r.percentile(0.99)), 2);
+        row("max", "ms", &|r| ms(r.percentile(1.0)), 2);
+        row("throughput", "reviews/s", &Run::throughput, 0);
+        row(
+            "server CPU/review",
+            "us",
+            &|r| r.per_review(r.server_cpu),
+            0,
         );
-        println!(
-            "| {name}: client CPU/review | {:.0} us |",
-            run.per_review(run.client_cpu)
+        row(
+            "client CPU/review",
+            "us",
+            &|r| r.per_review(r.client_cpu),
+            0,
         );
     }
-    println!("| server-side decisions counted (/metrics) | {counted} |");
+    println!("| server-side decisions counted (/metrics) | | {counted} | |");
+    let loaded = &ours[1];
     // The admission table is out before the long `policy check` runs.
     if let Some(fleet) = &options.fleet {
         let check = bench_check(&bulkhead, fleet)?;
@@ -176,11 +210,16 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         cores as f64 / loaded.throughput().max(1e-9) * 1e6,
         cores as f64 / needed * 1e6,
     );
-    let p99 = ms(loaded.percentile(0.99));
+    let verdict = |p99: f64| if p99 < 5.0 { "met" } else { "NOT met" };
+    let (p99, floor) = (
+        ms(loaded.percentile(0.99)),
+        ms(baseline[1].percentile(0.99)),
+    );
     println!(
-        "admission p99 at concurrency {}: {p99:.2} ms (target < 5 ms: {})",
+        "admission p99 at concurrency {}: {p99:.2} ms (target < 5 ms: {}); nginx's constant answer: {floor:.2} ms (target {})",
         options.concurrency,
-        if p99 < 5.0 { "met" } else { "NOT met" }
+        verdict(p99),
+        verdict(floor),
     );
     Ok(())
 }
@@ -189,22 +228,25 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// `bulkhead policy serve --self-signed` on a free loopback port, killed when dropped.
-struct Webhook {
+/// A server under test on a free loopback port, stopped when dropped.
+struct Target {
     child: Child,
     addr: String,
     tls: TlsConnector,
+    /// Whether its answers are decisions to check; the baseline's constant
+    /// answer is checked for its status only.
+    decides: bool,
 }
 
-impl Drop for Webhook {
+impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::bench_gateway::terminate(&mut self.child);
     }
 }
 
-impl Webhook {
-    fn start(bulkhead: &Path) -> Result<Webhook, String> {
+impl Target {
+    /// `bulkhead policy serve --self-signed`, trusted through the caBundle it prints.
+    fn bulkhead(bulkhead: &Path) -> Result<Target, String> {
         let mut child = Command::new(bulkhead)
             .args([
                 "policy",
@@ -231,23 +273,126 @@ impl Webhook {
         };
         let addr = line("listening on https://")?;
         let pem = base64_decode(&line("caBundle: ")?)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
-            roots.add(cert).map_err(|e| format!("caBundle: {e}"))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Webhook {
+        Ok(Target {
             child,
             addr,
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: trusting(&pem)?,
+            decides: true,
         })
     }
+
+    /// The baseline: nginx with a worker per core, TLS 1.3 with a fresh
+    /// self-signed certificate, answering every request with the same
+    /// AdmissionReview response and deciding nothing.
+    fn nginx(dir: &Path, workers: usize) -> Result<Target, String> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("running openssl: {e}"))?;
+        if !made.status.success() {
+            return Err(format!(
+                "openssl could not make a certificate: {}",
+                String::from_utf8_lossy(&made.stderr)
+            ));
+        }
+        let port = crate::bench_gateway::free_port()?;
+        let config = dir.join("nginx.conf");
+        crate::bench_gateway::write(
+            &config,
+            &format!(
+                "daemon off;
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/tmp;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} ssl reuseport;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.3;
+    location / {{
+      default_type application/json;
+      return 200 '{CONSTANT_ANSWER}';
+    }}
+  }}
+}}
+",
+                dir = dir.display(),
+                cert = cert.display(),
+                key = key.display(),
+            ),
+        )?;
+        let mut child = Command::new(crate::bench_gateway::program("nginx"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting nginx: {e}"))?;
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+                return Err(format!("nginx exited at start: {status}\n{log}"));
+            }
+            if Instant::now() > deadline {
+                crate::bench_gateway::terminate(&mut child);
+                return Err(format!("nginx was not listening on {addr} within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pem = std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        Ok(Target {
+            child,
+            addr,
+            tls: trusting(&pem)?,
+            decides: false,
+        })
+    }
+}
+
+/// What the baseline answers to every request.
+const CONSTANT_ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"7c0e0000000a-5f3a-4d1b-9e2c-0000b16c3b0a","allowed":true}}"#;
+
+/// A TLS client that trusts the certificates of `pem` only.
+fn trusting(pem: &[u8]) -> Result<TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
+        roots.add(cert).map_err(|e| format!("caBundle: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
@@ -293,7 +438,7 @@ struct Head {
 }
 
 impl Connection {
-    async fn open(server: &Webhook) -> Result<Connection, String> {
+    async fn open(server: &Target) -> Result<Connection, String> {
         let tcp = TcpStream::connect(&server.addr)
             .await
             .map_err(|e| format!("connecting to {}: {e}", server.addr))?;
@@ -422,7 +567,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
 }
 
 /// The server's `bulkhead_admission_decisions_total`, all results.
-async fn decisions_total(server: &Webhook) -> Result<u64, String> {
+async fn decisions_total(server: &Target) -> Result<u64, String> {
     let mut connection = Connection::open(server).await?;
     let text = connection
         .exchange(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -523,14 +668,15 @@ impl Run {
     }
 }
 
-/// User + system CPU seconds of a process so far.
-fn cpu(pid: u32) -> Result<f64, String> {
-    crate::cpu_times(pid, false).map(|(user, sys)| user + sys)
+/// User + system CPU seconds of a process so far, with its children's
+/// (nginx's workers) when `children`.
+fn cpu(pid: u32, children: bool) -> Result<f64, String> {
+    crate::cpu_times(pid, children).map(|(user, sys)| user + sys)
 }
 
 /// `concurrency` connections send reviews until `requests` were sent or `limit` passed.
 async fn load(
-    server: &Webhook,
+    server: &Target,
     reviews: &Arc<Vec<Review>>,
     concurrency: usize,
     requests: usize,
@@ -556,7 +702,7 @@ async fn load(
     }
 
     let (server_pid, client_pid) = (server.child.id(), std::process::id());
-    let (server_before, client_before) = (cpu(server_pid)?, cpu(client_pid)?);
+    let (server_before, client_before) = (cpu(server_pid, true)?, cpu(client_pid, false)?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + limit;
@@ -564,6 +710,7 @@ async fn load(
     for mut connection in connections {
         let reviews = Arc::clone(reviews);
         let next = Arc::clone(&next);
+        let decides = server.decides;
         workers.spawn(async move {
             let mut latencies = Vec::with_capacity(requests / concurrency + 1);
             let mut errors = 0;
@@ -578,8 +725,9 @@ async fn load(
                 match connection.exchange(&review.request).await {
                     Ok(body) => {
                         latencies.push(sent.elapsed());
-                        if !contains(body, review.expected)
-                            || !contains(body, review.uid.as_bytes())
+                        if decides
+                            && (!contains(body, review.expected)
+                                || !contains(body, review.uid.as_bytes()))
                         {
                             errors += 1;
                             first_error.get_or_insert_with(|| {
@@ -617,8 +765,8 @@ async fn load(
         first_error = first_error.or(error);
     }
     run.elapsed = started.elapsed();
-    run.server_cpu = cpu(server_pid)? - server_before;
-    run.client_cpu = cpu(client_pid)? - client_before;
+    run.server_cpu = cpu(server_pid, true)? - server_before;
+    run.client_cpu = cpu(client_pid, false)? - client_before;
     run.latencies.sort_unstable();
     if let Some(error) = first_error {
         eprintln!(
