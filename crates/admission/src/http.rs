@@ -173,6 +173,8 @@ where
         // request buffered gets to finish it.
         let idle = input.is_empty();
         let n = tokio::select! {
+            // The read first: it is usually ready, and then the stop signal is not looked at.
+            biased;
             read = tokio::time::timeout_at(deadline, stream.read_buf(input)) => match read {
                 Ok(Ok(n)) => n,
                 Ok(Err(_)) | Err(_) => return Next::Close,
