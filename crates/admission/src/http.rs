@@ -85,7 +85,16 @@ where
             Next::Refuse(status, message) => {
                 handler.refused(status);
                 let response = Response::text(status, message);
-                write(&mut stream, &mut output, &response, true).await;
+                write(
+                    &mut stream,
+                    &mut output,
+                    &response,
+                    Framing {
+                        close: true,
+                        body: true,
+                    },
+                )
+                .await;
                 return;
             }
             Next::Close => return,
@@ -97,7 +106,12 @@ where
             body: &input[read.head..read.end],
         };
         let response = handler.handle(&request);
-        if !write(&mut stream, &mut output, &response, close).await || close {
+        let framing = Framing {
+            close,
+            // The answer to HEAD has the head GET would have, and no body (RFC 9110 9.3.2).
+            body: request.method != "HEAD",
+        };
+        if !write(&mut stream, &mut output, &response, framing).await || close {
             return;
         }
         input.drain(..read.end);
@@ -277,8 +291,22 @@ fn parse(input: &[u8]) -> Parsed {
     Parsed::Request(read, expects_continue)
 }
 
+/// How an answer is sent.
+#[derive(Debug, Clone, Copy)]
+struct Framing {
+    /// Says `connection: close` (the connection ends after it).
+    close: bool,
+    /// Carries its body (not so for HEAD).
+    body: bool,
+}
+
 /// Writes `response` in one piece; false when the client is gone.
-async fn write<S>(stream: &mut S, output: &mut Vec<u8>, response: &Response, close: bool) -> bool
+async fn write<S>(
+    stream: &mut S,
+    output: &mut Vec<u8>,
+    response: &Response,
+    framing: Framing,
+) -> bool
 where
     S: AsyncWrite + Unpin,
 {
@@ -289,11 +317,13 @@ where
     output.extend_from_slice(response.content_type.as_bytes());
     output.extend_from_slice(b"\r\ncontent-length: ");
     output.extend_from_slice(response.body.len().to_string().as_bytes());
-    if close {
+    if framing.close {
         output.extend_from_slice(b"\r\nconnection: close");
     }
     output.extend_from_slice(b"\r\n\r\n");
-    output.extend_from_slice(&response.body);
+    if framing.body {
+        output.extend_from_slice(&response.body);
+    }
     stream.write_all(output).await.is_ok() && stream.flush().await.is_ok()
 }
 

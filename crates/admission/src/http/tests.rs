@@ -113,6 +113,24 @@ async fn keep_alive_answers_requests_in_turn_and_strips_the_query() {
 }
 
 #[tokio::test]
+async fn head_gets_the_head_without_the_body() {
+    let (mut client, _stop, _task) = connect(leaked());
+    client
+        .write_all(b"HEAD /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut both = Vec::new();
+    let expected = format!("{OK_ECHO}15\r\n\r\n{OK_ECHO}14\r\n\r\nGET /healthz 0");
+    while both.len() < expected.len() {
+        let mut chunk = [0u8; 4096];
+        let n = client.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed after {both:?}");
+        both.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(String::from_utf8(both).expect("utf-8"), expected);
+}
+
+#[tokio::test]
 async fn pipelined_requests_and_split_bodies_are_answered_in_order() {
     let (mut client, _stop, _task) = connect(leaked());
     let both = post("/a", "xyz", "") + &post("/b", "", "");
