@@ -155,6 +155,8 @@ struct Request<'a> {
     host: Option<&'a str>,
     framing: Framing,
     endpoint: SocketAddr,
+    /// The protocol the client asks to switch to (`Upgrade`), passed on.
+    upgrade: Option<&'a [u8]>,
 }
 
 /// The upstream request as [`Proxy::send`] writes it.
@@ -167,6 +169,8 @@ struct Outgoing<'a> {
     max_body: u64,
     /// The client speaks HTTP/1.1 (and the upstream request is HTTP/1.1).
     http11: bool,
+    /// The request asks for a protocol switch: a 101 is its final answer.
+    upgrade: bool,
     /// When the request began.
     started: Instant,
 }
@@ -496,6 +500,13 @@ impl Proxy {
             }
         };
         let upstream = &pools.upstream;
+        // A protocol switch the client asks for (WebSocket, say) is passed on;
+        // if the upstream agrees with a 101, the two connections are joined
+        // (RFC 9110, section 7.8). Only a bodiless HTTP/1.1 request may ask.
+        let upgrade =
+            (head.minor == 1 && framing == Framing::Empty && head.lists("connection", "upgrade"))
+                .then(|| head.get("upgrade"))
+                .flatten();
         // Only a request that can be sent again unchanged is retried: idempotent, no body.
         let retriable = idempotent(method) && framing == Framing::Empty;
         let expects_continue = head.lists("expect", "100-continue");
@@ -512,6 +523,7 @@ impl Proxy {
                 host: host_field,
                 framing,
                 endpoint: member.address,
+                upgrade,
             };
             upstream_head(request_out, &request, &pending, client);
             let outgoing = Outgoing {
@@ -521,6 +533,7 @@ impl Proxy {
                 retriable,
                 max_body,
                 http11: head.minor == 1,
+                upgrade: upgrade.is_some(),
                 started,
             };
             let failure = match self
@@ -597,6 +610,11 @@ impl Proxy {
             member.cell.failed(upstream.ejection.as_ref());
         } else {
             member.cell.succeeded();
+        }
+        if response.status == 101 {
+            return self
+                .tunnel(client, stream, &response, pending, upstream_buf, out)
+                .await;
         }
         let body = match h1::response_framing(&response, method == "HEAD") {
             Ok(f) => f,
@@ -694,7 +712,7 @@ impl Proxy {
                 send_request(client, &mut stream, outgoing, bytes_in).await?;
                 // HTTP/1.0 clients know no informational answers.
                 let informational = outgoing.http11.then_some(&mut client.stream);
-                read_response_head(&mut stream, upstream_buf, informational).await
+                read_response_head(&mut stream, upstream_buf, informational, outgoing.upgrade).await
             };
             match tokio::time::timeout(upstream.request_timeout, exchange).await {
                 Ok(Ok(head)) => return Ok((stream, head)),
@@ -735,6 +753,39 @@ impl Proxy {
         } else {
             Next::KeepAlive
         }
+    }
+}
+
+impl Proxy {
+    /// Joins the client's connection to the upstream's after a 101: the
+    /// switched protocol's bytes go both ways unchanged until both sides have
+    /// closed. The request is recorded with the 101, before the client sees it;
+    /// the tunnel's own bytes are not counted.
+    async fn tunnel(
+        &self,
+        client: &mut Client,
+        mut stream: TcpStream,
+        response: &Head,
+        pending: Pending<'_>,
+        upstream_buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+    ) -> Next {
+        response_head(out, response, &pending, true, false);
+        pending.finish(&self.sinks, 101, 0);
+        // What either side sent right after its head already belongs to the new protocol.
+        out.extend_from_slice(upstream_buf);
+        upstream_buf.clear();
+        if client.stream.write_all(out).await.is_err() {
+            return Next::Close;
+        }
+        if !client.buf.is_empty() {
+            if stream.write_all(&client.buf).await.is_err() {
+                return Next::Close;
+            }
+            client.buf.clear();
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client.stream, &mut stream).await;
+        Next::Close
     }
 }
 
@@ -827,6 +878,10 @@ fn upstream_head(out: &mut Vec<u8>, request: &Request<'_>, pending: &Pending<'_>
         h1::put_field(out, b"tracestate", state.as_bytes());
     }
     h1::put_field(out, b"x-request-id", pending.request_id.as_bytes());
+    if let Some(protocol) = request.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+        h1::put_field(out, b"upgrade", protocol);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -846,8 +901,11 @@ fn response_head(
     out.extend_from_slice(response.reason());
     out.extend_from_slice(b"\r\n");
     let hop = h1::HopByHop::of(response);
+    // A 101 names the protocol switched to; the connection then carries it.
+    let switching = response.status == 101;
     for (name, value) in response.fields() {
-        if hop.contains(name)
+        let switched_to = switching && name.eq_ignore_ascii_case(b"upgrade");
+        if (hop.contains(name) && !switched_to)
             || name.eq_ignore_ascii_case(b"x-trace-id")
             || name.eq_ignore_ascii_case(b"x-request-id")
         {
@@ -857,7 +915,9 @@ fn response_head(
     }
     h1::put_field(out, b"x-trace-id", pending.trace.trace_id.as_bytes());
     h1::put_field(out, b"x-request-id", pending.request_id.as_bytes());
-    if !keep_alive {
+    if switching {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     } else if http10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
@@ -967,17 +1027,20 @@ async fn write_all_vectored(
     Ok(())
 }
 
-/// Reads the final response head (informational 1xx heads are skipped).
-/// Informational answers go on to `client` when given (RFC 9110, section 15.2).
+/// Reads the final response head (informational 1xx heads are skipped, but
+/// for a 101 answering a request that asked to `upgrade`). Informational
+/// answers go on to `client` when given (RFC 9110, section 15.2).
 async fn read_response_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut client: Option<&mut TcpStream>,
+    upgrade: bool,
 ) -> Result<Head, Failure> {
     let mut fresh = true;
     loop {
         if !buf.is_empty() {
             match Head::response(buf) {
+                Ok(Some(head)) if head.status == 101 && upgrade => return Ok(head),
                 Ok(Some(head)) if head.status == 101 => {
                     return Err(Failure::Protocol(
                         "101 Switching Protocols without an upgrade".into(),

@@ -3,7 +3,8 @@
 //! (so it can answer chunked, close-delimited, bodiless or after a 1xx, and
 //! close kept-alive connections). Covers connection management, body framing
 //! both ways, `Expect: 100-continue`, retries on a stale upstream connection,
-//! request-smuggling guards and absolute-form targets.
+//! request-smuggling guards, absolute-form targets and protocol switches
+//! (WebSocket upgrades).
 
 use crate::support::{Gw, eventually};
 use gateway::{AccessLog, Options};
@@ -142,10 +143,12 @@ impl Got {
     }
 }
 
-/// What the raw upstream writes back, and whether it closes the connection after.
+/// What the raw upstream writes back, and whether it closes the connection
+/// after, or echoes every byte that follows until the other side closes.
 struct Answer {
     bytes: Vec<u8>,
     close: bool,
+    echo: bool,
 }
 
 impl Answer {
@@ -153,6 +156,7 @@ impl Answer {
         Answer {
             bytes: bytes.into(),
             close: false,
+            echo: false,
         }
     }
 
@@ -160,6 +164,16 @@ impl Answer {
         Answer {
             bytes: bytes.into(),
             close: true,
+            echo: false,
+        }
+    }
+
+    /// A protocol switch: `bytes` (a 101 and what follows it), then an echo.
+    fn switch(bytes: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            bytes: bytes.into(),
+            close: false,
+            echo: true,
         }
     }
 
@@ -239,6 +253,13 @@ async fn serve_raw(
         log.lock().unwrap().push(got.clone());
         let answer = script(&got);
         if stream.write_all(&answer.bytes).await.is_err() || answer.close {
+            return;
+        }
+        if answer.echo {
+            let (mut from, mut to) = stream.split();
+            if to.write_all(&buf).await.is_ok() {
+                let _ = tokio::io::copy(&mut from, &mut to).await;
+            }
             return;
         }
     }
@@ -357,6 +378,14 @@ impl Wire {
                 String::from_utf8_lossy(&self.buf)
             ),
         }
+    }
+
+    /// The next `n` bytes, whatever they are (after a protocol switch).
+    fn take(&mut self, n: usize, what: &str) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill(what);
+        }
+        self.buf.drain(..n).collect()
     }
 
     /// Reads the next response (an informational one included) to a `method` request.
@@ -735,6 +764,88 @@ fn informational_answers_from_the_upstream_are_followed_by_the_final_one() {
     wire.send(get("/api/after"));
     assert_eq!(wire.final_response("GET").text(), "GET /api/after");
     assert_eq!(rig.up.got()[1].body, b"abc");
+}
+
+/// A WebSocket handshake, answered by the upstream with a 101 and bytes of the
+/// new protocol right behind it: the 101 reaches the client with its Upgrade
+/// field, then bytes flow both ways until the client closes (RFC 9110, section 7.8).
+#[test]
+fn an_upgrade_the_upstream_accepts_joins_the_two_connections() {
+    let rig = Rig::start(|got| {
+        let asked = got
+            .field("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("upgrade"))
+            && got.field("upgrade") == Some("websocket");
+        if asked {
+            Answer::switch(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nhello",
+            )
+        } else {
+            Answer::close("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        }
+    });
+    let mut wire = rig.connect();
+    wire.send(
+        "GET /api/socket HTTP/1.1\r\nhost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let switched = wire.response("GET");
+    assert_eq!(switched.status, 101, "{}", switched.head);
+    assert_eq!(switched.field("upgrade"), Some("websocket"));
+    assert_eq!(switched.field("connection"), Some("upgrade"));
+    assert_eq!(
+        switched.field("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    assert!(
+        switched.field("x-request-id").is_some(),
+        "{}",
+        switched.head
+    );
+    assert_eq!(wire.take(5, "the bytes behind the 101"), b"hello");
+    wire.send("frame one");
+    assert_eq!(wire.take(9, "the echo"), b"frame one");
+    wire.send("frame two");
+    assert_eq!(wire.take(9, "the second echo"), b"frame two");
+    // The client ends its side; the upstream's echo ends, and the gateway closes.
+    wire.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    wire.assert_closed();
+    let got = rig.up.got();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].field("sec-websocket-key"),
+        Some("dGhlIHNhbXBsZSBub25jZQ==")
+    );
+}
+
+/// A 101 to a request that asked for no switch, or a switch asked with a
+/// body, is not followed: the gateway answers 502, as for any broken answer.
+#[test]
+fn a_switch_nobody_asked_for_is_a_bad_gateway() {
+    let rig = Rig::start(|_| {
+        Answer::keep(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
+        )
+    });
+    let mut wire = rig.connect();
+    wire.send(get("/api/plain"));
+    let response = wire.final_response("GET");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response
+            .text()
+            .contains("101 Switching Protocols without an upgrade"),
+        "{}",
+        response.text()
+    );
+    let mut wire = rig.connect();
+    wire.send("POST /api/body HTTP/1.1\r\nhost: gw\r\nConnection: Upgrade\r\nUpgrade: x\r\ncontent-length: 2\r\n\r\nab");
+    assert_eq!(wire.final_response("POST").status, 502);
+    // The switch asked with a body was not passed on.
+    let got = rig.up.got();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|g| g.field("upgrade").is_none()), "{got:?}");
 }
 
 /// The upstream closes every connection right after its first response,
