@@ -827,15 +827,8 @@ fn upstream_head(out: &mut Vec<u8>, request: &Request<'_>, pending: &Pending<'_>
         b"expect",
     ];
     let hop = h1::HopByHop::of(head);
-    let mut xff: Option<&[u8]> = None;
-    let mut forwarded: Option<&[u8]> = None;
     for (name, value) in head.fields() {
         if REPLACED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            if name.eq_ignore_ascii_case(b"x-forwarded-for") && xff.is_none() {
-                xff = Some(value);
-            } else if name.eq_ignore_ascii_case(b"forwarded") && forwarded.is_none() {
-                forwarded = Some(value);
-            }
             continue;
         }
         // An absolute-form target's authority replaces Host (RFC 9112, section 3.2.2).
@@ -852,14 +845,16 @@ fn upstream_head(out: &mut Vec<u8>, request: &Request<'_>, pending: &Pending<'_>
         (None, None) => h1::put_field(out, b"host", request.endpoint.to_string().as_bytes()),
         (None, Some(_)) => {}
     }
+    // Earlier hops' entries come first, every field of them in order: several
+    // fields of one name are one comma-separated list (RFC 9110, section 5.3).
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(earlier) = xff {
+    for earlier in head.values("x-forwarded-for") {
         out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(client.ip.as_bytes());
     out.extend_from_slice(b"\r\nforwarded: ");
-    if let Some(earlier) = forwarded {
+    for earlier in head.values("forwarded") {
         out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }

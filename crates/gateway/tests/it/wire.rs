@@ -766,6 +766,38 @@ fn informational_answers_from_the_upstream_are_followed_by_the_final_one() {
     assert_eq!(rig.up.got()[1].body, b"abc");
 }
 
+/// Proxies before the gateway may each have added an `X-Forwarded-For` or
+/// `Forwarded` field: all of them, in order, are one list, and the client's
+/// address goes at its end.
+#[test]
+fn every_forwarding_field_of_earlier_hops_is_kept_in_order() {
+    let rig = Rig::start(Answer::echo);
+    let mut wire = rig.connect();
+    wire.send(
+        "GET /api/hops HTTP/1.1\r\nhost: gw\r\nX-Forwarded-For: 203.0.113.9\r\n\
+         Forwarded: for=203.0.113.9\r\nX-Forwarded-For: 198.51.100.7, 192.0.2.1\r\n\
+         Forwarded: for=198.51.100.7\r\n\r\n",
+    );
+    assert_eq!(wire.final_response("GET").status, 200);
+    let got = rig.up.got();
+    let head = &got[0].head;
+    let values = |name: &str| -> Vec<&str> {
+        head.split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .collect()
+    };
+    assert_eq!(
+        values("x-forwarded-for"),
+        ["203.0.113.9, 198.51.100.7, 192.0.2.1, 127.0.0.1"]
+    );
+    assert_eq!(
+        values("forwarded"),
+        ["for=203.0.113.9, for=198.51.100.7, for=127.0.0.1;proto=http;host=\"gw\""]
+    );
+}
+
 /// A WebSocket handshake, answered by the upstream with a 101 and bytes of the
 /// new protocol right behind it: the 101 reaches the client with its Upgrade
 /// field, then bytes flow both ways until the client closes (RFC 9110, section 7.8).
