@@ -86,12 +86,14 @@ pub(crate) fn subject_of(object: &Value) -> String {
 
 /// [`subject_of`] for an object already read as a Rego value.
 pub(crate) fn subject_of_rego(object: &regorus::Value) -> String {
-    let text = |v: &regorus::Value| v.as_string().ok().map(|s| s.to_string());
+    fn text(v: &regorus::Value) -> Option<&str> {
+        v.as_string().ok().map(|s| &**s)
+    }
     let metadata = &object["metadata"];
     subject(
-        text(&object["kind"]).as_deref(),
-        text(&metadata["name"]).as_deref(),
-        text(&metadata["namespace"]).as_deref(),
+        text(&object["kind"]),
+        text(&metadata["name"]),
+        text(&metadata["namespace"]),
     )
 }
 
