@@ -725,38 +725,6 @@ impl Proxy {
         }
     }
 
-    /// Answers the request itself and records it; `close` (a request body was
-    /// left unread, or the request was malformed) closes the connection after it.
-    async fn answer(
-        &self,
-        client: &mut Client,
-        out: &mut Vec<u8>,
-        pending: Pending<'_>,
-        status: u16,
-        body: &str,
-        close: bool,
-    ) -> Next {
-        let close = close || client.closing;
-        local_response(
-            out,
-            status,
-            body,
-            Some((&pending.trace.trace_id, &pending.request_id)),
-            close,
-        );
-        // Counted before the client can see the answer, so whoever it tells
-        // next (a test, a rollout gate reading /metrics) sees it counted.
-        pending.finish(&self.sinks, status, body.len() as u64);
-        let written = client.stream.write_all(out).await.is_ok();
-        if close || !written {
-            Next::Close
-        } else {
-            Next::KeepAlive
-        }
-    }
-}
-
-impl Proxy {
     /// Joins the client's connection to the upstream's after a 101: the
     /// switched protocol's bytes go both ways unchanged until both sides have
     /// closed. The request is recorded with the 101, before the client sees it;
@@ -786,6 +754,36 @@ impl Proxy {
         }
         let _ = tokio::io::copy_bidirectional(&mut client.stream, &mut stream).await;
         Next::Close
+    }
+
+    /// Answers the request itself and records it; `close` (a request body was
+    /// left unread, or the request was malformed) closes the connection after it.
+    async fn answer(
+        &self,
+        client: &mut Client,
+        out: &mut Vec<u8>,
+        pending: Pending<'_>,
+        status: u16,
+        body: &str,
+        close: bool,
+    ) -> Next {
+        let close = close || client.closing;
+        local_response(
+            out,
+            status,
+            body,
+            Some((&pending.trace.trace_id, &pending.request_id)),
+            close,
+        );
+        // Counted before the client can see the answer, so whoever it tells
+        // next (a test, a rollout gate reading /metrics) sees it counted.
+        pending.finish(&self.sinks, status, body.len() as u64);
+        let written = client.stream.write_all(out).await.is_ok();
+        if close || !written {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
     }
 }
 
