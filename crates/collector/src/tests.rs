@@ -10,7 +10,7 @@ use prost::Message as _;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-const FIXTURE: &str = include_str!("../../../../shared/fixtures/otlp/trace.json");
+const FIXTURE: &str = include_str!("../../../testdata/otlp/trace.json");
 
 /// The tag index keys of these tests, as `--index-tags http.status_code,http.route` sets them.
 fn indexed() -> HashSet<String> {

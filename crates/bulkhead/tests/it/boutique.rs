@@ -5,7 +5,7 @@ use crate::*;
 #[test]
 fn scan_finds_services_dependencies_and_the_public_route() {
     let state = TempDir::new("boutique-state");
-    let scan = scan_json(&shared_fixture("fleets/online-boutique"), state.path());
+    let scan = scan_json(&testdata("online-boutique"), state.path());
     let names: Vec<&str> = scan["services"]
         .as_array()
         .expect("services")
@@ -120,7 +120,7 @@ fn impact_of_cartservice_reaches_its_callers_only() {
     let out = run_ok(
         bulkhead()
             .args(["impact", "services", "cartservice", "--json", "--path"])
-            .arg(shared_fixture("fleets/online-boutique"))
+            .arg(testdata("online-boutique"))
             .arg("--state")
             .arg(state.path()),
     );
@@ -162,7 +162,7 @@ fn impact_of_cartservice_reaches_its_callers_only() {
                 "markdown",
                 "--path",
             ])
-            .arg(shared_fixture("fleets/online-boutique"))
+            .arg(testdata("online-boutique"))
             .arg("--state")
             .arg(state.path()),
     );
@@ -177,7 +177,7 @@ fn unknown_service_is_a_clear_error() {
     let state = TempDir::new("boutique-unknown");
     let out = bulkhead()
         .args(["impact", "services", "cart", "--path"])
-        .arg(shared_fixture("fleets/online-boutique"))
+        .arg(testdata("online-boutique"))
         .arg("--state")
         .arg(state.path())
         .output()

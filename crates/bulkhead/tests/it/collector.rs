@@ -203,7 +203,7 @@ fn grpc_export(addr: &str, message: &[u8]) -> (String, String, Vec<u8>) {
 }
 
 fn fixture() -> Vec<u8> {
-    std::fs::read(super::shared_fixture("otlp/trace.json")).expect("fixture")
+    std::fs::read(super::testdata("otlp/trace.json")).expect("fixture")
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `bulkhead` binary on real fleets: the online-boutique
-//! manifests from ../shared/fixtures, generated sample fleets, and fleets full of
+//! manifests from testdata/, generated sample fleets, and fleets full of
 //! bad input built by the tests themselves.
 
 mod admission;
@@ -79,10 +79,10 @@ pub fn scan_json(path: &Path, state: &Path) -> Value {
     ))
 }
 
-/// The fixtures shared beside the checkout.
-pub fn shared_fixture(rel: &str) -> PathBuf {
+/// A file or folder under the repository's `testdata/`.
+pub fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../testdata")
         .join(rel)
 }
 

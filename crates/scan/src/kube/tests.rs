@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 const BOUTIQUE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/fleets/online-boutique/kubernetes-manifests"
+    "/../../testdata/online-boutique/kubernetes-manifests"
 );
 
 fn map(m: &BTreeMap<String, String>) -> String {
