@@ -2,34 +2,30 @@
 //!
 //! The binary is thin: it parses the command line, calls the library crates
 //! and prints. Results go to stdout (`--json` for machines), messages and
-//! progress to stderr; exit codes are stable for CI.
+//! progress to stderr; exit codes (`args::Exit`) are stable for CI.
 
+mod args;
 mod cli;
-mod gateway_cmd;
-mod image_cmd;
+mod cmd;
 mod output;
-mod patch_cmd;
-mod policy_cmd;
-mod rollout_cmd;
-mod template_cmd;
-mod trace_cmd;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use args::Exit;
 use clap::Parser as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.run() {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(e) => {
             if output::is_broken_pipe(&e) {
-                return ExitCode::SUCCESS;
+                return Exit::Ran.into();
             }
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            Exit::CouldNotRun.into()
         }
     }
 }

@@ -28,6 +28,15 @@ pub fn print_json(value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// An impact report in the chosen format.
+pub fn print_report(report: &model::ImpactReport, format: crate::args::Format) -> Result<()> {
+    match format {
+        crate::args::Format::Table => print(&model::report::render_table(report)),
+        crate::args::Format::Json => print_json(report),
+        crate::args::Format::Markdown => print(&model::report::render_markdown(report)),
+    }
+}
+
 /// Whether the error is stdout closing under us (`bulkhead scan | head`): not a failure.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -37,6 +46,15 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
                 .and_then(|j| j.io_error_kind())
                 == Some(std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Scans a fleet with the progress line on stderr; a state that could not be saved is a warning.
+pub fn scan(options: &discover::ScanOptions) -> Result<ScanOutcome> {
+    let outcome = with_progress(|progress| discover::scan(options, progress))?;
+    if let Some(e) = &outcome.state_error {
+        eprintln!("warning: scan state not saved ({e}); the next scan reads every file again");
+    }
+    Ok(outcome)
 }
 
 /// Runs `work` while a progress line on stderr (when it is a terminal) counts files.

@@ -13,10 +13,13 @@
 
 pub mod config;
 mod git;
+mod image_inputs;
 pub mod state;
 mod walk;
 
 pub use config::Config;
+pub use image_inputs::{load_image_inputs, read_image_inputs};
+pub use state::{StateDir, StateFile};
 pub use walk::Progress;
 
 use model::{AssembleInput, Fleet};
@@ -68,7 +71,7 @@ pub struct ScanOutcome {
     pub config: Config,
     pub fleet: Fleet,
     pub stats: ScanStats,
-    pub state_dir: PathBuf,
+    pub state_dir: StateDir,
     /// Why the state could not be saved, if it could not (the scan itself still succeeded).
     pub state_error: Option<String>,
 }
@@ -92,17 +95,21 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
     }
     let root = common_root(&canonical);
     let config = Config::load(&root)?;
-    let state_dir = options
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| root.join(state::DEFAULT_DIR));
+    let state_dir = StateDir::resolve(&root, options.state_dir.as_deref());
     let cache = if options.use_cache {
-        state::load_cache(&state_dir)
+        state::load_cache(state_dir.path())
     } else {
         state::Cache::default()
     };
 
-    let walked = walk::walk(&root, &canonical, &config, &state_dir, &cache, progress);
+    let walked = walk::walk(
+        &root,
+        &canonical,
+        &config,
+        state_dir.path(),
+        &cache,
+        progress,
+    );
     let stats = ScanStats {
         files_considered: walked.entries.len() as u64,
         files_parsed: walked.parsed,
@@ -112,7 +119,7 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
     // Saving the cache and assembling the fleet only read the walk's results:
     // do them side by side.
     let (fleet, state_error) = std::thread::scope(|s| {
-        let saving = s.spawn(|| state::save(&state_dir, &walked.entries));
+        let saving = s.spawn(|| state::save(state_dir.path(), &walked.entries));
         let mut facts = model::Facts::default();
         for entry in walked.entries.values() {
             facts.extend(entry.facts.clone());

@@ -1,6 +1,8 @@
-//! The state directory: the per-file cache that makes rescans cheap. Later
-//! commands (impact, cve, template, policy) scan again through it, so they see
-//! the fleet as it is now at the cost of a stat per file.
+//! The state directory: [`StateDir`] names every file bulkhead keeps between
+//! runs, and this module reads and writes the scan cache, the per-file facts
+//! that make rescans cheap. Later commands (impact, cve, template, policy) scan
+//! again through it, so they see the fleet as it is now at the cost of a stat
+//! per file.
 //!
 //! The cache is written to a temporary name and renamed into place, so a killed
 //! scan leaves the previous cache intact rather than half a file. It is derived
@@ -13,10 +15,114 @@ use std::path::{Path, PathBuf};
 
 /// The state directory's name under the fleet root.
 pub const DEFAULT_DIR: &str = ".bulkhead";
-const CACHE_FILE: &str = "scan-cache.json";
 /// Bumped whenever the cached facts change shape, so an old cache is ignored rather than misread.
 /// 2: template pins carry `uses` (jobs, stages, outputs and secrets relied on).
 const CACHE_FORMAT: u32 = 2;
+
+/// Whether losing a state file loses anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Derived from the fleet or the hosts and rebuilt when missing, corrupt or
+    /// of another format: deleting it costs time, never an answer.
+    Cache,
+    /// The only copy of what happened (a release tag's first commit, a saved
+    /// plan, a run's steps): deleting it loses history a later command needs.
+    Record,
+}
+
+/// Every file and folder bulkhead keeps in a state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFile {
+    /// `scan-cache.json`: the facts of each file, reused while its size and mtime are unchanged.
+    ScanCache,
+    /// `template-tags.json`: the commit each templates release tag pointed at when first read.
+    TemplateTags,
+    /// `template-plan-VERSION.json`: the saved adoption plan of a templates release.
+    TemplatePlans,
+    /// `patch.db`: host patching runs, every step recorded before it runs (SQLite, WAL).
+    PatchDb,
+    /// `runs/RUN/HOST/`: the .debs saved before a host's upgrade, for its rollback.
+    PatchRuns,
+    /// `facts/`: what each host said it would upgrade, asked by `patch plan`.
+    PatchFacts,
+    /// `rollouts.db`: rollouts, every transition recorded before it is acted on (SQLite, WAL).
+    RolloutsDb,
+}
+
+impl StateFile {
+    /// All of them, in the order `docs` and `ARCHITECTURE.md` list them.
+    pub const ALL: [StateFile; 7] = [
+        StateFile::ScanCache,
+        StateFile::TemplateTags,
+        StateFile::TemplatePlans,
+        StateFile::PatchDb,
+        StateFile::PatchRuns,
+        StateFile::PatchFacts,
+        StateFile::RolloutsDb,
+    ];
+
+    /// The name in the state directory (for template plans, the prefix of each plan's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            StateFile::ScanCache => "scan-cache.json",
+            StateFile::TemplateTags => "template-tags.json",
+            StateFile::TemplatePlans => "template-plan-",
+            StateFile::PatchDb => "patch.db",
+            StateFile::PatchRuns => "runs",
+            StateFile::PatchFacts => "facts",
+            StateFile::RolloutsDb => "rollouts.db",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            StateFile::ScanCache | StateFile::PatchFacts => Kind::Cache,
+            StateFile::TemplateTags
+            | StateFile::TemplatePlans
+            | StateFile::PatchDb
+            | StateFile::PatchRuns
+            | StateFile::RolloutsDb => Kind::Record,
+        }
+    }
+}
+
+/// A fleet's state directory, resolved one way for every command: the
+/// `--state DIR` given, else `.bulkhead/` at the fleet root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir(PathBuf);
+
+impl StateDir {
+    /// `given`, or `DEFAULT_DIR` under `fleet_root`.
+    pub fn resolve(fleet_root: &Path, given: Option<&Path>) -> StateDir {
+        StateDir(given.map_or_else(|| fleet_root.join(DEFAULT_DIR), Path::to_path_buf))
+    }
+
+    /// The folder itself: the SQLite state databases are opened by folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Where `file` lives (for template plans, use [`StateDir::template_plan`]).
+    pub fn file(&self, file: StateFile) -> PathBuf {
+        self.0.join(file.name())
+    }
+
+    /// The saved adoption plan of one templates release.
+    pub fn template_plan(&self, version: &str) -> PathBuf {
+        let safe: String = version
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.0
+            .join(format!("{}{safe}.json", StateFile::TemplatePlans.name()))
+    }
+}
 
 /// What a previous scan learned from each file.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -35,7 +141,7 @@ pub struct CacheEntry {
 
 /// Loads the cache; a missing, unreadable or outdated cache is an empty one.
 pub fn load_cache(dir: &Path) -> Cache {
-    std::fs::read(dir.join(CACHE_FILE))
+    std::fs::read(dir.join(StateFile::ScanCache.name()))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Cache>(&bytes).ok())
         .filter(|c| c.format == CACHE_FORMAT && c.tool_version == env!("CARGO_PKG_VERSION"))
@@ -70,7 +176,7 @@ pub(crate) fn save(
         tool_version: env!("CARGO_PKG_VERSION"),
         entries,
     };
-    write_atomically(&dir.join(CACHE_FILE), &cache)
+    write_atomically(&dir.join(StateFile::ScanCache.name()), &cache)
 }
 
 fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), crate::DiscoverError> {

@@ -4,7 +4,7 @@
 //! Pods say what actually runs (`status.containerStatuses[].imageID` carries
 //! the digest the node pulled); Deployments say what is meant to run (the
 //! image as written in the pod template). The cluster's name is not in
-//! kubectl's output: the caller passes it (the binary uses the snapshot
+//! kubectl's output: the caller passes it (`inputs::parse` uses the snapshot
 //! file's name without extension).
 
 use model::{Diagnostic, Digest, ImageRef, Provenance};

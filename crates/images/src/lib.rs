@@ -8,10 +8,10 @@
 //! findings from added ones (trivy#1198); here every finding's layer is
 //! placed in the lineage (app image -> language base -> OS base).
 //!
-//! This crate does no I/O: the binary reads the report files, cluster
-//! snapshots and the base-images catalog and hands their text to the parsers
-//! here ([`reports`], [`cluster`], [`bases`]); the registry client lives in
-//! the `registry` crate. Parsers return facts plus diagnostics and never
+//! This crate does no I/O: `discover` reads the report files, cluster
+//! snapshots and the base-images catalog that `bulkhead.toml` names and hands
+//! their text to [`inputs::parse`], which runs the parsers here ([`reports`],
+//! [`cluster`], [`bases`]); the registry client lives in the `registry` crate. Parsers return facts plus diagnostics and never
 //! panic on bad input.
 
 pub mod audit;
@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod check;
 pub mod cluster;
 pub mod cve;
+pub mod inputs;
 pub mod reports;
 pub mod upgrade;
 
@@ -29,6 +30,7 @@ pub use catalog::{Catalog, KnownImage};
 pub use check::{FromCheck, FromProblem, StageRole};
 pub use cluster::RunningContainer;
 pub use cve::{CveAnswer, CveQuery};
+pub use inputs::{InputFiles, Inputs, TextFile};
 pub use reports::{ReportFormat, ScanReport, Severity, Vulnerability};
 
 /// The line (1-based) of byte `offset` in `text`.

@@ -395,3 +395,50 @@ fn manifest_image_fields_are_rewritten_in_place_quoted_or_not() {
         "{err}"
     );
 }
+
+#[test]
+fn inputs_name_clusters_by_file_stem_and_keep_every_diagnostic() {
+    let snapshot = r#"{"kind": "List", "items": [
+  {"kind": "Deployment", "metadata": {"name": "orders", "namespace": "shop", "labels": {"app": "orders"}},
+   "spec": {"template": {"spec": {"containers": [{"name": "orders", "image": "registry.acme.internal/apps/orders:1.0"}]}}}}
+]}"#;
+    let files = crate::InputFiles {
+        base_catalog: Some((
+            crate::TextFile {
+                path: crate::inputs::catalog_path("base-images/"),
+                text: "[".to_string(),
+            },
+            "base-images".to_string(),
+        )),
+        reports: vec![(
+            ReportFormat::Trivy,
+            crate::TextFile {
+                path: "reports/broken.json".to_string(),
+                text: "{".to_string(),
+            },
+        )],
+        snapshots: vec![crate::TextFile {
+            path: "clusters/prod-eu.json".to_string(),
+            text: snapshot.to_string(),
+        }],
+        diagnostics: vec![Diagnostic::error(
+            "reports/gone.json",
+            None,
+            "reading: gone",
+        )],
+    };
+    let inputs = crate::inputs::parse(&files, &[]);
+    assert_eq!(inputs.running.len(), 1);
+    assert_eq!(inputs.running[0].cluster, "prod-eu");
+    assert_eq!(inputs.running[0].at.path, "clusters/prod-eu.json");
+    let paths: Vec<&str> = inputs.diagnostics.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "reports/gone.json",
+            "base-images/images.json",
+            "reports/broken.json"
+        ]
+    );
+    assert!(inputs.diagnostics[1..].iter().all(|d| d.line.is_some()));
+}

@@ -1,11 +1,11 @@
 //! `bulkhead gateway`: reads the routing file and runs the gateway until SIGTERM or Ctrl-C.
 
+use crate::args::{self, Exit};
 use crate::output;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
@@ -16,10 +16,13 @@ pub struct GatewayArgs {
     /// Where the admin API listens (port 0 picks one); without it there is no admin API.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
-    /// The environment variable holding the admin API's bearer token; required
-    /// when --admin is not a loopback address.
-    #[arg(long, value_name = "VAR")]
+    /// The environment variable holding the admin API's bearer token; a token
+    /// (from it or --admin-token-file) is required when --admin is not a loopback address.
+    #[arg(long, value_name = "NAME", conflicts_with = "admin_token_file")]
     admin_token_env: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
     /// Where the JSON access log goes: `-` for stdout, `off`, or a file to append to.
     #[arg(long, value_name = "PATH", default_value = "-")]
     access_log: String,
@@ -33,17 +36,15 @@ pub struct GatewayArgs {
     workers: usize,
 }
 
-pub fn run(args: GatewayArgs) -> Result<ExitCode> {
+pub fn run(args: GatewayArgs) -> Result<Exit> {
     let path = args.config.display().to_string();
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {path}"))?;
     let config = gateway::parse(&path, &text)?;
-    let admin_token = match &args.admin_token_env {
-        Some(var) => match std::env::var(var) {
-            Ok(token) if !token.is_empty() => Some(token),
-            _ => bail!("--admin-token-env {var}: the variable is unset or empty"),
-        },
-        None => None,
-    };
+    let admin_token = args::read_secret(
+        "admin-token",
+        args.admin_token_env.as_deref(),
+        args.admin_token_file.as_deref(),
+    )?;
     let access_log = match args.access_log.as_str() {
         "-" => gateway::AccessLog::Stdout,
         "off" => gateway::AccessLog::Off,
@@ -71,7 +72,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     printed?;
     if !drained {
         eprintln!("gateway: stopped with requests still in flight after the drain timeout");
-        return Ok(ExitCode::FAILURE);
+        return Ok(Exit::No);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }

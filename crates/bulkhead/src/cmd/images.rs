@@ -1,25 +1,18 @@
-//! `bulkhead images ...` and `bulkhead cve ID`: base image governance.
+//! `bulkhead images ...`: base image governance.
 //!
-//! The glue between the fleet scan (`discover`), the files named in
-//! `bulkhead.toml` (`[images] base_repo`, `[reports] trivy/cyclonedx/grype`,
-//! `[cluster] snapshots`), the registry client (`registry`), git (`vcs`) and
-//! the pure analyses (`images`).
+//! The glue between the fleet scan and the image inputs `bulkhead.toml` names
+//! (`discover`), the registry client (`registry`), git (`vcs`) and the pure
+//! analyses (`images`). `cve` and `impact image` load the same way ([`Loaded`]).
 
-use crate::cli::{Format, FormatArgs};
+use crate::args::{self, Exit, FleetArgs, Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use images::reports::ReportFormat;
-use images::{Catalog, RunningContainer};
 use model::report::table;
 use model::{Diagnostic, Fleet, ImageRef};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::Instant;
-
-/// Exit status when the answer is "no": a FROM with problems, an upgrade that failed.
-const EXIT_FINDINGS: u8 = 1;
+use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
@@ -33,13 +26,19 @@ pub enum ImagesCommand {
     ///
     /// Exit status: 0 when every final-stage FROM is pinned by digest to an
     /// approved, known base; 1 otherwise; 2 on errors.
+    ///
+    /// Example: bulkhead images check --path ./fleet --format markdown
     Check(ImagesArgs),
     /// The lineage of every known image: app -> language base -> OS base.
+    ///
+    /// Example: bulkhead images lineage --path ./fleet --json
     Lineage(ImagesArgs),
     /// Every image reference in the fleet: final and builder FROMs, workload
     /// containers, each with its pinning (digest, tag, latest, none), whether
     /// its registry is approved, its lineage and the open CRITICAL/HIGH
     /// findings it carries (from the nearest scanned image in its lineage).
+    ///
+    /// Example: bulkhead images audit --path ./fleet
     Audit(ImagesArgs),
     /// Inspect an image in its registry: digest, platforms, layers, base.
     ///
@@ -65,16 +64,6 @@ pub enum ImagesCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct FleetArgs {
-    /// The fleet root, holding bulkhead.toml (scanned now; unchanged files come from the cache).
-    #[arg(long, default_value = ".")]
-    path: PathBuf,
-    /// State directory (default: .bulkhead/ at the fleet root).
-    #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
 pub struct ImagesArgs {
     #[command(flatten)]
     fleet: FleetArgs,
@@ -92,9 +81,9 @@ pub struct InspectArgs {
     /// Platform to pick from an image index.
     #[arg(long, default_value = "linux/amd64")]
     platform: String,
-    /// Seconds to wait for each registry request.
-    #[arg(long, default_value_t = 30)]
-    timeout: u64,
+    /// How long to wait for each registry request.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     fleet: FleetArgs,
     #[command(flatten)]
@@ -117,20 +106,16 @@ pub struct UpgradeArgs {
     fleet: FleetArgs,
 }
 
-#[derive(Debug, Args)]
-pub struct CveArgs {
-    /// The vulnerability id (CVE-2023-38545, GHSA-...).
-    id: String,
-    /// Add "timings" (scan and load, query, in milliseconds) to the JSON output.
-    #[arg(long)]
-    timings: bool,
-    #[command(flatten)]
-    fleet: FleetArgs,
-    #[command(flatten)]
-    format: FormatArgs,
+/// `--timeout`: a duration, or whole seconds as the flag took before durations.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    if text.trim().bytes().all(|b| b.is_ascii_digit()) {
+        args::seconds(text)
+    } else {
+        args::duration(text)
+    }
 }
 
-pub fn run(command: ImagesCommand) -> Result<ExitCode> {
+pub fn run(command: ImagesCommand) -> Result<Exit> {
     match command {
         ImagesCommand::Check(args) => check(args),
         ImagesCommand::Lineage(args) => lineage(args),
@@ -140,126 +125,44 @@ pub fn run(command: ImagesCommand) -> Result<ExitCode> {
     }
 }
 
-/// The scanned fleet with everything the image commands read beside it.
-struct Context {
-    root: PathBuf,
-    fleet: Fleet,
-    config: discover::Config,
-    catalog: Catalog,
-    running: Vec<RunningContainer>,
-    diagnostics: Vec<Diagnostic>,
+/// The scanned fleet with everything the image commands read beside it
+/// (`discover` reads the files `bulkhead.toml` names; `images` parses them).
+pub struct Loaded {
+    pub root: PathBuf,
+    pub fleet: Fleet,
+    pub config: discover::Config,
+    pub inputs: images::Inputs,
 }
 
-impl Context {
-    fn load(args: &FleetArgs) -> Result<Context> {
-        let outcome = crate::cli::run_scan(vec![args.path.clone()], args.state.clone(), true)?;
-        let root = outcome.root;
-        let config = outcome.config;
-        let mut diagnostics = Vec::new();
-        let mut bases = Vec::new();
-        if let Some(repo) = &config.images.base_repo {
-            let rel = format!(
-                "{}/{}",
-                repo.trim_end_matches('/'),
-                images::bases::CATALOG_FILE
-            );
-            match std::fs::read_to_string(root.join(&rel)) {
-                Ok(text) => {
-                    let (b, d) = images::bases::parse_catalog(&rel, repo, &text);
-                    bases = b;
-                    diagnostics.extend(d);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => diagnostics.push(Diagnostic::error(&rel, None, format!("reading: {e}"))),
-            }
-        }
-        let mut reports = Vec::new();
-        for (format, entries) in [
-            (ReportFormat::Trivy, &config.reports.trivy),
-            (ReportFormat::CycloneDx, &config.reports.cyclonedx),
-            (ReportFormat::Grype, &config.reports.grype),
-        ] {
-            for (rel, text) in read_json_files(&root, entries, &mut diagnostics) {
-                let (report, d) = images::reports::parse(format, &rel, &text);
-                reports.push(report);
-                diagnostics.extend(d);
-            }
-        }
-        let mut running = Vec::new();
-        for (rel, text) in read_json_files(&root, &config.cluster.snapshots, &mut diagnostics) {
-            let cluster = Path::new(&rel)
-                .file_stem()
-                .map_or_else(|| rel.clone(), |s| s.to_string_lossy().to_string());
-            let (r, d) = images::cluster::parse_snapshot(&rel, &cluster, &text);
-            running.extend(r);
-            diagnostics.extend(d);
-        }
-        let catalog = Catalog::new(bases, &outcome.fleet.dockerfiles, reports);
-        for d in &diagnostics {
+impl Loaded {
+    pub fn load(args: &FleetArgs) -> Result<Loaded> {
+        let outcome = output::scan(&args.scan_options())?;
+        let inputs = discover::load_image_inputs(&outcome);
+        for d in &inputs.diagnostics {
             eprintln!("{d}");
         }
-        Ok(Context {
-            root,
+        Ok(Loaded {
+            root: outcome.root,
             fleet: outcome.fleet,
-            config,
-            catalog,
-            running,
-            diagnostics,
+            config: outcome.config,
+            inputs,
         })
     }
-}
 
-/// The `.json` files named by `entries` (files, or folders read one level deep), sorted.
-fn read_json_files(
-    root: &Path,
-    entries: &[String],
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = root.join(entry);
-        if path.is_dir() {
-            match std::fs::read_dir(&path) {
-                Ok(dir) => {
-                    let mut names: Vec<String> = dir
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().to_string())
-                        .filter(|n| n.ends_with(".json"))
-                        .collect();
-                    names.sort();
-                    files.extend(
-                        names
-                            .into_iter()
-                            .map(|n| format!("{}/{n}", entry.trim_end_matches('/'))),
-                    );
-                }
-                Err(e) => diagnostics.push(Diagnostic::error(
-                    entry,
-                    None,
-                    format!("reading the folder: {e}"),
-                )),
-            }
-        } else {
-            files.push(entry.clone());
+    pub fn query(&self) -> images::CveQuery<'_> {
+        images::CveQuery {
+            fleet: &self.fleet,
+            catalog: &self.inputs.catalog,
+            running: &self.inputs.running,
         }
     }
-    files
-        .into_iter()
-        .filter_map(|rel| match std::fs::read_to_string(root.join(&rel)) {
-            Ok(text) => Some((rel, text)),
-            Err(e) => {
-                diagnostics.push(Diagnostic::error(&rel, None, format!("reading: {e}")));
-                None
-            }
-        })
-        .collect()
 }
 
-fn check(args: ImagesArgs) -> Result<ExitCode> {
-    let context = Context::load(&args.fleet)?;
+fn check(args: ImagesArgs) -> Result<Exit> {
+    let context = Loaded::load(&args.fleet)?;
     let checks = images::check::check_fleet(
         &context.fleet,
-        &context.catalog,
+        &context.inputs.catalog,
         &context.config.images.approved_registries,
         context.config.images.base_repo.as_deref(),
     );
@@ -271,7 +174,7 @@ fn check(args: ImagesArgs) -> Result<ExitCode> {
         Format::Json => output::print_json(&CheckJson {
             schema: "bulkhead.images-check/v1",
             froms: &checks,
-            diagnostics: &context.diagnostics,
+            diagnostics: &context.inputs.diagnostics,
         })?,
         format => {
             let rows: Vec<Vec<String>> = checks
@@ -309,11 +212,7 @@ fn check(args: ImagesArgs) -> Result<ExitCode> {
             output::print(&text)?;
         }
     }
-    Ok(if failing > 0 {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::answer(failing == 0))
 }
 
 #[derive(Serialize)]
@@ -323,21 +222,21 @@ struct CheckJson<'a> {
     diagnostics: &'a [Diagnostic],
 }
 
-fn audit(args: ImagesArgs) -> Result<ExitCode> {
-    let context = Context::load(&args.fleet)?;
+fn audit(args: ImagesArgs) -> Result<Exit> {
+    let context = Loaded::load(&args.fleet)?;
     let approved = &context.config.images.approved_registries;
     let froms = images::check::check_fleet(
         &context.fleet,
-        &context.catalog,
+        &context.inputs.catalog,
         approved,
         context.config.images.base_repo.as_deref(),
     );
-    let rows = images::audit::audit(&context.fleet, &context.catalog, &froms, approved);
+    let rows = images::audit::audit(&context.fleet, &context.inputs.catalog, &froms, approved);
     match args.format.get() {
         Format::Json => output::print_json(&AuditJson {
             schema: "bulkhead.images-audit/v1",
             images: &rows,
-            diagnostics: &context.diagnostics,
+            diagnostics: &context.inputs.diagnostics,
         })?,
         format => {
             let cells: Vec<Vec<String>> = rows
@@ -383,7 +282,7 @@ fn audit(args: ImagesArgs) -> Result<ExitCode> {
             output::print(&text)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
 #[derive(Serialize)]
@@ -393,8 +292,8 @@ struct AuditJson<'a> {
     diagnostics: &'a [Diagnostic],
 }
 
-fn lineage(args: ImagesArgs) -> Result<ExitCode> {
-    let context = Context::load(&args.fleet)?;
+fn lineage(args: ImagesArgs) -> Result<Exit> {
+    let context = Loaded::load(&args.fleet)?;
     #[derive(Serialize)]
     struct Line {
         image: String,
@@ -403,11 +302,12 @@ fn lineage(args: ImagesArgs) -> Result<ExitCode> {
         services: Vec<String>,
     }
     let mut lines: Vec<Line> = context
+        .inputs
         .catalog
         .images
         .keys()
         .map(|name| {
-            let chain = context.catalog.lineage(name);
+            let chain = context.inputs.catalog.lineage(name);
             Line {
                 image: name.clone(),
                 lineage: chain.iter().map(|(n, _)| n.clone()).collect(),
@@ -433,19 +333,18 @@ fn lineage(args: ImagesArgs) -> Result<ExitCode> {
             output::print(&table(&["LINEAGE", "SERVICES"], &rows))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
-fn inspect(args: InspectArgs) -> Result<ExitCode> {
+fn inspect(args: InspectArgs) -> Result<Exit> {
     let reference = ImageRef::parse(&args.reference)
         .with_context(|| format!("image reference {:?}", args.reference))?;
-    let context = Context::load(&args.fleet)?;
+    let context = Loaded::load(&args.fleet)?;
     let url = args
         .registry_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", reference.registry()));
-    let client =
-        registry::Client::new(&url)?.with_timeout(std::time::Duration::from_secs(args.timeout));
+    let client = registry::Client::new(&url)?.with_timeout(args.timeout);
     let (os, arch) = args
         .platform
         .split_once('/')
@@ -468,6 +367,7 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
         ),
         None => (
             context
+                .inputs
                 .catalog
                 .base_by_diff_ids(&inspection.config.rootfs.diff_ids, &reference.name())
                 .map(|b| b.name.clone()),
@@ -507,141 +407,17 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
                 .map_or_else(|| "unknown".to_string(), |b| format!("{b} (by {via})"))
         ))?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
-#[derive(Debug, Args)]
-pub struct ImpactImageArgs {
-    /// The image that changes (registry/repository; a tag or digest is ignored).
-    reference: String,
-    /// What it changes to, for the report's title and plan (default: "a new build").
-    #[arg(long, value_name = "REF")]
-    to: Option<String>,
-    #[command(flatten)]
-    fleet: FleetArgs,
-    #[command(flatten)]
-    format: FormatArgs,
-}
-
-pub fn impact_image(args: ImpactImageArgs) -> Result<ExitCode> {
-    let reference = ImageRef::parse(&args.reference)
-        .with_context(|| format!("image reference {:?}", args.reference))?;
-    let context = Context::load(&args.fleet)?;
-    if context.catalog.get(&reference.name()).is_none()
-        && !context.fleet.services.iter().any(|s| {
-            s.base_images
-                .iter()
-                .chain(&s.images)
-                .any(|i| i.name() == reference.name())
-        })
-    {
-        eprintln!(
-            "note: no base image catalog entry, scanner report, FROM or workload names {}",
-            reference.name()
-        );
-    }
-    let answer = images::cve::image(
-        images::CveQuery {
-            fleet: &context.fleet,
-            catalog: &context.catalog,
-            running: &context.running,
-        },
-        &reference,
-    );
-    let to = args.to.as_deref().unwrap_or("a new build");
-    let report = images::cve::image_report(&answer, &context.fleet, &context.catalog, to);
-    eprintln!(
-        "{}: {} image(s), {} service(s)",
-        answer.id,
-        answer.images.len(),
-        answer.services.len()
-    );
-    match args.format.get() {
-        Format::Json => output::print_json(&ImpactImageJson {
-            schema: "bulkhead.impact-image/v1",
-            image: &answer,
-            report: &report,
-        })?,
-        Format::Table => output::print(&model::report::render_table(&report))?,
-        Format::Markdown => output::print(&model::report::render_markdown(&report))?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Serialize)]
-struct ImpactImageJson<'a> {
-    schema: &'static str,
-    image: &'a images::CveAnswer,
-    report: &'a model::ImpactReport,
-}
-
-pub fn cve(args: CveArgs) -> Result<ExitCode> {
-    let loading = Instant::now();
-    let context = Context::load(&args.fleet)?;
-    let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
-    let started = Instant::now();
-    let answer = images::cve::cve(
-        images::CveQuery {
-            fleet: &context.fleet,
-            catalog: &context.catalog,
-            running: &context.running,
-        },
-        &args.id,
-    );
-    let report = images::cve::impact_report(&answer, &context.fleet);
-    let query_ms = started.elapsed().as_secs_f64() * 1000.0;
-    eprintln!(
-        "{}: {} image(s), {} service(s); answered in {query_ms:.2} ms after the scan",
-        answer.id,
-        answer.images.len(),
-        answer.services.len(),
-    );
-    if answer.introduced.is_empty() {
-        eprintln!(
-            "note: no scanner report lists {}; reports read: {}",
-            args.id,
-            context.catalog.reports.len()
-        );
-    }
-    match args.format.get() {
-        Format::Json => output::print_json(&CveJson {
-            schema: "bulkhead.cve/v1",
-            cve: &answer,
-            report: &report,
-            timings: args.timings.then_some(Timings { load_ms, query_ms }),
-        })?,
-        Format::Table => output::print(&model::report::render_table(&report))?,
-        Format::Markdown => output::print(&model::report::render_markdown(&report))?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Serialize)]
-struct CveJson<'a> {
-    schema: &'static str,
-    cve: &'a images::CveAnswer,
-    report: &'a model::ImpactReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timings: Option<Timings>,
-}
-
-/// Where the time of a query went: the scan and the files it reads, then the analysis.
-#[derive(Serialize)]
-struct Timings {
-    /// Scan (through the cache), base catalog, scanner reports and cluster snapshots.
-    load_ms: f64,
-    /// The CVE answer and its impact report, from the loaded fleet.
-    query_ms: f64,
-}
-
-fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
+fn upgrade(args: UpgradeArgs) -> Result<Exit> {
     let to = ImageRef::parse(&args.to).with_context(|| format!("--to {:?}", args.to))?;
     let from = args
         .from
         .as_deref()
         .map(|f| ImageRef::parse(f).with_context(|| format!("--from {f:?}")))
         .transpose()?;
-    let context = Context::load(&args.fleet)?;
+    let context = Loaded::load(&args.fleet)?;
     let name = to.name();
     let by_repo = images::check::services_by_repo(&context.fleet);
     let branch = format!(
@@ -719,11 +495,7 @@ fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
             "; dry run, add --apply to commit"
         }
     );
-    Ok(if failed > 0 {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::answer(failed == 0))
 }
 
 /// One reference to rewrite in one file.

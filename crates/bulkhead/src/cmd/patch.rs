@@ -1,17 +1,17 @@
 //! `bulkhead patch`: rolling host patching with snapshots, maintenance
 //! windows, health checks and automatic rollback (docs/patching.md).
 
-use crate::cli::{Format, FormatArgs};
+use crate::args::{Exit, FleetArgs, Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
+use discover::{StateDir, StateFile};
 use hostops::state::{Recorded, StateDb, rollback_durations, step_durations};
 use hostops::{Finish, Options};
 use patch::{BatchSpec, HostState, Inventory, PatchPlan, PlanOptions, Run, RunOutcome, Timestamp};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// Test hook: stop a run (as if killed) after this many steps were performed.
 const STOP_AFTER_ENV: &str = "BULKHEAD_PATCH_TEST_STOP_AFTER_STEPS";
@@ -25,7 +25,7 @@ pub enum PatchCommand {
     /// (after `apt-get update`), unless --offline. Hosts outside their
     /// maintenance window are listed with the time it opens.
     ///
-    /// Example: bulkhead patch plan --inventory inventory/hosts.yaml --group web --batch 1,25%
+    /// Example: bulkhead patch plan --path ./fleet --group web --batch 1,25%
     Plan(PlanArgs),
     /// Patch the selected hosts, batch by batch.
     ///
@@ -41,13 +41,19 @@ pub enum PatchCommand {
     ///
     /// Exit status: 0 every host patched or deferred, 1 a host failed or the
     /// run halted, 2 usage or I/O errors.
+    ///
+    /// Example: bulkhead patch run --path ./fleet --group web --batch 1,25%
     Run(RunArgs),
     /// Show a run: each host's state, steps with durations, rollback times.
+    ///
+    /// Example: bulkhead patch status --path ./fleet --json
     Status(StatusArgs),
     /// Roll one host of a run back to the package state recorded before its
     /// upgrade, and verify it.
     ///
     /// Exit status: 0 rolled back and verified, 1 the rollback failed.
+    ///
+    /// Example: bulkhead patch rollback web-1 --path ./fleet
     Rollback(RollbackArgs),
 }
 
@@ -55,9 +61,10 @@ pub enum PatchCommand {
 pub struct SelectArgs {
     /// The hosts inventory (YAML: hosts with address, groups,
     /// maintenance_window, package_manager, transport, snapshot,
-    /// health_checks; see docs/patching.md).
-    #[arg(long, value_name = "FILE", default_value = "inventory/hosts.yaml")]
-    inventory: PathBuf,
+    /// health_checks; see docs/patching.md). Default: [hosts] inventory of the
+    /// fleet's bulkhead.toml, else inventory/hosts.yaml under --path.
+    #[arg(long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
     /// Only these hosts (comma-separated). With --group, a host named by either is selected.
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     hosts: Vec<String>,
@@ -82,11 +89,17 @@ pub struct SelectArgs {
     ignore_window: bool,
 }
 
+/// The fleet whose state directory holds the run database (`patch.db`).
 #[derive(Debug, Args)]
 pub struct PatchStateArgs {
-    /// State directory; the run database is DIR/patch.db.
-    #[arg(long, value_name = "DIR", default_value = ".bulkhead")]
-    state: PathBuf,
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+impl PatchStateArgs {
+    fn dir(&self) -> StateDir {
+        self.fleet.state_dir()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -150,13 +163,26 @@ fn system_now() -> Timestamp {
     Timestamp::from_unix_millis(hostops::state::now_ms())
 }
 
-pub fn run(command: PatchCommand) -> Result<ExitCode> {
+pub fn run(command: PatchCommand) -> Result<Exit> {
     match command {
         PatchCommand::Plan(args) => plan_cmd(args),
         PatchCommand::Run(args) => run_cmd(args),
         PatchCommand::Status(args) => status_cmd(args),
         PatchCommand::Rollback(args) => rollback_cmd(args),
     }
+}
+
+/// `--inventory`, else `[hosts] inventory` of the fleet's bulkhead.toml, else `inventory/hosts.yaml`.
+fn inventory_path(select: &SelectArgs, fleet: &FleetArgs) -> Result<PathBuf> {
+    if let Some(path) = &select.inventory {
+        return Ok(path.clone());
+    }
+    let config = discover::Config::load(&fleet.path)?;
+    let rel = config
+        .hosts
+        .inventory
+        .unwrap_or_else(|| "inventory/hosts.yaml".to_string());
+    Ok(fleet.path.join(rel))
 }
 
 fn load_inventory(path: &Path) -> Result<Inventory> {
@@ -189,8 +215,8 @@ fn plan_options(s: &SelectArgs) -> PlanOptions {
 }
 
 /// Plans, asking the hosts unless `offline`.
-fn make_plan(select: &SelectArgs, state: &Path, offline: bool) -> Result<PatchPlan> {
-    let inv = load_inventory(&select.inventory)?;
+fn make_plan(select: &SelectArgs, state: &PatchStateArgs, offline: bool) -> Result<PatchPlan> {
+    let inv = load_inventory(&inventory_path(select, &state.fleet)?)?;
     let options = plan_options(select);
     let (selected, _) = patch::plan::select(&inv, &options)?;
     let facts = if offline {
@@ -200,7 +226,7 @@ fn make_plan(select: &SelectArgs, state: &Path, offline: bool) -> Result<PatchPl
             "asking {} host(s) what they would upgrade ...",
             selected.len()
         );
-        hostops::gather_facts(&selected, &state.join("facts"))
+        hostops::gather_facts(&selected, &state.dir().file(StateFile::PatchFacts))
     };
     Ok(patch::plan::plan(
         &inv,
@@ -210,20 +236,16 @@ fn make_plan(select: &SelectArgs, state: &Path, offline: bool) -> Result<PatchPl
     )?)
 }
 
-fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
-    let plan = make_plan(&args.select, &args.state.state, args.offline)?;
-    let timing = if args.state.state.join(hostops::state::DB_FILE).exists() {
-        StateDb::open(&args.state.state)?.rollback_timing()?
+fn plan_cmd(args: PlanArgs) -> Result<Exit> {
+    let plan = make_plan(&args.select, &args.state, args.offline)?;
+    let state = args.state.dir();
+    let timing = if state.file(StateFile::PatchDb).exists() {
+        StateDb::open(state.path())?.rollback_timing()?
     } else {
         None
     };
-    let report = plan.to_report(timing);
-    match args.format.get() {
-        Format::Table => output::print(&model::report::render_table(&report))?,
-        Format::Json => output::print_json(&report)?,
-        Format::Markdown => output::print(&model::report::render_markdown(&report))?,
-    }
-    Ok(ExitCode::SUCCESS)
+    output::print_report(&plan.to_report(timing), args.format.get())?;
+    Ok(Exit::Ran)
 }
 
 /// The latest run that was neither finished nor is complete.
@@ -239,8 +261,9 @@ fn unfinished_run(db: &StateDb) -> Result<Option<i64>> {
     Ok(None)
 }
 
-fn run_cmd(args: RunArgs) -> Result<ExitCode> {
-    let state = &args.state.state;
+fn run_cmd(args: RunArgs) -> Result<Exit> {
+    let dir = args.state.dir();
+    let state = dir.path();
     let db = StateDb::open(state)?;
     let pending = unfinished_run(&db)?;
     let id = match (pending, args.resume) {
@@ -256,7 +279,7 @@ fn run_cmd(args: RunArgs) -> Result<ExitCode> {
             "run {id} is unfinished (was it killed?): `bulkhead patch run --resume` continues it; `bulkhead patch status --run {id}` shows it"
         ),
         (None, false) => {
-            let plan = make_plan(&args.select, state, false)?;
+            let plan = make_plan(&args.select, &args.state, false)?;
             let id = db.create_run(&plan)?;
             eprintln!(
                 "run {id}: {} host(s) in {} batch(es)",
@@ -284,22 +307,15 @@ fn run_cmd(args: RunArgs) -> Result<ExitCode> {
         eprintln!(
             "run {id} stopped by the {STOP_AFTER_ENV} test hook; `bulkhead patch run --resume` continues it"
         );
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::No);
     }
     let (run, events) = db.load(id)?;
     print_status(id, &run, &events, args.format.get())?;
-    Ok(exit_for(run.outcome()))
+    Ok(Exit::answer(run.outcome() == RunOutcome::Succeeded))
 }
 
-fn exit_for(outcome: RunOutcome) -> ExitCode {
-    match outcome {
-        RunOutcome::Succeeded => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    }
-}
-
-fn status_cmd(args: StatusArgs) -> Result<ExitCode> {
-    let db = open_existing(&args.state.state)?;
+fn status_cmd(args: StatusArgs) -> Result<Exit> {
+    let db = open_existing(&args.state.dir())?;
     let id = match args.run {
         Some(id) => id,
         None => db
@@ -308,22 +324,23 @@ fn status_cmd(args: StatusArgs) -> Result<ExitCode> {
     };
     let (run, events) = db.load(id)?;
     print_status(id, &run, &events, args.format.get())?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
-fn open_existing(state: &Path) -> Result<StateDb> {
-    if !state.join(hostops::state::DB_FILE).exists() {
+fn open_existing(state: &StateDir) -> Result<StateDb> {
+    if !state.file(StateFile::PatchDb).exists() {
         bail!(
             "no patch runs recorded in {} (bulkhead patch run creates them)",
-            state.display()
+            state.path().display()
         );
     }
-    Ok(StateDb::open(state)?)
+    Ok(StateDb::open(state.path())?)
 }
 
-fn rollback_cmd(args: RollbackArgs) -> Result<ExitCode> {
-    let state = &args.state.state;
-    let db = open_existing(state)?;
+fn rollback_cmd(args: RollbackArgs) -> Result<Exit> {
+    let dir = args.state.dir();
+    let state = dir.path();
+    let db = open_existing(&dir)?;
     let id = match args.run {
         Some(id) => id,
         None => {
@@ -357,10 +374,7 @@ fn rollback_cmd(args: RollbackArgs) -> Result<ExitCode> {
     )?;
     let (run, events) = db.load(id)?;
     print_status(id, &run, &events, args.format.get())?;
-    Ok(match result {
-        HostState::RolledBack { .. } => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    })
+    Ok(Exit::answer(matches!(result, HostState::RolledBack { .. })))
 }
 
 /// `bulkhead patch status --format json`.

@@ -4,6 +4,7 @@
 //! fleet (through the scan), manifest files, Gatekeeper templates, constraints
 //! and gator suites, and renders findings as a table, JSON, SARIF or JUnit.
 
+use crate::args::{self, Exit, StateArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -15,10 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
-/// Exit status when a policy denies (or, with --strict, warns), or a suite fails.
-const EXIT_FINDINGS: u8 = 1;
+use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -40,7 +38,7 @@ pub enum PolicyCommand {
     /// Exit status: 0 when nothing denies, 1 on a deny (or a warning with
     /// --strict), 2 on errors.
     ///
-    /// Example: bulkhead policy check ./fleet --policy gatekeeper/ --format sarif > policy.sarif
+    /// Example: bulkhead policy check --path ./fleet --policy gatekeeper/ --format sarif > policy.sarif
     Check(CheckArgs),
     /// Run gator-format test suites (kind: Suite) like `gator verify`.
     ///
@@ -49,6 +47,8 @@ pub enum PolicyCommand {
     /// (violations: yes, no or a count; message: a substring).
     ///
     /// Exit status: 0 when every case passes, 1 when any fails, 2 on errors.
+    ///
+    /// Example: bulkhead policy verify gatekeeper/suite.yaml
     Verify(VerifyArgs),
     /// Decide AdmissionReview requests (JSON files, or - for stdin) and print the responses.
     ///
@@ -56,13 +56,15 @@ pub enum PolicyCommand {
     /// useful to test a review captured from a cluster.
     ///
     /// Exit status: 0 when every request is allowed, 1 when any is denied, 2 on errors.
+    ///
+    /// Example: bulkhead policy admit review.json --budget 500ms
     Admit(AdmitArgs),
     /// Serve a ValidatingAdmissionWebhook over HTTPS (rustls).
     ///
     /// AdmissionReview v1 requests (POST /validate, or /) are decided like
     /// `policy admit`: the uid is echoed, denials deny with their messages,
     /// warnings are passed through, dry-run requests are decided the same way.
-    /// A policy that fails or runs out of --budget-ms denies (fail-closed), or
+    /// A policy that fails or runs out of --budget denies (fail-closed), or
     /// with --fail-open allows with a warning. A malformed review gets HTTP 400.
     /// GET /healthz answers ok; GET /metrics is Prometheus text
     /// (bulkhead_admission_decisions_total{result}, bulkhead_admission_duration_seconds).
@@ -74,6 +76,8 @@ pub enum PolicyCommand {
     /// Example: bulkhead policy serve --cert tls.crt --key tls.key --listen 0.0.0.0:8443
     Serve(ServeArgs),
     /// Export the built-in image rules for another enforcement engine.
+    ///
+    /// Example: bulkhead policy export kyverno --allowed-registry registry.acme.internal/
     #[command(subcommand)]
     Export(ExportCommand),
 }
@@ -81,6 +85,8 @@ pub enum PolicyCommand {
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
     /// Kyverno ClusterPolicies equivalent to the built-in image rules (YAML on stdout).
+    ///
+    /// Example: bulkhead policy export kyverno --allowed-registry registry.acme.internal/ > kyverno.yaml
     Kyverno(ExportArgs),
 }
 
@@ -104,22 +110,31 @@ pub struct BundleArgs {
     /// Supported major lines before the newest.
     #[arg(long, value_name = "N", default_value_t = 1)]
     template_window: u32,
-    /// Time budget of one evaluation, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    budget_ms: u64,
+    /// Time budget of one evaluation.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = args::duration)]
+    budget: Duration,
+    #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "budget")]
+    budget_ms: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Fleet folders or manifest files (default: the current folder).
+    /// Fleet folders or manifest files, like --path (default: the current folder).
+    #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// A fleet folder or manifest file. Repeatable; positional PATHs add to it.
+    #[arg(long = "path", value_name = "PATH")]
+    path: Vec<PathBuf>,
     #[command(flatten)]
     bundle: BundleArgs,
-    /// State directory of the scan (default: .bulkhead/ at the fleet root).
-    #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
     format: CheckFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
     /// Fail on warnings too.
     #[arg(long)]
     strict: bool,
@@ -187,7 +202,7 @@ pub struct ExportArgs {
     allowed_registry: Vec<String>,
 }
 
-pub fn run(command: PolicyCommand) -> Result<ExitCode> {
+pub fn run(command: PolicyCommand) -> Result<Exit> {
     match command {
         PolicyCommand::Check(args) => check(args),
         PolicyCommand::Verify(args) => verify(args),
@@ -199,7 +214,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
                 ..BundleConfig::default()
             };
             output::print(&policy::kyverno::export(&config))?;
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ran)
         }
     }
 }
@@ -255,8 +270,7 @@ fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Re
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("invalid policies:\n{}", list.join("\n"));
     }
-    let mut policies =
-        Policies::new().with_budget(std::time::Duration::from_millis(args.budget_ms));
+    let mut policies = Policies::new().with_budget(args.budget_ms.unwrap_or(args.budget));
     if !args.no_builtin {
         policies = policies.with_builtin(&config)?;
     }
@@ -316,17 +330,21 @@ struct Summary {
     warn: usize,
 }
 
-fn check(args: CheckArgs) -> Result<ExitCode> {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.paths.clone()
-    };
+fn check(args: CheckArgs) -> Result<Exit> {
+    let mut paths = args.path.clone();
+    paths.extend(args.paths.iter().cloned());
+    if paths.is_empty() {
+        paths.push(PathBuf::from("."));
+    }
     let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.is_dir());
     let outcome = if dirs.is_empty() {
         None
     } else {
-        Some(crate::cli::run_scan(dirs, args.state.clone(), true)?)
+        Some(output::scan(&discover::ScanOptions {
+            paths: dirs,
+            state_dir: args.state.state.clone(),
+            use_cache: true,
+        })?)
     };
     let policies = load_policies(&args.bundle, outcome.as_ref())?;
     // (display path, file on disk)
@@ -377,18 +395,18 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         findings: result.findings,
         diagnostics: result.diagnostics,
     };
-    match args.format {
+    let format = if args.json {
+        CheckFormat::Json
+    } else {
+        args.format
+    };
+    match format {
         CheckFormat::Table => output::print(&table(&report))?,
         CheckFormat::Json => output::print_json(&report)?,
         CheckFormat::Sarif => output::print_json(&sarif(&report.findings))?,
         CheckFormat::Junit => output::print(&junit(&report.findings, args.strict))?,
     }
-    let failed = deny > 0 || (args.strict && warn > 0);
-    Ok(if failed {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::answer(deny == 0 && !(args.strict && warn > 0)))
 }
 
 /// Checks manifest files on every core, one clone of the policies per thread.
@@ -534,7 +552,7 @@ fn junit(findings: &[Finding], strict: bool) -> String {
     out
 }
 
-fn verify(args: VerifyArgs) -> Result<ExitCode> {
+fn verify(args: VerifyArgs) -> Result<Exit> {
     let mut all_passed = true;
     for suite in &args.suites {
         let text = std::fs::read_to_string(suite)
@@ -547,14 +565,10 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         all_passed &= report.passed();
         output::print(&report.render(&suite.display().to_string()))?;
     }
-    Ok(if all_passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FINDINGS)
-    })
+    Ok(Exit::answer(all_passed))
 }
 
-fn admit(args: AdmitArgs) -> Result<ExitCode> {
+fn admit(args: AdmitArgs) -> Result<Exit> {
     let mut policies = load_policies(&args.bundle, None)?;
     let failure = if args.fail_open {
         FailurePolicy::Open
@@ -576,14 +590,10 @@ fn admit(args: AdmitArgs) -> Result<ExitCode> {
         all_allowed &= decision.allowed;
         output::print_json(&decision.response())?;
     }
-    Ok(if all_allowed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FINDINGS)
-    })
+    Ok(Exit::answer(all_allowed))
 }
 
-fn serve(args: ServeArgs) -> Result<ExitCode> {
+fn serve(args: ServeArgs) -> Result<Exit> {
     let policies = load_policies(&args.bundle, None)?;
     let mut ca_bundle = None;
     let tls = match (&args.cert, &args.key) {
@@ -624,5 +634,5 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         Ok(())
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }

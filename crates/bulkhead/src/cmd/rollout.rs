@@ -1,7 +1,7 @@
 //! `bulkhead rollout`: progressive delivery of a change set in dependency
 //! ordered waves with analysis gates and isolated rollback (docs/rollouts.md).
 
-use crate::cli::{Format, FormatArgs};
+use crate::args::{Exit, FleetArgs, Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,11 +11,7 @@ use orchestrator::state::{StateDb, Target};
 use rollout::{Event, Phase, Plan, PlanOptions, Rollout, Specs};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// Exit status when the rollout waits for a human.
-const EXIT_WAITING: u8 = 3;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -50,6 +46,8 @@ pub enum RolloutCommand {
     /// times, what waits for a human, and whether services outside the change
     /// set kept their routing. Reads the state database only, so it works
     /// while another process drives the rollout.
+    ///
+    /// Example: bulkhead rollout status --path ./fleet --follow
     Status(StatusArgs),
     /// Pass a manual gate: a blue-green promotion without
     /// autoPromotionEnabled, an indefinite canary pause, or an inconclusive
@@ -57,26 +55,29 @@ pub enum RolloutCommand {
     ///
     /// A running driver applies it within 50 ms; with none, this command
     /// applies it and drives the rollout on.
+    ///
+    /// Example: bulkhead rollout promote payments --path ./fleet
     Promote(ServiceOperatorArgs),
     /// Start nothing new until `resume`; rollbacks still happen.
+    ///
+    /// Example: bulkhead rollout pause --path ./fleet
     Pause(OperatorArgs),
     /// Continue: after `pause`, after a crash (actions recorded but maybe not
     /// performed are performed again; they are idempotent), or to measure
     /// an inconclusive analysis again. Drives the rollout until it is
     /// settled or a human is needed; exit status as for `start`.
+    ///
+    /// Example: bulkhead rollout resume --path ./fleet
     Resume(OperatorArgs),
     /// Roll back at once to the stable pool: every started service of the
     /// change set, or only SERVICE.
+    ///
+    /// Example: bulkhead rollout abort payments --path ./fleet
     Abort(ServiceOperatorArgs),
     /// Roll a promoted SERVICE back to its stable pool.
+    ///
+    /// Example: bulkhead rollout undo payments --path ./fleet
     Undo(UndoArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct RolloutStateArgs {
-    /// State directory; the rollout database is DIR/rollouts.db.
-    #[arg(long, value_name = "DIR", default_value = ".bulkhead")]
-    state: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -105,9 +106,9 @@ pub struct ChangeArgs {
     /// The pod label that tells versions apart.
     #[arg(long, value_name = "LABEL", default_value = "version")]
     version_label: String,
-    /// The fleet (scanned now; unchanged files come from the scan cache).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    path: PathBuf,
+    /// The fleet, and the state directory holding rollouts.db.
+    #[command(flatten)]
+    fleet: FleetArgs,
     /// Rollout and AnalysisTemplate documents: a YAML file or a folder of
     /// them (default: the fleet's rollouts/ folder, when it exists). A
     /// service without a Rollout gets blue-green with the built-in gate.
@@ -124,8 +125,6 @@ pub struct PlanArgs {
     change: ChangeArgs,
     #[command(flatten)]
     format: FormatArgs,
-    #[command(flatten)]
-    state: RolloutStateArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,8 +150,9 @@ pub struct StartArgs {
     /// The gateway's admin API (executor gateway).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9901")]
     gateway_admin: String,
-    /// Environment variable holding the gateway admin token (never stored).
-    #[arg(long, value_name = "VAR")]
+    /// Environment variable holding the gateway admin token (its name is
+    /// recorded, so `resume` reads it again; the token never is).
+    #[arg(long, value_name = "NAME")]
     admin_token_env: Option<String>,
     /// The gateway's Prometheus endpoint for the gateway metrics gate
     /// (default: the admin API's /metrics with the executor gateway).
@@ -171,10 +171,8 @@ pub struct StartArgs {
     #[arg(long, value_name = "NS", default_value = "default")]
     namespace: String,
     /// Environment variable holding a Kubernetes bearer token (never stored).
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "NAME")]
     kube_token_env: Option<String>,
-    #[command(flatten)]
-    state: RolloutStateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -188,8 +186,9 @@ pub struct StatusArgs {
     follow: bool,
     #[command(flatten)]
     format: FormatArgs,
+    /// The fleet whose state directory holds rollouts.db.
     #[command(flatten)]
-    state: RolloutStateArgs,
+    fleet: FleetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -197,8 +196,9 @@ pub struct OperatorArgs {
     /// The rollout (default: the latest).
     #[arg(long, value_name = "ID")]
     rollout: Option<i64>,
+    /// The fleet whose state directory holds rollouts.db.
     #[command(flatten)]
-    state: RolloutStateArgs,
+    fleet: FleetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -217,7 +217,7 @@ pub struct UndoArgs {
     operator: OperatorArgs,
 }
 
-pub fn run(command: RolloutCommand) -> Result<ExitCode> {
+pub fn run(command: RolloutCommand) -> Result<Exit> {
     match command {
         RolloutCommand::Plan(args) => plan_cmd(args),
         RolloutCommand::Start(args) => start_cmd(*args),
@@ -239,7 +239,7 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
 fn load_specs(change: &ChangeArgs) -> Result<Specs> {
     let path = match &change.specs {
         Some(p) => Some(p.clone()),
-        None => Some(change.path.join("rollouts")).filter(|p| p.is_dir()),
+        None => Some(change.fleet.path.join("rollouts")).filter(|p| p.is_dir()),
     };
     let mut specs = Specs::default();
     let Some(path) = path else {
@@ -319,11 +319,11 @@ fn changed_between(fleet: &model::Fleet, root: &Path, from: &str, to: &str) -> R
     Ok(services)
 }
 
-fn make_plan(change: &ChangeArgs, state: &Path) -> Result<Plan> {
+fn make_plan(change: &ChangeArgs) -> Result<Plan> {
     if change.services.is_empty() && change.from_ref.is_none() {
         bail!("name the changed services with --services a,b,c (or --from-ref A --to-ref B)");
     }
-    let outcome = crate::cli::run_scan(vec![change.path.clone()], Some(state.to_path_buf()), true)?;
+    let outcome = output::scan(&change.fleet.scan_options())?;
     let services = match (&change.from_ref, &change.to_ref) {
         (Some(from), Some(to)) => changed_between(&outcome.fleet, &outcome.root, from, to)?,
         _ => change.services.clone(),
@@ -391,8 +391,8 @@ fn plan_table(plan: &Plan) -> String {
     out
 }
 
-fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
-    let plan = make_plan(&args.change, &args.state.state)?;
+fn plan_cmd(args: PlanArgs) -> Result<Exit> {
+    let plan = make_plan(&args.change)?;
     match args.format.get() {
         Format::Json => output::print_json(&plan)?,
         Format::Table => output::print(&format!(
@@ -402,7 +402,7 @@ fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
         ))?,
         Format::Markdown => output::print(&model::report::render_markdown(&plan.report))?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
 fn target(args: &StartArgs) -> Result<Target> {
@@ -434,7 +434,7 @@ fn target(args: &StartArgs) -> Result<Target> {
     })
 }
 
-fn start_cmd(args: StartArgs) -> Result<ExitCode> {
+fn start_cmd(args: StartArgs) -> Result<Exit> {
     let plan = match &args.plan {
         Some(file) => {
             let text = std::fs::read_to_string(file)
@@ -446,13 +446,13 @@ fn start_cmd(args: StartArgs) -> Result<ExitCode> {
                 )
             })?
         }
-        None => make_plan(&args.change, &args.state.state)?,
+        None => make_plan(&args.change)?,
     };
     let target = target(&args)?;
     let (mut executor, sources) = orchestrator::connect(&target)?;
     let before = orchestrator::outside_routing(executor.as_mut(), &plan)
         .context("reading the routing of the services outside the change set")?;
-    let mut db = StateDb::open(&args.state.state)?;
+    let mut db = StateDb::open(args.change.fleet.state_dir().path())?;
     let id = db.create(&Rollout::new(plan), &target)?;
     db.save_snapshot(id, "before", &before)?;
     eprintln!(
@@ -470,7 +470,7 @@ fn drive(
     executor: Box<dyn orchestrator::Executor>,
     sources: orchestrator::analysis::Sources,
     event: Option<Event>,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     let mut driver = match Driver::load(db, id, executor, sources) {
         Ok(d) => d,
         Err(DriverError::Busy { pid, .. }) => {
@@ -493,14 +493,10 @@ fn drive(
     }
     report(db, id)?;
     Ok(match outcome {
-        Outcome::WaitingForHuman => ExitCode::from(EXIT_WAITING),
+        Outcome::WaitingForHuman => Exit::Waiting,
         Outcome::Finished => {
             let status = db.load(id)?.status();
-            if status.promoted == status.services.len() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            Exit::answer(status.promoted == status.services.len())
         }
     })
 }
@@ -679,8 +675,8 @@ fn rollout_id(db: &StateDb, given: Option<i64>) -> Result<i64> {
     })
 }
 
-fn status_cmd(args: StatusArgs) -> Result<ExitCode> {
-    let db = StateDb::open(&args.state.state)?;
+fn status_cmd(args: StatusArgs) -> Result<Exit> {
+    let db = StateDb::open(args.fleet.state_dir().path())?;
     let id = rollout_id(&db, args.rollout)?;
     if args.follow {
         let mut shown = 0;
@@ -716,7 +712,7 @@ fn status_cmd(args: StatusArgs) -> Result<ExitCode> {
         Format::Json => output::print_json(&s)?,
         Format::Table | Format::Markdown => output::print(&status_text(&s))?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
 /// Waits until the driver applied an inbox entry: recorded, and its routing
@@ -743,8 +739,8 @@ fn wait_applied(db: &StateDb, id: i64, entry: i64, pid: u32) -> Result<bool> {
 /// Delivers an operator event: to the running driver through the database
 /// inbox, or, when none runs, applies it here (and, for promote and resume,
 /// drives the rollout on).
-fn operate(args: OperatorArgs, event: Event) -> Result<ExitCode> {
-    let mut db = StateDb::open(&args.state.state)?;
+fn operate(args: OperatorArgs, event: Event) -> Result<Exit> {
+    let mut db = StateDb::open(args.fleet.state_dir().path())?;
     let id = rollout_id(&db, args.rollout)?;
     let row = db.row(id)?;
     if let Some(pid) = row.driver.filter(|p| *p != std::process::id()) {
@@ -752,7 +748,7 @@ fn operate(args: OperatorArgs, event: Event) -> Result<ExitCode> {
         if wait_applied(&db, id, entry, pid)? {
             eprintln!("rollout {id}: applied by the driver (process {pid})");
             output::print(&status_text(&status_json(&db, id)?))?;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Ran);
         }
         eprintln!("rollout {id}: the driver (process {pid}) stopped first; applying here");
     }
@@ -785,5 +781,5 @@ fn operate(args: OperatorArgs, event: Event) -> Result<ExitCode> {
     if !finished {
         eprintln!("rollout {id}: run `bulkhead rollout resume` to carry on");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }

@@ -8,21 +8,18 @@
 mod render;
 mod state;
 
-use crate::cli::{Format, FormatArgs};
+use crate::args::{self, Exit, Format, FormatArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
+use discover::StateDir;
 use model::{Diagnostic, Fleet, TemplateKind};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use templates::{
     AdoptionPlan, Bump, PlanOptions, Release, Releases, Tag, TemplateSet, TemplateSource,
 };
-
-/// Exit status when the answer is "no": an under-bumped release, an app that would break, a bump that failed.
-const EXIT_FINDINGS: u8 = 1;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -101,14 +98,11 @@ pub enum TemplateCommand {
     Adoption(AdoptionArgs),
 }
 
+/// The fleet and its templates repository.
 #[derive(Debug, Args)]
-pub struct FleetArgs {
-    /// The fleet root, holding bulkhead.toml (scanned now; unchanged files come from the cache).
-    #[arg(long, default_value = ".")]
-    path: PathBuf,
-    /// State directory (default: .bulkhead/ at the fleet root).
-    #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+pub struct TemplateFleetArgs {
+    #[command(flatten)]
+    fleet: args::FleetArgs,
     /// The templates git repository (default: [templates] repo in bulkhead.toml).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
@@ -121,7 +115,7 @@ pub struct DiffArgs {
     /// The newer release tag, or any git revision of the templates repository.
     new: String,
     #[command(flatten)]
-    fleet: FleetArgs,
+    fleet: TemplateFleetArgs,
     #[command(flatten)]
     format: FormatArgs,
 }
@@ -132,7 +126,7 @@ pub struct CheckArgs {
     #[arg(value_name = "VERSION")]
     release: String,
     #[command(flatten)]
-    fleet: FleetArgs,
+    fleet: TemplateFleetArgs,
     #[command(flatten)]
     format: FormatArgs,
 }
@@ -145,7 +139,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     waves: WaveArgs,
     #[command(flatten)]
-    fleet: FleetArgs,
+    fleet: TemplateFleetArgs,
     #[command(flatten)]
     format: FormatArgs,
 }
@@ -156,7 +150,7 @@ pub struct WaveArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     wave_size: usize,
     /// How long each wave soaks before the next one starts.
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = args::duration_text)]
     soak: String,
 }
 
@@ -178,7 +172,7 @@ pub struct BumpArgs {
     #[command(flatten)]
     waves: WaveArgs,
     #[command(flatten)]
-    fleet: FleetArgs,
+    fleet: TemplateFleetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -187,12 +181,12 @@ pub struct AdoptionArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     window: u64,
     #[command(flatten)]
-    fleet: FleetArgs,
+    fleet: TemplateFleetArgs,
     #[command(flatten)]
     format: FormatArgs,
 }
 
-pub fn run(command: TemplateCommand) -> Result<ExitCode> {
+pub fn run(command: TemplateCommand) -> Result<Exit> {
     match command {
         TemplateCommand::Diff(args) => diff(args),
         TemplateCommand::Check(args) => check(args),
@@ -205,7 +199,7 @@ pub fn run(command: TemplateCommand) -> Result<ExitCode> {
 /// The fleet, its templates repository and the releases in it.
 struct Context {
     root: PathBuf,
-    state_dir: PathBuf,
+    state_dir: StateDir,
     repo: vcs::Repo,
     /// The templates repository, relative to the fleet root when inside it.
     label: String,
@@ -218,9 +212,9 @@ struct Context {
 
 impl Context {
     /// Loads the context; `scan` says whether the fleet is needed.
-    fn load(args: &FleetArgs, scan: bool) -> Result<Context> {
+    fn load(args: &TemplateFleetArgs, scan: bool) -> Result<Context> {
         let (root, config, state_dir, fleet) = if scan {
-            let outcome = crate::cli::run_scan(vec![args.path.clone()], args.state.clone(), true)?;
+            let outcome = output::scan(&args.fleet.scan_options())?;
             (
                 outcome.root,
                 outcome.config,
@@ -228,13 +222,11 @@ impl Context {
                 Some(outcome.fleet),
             )
         } else {
-            let root = std::fs::canonicalize(&args.path)
-                .with_context(|| format!("{}: no such fleet folder", args.path.display()))?;
+            let path = &args.fleet.path;
+            let root = std::fs::canonicalize(path)
+                .with_context(|| format!("{}: no such fleet folder", path.display()))?;
             let config = discover::Config::load(&root)?;
-            let state_dir = args
-                .state
-                .clone()
-                .unwrap_or_else(|| root.join(discover::state::DEFAULT_DIR));
+            let state_dir = args.fleet.state.resolve(&root);
             (root, config, state_dir, None)
         };
         let repo_dir = match (&args.templates, &config.templates.repo) {
@@ -467,7 +459,7 @@ struct Side<'a> {
     commit: &'a str,
 }
 
-fn diff(args: DiffArgs) -> Result<ExitCode> {
+fn diff(args: DiffArgs) -> Result<Exit> {
     let context = Context::load(&args.fleet, false)?;
     context.print_diagnostics();
     let old = context.release(&args.old)?.clone();
@@ -537,11 +529,7 @@ fn diff(args: DiffArgs) -> Result<ExitCode> {
             output::print(&render::diff_markdown(&context.label, &changes, &verdict))?;
         }
     }
-    Ok(if under || !moved.is_empty() {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::answer(!under && moved.is_empty()))
 }
 
 /// The version after `release` that carries a change of size `bump` (Cargo's reading below 1.0.0).
@@ -566,7 +554,7 @@ struct Checked {
     check: templates::FleetCheck,
 }
 
-fn load_check(fleet_args: &FleetArgs, version: &str) -> Result<Checked> {
+fn load_check(fleet_args: &TemplateFleetArgs, version: &str) -> Result<Checked> {
     let context = Context::load(fleet_args, true)?;
     context.print_diagnostics();
     let target = context.release(version)?.clone();
@@ -605,7 +593,7 @@ struct CheckJson<'a> {
     diagnostics: &'a [Diagnostic],
 }
 
-fn check(args: CheckArgs) -> Result<ExitCode> {
+fn check(args: CheckArgs) -> Result<Exit> {
     let checked = load_check(&args.fleet, &args.release)?;
     let check = &checked.check;
     match args.format.get() {
@@ -627,11 +615,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         Format::Table => output::print(&render::check_table(check))?,
         Format::Markdown => output::print(&render::check_markdown(check))?,
     }
-    Ok(if check.breaking().next().is_some() {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::answer(check.breaking().next().is_none()))
 }
 
 fn make_plan(checked: &Checked, waves: &WaveArgs) -> AdoptionPlan {
@@ -650,7 +634,7 @@ fn make_plan(checked: &Checked, waves: &WaveArgs) -> AdoptionPlan {
     )
 }
 
-fn plan(args: PlanArgs) -> Result<ExitCode> {
+fn plan(args: PlanArgs) -> Result<Exit> {
     let checked = load_check(&args.fleet, &args.release)?;
     let plan = make_plan(&checked, &args.waves);
     let context = &checked.context;
@@ -690,10 +674,10 @@ fn plan(args: PlanArgs) -> Result<ExitCode> {
         saved.display(),
         plan.version
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
-fn adoption(args: AdoptionArgs) -> Result<ExitCode> {
+fn adoption(args: AdoptionArgs) -> Result<Exit> {
     let context = Context::load(&args.fleet, true)?;
     context.print_diagnostics();
     let report = templates::adoption::adoption(
@@ -707,7 +691,7 @@ fn adoption(args: AdoptionArgs) -> Result<ExitCode> {
         Format::Table => output::print(&render::adoption_table(&report))?,
         Format::Markdown => output::print(&render::adoption_markdown(&report))?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
 /// What happened to one app of a bumped wave.
@@ -717,7 +701,7 @@ enum Outcome {
     Failed(String),
 }
 
-fn bump(args: BumpArgs) -> Result<ExitCode> {
+fn bump(args: BumpArgs) -> Result<Exit> {
     let context = Context::load(&args.fleet, true)?;
     context.print_diagnostics();
     let target = context.release(&args.release)?.clone();
@@ -729,7 +713,7 @@ fn bump(args: BumpArgs) -> Result<ExitCode> {
         None if args.rollback => bail!(
             "no saved plan for {} in {}: a rollback needs the wave's apps and their previous versions as planned (use the state directory the bump used)",
             target.tag,
-            context.state_dir.display()
+            context.state_dir.path().display()
         ),
         None => {
             let needed = templates::check::releases_needed(
@@ -761,7 +745,7 @@ fn bump(args: BumpArgs) -> Result<ExitCode> {
     bump_wave(&context, &plan, &args)
 }
 
-fn bump_wave(context: &Context, plan: &AdoptionPlan, args: &BumpArgs) -> Result<ExitCode> {
+fn bump_wave(context: &Context, plan: &AdoptionPlan, args: &BumpArgs) -> Result<Exit> {
     let Some(wave) = plan.wave(args.wave) else {
         bail!(
             "the plan for {} has no wave {} (waves 1 to {})",
@@ -796,11 +780,7 @@ fn bump_wave(context: &Context, plan: &AdoptionPlan, args: &BumpArgs) -> Result<
             format!("; dry run, add --apply to commit the {what}")
         }
     );
-    Ok(if failed > 0 {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::answer(failed == 0))
 }
 
 fn bump_app(

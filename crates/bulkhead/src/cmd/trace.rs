@@ -1,90 +1,14 @@
-//! `bulkhead collector` (runs the OTLP collector and its query API) and
-//! `bulkhead trace` (reads a trace or searches them through that API).
+//! `bulkhead trace`: reads a trace, or searches them, through the
+//! collector's query API (any Jaeger-compatible one works).
 
+use crate::args::{self, Exit, Format};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value as Json;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::net::{TcpStream, ToSocketAddrs as _};
 use std::time::Duration;
-
-#[derive(Debug, Args)]
-pub struct CollectorArgs {
-    /// Where the span store lives (created if missing): DIR/spans.db, SQLite in WAL mode.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-    /// OTLP/HTTP: POST /v1/traces, protobuf or JSON, gzip accepted (port 0 picks one).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318")]
-    otlp_http: SocketAddr,
-    /// OTLP/gRPC (h2c): TraceService/Export (port 0 picks one).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4317")]
-    otlp_grpc: SocketAddr,
-    /// Run without the OTLP/gRPC listener.
-    #[arg(long)]
-    no_grpc: bool,
-    /// The query API: Jaeger's /api/..., /api/bulkhead/..., /metrics (port 0 picks one).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:16686")]
-    query: SocketAddr,
-    /// Delete spans stored longer ago than this (0 keeps them until --max-store-mb).
-    #[arg(long, value_name = "N", default_value_t = 72)]
-    retention_hours: u64,
-    /// Delete the oldest spans while the store's live data is larger than this (0: no limit).
-    #[arg(long, value_name = "N", default_value_t = 10_240)]
-    max_store_mb: u64,
-    /// Largest export request accepted, compressed and after gunzip (413 past it).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    max_body_mb: usize,
-    /// Spans that may wait for the store writer; past it exports get 429 / UNAVAILABLE.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    queue_spans: usize,
-    /// Export requests read and decoded at once; past it exports get 429 / UNAVAILABLE.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    max_inflight: usize,
-    /// Span attribute keys with a tag index, comma-separated (other keys are
-    /// still searchable, by reading the service's spans in the time range).
-    #[arg(long, value_name = "KEYS", value_delimiter = ',')]
-    index_tags: Option<Vec<String>>,
-    /// fsync every group commit, so acknowledged spans survive power loss too
-    /// (without it they survive the collector being killed, not the machine).
-    #[arg(long)]
-    fsync: bool,
-}
-
-pub fn collector(args: CollectorArgs) -> Result<ExitCode> {
-    let mut options = collector::Options::local(args.data.clone());
-    options.otlp_http = args.otlp_http;
-    options.otlp_grpc = (!args.no_grpc).then_some(args.otlp_grpc);
-    options.query = args.query;
-    options.retention = collector::Retention {
-        max_age_ms: (args.retention_hours > 0).then(|| args.retention_hours as i64 * 3_600_000),
-        max_bytes: (args.max_store_mb > 0).then(|| args.max_store_mb as i64 * 1024 * 1024),
-    };
-    if args.max_body_mb == 0 || args.queue_spans == 0 || args.max_inflight == 0 {
-        bail!("--max-body-mb, --queue-spans and --max-inflight must be at least 1");
-    }
-    options.max_body_bytes = args.max_body_mb << 20;
-    options.queue_spans = args.queue_spans;
-    options.max_inflight = args.max_inflight;
-    if let Some(keys) = args.index_tags {
-        options.indexed_tags = keys.into_iter().filter(|k| !k.is_empty()).collect();
-    }
-    options.fsync = args.fsync;
-    let mut printed = Ok(());
-    collector::run(options, |c| {
-        let mut lines = format!("otlp-http listening on http://{}\n", c.otlp_http);
-        if let Some(grpc) = c.otlp_grpc {
-            lines.push_str(&format!("otlp-grpc listening on http://{grpc}\n"));
-        }
-        lines.push_str(&format!("query listening on http://{}\n", c.query));
-        printed = output::print(&lines);
-    })
-    .with_context(|| format!("running the collector on {}", args.data.display()))?;
-    printed?;
-    Ok(ExitCode::SUCCESS)
-}
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -110,9 +34,18 @@ struct CommonArgs {
         global = true
     )]
     collector: String,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
+    /// Output format (markdown fences the table for a comment).
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    format: Format,
+    /// Same as --format json.
+    #[arg(long, global = true, conflicts_with = "format")]
     json: bool,
+}
+
+impl CommonArgs {
+    fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,26 +68,26 @@ struct SearchArgs {
     #[arg(long)]
     operation: Option<String>,
     /// Only spans at least this long (250us, 100ms, 1.5s, 2m).
-    #[arg(long, value_name = "DURATION")]
-    min_duration: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    min_duration: Option<Duration>,
     /// Only spans at most this long.
-    #[arg(long, value_name = "DURATION")]
-    max_duration: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    max_duration: Option<Duration>,
     /// Only spans that failed (status Error, or HTTP status >= 500).
     #[arg(long)]
     error: bool,
     /// Only spans with this attribute, KEY=VALUE (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     tags: Vec<String>,
-    /// Only traces from this far back (1h, 30m, 2d is 48h).
-    #[arg(long, value_name = "DURATION")]
-    lookback: Option<String>,
+    /// Only traces from this far back (30m, 1h, 2d).
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    lookback: Option<Duration>,
     /// At most this many traces, most recent first.
     #[arg(long, default_value_t = 20)]
     limit: usize,
 }
 
-pub fn trace(args: TraceArgs) -> Result<ExitCode> {
+pub fn run(args: TraceArgs) -> Result<Exit> {
     match (args.command, args.id) {
         (Some(TraceCommand::Search(search)), _) => trace_search(&args.common, search),
         (None, Some(id)) => trace_show(&args.common, &id, args.width),
@@ -164,7 +97,7 @@ pub fn trace(args: TraceArgs) -> Result<ExitCode> {
     }
 }
 
-fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<ExitCode> {
+fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<Exit> {
     let id = id.trim().to_ascii_lowercase();
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{id:?} is not a trace id: expected up to 32 hex digits");
@@ -172,7 +105,7 @@ fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<ExitCode> {
     let (status, body) = get(&common.collector, &format!("/api/traces/{id}"))?;
     if status == 404 {
         eprintln!("trace {id} not found at {}", common.collector);
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::No);
     }
     let json = api_json(status, &body, &common.collector)?;
     let Some(trace) = json.get("data").and_then(|d| d.get(0)) else {
@@ -181,7 +114,7 @@ fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<ExitCode> {
     let spans = collector::jaeger::analysis_spans(trace);
     let trace = traces::assemble(spans);
     let analysis = traces::analyze(&trace);
-    if common.json {
+    if common.format() == Format::Json {
         output::print_json(&analysis)?;
     } else {
         let mut text = traces::render_waterfall(&trace, &analysis, width.max(40));
@@ -192,12 +125,12 @@ fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<ExitCode> {
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        output::print(&text)?;
+        output::print(&fence(text, common.format()))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ran)
 }
 
-fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<ExitCode> {
+fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<Exit> {
     let mut query = vec![
         ("service".to_string(), args.service.clone()),
         ("limit".to_string(), args.limit.to_string()),
@@ -211,12 +144,8 @@ fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<ExitCode> {
         ("lookback", &args.lookback),
     ] {
         if let Some(v) = value {
-            let v = if flag == "lookback" {
-                days_to_hours(v)
-            } else {
-                v.clone()
-            };
-            query.push((flag.into(), v));
+            // Microseconds: every Jaeger-compatible API reads Go's `us`, not every one reads `d`.
+            query.push((flag.into(), format!("{}us", v.as_micros())));
         }
     }
     let mut tags = serde_json::Map::new();
@@ -249,13 +178,13 @@ fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<ExitCode> {
         .iter()
         .map(summary)
         .collect();
-    if common.json {
+    if common.format() == Format::Json {
         output::print_json(&rows)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ran);
     }
     if rows.is_empty() {
         eprintln!("no traces of {} match", args.service);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ran);
     }
     let mut text = format!(
         "{:<32}  {:<40}  {:>10}  {:>5}  {:>6}\n",
@@ -276,8 +205,8 @@ fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<ExitCode> {
             r["errors"],
         ));
     }
-    output::print(&text)?;
-    Ok(ExitCode::SUCCESS)
+    output::print(&fence(text, common.format()))?;
+    Ok(Exit::Ran)
 }
 
 /// One search result for the table and `--json`.
@@ -310,11 +239,12 @@ fn truncate(text: &str, width: usize) -> String {
     s
 }
 
-/// `2d` is not a Go duration; the API takes hours.
-fn days_to_hours(text: &str) -> String {
-    match text.strip_suffix('d').and_then(|n| n.parse::<u64>().ok()) {
-        Some(days) => format!("{}h", days * 24),
-        None => text.to_string(),
+/// A table as it prints in `format`: fenced for markdown, so columns stay aligned.
+fn fence(text: String, format: Format) -> String {
+    if format == Format::Markdown {
+        format!("```\n{text}```\n")
+    } else {
+        text
     }
 }
 

@@ -624,7 +624,7 @@ fn lab_service(name: &str, calls: Option<&str>, otlp: &str, extra: &[&str]) -> S
         "service",
         "--name",
         name,
-        "--version",
+        "--service-version",
         "1.0.0",
         "--listen",
         "127.0.0.1:0",

@@ -24,13 +24,20 @@ struct Process {
 impl Process {
     fn start(name: &str, calls: Option<&str>, collector: &str, seed: u64, admin: bool) -> Process {
         let mut cmd = super::bulkhead();
-        cmd.args(["lab", "service", "--name", name, "--version", "1.0.0"])
-            .args(["--listen", "127.0.0.1:0", "--seed", &seed.to_string()])
-            .args(["--otlp-endpoint", collector, "--otlp-interval-ms", "20"])
-            .env_remove("BULKHEAD_LAB_ADMIN_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "lab",
+            "service",
+            "--name",
+            name,
+            "--service-version",
+            "1.0.0",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--seed", &seed.to_string()])
+        .args(["--otlp-endpoint", collector, "--otlp-interval", "20ms"])
+        .env_remove("BULKHEAD_LAB_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(calls) = calls {
             cmd.args(["--calls", calls]);
         }
@@ -440,7 +447,7 @@ fn bad_flags_are_refused_with_exit_status_2() {
             "service",
             "--name",
             "x",
-            "--version",
+            "--service-version",
             "1",
             "--error-rate",
             "2",
@@ -459,7 +466,7 @@ fn bad_flags_are_refused_with_exit_status_2() {
             "service",
             "--name",
             "x",
-            "--version",
+            "--service-version",
             "1",
             "--calls",
             "https://a/",

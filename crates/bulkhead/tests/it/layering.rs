@@ -9,7 +9,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("scan", &["model"]),
     ("impact", &["model"]),
-    ("discover", &["model", "scan"]),
+    ("discover", &["images", "model", "scan"]),
     ("lab", &[]),
     ("lab-service", &["signals", "telemetry"]),
     ("templates", &["model", "scan"]),
@@ -53,6 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "rollout",
             "collector",
             "traces",
+            "yaml",
         ],
     ),
     // bench-collector fills a span store through the store API.

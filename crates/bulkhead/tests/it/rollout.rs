@@ -67,7 +67,7 @@ fn lab_service(
         "service",
         "--name",
         name,
-        "--version",
+        "--service-version",
         version,
         "--threads",
         "1",

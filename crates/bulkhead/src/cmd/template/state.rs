@@ -12,13 +12,13 @@
 //! Files are written to a temporary name and renamed into place.
 
 use anyhow::{Context as _, Result};
+use discover::{StateDir, StateFile};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use templates::{AdoptionPlan, Tag};
 
-const TAGS_FILE: &str = "template-tags.json";
 const FORMAT: u32 = 1;
 
 /// A release tag that points somewhere else than when it was first read.
@@ -40,8 +40,8 @@ struct TagsFile {
 ///
 /// # Errors
 /// When the state directory cannot be written.
-pub fn record_tags(state_dir: &Path, repo: &str, tags: &[Tag]) -> Result<Vec<MovedTag>> {
-    let path = state_dir.join(TAGS_FILE);
+pub fn record_tags(state_dir: &StateDir, repo: &str, tags: &[Tag]) -> Result<Vec<MovedTag>> {
+    let path = state_dir.file(StateFile::TemplateTags);
     let mut file: TagsFile = match read_json(&path) {
         Some(f) => f,
         None => TagsFile {
@@ -79,23 +79,13 @@ struct PlanFile {
     plan: AdoptionPlan,
 }
 
-fn plan_path(state_dir: &Path, version: &str) -> PathBuf {
-    let safe: String = version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    state_dir.join(format!("template-plan-{safe}.json"))
-}
-
 /// The saved plan of `version` for `repo`, if there is a readable one.
-pub fn load_plan(state_dir: &Path, repo: &str, version: &str) -> Option<(AdoptionPlan, PathBuf)> {
-    let path = plan_path(state_dir, version);
+pub fn load_plan(
+    state_dir: &StateDir,
+    repo: &str,
+    version: &str,
+) -> Option<(AdoptionPlan, PathBuf)> {
+    let path = state_dir.template_plan(version);
     let file: PlanFile = read_json(&path)?;
     (file.format == FORMAT && file.repo == repo && file.plan.version == version)
         .then_some((file.plan, path))
@@ -105,8 +95,8 @@ pub fn load_plan(state_dir: &Path, repo: &str, version: &str) -> Option<(Adoptio
 ///
 /// # Errors
 /// When the state directory cannot be written.
-pub fn save_plan(state_dir: &Path, repo: &str, plan: &AdoptionPlan) -> Result<PathBuf> {
-    let path = plan_path(state_dir, &plan.version);
+pub fn save_plan(state_dir: &StateDir, repo: &str, plan: &AdoptionPlan) -> Result<PathBuf> {
+    let path = state_dir.template_plan(&plan.version);
     let file = PlanFile {
         format: FORMAT,
         repo: repo.to_string(),
@@ -122,7 +112,8 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn write_json(state_dir: &Path, path: &Path, value: &impl Serialize) -> Result<()> {
+fn write_json(state_dir: &StateDir, path: &Path, value: &impl Serialize) -> Result<()> {
+    let state_dir = state_dir.path();
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     // The state is derived data: keep it out of the fleet's own git history.

@@ -1,0 +1,163 @@
+//! The argument groups every command shares (the fleet and its state
+//! directory, the output format, durations, secrets) and the exit status every
+//! command returns. A leaf: command modules use it, it uses none of them.
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use discover::StateDir;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How a command ended, the same for every command (README.md, "Exit status").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the command ran and the answer is "yes" (or there was no question).
+    Ran,
+    /// 1: the command ran and the answer is "no": a deny, an app that breaks,
+    /// a host or service rolled back, a trace not found.
+    No,
+    /// 2: the command could not run: bad arguments, a missing path, an invalid file.
+    CouldNotRun,
+    /// 3: the command waits for a person (a manual gate of a rollout).
+    Waiting,
+}
+
+impl Exit {
+    /// `Ran` when `ok`, else `No`.
+    pub fn answer(ok: bool) -> Exit {
+        if ok { Exit::Ran } else { Exit::No }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ran => 0,
+            Exit::No => 1,
+            Exit::CouldNotRun => 2,
+            Exit::Waiting => 3,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit.code())
+    }
+}
+
+/// The fleet a command reads, and where its state is kept.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// The fleet root, holding bulkhead.toml (scanned now; unchanged files come from the state's cache).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+impl FleetArgs {
+    /// Scan this fleet through its state's cache.
+    pub fn scan_options(&self) -> discover::ScanOptions {
+        discover::ScanOptions {
+            paths: vec![self.path.clone()],
+            state_dir: self.state.state.clone(),
+            use_cache: true,
+        }
+    }
+
+    /// The state directory for this fleet, without scanning it.
+    pub fn state_dir(&self) -> StateDir {
+        self.state.resolve(&self.path)
+    }
+}
+
+/// `--state DIR`, for commands whose fleet root is given another way.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// State directory (default: .bulkhead/ at the fleet root).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+impl StateArgs {
+    pub fn resolve(&self, fleet_root: &Path) -> StateDir {
+        StateDir::resolve(fleet_root, self.state.as_deref())
+    }
+}
+
+/// `--format` with `--json` as its shorthand, shared by every reporting command.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+impl FormatArgs {
+    pub fn get(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    /// For a pull-request comment.
+    Markdown,
+}
+
+/// The clap value parser of every time flag: `250ms`, `30s`, `5m`, `1h30m`, `2d`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    yaml::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A duration flag whose text is kept as written (it is shown in plans), checked like [`duration`].
+pub fn duration_text(text: &str) -> Result<String, String> {
+    duration(text).map(|_| text.trim().to_string())
+}
+
+/// The value parser of a hidden old spelling that took whole seconds.
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    whole(text).map(Duration::from_secs)
+}
+
+/// The value parser of a hidden old spelling that took milliseconds.
+pub fn millis(text: &str) -> Result<Duration, String> {
+    whole(text).map(Duration::from_millis)
+}
+
+/// The value parser of a hidden old spelling that took hours.
+pub fn hours(text: &str) -> Result<Duration, String> {
+    whole(text).map(|h| Duration::from_secs(h.saturating_mul(3600)))
+}
+
+fn whole(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))
+}
+
+/// A secret named by `--…-token-env NAME` or `--…-token-file PATH`, never
+/// given on the command line itself, where other users can read it.
+pub fn read_secret(flag: &str, env: Option<&str>, file: Option<&Path>) -> Result<Option<String>> {
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(token) if !token.is_empty() => Ok(Some(token)),
+            _ => bail!("--{flag}-env {var}: the variable is unset or empty"),
+        };
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--{flag}-file {}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            bail!("--{flag}-file {}: the file is empty", path.display());
+        }
+        return Ok(Some(token.to_string()));
+    }
+    Ok(None)
+}

@@ -1,0 +1,75 @@
+//! `bulkhead cve ID`: which images, services, workloads and public routes a
+//! vulnerability reaches, with the emergency plan. Reads no file itself: the
+//! scan and the image inputs come from `discover`, the answer from `images`.
+
+use super::images::Loaded;
+use crate::args::{Exit, FleetArgs, Format, FormatArgs};
+use crate::output;
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct CveArgs {
+    /// The vulnerability id (CVE-2023-38545, GHSA-...).
+    id: String,
+    /// Add "timings" (scan and load, query, in milliseconds) to the JSON output.
+    #[arg(long)]
+    timings: bool,
+    #[command(flatten)]
+    fleet: FleetArgs,
+    #[command(flatten)]
+    format: FormatArgs,
+}
+
+pub fn run(args: CveArgs) -> Result<Exit> {
+    let loading = Instant::now();
+    let loaded = Loaded::load(&args.fleet)?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
+    let started = Instant::now();
+    let answer = images::cve::cve(loaded.query(), &args.id);
+    let report = images::cve::impact_report(&answer, &loaded.fleet);
+    let query_ms = started.elapsed().as_secs_f64() * 1000.0;
+    eprintln!(
+        "{}: {} image(s), {} service(s); answered in {query_ms:.2} ms after the scan",
+        answer.id,
+        answer.images.len(),
+        answer.services.len(),
+    );
+    if answer.introduced.is_empty() {
+        eprintln!(
+            "note: no scanner report lists {}; reports read: {}",
+            args.id,
+            loaded.inputs.catalog.reports.len()
+        );
+    }
+    match args.format.get() {
+        Format::Json => output::print_json(&CveJson {
+            schema: "bulkhead.cve/v1",
+            cve: &answer,
+            report: &report,
+            timings: args.timings.then_some(Timings { load_ms, query_ms }),
+        })?,
+        format => output::print_report(&report, format)?,
+    }
+    Ok(Exit::Ran)
+}
+
+#[derive(Serialize)]
+struct CveJson<'a> {
+    schema: &'static str,
+    cve: &'a images::CveAnswer,
+    report: &'a model::ImpactReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<Timings>,
+}
+
+/// Where the time of a query went: the scan and the files it reads, then the analysis.
+#[derive(Serialize)]
+struct Timings {
+    /// Scan (through the cache), base catalog, scanner reports and cluster snapshots.
+    load_ms: f64,
+    /// The CVE answer and its impact report, from the loaded fleet.
+    query_ms: f64,
+}

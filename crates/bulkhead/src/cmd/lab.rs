@@ -1,0 +1,218 @@
+//! `bulkhead lab`: the sample fleet generator and the demo service it runs.
+
+use crate::args::{self, Exit};
+use crate::output;
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Read when neither --admin-token-env nor --admin-token-file is given, so
+/// that scripts written before those flags keep their admin endpoint.
+const LEGACY_TOKEN_ENV: &str = "BULKHEAD_LAB_ADMIN_TOKEN";
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Write a realistic, deterministic sample fleet as real git repositories.
+    ///
+    /// Service repos in five languages (Dockerfile, CI file, Kubernetes
+    /// manifests, catalog-info.yaml), a ci-templates repo with tagged releases
+    /// up to an incompatible v2.0.0, a base-images repo, Trivy reports, a hosts
+    /// inventory, and ground-truth.json listing every planted fact. The same
+    /// seed gives byte-identical output.
+    ///
+    /// Example: bulkhead lab init /tmp/fleet --services 100 --seed 42
+    Init(InitArgs),
+    /// Run a demo microservice that propagates traces and fails on purpose.
+    ///
+    /// Answers every path with JSON naming itself, its version and the results
+    /// of calling each --calls URL, passing the trace context on (W3C
+    /// traceparent/tracestate, and B3). Writes one JSON log line per request
+    /// with trace_id and span_id on stdout; the first line is
+    /// {"event":"listening","addr":"HOST:PORT",...}. Exports spans over
+    /// OTLP/HTTP to --otlp-endpoint. A downstream failure is answered with 502
+    /// and error.origin naming the service that failed first.
+    ///
+    /// Other routes: /healthz, /readyz, /metrics (Prometheus), /admin/faults
+    /// (GET, PUT, DELETE; needs an admin token), POST /test (the W3C
+    /// trace-context test service protocol). SIGTERM or Ctrl-C stops it
+    /// gracefully: open requests finish and queued spans are flushed.
+    ///
+    /// Example: bulkhead lab service --name orders --service-version 1.0.0
+    /// --listen 127.0.0.1:8081 --calls http://127.0.0.1:8082/ --latency 20ms
+    Service(Box<ServiceArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the fleet (must be empty or not exist).
+    pub dir: PathBuf,
+    /// Number of services.
+    #[arg(long, default_value_t = 100)]
+    pub services: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Service name, as it appears in responses, logs, spans and metrics.
+    #[arg(long)]
+    name: String,
+    /// Service version, for example 1.4.0 or green.
+    #[arg(long, value_name = "VERSION")]
+    service_version: String,
+    /// Address to listen on; port 0 picks a free port (printed in the first log line).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Downstream services called on every request: http:// URLs, comma-separated.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    calls: Vec<lab_service::HttpUrl>,
+    /// Call the downstream services all at once instead of one after the other.
+    #[arg(long)]
+    parallel: bool,
+    /// Timeout of one downstream call.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = args::duration)]
+    call_timeout: Duration,
+    #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "call_timeout")]
+    call_timeout_ms: Option<Duration>,
+    /// Export spans over OTLP/HTTP (JSON) to this collector; /v1/traces is appended.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<lab_service::HttpUrl>,
+    /// Longest time a span waits before it is exported.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = args::duration)]
+    otlp_interval: Duration,
+    #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "otlp_interval")]
+    otlp_interval_ms: Option<Duration>,
+    /// Spans per export request.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    otlp_batch_size: usize,
+    /// Spans queued while the collector is slow; more are dropped (spans_dropped_total).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    otlp_queue: usize,
+    /// Fault: share of requests answered with HTTP 500, from 0.0 to 1.0.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fault: latency added to every request.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = args::duration)]
+    latency: Duration,
+    #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "latency")]
+    latency_ms: Option<Duration>,
+    /// Fault: random latency added on top of --latency.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = args::duration)]
+    latency_jitter: Duration,
+    #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "latency_jitter")]
+    latency_jitter_ms: Option<Duration>,
+    /// How the jitter is drawn: uniform in [0, jitter], or exponential with mean
+    /// jitter (a long tail, capped at 10x).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = LatencyDistribution::Uniform)]
+    latency_distribution: LatencyDistribution,
+    /// Fault: fail calls to this downstream (a URL exactly as in --calls) without
+    /// making them. Repeatable.
+    #[arg(long, value_name = "URL")]
+    fail_call: Vec<String>,
+    /// Fault: answer /readyz with 503.
+    #[arg(long)]
+    not_ready: bool,
+    /// Seed for ids and fault decisions: the same seed and the same requests give
+    /// the same answers.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The environment variable holding the bearer token that enables the admin
+    /// endpoint (/admin/faults). With neither this nor --admin-token-file,
+    /// BULKHEAD_LAB_ADMIN_TOKEN is read; without a token the admin endpoint is
+    /// disabled and answers 403.
+    #[arg(long, value_name = "NAME", conflicts_with = "admin_token_file")]
+    admin_token_env: Option<String>,
+    /// A file holding the admin endpoint's bearer token.
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+    /// Worker threads; 1 runs a single-threaded runtime (lightest).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LatencyDistribution {
+    Uniform,
+    Exponential,
+}
+
+pub fn run(command: LabCommand) -> Result<Exit> {
+    match command {
+        LabCommand::Init(args) => init(&args),
+        LabCommand::Service(args) => service(*args),
+    }
+}
+
+pub fn init(args: &InitArgs) -> Result<Exit> {
+    write_fleet(&args.dir, args.services, args.seed)?;
+    Ok(Exit::Ran)
+}
+
+/// Writes the sample fleet and says where it is.
+pub fn write_fleet(dir: &Path, services: usize, seed: u64) -> Result<()> {
+    let spec = lab::generate::FleetSpec {
+        services,
+        seed,
+        git: true,
+    };
+    eprintln!(
+        "writing a {services}-service sample fleet to {} (seed {seed})",
+        dir.display(),
+    );
+    let summary = lab::generate::write_fleet(dir, &spec)
+        .with_context(|| format!("writing the sample fleet to {}", dir.display()))?;
+    output::print(&format!(
+        "wrote {} services in {} repositories ({} files) to {}\nground truth: {}\nnext: bulkhead scan --path {}\n",
+        summary.services,
+        summary.repos,
+        summary.files,
+        dir.display(),
+        summary.ground_truth.display(),
+        dir.display()
+    ))
+}
+
+fn service(args: ServiceArgs) -> Result<Exit> {
+    let name = args.name.clone();
+    let token = match (&args.admin_token_env, &args.admin_token_file) {
+        (None, None) => std::env::var(LEGACY_TOKEN_ENV).ok(),
+        (env, file) => args::read_secret("admin-token", env.as_deref(), file.as_deref())?,
+    };
+    let mut config = lab_service::Config::new(args.name, args.service_version);
+    config.listen = args.listen;
+    config.calls = args.calls;
+    config.call_mode = if args.parallel {
+        lab_service::CallMode::Parallel
+    } else {
+        lab_service::CallMode::Sequential
+    };
+    config.call_timeout = args.call_timeout_ms.unwrap_or(args.call_timeout);
+    let interval = args.otlp_interval_ms.unwrap_or(args.otlp_interval);
+    config.otlp = args.otlp_endpoint.map(|endpoint| {
+        let mut otlp = lab_service::OtlpConfig::new(endpoint);
+        otlp.interval = interval;
+        otlp.batch_size = args.otlp_batch_size;
+        otlp.queue = args.otlp_queue;
+        otlp
+    });
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    config.faults = lab_service::Faults {
+        error_rate: args.error_rate,
+        latency_ms: millis(args.latency_ms.unwrap_or(args.latency)),
+        latency_jitter_ms: millis(args.latency_jitter_ms.unwrap_or(args.latency_jitter)),
+        jitter: match args.latency_distribution {
+            LatencyDistribution::Uniform => lab_service::Jitter::Uniform,
+            LatencyDistribution::Exponential => lab_service::Jitter::Exponential,
+        },
+        fail_calls: args.fail_call,
+        not_ready: args.not_ready,
+    };
+    config.seed = args.seed;
+    config.admin_token = token.and_then(lab_service::AdminToken::new);
+    config.worker_threads = args.threads.max(1);
+    lab_service::run(config).with_context(|| format!("lab service {name}"))?;
+    Ok(Exit::Ran)
+}
