@@ -39,8 +39,8 @@ pub enum RolloutCommand {
     /// rolled back, held or aborted, 2 usage or I/O errors, 3 waiting for a
     /// human (`promote`, `resume` or `abort` carry on).
     ///
-    /// Example: BULKHEAD_ADMIN_TOKEN=... bulkhead rollout start --services payments,orders
-    /// --path ./fleet --executor gateway --gateway-admin http://127.0.0.1:9901 --admin-token-env BULKHEAD_ADMIN_TOKEN
+    /// Example: bulkhead rollout start --services payments,orders --path ./fleet
+    /// --executor gateway --gateway-admin http://127.0.0.1:9901 --admin-token-env BULKHEAD_ADMIN_TOKEN
     Start(Box<StartArgs>),
     /// Show a rollout: waves, each service's phase and analyses, rollback
     /// times, what waits for a human, and whether services outside the change

@@ -25,6 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("gateway", &["scan", "signals", "telemetry"]),
     ("traces", &[]),
     ("telemetry", &[]),
+    ("yaml", &[]),
     ("collector", &["signals", "traces"]),
     ("rollout", &["model", "scan", "impact"]),
     (

@@ -7,6 +7,7 @@ mod bad_input;
 mod boutique;
 mod collector;
 mod gateway;
+mod grammar;
 mod images;
 mod lab_service;
 mod layering;
