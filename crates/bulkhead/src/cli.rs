@@ -169,4 +169,12 @@ mod tests {
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// The state databases are opened by folder; their crates pick the file name.
+    #[test]
+    fn the_state_dir_names_the_databases_as_their_crates_open_them() {
+        use discover::StateFile;
+        assert_eq!(StateFile::PatchDb.name(), hostops::state::DB_FILE);
+        assert_eq!(StateFile::RolloutsDb.name(), orchestrator::state::DB_FILE);
+    }
 }

@@ -12,6 +12,7 @@
 //! at the fleet root), so a rescan re-reads only the files that changed.
 
 pub mod config;
+pub mod files;
 mod git;
 mod image_inputs;
 pub mod state;

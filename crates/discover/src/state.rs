@@ -43,7 +43,7 @@ pub enum StateFile {
     PatchDb,
     /// `runs/RUN/HOST/`: the .debs saved before a host's upgrade, for its rollback.
     PatchRuns,
-    /// `facts/`: what each host said it would upgrade, asked by `patch plan`.
+    /// `facts/HOST/`: each host's work folder while `patch plan` asks what it would upgrade.
     PatchFacts,
     /// `rollouts.db`: rollouts, every transition recorded before it is acted on (SQLite, WAL).
     RolloutsDb,
@@ -202,4 +202,42 @@ fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), crate::Di
         source: e.into_error(),
     })?;
     std::fs::rename(&tmp, path).map_err(io("renaming", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, StateDir, StateFile};
+    use std::path::Path;
+
+    #[test]
+    fn the_state_dir_is_given_or_at_the_fleet_root_and_names_every_file() {
+        let root = Path::new("/fleet");
+        let default = StateDir::resolve(root, None);
+        assert_eq!(default.path(), Path::new("/fleet/.bulkhead"));
+        let given = StateDir::resolve(root, Some(Path::new("/var/state")));
+        assert_eq!(
+            given.file(StateFile::RolloutsDb),
+            Path::new("/var/state/rollouts.db")
+        );
+        assert_eq!(
+            default.template_plan("v2.0.0/../x"),
+            Path::new("/fleet/.bulkhead/template-plan-v2.0.0_.._x.json")
+        );
+        let table: Vec<(&str, Kind)> = StateFile::ALL
+            .iter()
+            .map(|f| (f.name(), f.kind()))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("scan-cache.json", Kind::Cache),
+                ("template-tags.json", Kind::Record),
+                ("template-plan-", Kind::Record),
+                ("patch.db", Kind::Record),
+                ("runs", Kind::Record),
+                ("facts", Kind::Cache),
+                ("rollouts.db", Kind::Record),
+            ]
+        );
+    }
 }

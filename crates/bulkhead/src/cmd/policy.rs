@@ -254,9 +254,8 @@ fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Re
     let mut set = GatekeeperSet::new();
     let mut errors = Vec::new();
     for path in &args.policy {
-        for file in yaml_files(path)? {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+        for file in discover::files::yaml_files(path, true)? {
+            let text = discover::files::read_text(&file)?;
             for d in set.add_yaml(&file.display().to_string(), &text) {
                 match d.severity {
                     Severity::Error => errors.push(d),
@@ -293,24 +292,6 @@ fn newest_release(repo: &Path) -> Option<String> {
         })
         .max()
         .map(|(_, name)| name)
-}
-
-fn yaml_files(path: &Path) -> Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
-        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
-        let p = entry.path();
-        if p.is_dir() {
-            files.extend(yaml_files(&p)?);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            files.push(p);
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// What `policy check` prints with --format json.
@@ -423,8 +404,7 @@ fn check_manifests(policies: &Policies, files: &[(String, PathBuf)]) -> Result<O
                 s.spawn(move || -> Result<Outcome> {
                     let mut out = Outcome::default();
                     for (shown, file) in part {
-                        let text = std::fs::read_to_string(file)
-                            .with_context(|| format!("reading {}", file.display()))?;
+                        let text = discover::files::read_text(file)?;
                         out.extend(mine.check_manifest_file(shown, &text));
                     }
                     Ok(out)

@@ -245,20 +245,8 @@ fn load_specs(change: &ChangeArgs) -> Result<Specs> {
     let Some(path) = path else {
         return Ok(specs);
     };
-    let files = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect();
-        files.sort();
-        files
-    } else {
-        vec![path.clone()]
-    };
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
+    for file in discover::files::yaml_files(&path, false)? {
+        let text = discover::files::read_text(&file)?;
         specs.add(&file.display().to_string(), &text);
     }
     Ok(specs)
