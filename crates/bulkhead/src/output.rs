@@ -58,7 +58,7 @@ pub fn scan(options: &discover::ScanOptions) -> Result<ScanOutcome> {
 }
 
 /// Runs `work` while a progress line on stderr (when it is a terminal) counts files.
-pub fn with_progress<T>(work: impl FnOnce(&discover::Progress) -> T) -> T {
+fn with_progress<T>(work: impl FnOnce(&discover::Progress) -> T) -> T {
     let progress = discover::Progress::default();
     if !std::io::stderr().is_terminal() {
         return work(&progress);

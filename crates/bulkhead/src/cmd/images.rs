@@ -81,7 +81,7 @@ pub struct InspectArgs {
     /// Platform to pick from an image index.
     #[arg(long, default_value = "linux/amd64")]
     platform: String,
-    /// How long to wait for each registry request.
+    /// How long to wait for each registry request (a bare number is seconds, as before).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
     timeout: Duration,
     #[command(flatten)]

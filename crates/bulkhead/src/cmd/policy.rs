@@ -535,12 +535,10 @@ fn junit(findings: &[Finding], strict: bool) -> String {
 fn verify(args: VerifyArgs) -> Result<Exit> {
     let mut all_passed = true;
     for suite in &args.suites {
-        let text = std::fs::read_to_string(suite)
-            .with_context(|| format!("reading {}", suite.display()))?;
+        let text = discover::files::read_text(suite)?;
         let dir = suite.parent().unwrap_or(Path::new(".")).to_path_buf();
         let report = policy::suite::run(&text, &mut |rel| {
-            let path = dir.join(rel);
-            std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+            discover::files::read_text(&dir.join(rel)).map_err(|e| e.to_string())
         });
         all_passed &= report.passed();
         output::print(&report.render(&suite.display().to_string()))?;

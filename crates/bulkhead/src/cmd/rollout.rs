@@ -425,8 +425,7 @@ fn target(args: &StartArgs) -> Result<Target> {
 fn start_cmd(args: StartArgs) -> Result<Exit> {
     let plan = match &args.plan {
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = discover::files::read_text(file)?;
             serde_json::from_str::<Plan>(&text).with_context(|| {
                 format!(
                     "{} is not a rollout plan (write one with `bulkhead rollout plan --format json`)",
