@@ -243,7 +243,7 @@ fn start(bulkhead: &Path, data: &Path, pin: bool) -> Result<(Process, String, St
             "--query",
             "127.0.0.1:0",
         ])
-        .args(["--retention-hours", "0", "--max-store-mb", "0"])
+        .args(["--retention", "0s", "--max-store-mb", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

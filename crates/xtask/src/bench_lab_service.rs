@@ -76,7 +76,7 @@ fn free_port() -> Result<u16, String> {
 fn start(bulkhead: &Path, name: &str, calls: Option<&str>) -> Result<Instance, String> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let mut cmd = Command::new(bulkhead);
-    cmd.args(["lab", "service", "--name", name, "--version", "1.0.0"])
+    cmd.args(["lab", "service", "--name", name, "--service-version", "1.0.0"])
         .args(["--listen", &addr])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -69,7 +69,7 @@ fn lab_service(
             "service",
             "--name",
             "pay",
-            "--version",
+            "--service-version",
             version,
             "--threads",
             "1",
