@@ -8,6 +8,7 @@
 //! read through their own connections (WAL), on the blocking pool.
 //! Docs: `docs/tracing.md`.
 
+pub mod attrs;
 mod base64;
 pub mod ingest;
 pub mod jaeger;
