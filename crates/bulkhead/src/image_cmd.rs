@@ -540,7 +540,7 @@ pub fn impact_image(args: ImpactImageArgs) -> Result<ExitCode> {
             reference.name()
         );
     }
-    let answer = images::cve::image(
+    let answer = impact::image(
         images::CveQuery {
             fleet: &context.fleet,
             catalog: &context.catalog,
@@ -549,7 +549,7 @@ pub fn impact_image(args: ImpactImageArgs) -> Result<ExitCode> {
         &reference,
     );
     let to = args.to.as_deref().unwrap_or("a new build");
-    let report = images::cve::image_report(&answer, &context.fleet, &context.catalog, to);
+    let report = impact::image_report(&answer, &context.fleet, &context.catalog, to);
     eprintln!(
         "{}: {} image(s), {} service(s)",
         answer.id,
