@@ -1,4 +1,5 @@
-//! The trace collector: OTLP in, a durable span store, Jaeger's query API out.
+//! Tracing's I/O edge (`traces` is its pure half): the trace collector, OTLP
+//! in, a durable span store, Jaeger's query API out.
 //!
 //! Three listeners on one tokio runtime: OTLP/HTTP (`POST /v1/traces`),
 //! OTLP/gRPC (h2c, `TraceService/Export`) and the query API (Jaeger's HTTP

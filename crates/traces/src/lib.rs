@@ -1,4 +1,4 @@
-//! Trace analysis, pure: spans in, a tree, its critical path, latency per
+//! Tracing's pure half (`collector` is its I/O edge): trace analysis, spans in, a tree, its critical path, latency per
 //! service, bottlenecks, the error's root cause and service dependencies out,
 //! plus their terminal rendering. The algorithms are described in
 //! `docs/tracing-analysis.md`.
