@@ -25,8 +25,8 @@ pub mod state;
 pub mod testbed;
 pub mod zoneinfo;
 
-pub use runner::{Finish, Options, execute, rollback_host};
 pub use host::Host;
+pub use runner::{Finish, Options, execute, rollback_host};
 pub use state::{StateDb, StateError};
 
 /// Asks each host what it would change, a few hosts at a time.

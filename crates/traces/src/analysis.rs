@@ -6,7 +6,7 @@
 //! O(n log n).
 
 use crate::deps::{DependencyLink, dependencies};
-use crate::span::{Span, SpanId, SpanKind, TraceId, http_status, is_error};
+use crate::span::{SpanId, SpanKind, TraceId, http_status, is_error};
 use crate::tree::{Trace, Warning};
 use serde::Serialize;
 use std::collections::BTreeMap;
