@@ -4,18 +4,18 @@ use model::{Service, Tier};
 
 /// The base-images catalog: debian-12 <- go-1.22 <- go-1.22-cgo, and alpine apart.
 const CATALOG: &str = r#"[
-  {"name": "reg/base/debian-12", "tag": "2024.10"},
-  {"name": "reg/base/go-1.22", "tag": "2024.10", "base": "reg/base/debian-12:2024.10"},
-  {"name": "reg/base/go-1.22-cgo", "tag": "1", "base": "reg/base/go-1.22:2024.10"},
-  {"name": "reg/base/alpine-3.20", "tag": "1"}
+  {"name": "acme.internal/base/debian-12", "tag": "2024.10"},
+  {"name": "acme.internal/base/go-1.22", "tag": "2024.10", "base": "acme.internal/base/debian-12:2024.10"},
+  {"name": "acme.internal/base/go-1.22-cgo", "tag": "1", "base": "acme.internal/base/go-1.22:2024.10"},
+  {"name": "acme.internal/base/alpine-3.20", "tag": "1"}
 ]"#;
 
 /// Services, their tiers and the images they run.
 const SERVICES: &[(&str, u8, &str)] = &[
-    ("edge", 1, "reg/base/alpine-3.20:1"),
-    ("orders", 1, "reg/base/go-1.22-cgo:1"),
-    ("reports", 3, "reg/base/go-1.22:2024.10"),
-    ("web", 2, "reg/base/debian-12:2024.10"),
+    ("edge", 1, "acme.internal/base/alpine-3.20:1"),
+    ("orders", 1, "acme.internal/base/go-1.22-cgo:1"),
+    ("reports", 3, "acme.internal/base/go-1.22:2024.10"),
+    ("web", 2, "acme.internal/base/debian-12:2024.10"),
 ];
 
 fn fleet() -> Fleet {
@@ -52,38 +52,38 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
-        change: "reg/base/debian-12:2024.11",
+        change: "acme.internal/base/debian-12:2024.11",
         images: &[
-            "reg/base/debian-12",
-            "reg/base/go-1.22 -> reg/base/debian-12",
-            "reg/base/go-1.22-cgo -> reg/base/go-1.22 -> reg/base/debian-12",
+            "acme.internal/base/debian-12",
+            "acme.internal/base/go-1.22 -> acme.internal/base/debian-12",
+            "acme.internal/base/go-1.22-cgo -> acme.internal/base/go-1.22 -> acme.internal/base/debian-12",
         ],
         services: &["orders", "web", "reports"],
         untouched: &["edge"],
         waves: &[
-            "rebuild base images: reg/base/go-1.22, reg/base/go-1.22-cgo",
+            "rebuild base images: acme.internal/base/go-1.22, acme.internal/base/go-1.22-cgo",
             "canary: reports",
             "tier 1: orders",
             "tier 2: web",
         ],
     },
     Case {
-        change: "reg/base/go-1.22",
+        change: "acme.internal/base/go-1.22",
         images: &[
-            "reg/base/go-1.22",
-            "reg/base/go-1.22-cgo -> reg/base/go-1.22",
+            "acme.internal/base/go-1.22",
+            "acme.internal/base/go-1.22-cgo -> acme.internal/base/go-1.22",
         ],
         services: &["orders", "reports"],
         untouched: &["edge", "web"],
         waves: &[
-            "rebuild base images: reg/base/go-1.22-cgo",
+            "rebuild base images: acme.internal/base/go-1.22-cgo",
             "canary: reports",
             "tier 1: orders",
         ],
     },
     Case {
-        change: "reg/base/alpine-3.20:2",
-        images: &["reg/base/alpine-3.20"],
+        change: "acme.internal/base/alpine-3.20:2",
+        images: &["acme.internal/base/alpine-3.20"],
         services: &["edge"],
         untouched: &["orders", "reports", "web"],
         waves: &["canary: edge"],
