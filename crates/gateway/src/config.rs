@@ -3,7 +3,7 @@
 //!
 //! A file holds one gateway document (no `kind`) and any number of Gateway API
 //! `HTTPRoute` documents, separated by `---`; [`crate::parse`] reads the whole
-//! file, [`crate::httproute`] the route documents.
+//! file, `httproute` the route documents.
 
 use scan::yaml::{self, Node};
 use serde::{Serialize, Serializer};

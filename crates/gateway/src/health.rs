@@ -3,7 +3,7 @@
 //! Each `(service, endpoint)` has one [`Cell`] that outlives configuration
 //! generations, so a selector switch or a reload keeps what is known about an
 //! endpoint. The request path only reads a cell (and writes it on a failure, or on
-//! the first success after one); the checker task (run by [`crate::upkeep`]) is
+//! the first success after one); the checker task (run by `upkeep`) is
 //! the only writer of the active state.
 
 use crate::config::{Ejection, HealthCheck};
