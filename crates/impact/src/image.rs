@@ -12,9 +12,9 @@ use model::{Change, Evidence, Finding, Fleet, ImageRef, ImpactReport, Risk};
 use std::collections::BTreeSet;
 
 /// Answers "what if this image changes?": the image, every known image built
-/// on it, and everything [`reach`] finds from them (the services built on them or
-/// running them, ranked as for a CVE). The answer's `id` is the
-/// image's name; nothing is `introduced` and no image is `reported`.
+/// on it, and everything [`reach`] finds from them (the services built on or
+/// running them, ranked as for a CVE). The answer's `id` is the image's name;
+/// nothing is `introduced` and no image is `reported`.
 pub fn image(query: CveQuery<'_>, reference: &ImageRef) -> CveAnswer {
     let catalog = query.catalog;
     let root = reference.name();
