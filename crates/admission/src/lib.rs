@@ -1,4 +1,5 @@
-//! The ValidatingAdmissionWebhook server behind `bulkhead policy serve`.
+//! Policy enforcement's I/O edge (`policy` is its pure half): the
+//! ValidatingAdmissionWebhook server behind `bulkhead policy serve`.
 //!
 //! HTTPS with rustls on a tokio runtime, and a small HTTP/1.1 server of its
 //! own (the `http` module says why and what it refuses). Reviews

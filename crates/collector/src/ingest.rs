@@ -10,6 +10,7 @@
 //! resource attributes once. An invalid span is rejected alone and counted in
 //! the response's `partial_success`; the rest of the request is stored.
 
+use crate::attrs::{UNKNOWN_SERVICE, wire_is_error};
 use crate::otlp::{self, ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Value, wire};
 use bytes::Bytes;
 use prost::Message as _;
@@ -23,9 +24,6 @@ use std::sync::Arc;
 /// their own index (the error column); other keys are matched by scanning.
 pub const DEFAULT_INDEXED_TAGS: &[&str] =
     &["http.route", "rpc.method", "peer.service", "db.system"];
-
-/// The service name of a resource without `service.name` (the OTel SDK default).
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// One span as the store writes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,51 +312,4 @@ fn row(
         blob: Bytes::new(),
         tags,
     })
-}
-
-/// Status `Error`; or, with the status unset, an HTTP status of 500 or more
-/// or the OpenTracing tag `error=true` (as `traces::is_error` decides).
-pub fn is_error(span: &otlp::Span) -> bool {
-    let code = span.status.as_ref().map_or(otlp::status::UNSET, |s| s.code);
-    match code {
-        otlp::status::ERROR => true,
-        otlp::status::UNSET => {
-            http_status(&span.attributes).is_some_and(|s| s >= 500)
-                || otlp::attribute(&span.attributes, "error")
-                    .is_some_and(|v| v.to_query_string() == "true")
-        }
-        _ => false,
-    }
-}
-
-/// [`is_error`] of a span as ingest decodes it.
-fn wire_is_error(span: &wire::Span) -> bool {
-    let code = span.status.as_ref().map_or(otlp::status::UNSET, |s| s.code);
-    match code {
-        otlp::status::ERROR => true,
-        otlp::status::UNSET => {
-            let status = ["http.response.status_code", "http.status_code"]
-                .iter()
-                .find_map(|key| match wire::attribute(&span.attributes, key)? {
-                    wire::Value::Int(n) => Some(*n),
-                    wire::Value::String(s) => std::str::from_utf8(s).ok()?.parse().ok(),
-                    _ => None,
-                });
-            status.is_some_and(|s| s >= 500)
-                || wire::attribute(&span.attributes, "error")
-                    .is_some_and(|v| v.to_query_string() == "true")
-        }
-        _ => false,
-    }
-}
-
-/// The HTTP response status among the attributes (old and new semantic conventions).
-pub fn http_status(attributes: &[otlp::KeyValue]) -> Option<i64> {
-    ["http.response.status_code", "http.status_code"]
-        .iter()
-        .find_map(|key| match otlp::attribute(attributes, key)? {
-            Value::Int(n) => Some(*n),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        })
 }

@@ -11,6 +11,7 @@
 //! resource is a process (`service.name` is its `serviceName`, the other
 //! resource attributes its tags).
 
+use crate::attrs::{UNKNOWN_SERVICE, any_to_json, is_error, kind_name};
 use crate::ingest::hex;
 use crate::otlp::{self, KeyValue, ResourceSpans, Span, Value};
 use crate::store::StoredSpan;
@@ -21,27 +22,6 @@ use std::sync::Arc;
 /// Jaeger's response envelope.
 pub fn envelope(data: Json, total: usize, errors: Option<Json>) -> Json {
     json!({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors})
-}
-
-/// An array or map attribute value as JSON, as Jaeger shows it.
-pub fn any_to_json(value: &Value) -> Json {
-    fn any(v: &otlp::AnyValue) -> Json {
-        v.value.as_ref().map_or(Json::Null, any_to_json)
-    }
-    match value {
-        Value::String(s) => Json::from(s.as_str()),
-        Value::Bool(b) => Json::from(*b),
-        Value::Int(i) => Json::from(*i),
-        Value::Double(d) => Json::from(*d),
-        Value::Bytes(b) => Json::from(crate::base64::encode(b)),
-        Value::Array(a) => Json::Array(a.values.iter().map(any).collect()),
-        Value::Kvlist(kv) => Json::Object(
-            kv.values
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(Json::Null, any)))
-                .collect(),
-        ),
-    }
 }
 
 fn tag(key: &str, value: Option<&Value>) -> Json {
@@ -68,17 +48,6 @@ fn tags(attributes: &[KeyValue]) -> Vec<Json> {
 
 fn str_tag(key: &str, value: &str) -> Json {
     json!({"key": key, "type": "string", "value": value})
-}
-
-pub fn kind_name(kind: i32) -> Option<&'static str> {
-    match kind {
-        otlp::kind::INTERNAL => Some("internal"),
-        otlp::kind::SERVER => Some("server"),
-        otlp::kind::CLIENT => Some("client"),
-        otlp::kind::PRODUCER => Some("producer"),
-        otlp::kind::CONSUMER => Some("consumer"),
-        _ => None,
-    }
 }
 
 /// Nanoseconds to Jaeger's microseconds.
@@ -123,7 +92,7 @@ pub fn trace(trace_id: &[u8; 16], spans: &[StoredSpan]) -> Json {
         let service = spans
             .iter()
             .find(|s| Arc::ptr_eq(&s.resource, resource))
-            .map_or(crate::ingest::UNKNOWN_SERVICE, |s| s.service.as_str());
+            .map_or(UNKNOWN_SERVICE, |s| s.service.as_str());
         let process_tags: Vec<Json> = attributes
             .iter()
             .filter(|kv| kv.key != "service.name")
@@ -172,7 +141,7 @@ fn span(span: &Span, resource: &ResourceSpans, pid: &str) -> Json {
     if !status.message.is_empty() {
         t.push(str_tag("otel.status_description", &status.message));
     }
-    if crate::ingest::is_error(span) {
+    if is_error(span) {
         t.push(json!({"key": "error", "type": "bool", "value": true}));
     }
     if let Some(scope) = resource.scope_spans.first().and_then(|s| s.scope.as_ref()) {
@@ -209,44 +178,6 @@ fn span(span: &Span, resource: &ResourceSpans, pid: &str) -> Json {
         "processID": pid,
         "warnings": null,
     })
-}
-
-/// Tags the mapping adds to every span from fields that are not attributes.
-pub const DERIVED_TAGS: &[&str] = &["error", "span.kind", "otel.status_code"];
-
-/// Whether `key=value` is on the span, its resource or scope, or is one of
-/// the tags the mapping adds (`error`, `span.kind`, `otel.status_code`).
-pub fn span_has_tag(span: &Span, resource: Option<&ResourceSpans>, key: &str, value: &str) -> bool {
-    let matches = |attrs: &[KeyValue]| {
-        otlp::attribute(attrs, key).is_some_and(|v| v.to_query_string() == value)
-    };
-    if matches(&span.attributes) || span.events.iter().any(|e| matches(&e.attributes)) {
-        return true;
-    }
-    if let Some(r) = resource {
-        if r.resource.as_ref().is_some_and(|r| matches(&r.attributes)) {
-            return true;
-        }
-        if r.scope_spans
-            .iter()
-            .filter_map(|s| s.scope.as_ref())
-            .any(|s| matches(&s.attributes))
-        {
-            return true;
-        }
-    }
-    match key {
-        "error" => (value == "true") == crate::ingest::is_error(span),
-        "span.kind" => kind_name(span.kind) == Some(value),
-        "otel.status_code" => {
-            let code = span.status.as_ref().map_or(0, |s| s.code);
-            matches!(
-                (code, value),
-                (otlp::status::OK, "OK") | (otlp::status::ERROR, "ERROR")
-            )
-        }
-        _ => false,
-    }
 }
 
 /// The spans of one Jaeger trace (as `/api/traces/{id}` returns it, ours or
@@ -288,7 +219,7 @@ pub fn analysis_spans(trace: &Json) -> Vec<traces::Span> {
             .or_else(|| span.get("process"))
             .and_then(|p| p.get("serviceName"))
             .and_then(Json::as_str)
-            .unwrap_or(crate::ingest::UNKNOWN_SERVICE)
+            .unwrap_or(UNKNOWN_SERVICE)
             .to_string();
         let mut kind = traces::SpanKind::Unspecified;
         let mut status = traces::StatusCode::Unset;

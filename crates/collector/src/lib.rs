@@ -1,4 +1,5 @@
-//! The trace collector: OTLP in, a durable span store, Jaeger's query API out.
+//! Tracing's I/O edge (`traces` is its pure half): the trace collector, OTLP
+//! in, a durable span store, Jaeger's query API out.
 //!
 //! Three listeners on one tokio runtime: OTLP/HTTP (`POST /v1/traces`),
 //! OTLP/gRPC (h2c, `TraceService/Export`) and the query API (Jaeger's HTTP
@@ -8,6 +9,7 @@
 //! read through their own connections (WAL), on the blocking pool.
 //! Docs: `docs/tracing.md`.
 
+pub mod attrs;
 mod base64;
 pub mod ingest;
 pub mod jaeger;

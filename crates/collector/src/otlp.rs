@@ -203,20 +203,6 @@ pub mod status {
     pub const ERROR: i32 = 2;
 }
 
-impl Value {
-    /// The value as Jaeger's tag query compares it: a plain string.
-    pub fn to_query_string(&self) -> String {
-        match self {
-            Value::String(s) => s.clone(),
-            Value::Bool(b) => b.to_string(),
-            Value::Int(i) => i.to_string(),
-            Value::Double(d) => d.to_string(),
-            Value::Bytes(b) => crate::base64::encode(b),
-            Value::Array(_) | Value::Kvlist(_) => crate::jaeger::any_to_json(self).to_string(),
-        }
-    }
-}
-
 /// The attribute `key` among `attributes`, if present with a value.
 pub fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
     attributes
@@ -331,21 +317,6 @@ pub mod wire {
         Kvlist(KeyValueList),
         #[prost(bytes = "bytes", tag = "7")]
         Bytes(Bytes),
-    }
-
-    impl Value {
-        /// As [`super::Value::to_query_string`].
-        pub fn to_query_string(&self) -> String {
-            match self {
-                Value::String(s) => String::from_utf8_lossy(s).into_owned(),
-                Value::Bool(b) => b.to_string(),
-                Value::Int(i) => i.to_string(),
-                Value::Double(d) => d.to_string(),
-                Value::Bytes(b) => crate::base64::encode(b),
-                Value::Array(a) => super::Value::Array(a.clone()).to_query_string(),
-                Value::Kvlist(l) => super::Value::Kvlist(l.clone()).to_query_string(),
-            }
-        }
     }
 
     /// The attribute `key` among `attributes`, if present with a value.

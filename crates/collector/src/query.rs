@@ -91,7 +91,7 @@ fn route(shared: &Shared, segments: &[&str], params: &[(String, String)]) -> Ans
                 .map_err(store_error)?
                 .into_iter()
                 .filter_map(|(name, k)| {
-                    let k = jaeger::kind_name(k).unwrap_or("");
+                    let k = crate::attrs::kind_name(k).unwrap_or("");
                     (kind.is_none_or(|want| want.is_empty() || want == k))
                         .then(|| json!({"name": name, "spanKind": k}))
                 })

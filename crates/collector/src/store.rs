@@ -28,6 +28,7 @@
 //! its time and its last span, tag and trace row ids in `commits`, so deleting
 //! by age or to free space is a range delete on row ids, with no index on time.
 
+use crate::attrs::{DERIVED_TAGS, span_has_tag};
 use crate::ingest::{Batch, SpanRow, tag_hash};
 use crate::otlp::{ResourceSpans, Span};
 use prost::Message as _;
@@ -646,7 +647,7 @@ impl Reader {
         for (k, v) in &q.tags {
             // Tags the Jaeger mapping derives (error, span.kind, ...) are not
             // attributes, so the tag index does not hold them.
-            if indexed.contains(k) && !crate::jaeger::DERIVED_TAGS.contains(&k.as_str()) {
+            if indexed.contains(k) && !DERIVED_TAGS.contains(&k.as_str()) {
                 arg(
                     &mut sql,
                     " AND s.id IN (SELECT span FROM tags WHERE hash = ?)",
@@ -695,7 +696,7 @@ impl Reader {
                     if !q
                         .tags
                         .iter()
-                        .all(|(k, v)| crate::jaeger::span_has_tag(&span, resource.as_ref(), k, v))
+                        .all(|(k, v)| span_has_tag(&span, resource.as_ref(), k, v))
                     {
                         continue;
                     }

@@ -191,18 +191,18 @@ fn error_is_status_error_or_http_5xx_when_unset() {
         attributes: vec![kv("http.response.status_code", Value::Int(503))],
         ..Span::default()
     };
-    assert!(ingest::is_error(&span));
+    assert!(crate::attrs::is_error(&span));
     span.status = Some(Status {
         code: status::OK,
         message: String::new(),
     });
-    assert!(!ingest::is_error(&span));
+    assert!(!crate::attrs::is_error(&span));
     span.status = Some(Status {
         code: status::ERROR,
         message: String::new(),
     });
     span.attributes.clear();
-    assert!(ingest::is_error(&span));
+    assert!(crate::attrs::is_error(&span));
 }
 
 /// The protobuf path stores each span's own bytes and derives the same rows

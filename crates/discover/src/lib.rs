@@ -1,4 +1,5 @@
-//! Discovery: finds a fleet's files, reads them in parallel and turns them into a [`model::Fleet`].
+//! Scanning's I/O edge (`scan` is its pure half): finds a fleet's files, reads
+//! them in parallel and turns them into a [`model::Fleet`] ([`scan()`]).
 //!
 //! This is where the file system is touched. It walks the given folders
 //! (honouring `.gitignore`, skipping `.git`, `vendor/` and `node_modules/`,
@@ -77,7 +78,8 @@ pub struct ScanOutcome {
     pub state_error: Option<String>,
 }
 
-/// Scans a fleet.
+/// Scans a fleet: walks its folders, reads each file (or takes its facts from
+/// the cache), parses it with the `scan` crate and assembles the fleet.
 ///
 /// # Errors
 /// Only when the scan cannot run: a path that does not exist, or an invalid

@@ -1,7 +1,9 @@
-//! The gateway's configuration file: listeners, limits, routes and services, read with line numbers.
+//! The gateway's configuration: listeners, limits, routes and services, and
+//! the reader of its gateway document, with line numbers.
 //!
 //! A file holds one gateway document (no `kind`) and any number of Gateway API
-//! `HTTPRoute` documents (see [`crate::httproute`]), separated by `---`.
+//! `HTTPRoute` documents, separated by `---`; [`crate::parse`] reads the whole
+//! file, `httproute` the route documents.
 
 use scan::yaml::{self, Node};
 use serde::{Serialize, Serializer};
@@ -207,22 +209,26 @@ fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
 }
 
-/// Parses a configuration file's text; `path` only names the file in errors.
+/// Reads a configuration file's text as far as the gateway document goes:
+/// its configuration, and the `HTTPRoute` documents that follow it, for
+/// [`crate::httproute`] to add (the whole file is [`crate::parse`]).
 ///
 /// # Errors
 ///
 /// The first problem found, with its line: bad YAML, a missing or malformed field, a
 /// route naming an unknown service, an empty selector, weights summing to zero.
-pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
-    let p = Reader { path };
+pub(crate) fn gateway_document(
+    p: &Reader<'_>,
+    text: &str,
+) -> Result<(Config, Vec<Node>), ConfigError> {
     let (docs, error) = yaml::load(text);
     if let Some(e) = error {
         return Err(p.err(e.line, e.message));
     }
-    let (gateway_docs, route_docs): (Vec<&Node>, Vec<&Node>) =
-        docs.iter().partition(|d| d.get("kind").is_none());
+    let (gateway_docs, route_docs): (Vec<Node>, Vec<Node>) =
+        docs.into_iter().partition(|d| d.get("kind").is_none());
     let root = match gateway_docs.as_slice() {
-        [root] if root.as_map().is_some() => *root,
+        [root] if root.as_map().is_some() => root,
         [_, second, ..] => {
             return Err(p.err(
                 second.line,
@@ -236,11 +242,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
             ));
         }
     };
-    let mut config = p.gateway(root)?;
-    for doc in route_docs {
-        crate::httproute::add(&p, doc, &mut config)?;
-    }
-    Ok(config)
+    Ok((p.gateway(root)?, route_docs))
 }
 
 /// Field readers that turn every problem into a [`ConfigError`] at the node's line.

@@ -3,20 +3,18 @@
 //! Each `(service, endpoint)` has one [`Cell`] that outlives configuration
 //! generations, so a selector switch or a reload keeps what is known about an
 //! endpoint. The request path only reads a cell (and writes it on a failure, or on
-//! the first success after one); the checker task is the only writer of the
-//! active state.
+//! the first success after one); the checker task (run by `upkeep`) is
+//! the only writer of the active state.
 
 use crate::config::{Ejection, HealthCheck};
-use crate::state::Shared;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 /// Milliseconds since the first call: a cheap monotonic clock that fits in an atomic.
 pub(crate) fn now_ms() -> u64 {
@@ -85,7 +83,7 @@ impl Cell {
         }
     }
 
-    fn checked(&self, passed: bool, check: &HealthCheck) {
+    pub(crate) fn checked(&self, passed: bool, check: &HealthCheck) {
         if passed {
             self.check_failures.store(0, Ordering::Relaxed);
             let n = self.check_passes.fetch_add(1, Ordering::Relaxed) + 1;
@@ -119,45 +117,7 @@ impl Book {
     }
 }
 
-/// Runs active checks until the gateway is gone: every service with a `health`
-/// section has all its endpoints (selected or not) checked every `interval`.
-pub(crate) fn spawn_checker(shared: Weak<Shared>) {
-    tokio::spawn(async move {
-        let client: Client<HttpConnector, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let mut due: HashMap<String, Instant> = HashMap::new();
-        // A 50 ms tick bounds how late a check starts; it is cheap when nothing is due.
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let table = shared.table();
-            let now = Instant::now();
-            for (service, pools) in table.services() {
-                let Some(check) = pools.upstream.health.clone() else {
-                    continue;
-                };
-                if due.get(service).is_some_and(|at| *at > now) {
-                    continue;
-                }
-                due.insert(service.to_string(), now + check.interval);
-                for (address, cell) in pools.all_endpoints() {
-                    let (client, check, cell) = (client.clone(), check.clone(), cell.clone());
-                    let address = *address;
-                    tokio::spawn(async move {
-                        let passed = probe(&client, address, &check).await;
-                        cell.checked(passed, &check);
-                    });
-                }
-            }
-        }
-    });
-}
-
-async fn probe(
+pub(crate) async fn probe(
     client: &Client<HttpConnector, Empty<Bytes>>,
     address: SocketAddr,
     check: &HealthCheck,

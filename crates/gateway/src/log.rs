@@ -192,7 +192,7 @@ struct Buffer {
 impl Log {
     /// Adds a line to the calling worker's buffer; `false` when it was dropped.
     pub fn write(&self, line: &Line<'_>) -> bool {
-        let mut buffer = self.buffers[crate::table::worker() % self.buffers.len()]
+        let mut buffer = self.buffers[crate::worker::worker() % self.buffers.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if buffer.bytes.len() >= MAX_BUFFERED {

@@ -5,6 +5,7 @@
 //! lookup; the registry's maps are only touched when a table is built and when
 //! `/metrics` is read.
 
+use crate::worker::{SHARDS, worker};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -15,10 +16,6 @@ use std::time::Duration;
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Copies of the counters: each worker counts in its own, on cache lines of its
-/// own, so two workers counting requests never write the same line.
-pub(crate) const SHARDS: usize = 8;
 
 /// Requests and their durations for one service and version.
 #[derive(Debug, Default)]
@@ -38,7 +35,7 @@ struct Shard {
 
 impl Stats {
     pub fn observe(&self, status: u16, duration: Duration) {
-        let shard = &self.shards[crate::table::worker() % SHARDS];
+        let shard = &self.shards[worker() % SHARDS];
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         shard.codes[class].fetch_add(1, Ordering::Relaxed);
         let secs = duration.as_secs_f64();

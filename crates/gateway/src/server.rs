@@ -9,6 +9,7 @@ use crate::log::{self, AccessLog, Message};
 use crate::otlp::{self, Exporter, OtlpOptions};
 use crate::proxy::{Proxy, Sinks};
 use crate::state::Shared;
+use crate::upkeep;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -175,8 +176,8 @@ impl Gateway {
                 Workers::new(vec![tokio::runtime::Handle::current()]),
             ));
         }
-        health::spawn_checker(Arc::downgrade(&shared));
-        tokio::spawn(crate::upstream::sweep_idle(Arc::downgrade(&shared)));
+        upkeep::spawn_health_checks(Arc::downgrade(&shared));
+        tokio::spawn(upkeep::sweep_idle_connections(Arc::downgrade(&shared)));
         Ok(Gateway {
             shared,
             proxy_addrs,
@@ -255,7 +256,7 @@ pub fn run(
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
             .spawn(move || {
-                crate::table::set_worker(index);
+                crate::worker::set_worker(index);
                 runtime.block_on(async move {
                     let _ = stopped.changed().await;
                 });

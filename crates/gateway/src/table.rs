@@ -9,27 +9,12 @@ use crate::h1::Fields;
 use crate::health::{self, Cell, Down};
 use crate::metrics::{Errors, Metrics, Stats};
 use crate::upstream::Connections;
+use crate::worker::{SHARDS, worker};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-thread_local! {
-    /// Which worker runtime this thread serves (0 outside the workers).
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the current thread as worker `index`: its requests use that worker's
-/// upstream connections, which are registered with that worker's runtime.
-pub(crate) fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
-}
-
-/// The worker the current thread serves.
-pub(crate) fn worker() -> usize {
-    WORKER.with(std::cell::Cell::get)
-}
 
 /// What outlives a table: counters, endpoint health, idle upstream connections.
 #[derive(Debug)]
@@ -102,7 +87,7 @@ struct Pool {
 /// A round-robin position per worker (each on its own cache line), so workers
 /// choosing endpoints never write the same line; each still cycles exactly.
 #[derive(Debug, Default)]
-struct Rotor([Slot; crate::metrics::SHARDS]);
+struct Rotor([Slot; SHARDS]);
 
 #[derive(Debug, Default)]
 #[repr(align(128))]

@@ -5,6 +5,7 @@
 //! the worker (and runtime) that opened it. Each worker has its own lock, which
 //! only that worker's thread takes: it is never contended.
 
+use crate::worker::worker;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
@@ -37,7 +38,7 @@ impl Connections {
     }
 
     fn mine(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
-        self.workers[crate::table::worker() % self.workers.len()]
+        self.workers[worker() % self.workers.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -78,25 +79,6 @@ impl Connections {
         }
     }
 }
-
-/// Closes the idle connections the upstream has closed or that have idled past
-/// the limit, every few seconds while the gateway lives: without it, the
-/// connections to an endpoint that gets no more traffic (or left the
-/// configuration) would stay open until a request for it came.
-pub async fn sweep_idle(shared: std::sync::Weak<crate::state::Shared>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        shared.registry.connections.sweep(Instant::now());
-    }
-}
-
-/// How often [`sweep_idle`] looks.
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// False when the upstream has closed an idle connection (or sent something
 /// unasked). The runtime already knows whether the socket turned readable, so

@@ -1,6 +1,6 @@
-//! Host patching, the I/O edge: dpkg and apt on a host, snapshots, health
-//! checks, the state database, and the executor that drives
-//! [`patch::Run`].
+//! Host patching's I/O edge; `patch` is its pure half. Here: dpkg and apt on
+//! a host, snapshots, health checks, the state database, and the runner that
+//! drives [`patch::Run`].
 //!
 //! `patch` decides what happens; this crate makes it happen and records it.
 //! Hosts are reached through a local root directory (dpkg `--root`, apt
@@ -10,23 +10,23 @@
 //! - [`apt`]: pre-checks, `dpkg-query`, saving `.deb`s, upgrade, downgrade, verify.
 //! - [`snapshot`]: btrfs, qcow2, LVM and command-hook snapshots.
 //! - [`health`]: command and HTTP checks.
-//! - [`executor`]: the loop (record, act, record) and per-host rollback.
+//! - [`runner`]: the run loop (record, act, record) and per-host rollback.
 //! - [`testbed`]: synthetic packages, local repositories and host roots, for
 //!   tests, the rollback benchmark and trying bulkhead without a fleet.
 
 pub mod apt;
 pub mod exec;
-pub mod executor;
 pub mod health;
 pub mod host;
 pub mod repack;
+pub mod runner;
 pub mod snapshot;
 pub mod state;
 pub mod testbed;
 pub mod zoneinfo;
 
-pub use executor::{Finish, Options, execute, rollback_host};
 pub use host::Host;
+pub use runner::{Finish, Options, execute, rollback_host};
 pub use state::{StateDb, StateError};
 
 /// Asks each host what it would change, a few hosts at a time.

@@ -2,7 +2,7 @@
 //!
 //! A run is its plan (JSON) plus an append-only list of events (JSON, the
 //! machine's [`Event`]s) with the wall-clock millisecond each was recorded.
-//! The executor appends `Started` before it acts and the outcome after, in
+//! The runner appends `Started` before it acts and the outcome after, in
 //! separate committed transactions (`synchronous=FULL`), so after a kill the
 //! events say exactly which step was under way. The machine's state is
 //! never stored: it is replayed from the events.
@@ -52,7 +52,7 @@ pub struct Recorded {
 pub struct RunRow {
     pub id: i64,
     pub created_ms: i64,
-    /// Set when the executor finished it; `None` for a run in progress or killed.
+    /// Set when the runner finished it; `None` for a run in progress or killed.
     pub finished_ms: Option<i64>,
     pub outcome: Option<String>,
 }

@@ -2,6 +2,9 @@
 //! introduced it, the services built on them, what runs them, who owns them
 //! and what is internet-facing; then the four-answer report and the
 //! emergency plan.
+//!
+//! [`reach`] (from affected images to the services they reach) is shared with
+//! `impact::image`, which asks the same of a base image change.
 
 use crate::catalog::Catalog;
 use crate::check::{owners, services_by_repo};
@@ -166,16 +169,20 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
 }
 
 /// What [`reach`] starts from: the affected images and what made them so.
-struct ReachStart<'a> {
-    id: &'a str,
-    severity: Option<Severity>,
-    introduced: Vec<Introduction>,
-    images: Vec<AffectedImage>,
+#[derive(Debug, Clone)]
+pub struct ReachStart<'a> {
+    /// The answer's id: the CVE, or the image whose change is asked about.
+    pub id: &'a str,
+    pub severity: Option<Severity>,
+    pub introduced: Vec<Introduction>,
+    pub images: Vec<AffectedImage>,
 }
 
-/// From the affected images to the services built on them or running them,
-/// their workloads, running containers and public routes, ranked.
-fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<String>) -> CveAnswer {
+/// From the affected images (`affected` names them all) to the services built
+/// on them or running them, their workloads, running containers and public
+/// routes, ranked. [`cve`] starts it from a vulnerability's images;
+/// `impact::image` from an image and everything built on it.
+pub fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<String>) -> CveAnswer {
     let CveQuery {
         fleet,
         catalog,
@@ -271,107 +278,6 @@ fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<String>
         services,
         running_images,
     }
-}
-
-/// Answers "what if this image changes?": the image, every known image built
-/// on it, and everything [`reach`] finds from them. The answer's `id` is the
-/// image's name; nothing is `introduced` and no image is `reported`.
-pub fn image(query: CveQuery<'_>, reference: &ImageRef) -> CveAnswer {
-    let catalog = query.catalog;
-    let root = reference.name();
-    let mut affected: BTreeSet<String> = catalog.descendants(&root).into_iter().collect();
-    affected.insert(root.clone());
-    let images = affected
-        .iter()
-        .map(|name| {
-            let mut lineage = Vec::new();
-            for (n, _) in catalog.lineage(name) {
-                let stop = n == root;
-                lineage.push(n);
-                if stop {
-                    break;
-                }
-            }
-            AffectedImage {
-                name: name.clone(),
-                lineage,
-                reported: false,
-                digests: catalog
-                    .get(name)
-                    .map(|i| i.digests.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-            }
-        })
-        .collect();
-    reach(
-        query,
-        ReachStart {
-            id: &root,
-            severity: None,
-            introduced: Vec::new(),
-            images,
-        },
-        &affected,
-    )
-}
-
-/// The four answers for moving `answer.id` (an image, from [`image`]) to
-/// `to`: the images built on it to rebuild first, then the same canary and
-/// waves as for a CVE.
-pub fn image_report(
-    answer: &CveAnswer,
-    fleet: &Fleet,
-    catalog: &Catalog,
-    to: &str,
-) -> ImpactReport {
-    let mut report = impact_report(answer, fleet);
-    report.change = Change::ImageUpdate {
-        image: answer.id.clone(),
-        to: to.to_string(),
-    };
-    report.what_breaks = answer
-        .images
-        .iter()
-        .map(|i| Finding {
-            subject: i.name.clone(),
-            risk: Risk::Risky,
-            summary: if i.name == answer.id {
-                "the image that changes".to_string()
-            } else {
-                format!("built on it: {}", i.lineage.join(" -> "))
-            },
-            evidence: catalog
-                .get(&i.name)
-                .and_then(|k| k.at.clone())
-                .map(|at| Evidence {
-                    statement: match catalog.get(&i.name).and_then(|k| k.base.as_ref()) {
-                        Some(base) => format!("FROM {base}"),
-                        None => "declared here".to_string(),
-                    },
-                    at: Some(at),
-                })
-                .into_iter()
-                .collect(),
-        })
-        .collect();
-    report
-        .monitoring
-        .retain(|s| !s.name.ends_with("in scanner reports"));
-    report.rollback.action =
-        "redeploy each service's previous image digest (kept in the registry); revert the FROM commits".to_string();
-    if let Some(wave) = report.plan.waves.first_mut()
-        && wave.name == "rebuild base images"
-    {
-        wave.steps.retain(|s| s.target != answer.id);
-        for step in &mut wave.steps {
-            step.action = format!("rebuild on {to} and publish a new digest");
-        }
-        wave.gate = "the rebuilt images pass their smoke tests and scans".to_string();
-        if wave.steps.is_empty() {
-            report.plan.waves.remove(0);
-        }
-    }
-    report
 }
 
 /// The four answers for remediating the CVE, with the emergency plan: rebuild

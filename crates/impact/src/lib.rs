@@ -1,7 +1,16 @@
 //! Impact analysis: what a change breaks, who it reaches, how to roll it back
 //! and what to watch — computed from the fleet graph, with evidence.
 //!
-//! Pure: a [`model::Fleet`] and a change in, a [`model::ImpactReport`] out.
+//! Every impact question lives here: [`services`] (changing services: their
+//! transitive callers) and [`image`] (changing a base image: the images built
+//! on it and the services built on or running those).
+//!
+//! Pure: a [`model::Fleet`] (and, for images, the `images` crate's catalog)
+//! and a change in, a [`model::ImpactReport`] out.
+
+mod image;
+
+pub use image::{image, image_report};
 
 use model::{
     Change, Evidence, Finding, Fleet, ImpactReason, ImpactReport, ImpactedService, Plan, Risk,

@@ -1,8 +1,12 @@
-//! Progressive delivery, the I/O edge: the executors that change routing
-//! (the bulkhead gateway's admin API, a GitOps repository, a Kubernetes API
-//! server), the metric providers that feed analysis gates, the state
-//! database that records every transition before it is acted on, and the
-//! driver that runs a rollout from the pure `rollout` crate's state machine.
+//! Progressive delivery's I/O edge (`rollout` is its pure half): the
+//! executors that change routing (the bulkhead gateway's admin API, a GitOps
+//! repository, a Kubernetes API server), the metric providers that feed
+//! analysis gates, the state database that records every transition before
+//! it is acted on, and the driver that runs a rollout from the pure `rollout`
+//! crate's state machine.
+//!
+//! An executor is always a routing backend behind [`Executor`] (what
+//! `--executor` picks); the loop that runs a rollout is the [`driver::Driver`].
 
 pub mod analysis;
 pub mod driver;

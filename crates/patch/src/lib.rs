@@ -1,5 +1,5 @@
-//! Host patching, pure: the inventory, maintenance windows, batches, the
-//! plan, and the run's state machine.
+//! Host patching's pure half (`hostops` is its I/O edge): the inventory,
+//! maintenance windows, batches, the plan, and the run's state machine.
 //!
 //! This crate decides; `hostops` acts. Nothing here touches the file system,
 //! a process or the network (the layering test checks it), which is why the

@@ -19,11 +19,9 @@ use crate::vm::Rule;
 use crate::{Finding, Level, PolicyError};
 use model::Provenance;
 use regorus::Engine;
-use regorus::utils::limits::ExecutionTimerConfig;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// The bundle's Rego sources: (file name, text).
@@ -121,19 +119,6 @@ impl RawFinding {
             image: self.image,
             details: None,
         }
-    }
-}
-
-/// Work units (interpreter loop steps and expressions, RVM instructions) between
-/// two looks at the clock. Looking at every unit spent a sixth of a review's time
-/// reading the clock; a unit takes well under a microsecond, so the budget is
-/// still noticed within a millisecond.
-const TIMER_CHECK_INTERVAL: NonZeroU32 = NonZeroU32::new(1024).expect("not zero");
-
-pub(crate) fn timer(budget: Duration) -> ExecutionTimerConfig {
-    ExecutionTimerConfig {
-        limit: budget,
-        check_interval: TIMER_CHECK_INTERVAL,
     }
 }
 

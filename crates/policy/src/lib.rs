@@ -1,5 +1,6 @@
-//! Policy enforcement: Rego policies, evaluated by regorus, over the fleet
-//! graph, Kubernetes manifests and admission reviews.
+//! Policy enforcement's pure half (`admission` is its I/O edge, the webhook
+//! server): Rego policies, evaluated by regorus, over the fleet graph,
+//! Kubernetes manifests and admission reviews.
 //!
 //! Companies that enforce policy already run OPA Gatekeeper or Kyverno and
 //! already have policy libraries, so bulkhead runs Rego rather than a language

@@ -1,4 +1,4 @@
-//! Progressive delivery, pure: per-service rollout specs (blue-green, canary,
+//! Progressive delivery's pure half (`orchestrator` is its I/O edge): per-service rollout specs (blue-green, canary,
 //! rolling, modelled on Argo Rollouts), change sets planned as dependency-ordered
 //! waves, analysis verdicts, and the state machine that turns a plan and observed
 //! events into the next actions.

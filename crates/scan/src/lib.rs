@@ -1,7 +1,8 @@
-//! Pure parsers: file text in, [`model::Facts`] (with diagnostics) out.
+//! Scanning's pure half: parsers, file text in, [`model::Facts`] (with
+//! diagnostics) out; `discover` is its I/O edge.
 //!
-//! Nothing here touches the file system: discovery reads the files and hands
-//! their text to [`parse`]. A file that cannot be parsed yields diagnostics
+//! Nothing here touches the file system: `discover` walks and reads the files
+//! and hands their text to [`parse`] (a whole scan is `discover::scan`). A file that cannot be parsed yields diagnostics
 //! with its path and line; it never panics and never stops the caller.
 
 pub mod catalog;

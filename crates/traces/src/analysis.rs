@@ -6,7 +6,7 @@
 //! O(n log n).
 
 use crate::deps::{DependencyLink, dependencies};
-use crate::span::{Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::span::{SpanId, SpanKind, TraceId, http_status, is_error};
 use crate::tree::{Trace, Warning};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -124,26 +124,6 @@ pub struct Analysis {
     pub root_causes: Vec<RootCause>,
     pub dependencies: Vec<DependencyLink>,
     pub warnings: Vec<Warning>,
-}
-
-/// Whether a span failed: status ERROR; or status UNSET with
-/// `http.response.status_code` (or the older `http.status_code`) >= 500, or
-/// with the OpenTracing tag `error=true`. Status OK always means success.
-pub fn is_error(span: &Span) -> bool {
-    match span.status {
-        StatusCode::Error => true,
-        StatusCode::Ok => false,
-        StatusCode::Unset => {
-            http_status(span).is_some_and(|code| code >= 500)
-                || span.attribute("error") == Some("true")
-        }
-    }
-}
-
-fn http_status(span: &Span) -> Option<u16> {
-    span.attribute("http.response.status_code")
-        .or_else(|| span.attribute("http.status_code"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Analyses an assembled trace. Never fails; an empty trace gives an empty analysis.

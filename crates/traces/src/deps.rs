@@ -2,8 +2,7 @@
 //! straight from spans (no batch job): the collector can call it on any set
 //! of spans, one trace or a time window of many.
 
-use crate::analysis::is_error;
-use crate::span::{Span, SpanId, SpanKind, TraceId};
+use crate::span::{Span, SpanId, SpanKind, TraceId, is_error};
 use serde::Serialize;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};

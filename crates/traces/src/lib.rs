@@ -1,4 +1,4 @@
-//! Trace analysis, pure: spans in, a tree, its critical path, latency per
+//! Tracing's pure half (`collector` is its I/O edge): trace analysis, spans in, a tree, its critical path, latency per
 //! service, bottlenecks, the error's root cause and service dependencies out,
 //! plus their terminal rendering. The algorithms are described in
 //! `docs/tracing-analysis.md`.
@@ -13,9 +13,9 @@ mod span;
 mod tree;
 
 pub use analysis::{
-    Analysis, Blame, Bottleneck, RootCause, Segment, ServiceLatency, SpanTiming, analyze, is_error,
+    Analysis, Blame, Bottleneck, RootCause, Segment, ServiceLatency, SpanTiming, analyze,
 };
 pub use deps::{DependencyLink, dependencies};
 pub use render::{format_duration, render_service_table, render_waterfall, root_cause_line};
-pub use span::{ParseIdError, Span, SpanId, SpanKind, StatusCode, TraceId};
+pub use span::{ParseIdError, Span, SpanId, SpanKind, StatusCode, TraceId, is_error};
 pub use tree::{Trace, Warning, WarningKind, assemble};

@@ -1,4 +1,5 @@
-//! The span as the analysis sees it: ids, kind, status, times and text attributes.
+//! The span as the analysis sees it: ids, kind, status, times, text attributes,
+//! and whether it failed.
 //!
 //! Collectors decode OTLP (or any other wire format) into [`Span`]; everything
 //! else in this crate works on these values only.
@@ -61,6 +62,26 @@ impl Span {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Whether a span failed: status ERROR; or status UNSET with
+/// `http.response.status_code` (or the older `http.status_code`) >= 500, or
+/// with the OpenTracing tag `error=true`. Status OK always means success.
+pub fn is_error(span: &Span) -> bool {
+    match span.status {
+        StatusCode::Error => true,
+        StatusCode::Ok => false,
+        StatusCode::Unset => {
+            http_status(span).is_some_and(|code| code >= 500)
+                || span.attribute("error") == Some("true")
+        }
+    }
+}
+
+pub(crate) fn http_status(span: &Span) -> Option<u16> {
+    span.attribute("http.response.status_code")
+        .or_else(|| span.attribute("http.status_code"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A text that is not a hex id of the expected length.

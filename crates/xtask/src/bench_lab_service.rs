@@ -76,11 +76,18 @@ fn free_port() -> Result<u16, String> {
 fn start(bulkhead: &Path, name: &str, calls: Option<&str>) -> Result<Instance, String> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let mut cmd = Command::new(bulkhead);
-    cmd.args(["lab", "service", "--name", name, "--service-version", "1.0.0"])
-        .args(["--listen", &addr])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "lab",
+        "service",
+        "--name",
+        name,
+        "--service-version",
+        "1.0.0",
+    ])
+    .args(["--listen", &addr])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     if let Some(calls) = calls {
         cmd.args(["--calls", calls]);
     }

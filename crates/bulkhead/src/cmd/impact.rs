@@ -81,9 +81,9 @@ fn image(args: ImageArgs) -> Result<Exit> {
             reference.name()
         );
     }
-    let answer = images::cve::image(loaded.query(), &reference);
+    let answer = impact::image(loaded.query(), &reference);
     let to = args.to.as_deref().unwrap_or("a new build");
-    let report = images::cve::image_report(&answer, &loaded.fleet, &loaded.inputs.catalog, to);
+    let report = impact::image_report(&answer, &loaded.fleet, &loaded.inputs.catalog, to);
     eprintln!(
         "{}: {} image(s), {} service(s)",
         answer.id,

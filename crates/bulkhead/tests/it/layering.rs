@@ -8,7 +8,7 @@ use std::path::Path;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("scan", &["model"]),
-    ("impact", &["model"]),
+    ("impact", &["images", "model"]),
     ("discover", &["images", "model", "scan"]),
     ("lab", &[]),
     ("lab-service", &["signals", "telemetry"]),

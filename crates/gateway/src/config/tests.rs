@@ -1,4 +1,5 @@
 use super::*;
+use crate::parse;
 
 /// Each bad file and the exact error it must produce.
 #[test]

@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{Labels, parse};
+use crate::config::Labels;
+use crate::parse;
 use crate::state::{Change, ChangeError, Shared};
 use hyper::header::HeaderMap;
 

@@ -1,4 +1,4 @@
-//! The executor: asks the machine what to do, records it, does it.
+//! The patch runner: asks the machine what to do, records it, does it.
 //!
 //! Each round, every action the machine offers is recorded (`Started` or
 //! `Deferred`) *before* anything is done; then the round's steps run in
@@ -263,7 +263,7 @@ pub fn perform(
     let spec = &planned.spec;
     let host = Host::new(spec, work_dir(state_dir, run_id, &spec.name), run_id);
     let result = if spec.package_manager == PackageManager::Dnf {
-        Err("dnf hosts cannot be patched yet: only the apt executor is implemented".to_string())
+        Err("dnf hosts cannot be patched yet: only apt hosts can be patched".to_string())
     } else {
         perform_apt(&host, planned, record, step, run_id)
     };
