@@ -128,8 +128,7 @@ fn bundle_finds_exactly_the_planted_violations_of_a_generated_fleet() {
 
 #[test]
 fn boutique_manifests_have_unpinned_images_and_no_catalog() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/online-boutique");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/online-boutique");
     let dir = TempDir::new("policy-boutique");
     let (report, code) = policy_json(&[], &fixture, &dir.path().join("state"));
     assert_eq!(code, 1);
@@ -160,9 +159,8 @@ fn boutique_manifests_have_unpinned_images_and_no_catalog() {
 
 #[test]
 fn sarif_and_junit_outputs_are_well_formed() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(
-        "../../testdata/online-boutique/kubernetes-manifests/cartservice.yaml",
-    );
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/online-boutique/kubernetes-manifests/cartservice.yaml");
     let run = |format: &str, strict: bool| {
         let mut cmd = bulkhead();
         cmd.args(["policy", "check"])
