@@ -1,7 +1,7 @@
 //! The gateway's configuration file: listeners, limits, routes and services, read with line numbers.
 //!
 //! A file holds one gateway document (no `kind`) and any number of Gateway API
-//! `HTTPRoute` documents (see [`crate::httproute`]), separated by `---`.
+//! `HTTPRoute` documents (read by `httproute.rs`), separated by `---`.
 
 use scan::yaml::{self, Node};
 use serde::{Serialize, Serializer};

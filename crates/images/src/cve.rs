@@ -274,7 +274,7 @@ fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<String>
 }
 
 /// Answers "what if this image changes?": the image, every known image built
-/// on it, and everything [`reach`] finds from them. The answer's `id` is the
+/// on it, and everything [`cve`] would reach from them. The answer's `id` is the
 /// image's name; nothing is `introduced` and no image is `reported`.
 pub fn image(query: CveQuery<'_>, reference: &ImageRef) -> CveAnswer {
     let catalog = query.catalog;
