@@ -110,7 +110,7 @@ fn commit_on_new_branch_leaves_the_working_copy_alone() {
     assert_eq!(s.git(&["rev-parse", "HEAD"]), head, "HEAD did not move");
     assert_eq!(repo.current_branch().expect("branch"), Some("main".into()));
     assert_eq!(
-        std::fs::read_to_string(s.0.join("README.md")).expect("read"),
+        std::fs::read_to_string(s.path().join("README.md")).expect("read"),
         "local edit\n"
     );
     assert_eq!(s.git(&["diff", "--cached", "--name-only"]), "staged.txt");
@@ -183,5 +183,5 @@ fn errors_name_the_command_and_the_repository() {
     let err = repo.files("no-such-rev").expect_err("bad rev");
     let text = err.to_string();
     assert!(text.contains("git ls-tree"), "{text}");
-    assert!(text.contains(&r.0.display().to_string()), "{text}");
+    assert!(text.contains(&r.path().display().to_string()), "{text}");
 }
