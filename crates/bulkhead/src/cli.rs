@@ -89,11 +89,11 @@ enum Command {
     /// Which images, services, running workloads and public routes a CVE
     /// reaches, with the emergency upgrade plan.
     ///
-    /// Reads the scanner reports named in bulkhead.toml ([reports] trivy,
+    /// Reads the scanner reports named in bulkhead.toml (`[reports]` trivy,
     /// cyclonedx, grype), ties each finding to the layer it came from and,
     /// through the lineage, to the image that introduced it (OS base, language
     /// base or the app), then follows every image built on it to the services
-    /// whose Dockerfiles use it, their workloads, cluster snapshots ([cluster]
+    /// whose Dockerfiles use it, their workloads, cluster snapshots (`[cluster]`
     /// snapshots) and public routes. Ranked internet-facing first, then by tier.
     ///
     /// Example: bulkhead cve CVE-2023-38545 --path ./fleet --format markdown

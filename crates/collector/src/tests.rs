@@ -8,7 +8,7 @@ use crate::otlp::{
 use crate::store::{Reader, Retention, TraceQuery, Writer};
 use prost::Message as _;
 use std::collections::HashSet;
-use std::path::PathBuf;
+use test_support::TempDir;
 
 const FIXTURE: &str = include_str!("../../../testdata/otlp/trace.json");
 
@@ -55,26 +55,6 @@ fn request(service: &str, spans: &[(u8, u8, u8, u64, u64, i64)]) -> ExportTraceS
             }],
             schema_url: String::new(),
         }],
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "collector-{name}-{}-{}",
-            std::process::id(),
-            crate::store::now_ns()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -330,7 +310,7 @@ fn write(writer: &mut Writer, req: ExportTraceServiceRequest) {
 #[test]
 fn store_answers_trace_search_dependencies_and_stats() {
     let dir = TempDir::new("store");
-    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let mut writer = Writer::open(dir.path(), false).unwrap();
     let now = crate::store::now_ns() as u64;
     // Trace 1: a -> b (b fails with 500); trace 2: a alone, slow.
     write(
@@ -347,7 +327,7 @@ fn store_answers_trace_search_dependencies_and_stats() {
         &mut writer,
         request("b", &[(1, 2, 1, now + 10, 20_000_000, 500)]),
     );
-    let reader = Reader::new(&dir.0);
+    let reader = Reader::new(dir.path());
     assert_eq!(reader.services().unwrap(), ["a", "b"]);
     assert_eq!(
         reader.operations("b").unwrap(),
@@ -416,7 +396,7 @@ fn store_answers_trace_search_dependencies_and_stats() {
 #[test]
 fn jaeger_json_keeps_every_field_of_the_fixture() {
     let dir = TempDir::new("jaeger");
-    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let mut writer = Writer::open(dir.path(), false).unwrap();
     write(
         &mut writer,
         crate::json::decode_request(FIXTURE.as_bytes()).unwrap(),
@@ -425,7 +405,7 @@ fn jaeger_json_keeps_every_field_of_the_fixture() {
         .unwrap()
         .try_into()
         .unwrap();
-    let spans = Reader::new(&dir.0).trace(&id).unwrap();
+    let spans = Reader::new(dir.path()).trace(&id).unwrap();
     let json = crate::jaeger::trace(&id, &spans);
     let span = &json["spans"][0];
     assert_eq!(span["spanID"], "eee19b7ec3c1b174");
@@ -464,12 +444,12 @@ fn jaeger_json_keeps_every_field_of_the_fixture() {
 #[test]
 fn a_reopened_store_keeps_its_spans_and_catalog() {
     let dir = TempDir::new("reopen");
-    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let mut writer = Writer::open(dir.path(), false).unwrap();
     write(&mut writer, request("a", &[(1, 1, 0, 100, 5, 200)]));
     drop(writer);
-    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let mut writer = Writer::open(dir.path(), false).unwrap();
     write(&mut writer, request("a", &[(1, 2, 1, 101, 5, 200)]));
-    let reader = Reader::new(&dir.0);
+    let reader = Reader::new(dir.path());
     assert_eq!(reader.trace(&[1; 16]).unwrap().len(), 2);
     assert_eq!(reader.services().unwrap(), ["a"]);
 }
@@ -477,14 +457,14 @@ fn a_reopened_store_keeps_its_spans_and_catalog() {
 #[test]
 fn retention_deletes_oldest_commits_by_age_and_by_size() {
     let dir = TempDir::new("retention");
-    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let mut writer = Writer::open(dir.path(), false).unwrap();
     for t in 1..=40u8 {
         let spans: Vec<_> = (1..=50u8)
             .map(|s| (t, s, 0, 100 + u64::from(s), 5, 200))
             .collect();
         write(&mut writer, request("a", &spans));
     }
-    let reader = Reader::new(&dir.0);
+    let reader = Reader::new(dir.path());
     assert_eq!(reader.span_count().unwrap(), 2000);
     // Nothing is old enough yet.
     let keep = Retention {
@@ -518,7 +498,7 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
     }
     assert_eq!(deleted, left);
     // The trace index went with them,
-    let trace_rows: i64 = rusqlite::Connection::open(dir.0.join(crate::store::DB_FILE))
+    let trace_rows: i64 = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE))
         .unwrap()
         .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
         .unwrap();
@@ -559,7 +539,7 @@ fn one_batch_holds_each_resource_once() {
 #[test]
 fn traces_are_indexed_per_commit_and_read_back_whole() {
     let dir = TempDir::new("traces");
-    let mut writer = Writer::open(&dir.0, false).unwrap();
+    let mut writer = Writer::open(dir.path(), false).unwrap();
     let prepare = |service: &str, spans: &[(u8, u8, u8, u64, u64, i64)]| {
         ingest::prepare(request(service, spans), &indexed()).batch
     };
@@ -568,7 +548,7 @@ fn traces_are_indexed_per_commit_and_read_back_whole() {
     let b = prepare("b", &[(2, 2, 1, 12, 5, 200), (1, 2, 1, 13, 5, 500)]);
     writer.write(&[&a, &b]).unwrap();
     let trace_rows = || -> i64 {
-        rusqlite::Connection::open(dir.0.join(crate::store::DB_FILE))
+        rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE))
             .unwrap()
             .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
             .unwrap()
@@ -579,7 +559,7 @@ fn traces_are_indexed_per_commit_and_read_back_whole() {
         .write(&[&prepare("c", &[(1, 3, 2, 14, 5, 200)])])
         .unwrap();
     assert_eq!(trace_rows(), 3);
-    let reader = Reader::new(&dir.0);
+    let reader = Reader::new(dir.path());
     let ids = |trace: u8| -> Vec<(String, u8)> {
         reader
             .trace(&[trace; 16])
@@ -618,14 +598,14 @@ fn traces_are_indexed_per_commit_and_read_back_whole() {
 #[test]
 fn a_store_of_another_schema_version_is_refused_untouched() {
     let dir = TempDir::new("schema");
-    let path = dir.0.join(crate::store::DB_FILE);
+    let path = dir.path().join(crate::store::DB_FILE);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
          INSERT INTO meta VALUES ('schema', 1);",
     )
     .unwrap();
-    let err = Writer::open(&dir.0, false).unwrap_err().to_string();
+    let err = Writer::open(dir.path(), false).unwrap_err().to_string();
     assert!(err.contains("schema version 1"), "{err}");
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))

@@ -5,10 +5,11 @@ use model::{Diagnostic, ImageRef, Provenance, Stage, StageBase};
 use std::collections::BTreeMap;
 
 fn fixture(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/trivy")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_support::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/trivy")
+            .join(name),
+    )
 }
 
 fn counts(report: &ScanReport) -> BTreeMap<String, usize> {

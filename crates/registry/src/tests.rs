@@ -7,14 +7,14 @@
 use super::*;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 /// A `docker-registry` process with its storage in a temporary folder; killed on drop.
 pub struct Registry {
     child: Child,
-    dir: PathBuf,
+    /// Removed after the process is killed: fields drop after `drop` runs.
+    _dir: test_support::TempDir,
     pub url: String,
 }
 
@@ -27,11 +27,7 @@ impl Registry {
     /// credentials (`auth: htpasswd`), checked against a bcrypt htpasswd file
     /// written by `htpasswd -Bbn` (Debian package apache2-utils).
     pub fn start_with(credentials: Option<(&str, &str)>) -> Registry {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("bulkhead-registry-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = test_support::TempDir::new("registry");
         std::fs::create_dir_all(dir.join("storage")).expect("temp dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -63,7 +59,7 @@ impl Registry {
             .expect("docker-registry (Debian package docker-registry; scripts/setup installs it)");
         let registry = Registry {
             child,
-            dir,
+            _dir: dir,
             url: format!("http://127.0.0.1:{port}"),
         };
         // Ready when /v2/ answers 200.
@@ -89,7 +85,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -2,27 +2,7 @@
 
 use model::{Facts, TemplateRef};
 
-/// Removes the first newline and the common indentation, so YAML can be
-/// written indented inside the test.
-pub fn dedent(text: &str) -> String {
-    let text = text.strip_prefix('\n').unwrap_or(text).trim_end();
-    if text.is_empty() {
-        return String::new();
-    }
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut out: String = text
-        .lines()
-        .map(|l| l.get(indent..).unwrap_or("").trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
-    out.push('\n');
-    out
-}
+pub use ::test_support::dedent;
 
 /// One line per template reference, then one per diagnostic:
 /// `kind source [file] [@version] [{inputs}] [job=name] L<line>` and `severity L<line>: message`.

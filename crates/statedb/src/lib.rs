@@ -79,15 +79,12 @@ pub fn open(
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("statedb-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
+    use test_support::TempDir;
 
     #[test]
     fn opens_in_wal_mode_with_full_sync_and_foreign_keys() {
-        let dir = temp_dir("open").join("nested");
+        let temp = TempDir::new("statedb-open");
+        let dir = temp.join("nested");
         let (conn, path) = open(&dir, "x.db", 1).unwrap();
         assert_eq!(path, dir.join("x.db"));
         let text = |p: &str| -> String { conn.pragma_query_value(None, p, |r| r.get(0)).unwrap() };
@@ -95,12 +92,12 @@ mod tests {
         assert_eq!(text("journal_mode"), "wal");
         assert_eq!(number("synchronous"), 2, "FULL");
         assert_eq!(number("foreign_keys"), 1);
-        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn refuses_a_schema_from_a_newer_bulkhead() {
-        let dir = temp_dir("schema");
+        let temp = TempDir::new("statedb-schema");
+        let dir = temp.join("state");
         let (conn, _) = open(&dir, "x.db", 3).unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
         drop(conn);
@@ -122,12 +119,12 @@ mod tests {
                 .ends_with("has schema version 3; this bulkhead knows 2"),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_file_in_place_of_the_folder_is_a_clear_error() {
-        let dir = temp_dir("file");
+        let temp = TempDir::new("statedb-file");
+        let dir = temp.join("file");
         std::fs::write(&dir, "not a folder").unwrap();
         let err = open(&dir, "x.db", 1).unwrap_err();
         assert!(matches!(err, OpenError::Dir { .. }), "{err}");
@@ -135,6 +132,5 @@ mod tests {
             err.to_string().starts_with("creating state directory"),
             "{err}"
         );
-        std::fs::remove_file(&dir).unwrap();
     }
 }

@@ -9,11 +9,11 @@
 //! - [`interface`]: what a template promises at a release (inputs with their
 //!   type, default, options and regex; jobs and stages; workflow secrets and
 //!   outputs);
-//! - [`diff`]: every change between two releases, classified major, minor,
+//! - [`mod@diff`]: every change between two releases, classified major, minor,
 //!   patch or warning with its reason, and the release step it requires;
 //! - [`check`]: whether each app's pins would still be valid on a release,
 //!   without running a pipeline;
-//! - [`plan`]: representative apps and adoption waves, as the
+//! - [`mod@plan`]: representative apps and adoption waves, as the
 //!   [`model::ImpactReport`] every change kind produces;
 //! - [`pin`]: the byte-exact rewrite of one pin's version in a CI file;
 //! - [`adoption`]: who is on which release, and who straggles.

@@ -2,63 +2,11 @@
 
 use super::*;
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("vcs-test-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    /// Runs git with a fixed identity, for setting up fixtures.
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(&self.0)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "Fixture")
-            .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
-            .env("GIT_COMMITTER_NAME", "Fixture")
-            .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
-            .args([
-                "-c",
-                "init.defaultBranch=main",
-                "-c",
-                "commit.gpgsign=false",
-                "-c",
-                "tag.gpgsign=false",
-            ])
-            .args(args)
-            .output()
-            .expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn write(&self, path: &str, text: &str) {
-        let path = self.0.join(path);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use test_support::TempDir as Scratch;
 
 /// The repository under test, isolated from the user's global git configuration.
 fn open(s: &Scratch) -> Repo {
-    Repo::open(&s.0)
+    Repo::open(s.path())
         .expect("open")
         .with_env("GIT_CONFIG_GLOBAL", "/dev/null")
 }
@@ -162,7 +110,7 @@ fn commit_on_new_branch_leaves_the_working_copy_alone() {
     assert_eq!(s.git(&["rev-parse", "HEAD"]), head, "HEAD did not move");
     assert_eq!(repo.current_branch().expect("branch"), Some("main".into()));
     assert_eq!(
-        std::fs::read_to_string(s.0.join("README.md")).expect("read"),
+        std::fs::read_to_string(s.path().join("README.md")).expect("read"),
         "local edit\n"
     );
     assert_eq!(s.git(&["diff", "--cached", "--name-only"]), "staged.txt");
@@ -228,12 +176,12 @@ fn the_repository_identity_is_used_when_there_is_one() {
 #[test]
 fn errors_name_the_command_and_the_repository() {
     let s = Scratch::new("not-a-repo");
-    let err = Repo::open(&s.0).expect_err("not a repo");
+    let err = Repo::open(s.path()).expect_err("not a repo");
     assert!(matches!(err, GitError::NotARepository { .. }), "{err}");
     let r = repo_with_history();
     let repo = open(&r);
     let err = repo.files("no-such-rev").expect_err("bad rev");
     let text = err.to_string();
     assert!(text.contains("git ls-tree"), "{text}");
-    assert!(text.contains(&r.0.display().to_string()), "{text}");
+    assert!(text.contains(&r.path().display().to_string()), "{text}");
 }

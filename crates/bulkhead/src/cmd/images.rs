@@ -19,10 +19,10 @@ pub enum ImagesCommand {
     /// Every FROM in the fleet, classified: digest, tag only, latest or no tag,
     /// unapproved registry, unknown base.
     ///
-    /// Approved registries come from [images] approved_registries in
+    /// Approved registries come from `[images]` approved_registries in
     /// bulkhead.toml (prefixes matched on whole path components); known bases
-    /// from the base images repository ([images] base_repo, its images.json)
-    /// and the scanner reports ([reports]).
+    /// from the base images repository (`[images]` base_repo, its images.json)
+    /// and the scanner reports (`[reports]`).
     ///
     /// Exit status: 0 when every final-stage FROM is pinned by digest to an
     /// approved, known base; 1 otherwise; 2 on errors.
@@ -54,7 +54,7 @@ pub enum ImagesCommand {
     ///
     /// For each service whose final stage is built FROM the image named by
     /// --to (same registry/repository) with another tag or digest, creates the
-    /// branch bulkhead/base-<image>-<tag> on top of HEAD with one commit that
+    /// branch `bulkhead/base-<image>-<tag>` on top of HEAD with one commit that
     /// rewrites only the reference on the FROM line (or on the ARG line whose
     /// default the FROM uses); every other byte stays. The working tree is not
     /// touched. Without --apply, prints what would change.

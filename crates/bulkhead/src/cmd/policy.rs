@@ -31,7 +31,7 @@ pub enum PolicyCommand {
     /// PATH that is a YAML file is checked as manifests only. Each finding
     /// names its file and line.
     ///
-    /// Configuration comes from bulkhead.toml ([images] approved_registries are
+    /// Configuration comes from bulkhead.toml (`[images]` approved_registries are
     /// the approved base prefixes; [templates] repo gives the newest release)
     /// and the flags below, which win.
     ///
@@ -101,7 +101,7 @@ pub struct BundleArgs {
     /// Image prefix workloads may pull from (registry/path, whole components). Repeatable.
     #[arg(long, value_name = "PREFIX")]
     allowed_registry: Vec<String>,
-    /// Approved base image prefix (default: [images] approved_registries). Repeatable.
+    /// Approved base image prefix (default: `[images]` approved_registries). Repeatable.
     #[arg(long, value_name = "PREFIX")]
     approved_base: Vec<String>,
     /// Newest CI template release (default: the highest vX.Y.Z tag of [templates] repo).

@@ -294,12 +294,7 @@ async fn spans_for_an_unreachable_collector_are_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_has_one_complete_line_per_request() {
     let up = Upstream::start("orders").await;
-    let dir = std::env::temp_dir().join(format!(
-        "gw-access-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = test_support::TempDir::new("gw-access");
     let file = dir.join("access.log");
     let gw = Gw::start_with(
         &config(up.addr),
@@ -351,7 +346,6 @@ async fn the_access_log_has_one_complete_line_per_request() {
         time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
         "{time}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,12 +395,7 @@ async fn reload_swaps_the_whole_file_or_nothing() {
         Upstream::start("blue").await,
         Upstream::start("green").await,
     );
-    let dir = std::env::temp_dir().join(format!(
-        "gw-reload-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = test_support::TempDir::new("gw-reload");
     let file = dir.join("gateway.yaml");
     let write = |version: &str, extra: &str| {
         std::fs::write(
@@ -466,5 +455,4 @@ services:
         "a bad file changes nothing"
     );
     assert_eq!(gw.admin_json("GET", "/state", "").await["generation"], 2);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

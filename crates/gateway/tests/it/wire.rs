@@ -594,12 +594,7 @@ fn http10_clients_are_closed_on_unless_they_ask_for_keep_alive() {
 
 #[test]
 fn a_chunked_request_body_reaches_the_upstream_whole_and_is_logged_by_its_data() {
-    let dir = std::env::temp_dir().join(format!(
-        "gw-wire-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = test_support::TempDir::new("gw-wire");
     let file = dir.join("access.log");
     let rig = Rig::start_with(
         Answer::echo,
@@ -649,7 +644,6 @@ fn a_chunked_request_body_reaches_the_upstream_whole_and_is_logged_by_its_data()
         data.len(),
         "data bytes, not framing: {line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

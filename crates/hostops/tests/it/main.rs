@@ -13,30 +13,7 @@ use patch::{BatchSpec, HostState, PlanOptions, Run, Timestamp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A temporary folder removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("hostops-it-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use test_support::TempDir;
 
 pub const BASE: &[(&str, &str)] = &[("libdemo", "1.0"), ("demo", "1.0")];
 

@@ -3,31 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use test_support::TempDir;
 
 use lab::generate::{
     self, FleetSpec, GeneratedFleet, LabError, Layer, Pinning, ServiceTruth, TemplateKind,
 };
-
-/// A fresh directory under the system temp dir, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("bulkhead-lab-{name}-{}", std::process::id()));
-        if path.exists() {
-            fs::remove_dir_all(&path).expect("remove stale temp dir");
-        }
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn spec(services: usize, seed: u64, git: bool) -> FleetSpec {
     FleetSpec {
@@ -98,30 +81,30 @@ fn same_seed_gives_identical_files_and_commits_and_another_seed_differs() {
     let other = TempDir::new("same-other");
     let same = spec(20, 7, true);
 
-    let summary = generate::write_fleet(&first.0, &same).expect("first fleet");
-    generate::write_fleet(&second.0, &same).expect("second fleet");
-    generate::write_fleet(&other.0, &spec(20, 8, false)).expect("other fleet");
+    let summary = generate::write_fleet(first.path(), &same).expect("first fleet");
+    generate::write_fleet(second.path(), &same).expect("second fleet");
+    generate::write_fleet(other.path(), &spec(20, 8, false)).expect("other fleet");
 
-    let files = tree(&first.0);
+    let files = tree(first.path());
     assert_eq!(files.len(), summary.files);
     assert_eq!(summary.services, 20);
     assert_eq!(summary.repos, 22);
-    assert_eq!(summary.ground_truth, first.0.join("ground-truth.json"));
+    assert_eq!(summary.ground_truth, first.path().join("ground-truth.json"));
     assert!(
-        files == tree(&second.0),
+        files == tree(second.path()),
         "same seed must give the same bytes"
     );
     assert!(
-        files != tree(&other.0),
+        files != tree(other.path()),
         "another seed must give other files"
     );
 
     let fleet = generate::plan(&same);
-    let heads = repo_heads(&first.0, &fleet);
+    let heads = repo_heads(first.path(), &fleet);
     assert_eq!(heads.len(), 22);
-    assert_eq!(heads, repo_heads(&second.0, &fleet));
+    assert_eq!(heads, repo_heads(second.path(), &fleet));
     assert!(
-        !other.0.join("ci-templates/.git").exists(),
+        !other.path().join("ci-templates/.git").exists(),
         "git off means no repos"
     );
 }
@@ -130,7 +113,7 @@ fn same_seed_gives_identical_files_and_commits_and_another_seed_differs() {
 fn written_files_are_exactly_the_plan() {
     let dir = TempDir::new("plan-files");
     let spec = spec(12, 3, false);
-    generate::write_fleet(&dir.0, &spec).expect("fleet");
+    generate::write_fleet(dir.path(), &spec).expect("fleet");
     let fleet = generate::plan(&spec);
     let mut expected = BTreeMap::new();
     for file in &fleet.files {
@@ -144,11 +127,12 @@ fn written_files_are_exactly_the_plan() {
             );
         }
     }
-    assert_eq!(tree(&dir.0), expected);
+    assert_eq!(tree(dir.path()), expected);
 
-    let truth: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.0.join("ground-truth.json")).expect("truth file"))
-            .expect("truth is JSON");
+    let truth: serde_json::Value = serde_json::from_slice(
+        &fs::read(dir.path().join("ground-truth.json")).expect("truth file"),
+    )
+    .expect("truth is JSON");
     assert_eq!(truth["seed"], 3);
     assert_eq!(truth["services_count"], 12);
     let names: Vec<&str> = truth["services"]
@@ -404,8 +388,8 @@ fn ground_truth_matches_the_generated_files() {
 #[test]
 fn ci_templates_repo_has_every_release_tag() {
     let dir = TempDir::new("tags");
-    generate::write_fleet(&dir.0, &spec(2, 1, true)).expect("fleet");
-    let repo = dir.0.join("ci-templates");
+    generate::write_fleet(dir.path(), &spec(2, 1, true)).expect("fleet");
+    let repo = dir.path().join("ci-templates");
     let tags: BTreeSet<String> = git(&repo, &["tag"]).lines().map(str::to_owned).collect();
     let expected: BTreeSet<String> = [
         "v0.8.0", "v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0", "v1.4.0", "v1.4.1", "v1.4.2",
@@ -427,8 +411,8 @@ fn ci_templates_repo_has_every_release_tag() {
 #[test]
 fn trivy_reports_are_schema_version_2() {
     let dir = TempDir::new("trivy");
-    generate::write_fleet(&dir.0, &spec(5, 2, false)).expect("fleet");
-    let reports = dir.0.join("reports/trivy");
+    generate::write_fleet(dir.path(), &spec(5, 2, false)).expect("fleet");
+    let reports = dir.path().join("reports/trivy");
     let mut seen = 0;
     for entry in fs::read_dir(&reports).expect("reports dir") {
         let path = entry.expect("entry").path();
@@ -472,13 +456,13 @@ fn trivy_reports_are_schema_version_2() {
 #[test]
 fn refuses_a_non_empty_target() {
     let dir = TempDir::new("non-empty");
-    fs::create_dir_all(&dir.0).expect("create dir");
-    fs::write(dir.0.join("keep.txt"), "mine").expect("seed file");
-    let error = generate::write_fleet(&dir.0, &spec(3, 1, false)).expect_err("must refuse");
+    fs::create_dir_all(dir.path()).expect("create dir");
+    fs::write(dir.path().join("keep.txt"), "mine").expect("seed file");
+    let error = generate::write_fleet(dir.path(), &spec(3, 1, false)).expect_err("must refuse");
     assert!(matches!(error, LabError::NotEmpty { .. }), "{error}");
     assert!(error.to_string().contains("not empty"));
     assert_eq!(
-        fs::read_dir(&dir.0).expect("dir").count(),
+        fs::read_dir(dir.path()).expect("dir").count(),
         1,
         "nothing written"
     );

@@ -961,14 +961,7 @@ fn every_event_in_every_phase() {
         env!("CARGO_MANIFEST_DIR"),
         "/src/machine/every_event_in_every_phase.txt"
     );
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        std::fs::write(path, &table).unwrap();
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    assert_eq!(
-        table, expected,
-        "the table changed; review it, then rerun with UPDATE_EXPECT=1 to accept it"
-    );
+    test_support::expect_file(&table, path);
 }
 
 /// splitmix64, seeded, so a failing case reproduces from its seed.

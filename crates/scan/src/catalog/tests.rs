@@ -33,6 +33,7 @@ fn render(facts: &Facts) -> String {
     out
 }
 
+#[track_caller]
 fn check(text: &str, expect: &str) {
     let facts = parse("catalog-info.yaml", FileKind::Yaml, &dedent(text));
     assert!(
@@ -45,12 +46,7 @@ fn check(text: &str, expect: &str) {
             .iter()
             .all(|e| e.at.path == "catalog-info.yaml")
     );
-    let actual = render(&facts);
-    let expect = dedent(expect);
-    assert!(
-        actual == expect,
-        "\n--- expected\n{expect}--- actual\n{actual}---"
-    );
+    ::test_support::expect_text(&render(&facts), expect);
 }
 
 #[test]

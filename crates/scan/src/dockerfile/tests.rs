@@ -54,31 +54,10 @@ fn render(facts: &Facts) -> String {
     out
 }
 
-/// Removes the indentation the expectations share, and surrounding blank lines.
-fn dedent(text: &str) -> String {
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    text.lines()
-        .map(|l| l.get(indent..).unwrap_or("").trim_end())
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim_matches('\n')
-        .to_string()
-}
-
 #[track_caller]
 fn check(text: &str, expect: &str) -> Facts {
     let facts = parse(PATH, text);
-    let actual = render(&facts);
-    assert_eq!(
-        actual.trim_end(),
-        dedent(expect),
-        "\n--- input ---\n{text}\n--- actual ---\n{actual}"
-    );
+    ::test_support::expect_text(&render(&facts), expect);
     facts
 }
 

@@ -6,8 +6,7 @@ const PATH: &str = "svc/.github/workflows/ci.yml";
 #[track_caller]
 fn check(text: &str, expect: &str) {
     let actual = render_templates(&parse(PATH, text), PATH);
-    let expect = expect.trim_start_matches('\n');
-    assert_eq!(actual, expect, "\n--- actual ---\n{actual}");
+    ::test_support::expect_text(&actual, expect);
 }
 
 #[test]

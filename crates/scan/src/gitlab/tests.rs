@@ -6,8 +6,7 @@ const PATH: &str = "svc/.gitlab-ci.yml";
 #[track_caller]
 fn check(text: &str, expect: &str) {
     let actual = render_templates(&parse(PATH, text), PATH);
-    let expect = expect.trim_start_matches('\n');
-    assert_eq!(actual, expect, "\n--- actual ---\n{actual}");
+    ::test_support::expect_text(&actual, expect);
 }
 
 #[test]
@@ -432,8 +431,7 @@ fn check_uses(text: &str, expect: &str) {
             )
         })
         .collect();
-    let expect = expect.trim_start_matches('\n');
-    assert_eq!(actual, expect, "\n--- actual ---\n{actual}");
+    ::test_support::expect_text(&actual, expect);
 }
 
 #[test]

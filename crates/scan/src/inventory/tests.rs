@@ -26,15 +26,11 @@ fn render(facts: &Facts) -> String {
     out
 }
 
+#[track_caller]
 fn check(text: &str, expect: &str) {
     let facts = parse("hosts.yaml", FileKind::Yaml, &dedent(text));
     assert!(facts.hosts.iter().all(|h| h.at.path == "hosts.yaml"));
-    let actual = render(&facts);
-    let expect = dedent(expect);
-    assert!(
-        actual == expect,
-        "\n--- expected\n{expect}--- actual\n{actual}---"
-    );
+    ::test_support::expect_text(&render(&facts), expect);
 }
 
 #[test]

@@ -109,6 +109,7 @@ fn render(facts: &Facts) -> String {
     out.iter().map(|l| format!("{l}\n")).collect()
 }
 
+#[track_caller]
 fn check(text: &str, expect: &str) {
     let facts = parse("k8s.yaml", FileKind::Yaml, &dedent(text));
     assert!(
@@ -122,18 +123,13 @@ fn check(text: &str, expect: &str) {
     expect_render(&facts, expect);
 }
 
+#[track_caller]
 fn expect_render(facts: &Facts, expect: &str) {
-    let actual = render(facts);
-    let expect = dedent(expect);
-    assert!(
-        actual == expect,
-        "\n--- expected\n{expect}--- actual\n{actual}---"
-    );
+    ::test_support::expect_text(&render(facts), expect);
 }
 
 fn boutique(file: &str) -> Facts {
-    let path = format!("{BOUTIQUE}/{file}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let text = ::test_support::read(format!("{BOUTIQUE}/{file}"));
     parse(file, FileKind::Yaml, &text)
 }
 
@@ -207,13 +203,10 @@ fn boutique_redis_cart_image_parses() {
 /// only calls out).
 #[test]
 fn boutique_reads_cleanly() {
-    let mut files: Vec<String> = std::fs::read_dir(BOUTIQUE)
-        .unwrap_or_else(|e| panic!("reading {BOUTIQUE}: {e}"))
-        .map(|entry| entry.expect("directory entry").file_name())
-        .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".yaml"))
+    let files: Vec<String> = ::test_support::read_dir(BOUTIQUE, ".yaml")
+        .into_iter()
+        .map(|(name, _)| name)
         .collect();
-    files.sort();
     let mut all = Facts::default();
     for file in &files {
         all.extend(boutique(file));
