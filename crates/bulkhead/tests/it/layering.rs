@@ -7,29 +7,30 @@ use std::path::Path;
 /// Workspace crate -> the workspace crates it may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
-    ("scan", &["model"]),
+    ("scan", &["model", "yaml"]),
     ("impact", &["model"]),
     ("discover", &["model", "scan"]),
     ("lab", &[]),
-    ("lab-service", &["signals", "telemetry"]),
-    ("templates", &["model", "scan"]),
-    ("policy", &["model", "scan"]),
+    ("lab-service", &["signals", "telemetry", "yaml"]),
+    ("templates", &["model", "scan", "yaml"]),
+    ("policy", &["model", "yaml"]),
     ("admission", &["policy", "signals"]),
     ("vcs", &[]),
     ("images", &["model"]),
     ("registry", &["model"]),
-    ("patch", &["model", "scan", "telemetry"]),
+    ("patch", &["model", "scan", "yaml"]),
     ("hostops", &["model", "patch", "statedb"]),
     ("statedb", &[]),
     ("signals", &[]),
-    ("gateway", &["scan", "signals", "telemetry"]),
+    ("gateway", &["signals", "telemetry", "yaml"]),
     ("traces", &[]),
     ("telemetry", &[]),
-    ("collector", &["signals", "traces"]),
-    ("rollout", &["model", "scan", "impact"]),
+    ("yaml", &[]),
+    ("collector", &["signals", "traces", "yaml"]),
+    ("rollout", &["model", "impact", "yaml"]),
     (
         "orchestrator",
-        &["registry", "rollout", "scan", "statedb", "vcs"],
+        &["registry", "rollout", "statedb", "vcs", "yaml"],
     ),
     (
         "bulkhead",
@@ -56,7 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // bench-collector fills a span store through the store API.
-    ("xtask", &["collector"]),
+    ("xtask", &["collector", "yaml"]),
 ];
 
 /// Crates whose code must stay pure: no file system, processes or network.
@@ -71,6 +72,7 @@ const PURE: &[&str] = &[
     "rollout",
     "traces",
     "telemetry",
+    "yaml",
 ];
 
 fn metadata() -> serde_json::Value {
