@@ -267,13 +267,7 @@ fn trace_query(params: &[(String, String)]) -> Result<TraceQuery, (StatusCode, S
     let duration = |name: &str| -> Result<Option<i64>, (StatusCode, String)> {
         param(params, name)
             .filter(|t| !t.is_empty())
-            .map(|t| {
-                parse_duration_ns(t).ok_or_else(|| {
-                    bad(format!(
-                        "{name}={t}: expected a duration like 100ms, 1.5s, 250us"
-                    ))
-                })
-            })
+            .map(|t| duration_ns(t).map_err(|e| bad(format!("{name}={t}: {e}"))))
             .transpose()
     };
     let end_ns = match int_param(params, "end")? {
@@ -305,25 +299,12 @@ fn trace_query(params: &[(String, String)]) -> Result<TraceQuery, (StatusCode, S
     })
 }
 
-/// Go-style durations as Jaeger takes them: `250us`, `100ms`, `1.5s`, `2m`, `1h`.
-pub fn parse_duration_ns(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => return None,
-    };
-    let ns = n * scale;
-    (ns.is_finite() && ns >= 0.0 && ns < i64::MAX as f64).then_some(ns as i64)
+/// Nanoseconds in a duration as Jaeger's query parameters write them (`250us`,
+/// `100ms`, `1.5s`, `2m`, `1h30m`): Go's grammar, which [`yaml::parse_duration`]
+/// reads as a subset of the one duration grammar.
+fn duration_ns(text: &str) -> Result<i64, String> {
+    let d = yaml::parse_duration(text).map_err(|e| e.to_string())?;
+    i64::try_from(d.as_nanos()).map_err(|_| format!("{text:?} is too long a duration"))
 }
 
 fn trace_id(text: &str) -> Result<[u8; 16], (StatusCode, String)> {
@@ -430,10 +411,11 @@ mod tests {
             ("2m", 120_000_000_000),
             ("0s", 0),
         ] {
-            assert_eq!(super::parse_duration_ns(text), Some(ns), "{text}");
+            assert_eq!(super::duration_ns(text), Ok(ns), "{text}");
         }
-        for bad in ["", "ms", "10", "1x", "-1s"] {
-            assert_eq!(super::parse_duration_ns(bad), None, "{bad}");
+        for bad in ["", "ms", "10", "1x", "-1s", "200000d"] {
+            let err = super::duration_ns(bad).expect_err(bad);
+            assert!(err.contains("duration"), "{bad}: {err}");
         }
     }
 

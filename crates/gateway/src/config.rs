@@ -5,11 +5,11 @@
 //! `HTTPRoute` documents, separated by `---`; [`crate::parse`] reads the whole
 //! file, `httproute` the route documents.
 
-use scan::yaml::{self, Node};
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use yaml::Node;
 
 /// Label keys and values, as on a Kubernetes object.
 pub type Labels = BTreeMap<String, String>;
@@ -193,20 +193,9 @@ pub fn selects(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// A duration as the configuration writes it: `250ms`, `10s`, `2m`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(60_000) && ms > 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) && ms > 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
+/// A duration as the configuration writes it (`250ms`, `10s`, `1m30s`), so it reads back.
 fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_duration(*d))
+    s.serialize_str(&yaml::format_duration(*d))
 }
 
 /// Reads a configuration file's text as far as the gateway document goes:
@@ -307,27 +296,14 @@ impl Reader<'_> {
         Ok(node.string_map())
     }
 
+    /// A positive duration in the one grammar of [`yaml::parse_duration`].
     pub fn duration(&self, node: &Node) -> Result<Duration, ConfigError> {
         let s = self.text(node)?;
-        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: u64 = digits.parse().map_err(|_| self.bad_duration(node, &s))?;
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            _ => return Err(self.bad_duration(node, &s)),
-        };
+        let d = yaml::parse_duration(&s).map_err(|e| self.err(node.line, e.to_string()))?;
         if d.is_zero() {
             return Err(self.err(node.line, format!("{s:?}: a duration must not be zero")));
         }
         Ok(d)
-    }
-
-    fn bad_duration(&self, node: &Node, s: &str) -> ConfigError {
-        self.err(
-            node.line,
-            format!("{s:?} is not a duration (a whole number with ms, s or m)"),
-        )
     }
 
     /// Fails on any key of `node` not in `known`, so a typo is not silently ignored.

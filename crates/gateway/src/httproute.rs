@@ -11,7 +11,7 @@
 use crate::config::{
     Config, ConfigError, Endpoint, PathMatch, Reader, Route, Selection, Service, WeightedSelector,
 };
-use scan::yaml::Node;
+use yaml::Node;
 
 /// Adds one `HTTPRoute` document's routes (and any weighted services) to `config`.
 pub(crate) fn add(p: &Reader<'_>, doc: &Node, config: &mut Config) -> Result<(), ConfigError> {

@@ -90,7 +90,7 @@ impl LineWriter {
             .unwrap_or_default();
         if self.second_text.is_empty() || since.as_secs() != self.second {
             self.second = since.as_secs();
-            let full = telemetry::rfc3339_millis(r.start);
+            let full = yaml::time::rfc3339_millis(r.start);
             // "YYYY-MM-DDTHH:MM:SS.mmmZ": keep all but ".mmmZ".
             self.second_text = full[..full.len() - 5].to_string();
         }

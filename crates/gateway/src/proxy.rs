@@ -572,7 +572,7 @@ impl Proxy {
                     format!(
                         "upstream {} sent no response within {}",
                         member.address,
-                        crate::config::format_duration(upstream.request_timeout)
+                        yaml::format_duration(upstream.request_timeout)
                     ),
                     UpstreamError::Timeout,
                 ),

@@ -102,10 +102,7 @@ pub async fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<
         .map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!(
-                    "connect timed out after {}",
-                    crate::config::format_duration(timeout)
-                ),
+                format!("connect timed out after {}", yaml::format_duration(timeout)),
             )
         })??;
     stream.set_nodelay(true)?;

@@ -86,7 +86,7 @@ impl Logger {
         let mut line = Map::new();
         line.insert(
             "ts".into(),
-            Value::String(telemetry::rfc3339_millis(SystemTime::now())),
+            Value::String(yaml::time::rfc3339_millis(SystemTime::now())),
         );
         line.insert("level".into(), level.into());
         line.insert("event".into(), event.into());

@@ -5,9 +5,9 @@
 //! wrote them. One commit per action; none when the manifest already says so.
 
 use crate::executor::{ExecError, Executor, Labels, WeightedPool};
-use scan::yaml::{self, Node};
 use std::collections::BTreeMap;
 use vcs::{FileChange, Repo};
+use yaml::Node;
 
 #[derive(Debug)]
 pub struct GitOpsExecutor {

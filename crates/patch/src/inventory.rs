@@ -19,10 +19,9 @@
 //!         timeout: 10s
 //! ```
 
-use model::{Diagnostic, Provenance};
-use scan::yaml::{self, Node};
+use model::{Diagnostic, Host, Provenance};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use yaml::Node;
 
 use crate::time::Weekday;
 use crate::window::{MaintenanceWindow, TimeOfDay};
@@ -166,11 +165,8 @@ pub fn parse(path: &str, text: &str) -> Inventory {
     let mut inv = Inventory::default();
     let (docs, error) = yaml::load(text);
     if let Some(e) = error {
-        inv.diagnostics.push(Diagnostic::error(
-            path,
-            Some(e.line),
-            format!("invalid YAML: {}", e.message),
-        ));
+        inv.diagnostics
+            .push(Diagnostic::error(path, Some(e.line), e.to_string()));
     }
     let Some(doc) = docs.first() else {
         if inv.diagnostics.is_empty() {
@@ -180,53 +176,17 @@ pub fn parse(path: &str, text: &str) -> Inventory {
         return inv;
     };
     let defaults = doc.get("defaults");
-    let mut entries: Vec<(String, &Node, u32)> = Vec::new();
-    match doc.get("hosts") {
-        Some(hosts) if hosts.as_seq().is_some() => {
-            for item in hosts.as_seq().unwrap_or_default() {
-                match item.get("name").and_then(Node::string) {
-                    Some(name) if item.as_map().is_some() => entries.push((name, item, item.line)),
-                    _ => inv.diagnostics.push(Diagnostic::error(
-                        path,
-                        Some(item.line),
-                        "host has no name; skipped",
-                    )),
-                }
-            }
-        }
-        Some(hosts) if hosts.as_map().is_some() => {
-            for (k, v) in hosts.as_map().unwrap_or_default() {
-                match k.string() {
-                    Some(name) => entries.push((name, v, k.line)),
-                    None => inv.diagnostics.push(Diagnostic::error(
-                        path,
-                        Some(k.line),
-                        "host has no name; skipped",
-                    )),
-                }
-            }
-        }
-        Some(other) => inv.diagnostics.push(Diagnostic::error(
-            path,
-            Some(other.line),
-            "hosts is neither a list nor a mapping",
-        )),
-        None => inv
-            .diagnostics
-            .push(Diagnostic::error(path, Some(doc.line), "no hosts: key")),
+    // Which hosts there are, their names, addresses and groups: the fleet scan's reader.
+    let listing = scan::inventory::read(path, doc);
+    for (line, message) in listing.problems {
+        inv.diagnostics
+            .push(Diagnostic::error(path, Some(line), message));
     }
-    let mut seen = BTreeSet::new();
-    for (name, fields, line) in entries {
-        let at = Provenance::new(path, line);
-        if !seen.insert(name.clone()) {
-            inv.diagnostics.push(Diagnostic::error_at(
-                &at,
-                format!("host {name} is listed twice; the second is skipped"),
-            ));
-            continue;
-        }
+    for scan::inventory::Entry { host, fields } in listing.entries {
+        let name = host.name.clone();
+        let at = host.at.clone();
         let mut errors = Vec::new();
-        let host = read_host(&name, fields, defaults, &at, &mut errors);
+        let host = read_host(host, fields, defaults, &mut errors);
         let failed = !errors.is_empty();
         for (line, message) in errors {
             inv.diagnostics.push(Diagnostic::error(
@@ -249,20 +209,20 @@ pub fn parse(path: &str, text: &str) -> Inventory {
 
 type Errors = Vec<(u32, String)>;
 
-fn read_host(
-    name: &str,
-    fields: &Node,
-    defaults: Option<&Node>,
-    at: &Provenance,
-    errors: &mut Errors,
-) -> HostSpec {
+/// The patching fields of a host the inventory lists.
+fn read_host(host: Host, fields: &Node, defaults: Option<&Node>, errors: &mut Errors) -> HostSpec {
+    let Host {
+        name,
+        address,
+        groups,
+        at,
+    } = host;
+    let at = &at;
     let get = |key: &str| {
         fields
             .get(key)
             .or_else(|| defaults.and_then(|d| d.get(key)))
     };
-    let address = fields.get("address").and_then(Node::string);
-    let groups = get("groups").map(Node::strings).unwrap_or_default();
     let window = get("maintenance_window")
         .filter(|n| !n.is_null())
         .and_then(|n| read_window(n, errors));
@@ -277,7 +237,7 @@ fn read_host(
             PackageManager::Apt
         }
     };
-    let default_destination = address.clone().unwrap_or_else(|| name.to_string());
+    let default_destination = address.clone().unwrap_or_else(|| name.clone());
     let transport = read_transport(get("transport"), &default_destination, at, errors);
     let snapshot = get("snapshot").and_then(|n| read_snapshot(n, errors));
     let health_checks = get("health_checks")
@@ -287,7 +247,7 @@ fn read_host(
         })
         .unwrap_or_default();
     HostSpec {
-        name: name.to_string(),
+        name,
         address,
         groups,
         window,
@@ -480,21 +440,34 @@ fn read_snapshot(node: &Node, errors: &mut Errors) -> Option<SnapshotSpec> {
     }
 }
 
-/// `30`, `30s`, `2m` -> seconds.
-fn duration_secs(node: &Node) -> Option<u64> {
-    let t = node.as_str()?.trim();
-    if let Some(m) = t.strip_suffix('m') {
-        return m.trim().parse::<u64>().ok().map(|m| m * 60);
+/// Whole seconds in a duration of [`yaml::parse_duration`]'s grammar (`30s`, `2m`, `1m30s`).
+///
+/// A bare number of seconds (`30`) is still read: inventories accepted it
+/// before the grammar was shared, and its error message offered it.
+fn duration_secs(node: &Node) -> Result<u64, String> {
+    let text = node
+        .as_str()
+        .ok_or_else(|| format!("timeout must be a duration, not {}", node.shape()))?;
+    if let Ok(n) = text.trim().parse::<u64>() {
+        return Ok(n);
     }
-    t.strip_suffix('s').unwrap_or(t).trim().parse().ok()
+    let d = yaml::parse_duration(text).map_err(|e| format!("timeout: {e}"))?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("timeout {text:?} is not a whole number of seconds"));
+    }
+    Ok(d.as_secs())
 }
 
 fn read_check(node: &Node, errors: &mut Errors) -> Option<HealthCheck> {
     let timeout_secs = match node.get("timeout") {
         Some(t) => match duration_secs(t) {
-            Some(s) if s > 0 => s,
-            _ => {
-                errors.push((t.line, "timeout must be like 30, 30s or 2m".into()));
+            Ok(s) if s > 0 => s,
+            Ok(_) => {
+                errors.push((t.line, "timeout must not be zero".into()));
+                return None;
+            }
+            Err(message) => {
+                errors.push((t.line, message));
                 return None;
             }
         },

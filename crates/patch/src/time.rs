@@ -1,9 +1,8 @@
 //! Instants, civil dates and RFC 3339, without a date-time crate.
 //!
 //! Patching needs little of a calendar: an instant, the local date and time
-//! in a zone with a known offset, and the weekday. The conversions are
-//! Howard Hinnant's `days_from_civil` / `civil_from_days`, exact for the
-//! proleptic Gregorian calendar.
+//! in a zone with a known offset, and the weekday. The day-number
+//! conversions are the `yaml` crate's civil-date grammar.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -80,18 +79,7 @@ impl fmt::Display for Weekday {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-pub use telemetry::civil_from_days;
+pub use yaml::time::{civil_from_days, days_from_civil};
 
 pub fn is_leap_year(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0

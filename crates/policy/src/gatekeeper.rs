@@ -15,10 +15,10 @@ use crate::vm::Rule;
 use crate::{Level, PolicyError};
 use model::{Diagnostic, Provenance};
 use regorus::Engine;
-use scan::yaml::Node;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use yaml::Node;
 
 /// The Gatekeeper admission target, the only one bulkhead evaluates.
 pub const ADMISSION_TARGET: &str = "admission.k8s.gatekeeper.sh";
@@ -119,7 +119,7 @@ impl GatekeeperSet {
     /// Reads every `ConstraintTemplate` and constraint of a YAML stream; other
     /// documents are ignored. Problems become diagnostics with the line.
     pub fn add_yaml(&mut self, path: &str, text: &str) -> Vec<Diagnostic> {
-        let (documents, error) = scan::yaml::load(text);
+        let (documents, error) = yaml::load(text);
         let mut diagnostics = Vec::new();
         for doc in &documents {
             let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
@@ -156,7 +156,7 @@ impl GatekeeperSet {
             }
         }
         if let Some(e) = error {
-            diagnostics.push(scan::yaml_diagnostic(path, &e));
+            diagnostics.push(Diagnostic::error(path, Some(e.line), e.to_string()));
         }
         diagnostics
     }

@@ -2,9 +2,9 @@
 //! of the fleet graph with the facts its rules need.
 
 use model::{Diagnostic, Fleet, Provenance, Service, StageBase};
-use scan::yaml::{self, Node};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
+use yaml::Node;
 
 /// One Kubernetes object of a manifest file, as JSON, with its YAML tree for lines.
 #[derive(Debug, Clone)]
@@ -131,7 +131,7 @@ pub fn load_manifests(path: &str, text: &str) -> (Vec<ManifestObject>, Vec<Diagn
         push_object(path, doc, &mut objects);
     }
     let diagnostics = error
-        .map(|e| scan::yaml_diagnostic(path, &e))
+        .map(|e| Diagnostic::error(path, Some(e.line), e.to_string()))
         .into_iter()
         .collect();
     (objects, diagnostics)

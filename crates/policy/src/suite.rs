@@ -22,9 +22,9 @@
 use crate::gatekeeper::GatekeeperSet;
 use crate::input::load_manifests;
 use model::Severity;
-use scan::yaml::Node;
 use serde::Serialize;
 use serde_json::Value;
+use yaml::Node;
 
 /// The result of one suite.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,7 +121,7 @@ enum Expect {
 
 /// Runs a suite. `load(path)` returns the text of a file named in it (relative to the suite).
 pub fn run(text: &str, load: &mut dyn FnMut(&str) -> Result<String, String>) -> SuiteReport {
-    let (documents, error) = scan::yaml::load(text);
+    let (documents, error) = yaml::load(text);
     let fail = |e: String| SuiteReport {
         error: Some(e),
         tests: Vec::new(),

@@ -36,9 +36,9 @@ use crate::analysis::{
     AnalysisSpec, Condition, DEFAULT_CONSECUTIVE_ERROR_LIMIT, Metric, MetricKind, Provider,
 };
 use model::{Diagnostic, Provenance};
-use scan::yaml::{self, Node};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use yaml::Node;
 
 /// The API version of rollout documents.
 pub const API_VERSION: &str = "bulkhead.dev/v1alpha1";
@@ -411,16 +411,17 @@ impl Reader<'_> {
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<u64> {
-        match node.as_str().and_then(parse_duration) {
-            Some(s) => Some(s),
-            None => {
-                self.error(
-                    node.line,
-                    format!(
-                        "{what} must be a duration such as 30s, 5m, 1h or a number of seconds, not {}",
-                        node.shape()
-                    ),
-                );
+        let Some(text) = node.as_str() else {
+            self.error(
+                node.line,
+                format!("{what} must be a duration, not {}", node.shape()),
+            );
+            return None;
+        };
+        match duration_seconds(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error(node.line, format!("{what}: {e}"));
                 None
             }
         }
@@ -952,32 +953,23 @@ impl Reader<'_> {
     }
 }
 
-/// Seconds in `30s`, `5m`, `1h`, `1h30m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if let Ok(n) = text.parse::<u64>() {
-        return Some(n);
+/// Whole seconds in a duration of [`yaml::parse_duration`]'s grammar (`30s`, `5m`, `1h30m`, `2d`).
+///
+/// A bare number of seconds (`30`) is still read: rollout specs documented
+/// and accepted it before the grammar was shared, and specs in the field use it.
+///
+/// # Errors
+///
+/// Not a duration, or not a whole number of seconds (pauses and intervals count seconds).
+pub fn duration_seconds(text: &str) -> Result<u64, String> {
+    if let Ok(n) = text.trim().parse::<u64>() {
+        return Ok(n);
     }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    let mut any = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return None,
-        };
-        let n: u64 = digits.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        digits.clear();
-        any = true;
+    let d = yaml::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds"));
     }
-    (any && digits.is_empty()).then_some(total)
+    Ok(d.as_secs())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! all the usual places are read, and a value that is not a tier is reported
 //! rather than guessed at, since the tier orders rollout waves.
 
-use crate::yaml::Node;
 use model::{CatalogEntity, Diagnostic, Facts, Provenance, Tier};
+use yaml::Node;
 
 /// Where a tier may be written, in order of precedence.
 const TIER_KEYS: [(&str, &str); 3] = [

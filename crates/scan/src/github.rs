@@ -24,11 +24,11 @@
 //! an input and is ignored. Each reference is located at its `uses:` line,
 //! the line a bump commit rewrites.
 
-use crate::yaml::{self, Node, Value};
 use model::{
     Diagnostic, Facts, Provenance, TemplateKind, TemplateRef, TemplateUse, TemplateUseKind,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use yaml::{Node, Value};
 
 /// Reads the template references of one workflow file.
 ///

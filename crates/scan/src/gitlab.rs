@@ -34,11 +34,11 @@
 //! the configuration. `rules:` on include entries are ignored: a conditional
 //! include is still a dependency on the template.
 
-use crate::yaml::{self, Node, Value};
 use model::{
     Diagnostic, Facts, Provenance, TemplateKind, TemplateRef, TemplateUse, TemplateUseKind,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use yaml::{Node, Value};
 
 /// Reads the template references of one GitLab CI file.
 ///

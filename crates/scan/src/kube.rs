@@ -10,11 +10,11 @@
 //! container lacks a name still reports the image it runs, because image
 //! impact is what the fleet graph is for.
 
-use crate::yaml::{Node, Value};
 use model::{
     Container, Diagnostic, EnvVar, Facts, ImageOverride, ImageRef, KubeService, Provenance, Route,
     RouteKind, Workload, WorkloadKind,
 };
+use yaml::{Node, Value};
 
 /// Reads one Kubernetes object (or a `List` of them).
 pub fn object(path: &str, doc: &Node) -> Facts {

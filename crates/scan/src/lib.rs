@@ -11,7 +11,6 @@ pub mod github;
 pub mod gitlab;
 pub mod inventory;
 pub mod kube;
-pub mod yaml;
 
 #[cfg(test)]
 mod test_support;
@@ -99,10 +98,6 @@ fn parse_yaml(path: &str, text: &str) -> Facts {
 }
 
 /// The diagnostic for a YAML loading error.
-pub fn yaml_diagnostic(path: &str, e: &yaml::YamlError) -> Diagnostic {
-    Diagnostic::error(
-        path,
-        Some(e.line.max(1)),
-        format!("invalid YAML: {}", e.message),
-    )
+pub(crate) fn yaml_diagnostic(path: &str, e: &yaml::YamlError) -> Diagnostic {
+    Diagnostic::error(path, Some(e.line), e.to_string())
 }

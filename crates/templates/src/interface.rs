@@ -16,9 +16,9 @@
 //! diagnostic with the line, and the rest of the interface is still read.
 
 use model::{Diagnostic, Provenance};
-use scan::yaml::{self, Node, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use yaml::{Node, Value};
 
 /// Which CI system a template is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -194,7 +194,9 @@ pub fn gitlab(path: &str, text: &str) -> (Interface, Vec<Diagnostic>) {
             .collect()
     });
     if let Some(e) = error {
-        reader.diagnostics.push(scan::yaml_diagnostic(path, &e));
+        reader
+            .diagnostics
+            .push(Diagnostic::error(path, Some(e.line), e.to_string()));
     }
     (interface, reader.diagnostics)
 }
@@ -208,7 +210,9 @@ pub fn github(path: &str, text: &str) -> (Option<Interface>, Vec<Diagnostic>) {
         result = reader.github_workflow(document);
     }
     if let Some(e) = error {
-        reader.diagnostics.push(scan::yaml_diagnostic(path, &e));
+        reader
+            .diagnostics
+            .push(Diagnostic::error(path, Some(e.line), e.to_string()));
     }
     (result, reader.diagnostics)
 }

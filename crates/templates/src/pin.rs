@@ -8,8 +8,8 @@
 //! YAML loader.
 
 use model::TemplateKind;
-use scan::yaml::{self, Node, Value};
 use std::fmt::Write as _;
+use yaml::{Node, Value};
 
 /// Why a pin could not be rewritten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

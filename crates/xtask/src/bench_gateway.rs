@@ -295,7 +295,8 @@ fn wrk(port: u16, options: &Options, seconds: usize) -> Result<Measured, String>
     let p99 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("99%"))
-        .and_then(|v| duration(v.trim()))
+        // wrk writes `1.23ms`, `850.00us`, `1.02s`: all in the one duration grammar.
+        .and_then(|v| yaml::parse_duration(v).ok())
         .ok_or_else(|| format!("no 99% latency in wrk output:\n{text}"))?;
     // "Non-2xx or 3xx responses: N" and "Socket errors: connect A, read B, write C, timeout D".
     let mut errors = 0;
@@ -317,21 +318,6 @@ fn wrk(port: u16, options: &Options, seconds: usize) -> Result<Measured, String>
         errors,
         cpu_us: (0.0, 0.0),
     })
-}
-
-/// wrk's `1.23ms`, `850.00us`, `1.02s`.
-fn duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(secs))
 }
 
 pub(crate) fn need(tool: &str) -> Result<(), String> {

@@ -3,5 +3,8 @@
 //! and flags share, so that `30s` means the same thing everywhere.
 
 pub mod duration;
+pub mod node;
+pub mod time;
 
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use node::{MAX_DEPTH, MAX_NODES, Node, Value, YamlError, load};

@@ -29,7 +29,7 @@ fn config_errors_carry_file_and_line() {
     );
     check(
         "listeners: []\nservices:\n  a:\n    endpoints: []\n    selector: {v: a}\n    request_timeout: 5 seconds\n",
-        "gw.yaml:6: \"5 seconds\" is not a duration (a whole number with ms, s or m)",
+        "gw.yaml:6: \"5 seconds\" is not a duration (unknown unit; write e.g. 250ms, 30s, 5m, 1h30m or 2d)",
     );
     check(
         "listeners: []\nlimits:\n  max_header_bytes: 100\nservices: {}\n",

@@ -212,3 +212,76 @@ fn broken_and_empty_files_are_diagnostics() {
         ["i.yaml:1: error: hosts is neither a list nor a mapping"]
     );
 }
+
+/// Health check timeouts in the one duration grammar, in whole seconds; a
+/// bare number is still seconds. Each bad one is an error on its line.
+#[test]
+fn health_check_timeouts() {
+    let cases: &[(&str, Result<u64, &str>)] = &[
+        ("30", Ok(30)),
+        ("30s", Ok(30)),
+        ("2m", Ok(120)),
+        ("1m30s", Ok(90)),
+        ("1.5m", Ok(90)),
+        (
+            "soon",
+            Err("inv.yaml:4: error: host a: timeout: \"soon\" is not a duration"),
+        ),
+        (
+            "1500ms",
+            Err("inv.yaml:4: error: host a: timeout \"1500ms\" is not a whole number of seconds"),
+        ),
+        (
+            "0s",
+            Err("inv.yaml:4: error: host a: timeout must not be zero"),
+        ),
+        (
+            "[1]",
+            Err("inv.yaml:4: error: host a: timeout must be a duration, not a list"),
+        ),
+    ];
+    for (timeout, want) in cases {
+        let text = format!(
+            "hosts:\n  - name: a\n    health_checks:\n      - {{command: 'true', timeout: {timeout}}}\n"
+        );
+        let inv = parse("inv.yaml", &text);
+        match want {
+            Ok(secs) => assert_eq!(
+                inv.hosts[0].health_checks,
+                [HealthCheck::Command {
+                    command: "true".into(),
+                    timeout_secs: *secs
+                }],
+                "{timeout}"
+            ),
+            Err(message) => {
+                assert!(inv.hosts.is_empty(), "{timeout}");
+                let text = messages(&inv).join("\n");
+                assert!(text.contains(message), "{timeout}: {text}");
+            }
+        }
+    }
+}
+
+/// Hosts, names, addresses and groups come from the fleet scan's reader, so
+/// both read the same hosts from the same file, `defaults:` groups included.
+#[test]
+fn hosts_are_the_fleet_scans_hosts() {
+    let text = "defaults: {groups: [all]}\nhosts:\n  - name: a\n    address: 10.0.0.1\n  - name: b\n    groups: [db]\n";
+    let inv = parse_ok(text);
+    let (docs, _) = yaml::load(text);
+    let fleet = scan::inventory::hosts("inventory/hosts.yaml", &docs[0]).hosts;
+    let from_patch: Vec<model::Host> = inv
+        .hosts
+        .iter()
+        .map(|h| model::Host {
+            name: h.name.clone(),
+            address: h.address.clone(),
+            groups: h.groups.clone(),
+            at: h.at.clone(),
+        })
+        .collect();
+    assert_eq!(from_patch, fleet);
+    assert_eq!(fleet[0].groups, ["all"]);
+    assert_eq!(fleet[1].groups, ["db"]);
+}

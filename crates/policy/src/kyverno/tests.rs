@@ -2,7 +2,7 @@
 
 use crate::BundleConfig;
 use crate::kyverno::export;
-use scan::yaml::{Node, load};
+use yaml::{Node, load};
 
 #[test]
 fn exports_cluster_policies_for_the_image_rules() {

@@ -325,7 +325,7 @@ fn problems_are_diagnostics_with_file_and_line() {
                     8,
                     "setWeight must be a whole number from 0 to 100, not \"150\"",
                 ),
-                (9, "duration must be a duration such as 30s"),
+                (9, "duration: \"soon\" is not a duration"),
                 (10, "needs exactly one of setWeight, pause, analysis"),
                 (12, "analysis has no templates"),
             ],
@@ -437,24 +437,32 @@ fn problems_are_diagnostics_with_file_and_line() {
     }
 }
 
+/// The shared duration grammar in whole seconds, plus the bare number of
+/// seconds that rollout specs have always accepted.
 #[test]
 fn durations() {
     let cases = [
-        ("30", Some(30)),
-        ("30s", Some(30)),
-        ("5m", Some(300)),
-        ("1h30m", Some(5400)),
-        ("2h", Some(7200)),
-        ("", None),
-        ("s", None),
-        ("10x", None),
-        ("1.5m", None),
-        ("5m3", None),
-        ("-1", None),
-        ("99999999999999999999h", None),
+        ("30", Ok(30)),
+        ("30s", Ok(30)),
+        ("5m", Ok(300)),
+        ("1h30m", Ok(5400)),
+        ("2h", Ok(7200)),
+        ("2d", Ok(172_800)),
+        ("1.5m", Ok(90)),
+        ("", Err("it is empty")),
+        ("s", Err("a unit without a number")),
+        ("10x", Err("unknown unit")),
+        ("5m3", Err("a number without a unit")),
+        ("-1", Err("a unit without a number")),
+        ("99999999999999999999h", Err("too long")),
+        ("1500ms", Err("not a whole number of seconds")),
     ];
     for (text, expected) in cases {
-        assert_eq!(parse_duration(text), expected, "{text:?}");
+        match (duration_seconds(text), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{text:?}"),
+            (Err(got), Err(want)) => assert!(got.contains(want), "{text:?}: {got}"),
+            (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
+        }
     }
 }
 

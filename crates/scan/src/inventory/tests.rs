@@ -100,3 +100,23 @@ fn lookalikes_are_not_inventories() {
         check(text, "");
     }
 }
+
+/// `defaults:` gives groups to hosts without their own, as host patching reads them.
+#[test]
+fn default_groups() {
+    check(
+        "
+        defaults:
+          groups: [fleet]
+        hosts:
+          - name: web-1
+            address: 10.0.1.11
+          - name: db-1
+            groups: [db]
+        ",
+        "
+        web-1 10.0.1.11 [\"fleet\"] @4
+        db-1 - [\"db\"] @6
+        ",
+    );
+}

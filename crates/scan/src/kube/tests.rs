@@ -712,7 +712,7 @@ fn kustomization_images() {
 /// [`super::kustomization`] reads it when the caller knows the file by name.
 #[test]
 fn kustomization_without_kind() {
-    let (docs, error) = crate::yaml::load("images:\n- {name: api, newTag: '2.1'}\n");
+    let (docs, error) = yaml::load("images:\n- {name: api, newTag: '2.1'}\n");
     assert_eq!(error, None);
     let facts = super::kustomization("kustomization.yaml", &docs[0]);
     assert_eq!(render(&facts), "override api name=- tag=2.1 digest=- @2\n");

@@ -1,4 +1,6 @@
-//! UTC timestamps without a calendar library.
+//! Scalar grammars for time: civil dates (proleptic Gregorian, by Howard
+//! Hinnant's `days_from_civil` / `civil_from_days`) and RFC 3339 UTC
+//! timestamps, without a calendar library. Durations are in [`crate::duration`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,8 +19,19 @@ pub fn rfc3339_millis(time: SystemTime) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (year, month 1-12, day 1-31).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (year, month 1-12,
-/// day 1-31), by Howard Hinnant's algorithm.
+/// day 1-31); the inverse of [`days_from_civil`].
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

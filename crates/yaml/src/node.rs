@@ -1,4 +1,4 @@
-//! A YAML loader that keeps line numbers and cannot be made to explode.
+//! The YAML loader: documents as nodes that keep their line numbers, and that cannot be made to explode.
 //!
 //! Every node remembers the 1-based line it starts on, so facts can carry
 //! their provenance. Aliases are expanded by copying, but the total number of
@@ -34,12 +34,21 @@ pub enum Value {
     Map(Vec<(Node, Node)>),
 }
 
-/// A loading error, with the line it was found on.
+/// A loading error, with the 1-based line it was found on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
     pub line: u32,
     pub message: String,
 }
+
+/// `invalid YAML: MESSAGE`; the line is left to the diagnostic that carries it.
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid YAML: {}", self.message)
+    }
+}
+
+impl std::error::Error for YamlError {}
 
 impl Node {
     /// Looks up a mapping key (`None` when this is not a mapping or the key is absent).
@@ -183,6 +192,10 @@ pub fn load(text: &str) -> (Vec<Node>, Option<YamlError>) {
             line,
             message: e.info().to_string(),
         });
+    }
+    // Diagnostics count lines from 1; an error found before the first line is on it.
+    if let Some(e) = &mut loader.error {
+        e.line = e.line.max(1);
     }
     (loader.documents, loader.error)
 }
