@@ -115,11 +115,6 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     yaml::parse_duration(text).map_err(|e| e.to_string())
 }
 
-/// A duration flag whose text is kept as written (it is shown in plans), checked like [`duration`].
-pub fn duration_text(text: &str) -> Result<String, String> {
-    duration(text).map(|_| text.trim().to_string())
-}
-
 /// The value parser of a hidden old spelling that took whole seconds.
 pub fn seconds(text: &str) -> Result<Duration, String> {
     whole(text).map(Duration::from_secs)

@@ -22,21 +22,39 @@ use model::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// How waves are cut.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
     /// Most apps in one wave after the representatives; 0 means no limit.
     pub wave_size: usize,
-    /// How long each wave soaks before the next one starts (`24h`, `2d`).
-    pub soak: String,
+    /// How long each wave soaks before the next one starts. Saved plans hold
+    /// it as duration text (`24h`, `2d`), the grammar of files and flags.
+    #[serde(with = "duration_text")]
+    pub soak: Duration,
+}
+
+/// (De)serializes a duration as `yaml`'s duration text, so saved plans stay readable.
+mod duration_text {
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&yaml::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        yaml::parse_duration(&text).map_err(D::Error::custom)
+    }
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             wave_size: 20,
-            soak: "24h".to_string(),
+            soak: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -247,7 +265,7 @@ pub fn plan(
                 "the {} app pipeline(s) of this wave pass on {} and their deployments stay healthy for {} {next}",
                 apps.len(),
                 check.version,
-                options.soak
+                yaml::format_duration(options.soak)
             );
             PlannedWave {
                 number,
@@ -502,7 +520,7 @@ pub fn impact_report(
             services: moving,
             threshold: format!(
                 "error rate and p99 latency stay within the pre-bump baseline for {}",
-                plan.options.soak
+                yaml::format_duration(plan.options.soak)
             ),
         },
     ];

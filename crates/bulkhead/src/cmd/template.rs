@@ -17,6 +17,7 @@ use model::{Diagnostic, Fleet, TemplateKind};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use templates::{
     AdoptionPlan, Bump, PlanOptions, Release, Releases, Tag, TemplateSet, TemplateSource,
 };
@@ -150,8 +151,8 @@ pub struct WaveArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     wave_size: usize,
     /// How long each wave soaks before the next one starts.
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = args::duration_text)]
-    soak: String,
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = args::duration)]
+    soak: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -621,7 +622,7 @@ fn check(args: CheckArgs) -> Result<Exit> {
 fn make_plan(checked: &Checked, waves: &WaveArgs) -> AdoptionPlan {
     let options = PlanOptions {
         wave_size: waves.wave_size,
-        soak: waves.soak.clone(),
+        soak: waves.soak,
     };
     let empty = TemplateSet::default();
     templates::plan(

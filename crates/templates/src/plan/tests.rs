@@ -168,7 +168,7 @@ fn waves_are_cut_to_size_and_untiered_apps_go_last() {
     services.push(untiered);
     let options = PlanOptions {
         wave_size: 2,
-        soak: "2d".into(),
+        soak: std::time::Duration::from_secs(2 * 86_400),
     };
     let (plan, _) = check(
         services,
