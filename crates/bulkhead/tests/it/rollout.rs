@@ -926,7 +926,7 @@ fn bad_rollout_input_gets_clear_errors() {
             "--gateway-admin",
             "http://127.0.0.1:1",
         ],
-        "gateway http://127.0.0.1:1/state: connecting to 127.0.0.1:1",
+        "gateway: connecting to http://127.0.0.1:1/state: ",
     );
     fails(
         &[
