@@ -1,9 +1,23 @@
-//! Telemetry pieces that the gateway and the demo service share: `tracestate`
-//! list members by W3C Trace Context level 2, and the UTC timestamps of their
-//! JSON logs. Pure: text and times in, values out.
+//! Telemetry pieces that the gateway and the demo service share: W3C trace
+//! context (`traceparent` ids, parser and formatter; `tracestate` lists), OTLP
+//! spans and their JSON encoding, the span export queue, and the UTC
+//! timestamps of their JSON logs.
+//!
+//! No I/O: text and times in, values out. The export queue runs as a task on
+//! the caller's tokio runtime and sends through the caller's [`Transport`].
 
+pub mod export;
+pub mod otlp;
 mod time;
+mod traceparent;
 mod tracestate;
 
+pub use export::{Batching, Exporter, SpanQueue, Transport};
 pub use time::{civil_from_days, rfc3339_millis};
-pub use tracestate::{MAX_TRACESTATE_MEMBERS, MemberError, push_members};
+pub use traceparent::{
+    FLAG_RANDOM, FLAG_SAMPLED, SpanId, Text, TraceId, TraceParent, TraceParentError,
+    format_traceparent, parse_lower_hex, parse_traceparent, trim_ows,
+};
+pub use tracestate::{
+    MAX_TRACESTATE_MEMBERS, TraceState, TraceStateError, parse_tracestate, tracestate_value,
+};
