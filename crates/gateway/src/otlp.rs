@@ -4,20 +4,21 @@
 //! (`telemetry::export`); when it is full (a slow or absent collector) the span
 //! is dropped and counted in `bulkhead_gateway_spans_dropped_total`, and the
 //! request is not slowed. Records become spans (`telemetry::otlp`) on the
-//! exporter's task, off the request path.
+//! exporter's thread, off the request path, and are posted with the blocking
+//! `http_client`.
 
 use crate::log::Record;
 use crate::metrics::Metrics;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::Uri;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use http_client::Url;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use telemetry::export::{self, Batching, Exporter, SpanQueue, Transport};
 use telemetry::otlp::{AttrValue, Resource, Scope, Span, SpanKind, Status, unix_nanos};
+
+/// The exporter of request records, and the request path's queue to it.
+pub(crate) type RecordExporter = Exporter<Arc<Record>>;
+pub(crate) type RecordQueue = SpanQueue<Arc<Record>>;
 
 const SCOPE: Scope = Scope {
     name: "bulkhead-gateway",
@@ -53,36 +54,29 @@ impl OtlpOptions {
     /// # Errors
     ///
     /// A URL that is not `http://host[:port][/path]`.
-    pub fn traces_url(&self) -> Result<Uri, String> {
+    pub fn traces_url(&self) -> Result<Url, String> {
         let base = self.endpoint.trim_end_matches('/');
         let url = if base.ends_with("/v1/traces") {
             base.to_string()
         } else {
             format!("{base}/v1/traces")
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("OTLP endpoint {:?}: {e}", self.endpoint))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
-                "OTLP endpoint {:?}: expected http://host[:port]",
-                self.endpoint
-            ));
-        }
-        Ok(uri)
+        Url::parse(&url).map_err(|e| format!("OTLP endpoint {:?}: {e}", self.endpoint))
     }
 }
 
-/// Starts the exporter task on the current runtime; `instance` names this gateway
-/// (`service.instance.id`).
+/// Starts the exporter's thread; `instance` names this gateway (`service.instance.id`).
+///
+/// # Errors
+///
+/// When the thread cannot be started.
 pub(crate) fn start(
     options: &OtlpOptions,
-    url: Uri,
+    url: Url,
     instance: String,
     metrics: Arc<Metrics>,
-) -> (SpanQueue<Arc<Record>>, Exporter) {
+) -> std::io::Result<(RecordQueue, RecordExporter)> {
     let transport = Post {
-        client: Client::builder(TokioExecutor::new()).build_http(),
         url,
         resource: Resource {
             service_name: "bulkhead-gateway".to_string(),
@@ -103,8 +97,7 @@ pub(crate) fn start(
 
 /// Posts a batch to the collector; a batch that does not arrive is counted as dropped.
 struct Post {
-    client: Client<HttpConnector, Full<Bytes>>,
-    url: Uri,
+    url: Url,
     resource: Resource,
     metrics: Arc<Metrics>,
 }
@@ -112,26 +105,15 @@ struct Post {
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Transport<Arc<Record>> for Post {
-    async fn send(&mut self, batch: &[Arc<Record>]) {
-        let n = batch.len() as u64;
+    fn send(&mut self, batch: &[Arc<Record>]) {
         let spans: Vec<Span> = batch.iter().map(|r| span(r)).collect();
         let body = telemetry::otlp::encode(&self.resource, SCOPE, &spans);
-        let Ok(request) = hyper::Request::post(self.url.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-        else {
-            return;
-        };
-        let sent = tokio::time::timeout(EXPORT_TIMEOUT, async {
-            let response = self.client.request(request).await.ok()?;
-            let ok = response.status().is_success();
-            // Read the body so that the connection can be reused.
-            let _ = response.into_body().collect().await;
-            ok.then_some(())
-        })
-        .await;
-        if !matches!(sent, Ok(Some(()))) {
-            self.metrics.spans_dropped.fetch_add(n, Ordering::Relaxed);
+        let headers = [("Content-Type", "application/json".to_string())];
+        let sent = http_client::request("POST", &self.url, &headers, &body, EXPORT_TIMEOUT);
+        if !sent.is_ok_and(|r| (200..300).contains(&r.status)) {
+            self.metrics
+                .spans_dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub(crate) struct Sinks {
     pub log: Option<Arc<Log>>,
-    pub spans: Option<telemetry::SpanQueue<Arc<Record>>>,
+    pub spans: Option<crate::otlp::RecordQueue>,
     pub metrics: Arc<Metrics>,
 }
 

@@ -6,7 +6,7 @@ use crate::admin::Admin;
 use crate::config::{Config, Limits};
 use crate::health;
 use crate::log::{self, AccessLog, Message};
-use crate::otlp::{self, OtlpOptions};
+use crate::otlp::{self, OtlpOptions, RecordExporter};
 use crate::proxy::{Proxy, Sinks};
 use crate::state::Shared;
 use hyper::service::service_fn;
@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use telemetry::export::Exporter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -70,7 +69,7 @@ pub struct Gateway {
     /// Closed once every accept loop and connection has ended.
     alive: mpsc::Receiver<()>,
     log: Option<SyncSender<Message>>,
-    exporter: Option<Exporter>,
+    exporter: Option<RecordExporter>,
 }
 
 /// Which handler a listener's connections are served by.
@@ -134,7 +133,8 @@ impl Gateway {
                 let instance = proxy_addrs
                     .first()
                     .map_or_else(String::new, ToString::to_string);
-                let (tx, exporter) = otlp::start(o, url, instance, metrics.clone());
+                let (tx, exporter) = otlp::start(o, url, instance, metrics.clone())
+                    .map_err(|e| Error::Otlp(format!("starting the span exporter: {e}")))?;
                 (Some(tx), Some(exporter))
             }
             _ => (None, None),
@@ -210,7 +210,8 @@ impl Gateway {
         let drain = self.shared.table().limits.drain_timeout;
         let drained = tokio::time::timeout(drain, self.alive.recv()).await.is_ok();
         if let Some(exporter) = self.exporter.take() {
-            exporter.flush_and_stop().await;
+            // The exporter's thread posts the last batches; this runtime's threads stay free.
+            let _ = tokio::task::spawn_blocking(move || exporter.flush_and_stop()).await;
         }
         if let Some(log) = self.log.take() {
             let (done, wait) = std::sync::mpsc::sync_channel(1);

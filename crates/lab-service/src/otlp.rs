@@ -1,5 +1,6 @@
-//! Ships this service's spans to a collector: OTLP/HTTP JSON posted by the
-//! shared exporter (`telemetry::export`), whose bounded queue request handlers
+//! Ships this service's spans to a collector: OTLP/HTTP JSON posted with the
+//! blocking `http_client` from the shared exporter's thread
+//! (`telemetry::export`), whose bounded queue request handlers
 //! only offer spans to. When it is full (a slow or absent collector) the span
 //! is dropped and counted in `spans_dropped_total`, and the request goes on
 //! unaffected. Export failures are logged, at most one warning every ten seconds.
@@ -7,12 +8,6 @@
 use crate::log::Logger;
 use crate::metrics::Metrics;
 use crate::url::HttpUrl;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use telemetry::export::Exporter;
@@ -80,22 +75,26 @@ impl SpanSink {
     }
 }
 
-/// Starts the exporter task on the current runtime.
+/// Starts the exporter's thread.
 ///
 /// # Errors
 ///
-/// When the endpoint with `/v1/traces` appended is not a valid URL.
+/// When the endpoint with `/v1/traces` appended is not a valid URL, or the
+/// thread cannot be started.
 pub(crate) fn start(
     config: &OtlpConfig,
     resource: Resource,
     metrics: Arc<Metrics>,
     log: Arc<Logger>,
-) -> Result<(SpanSink, Exporter), crate::Error> {
+) -> Result<(SpanSink, Exporter<Span>), crate::Error> {
     let endpoint = config.endpoint.with_path_suffix("/v1/traces")?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
+    let url =
+        http_client::Url::parse(endpoint.as_str()).map_err(|reason| crate::Error::InvalidUrl {
+            url: endpoint.to_string(),
+            reason,
+        })?;
     let transport = Post {
-        client: Client::builder(TokioExecutor::new()).build(connector),
+        url,
         endpoint,
         resource,
         timeout: config.timeout,
@@ -111,7 +110,8 @@ pub(crate) fn start(
             interval: config.interval,
         },
         transport,
-    );
+    )
+    .map_err(crate::Error::Exporter)?;
     Ok((
         SpanSink {
             queue: Some(queue),
@@ -123,7 +123,8 @@ pub(crate) fn start(
 
 /// Posts a batch to the collector and counts the outcome.
 struct Post {
-    client: Client<HttpConnector, Full<Bytes>>,
+    url: http_client::Url,
+    /// The endpoint as configured, for the log.
     endpoint: HttpUrl,
     resource: Resource,
     timeout: Duration,
@@ -137,33 +138,15 @@ struct Post {
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Transport<Span> for Post {
-    async fn send(&mut self, batch: &[Span]) {
+    fn send(&mut self, batch: &[Span]) {
         let n = batch.len();
         let body = encode(&self.resource, SCOPE, batch);
-        let request = Request::post(self.endpoint.uri().clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .expect("valid request parts");
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let response = self.client.request(request).await.map_err(|e| {
-                // The legacy client's Display is terse; its source says what happened.
-                let source = std::error::Error::source(&e).map(ToString::to_string);
-                format!(
-                    "{e}{}",
-                    source.map(|s| format!(": {s}")).unwrap_or_default()
-                )
-            })?;
-            let status = response.status();
-            // Read the body so that the connection can be reused.
-            let _ = response.into_body().collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("collector answered {status}"))
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err(format!("timed out after {:?}", self.timeout)));
+        let headers = [("Content-Type", "application/json".to_string())];
+        let outcome = match http_client::request("POST", &self.url, &headers, &body, self.timeout) {
+            Ok(response) if (200..300).contains(&response.status) => Ok(()),
+            Ok(response) => Err(format!("collector answered {}", response.status)),
+            Err(e) => Err(e.to_string()),
+        };
         match outcome {
             Ok(()) => self.metrics.spans_exported(n),
             Err(reason) => {

@@ -51,7 +51,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     app: Arc<App>,
-    exporter: Option<Exporter>,
+    exporter: Option<Exporter<Span>>,
 }
 
 /// What every request handler shares.
@@ -213,7 +213,8 @@ impl Server {
             .await
             .is_ok();
         if let Some(exporter) = exporter {
-            exporter.flush_and_stop().await;
+            // The exporter's thread posts the last batches; the runtime's threads stay free.
+            let _ = tokio::task::spawn_blocking(move || exporter.flush_and_stop()).await;
         }
         app.log.event(
             "info",

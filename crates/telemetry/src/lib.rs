@@ -3,8 +3,9 @@
 //! spans and their JSON encoding, the span export queue, and the UTC
 //! timestamps of their JSON logs.
 //!
-//! No I/O: text and times in, values out. The export queue runs as a task on
-//! the caller's tokio runtime and sends through the caller's [`Transport`].
+//! No I/O: text and times in, values out. The export queue's worker is a
+//! thread that sends through the caller's [`Transport`]; the socket is the
+//! caller's.
 
 pub mod export;
 pub mod otlp;
