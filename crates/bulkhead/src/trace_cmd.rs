@@ -177,7 +177,7 @@ fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<ExitCode> {
     let Some(trace) = json.get("data").and_then(|d| d.get(0)) else {
         bail!("{}: the answer holds no trace", common.collector);
     };
-    let spans = collector::jaeger::analysis_spans(trace);
+    let spans = telemetry::jaeger::spans(trace);
     let trace = traces::assemble(spans);
     let analysis = traces::analyze(&trace);
     if common.json {
@@ -281,7 +281,7 @@ fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<ExitCode> {
 
 /// One search result for the table and `--json`.
 fn summary(trace: &Json) -> Json {
-    let spans = collector::jaeger::analysis_spans(trace);
+    let spans = telemetry::jaeger::spans(trace);
     let start = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
     let end = spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
     let ids: std::collections::HashSet<_> = spans.iter().map(|s| s.span_id).collect();

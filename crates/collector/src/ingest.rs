@@ -25,7 +25,7 @@ pub const DEFAULT_INDEXED_TAGS: &[&str] =
     &["http.route", "rpc.method", "peer.service", "db.system"];
 
 /// The service name of a resource without `service.name` (the OTel SDK default).
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
+pub use traces::UNKNOWN_SERVICE;
 
 /// One span as the store writes it.
 #[derive(Debug, Clone, PartialEq)]

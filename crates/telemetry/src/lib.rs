@@ -1,13 +1,15 @@
 //! Telemetry pieces that the gateway and the demo service share: W3C trace
 //! context (`traceparent` ids, parser and formatter; `tracestate` lists), OTLP
 //! spans and their JSON encoding, the span export queue, and the UTC
-//! timestamps of their JSON logs.
+//! timestamps of their JSON logs; and Jaeger's query API JSON read back into
+//! the analysis crate's spans, for `bulkhead trace`.
 //!
 //! No I/O: text and times in, values out. The export queue's worker is a
 //! thread that sends through the caller's [`Transport`]; the socket is the
 //! caller's.
 
 pub mod export;
+pub mod jaeger;
 pub mod otlp;
 mod time;
 mod traceparent;
