@@ -434,7 +434,7 @@ impl Watched {
     fn touch(&self) {
         self.activity
             .last
-            .store(health::now_ms(), Ordering::Relaxed);
+            .store(clock::monotonic_ms(), Ordering::Relaxed);
     }
 }
 
@@ -509,7 +509,7 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity {
-        last: AtomicU64::new(health::now_ms()),
+        last: AtomicU64::new(clock::monotonic_ms()),
         in_flight: AtomicUsize::new(0),
     });
     let io = TokioIo::new(Watched {
@@ -549,7 +549,7 @@ async fn connection(
             }
             () = idle_check.as_mut(), if !closing => {
                 let quiet = Duration::from_millis(
-                    health::now_ms().saturating_sub(activity.last.load(Ordering::Relaxed)),
+                    clock::monotonic_ms().saturating_sub(activity.last.load(Ordering::Relaxed)),
                 );
                 if activity.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle {
                     closing = true;
