@@ -205,6 +205,8 @@ pub fn request(
     stream.write_all(body).map_err(io)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
+    // Known once the head is in: how the body ends.
+    let mut framing = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -214,12 +216,27 @@ pub fn request(
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                let searched = raw.len().saturating_sub(3);
                 raw.extend_from_slice(&buf[..n]);
                 if raw.len() > MAX_RESPONSE_BYTES {
                     return Err(HttpError::Malformed {
                         url: url.to_string(),
                         detail: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
                     });
+                }
+                if framing.is_none()
+                    && let Some(end) = raw[searched..].windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    framing = Some(Framing::of(
+                        &raw[..searched + end],
+                        searched + end + 4,
+                        method == "HEAD",
+                    ));
+                }
+                // A server may keep the connection open despite `Connection:
+                // close`: stop reading once the whole response is in.
+                if framing.as_ref().is_some_and(|f| f.complete(&raw)) {
+                    break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -230,6 +247,87 @@ pub fn request(
         url: url.to_string(),
         detail,
     })
+}
+
+/// How a response's body ends, from its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Where the body ends.
+    Until(usize),
+    /// Chunked, starting here.
+    Chunked(usize),
+    /// When the server closes the connection (or the head is not HTTP: the
+    /// parser then says why).
+    Close,
+}
+
+impl Framing {
+    /// `head` is the response head without its blank line; the body starts at `body`.
+    fn of(head: &[u8], body: usize, head_only: bool) -> Framing {
+        let Ok(head) = std::str::from_utf8(head) else {
+            return Framing::Close;
+        };
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok());
+        let Some(status) = status else {
+            return Framing::Close;
+        };
+        if head_only || status == 204 || status == 304 {
+            return Framing::Until(body);
+        }
+        let mut framing = Framing::Close;
+        for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+            let (name, value) = (name.trim(), value.trim());
+            if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+            {
+                return Framing::Chunked(body);
+            }
+            if name.eq_ignore_ascii_case("content-length")
+                && let Ok(len) = value.parse::<usize>()
+            {
+                framing = Framing::Until(body.saturating_add(len));
+            }
+        }
+        framing
+    }
+
+    fn complete(self, raw: &[u8]) -> bool {
+        match self {
+            Framing::Until(end) => raw.len() >= end,
+            Framing::Chunked(start) => chunks_end(&raw[start..]).is_some(),
+            Framing::Close => false,
+        }
+    }
+}
+
+/// Where a chunked body's last (empty) chunk and trailers end; `None` while
+/// incomplete or malformed. Walks the chunk sizes without copying.
+fn chunks_end(data: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line = data[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[at..at + line]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at += line + 2;
+        if size == 0 {
+            // Trailer fields, each ending in CRLF, then an empty line.
+            loop {
+                let line = data[at..].windows(2).position(|w| w == b"\r\n")?;
+                at += line + 2;
+                if line == 0 {
+                    return Some(at);
+                }
+            }
+        }
+        at = at.checked_add(size)?.checked_add(2)?;
+        if at > data.len() {
+            return None;
+        }
+    }
 }
 
 fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {

@@ -149,9 +149,71 @@ fn values_are_percent_encoded_and_tokens_presented_as_bearer() {
     assert_eq!(bearer("t0k"), ("Authorization", "Bearer t0k".to_string()));
 }
 
+#[test]
+fn a_response_is_complete_by_its_framing_not_by_the_connection_closing() {
+    let complete = |raw: &str, head_only: bool| {
+        let end = raw.find("\r\n\r\n").expect("a head");
+        Framing::of(&raw.as_bytes()[..end], end + 4, head_only).complete(raw.as_bytes())
+    };
+    for (raw, head_only, expect) in [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            false,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{",
+            false,
+            false,
+        ),
+        ("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true, true),
+        ("HTTP/1.1 204 No Content\r\n\r\n", false, true),
+        ("HTTP/1.1 200 OK\r\n\r\nuntil close", false, false),
+        ("garbage\r\n\r\n", false, false),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            false,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX: 1\r\n\r\n",
+            false,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n",
+            false,
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nok",
+            false,
+            false,
+        ),
+    ] {
+        assert_eq!(complete(raw, head_only), expect, "{raw:?}");
+    }
+}
+
+#[test]
+fn a_server_that_keeps_the_connection_open_still_answers() {
+    let (url, _seen) = serve_once_then_hold(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+    );
+    let response = request("POST", &url, &[], b"{}", Duration::from_secs(30)).expect("answer");
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"{}"[..])
+    );
+}
+
 /// A one-connection server on loopback: reads the request head, sends it to
 /// the test, answers `answer` (or nothing, holding the connection, for `None`).
 fn serve_once(answer: Option<&'static str>) -> (Url, std::sync::mpsc::Receiver<String>) {
+    serve(answer, false)
+}
+
+fn serve(answer: Option<&'static str>, hold: bool) -> (Url, std::sync::mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = Url::parse(&format!(
         "http://{}/v2/x?y=1",
@@ -179,6 +241,10 @@ fn serve_once(answer: Option<&'static str>) -> (Url, std::sync::mpsc::Receiver<S
         match answer {
             Some(text) => {
                 let _ = stream.write_all(text.as_bytes());
+                if hold {
+                    // Until the client hangs up.
+                    let _ = reader.read_line(&mut String::new());
+                }
             }
             // Hold the connection open until the client gives up.
             None => {
@@ -187,6 +253,11 @@ fn serve_once(answer: Option<&'static str>) -> (Url, std::sync::mpsc::Receiver<S
         }
     });
     (url, rx)
+}
+
+/// Like [`serve_once`], but keeps the connection open after answering.
+fn serve_once_then_hold(answer: &'static str) -> (Url, std::sync::mpsc::Receiver<String>) {
+    serve(Some(answer), true)
 }
 
 #[test]
