@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("images", &["model"]),
     ("http-client", &[]),
     ("clock", &[]),
+    ("yaml", &[]),
     ("registry", &["http-client", "model"]),
     ("patch", &["model", "scan", "telemetry"]),
     ("hostops", &["clock", "model", "patch", "statedb"]),
