@@ -5,6 +5,8 @@
 //! Only the ring provider is compiled in (aws-lc-rs needs cmake to build), and
 //! it is installed explicitly so that no other crate's choice can change it.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -107,9 +109,10 @@ impl SelfSigned {
         })
     }
 
-    /// `clientConfig.caBundle` of a webhook configuration: the base64 of the PEM certificate.
+    /// `clientConfig.caBundle` of a webhook configuration: the base64 of the
+    /// PEM certificate (standard alphabet, padded, as Kubernetes expects).
     pub fn ca_bundle(&self) -> String {
-        base64(self.cert_pem.as_bytes())
+        STANDARD.encode(&self.cert_pem)
     }
 
     /// The rustls server configuration serving this certificate.
@@ -124,26 +127,4 @@ impl SelfSigned {
             "self-signed key",
         )
     }
-}
-
-/// Standard base64 with padding (RFC 4648), as Kubernetes expects for `caBundle`.
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -9,7 +9,7 @@ use crate::otlp::{self, KeyValue, ResourceSpans, Span, Value, wire};
 use serde_json::Value as Json;
 
 /// The service name of a resource without `service.name` (the OTel SDK default).
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
+pub use traces::UNKNOWN_SERVICE;
 
 impl Value {
     /// The value as Jaeger's tag query compares it: a plain string.

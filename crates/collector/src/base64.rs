@@ -1,49 +1,28 @@
-//! Standard base64 (RFC 4648, with padding): OTLP/JSON's `bytesValue` and
-//! Jaeger's `binary` tags. Twenty lines instead of a dependency.
+//! Base64 as OTLP/JSON and Jaeger speak it: standard and padded when
+//! written (`bytesValue`, `binary` tags); standard or URL-safe, padded or
+//! not, when read, as OTLP/JSON senders differ.
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
 
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    STANDARD.encode(bytes)
 }
 
-/// Decodes standard or URL-safe base64, padded or not; `None` on any other byte.
+/// Decodes standard or URL-safe base64, padded or not; `None` on any other text.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    STANDARD_LENIENT
+        .decode(text)
+        .or_else(|_| URL_SAFE_LENIENT.decode(text))
+        .ok()
 }
 
 #[cfg(test)]
@@ -66,5 +45,31 @@ mod tests {
         assert_eq!(super::encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(super::encode(b"fo"), "Zm8=");
         assert_eq!(super::decode("Zm9v!"), None);
+    }
+
+    #[test]
+    fn encoding_matches_rfc_4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::encode(input.as_bytes()), expected, "{input:?}");
+        }
+        assert_eq!(super::encode(&[0xfb, 0xff, 0xbf]), "+/+/");
+    }
+
+    #[test]
+    fn decoding_takes_both_alphabets_with_or_without_padding() {
+        for text in ["+/+/", "-_-_"] {
+            assert_eq!(super::decode(text), Some(vec![0xfb, 0xff, 0xbf]), "{text}");
+        }
+        for text in ["Zm8=", "Zm8", "Zg==", "Zg"] {
+            assert!(super::decode(text).is_some(), "{text}");
+        }
     }
 }

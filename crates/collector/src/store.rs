@@ -485,17 +485,8 @@ fn live_bytes(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     Ok((get("page_count")? - get("freelist_count")?) * get("page_size")?)
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
+/// The wall clock, for catalog stamps, retention and query time ranges.
+pub use clock::{now_ms, now_ns};
 
 /// Query connections, opened on demand and reused.
 #[derive(Debug)]

@@ -433,7 +433,7 @@ fn jaeger_json_keeps_every_field_of_the_fixture() {
         "my.service"
     );
     // And the analysis view of the Jaeger JSON is the analysis view of the store.
-    let from_json = crate::jaeger::analysis_spans(&json);
+    let from_json = telemetry::jaeger::spans(&json);
     let from_store: Vec<traces::Span> = spans.iter().map(crate::to_analysis_span).collect();
     assert_eq!(from_json[0].span_id, from_store[0].span_id);
     assert_eq!(from_json[0].parent_span_id, from_store[0].parent_span_id);

@@ -13,21 +13,14 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
-
-/// Milliseconds since the first call: a cheap monotonic clock that fits in an atomic.
-pub(crate) fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
-}
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What is known about one endpoint of one service.
 #[derive(Debug, Default)]
 pub struct Cell {
     /// Consecutive failed requests since the last success or ejection.
     failures: AtomicU32,
-    /// [`now_ms`] until which the endpoint is ejected; 0 when it never was.
+    /// [`clock::monotonic_ms`] until which the endpoint is ejected; 0 when it never was.
     ejected_until: AtomicU64,
     /// Set by failed active checks, cleared by passing ones.
     failing_checks: AtomicBool,
@@ -62,7 +55,7 @@ impl Cell {
             return false;
         }
         let until = self.ejected_until.load(Ordering::Relaxed);
-        until == 0 || *now.get_or_insert_with(now_ms) >= until
+        until == 0 || *now.get_or_insert_with(clock::monotonic_ms) >= until
     }
 
     pub fn succeeded(&self) {
@@ -78,7 +71,8 @@ impl Cell {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= ejection.consecutive_failures {
             self.failures.store(0, Ordering::Relaxed);
-            let until = now_ms() + u64::try_from(ejection.duration.as_millis()).unwrap_or(0);
+            let until =
+                clock::monotonic_ms() + u64::try_from(ejection.duration.as_millis()).unwrap_or(0);
             self.ejected_until.store(until, Ordering::Relaxed);
         }
     }

@@ -1,25 +1,29 @@
 //! One OTLP SERVER span per request, exported by OTLP/HTTP with JSON encoding.
 //!
-//! Requests only `try_send` their record into a bounded queue; when it is full (a
-//! slow or absent collector) the span is dropped and counted in
-//! `bulkhead_gateway_spans_dropped_total`, and the request is not slowed. The
-//! exporter posts a batch when it holds `batch_size` spans or `interval` has
-//! passed, and sends what is queued when the gateway stops. The JSON follows the
-//! OTLP protobuf-to-JSON mapping: ids as lowercase hex, 64-bit integers and times
-//! as decimal strings, enums as integers.
+//! Requests only offer their record to the shared exporter's bounded queue
+//! (`telemetry::export`); when it is full (a slow or absent collector) the span
+//! is dropped and counted in `bulkhead_gateway_spans_dropped_total`, and the
+//! request is not slowed. Records become spans (`telemetry::otlp`) on the
+//! exporter's thread, off the request path, and are posted with the blocking
+//! `http_client`.
 
 use crate::log::Record;
 use crate::metrics::Metrics;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::Uri;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use http_client::Url;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+use telemetry::export::{self, Batching, Exporter, SpanQueue, Transport};
+use telemetry::otlp::{AttrValue, Resource, Scope, Span, SpanKind, Status, unix_nanos};
+
+/// The exporter of request records, and the request path's queue to it.
+pub(crate) type RecordExporter = Exporter<Arc<Record>>;
+pub(crate) type RecordQueue = SpanQueue<Arc<Record>>;
+
+const SCOPE: Scope = Scope {
+    name: "bulkhead-gateway",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 /// Where and how spans are exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,221 +54,124 @@ impl OtlpOptions {
     /// # Errors
     ///
     /// A URL that is not `http://host[:port][/path]`.
-    pub fn traces_url(&self) -> Result<Uri, String> {
+    pub fn traces_url(&self) -> Result<Url, String> {
         let base = self.endpoint.trim_end_matches('/');
         let url = if base.ends_with("/v1/traces") {
             base.to_string()
         } else {
             format!("{base}/v1/traces")
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("OTLP endpoint {:?}: {e}", self.endpoint))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
-                "OTLP endpoint {:?}: expected http://host[:port]",
-                self.endpoint
-            ));
-        }
-        Ok(uri)
+        Url::parse(&url).map_err(|e| format!("OTLP endpoint {:?}: {e}", self.endpoint))
     }
 }
 
-/// The running exporter.
-#[derive(Debug)]
-pub(crate) struct Exporter {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Exporter {
-    /// Sends what is queued, then ends.
-    pub async fn flush_and_stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-}
-
-/// Starts the exporter task on the current runtime; `instance` names this gateway
-/// (`service.instance.id`).
+/// Starts the exporter's thread; `instance` names this gateway (`service.instance.id`).
+///
+/// # Errors
+///
+/// When the thread cannot be started.
 pub(crate) fn start(
     options: &OtlpOptions,
-    url: Uri,
+    url: Url,
     instance: String,
     metrics: Arc<Metrics>,
-) -> (mpsc::Sender<Arc<Record>>, Exporter) {
-    let (tx, rx) = mpsc::channel(options.queue.max(1));
-    let (stop, stop_rx) = oneshot::channel();
-    let worker = Worker {
-        client: Client::builder(TokioExecutor::new()).build_http(),
+) -> std::io::Result<(RecordQueue, RecordExporter)> {
+    let transport = Post {
         url,
-        instance,
-        batch_size: options.batch_size.max(1),
+        resource: Resource {
+            service_name: "bulkhead-gateway".to_string(),
+            service_version: env!("CARGO_PKG_VERSION").to_string(),
+            instance_id: instance,
+        },
         metrics,
     };
-    let task = tokio::spawn(worker.run(rx, stop_rx, options.interval));
-    (tx, Exporter { stop, task })
+    export::start(
+        Batching {
+            queue: options.queue,
+            batch_size: options.batch_size,
+            interval: options.interval,
+        },
+        transport,
+    )
 }
 
-struct Worker {
-    client: Client<HttpConnector, Full<Bytes>>,
-    url: Uri,
-    instance: String,
-    batch_size: usize,
+/// Posts a batch to the collector; a batch that does not arrive is counted as dropped.
+struct Post {
+    url: Url,
+    resource: Resource,
     metrics: Arc<Metrics>,
 }
 
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl Worker {
-    async fn run(
-        self,
-        mut rx: mpsc::Receiver<Arc<Record>>,
-        mut stop: oneshot::Receiver<()>,
-        interval: Duration,
-    ) {
-        let mut batch = Vec::with_capacity(self.batch_size);
-        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                record = rx.recv() => match record {
-                    Some(record) => {
-                        batch.push(record);
-                        if batch.len() >= self.batch_size {
-                            self.send(&mut batch).await;
-                        }
-                    }
-                    None => break,
-                },
-                _ = ticker.tick() => {
-                    if !batch.is_empty() {
-                        self.send(&mut batch).await;
-                    }
-                }
-                _ = &mut stop => {
-                    rx.close();
-                    while let Some(record) = rx.recv().await {
-                        batch.push(record);
-                        if batch.len() >= self.batch_size {
-                            self.send(&mut batch).await;
-                        }
-                    }
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            self.send(&mut batch).await;
-        }
-    }
-
-    async fn send(&self, batch: &mut Vec<Arc<Record>>) {
-        let n = batch.len() as u64;
-        let body = encode(&self.instance, batch);
-        batch.clear();
-        let Ok(request) = hyper::Request::post(self.url.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-        else {
-            return;
-        };
-        let sent = tokio::time::timeout(EXPORT_TIMEOUT, async {
-            let response = self.client.request(request).await.ok()?;
-            let ok = response.status().is_success();
-            // Read the body so that the connection can be reused.
-            let _ = response.into_body().collect().await;
-            ok.then_some(())
-        })
-        .await;
-        if !matches!(sent, Ok(Some(()))) {
-            self.metrics.spans_dropped.fetch_add(n, Ordering::Relaxed);
+impl Transport<Arc<Record>> for Post {
+    fn send(&mut self, batch: &[Arc<Record>]) {
+        let spans: Vec<Span> = batch.iter().map(|r| span(r)).collect();
+        let body = telemetry::otlp::encode(&self.resource, SCOPE, &spans);
+        let headers = [("Content-Type", "application/json".to_string())];
+        let sent = http_client::request("POST", &self.url, &headers, &body, EXPORT_TIMEOUT);
+        if !sent.is_ok_and(|r| (200..300).contains(&r.status)) {
+            self.metrics
+                .spans_dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
     }
 }
 
-fn nanos(time: std::time::SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn string(key: &str, value: &str) -> Value {
-    json!({"key": key, "value": {"stringValue": value}})
-}
-
-fn int(key: &str, value: u64) -> Value {
-    json!({"key": key, "value": {"intValue": value.to_string()}})
-}
-
-/// One `ExportTraceServiceRequest` body holding a SERVER span per record.
-pub(crate) fn encode(instance: &str, records: &[Arc<Record>]) -> Vec<u8> {
-    let spans: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let start = nanos(r.start);
-            let end = start + u64::try_from(r.duration.as_nanos()).unwrap_or(0);
-            let mut attributes = vec![
-                string("http.request.method", &r.method),
-                string("url.path", &r.path),
-                int("http.response.status_code", u64::from(r.status)),
-                string("client.address", &r.client_ip),
-                string("http.request.header.x-request-id", &r.request_id),
-                int("http.request.body.size", r.bytes_in),
-                int("http.response.body.size", r.bytes_out),
-            ];
-            if let Some(route) = &r.route {
-                attributes.push(string("http.route", route));
-            }
-            if let Some(service) = &r.service {
-                attributes.push(string("bulkhead.service", service));
-            }
-            if let Some(version) = &r.version {
-                attributes.push(string("bulkhead.version", version));
-            }
-            if let Some(upstream) = r.upstream {
-                attributes.push(string("server.address", &upstream.ip().to_string()));
-                attributes.push(int("server.port", u64::from(upstream.port())));
-            }
-            let mut span = json!({
-                "traceId": r.trace_id.as_str(),
-                "spanId": r.span_id.as_str(),
-                "name": match &r.route {
-                    Some(route) => format!("{} {route}", r.method),
-                    None => r.method.clone(),
-                },
-                "kind": 2,
-                "startTimeUnixNano": start.to_string(),
-                "endTimeUnixNano": end.to_string(),
-                "attributes": attributes,
-            });
-            if let Some(parent) = &r.parent_span_id {
-                span["parentSpanId"] = json!(parent.as_str());
-            }
-            if let Some(state) = &r.tracestate {
-                span["traceState"] = json!(state);
-            }
-            // A server span is an error for 5xx only (OpenTelemetry HTTP conventions).
-            if r.status >= 500 {
-                span["status"] = json!({
-                    "code": 2,
-                    "message": r.error.clone().unwrap_or_else(|| format!("status {}", r.status)),
-                });
-            }
-            span
-        })
-        .collect();
-    let request = json!({
-        "resourceSpans": [{
-            "resource": {"attributes": [
-                string("service.name", "bulkhead-gateway"),
-                string("service.version", env!("CARGO_PKG_VERSION")),
-                string("service.instance.id", instance),
-            ]},
-            "scopeSpans": [{
-                "scope": {"name": "bulkhead-gateway", "version": env!("CARGO_PKG_VERSION")},
-                "spans": spans,
-            }],
-        }],
-    });
-    serde_json::to_vec(&request).unwrap_or_default()
+/// The SERVER span of one request.
+fn span(r: &Record) -> Span {
+    let start = unix_nanos(r.start);
+    let end = start + u64::try_from(r.duration.as_nanos()).unwrap_or(0);
+    let mut attributes = vec![
+        ("http.request.method", AttrValue::from(r.method.as_str())),
+        ("url.path", AttrValue::from(r.path.as_str())),
+        (
+            "http.response.status_code",
+            AttrValue::from(i64::from(r.status)),
+        ),
+        ("client.address", AttrValue::from(&*r.client_ip)),
+        (
+            "http.request.header.x-request-id",
+            AttrValue::from(r.request_id.as_str()),
+        ),
+        ("http.request.body.size", AttrValue::from(r.bytes_in)),
+        ("http.response.body.size", AttrValue::from(r.bytes_out)),
+    ];
+    if let Some(route) = &r.route {
+        attributes.push(("http.route", AttrValue::from(&**route)));
+    }
+    if let Some(service) = &r.service {
+        attributes.push(("bulkhead.service", AttrValue::from(&**service)));
+    }
+    if let Some(version) = &r.version {
+        attributes.push(("bulkhead.version", AttrValue::from(&**version)));
+    }
+    if let Some(upstream) = r.upstream {
+        attributes.push(("server.address", AttrValue::from(upstream.ip().to_string())));
+        attributes.push(("server.port", AttrValue::from(i64::from(upstream.port()))));
+    }
+    Span {
+        trace_id: r.trace_id,
+        span_id: r.span_id,
+        parent_span_id: r.parent_span_id,
+        trace_state: r.tracestate.clone().unwrap_or_default(),
+        name: match &r.route {
+            Some(route) => format!("{} {route}", r.method),
+            None => r.method.clone(),
+        },
+        kind: SpanKind::Server,
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        attributes,
+        // A server span is an error for 5xx only (OpenTelemetry HTTP conventions).
+        status: if r.status >= 500 {
+            Status::Error(
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| format!("status {}", r.status)),
+            )
+        } else {
+            Status::Unset
+        },
+    }
 }

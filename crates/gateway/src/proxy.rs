@@ -28,7 +28,7 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub(crate) struct Sinks {
     pub log: Option<Arc<Log>>,
-    pub spans: Option<tokio::sync::mpsc::Sender<Arc<Record>>>,
+    pub spans: Option<crate::otlp::RecordQueue>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -119,7 +119,7 @@ impl Pending<'_> {
                 bytes_in: self.bytes_in,
                 bytes_out,
             });
-            if spans.try_send(record).is_err() {
+            if !spans.offer(record) {
                 sinks.metrics.spans_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -4,9 +4,8 @@
 
 use crate::admin::Admin;
 use crate::config::{Config, Limits};
-use crate::health;
 use crate::log::{self, AccessLog, Message};
-use crate::otlp::{self, Exporter, OtlpOptions};
+use crate::otlp::{self, OtlpOptions, RecordExporter};
 use crate::proxy::{Proxy, Sinks};
 use crate::state::Shared;
 use crate::upkeep;
@@ -70,7 +69,7 @@ pub struct Gateway {
     /// Closed once every accept loop and connection has ended.
     alive: mpsc::Receiver<()>,
     log: Option<SyncSender<Message>>,
-    exporter: Option<Exporter>,
+    exporter: Option<RecordExporter>,
 }
 
 /// Which handler a listener's connections are served by.
@@ -134,7 +133,8 @@ impl Gateway {
                 let instance = proxy_addrs
                     .first()
                     .map_or_else(String::new, ToString::to_string);
-                let (tx, exporter) = otlp::start(o, url, instance, metrics.clone());
+                let (tx, exporter) = otlp::start(o, url, instance, metrics.clone())
+                    .map_err(|e| Error::Otlp(format!("starting the span exporter: {e}")))?;
                 (Some(tx), Some(exporter))
             }
             _ => (None, None),
@@ -210,7 +210,8 @@ impl Gateway {
         let drain = self.shared.table().limits.drain_timeout;
         let drained = tokio::time::timeout(drain, self.alive.recv()).await.is_ok();
         if let Some(exporter) = self.exporter.take() {
-            exporter.flush_and_stop().await;
+            // The exporter's thread posts the last batches; this runtime's threads stay free.
+            let _ = tokio::task::spawn_blocking(move || exporter.flush_and_stop()).await;
         }
         if let Some(log) = self.log.take() {
             let (done, wait) = std::sync::mpsc::sync_channel(1);
@@ -433,7 +434,7 @@ impl Watched {
     fn touch(&self) {
         self.activity
             .last
-            .store(health::now_ms(), Ordering::Relaxed);
+            .store(clock::monotonic_ms(), Ordering::Relaxed);
     }
 }
 
@@ -508,7 +509,7 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity {
-        last: AtomicU64::new(health::now_ms()),
+        last: AtomicU64::new(clock::monotonic_ms()),
         in_flight: AtomicUsize::new(0),
     });
     let io = TokioIo::new(Watched {
@@ -548,7 +549,7 @@ async fn connection(
             }
             () = idle_check.as_mut(), if !closing => {
                 let quiet = Duration::from_millis(
-                    health::now_ms().saturating_sub(activity.last.load(Ordering::Relaxed)),
+                    clock::monotonic_ms().saturating_sub(activity.last.load(Ordering::Relaxed)),
                 );
                 if activity.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle {
                     closing = true;

@@ -263,7 +263,7 @@ impl Table {
 
     /// The endpoints that take no traffic now although selected, by service, and why.
     pub fn down(&self) -> BTreeMap<&str, BTreeMap<SocketAddr, Down>> {
-        let now = health::now_ms();
+        let now = clock::monotonic_ms();
         self.services
             .iter()
             .map(|(name, pools)| {

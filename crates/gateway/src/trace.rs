@@ -8,50 +8,8 @@
 use crate::h1::Fields;
 use std::cell::Cell;
 use std::hash::{BuildHasher as _, Hasher as _};
-
-/// Fixed-length ASCII text held inline, so an id costs no allocation per request.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Text<const N: usize>([u8; N]);
-
-impl<const N: usize> Text<N> {
-    /// `text` when it is exactly `N` ASCII bytes.
-    fn new(text: &[u8]) -> Option<Text<N>> {
-        if !text.is_ascii() {
-            return None;
-        }
-        text.try_into().ok().map(Text)
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-impl<const N: usize> std::ops::Deref for Text<N> {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl<const N: usize> std::fmt::Debug for Text<N> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl<const N: usize> std::fmt::Display for Text<N> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<const N: usize> PartialEq<&str> for Text<N> {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
+pub use telemetry::Text;
+use telemetry::{FLAG_RANDOM, FLAG_SAMPLED, SpanId, TraceId};
 
 /// The trace a request carries upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,27 +31,31 @@ pub struct Trace {
 /// Reads `traceparent` from the request headers; a missing, duplicate or invalid one
 /// starts a new trace with random ids and the sampled and random-trace-id flags.
 pub fn at_edge(headers: &impl Fields) -> Trace {
-    let span_id = random_id::<16>();
+    let span_id = random_span_id();
     let mut values = headers.values("traceparent");
     let incoming = match (values.next(), values.next()) {
-        (Some(v), None) => std::str::from_utf8(v).ok().and_then(parse),
+        (Some(v), None) => telemetry::parse_traceparent(v).ok(),
         _ => None,
     };
     match incoming {
-        Some((trace_id, parent, flags)) => Trace {
-            traceparent: traceparent(&trace_id, &span_id, flags),
-            trace_id,
-            span_id,
-            parent_span_id: Some(parent),
+        Some(parent) => Trace {
+            traceparent: telemetry::format_traceparent(parent.trace_id, span_id, parent.flags),
+            trace_id: parent.trace_id.hex(),
+            span_id: span_id.hex(),
+            parent_span_id: Some(parent.parent_id.hex()),
             tracestate: tracestate(headers),
             continued: true,
         },
         None => {
-            let trace_id = random_id::<32>();
+            let trace_id = random_trace_id();
             Trace {
-                traceparent: traceparent(&trace_id, &span_id, *b"03"),
-                trace_id,
-                span_id,
+                traceparent: telemetry::format_traceparent(
+                    trace_id,
+                    span_id,
+                    FLAG_SAMPLED | FLAG_RANDOM,
+                ),
+                trace_id: trace_id.hex(),
+                span_id: span_id.hex(),
                 parent_span_id: None,
                 tracestate: None,
                 continued: false,
@@ -102,36 +64,11 @@ pub fn at_edge(headers: &impl Fields) -> Trace {
     }
 }
 
-/// `00-{trace_id}-{span_id}-{flags}`.
-fn traceparent(trace_id: &Text<32>, span_id: &Text<16>, flags: [u8; 2]) -> Text<55> {
-    let mut out = [0u8; 55];
-    out[..3].copy_from_slice(b"00-");
-    out[3..35].copy_from_slice(&trace_id.0);
-    out[35] = b'-';
-    out[36..52].copy_from_slice(&span_id.0);
-    out[52] = b'-';
-    out[53..].copy_from_slice(&flags);
-    Text(out)
-}
-
 /// Every `tracestate` header combined into one valid list, or `None` (none sent,
 /// only empty members, or invalid: then the whole list is discarded).
 fn tracestate(headers: &impl Fields) -> Option<String> {
-    let mut members = Vec::new();
-    for value in headers.values("tracestate") {
-        let text = std::str::from_utf8(value).ok()?;
-        telemetry::push_members(text, &mut members).ok()?;
-    }
-    if members.is_empty() || members.len() > telemetry::MAX_TRACESTATE_MEMBERS {
-        return None;
-    }
-    Some(
-        members
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+    let members = telemetry::parse_tracestate(headers.values("tracestate")).ok()?;
+    telemetry::tracestate_value(&members)
 }
 
 /// A random version-4 UUID, for requests that come without `x-request-id`.
@@ -164,44 +101,21 @@ fn hex_digit(word: u64) -> u8 {
     b"0123456789abcdef"[(word & 0xf) as usize]
 }
 
-/// `(trace_id, parent_id, flags)` of a valid `traceparent`.
-fn parse(value: &str) -> Option<(Text<32>, Text<16>, [u8; 2])> {
-    let b = value.as_bytes();
-    let lower_hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return None;
+/// A random trace id (never zero: zero is invalid).
+fn random_trace_id() -> TraceId {
+    loop {
+        let value = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+        if let Some(id) = TraceId::new(value) {
+            return id;
+        }
     }
-    let (version, trace, parent, flags) = (&b[0..2], &b[3..35], &b[36..52], &b[53..55]);
-    if !lower_hex(version)
-        || version == b"ff"
-        || !lower_hex(trace)
-        || !lower_hex(parent)
-        || !lower_hex(flags)
-    {
-        return None;
-    }
-    // Version 00 has exactly these fields; a later version may append `-...`.
-    if (version == b"00" && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
-        return None;
-    }
-    if trace.iter().all(|&c| c == b'0') || parent.iter().all(|&c| c == b'0') {
-        return None;
-    }
-    Some((Text::new(trace)?, Text::new(parent)?, [flags[0], flags[1]]))
 }
 
-/// `N` random lowercase hex digits (16 or 32), never all zero.
-fn random_id<const N: usize>() -> Text<N> {
+/// A random span id (never zero: zero is invalid).
+fn random_span_id() -> SpanId {
     loop {
-        let mut out = [b'0'; N];
-        for chunk in out.chunks_mut(16) {
-            let word = random_u64();
-            for (i, digit) in chunk.iter_mut().enumerate() {
-                *digit = hex_digit(word >> ((15 - i) * 4));
-            }
-        }
-        if out.iter().any(|&d| d != b'0') {
-            return Text(out);
+        if let Some(id) = SpanId::new(random_u64()) {
+            return id;
         }
     }
 }

@@ -63,11 +63,8 @@ pub struct StateDb {
     path: PathBuf,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// Milliseconds since the Unix epoch: the stamp of every row.
+pub use clock::now_ms;
 
 impl StateDb {
     /// Opens (creating if needed) `DIR/patch.db`.

@@ -1,252 +1,22 @@
 //! Trace context propagation: W3C Trace Context (`traceparent`, `tracestate`)
 //! and Zipkin B3 (single `b3` header and multi `X-B3-*` headers).
 //!
-//! This module is pure: header values in, typed values out. It follows the
-//! processing rules of W3C Trace Context level 2 and the behaviour the official
-//! W3C test harness checks at its strictest level:
+//! This module is pure: header values in, typed values out. The W3C parsers
+//! are `telemetry`'s (W3C Trace Context level 2, at the official test
+//! harness's strictest level); this module applies its processing rules:
 //!
 //! - a `traceparent` that fails to parse (or appears twice) restarts the trace:
 //!   a new trace id, and the incoming `tracestate` is dropped with it;
 //! - a `tracestate` with any invalid member, a duplicated key or more than 32
 //!   members is discarded whole (the harness expects that, not a partial list);
-//! - future versions (`01`..`fe`) are parsed by their version-00 prefix, and
-//!   forwarded as version `00`; version `ff` is invalid.
+//! - future versions (`01`..`fe`) are forwarded as version `00`.
 //!
 //! B3 is read only when no `traceparent` header is present at all, so that the
 //! W3C rules stay exact whenever a W3C context was sent.
 
 use hyper::HeaderMap;
-use std::fmt;
-use telemetry::MemberError;
-
-/// A 128-bit trace id, never all zeros.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TraceId(u128);
-
-/// A 64-bit span id, never all zeros.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SpanId(u64);
-
-impl TraceId {
-    /// `None` for zero, which W3C reserves as invalid.
-    pub fn new(value: u128) -> Option<TraceId> {
-        (value != 0).then_some(TraceId(value))
-    }
-
-    /// Exactly 32 lowercase hex digits, not all zero.
-    pub fn from_hex(hex: &str) -> Option<TraceId> {
-        (hex.len() == 32)
-            .then(|| parse_lower_hex(hex.as_bytes()))
-            .flatten()
-            .and_then(TraceId::new)
-    }
-
-    pub fn get(self) -> u128 {
-        self.0
-    }
-}
-
-impl SpanId {
-    /// `None` for zero, which W3C reserves as invalid.
-    pub fn new(value: u64) -> Option<SpanId> {
-        (value != 0).then_some(SpanId(value))
-    }
-
-    /// Exactly 16 lowercase hex digits, not all zero.
-    pub fn from_hex(hex: &str) -> Option<SpanId> {
-        (hex.len() == 16)
-            .then(|| parse_lower_hex(hex.as_bytes()))
-            .flatten()
-            .and_then(|v| SpanId::new(v as u64))
-    }
-
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl fmt::Display for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// The `sampled` bit of `trace-flags`.
-pub const FLAG_SAMPLED: u8 = 0x01;
-/// The level-2 `random` bit of `trace-flags` (the trace id's right 7 bytes are random).
-pub const FLAG_RANDOM: u8 = 0x02;
-
-/// A parsed `traceparent` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceParent {
-    pub version: u8,
-    pub trace_id: TraceId,
-    pub parent_id: SpanId,
-    /// The flags this service understands and forwards; unknown bits are cleared,
-    /// as the specification asks.
-    pub flags: u8,
-}
-
-/// Why a `traceparent` value was rejected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TraceParentError {
-    #[error("shorter than 55 characters")]
-    TooShort,
-    #[error("version is not two lowercase hex digits")]
-    Version,
-    #[error("version ff is invalid")]
-    VersionFf,
-    #[error("a field separator is missing")]
-    Separator,
-    #[error("trace-id is not 32 lowercase hex digits, or is all zeros")]
-    TraceId,
-    #[error("parent-id is not 16 lowercase hex digits, or is all zeros")]
-    ParentId,
-    #[error("trace-flags is not two lowercase hex digits")]
-    Flags,
-    #[error("version 00 must be exactly 55 characters")]
-    TrailingData,
-    #[error("a future version's extra fields must start with '-'")]
-    FutureSuffix,
-}
-
-/// Parses one `traceparent` header value (surrounding spaces and tabs allowed).
-///
-/// # Errors
-///
-/// Any deviation from the version-00 format, version `ff`, all-zero ids,
-/// uppercase hex, and for version 00 any trailing characters.
-pub fn parse_traceparent(value: &[u8]) -> Result<TraceParent, TraceParentError> {
-    let v = trim_ows(value);
-    if v.len() < 55 {
-        return Err(TraceParentError::TooShort);
-    }
-    let version = parse_lower_hex(&v[0..2]).ok_or(TraceParentError::Version)? as u8;
-    if version == 0xff {
-        return Err(TraceParentError::VersionFf);
-    }
-    if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
-        return Err(TraceParentError::Separator);
-    }
-    let trace_id = parse_lower_hex(&v[3..35])
-        .and_then(TraceId::new)
-        .ok_or(TraceParentError::TraceId)?;
-    let parent_id = parse_lower_hex(&v[36..52])
-        .and_then(|p| SpanId::new(p as u64))
-        .ok_or(TraceParentError::ParentId)?;
-    let flags = parse_lower_hex(&v[53..55]).ok_or(TraceParentError::Flags)? as u8;
-    let flags = if version == 0 {
-        if v.len() != 55 {
-            return Err(TraceParentError::TrailingData);
-        }
-        flags & (FLAG_SAMPLED | FLAG_RANDOM)
-    } else {
-        if v.len() > 55 && v[55] != b'-' {
-            return Err(TraceParentError::FutureSuffix);
-        }
-        // Of a future version's flags only `sampled` is known to mean the same.
-        flags & FLAG_SAMPLED
-    };
-    Ok(TraceParent {
-        version,
-        trace_id,
-        parent_id,
-        flags,
-    })
-}
-
-/// A `tracestate` list: ordered, unique keys, at most 32 members.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TraceState {
-    members: Vec<(String, String)>,
-}
-
-/// Why a `tracestate` was discarded.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TraceStateError {
-    #[error("more than {MAX_TRACESTATE_MEMBERS} list members ({0})")]
-    TooManyMembers(usize),
-    #[error("invalid list member {0:?}")]
-    Member(String),
-    #[error("duplicated key {0:?}")]
-    DuplicateKey(String),
-    #[error("not visible ASCII text")]
-    NotText,
-}
-
-/// The W3C limit on `tracestate` list members.
-pub use telemetry::MAX_TRACESTATE_MEMBERS;
-
-impl TraceState {
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    pub fn members(&self) -> &[(String, String)] {
-        &self.members
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.members
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The header value to forward (`None` when empty: an empty header is not sent).
-    pub fn header_value(&self) -> Option<String> {
-        if self.members.is_empty() {
-            return None;
-        }
-        let mut out = String::new();
-        for (i, (k, v)) in self.members.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push('=');
-            out.push_str(v);
-        }
-        Some(out)
-    }
-}
-
-/// Parses and combines every `tracestate` header value of a request, in order.
-///
-/// Empty headers and empty list members are allowed and skipped; spaces and
-/// tabs around members are ignored.
-///
-/// # Errors
-///
-/// Any invalid member, a duplicated key, or more than 32 members: the caller
-/// discards the whole `tracestate`.
-pub fn parse_tracestate<'a>(
-    values: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<TraceState, TraceStateError> {
-    let mut members = Vec::new();
-    for value in values {
-        let text = std::str::from_utf8(value).map_err(|_| TraceStateError::NotText)?;
-        telemetry::push_members(text, &mut members).map_err(|e| match e {
-            MemberError::Invalid(member) => TraceStateError::Member(member.to_string()),
-            MemberError::DuplicateKey(key) => TraceStateError::DuplicateKey(key.to_string()),
-        })?;
-    }
-    if members.len() > MAX_TRACESTATE_MEMBERS {
-        return Err(TraceStateError::TooManyMembers(members.len()));
-    }
-    Ok(TraceState {
-        members: members
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
-}
+pub use telemetry::{FLAG_SAMPLED, SpanId, TraceId, TraceState};
+use telemetry::{parse_lower_hex, parse_traceparent, trim_ows};
 
 /// B3 sampling state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -463,7 +233,8 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
                     flags: tp.flags,
                     source: Source::W3c,
                 });
-                match parse_tracestate(headers.get_all("tracestate").iter().map(|v| v.as_bytes())) {
+                match TraceState::parse(headers.get_all("tracestate").iter().map(|v| v.as_bytes()))
+                {
                     Ok(ts) => out.trace_state = ts,
                     Err(e) => out.rejected = Some(format!("tracestate: {e}")),
                 }
@@ -532,39 +303,10 @@ pub fn outgoing(
 ) -> Outgoing {
     let sampled = if flags & FLAG_SAMPLED != 0 { '1' } else { '0' };
     Outgoing {
-        traceparent: format!("00-{trace_id}-{client_span}-{flags:02x}"),
+        traceparent: telemetry::format_traceparent(trace_id, client_span, flags).to_string(),
         tracestate: trace_state.header_value(),
         b3: format!("{trace_id}-{client_span}-{sampled}-{parent_span}"),
     }
-}
-
-fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&c| c != b' ' && c != b'\t')
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|&c| c != b' ' && c != b'\t')
-        .map_or(start, |e| e + 1);
-    &v[start..end]
-}
-
-/// Lowercase hex only: W3C and B3 both forbid uppercase.
-fn parse_lower_hex(hex: &[u8]) -> Option<u128> {
-    if hex.is_empty() || hex.len() > 32 {
-        return None;
-    }
-    let mut value: u128 = 0;
-    for &c in hex {
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        value = (value << 4) | u128::from(digit);
-    }
-    Some(value)
 }
 
 #[cfg(test)]

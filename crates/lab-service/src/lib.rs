@@ -145,6 +145,8 @@ pub enum Error {
     },
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("starting the span exporter: {0}")]
+    Exporter(std::io::Error),
     #[error("installing the signal handler: {0}")]
     Signal(std::io::Error),
 }

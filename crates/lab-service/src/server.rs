@@ -51,7 +51,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     app: Arc<App>,
-    exporter: Option<Exporter>,
+    exporter: Option<Exporter<Span>>,
 }
 
 /// What every request handler shares.
@@ -213,7 +213,8 @@ impl Server {
             .await
             .is_ok();
         if let Some(exporter) = exporter {
-            exporter.flush_and_stop().await;
+            // The exporter's thread posts the last batches; the runtime's threads stay free.
+            let _ = tokio::task::spawn_blocking(move || exporter.flush_and_stop()).await;
         }
         app.log.event(
             "info",
@@ -354,9 +355,9 @@ async fn traced(app: &Arc<App>, req: Request<Incoming>, route: Route) -> Respons
             attributes.push(("fault.injected", AttrValue::from(fault.as_str())));
         }
         app.spans.record(Span {
-            trace_id: current.trace_id,
-            span_id: current.span_id,
-            parent_span_id,
+            trace_id: current.trace_id.hex(),
+            span_id: current.span_id.hex(),
+            parent_span_id: parent_span_id.map(SpanId::hex),
             trace_state: current.trace_state.header_value().unwrap_or_default(),
             name: format!("{method} {path}"),
             kind: SpanKind::Server,
@@ -625,9 +626,9 @@ async fn call(
             attributes.push(("fault.injected", AttrValue::from(FaultKind::Call.as_str())));
         }
         app.spans.record(Span {
-            trace_id: current.trace_id,
-            span_id,
-            parent_span_id: Some(current.span_id),
+            trace_id: current.trace_id.hex(),
+            span_id: span_id.hex(),
+            parent_span_id: Some(current.span_id.hex()),
             trace_state: current.trace_state.header_value().unwrap_or_default(),
             name: format!("{method} {url}"),
             kind: SpanKind::Client,

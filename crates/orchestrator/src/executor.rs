@@ -22,10 +22,11 @@ pub enum ExecError {
     Refused { target: String, detail: String },
     #[error("{target}: {error}")]
     Http {
+        /// What was being called (`gateway`); the HTTP error names the URL.
         target: String,
         /// Shown in this error's message, not as its cause: the HTTP error
         /// already names its own cause, which would print twice.
-        error: registry::http::HttpError,
+        error: http_client::HttpError,
     },
     #[error(transparent)]
     Git(#[from] vcs::GitError),

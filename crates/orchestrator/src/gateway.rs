@@ -4,7 +4,7 @@
 //! already goes to the new pool.
 
 use crate::executor::{ExecError, Executor, Labels, WeightedPool};
-use registry::http::{Url, request};
+use http_client::{Url, bearer, request};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -54,11 +54,11 @@ impl GatewayExecutor {
             Url::parse(&format!("{}{path}", self.admin)).map_err(|d| self.refused(path, d))?;
         let mut headers = vec![("Content-Type", "application/json".to_string())];
         if let Some(token) = &self.token {
-            headers.push(("Authorization", format!("Bearer {token}")));
+            headers.push(bearer(token));
         }
         let response =
             request(method, &url, &headers, body, TIMEOUT).map_err(|error| ExecError::Http {
-                target: format!("gateway {}{path}", self.admin),
+                target: "gateway".to_string(),
                 error,
             })?;
         if response.status == 200 {

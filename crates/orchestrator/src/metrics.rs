@@ -2,7 +2,7 @@
 //! (scraped, and compared between two scrapes), a Prometheus HTTP API
 //! (`/api/v1/query`), and the trace store's per-service statistics.
 
-use registry::http::{Url, encode, request};
+use http_client::{Url, encode, request};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -14,12 +14,13 @@ pub const DURATION_BUCKET: &str = "bulkhead_gateway_request_duration_seconds_buc
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("{url}: {error}")]
+    /// The HTTP error names the URL itself.
+    #[error("{error}")]
     Http {
         url: String,
         /// Shown in this error's message, not as its cause: the HTTP error
         /// already names its own cause, which would print twice.
-        error: registry::http::HttpError,
+        error: http_client::HttpError,
     },
     #[error("{url}: HTTP {status}: {body}")]
     Status {
@@ -138,10 +139,7 @@ impl Scrape {
     /// # Errors
     /// When the endpoint cannot be reached or answers with an error.
     pub fn take(url: &str, token: Option<&str>) -> Result<Scrape, MetricsError> {
-        let headers: Vec<(&str, String)> = token
-            .map(|t| ("Authorization", format!("Bearer {t}")))
-            .into_iter()
-            .collect();
+        let headers: Vec<(&str, String)> = token.map(http_client::bearer).into_iter().collect();
         let body = get(url, &headers)?;
         Ok(Scrape::from_text(&String::from_utf8_lossy(&body)))
     }

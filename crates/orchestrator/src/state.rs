@@ -50,12 +50,8 @@ pub enum StateError {
     Open(#[from] statedb::OpenError),
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
+/// Microseconds since the Unix epoch: the stamp of every row.
+pub use clock::now_us;
 
 /// How the driver reaches the executor and the metrics; stored with the
 /// rollout so `resume` needs no flags. Tokens are never stored: only the

@@ -12,11 +12,14 @@
 //! fetch a token from the realm (with Basic credentials when it has them) and
 //! retry; `Basic` challenges are answered with the credentials.
 //!
-//! Transport: plain `http://` only (see [`http`]); every request has a deadline.
+//! Transport: plain `http://` only, through the blocking [`http_client`];
+//! every request has a deadline.
 
-pub mod http;
 pub mod sha256;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http_client as http;
 use model::Digest;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -181,7 +184,13 @@ impl Client {
     /// # Errors
     /// When the URL is not a plain `http://` URL.
     pub fn new(url: &str) -> Result<Client, RegistryError> {
-        let base = http::Url::parse(url).map_err(RegistryError::Url)?;
+        let base = http::Url::parse(url).map_err(|e| {
+            RegistryError::Url(if url.starts_with("https://") {
+                format!("{e}; put an https registry behind a local mirror")
+            } else {
+                e
+            })
+        })?;
         Ok(Client {
             base,
             timeout: Duration::from_secs(30),
@@ -490,7 +499,7 @@ impl Client {
             .ok()
             .and_then(|t| t.get(&scope_key).cloned())
         {
-            all.push(("Authorization", format!("Bearer {token}")));
+            all.push(http::bearer(&token));
         }
         let wrap = |source| RegistryError::Http {
             what: what.to_string(),
@@ -532,7 +541,7 @@ impl Client {
     fn basic(&self) -> Option<String> {
         self.credentials
             .as_ref()
-            .map(|(u, p)| format!("Basic {}", http::base64(format!("{u}:{p}").as_bytes())))
+            .map(|(u, p)| format!("Basic {}", STANDARD.encode(format!("{u}:{p}"))))
     }
 
     /// The `Authorization` value that answers a `WWW-Authenticate` challenge.

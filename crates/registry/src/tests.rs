@@ -460,8 +460,19 @@ fn sha256_matches_known_vectors() {
         sha256::hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
     );
-    assert_eq!(http::base64(b"user:secret"), "dXNlcjpzZWNyZXQ=");
-    assert_eq!(http::base64(b"ab"), "YWI=");
+}
+
+#[test]
+fn basic_credentials_are_base64_of_user_colon_password() {
+    for ((user, password), expect) in [
+        (("user", "secret"), "Basic dXNlcjpzZWNyZXQ="),
+        (("a", ""), "Basic YTo="),
+    ] {
+        let client = Client::new("http://127.0.0.1:5000")
+            .expect("url")
+            .with_credentials(user, password);
+        assert_eq!(client.basic().as_deref(), Some(expect));
+    }
 }
 
 #[test]

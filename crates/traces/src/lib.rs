@@ -17,5 +17,7 @@ pub use analysis::{
 };
 pub use deps::{DependencyLink, dependencies};
 pub use render::{format_duration, render_service_table, render_waterfall, root_cause_line};
-pub use span::{ParseIdError, Span, SpanId, SpanKind, StatusCode, TraceId, is_error};
+pub use span::{
+    ParseIdError, Span, SpanId, SpanKind, StatusCode, TraceId, UNKNOWN_SERVICE, is_error,
+};
 pub use tree::{Trace, Warning, WarningKind, assemble};

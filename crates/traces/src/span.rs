@@ -35,6 +35,9 @@ pub enum StatusCode {
     Error,
 }
 
+/// The service of a span whose resource names none (OpenTelemetry's default).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
 /// One span of a trace.
 #[derive(Clone, PartialEq, Debug)]
 pub struct Span {

@@ -6,8 +6,6 @@ use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value as Json;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs as _};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -111,7 +109,7 @@ fn trace_show(common: &CommonArgs, id: &str, width: usize) -> Result<Exit> {
     let Some(trace) = json.get("data").and_then(|d| d.get(0)) else {
         bail!("{}: the answer holds no trace", common.collector);
     };
-    let spans = collector::jaeger::analysis_spans(trace);
+    let spans = telemetry::jaeger::spans(trace);
     let trace = traces::assemble(spans);
     let analysis = traces::analyze(&trace);
     if common.format() == Format::Json {
@@ -165,7 +163,7 @@ fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<Exit> {
         "/api/traces?{}",
         query
             .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .map(|(k, v)| format!("{k}={}", http_client::encode(v)))
             .collect::<Vec<_>>()
             .join("&")
     );
@@ -211,7 +209,7 @@ fn trace_search(common: &CommonArgs, args: SearchArgs) -> Result<Exit> {
 
 /// One search result for the table and `--json`.
 fn summary(trace: &Json) -> Json {
-    let spans = collector::jaeger::analysis_spans(trace);
+    let spans = telemetry::jaeger::spans(trace);
     let start = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
     let end = spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
     let ids: std::collections::HashSet<_> = spans.iter().map(|s| s.span_id).collect();
@@ -248,18 +246,6 @@ fn fence(text: String, format: Format) -> String {
     }
 }
 
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn api_json(status: u16, body: &[u8], base: &str) -> Result<Json> {
     let json: Json = serde_json::from_slice(body)
         .with_context(|| format!("{base} answered {status} with a body that is not JSON"))?;
@@ -275,63 +261,16 @@ fn api_json(status: u16, body: &[u8], base: &str) -> Result<Json> {
 
 /// A blocking HTTP/1.1 GET; returns the status and body.
 fn get(base: &str, path: &str) -> Result<(u16, Vec<u8>)> {
-    let rest = base
-        .strip_prefix("http://")
-        .with_context(|| format!("--collector {base}: only http:// URLs are supported"))?;
-    let (authority, prefix) = match rest.split_once('/') {
-        Some((a, p)) => (a, format!("/{}", p.trim_end_matches('/'))),
-        None => (rest, String::new()),
-    };
-    let prefix = if prefix == "/" { String::new() } else { prefix };
-    let addr = authority
-        .to_socket_addrs()
-        .or_else(|_| format!("{authority}:80").to_socket_addrs())
-        .with_context(|| format!("--collector {base}: cannot resolve {authority}"))?
-        .next()
-        .with_context(|| format!("--collector {base}: {authority} has no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to the collector at {base}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "GET {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    let url = http_client::Url::parse(&format!("{}{path}", base.trim_end_matches('/')))
+        .map_err(|e| anyhow::anyhow!("--collector: {e}"))?;
+    // The HTTP error names the URL and its cause in its message.
+    let response = http_client::request(
+        "GET",
+        &url,
+        &[("Accept", "application/json".to_string())],
+        b"",
+        Duration::from_secs(60),
     )
-    .with_context(|| format!("sending the request to {base}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the answer from {base}"))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .with_context(|| format!("{base} answered something that is not HTTP"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{base} answered without an HTTP status"))?;
-    let mut body = raw[split + 4..].to_vec();
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    }) {
-        body = dechunk(&body).with_context(|| format!("{base} sent a broken chunked body"))?;
-    }
-    Ok((status, body))
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((response.status, response.body))
 }

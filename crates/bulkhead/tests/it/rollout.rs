@@ -84,13 +84,6 @@ fn lab_service(
     (running, first["addr"].as_str().expect("addr").to_string())
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
 /// A fleet on disk (catalog entries with their dependencies), rollout specs
 /// for the changed services, and the live processes: a gateway and a blue
 /// and a green upstream per service.
@@ -316,7 +309,7 @@ impl Load {
                             return;
                         }
                         let service = &services[(n + t) % services.len()];
-                        let start_us = now_us();
+                        let start_us = orchestrator::state::now_us();
                         let (status, body) =
                             http(&proxy, "GET", &format!("/{service}/load"), None, "");
                         let version = serde_json::from_str::<Value>(&body)
@@ -926,7 +919,7 @@ fn bad_rollout_input_gets_clear_errors() {
             "--gateway-admin",
             "http://127.0.0.1:1",
         ],
-        "gateway http://127.0.0.1:1/state: connecting to 127.0.0.1:1",
+        "gateway: connecting to http://127.0.0.1:1/state: ",
     );
     fails(
         &[

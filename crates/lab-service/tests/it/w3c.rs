@@ -9,12 +9,12 @@ use super::support::{Service, json_response, request, serve};
 use http_body_util::BodyExt as _;
 use hyper::HeaderMap;
 use lab_service::Config;
-use lab_service::context::parse_traceparent;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use telemetry::parse_traceparent;
 
 const TRACE: &str = "12345678901234567890123456789012";
 const PARENT: &str = "1234567890123456";

@@ -1,17 +1,24 @@
-//! A minimal blocking HTTP/1.1 client over `TcpStream`, for plain-`http://`
-//! registries (loopback, in-cluster mirrors). One connection per request
-//! (`Connection: close`), bounded by a deadline and a response size limit.
+//! A small blocking HTTP/1.1 client over `std::net`, for plain `http://`
+//! services on loopback or inside a cluster: OCI registries, the gateway's
+//! admin API, Prometheus, the trace collector's query API.
 //!
-//! Why not hyper: a registry conversation is a handful of sequential
-//! requests; a blocking client keeps the crate free of an async runtime.
+//! One connection per request (`Connection: close`), bounded by one deadline
+//! for connecting, sending and reading, and by a response size limit. Bodies
+//! may come with `Content-Length`, chunked, or delimited by the connection
+//! closing. Every error names the URL it was about.
+//!
+//! Why not hyper: these conversations are a handful of sequential requests;
+//! a blocking client keeps its callers free of an async runtime.
 
+use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs as _};
 use std::time::{Duration, Instant};
 
-/// Responses larger than this are refused (manifests and configs are small).
+/// Responses larger than this are refused.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// A parsed `http://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub host: String,
@@ -21,7 +28,7 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses `http://host[:port][/path]`.
+    /// Parses `http://host[:port][/path]`; the port defaults to 80.
     ///
     /// # Errors
     /// Another scheme (https is not supported), or a malformed URL.
@@ -30,7 +37,7 @@ impl Url {
             Some(("http", rest)) => rest,
             Some((scheme, _)) => {
                 return Err(format!(
-                    "{url}: only http:// is supported (scheme {scheme}); put an https registry behind a local mirror"
+                    "{url}: only http:// is supported (scheme {scheme})"
                 ));
             }
             None => return Err(format!("{url}: not an http:// URL")),
@@ -39,24 +46,38 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{url}: invalid port {p:?}"))?,
-            ),
-            _ => (authority, 80),
+        // An IPv6 host is bracketed: `[::1]:5000`, `[::1]`.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(rest) => match rest.split_once(']') {
+                Some((host, "")) => (host, None),
+                Some((host, after)) => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(format!("{url}: unexpected {after:?} after the host")),
+                },
+                None => return Err(format!("{url}: unclosed [ in the host")),
+            },
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("{url}: invalid port {p:?}"))?,
+            None => 80,
         };
         if host.is_empty() {
             return Err(format!("{url}: no host"));
         }
         Ok(Url {
-            host: host.trim_matches(['[', ']']).to_string(),
+            host: host.to_string(),
             port,
             target: target.to_string(),
         })
     }
 
+    /// `host:port`, with an IPv6 host in brackets.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -66,6 +87,13 @@ impl Url {
     }
 }
 
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority(), self.target)
+    }
+}
+
+/// A whole response: status, headers in order, the decoded body.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -83,24 +111,30 @@ impl Response {
     }
 }
 
+/// Why a request got no usable response. Each names the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("connecting to {authority}: {source}")]
+    #[error("connecting to {url}: {source}")]
     Connect {
-        authority: String,
+        url: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("no answer from {authority} within {seconds:.1} s")]
-    Timeout { authority: String, seconds: f64 },
-    #[error("talking to {authority}: {source}")]
+    #[error("no answer from {url} within {seconds:.1} s")]
+    Timeout { url: String, seconds: f64 },
+    #[error("talking to {url}: {source}")]
     Io {
-        authority: String,
+        url: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{authority} sent a malformed response: {detail}")]
-    Malformed { authority: String, detail: String },
+    #[error("{url} sent a malformed response: {detail}")]
+    Malformed { url: String, detail: String },
+}
+
+/// The `Authorization` header that presents a bearer token.
+pub fn bearer(token: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {token}"))
 }
 
 /// Sends one request and reads the whole response.
@@ -118,7 +152,7 @@ pub fn request(
     let authority = url.authority();
     let deadline = Instant::now() + timeout;
     let timed_out = || HttpError::Timeout {
-        authority: authority.clone(),
+        url: url.to_string(),
         seconds: timeout.as_secs_f64(),
     };
     let io = |source: std::io::Error| {
@@ -126,13 +160,10 @@ pub fn request(
             source.kind(),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         ) {
-            HttpError::Timeout {
-                authority: authority.clone(),
-                seconds: timeout.as_secs_f64(),
-            }
+            timed_out()
         } else {
             HttpError::Io {
-                authority: authority.clone(),
+                url: url.to_string(),
                 source,
             }
         }
@@ -140,7 +171,7 @@ pub fn request(
     let addrs = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|source| HttpError::Connect {
-            authority: authority.clone(),
+            url: url.to_string(),
             source,
         })?;
     let mut last = None;
@@ -155,7 +186,7 @@ pub fn request(
         }
     }
     let mut stream = stream.ok_or_else(|| HttpError::Connect {
-        authority: authority.clone(),
+        url: url.to_string(),
         source: last.unwrap_or_else(|| std::io::Error::other("no address")),
     })?;
     let mut head = format!(
@@ -174,6 +205,8 @@ pub fn request(
     stream.write_all(body).map_err(io)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
+    // Known once the head is in: how the body ends.
+    let mut framing = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -183,20 +216,118 @@ pub fn request(
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                let searched = raw.len().saturating_sub(3);
                 raw.extend_from_slice(&buf[..n]);
                 if raw.len() > MAX_RESPONSE_BYTES {
                     return Err(HttpError::Malformed {
-                        authority,
+                        url: url.to_string(),
                         detail: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
                     });
+                }
+                if framing.is_none()
+                    && let Some(end) = raw[searched..].windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    framing = Some(Framing::of(
+                        &raw[..searched + end],
+                        searched + end + 4,
+                        method == "HEAD",
+                    ));
+                }
+                // A server may keep the connection open despite `Connection:
+                // close`: stop reading once the whole response is in.
+                if framing.as_ref().is_some_and(|f| f.complete(&raw)) {
+                    break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io(e)),
         }
     }
-    parse_response(&raw, method == "HEAD")
-        .map_err(|detail| HttpError::Malformed { authority, detail })
+    parse_response(&raw, method == "HEAD").map_err(|detail| HttpError::Malformed {
+        url: url.to_string(),
+        detail,
+    })
+}
+
+/// How a response's body ends, from its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Where the body ends.
+    Until(usize),
+    /// Chunked, starting here.
+    Chunked(usize),
+    /// When the server closes the connection (or the head is not HTTP: the
+    /// parser then says why).
+    Close,
+}
+
+impl Framing {
+    /// `head` is the response head without its blank line; the body starts at `body`.
+    fn of(head: &[u8], body: usize, head_only: bool) -> Framing {
+        let Ok(head) = std::str::from_utf8(head) else {
+            return Framing::Close;
+        };
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok());
+        let Some(status) = status else {
+            return Framing::Close;
+        };
+        if head_only || status == 204 || status == 304 {
+            return Framing::Until(body);
+        }
+        let mut framing = Framing::Close;
+        for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+            let (name, value) = (name.trim(), value.trim());
+            if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+            {
+                return Framing::Chunked(body);
+            }
+            if name.eq_ignore_ascii_case("content-length")
+                && let Ok(len) = value.parse::<usize>()
+            {
+                framing = Framing::Until(body.saturating_add(len));
+            }
+        }
+        framing
+    }
+
+    fn complete(self, raw: &[u8]) -> bool {
+        match self {
+            Framing::Until(end) => raw.len() >= end,
+            Framing::Chunked(start) => chunks_end(&raw[start..]).is_some(),
+            Framing::Close => false,
+        }
+    }
+}
+
+/// Where a chunked body's last (empty) chunk and trailers end; `None` while
+/// incomplete or malformed. Walks the chunk sizes without copying.
+fn chunks_end(data: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line = data[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[at..at + line]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at += line + 2;
+        if size == 0 {
+            // Trailer fields, each ending in CRLF, then an empty line.
+            loop {
+                let line = data[at..].windows(2).position(|w| w == b"\r\n")?;
+                at += line + 2;
+                if line == 0 {
+                    return Some(at);
+                }
+            }
+        }
+        at = at.checked_add(size)?.checked_add(2)?;
+        if at > data.len() {
+            return None;
+        }
+    }
 }
 
 fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {
@@ -245,6 +376,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {
     })
 }
 
+/// The payload of a chunked body (extensions and trailers are skipped).
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
@@ -267,9 +399,9 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a path segment or query value (RFC 3986 unreserved bytes stay).
 pub fn encode(value: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
@@ -280,24 +412,5 @@ pub fn encode(value: &str) -> String {
     out
 }
 
-/// Standard base64 (for HTTP Basic credentials).
-pub fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+#[cfg(test)]
+mod tests;
