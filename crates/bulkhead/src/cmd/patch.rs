@@ -61,7 +61,7 @@ pub enum PatchCommand {
 pub struct SelectArgs {
     /// The hosts inventory (YAML: hosts with address, groups,
     /// maintenance_window, package_manager, transport, snapshot,
-    /// health_checks; see docs/patching.md). Default: [hosts] inventory of the
+    /// health_checks; see docs/patching.md). Default: `[hosts] inventory` of the
     /// fleet's bulkhead.toml, else inventory/hosts.yaml under --path.
     #[arg(long, value_name = "FILE")]
     inventory: Option<PathBuf>,
