@@ -115,8 +115,9 @@ fn scaled(number: &str, scale: u128) -> Result<u128, &'static str> {
     Ok(value)
 }
 
-/// The shortest text `parse_duration` reads back as `duration`, to the millisecond
-/// when there is one and to the nanosecond below that: `1h30m`, `250ms`, `0s`.
+/// A text `parse_duration` reads back as `duration`, largest unit first:
+/// `1h30m`, `250ms`, `0s`. Like Go's, it stops at hours (`24h`, `48h`): a
+/// soak of `24h` reads back as written, and days are for typing, not reading.
 pub fn format_duration(duration: Duration) -> String {
     let mut nanos = duration.as_nanos();
     if nanos == 0 {
@@ -124,7 +125,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
     let mut out = String::new();
     for (name, scale) in UNITS.iter().rev() {
-        if *name == "µs" {
+        if *name == "µs" || *name == "d" {
             continue;
         }
         let n = nanos / scale;

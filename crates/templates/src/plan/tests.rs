@@ -187,7 +187,7 @@ combinations: 1
     );
     assert_eq!(
         plan.waves[1].gate,
-        "the 2 app pipeline(s) of this wave pass on v2.0.0 and their deployments stay healthy for 2d before wave 3 starts"
+        "the 2 app pipeline(s) of this wave pass on v2.0.0 and their deployments stay healthy for 48h before wave 3 starts"
     );
     assert!(
         plan.waves[3]
