@@ -52,6 +52,35 @@ pub struct AffectedImage {
     pub digests: Vec<String>,
 }
 
+impl AffectedImage {
+    /// `name` with its lineage walked down to the first image `root` accepts
+    /// (where the CVE or the change came in), and its digests from the catalog.
+    pub fn new(
+        catalog: &Catalog,
+        name: &str,
+        reported: bool,
+        root: impl Fn(&str) -> bool,
+    ) -> AffectedImage {
+        let mut lineage = Vec::new();
+        for (n, _) in catalog.lineage(name) {
+            let stop = root(&n);
+            lineage.push(n);
+            if stop {
+                break;
+            }
+        }
+        AffectedImage {
+            name: name.to_string(),
+            lineage,
+            reported,
+            digests: catalog
+                .get(name)
+                .map(|i| i.digests.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AffectedService {
     pub service: String,
@@ -136,23 +165,9 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
     let images: Vec<AffectedImage> = affected
         .iter()
         .map(|name| {
-            let mut lineage = Vec::new();
-            for (n, _) in catalog.lineage(name) {
-                let stop = introducers.contains(n.as_str());
-                lineage.push(n);
-                if stop {
-                    break;
-                }
-            }
-            AffectedImage {
-                name: name.clone(),
-                lineage,
-                reported: reported.contains(name),
-                digests: catalog
-                    .get(name)
-                    .map(|i| i.digests.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-            }
+            AffectedImage::new(catalog, name, reported.contains(name), |n| {
+                introducers.contains(n)
+            })
         })
         .collect();
 

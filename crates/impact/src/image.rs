@@ -22,25 +22,7 @@ pub fn image(query: CveQuery<'_>, reference: &ImageRef) -> CveAnswer {
     affected.insert(root.clone());
     let images = affected
         .iter()
-        .map(|name| {
-            let mut lineage = Vec::new();
-            for (n, _) in catalog.lineage(name) {
-                let stop = n == root;
-                lineage.push(n);
-                if stop {
-                    break;
-                }
-            }
-            AffectedImage {
-                name: name.clone(),
-                lineage,
-                reported: false,
-                digests: catalog
-                    .get(name)
-                    .map(|i| i.digests.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-            }
-        })
+        .map(|name| AffectedImage::new(catalog, name, false, |n| n == root))
         .collect();
     reach(
         query,
