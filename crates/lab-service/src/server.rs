@@ -804,7 +804,7 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Body> {
     let Some(token) = &app.admin_token else {
         return error(
             StatusCode::FORBIDDEN,
-            "the admin endpoint is disabled: start the service with --admin-token or BULKHEAD_LAB_ADMIN_TOKEN",
+            "the admin endpoint is disabled: start the service with --admin-token-env NAME, --admin-token-file PATH or BULKHEAD_LAB_ADMIN_TOKEN",
         );
     };
     let presented = req

@@ -629,7 +629,7 @@ fn lab_service(name: &str, calls: Option<&str>, otlp: &str, extra: &[&str]) -> S
         "--listen",
         "127.0.0.1:0",
     ])
-    .args(["--otlp-endpoint", otlp, "--otlp-interval-ms", "20"])
+    .args(["--otlp-endpoint", otlp, "--otlp-interval", "20ms"])
     .args(extra)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())

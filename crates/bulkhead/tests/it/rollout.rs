@@ -77,7 +77,7 @@ fn lab_service(
         &error_rate.to_string(),
     ]);
     if let Some(endpoint) = otlp {
-        cmd.args(["--otlp-endpoint", endpoint, "--otlp-interval-ms", "100"]);
+        cmd.args(["--otlp-endpoint", endpoint, "--otlp-interval", "100ms"]);
     }
     let (running, lines) = spawn_lines(&mut cmd, 1);
     let first = json(&lines[0]);
