@@ -2,8 +2,9 @@
 //!
 //! `tracestate` follows the processing rules of Trace Context level 2: it is only
 //! read when `traceparent` is valid; several headers are combined in order; empty
-//! members are skipped; a member with an invalid key or value, a duplicated key, or
-//! more than 32 members discards the whole list (the gateway adds no member of its own).
+//! members are skipped; a member with an invalid key or value, or more than 32
+//! members, discards the whole list; a duplicated key keeps the list with the key's
+//! first member (the gateway adds no member of its own).
 
 use crate::h1::Fields;
 use std::cell::Cell;

@@ -7,8 +7,9 @@
 //!
 //! - a `traceparent` that fails to parse (or appears twice) restarts the trace:
 //!   a new trace id, and the incoming `tracestate` is dropped with it;
-//! - a `tracestate` with any invalid member, a duplicated key or more than 32
-//!   members is discarded whole (the harness expects that, not a partial list);
+//! - a `tracestate` with any invalid member or more than 32 members is
+//!   discarded whole (the harness expects that, not a partial list); a
+//!   duplicated key keeps the list, with the key's first member;
 //! - future versions (`01`..`fe`) are forwarded as version `00`.
 //!
 //! B3 is read only when no `traceparent` header is present at all, so that the

@@ -166,7 +166,7 @@ async fn traceparent_cases_at_the_edge() {
     let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
     for bad in [
         "UPPER=1".to_string(),
-        "a=1,a=2".to_string(),
+        "@a=1,b=2".to_string(),
         "a=tab\tinside".to_string(),
         "a=x=y".to_string(),
         members.join(","),
@@ -177,6 +177,19 @@ async fn traceparent_cases_at_the_edge() {
         let (_, headers, _) = gw.send(req.body(Full::default()).unwrap()).await;
         assert_eq!(headers["x-trace-id"], TRACE);
         assert!(!up.last().headers.contains_key("tracestate"), "{bad:?}");
+    }
+    // A duplicated key keeps the list with the key's first member.
+    for (dup, kept) in [
+        (vec!["a=1,a=2"], "a=1"),
+        (vec!["a=1", "b@=2,a=3"], "a=1,b@=2"),
+    ] {
+        let mut req = Request::get(format!("http://{}/orders/1", gw.proxy()))
+            .header("traceparent", valid.as_str());
+        for value in &dup {
+            req = req.header("tracestate", *value);
+        }
+        gw.send(req.body(Full::default()).unwrap()).await;
+        assert_eq!(up.last().headers["tracestate"], kept, "{dup:?}");
     }
 }
 

@@ -265,7 +265,7 @@ fn extraction_follows_the_processing_rules() {
     check_extract(&[("tracestate", "foo=1")], None, None, false);
     // An invalid tracestate is discarded; the trace continues.
     check_extract(
-        &[("traceparent", &tp), ("tracestate", "foo=1,foo=2")],
+        &[("traceparent", &tp), ("tracestate", "foo=1,@bar=2")],
         w3c,
         None,
         true,

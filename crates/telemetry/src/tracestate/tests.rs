@@ -18,15 +18,13 @@ fn members_follow_the_w3c_rules() {
     );
     check(&["", " , foo=a b ,\t"], Ok(&[("foo", "a b")]));
     check(&["t3n4nt@sys=1"], Ok(&[("t3n4nt@sys", "1")]));
-    check(
-        &["foo=1", "foo=2"],
-        Err(TraceStateError::DuplicateKey("foo")),
-    );
+    check(&["foo=1", "foo=2"], Ok(&[("foo", "1")]));
     check(&["FOO=1"], Err(TraceStateError::Member("FOO=1")));
-    check(&["1foo=1"], Err(TraceStateError::Member("1foo=1")));
+    check(&["1foo=1"], Ok(&[("1foo", "1")]));
+    check(&["_foo=1"], Err(TraceStateError::Member("_foo=1")));
     check(
-        &["foo@toolongsystemid=1"],
-        Err(TraceStateError::Member("foo@toolongsystemid=1")),
+        &["foo@longersystemid=1"],
+        Ok(&[("foo@longersystemid", "1")]),
     );
     check(&["foo=a,b=c=d"], Err(TraceStateError::Member("b=c=d")));
     check(&["foo"], Err(TraceStateError::Member("foo")));
@@ -93,20 +91,29 @@ fn tracestate_rules() {
     // Spaces inside a value are fine, but not at its end (that is OWS, trimmed).
     check_tracestate(&["foo=a b"], Ok(&[("foo", "a b")]));
     check_tracestate(&["foo= 1"], Ok(&[("foo", " 1")]));
-    // Duplicated keys discard the whole list, also across headers.
-    check_tracestate(&["foo=1,foo=1"], Err(E::DuplicateKey("foo")));
-    check_tracestate(&["foo=1,foo=2"], Err(E::DuplicateKey("foo")));
-    check_tracestate(&["foo=1", "foo=2"], Err(E::DuplicateKey("foo")));
+    // A duplicated key keeps the list, with its first member, also across headers.
+    check_tracestate(&["foo=1,foo=1"], Ok(foo));
+    check_tracestate(&["foo=1,foo=2"], Ok(foo));
+    check_tracestate(&["foo=1", "foo=1"], Ok(foo));
+    check_tracestate(&["foo=1", "foo=2,bar=2"], Ok(&[("foo", "1"), ("bar", "2")]));
     // Invalid keys.
     check_tracestate(&["foo =1"], Err(E::Member("foo =1")));
     check_tracestate(&["FOO=1"], Err(E::Member("FOO=1")));
     check_tracestate(&["foo.bar=1"], Err(E::Member("foo.bar=1")));
-    check_tracestate(&["1foo=1"], Err(E::Member("1foo=1")));
-    check_tracestate(&["foo@=1,bar=2"], Err(E::Member("foo@=1")));
     check_tracestate(&["@foo=1,bar=2"], Err(E::Member("@foo=1")));
-    check_tracestate(&["foo@@bar=1,bar=2"], Err(E::Member("foo@@bar=1")));
-    check_tracestate(&["foo@bar@baz=1,bar=2"], Err(E::Member("foo@bar@baz=1")));
-    check_tracestate(&["foo@1bar=1"], Err(E::Member("foo@1bar=1")));
+    check_tracestate(&["*foo=1"], Err(E::Member("*foo=1")));
+    check_tracestate(&["=1"], Err(E::Member("=1")));
+    // `@` is a key character after the first: no tenant/system split.
+    check_tracestate(&["foo@=1,bar=2"], Ok(&[("foo@", "1"), ("bar", "2")]));
+    check_tracestate(
+        &["foo@@bar=1,bar=2"],
+        Ok(&[("foo@@bar", "1"), ("bar", "2")]),
+    );
+    check_tracestate(
+        &["foo@bar@baz=1,bar=2"],
+        Ok(&[("foo@bar@baz", "1"), ("bar", "2")]),
+    );
+    check_tracestate(&["foo@1bar=1"], Ok(&[("foo@1bar", "1")]));
     check_tracestate(&["1tenant@vendor=1"], Ok(&[("1tenant@vendor", "1")]));
     // Invalid values.
     check_tracestate(&["foo=bar=baz"], Err(E::Member("foo=bar=baz")));
@@ -114,7 +121,7 @@ fn tracestate_rules() {
     check_tracestate(&["foo"], Err(E::Member("foo")));
     check_tracestate(&["foo=\u{7f}"], Err(E::Member("foo=\u{7f}")));
     check_tracestate(&["foo=é"], Err(E::Member("foo=é")));
-    // Key length limits: 256 simple; 241 tenant and 14 system.
+    // Key length limit: 256 characters, `@` included.
     let z256 = "z".repeat(256);
     check_tracestate(
         &["foo=1", &format!("{z256}=1")],
@@ -127,10 +134,18 @@ fn tracestate_rules() {
         &["foo=1", &format!("{tenant}=1")],
         Ok(&[("foo", "1"), (&tenant, "1")]),
     );
-    let long_tenant = format!("{}@v=1", "t".repeat(242));
-    check_tracestate(&["foo=1", &long_tenant], Err(E::Member(&long_tenant)));
-    let long_system = format!("t@{}=1", "v".repeat(15));
-    check_tracestate(&["foo=1", &long_system], Err(E::Member(&long_system)));
+    let long_tenant = format!("{}@v", "t".repeat(242));
+    check_tracestate(
+        &["foo=1", &format!("{long_tenant}=1")],
+        Ok(&[("foo", "1"), (&long_tenant, "1")]),
+    );
+    let long_system = format!("t@{}", "v".repeat(15));
+    check_tracestate(
+        &["foo=1", &format!("{long_system}=1")],
+        Ok(&[("foo", "1"), (&long_system, "1")]),
+    );
+    let at257 = format!("{}@{}=1", "t".repeat(241), "v".repeat(15));
+    check_tracestate(&["foo=1", &at257], Err(E::Member(&at257)));
     // Value length limit: 256.
     let v256 = "v".repeat(256);
     check_tracestate(&[&format!("foo={v256}")], Ok(&[("foo", &v256)]));
@@ -148,6 +163,13 @@ fn tracestate_rules() {
     let headers: Vec<String> = members(33).chunks(10).map(|c| c.join(",")).collect();
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     check_tracestate(&headers, Err(E::TooManyMembers(33)));
+    // Duplicates count: the list as sent has 33 members.
+    let mut dup = members(32);
+    dup.push("bar01=01".into());
+    check_tracestate(&[&dup.join(",")], Err(E::TooManyMembers(33)));
+    // Past the limit members are only counted, not read.
+    let long = format!("{},NOT VALID", members(40).join(","));
+    check_tracestate(&[&long], Err(E::TooManyMembers(41)));
     // Not text.
     assert_eq!(parse_tracestate([&[0xffu8][..]]), Err(E::NotText));
 }
