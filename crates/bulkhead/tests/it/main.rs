@@ -16,6 +16,7 @@ mod policy;
 mod rollout;
 mod sample_fleet;
 mod templates;
+mod w3c;
 mod walk;
 
 use serde_json::Value;
