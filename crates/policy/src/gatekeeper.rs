@@ -338,12 +338,32 @@ fn load_template(doc: &Node, at: Provenance, budget: Option<Duration>) -> Result
     let prefer_v1 = version == Some("v1");
     let mut rule = match compile(&kind, rego, &libs, !prefer_v1) {
         Ok(ok) => ok,
-        Err(first) => compile(&kind, rego, &libs, prefer_v1).map_err(|_| first)?,
+        Err(first) => compile(&kind, rego, &libs, prefer_v1)
+            .or_else(|_| compile_rewritten(&kind, rego, &libs))
+            .map_err(|_| first)?,
     };
     if let Some(budget) = budget {
         rule.set_budget(budget);
     }
     Ok(Template { kind, at, rule })
+}
+
+/// The last try for Rego that OPA accepts and regorus refuses as written: the
+/// rewrites of [`rewrite`], in Rego v0, where they arise. Errors when no
+/// rewrite applies, so the first error is the one reported.
+fn compile_rewritten(kind: &str, rego: &str, libs: &[String]) -> Result<Rule, String> {
+    let rewritten = |src: &str| rewrite::split_rule_bodies(src);
+    let main = rewritten(rego);
+    let new_libs: Vec<Option<String>> = libs.iter().map(|l| rewritten(l)).collect();
+    if main.is_none() && new_libs.iter().all(Option::is_none) {
+        return Err(format!("ConstraintTemplate {kind}: no rewrite applies"));
+    }
+    let libs: Vec<String> = new_libs
+        .into_iter()
+        .zip(libs)
+        .map(|(new, old)| new.unwrap_or_else(|| old.clone()))
+        .collect();
+    compile(kind, main.as_deref().unwrap_or(rego), &libs, true)
 }
 
 fn compile(kind: &str, rego: &str, libs: &[String], v0: bool) -> Result<Rule, String> {
@@ -561,6 +581,8 @@ impl LabelSelector {
             })
     }
 }
+
+mod rewrite;
 
 #[cfg(test)]
 mod tests;

@@ -183,11 +183,46 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
 
 /// The documents of a YAML stream. Documents before a syntax error are kept,
 /// so one bad document in a multi-document file does not hide the others.
+///
+/// A quoted scalar whose continuation lines are indented no deeper than its
+/// key (`description: "a` / `b"` at the key's column) is read as Go's YAML
+/// (and so kubectl and gator) reads it, although YAML 1.2 requires the deeper
+/// indentation and saphyr-parser follows the spec: see [`indent_quoted_scalar`].
 pub fn load(text: &str) -> (Vec<Node>, Option<YamlError>) {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    let mut repairs = 0;
+    loop {
+        let (documents, error, underindented) = load_once(&text);
+        let repaired = underindented
+            .filter(|_| repairs < MAX_QUOTED_REPAIRS)
+            .and_then(|(line, col)| indent_quoted_scalar(&text, line, col));
+        match repaired {
+            Some(fixed) => {
+                text = std::borrow::Cow::Owned(fixed);
+                repairs += 1;
+            }
+            None => return (documents, error),
+        }
+    }
+}
+
+/// Most under-indented quoted scalars one file may have; each costs a re-parse.
+const MAX_QUOTED_REPAIRS: usize = 1_000;
+
+/// saphyr-parser's message for a flow scalar continued left of where YAML 1.2 allows.
+const UNDERINDENTED_QUOTED: &str = "invalid indentation in quoted scalar";
+
+/// One parse. The third value is the (1-based line, 0-based column) of the
+/// opening quote when the error is an under-indented quoted scalar.
+fn load_once(text: &str) -> (Vec<Node>, Option<YamlError>, Option<(usize, usize)>) {
     let mut loader = Loader::default();
     let mut parser = Parser::new_from_str(text);
+    let mut underindented = None;
     if let Err(e) = parser.load(&mut loader, true) {
         let line = e.marker().line() as u32;
+        if loader.error.is_none() && e.info() == UNDERINDENTED_QUOTED {
+            underindented = Some((e.marker().line(), e.marker().col()));
+        }
         loader.error.get_or_insert(YamlError {
             line,
             message: e.info().to_string(),
@@ -197,7 +232,62 @@ pub fn load(text: &str) -> (Vec<Node>, Option<YamlError>) {
     if let Some(e) = &mut loader.error {
         e.line = e.line.max(1);
     }
-    (loader.documents, loader.error)
+    (loader.documents, loader.error, underindented)
+}
+
+/// Indents the continuation lines of the quoted scalar opening at `line`
+/// (1-based) and `col` (0-based, in characters) one column past its opening
+/// quote. A flow scalar drops every continuation line's leading white space
+/// when it folds, so the scalar's value is unchanged, and no line is added,
+/// so every node keeps its line. `None` when there is no quoted scalar there,
+/// it is never closed, or no line needed indenting: the parser's error stands.
+fn indent_quoted_scalar(text: &str, line: usize, col: usize) -> Option<String> {
+    let start = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum::<usize>();
+    let open = start + text[start..].char_indices().nth(col)?.0;
+    let quote = text[open..]
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '"' | '\''))?;
+    let want = col + 1;
+    let mut out = String::with_capacity(text.len() + 64);
+    out.push_str(&text[..=open]);
+    let mut padded = false;
+    let mut chars = text[open + 1..].char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        out.push(c);
+        match c {
+            '\\' if quote == '"' => {
+                if let Some((_, next)) = chars.next_if(|&(_, n)| n != '\n') {
+                    out.push(next);
+                }
+            }
+            '\'' if quote == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                out.push('\'');
+                chars.next();
+            }
+            c if c == quote => {
+                out.push_str(&text[open + 1 + i + 1..]);
+                return padded.then_some(out);
+            }
+            '\n' => {
+                let rest = &text[open + 1 + i + 1..];
+                let blank = rest.chars().take_while(|b| matches!(b, ' ' | '\t')).count();
+                let content = rest[blank..].chars().next();
+                // A document marker at column 0 ends the scalar in error, as it must.
+                let marker = blank == 0 && (rest.starts_with("---") || rest.starts_with("..."));
+                if blank < want && !marker && content.is_some_and(|n| !matches!(n, '\n' | '\r')) {
+                    out.extend(std::iter::repeat_n(' ', want - blank));
+                    padded = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 enum Frame {

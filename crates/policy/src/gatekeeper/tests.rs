@@ -185,3 +185,54 @@ fn a_looping_policy_runs_out_of_its_time_budget() {
         .expect_err("times out");
     assert!(matches!(error, PolicyError::Timeout { .. }), "{error}");
 }
+
+/// Rules with several bodies, as gatekeeper-library writes them: (what, Rego, rewrite).
+const SEVERAL_BODIES: &[(&str, &str, Option<&str>)] = &[
+    (
+        "a partial set rule",
+        "package p\nviolation[{\"msg\": m}] {\n  m := \"a\"\n} {\n  m := \"b\"\n}\n",
+        Some(
+            "package p\nviolation[{\"msg\": m}] {\n  m := \"a\"\n} violation[{\"msg\": m}] {\n  m := \"b\"\n}\n",
+        ),
+    ),
+    (
+        "a function, bodies on their own lines",
+        "package p\nf(o) = s {\n  s := o.a\n}\n{\n  s := o.b\n}\n",
+        Some("package p\nf(o) = s {\n  s := o.a\n}\nf(o) = s {\n  s := o.b\n}\n"),
+    ),
+    (
+        "braces in strings and comments are not bodies",
+        "package p\nr { x := \"} {\" } # } {\ns { true }\n",
+        None,
+    ),
+    (
+        "else is left alone",
+        "package p\nr = 1 { false } else = 2 { true }\n",
+        None,
+    ),
+];
+
+#[test]
+fn rules_with_several_bodies_become_one_rule_per_body_on_the_same_lines() {
+    for (what, rego, want) in SEVERAL_BODIES {
+        let got = super::rewrite::split_rule_bodies(rego);
+        assert_eq!(got.as_deref(), *want, "{what}");
+        if let Some(got) = got {
+            assert_eq!(got.lines().count(), rego.lines().count(), "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_set_rule_with_several_bodies_reports_every_body_that_holds() {
+    let template = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: multi}\nspec:\n  crd: {spec: {names: {kind: K8sMulti}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: |\n      package multi\n      violation[{\"msg\": msg}] {\n        input.review.object.kind == \"Pod\"\n        msg := \"a pod\"\n      } {\n        input.review.object.metadata.namespace == \"shop\"\n        msg := \"in shop\"\n      } {\n        input.review.object.kind == \"Service\"\n        msg := \"a service\"\n      }\n";
+    let constraint =
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sMulti\nmetadata: {name: m}\n";
+    let mut policies = Policies::new().with_gatekeeper(set(&[template, constraint]));
+    let findings = policies
+        .admit(&json!({"object": pod("shop", "i", json!({}))}))
+        .expect("evaluates");
+    let mut messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
+    messages.sort();
+    assert_eq!(messages, ["a pod", "in shop"]);
+}
