@@ -335,13 +335,13 @@ fn prepare(spec: &UpSpec) -> Result<(), UpError> {
 /// # Errors
 /// DIR is not a lab, the ingress address is taken, or a child cannot be started.
 pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
-    prepare(spec)?;
-    let fleet = read_fleet(&spec.dir)?;
-    let live = pick_live(&fleet, spec.live.max(1));
     let ingress = TcpListener::bind(spec.listen).map_err(|source| UpError::PortInUse {
         addr: spec.listen,
         source,
     })?;
+    prepare(spec)?;
+    let fleet = read_fleet(&spec.dir)?;
+    let live = pick_live(&fleet, spec.live.max(1));
     let listen = ingress
         .local_addr()
         .map_err(io_error("reading the ingress address"))?;
@@ -453,7 +453,12 @@ pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
         next_start: None,
     });
 
+    let routes: Vec<String> = live
+        .iter()
+        .flat_map(|s| s.public_paths.iter().cloned())
+        .collect();
     let addresses = json!({
+        "public_routes": routes,
         "ingress": format!("http://{listen}"),
         "gateway_admin": format!("http://{admin}"),
         "collector_query": format!("http://{query}"),
@@ -467,14 +472,11 @@ pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
         }
     }
     let load = Arc::new(Load::default());
-    let routes: Vec<String> = live
-        .iter()
-        .flat_map(|s| s.public_paths.iter().cloned())
-        .collect();
     let generator = (started_all.is_ok() && spec.rate > 0.0 && !routes.is_empty()).then(|| {
         let load = Arc::clone(&load);
         let stop = Arc::clone(stop);
         let rate = spec.rate.min(MAX_RATE);
+        let routes = routes.clone();
         std::thread::spawn(move || generate_load(listen, &routes, rate, &load, &stop))
     });
     let lab = Lab {
