@@ -149,30 +149,40 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         .collect()
 }
 
-/// Picks up to `n` services: the public ones first, then what they call,
-/// breadth first, so that a request to a public route fans out through as
-/// many live services as the fleet's dependencies allow. Calls to services
-/// left out are dropped.
+/// Picks up to `n` services: the public service that reaches the most
+/// services first, with what it calls, breadth first; then the next one, so
+/// that a request to a public route fans out through as many live services as
+/// the fleet's dependencies allow. Calls to services left out are dropped.
 pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
     let by_name: BTreeMap<&str, &FleetService> =
         fleet.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut queue: VecDeque<&str> = fleet
+    fn reach<'a>(by_name: &BTreeMap<&'a str, &'a FleetService>, root: &'a str) -> Vec<&'a str> {
+        let mut order = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([root]);
+        while let Some(name) = queue.pop_front() {
+            if seen.insert(name) {
+                order.push(name);
+                if let Some(s) = by_name.get(name) {
+                    queue.extend(s.depends_on.iter().map(String::as_str));
+                }
+            }
+        }
+        order
+    }
+    let mut roots: Vec<Vec<&str>> = fleet
         .iter()
         .filter(|s| !s.public_paths.is_empty())
-        .map(|s| s.name.as_str())
+        .map(|s| reach(&by_name, &s.name))
         .collect();
+    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
     let mut picked: Vec<&str> = Vec::new();
-    let mut seen = BTreeSet::new();
-    while let Some(name) = queue.pop_front() {
+    for name in roots.into_iter().flatten() {
         if picked.len() == n {
             break;
         }
-        if !seen.insert(name) {
-            continue;
-        }
-        picked.push(name);
-        if let Some(s) = by_name.get(name) {
-            queue.extend(s.depends_on.iter().map(String::as_str));
+        if by_name.contains_key(name) && !picked.contains(&name) {
+            picked.push(name);
         }
     }
     let live: BTreeSet<&str> = picked.iter().copied().collect();
@@ -487,8 +497,9 @@ pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
     if started_all.is_ok() {
         lab.write(&procs, "running")?;
         println!(
-            "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`",
+            "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  public routes    {}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`",
             spec.dir.display(),
+            routes.join(" "),
             logs.display(),
             procs.len(),
             spec.dir.display(),
@@ -792,6 +803,7 @@ mod tests {
             service("orders", &["db", "unrelated"], &[]),
             service("unrelated", &[], &[]),
             service("web", &["orders"], &["/web"]),
+            service("help", &[], &["/help"]),
         ];
         let live = pick_live(&fleet, 3);
         let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
