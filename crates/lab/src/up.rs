@@ -82,6 +82,8 @@ pub enum UpError {
     Generate(#[from] LabError),
     #[error("no lab runs in {}: {LAB_JSON} is missing", dir.display())]
     NotRunning { dir: PathBuf },
+    #[error("a lab already runs in {} (supervisor pid {pid}): stop it with `bulkhead lab down --dir {}`", dir.display(), dir.display())]
+    AlreadyRunning { dir: PathBuf, pid: u32 },
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> UpError {
@@ -310,6 +312,15 @@ fn reserve(held: &mut Vec<TcpListener>) -> Result<SocketAddr, UpError> {
 /// Makes DIR a lab: generates the fleet in a new or empty folder, reuses a lab.
 fn prepare(spec: &UpSpec) -> Result<(), UpError> {
     if spec.dir.join(GROUND_TRUTH).is_file() {
+        if let Ok(record) = read_record(&spec.dir)
+            && record["state"] == "running"
+            && let Some(pid) = supervisor(&record).filter(|&pid| alive(pid))
+        {
+            return Err(UpError::AlreadyRunning {
+                dir: spec.dir.clone(),
+                pid,
+            });
+        }
         return Ok(());
     }
     let empty = match fs::read_dir(&spec.dir) {
@@ -493,6 +504,7 @@ pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
         dir: spec.dir.clone(),
         addresses,
         load,
+        last_write: std::sync::Mutex::new((Instant::now(), 0)),
     };
     if started_all.is_ok() {
         lab.write(&procs, "running")?;
@@ -521,17 +533,35 @@ struct Lab {
     dir: PathBuf,
     addresses: Value,
     load: Arc<Load>,
+    /// When lab.json was last written and the load sent by then: the rate between writes.
+    last_write: std::sync::Mutex<(Instant, u64)>,
 }
 
 impl Lab {
     fn write(&self, procs: &[Proc], state: &str) -> Result<(), UpError> {
+        let sent = self.load.sent.load(Ordering::Relaxed);
+        let requests_per_s = {
+            let mut last = self
+                .last_write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (at, before) = *last;
+            *last = (Instant::now(), sent);
+            let seconds = at.elapsed().as_secs_f64();
+            if seconds > 0.0 {
+                ((sent - before) as f64 / seconds * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
         let record = json!({
             "state": state,
             "supervisor": std::process::id(),
             "addresses": self.addresses,
             "load": {
-                "sent": self.load.sent.load(Ordering::Relaxed),
+                "sent": sent,
                 "failed": self.load.failed.load(Ordering::Relaxed),
+                "requests_per_s": requests_per_s,
             },
             "processes": procs.iter().map(Proc::record).collect::<Vec<_>>(),
         });
@@ -743,6 +773,12 @@ fn probe(url: &str) -> String {
     }
 }
 
+fn supervisor(record: &Value) -> Option<u32> {
+    record["supervisor"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok())
+}
+
 /// Asks the lab's supervisor to stop, waits until it has stopped every child,
 /// then kills any recorded process still alive. Returns the pids it had to kill.
 ///
@@ -769,7 +805,8 @@ pub fn down(dir: &Path, timeout: Duration) -> Result<Vec<u32>, UpError> {
         while Instant::now() < deadline {
             let now = read_record(dir)?;
             recorded.extend(pids(&now));
-            if now["state"] != "running" {
+            // A supervisor that was killed never writes "stopped".
+            if now["state"] != "running" || !supervisor(&now).is_some_and(alive) {
                 break;
             }
             std::thread::sleep(TICK);

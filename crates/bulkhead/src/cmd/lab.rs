@@ -260,6 +260,11 @@ fn status(args: &StatusArgs) -> Result<Exit> {
             p["health"].as_str().unwrap_or(""),
         ));
     }
+    let load = &record["load"];
+    text.push_str(&format!(
+        "load: {} requests/s, {} sent, {} failed\n",
+        load["requests_per_s"], load["sent"], load["failed"]
+    ));
     output::print(&text)?;
     Ok(Exit::Ran)
 }

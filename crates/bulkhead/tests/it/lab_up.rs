@@ -124,6 +124,15 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         assert!(log.starts_with(dir.join("logs")), "{log:?}");
     }
 
+    let again = bulkhead()
+        .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("a lab already runs in"), "{stderr}");
+
     let ingress = ready["addresses"]["ingress"].as_str().unwrap();
     let route = ready["addresses"]["public_routes"][0].as_str().unwrap();
     let url = http_client::Url::parse(&format!("{ingress}{route}")).unwrap();
@@ -172,6 +181,35 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     assert!(
         survivors.is_empty(),
         "still alive after lab down: {survivors:?}"
+    );
+    assert_eq!(status(&dir)["state"], "stopped");
+}
+
+#[test]
+fn sigterm_stops_the_lab_and_every_child() {
+    let tmp = TempDir::new("lab-up-sigterm");
+    let dir = tmp.join("lab");
+    let child = bulkhead()
+        .args(["lab", "up", "--fleet-size", "8", "--services", "3"])
+        .args(["--listen", "127.0.0.1:0", "--rate", "0", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lab up");
+    let mut lab = Running {
+        child,
+        dir: dir.clone(),
+    };
+    let ready = wait_for(&dir, "every process healthy", all_healthy);
+    let recorded = pids(&ready);
+    run_ok(std::process::Command::new("kill").args(["-TERM", &lab.child.id().to_string()]));
+    let exit = lab.child.wait().unwrap();
+    assert!(exit.success(), "lab up exits 0 on SIGTERM: {exit}");
+    let survivors: Vec<u64> = recorded.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(
+        survivors.is_empty(),
+        "still alive after SIGTERM: {survivors:?}"
     );
     assert_eq!(status(&dir)["state"], "stopped");
 }
