@@ -56,8 +56,18 @@ pub enum LabCommand {
     /// Example: bulkhead lab up --dir /tmp/lab --services 12 --listen 127.0.0.1:8080
     Up(UpArgs),
     /// Stop the lab running in DIR and every process it started.
+    ///
+    /// Asks the `lab up` supervisor to stop its children gracefully, waits for
+    /// it, then kills any recorded process still alive.
+    ///
+    /// Example: bulkhead lab down --dir /tmp/lab
     Down(DirArgs),
     /// List the lab's processes: pid, address, version, restarts and health.
+    ///
+    /// Health is each process's own check: /readyz of a service, the admin
+    /// API of the gateway, /healthz of the collector.
+    ///
+    /// Example: bulkhead lab status --dir /tmp/lab --json
     Status(StatusArgs),
 }
 
@@ -94,9 +104,8 @@ pub struct DirArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub dir: DirArgs,
-    /// Print the record as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: args::FormatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +252,7 @@ fn down(args: &DirArgs) -> Result<Exit> {
 
 fn status(args: &StatusArgs) -> Result<Exit> {
     let record = lab::up::status(&args.dir.dir)?;
-    if args.json {
+    if args.format.get() == args::Format::Json {
         output::print(&format!("{}\n", serde_json::to_string_pretty(&record)?))?;
         return Ok(Exit::Ran);
     }
