@@ -351,11 +351,16 @@ fn prepare(spec: &UpSpec) -> Result<(), UpError> {
 }
 
 /// Runs the lab in the foreground until `stop` is set or `DIR/lab.stop` appears,
-/// then stops every child and waits for it.
+/// then stops every child and waits for it. `announce` gets the addresses once
+/// every child has started.
 ///
 /// # Errors
 /// DIR is not a lab, the ingress address is taken, or a child cannot be started.
-pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
+pub fn up(
+    spec: &UpSpec,
+    stop: &Arc<AtomicBool>,
+    announce: &mut dyn FnMut(&str),
+) -> Result<(), UpError> {
     let ingress = TcpListener::bind(spec.listen).map_err(|source| UpError::PortInUse {
         addr: spec.listen,
         source,
@@ -506,26 +511,27 @@ pub fn up(spec: &UpSpec, stop: &Arc<AtomicBool>) -> Result<(), UpError> {
         load,
         last_write: std::sync::Mutex::new((Instant::now(), 0)),
     };
-    if started_all.is_ok() {
-        lab.write(&procs, "running")?;
-        println!(
-            "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  public routes    {}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`",
-            spec.dir.display(),
-            routes.join(" "),
-            logs.display(),
-            procs.len(),
-            spec.dir.display(),
-        );
-        supervise(&spec.exe, &lab, &mut procs, stop)?;
-    }
+    // Whatever fails from here on, the children are still stopped below.
+    let outcome = started_all
+        .and_then(|()| lab.write(&procs, "running"))
+        .and_then(|()| {
+            announce(&format!(
+                "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  public routes    {}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`\n",
+                spec.dir.display(),
+                routes.join(" "),
+                logs.display(),
+                procs.len(),
+                spec.dir.display(),
+            ));
+            supervise(&spec.exe, &lab, &mut procs, stop)
+        });
     stop.store(true, Ordering::SeqCst);
     stop_all(&mut procs);
     if let Some(generator) = generator {
         let _ = generator.join();
     }
-    lab.write(&procs, "stopped")?;
     let _ = fs::remove_file(spec.dir.join(STOP_FILE));
-    started_all
+    outcome.and(lab.write(&procs, "stopped"))
 }
 
 /// What `lab.json` says besides the processes.

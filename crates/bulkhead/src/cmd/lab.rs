@@ -236,7 +236,12 @@ fn up(args: &UpArgs) -> Result<Exit> {
         exe: std::env::current_exe().context("finding the bulkhead executable")?,
     };
     let stop = lab::up::stop_on_signal()?;
-    lab::up::up(&spec, &stop)?;
+    let mut announce = |text: &str| {
+        if let Err(e) = output::print(text) {
+            eprintln!("lab: {e:#}");
+        }
+    };
+    lab::up::up(&spec, &stop, &mut announce)?;
     eprintln!("lab: stopped");
     Ok(Exit::Ran)
 }
