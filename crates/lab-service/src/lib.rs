@@ -91,6 +91,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub calls: Vec<HttpUrl>,
     pub call_mode: CallMode,
+    /// Connect every downstream call to this address instead of its URL's
+    /// host, keeping the URL's authority as `Host`: calls then go through a
+    /// gateway that routes by host, as a Kubernetes Service name resolves.
+    pub via: Option<SocketAddr>,
     /// Timeout of one downstream call, body included.
     pub call_timeout: Duration,
     /// `None`: spans are not recorded at all.
@@ -117,6 +121,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             calls: Vec::new(),
             call_mode: CallMode::Sequential,
+            via: None,
             call_timeout: Duration::from_secs(10),
             otlp: None,
             faults: Faults::default(),

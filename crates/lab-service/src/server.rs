@@ -61,6 +61,7 @@ struct App {
     version: String,
     calls: Vec<HttpUrl>,
     call_mode: CallMode,
+    via: Option<SocketAddr>,
     call_timeout: Duration,
     shutdown_grace: Duration,
     ids: Rng,
@@ -142,6 +143,7 @@ impl Server {
             version: config.version,
             calls: config.calls,
             call_mode: config.call_mode,
+            via: config.via,
             call_timeout: config.call_timeout,
             shutdown_grace: config.shutdown_grace,
             ids,
@@ -654,9 +656,17 @@ async fn send(
     hops: u32,
     body: Bytes,
 ) -> Result<(StatusCode, Bytes), String> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(url.uri().clone())
+    let mut request = Request::builder().method(method);
+    request = match (app.via, url.uri().authority()) {
+        (Some(via), Some(authority)) => {
+            let target = url.uri().path_and_query().map_or("/", |p| p.as_str());
+            request
+                .uri(format!("http://{via}{target}"))
+                .header(header::HOST, authority.as_str())
+        }
+        _ => request.uri(url.uri().clone()),
+    };
+    let mut request = request
         .header(TRACEPARENT, &outgoing.traceparent)
         .header(B3, &outgoing.b3)
         .header(X_BULKHEAD_HOPS, hops);

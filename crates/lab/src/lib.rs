@@ -3,6 +3,8 @@
 //! [`generate`] writes a deterministic, realistic microservice fleet (service repos, the shared
 //! CI template repo, the base image repo, scanner reports, a host inventory) together with a
 //! ground truth of every fact it planted, so that scanners and impact analysis can be checked
-//! against known answers.
+//! against known answers. [`up`] runs a live lab on it: the services, the gateway and the
+//! collector as supervised child processes.
 
 pub mod generate;
+pub mod up;

@@ -41,6 +41,71 @@ pub enum LabCommand {
     /// Example: bulkhead lab service --name orders --service-version 1.0.0
     /// --listen 127.0.0.1:8081 --calls http://127.0.0.1:8082/ --latency 20ms
     Service(Box<ServiceArgs>),
+    /// Run a live local fleet in the foreground: services, gateway, collector, load.
+    ///
+    /// Writes the sample fleet in DIR (or reuses the lab there), then starts,
+    /// as supervised child processes of this executable: one `lab service` per
+    /// live service, picked from the public services and what they call; the
+    /// ingress `gateway` on --listen, through which every call between services
+    /// goes too, routed by `Host` (the callee's name); and the `collector`,
+    /// storing spans in DIR/traces. A thread sends steady load to the public
+    /// routes. Logs go to DIR/logs/NAME.log; DIR/lab.json records pids and
+    /// addresses. A child that dies is reported and restarted with backoff.
+    /// Ctrl-C, SIGTERM or `bulkhead lab down` stops everything.
+    ///
+    /// Example: bulkhead lab up --dir /tmp/lab --services 12 --listen 127.0.0.1:8080
+    Up(UpArgs),
+    /// Stop the lab running in DIR and every process it started.
+    ///
+    /// Asks the `lab up` supervisor to stop its children gracefully, waits for
+    /// it, then kills any recorded process still alive.
+    ///
+    /// Example: bulkhead lab down --dir /tmp/lab
+    Down(DirArgs),
+    /// List the lab's processes: pid, address, version, restarts and health.
+    ///
+    /// Health is each process's own check: /readyz of a service, the admin
+    /// API of the gateway, /healthz of the collector.
+    ///
+    /// Example: bulkhead lab status --dir /tmp/lab --json
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The lab's folder: a new or empty one gets a sample fleet, a lab is reused.
+    #[arg(long, default_value = "bulkhead-lab")]
+    pub dir: PathBuf,
+    /// Live services (each one process).
+    #[arg(long, default_value_t = 12)]
+    pub services: usize,
+    /// Services of the fleet generated in a new DIR.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub fleet_size: usize,
+    /// Seed of the generated fleet.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The ingress address (port 0 picks one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Requests per second sent to the public routes (0: no load; at most 200).
+    #[arg(long, value_name = "R", default_value_t = 5.0)]
+    pub rate: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// The lab's folder.
+    #[arg(long, default_value = "bulkhead-lab")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub format: args::FormatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +134,10 @@ pub struct ServiceArgs {
     /// Downstream services called on every request: http:// URLs, comma-separated.
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     calls: Vec<lab_service::HttpUrl>,
+    /// Connect every downstream call to this address (a gateway) and send the
+    /// URL's host as `Host`, so that the gateway routes it by host.
+    #[arg(long, value_name = "ADDR")]
+    via: Option<std::net::SocketAddr>,
     /// Call the downstream services all at once instead of one after the other.
     #[arg(long)]
     parallel: bool,
@@ -143,7 +212,75 @@ pub fn run(command: LabCommand) -> Result<Exit> {
     match command {
         LabCommand::Init(args) => init(&args),
         LabCommand::Service(args) => service(*args),
+        LabCommand::Up(args) => up(&args),
+        LabCommand::Down(args) => down(&args),
+        LabCommand::Status(args) => status(&args),
     }
+}
+
+fn up(args: &UpArgs) -> Result<Exit> {
+    if !(0.0..=lab::up::MAX_RATE).contains(&args.rate) {
+        anyhow::bail!(
+            "--rate {} is out of range: 0 to {} requests per second",
+            args.rate,
+            lab::up::MAX_RATE
+        );
+    }
+    let spec = lab::up::UpSpec {
+        dir: args.dir.clone(),
+        fleet_services: args.fleet_size,
+        live: args.services,
+        seed: args.seed,
+        listen: args.listen,
+        rate: args.rate,
+        exe: std::env::current_exe().context("finding the bulkhead executable")?,
+    };
+    let stop = lab::up::stop_on_signal()?;
+    let mut announce = |text: &str| {
+        if let Err(e) = output::print(text) {
+            eprintln!("lab: {e:#}");
+        }
+    };
+    lab::up::up(&spec, &stop, &mut announce)?;
+    eprintln!("lab: stopped");
+    Ok(Exit::Ran)
+}
+
+fn down(args: &DirArgs) -> Result<Exit> {
+    let killed = lab::up::down(&args.dir, Duration::from_secs(30))?;
+    if !killed.is_empty() {
+        eprintln!("lab: killed processes that did not stop: {killed:?}");
+    }
+    output::print(&format!("lab in {} stopped\n", args.dir.display()))?;
+    Ok(Exit::Ran)
+}
+
+fn status(args: &StatusArgs) -> Result<Exit> {
+    let record = lab::up::status(&args.dir.dir)?;
+    if args.format.get() == args::Format::Json {
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&record)?))?;
+        return Ok(Exit::Ran);
+    }
+    let mut text = format!("lab {}\n", record["state"].as_str().unwrap_or("unknown"));
+    for p in record["processes"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "{:<28} {:<9} pid {:<8} {:<22} {:<8} restarts {:<3} {}\n",
+            p["name"].as_str().unwrap_or(""),
+            p["kind"].as_str().unwrap_or(""),
+            p["pid"],
+            p["addr"].as_str().unwrap_or(""),
+            p["version"].as_str().unwrap_or(""),
+            p["restarts"],
+            p["health"].as_str().unwrap_or(""),
+        ));
+    }
+    let load = &record["load"];
+    text.push_str(&format!(
+        "load: {} requests/s, {} sent, {} failed\n",
+        load["requests_per_s"], load["sent"], load["failed"]
+    ));
+    output::print(&text)?;
+    Ok(Exit::Ran)
 }
 
 pub fn init(args: &InitArgs) -> Result<Exit> {
@@ -184,6 +321,7 @@ fn service(args: ServiceArgs) -> Result<Exit> {
     let mut config = lab_service::Config::new(args.name, args.service_version);
     config.listen = args.listen;
     config.calls = args.calls;
+    config.via = args.via;
     config.call_mode = if args.parallel {
         lab_service::CallMode::Parallel
     } else {

@@ -11,6 +11,7 @@ mod gateway;
 mod grammar;
 mod images;
 mod lab_service;
+mod lab_up;
 mod layering;
 mod patch;
 mod policy;

@@ -9,7 +9,7 @@ mod w3c;
 use lab_service::{CallMode, Config, Faults, OtlpConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Collector, Downstream, Service, get, request};
+use support::{Collector, Downstream, Service, get, json_response, request, serve};
 
 #[tokio::test]
 async fn answers_with_its_name_version_and_downstream_results() {
@@ -168,6 +168,30 @@ async fn a_cycle_in_the_calls_ends_after_32_hops() {
         .collect();
     assert_eq!(statuses.len(), 33);
     assert_eq!(statuses[0], 508, "the innermost finishes first");
+}
+
+#[tokio::test]
+async fn calls_via_a_gateway_connect_to_it_and_name_the_callee_as_host() {
+    let gateway = serve(|req| async move {
+        let host = req
+            .headers()
+            .get("host")
+            .map(|h| h.to_str().unwrap().to_string());
+        json_response(&json!({ "host": host, "path": req.uri().to_string() }))
+    })
+    .await;
+    let mut a = Config::new("a", "1");
+    a.calls = vec!["http://orders/api?x=1".parse().unwrap()];
+    a.via = Some(gateway);
+    let a = Service::start(a).await;
+    let (status, _, body) = get(&a.url("/"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let call = &body["downstream"][0];
+    assert_eq!(call["url"], "http://orders/api?x=1");
+    assert_eq!(
+        call["body"],
+        json!({ "host": "orders", "path": "/api?x=1" })
+    );
 }
 
 #[tokio::test]

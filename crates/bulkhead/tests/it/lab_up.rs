@@ -1,0 +1,245 @@
+//! `bulkhead lab up`, `status` and `down`: a small live lab becomes healthy,
+//! answers through the gateway across several services in one trace, restarts
+//! a killed service, and leaves no process behind.
+
+use crate::{TempDir, bulkhead, run_ok};
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Stops the lab if a test fails half-way, so no process outlives it.
+struct Running {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = bulkhead()
+            .args(["lab", "down", "--dir"])
+            .arg(&self.dir)
+            .output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(dir: &std::path::Path) -> Value {
+    let out = run_ok(
+        bulkhead()
+            .args(["lab", "status", "--json", "--dir"])
+            .arg(dir),
+    );
+    serde_json::from_str(&out).expect("status --json is JSON")
+}
+
+/// Polls `lab status --json` until `done` holds, or fails after READY_WITHIN.
+fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        if dir.join("lab.json").is_file() {
+            let now = status(dir);
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {READY_WITHIN:?}: {now:#}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lab.json within {READY_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn all_healthy(status: &Value) -> bool {
+    status["state"] == "running"
+        && status["processes"]
+            .as_array()
+            .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["healthy"] == true))
+}
+
+fn pids(status: &Value) -> Vec<u64> {
+    status["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect()
+}
+
+fn alive(pid: u64) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Services a response passed through, all carrying `trace_id`, depth first.
+fn hops(body: &Value, trace_id: &str, seen: &mut Vec<String>) {
+    assert_eq!(
+        body["trace_id"], trace_id,
+        "one trace across every hop: {body}"
+    );
+    seen.push(body["service"].as_str().unwrap_or_default().to_string());
+    for call in body["downstream"].as_array().into_iter().flatten() {
+        hops(&call["body"], trace_id, seen);
+    }
+}
+
+#[test]
+fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
+    let tmp = TempDir::new("lab-up");
+    let dir = tmp.join("lab");
+    let child = bulkhead()
+        .args(["lab", "up", "--fleet-size", "12", "--services", "6"])
+        .args(["--listen", "127.0.0.1:0", "--rate", "5", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lab up");
+    let mut lab = Running {
+        child,
+        dir: dir.clone(),
+    };
+
+    let ready = wait_for(&dir, "every process healthy", all_healthy);
+    let processes = ready["processes"].as_array().unwrap();
+    assert_eq!(
+        processes.iter().filter(|p| p["kind"] == "service").count(),
+        6
+    );
+    for kind in ["gateway", "collector"] {
+        assert!(processes.iter().any(|p| p["kind"] == kind), "{kind} runs");
+    }
+    for p in processes {
+        let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
+        assert!(log.starts_with(dir.join("logs")), "{log:?}");
+    }
+
+    let again = bulkhead()
+        .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("a lab already runs in"), "{stderr}");
+
+    let ingress = ready["addresses"]["ingress"].as_str().unwrap();
+    let route = ready["addresses"]["public_routes"][0].as_str().unwrap();
+    let url = http_client::Url::parse(&format!("{ingress}{route}")).unwrap();
+    let answer = http_client::request("GET", &url, &[], &[], Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let trace_id = answer.header("x-trace-id").expect("x-trace-id").to_string();
+    let body: Value = serde_json::from_slice(&answer.body).unwrap();
+    let mut seen = Vec::new();
+    hops(&body, &trace_id, &mut seen);
+    assert!(
+        seen.len() >= 3,
+        "at least two calls past the first service: {seen:?}"
+    );
+
+    let victim = processes.iter().find(|p| p["kind"] == "service").unwrap();
+    let (name, old_pid) = (victim["name"].clone(), victim["pid"].as_u64().unwrap());
+    run_ok(std::process::Command::new("kill").args(["-KILL", &old_pid.to_string()]));
+    let restarted = wait_for(&dir, "the killed service restarted and healthy", |s| {
+        all_healthy(s)
+            && s["processes"].as_array().unwrap().iter().any(|p| {
+                p["name"] == name && p["restarts"] == 1 && p["pid"].as_u64() != Some(old_pid)
+            })
+    });
+    let record = restarted["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap();
+    assert!(
+        record["last_exit"].as_str().unwrap().contains("SIGKILL"),
+        "{record}"
+    );
+
+    let mut recorded = pids(&ready);
+    recorded.extend(pids(&restarted));
+    run_ok(bulkhead().args(["lab", "down", "--dir"]).arg(&dir));
+    let exit = lab.child.wait().unwrap();
+    assert!(exit.success(), "lab up exits 0 after lab down: {exit}");
+    let survivors: Vec<u64> = recorded.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(
+        survivors.is_empty(),
+        "still alive after lab down: {survivors:?}"
+    );
+    assert_eq!(status(&dir)["state"], "stopped");
+}
+
+#[test]
+fn sigterm_stops_the_lab_and_every_child() {
+    let tmp = TempDir::new("lab-up-sigterm");
+    let dir = tmp.join("lab");
+    let child = bulkhead()
+        .args(["lab", "up", "--fleet-size", "8", "--services", "3"])
+        .args(["--listen", "127.0.0.1:0", "--rate", "0", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lab up");
+    let mut lab = Running {
+        child,
+        dir: dir.clone(),
+    };
+    let ready = wait_for(&dir, "every process healthy", all_healthy);
+    let recorded = pids(&ready);
+    run_ok(std::process::Command::new("kill").args(["-TERM", &lab.child.id().to_string()]));
+    let exit = lab.child.wait().unwrap();
+    assert!(exit.success(), "lab up exits 0 on SIGTERM: {exit}");
+    let survivors: Vec<u64> = recorded.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(
+        survivors.is_empty(),
+        "still alive after SIGTERM: {survivors:?}"
+    );
+    assert_eq!(status(&dir)["state"], "stopped");
+}
+
+#[test]
+fn lab_up_refuses_a_folder_that_is_not_a_lab() {
+    let tmp = TempDir::new("lab-up-not-a-lab");
+    tmp.write("notes.txt", "mine\n");
+    let out = bulkhead()
+        .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a lab"), "{stderr}");
+    assert!(!tmp.join("lab.json").exists());
+}
+
+#[test]
+fn lab_up_names_a_taken_ingress_port() {
+    let tmp = TempDir::new("lab-up-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = bulkhead()
+        .args(["lab", "up", "--listen", &addr, "--dir"])
+        .arg(tmp.join("lab"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{addr} is in use")), "{stderr}");
+}

@@ -1,0 +1,874 @@
+//! A live local lab: the sample fleet's services, the ingress gateway and the
+//! trace collector run as supervised child processes, with steady load.
+//!
+//! Every address is chosen before any child starts (the gateway's routes name
+//! its endpoints, and every service sends its calls through the gateway), and
+//! a child is restarted on the same address, so the gateway never needs a new
+//! configuration. `DIR/lab.json` records what runs; `lab status` and `lab down`
+//! read it, and `lab down` asks the supervisor to stop by writing `DIR/lab.stop`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::generate::{self, FleetSpec, GROUND_TRUTH, LabError};
+
+/// The record `lab status` and `lab down` read.
+pub const LAB_JSON: &str = "lab.json";
+/// Written by `lab down`: the supervisor stops everything when it appears.
+pub const STOP_FILE: &str = "lab.stop";
+/// The version every live service reports.
+const SERVICE_VERSION: &str = "1.0.0";
+/// Highest load the generator is allowed to send, in requests per second.
+pub const MAX_RATE: f64 = 200.0;
+/// How long a stopping child may drain before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A child that ran this long before dying starts again with the first backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(100);
+
+/// What `lab up` runs.
+#[derive(Debug, Clone)]
+pub struct UpSpec {
+    pub dir: PathBuf,
+    /// Services in a fleet generated here (ignored when DIR is already a lab).
+    pub fleet_services: usize,
+    /// Live services, picked from the fleet.
+    pub live: usize,
+    pub seed: u64,
+    /// The ingress address.
+    pub listen: SocketAddr,
+    /// Load on the public routes, in requests per second (0: none).
+    pub rate: f64,
+    /// The `bulkhead` executable the children run.
+    pub exe: PathBuf,
+}
+
+/// Why the lab could not start or be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(
+        "{} is not a lab (no {GROUND_TRUTH}) and is not empty: give an empty or new folder, or one `lab init` wrote",
+        path.display()
+    )]
+    NotALab { path: PathBuf },
+    #[error("the ingress address {addr} is in use (pick another with --listen): {source}")]
+    PortInUse {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Generate(#[from] LabError),
+    #[error("no lab runs in {}: {LAB_JSON} is missing", dir.display())]
+    NotRunning { dir: PathBuf },
+    #[error("a lab already runs in {} (supervisor pid {pid}): stop it with `bulkhead lab down --dir {}`", dir.display(), dir.display())]
+    AlreadyRunning { dir: PathBuf, pid: u32 },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> UpError {
+    let what = what.into();
+    move |source| UpError::Io { what, source }
+}
+
+/// One service of the fleet, as the lab needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetService {
+    pub name: String,
+    pub depends_on: Vec<String>,
+    /// Paths of its public routes.
+    pub public_paths: Vec<String>,
+}
+
+/// Reads the services of `DIR/ground-truth.json`.
+///
+/// # Errors
+/// An unreadable or malformed ground truth.
+pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
+    let path = dir.join(GROUND_TRUTH);
+    let text =
+        fs::read_to_string(&path).map_err(io_error(format!("reading {}", path.display())))?;
+    let invalid = |detail: String| UpError::Invalid {
+        path: path.clone(),
+        detail,
+    };
+    let truth: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let services = truth["services"]
+        .as_array()
+        .ok_or_else(|| invalid("no services list".into()))?;
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    services
+        .iter()
+        .map(|s| {
+            let name = s["name"]
+                .as_str()
+                .ok_or_else(|| invalid("a service without a name".into()))?;
+            let public_paths = s["routes"]
+                .as_array()
+                .map(|routes| {
+                    routes
+                        .iter()
+                        .filter(|r| r["public"].as_bool() == Some(true))
+                        .filter_map(|r| r["path"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(FleetService {
+                name: name.to_string(),
+                depends_on: strings(&s["depends_on"]),
+                public_paths,
+            })
+        })
+        .collect()
+}
+
+/// Picks up to `n` services: the public service that reaches the most
+/// services first, with what it calls, breadth first; then the next one, so
+/// that a request to a public route fans out through as many live services as
+/// the fleet's dependencies allow. Calls to services left out are dropped.
+pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
+    let by_name: BTreeMap<&str, &FleetService> =
+        fleet.iter().map(|s| (s.name.as_str(), s)).collect();
+    fn reach<'a>(by_name: &BTreeMap<&'a str, &'a FleetService>, root: &'a str) -> Vec<&'a str> {
+        let mut order = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([root]);
+        while let Some(name) = queue.pop_front() {
+            if seen.insert(name) {
+                order.push(name);
+                if let Some(s) = by_name.get(name) {
+                    queue.extend(s.depends_on.iter().map(String::as_str));
+                }
+            }
+        }
+        order
+    }
+    let mut roots: Vec<Vec<&str>> = fleet
+        .iter()
+        .filter(|s| !s.public_paths.is_empty())
+        .map(|s| reach(&by_name, &s.name))
+        .collect();
+    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    let mut picked: Vec<&str> = Vec::new();
+    for name in roots.into_iter().flatten() {
+        if picked.len() == n {
+            break;
+        }
+        if by_name.contains_key(name) && !picked.contains(&name) {
+            picked.push(name);
+        }
+    }
+    let live: BTreeSet<&str> = picked.iter().copied().collect();
+    picked
+        .iter()
+        .filter_map(|name| by_name.get(name))
+        .map(|s| FleetService {
+            name: s.name.clone(),
+            depends_on: s
+                .depends_on
+                .iter()
+                .filter(|d| live.contains(d.as_str()))
+                .cloned()
+                .collect(),
+            public_paths: s.public_paths.clone(),
+        })
+        .collect()
+}
+
+/// The gateway document: the public routes, and one route per service for
+/// the calls between services, which name the callee as `Host`.
+pub fn gateway_yaml(
+    listen: SocketAddr,
+    services: &[FleetService],
+    addrs: &BTreeMap<String, SocketAddr>,
+) -> String {
+    let mut out = format!("listeners:\n  - address: {listen}\nroutes:\n");
+    for s in services {
+        for path in &s.public_paths {
+            let _ = writeln!(out, "  - prefix: {path}\n    service: {}", s.name);
+        }
+        let _ = writeln!(
+            out,
+            "  - host: {}\n    prefix: /\n    service: {}",
+            s.name, s.name
+        );
+    }
+    out.push_str("services:\n");
+    for s in services {
+        let _ = writeln!(
+            out,
+            "  {name}:\n    endpoints:\n      - {{address: {addr}, labels: {{app: {name}, version: \"{SERVICE_VERSION}\"}}}}\n    selector: {{app: {name}}}",
+            name = s.name,
+            addr = addrs[&s.name],
+        );
+    }
+    out
+}
+
+/// One supervised child.
+#[derive(Debug)]
+struct Proc {
+    name: String,
+    kind: &'static str,
+    version: String,
+    addr: SocketAddr,
+    health: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    started: Instant,
+    restarts: u32,
+    last_exit: Option<String>,
+    backoff: Duration,
+    next_start: Option<Instant>,
+}
+
+impl Proc {
+    fn start(&mut self, exe: &Path) -> Result<(), UpError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(io_error(format!("opening {}", self.log.display())))?;
+        let err = log
+            .try_clone()
+            .map_err(io_error(format!("opening {}", self.log.display())))?;
+        let child = Command::new(exe)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            // Its own process group: Ctrl-C reaches the supervisor alone, which
+            // then stops the children in order instead of racing their restarts.
+            .process_group(0)
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(io_error(format!("starting {}", self.name)))?;
+        self.child = Some(child);
+        self.started = Instant::now();
+        self.next_start = None;
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn record(&self) -> Value {
+        json!({
+            "name": self.name,
+            "kind": self.kind,
+            "pid": self.pid(),
+            "addr": self.addr.to_string(),
+            "health": self.health,
+            "version": self.version,
+            "log": self.log.display().to_string(),
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        })
+    }
+}
+
+/// Picks a free loopback port; the listener is kept until every port is picked,
+/// so no two children get the same one.
+fn reserve(held: &mut Vec<TcpListener>) -> Result<SocketAddr, UpError> {
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).map_err(io_error("picking a free loopback port"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io_error("picking a free loopback port"))?;
+    held.push(listener);
+    Ok(addr)
+}
+
+/// Makes DIR a lab: generates the fleet in a new or empty folder, reuses a lab.
+fn prepare(spec: &UpSpec) -> Result<(), UpError> {
+    if spec.dir.join(GROUND_TRUTH).is_file() {
+        if let Ok(record) = read_record(&spec.dir)
+            && record["state"] == "running"
+            && let Some(pid) = supervisor(&record).filter(|&pid| alive(pid))
+        {
+            return Err(UpError::AlreadyRunning {
+                dir: spec.dir.clone(),
+                pid,
+            });
+        }
+        return Ok(());
+    }
+    let empty = match fs::read_dir(&spec.dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io_error(format!("reading {}", spec.dir.display()))(e)),
+    };
+    if !empty {
+        return Err(UpError::NotALab {
+            path: spec.dir.clone(),
+        });
+    }
+    eprintln!(
+        "lab: writing a {}-service sample fleet to {} (seed {})",
+        spec.fleet_services,
+        spec.dir.display(),
+        spec.seed
+    );
+    generate::write_fleet(
+        &spec.dir,
+        &FleetSpec {
+            services: spec.fleet_services,
+            seed: spec.seed,
+            git: true,
+        },
+    )?;
+    Ok(())
+}
+
+/// Runs the lab in the foreground until `stop` is set or `DIR/lab.stop` appears,
+/// then stops every child and waits for it. `announce` gets the addresses once
+/// every child has started.
+///
+/// # Errors
+/// DIR is not a lab, the ingress address is taken, or a child cannot be started.
+pub fn up(
+    spec: &UpSpec,
+    stop: &Arc<AtomicBool>,
+    announce: &mut dyn FnMut(&str),
+) -> Result<(), UpError> {
+    let ingress = TcpListener::bind(spec.listen).map_err(|source| UpError::PortInUse {
+        addr: spec.listen,
+        source,
+    })?;
+    prepare(spec)?;
+    let fleet = read_fleet(&spec.dir)?;
+    let live = pick_live(&fleet, spec.live.max(1));
+    let listen = ingress
+        .local_addr()
+        .map_err(io_error("reading the ingress address"))?;
+    let mut held = vec![ingress];
+    let mut addrs = BTreeMap::new();
+    for s in &live {
+        addrs.insert(s.name.clone(), reserve(&mut held)?);
+    }
+    let admin = reserve(&mut held)?;
+    let otlp = reserve(&mut held)?;
+    let query = reserve(&mut held)?;
+    let logs = spec.dir.join("logs");
+    fs::create_dir_all(&logs).map_err(io_error(format!("creating {}", logs.display())))?;
+    let _ = fs::remove_file(spec.dir.join(STOP_FILE));
+    let config = spec.dir.join("gateway.yaml");
+    fs::write(&config, gateway_yaml(listen, &live, &addrs))
+        .map_err(io_error(format!("writing {}", config.display())))?;
+    drop(held);
+
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let otlp_url = format!("http://{otlp}");
+    let mut procs = vec![Proc {
+        name: "collector".into(),
+        kind: "collector",
+        version: version.clone(),
+        addr: query,
+        health: format!("http://{query}/healthz"),
+        args: vec![
+            "collector".into(),
+            "--data".into(),
+            spec.dir.join("traces").display().to_string(),
+            "--otlp-http".into(),
+            otlp.to_string(),
+            "--no-grpc".into(),
+            "--query".into(),
+            query.to_string(),
+        ],
+        log: logs.join("collector.log"),
+        child: None,
+        started: Instant::now(),
+        restarts: 0,
+        last_exit: None,
+        backoff: FIRST_BACKOFF,
+        next_start: None,
+    }];
+    for s in &live {
+        let addr = addrs[&s.name];
+        let mut args = vec![
+            "lab".into(),
+            "service".into(),
+            "--name".into(),
+            s.name.clone(),
+            "--service-version".into(),
+            SERVICE_VERSION.into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--via".into(),
+            listen.to_string(),
+            "--otlp-endpoint".into(),
+            otlp_url.clone(),
+        ];
+        if !s.depends_on.is_empty() {
+            args.push("--calls".into());
+            args.push(
+                s.depends_on
+                    .iter()
+                    .map(|d| format!("http://{d}/"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        procs.push(Proc {
+            name: s.name.clone(),
+            kind: "service",
+            version: SERVICE_VERSION.into(),
+            addr,
+            health: format!("http://{addr}/readyz"),
+            args,
+            log: logs.join(format!("{}.log", s.name)),
+            child: None,
+            started: Instant::now(),
+            restarts: 0,
+            last_exit: None,
+            backoff: FIRST_BACKOFF,
+            next_start: None,
+        });
+    }
+    procs.push(Proc {
+        name: "gateway".into(),
+        kind: "gateway",
+        version,
+        addr: listen,
+        health: format!("http://{admin}/state"),
+        args: vec![
+            "gateway".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--admin".into(),
+            admin.to_string(),
+            "--otlp-endpoint".into(),
+            otlp_url,
+        ],
+        log: logs.join("gateway.log"),
+        child: None,
+        started: Instant::now(),
+        restarts: 0,
+        last_exit: None,
+        backoff: FIRST_BACKOFF,
+        next_start: None,
+    });
+
+    let routes: Vec<String> = live
+        .iter()
+        .flat_map(|s| s.public_paths.iter().cloned())
+        .collect();
+    let addresses = json!({
+        "public_routes": routes,
+        "ingress": format!("http://{listen}"),
+        "gateway_admin": format!("http://{admin}"),
+        "collector_query": format!("http://{query}"),
+        "collector_otlp": format!("http://{otlp}"),
+    });
+    let mut started_all = Ok(());
+    for p in &mut procs {
+        started_all = p.start(&spec.exe);
+        if started_all.is_err() {
+            break;
+        }
+    }
+    let load = Arc::new(Load::default());
+    let generator = (started_all.is_ok() && spec.rate > 0.0 && !routes.is_empty()).then(|| {
+        let load = Arc::clone(&load);
+        let stop = Arc::clone(stop);
+        let rate = spec.rate.min(MAX_RATE);
+        let routes = routes.clone();
+        std::thread::spawn(move || generate_load(listen, &routes, rate, &load, &stop))
+    });
+    let lab = Lab {
+        dir: spec.dir.clone(),
+        addresses,
+        load,
+        last_write: std::sync::Mutex::new((Instant::now(), 0)),
+    };
+    // Whatever fails from here on, the children are still stopped below.
+    let outcome = started_all
+        .and_then(|()| lab.write(&procs, "running"))
+        .and_then(|()| {
+            announce(&format!(
+                "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  public routes    {}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`\n",
+                spec.dir.display(),
+                routes.join(" "),
+                logs.display(),
+                procs.len(),
+                spec.dir.display(),
+            ));
+            supervise(&spec.exe, &lab, &mut procs, stop)
+        });
+    stop.store(true, Ordering::SeqCst);
+    stop_all(&mut procs);
+    if let Some(generator) = generator {
+        let _ = generator.join();
+    }
+    let _ = fs::remove_file(spec.dir.join(STOP_FILE));
+    outcome.and(lab.write(&procs, "stopped"))
+}
+
+/// What `lab.json` says besides the processes.
+struct Lab {
+    dir: PathBuf,
+    addresses: Value,
+    load: Arc<Load>,
+    /// When lab.json was last written and the load sent by then: the rate between writes.
+    last_write: std::sync::Mutex<(Instant, u64)>,
+}
+
+impl Lab {
+    fn write(&self, procs: &[Proc], state: &str) -> Result<(), UpError> {
+        let sent = self.load.sent.load(Ordering::Relaxed);
+        let requests_per_s = {
+            let mut last = self
+                .last_write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (at, before) = *last;
+            *last = (Instant::now(), sent);
+            let seconds = at.elapsed().as_secs_f64();
+            if seconds > 0.0 {
+                ((sent - before) as f64 / seconds * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
+        let record = json!({
+            "state": state,
+            "supervisor": std::process::id(),
+            "addresses": self.addresses,
+            "load": {
+                "sent": sent,
+                "failed": self.load.failed.load(Ordering::Relaxed),
+                "requests_per_s": requests_per_s,
+            },
+            "processes": procs.iter().map(Proc::record).collect::<Vec<_>>(),
+        });
+        let path = self.dir.join(LAB_JSON);
+        let tmp = self.dir.join("lab.json.tmp");
+        let text = serde_json::to_string_pretty(&record).unwrap_or_default();
+        fs::write(&tmp, text + "\n")
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(io_error(format!("writing {}", path.display())))
+    }
+}
+
+/// Watches the children: a dead one is reported and started again after its backoff.
+fn supervise(exe: &Path, lab: &Lab, procs: &mut [Proc], stop: &AtomicBool) -> Result<(), UpError> {
+    let stop_file = lab.dir.join(STOP_FILE);
+    let mut last_write = Instant::now();
+    while !stop.load(Ordering::SeqCst) && !stop_file.exists() {
+        let mut changed = false;
+        for p in procs.iter_mut() {
+            if let Some(child) = &mut p.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                if p.started.elapsed() >= STABLE_AFTER {
+                    p.backoff = FIRST_BACKOFF;
+                }
+                eprintln!(
+                    "lab: {} (pid {}) exited ({status}); restarting in {:?}",
+                    p.name,
+                    child.id(),
+                    p.backoff
+                );
+                p.last_exit = Some(status.to_string());
+                p.child = None;
+                p.next_start = Some(Instant::now() + p.backoff);
+                p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+                changed = true;
+            }
+            if p.next_start.is_some_and(|at| at <= Instant::now()) {
+                p.start(exe)?;
+                p.restarts += 1;
+                eprintln!(
+                    "lab: {} restarted (pid {}, restart {})",
+                    p.name,
+                    p.pid().unwrap_or_default(),
+                    p.restarts
+                );
+                changed = true;
+            }
+        }
+        if changed || last_write.elapsed() >= Duration::from_secs(2) {
+            lab.write(procs, "running")?;
+            last_write = Instant::now();
+        }
+        std::thread::sleep(TICK);
+    }
+    Ok(())
+}
+
+/// Asks every child to stop (SIGTERM), waits for it, and kills what outlives the grace.
+fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter() {
+        if let Some(pid) = p.pid() {
+            send_signal(pid, "TERM");
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for p in procs.iter_mut() {
+        let Some(child) = &mut p.child else { continue };
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(TICK),
+            }
+        }
+    }
+}
+
+/// A flag set on the first SIGTERM or Ctrl-C; the handlers are installed before it returns.
+///
+/// # Errors
+/// When the handlers cannot be installed.
+pub fn stop_on_signal() -> Result<Arc<AtomicBool>, UpError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_error("starting the signal handler"))?;
+    let signal = {
+        let _context = runtime.enter();
+        signals::stop().map_err(io_error("installing the signal handlers"))?
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        runtime.block_on(signal);
+        set.store(true, Ordering::SeqCst);
+    });
+    Ok(flag)
+}
+
+/// Sends a signal with kill(1): std has no API for signals other than SIGKILL.
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether a process with this pid exists (`kill -0`).
+pub fn alive(pid: u32) -> bool {
+    send_signal(pid, "0")
+}
+
+/// Counts of the load generator.
+#[derive(Debug, Default)]
+struct Load {
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Sends GET requests over the public routes in turn at `rate` per second.
+fn generate_load(listen: SocketAddr, routes: &[String], rate: f64, load: &Load, stop: &AtomicBool) {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut next = Instant::now();
+    for route in routes.iter().cycle() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let ok = http_client::Url::parse(&format!("http://{listen}{route}"))
+            .ok()
+            .and_then(|url| {
+                http_client::request("GET", &url, &[], &[], Duration::from_secs(5)).ok()
+            })
+            .is_some_and(|r| r.status < 500);
+        load.sent.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            load.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+}
+
+/// Reads `DIR/lab.json`.
+///
+/// # Errors
+/// No lab has run in DIR, or its record is unreadable.
+pub fn read_record(dir: &Path) -> Result<Value, UpError> {
+    let path = dir.join(LAB_JSON);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(UpError::NotRunning {
+                dir: dir.to_owned(),
+            });
+        }
+        Err(e) => return Err(io_error(format!("reading {}", path.display()))(e)),
+    };
+    serde_json::from_str(&text).map_err(|e| UpError::Invalid {
+        path,
+        detail: e.to_string(),
+    })
+}
+
+/// Every recorded process with whether it runs and answers its health check.
+///
+/// # Errors
+/// As [`read_record`].
+pub fn status(dir: &Path) -> Result<Value, UpError> {
+    let mut record = read_record(dir)?;
+    let running = record["state"] == "running";
+    if let Some(procs) = record["processes"].as_array_mut() {
+        for p in procs {
+            let pid = p["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok());
+            let is_alive = running && pid.is_some_and(alive);
+            let health = if is_alive {
+                p["health"].as_str().map_or("unknown".to_string(), probe)
+            } else {
+                "down".to_string()
+            };
+            p["alive"] = Value::Bool(is_alive);
+            p["healthy"] = Value::Bool(health == "ok");
+            p["health_check"] = p["health"].take();
+            p["health"] = Value::String(health);
+        }
+    }
+    Ok(record)
+}
+
+/// "ok" for a 2xx answer, else what went wrong.
+fn probe(url: &str) -> String {
+    let answer = http_client::Url::parse(url).and_then(|u| {
+        http_client::request("GET", &u, &[], &[], Duration::from_secs(1)).map_err(|e| e.to_string())
+    });
+    match answer {
+        Ok(r) if (200..300).contains(&r.status) => "ok".to_string(),
+        Ok(r) => format!("answered {}", r.status),
+        Err(e) => e,
+    }
+}
+
+fn supervisor(record: &Value) -> Option<u32> {
+    record["supervisor"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok())
+}
+
+/// Asks the lab's supervisor to stop, waits until it has stopped every child,
+/// then kills any recorded process still alive. Returns the pids it had to kill.
+///
+/// # Errors
+/// As [`read_record`], or the stop file cannot be written.
+pub fn down(dir: &Path, timeout: Duration) -> Result<Vec<u32>, UpError> {
+    let record = read_record(dir)?;
+    let pids = |record: &Value| -> Vec<u32> {
+        record["processes"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p["pid"].as_u64())
+                    .filter_map(|pid| u32::try_from(pid).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut recorded = pids(&record);
+    if record["state"] == "running" {
+        let stop = dir.join(STOP_FILE);
+        File::create(&stop).map_err(io_error(format!("writing {}", stop.display())))?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let now = read_record(dir)?;
+            recorded.extend(pids(&now));
+            // A supervisor that was killed never writes "stopped".
+            if now["state"] != "running" || !supervisor(&now).is_some_and(alive) {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+    recorded.sort_unstable();
+    recorded.dedup();
+    let killed: Vec<u32> = recorded
+        .into_iter()
+        .filter(|&pid| alive(pid) && send_signal(pid, "KILL"))
+        .collect();
+    Ok(killed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, deps: &[&str], public: &[&str]) -> FleetService {
+        FleetService {
+            name: name.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            public_paths: public.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn live_services_start_at_public_ones_and_follow_their_calls() {
+        let fleet = vec![
+            service("db", &[], &[]),
+            service("orders", &["db", "unrelated"], &[]),
+            service("unrelated", &[], &[]),
+            service("web", &["orders"], &["/web"]),
+            service("help", &[], &["/help"]),
+        ];
+        let live = pick_live(&fleet, 3);
+        let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "orders", "db"]);
+        assert_eq!(
+            live[1].depends_on,
+            ["db"],
+            "calls to services left out are dropped"
+        );
+    }
+
+    #[test]
+    fn the_gateway_routes_public_paths_and_service_hosts() {
+        let live = vec![service("web", &["db"], &["/web"]), service("db", &[], &[])];
+        let addrs = BTreeMap::from([
+            ("web".to_string(), SocketAddr::from(([127, 0, 0, 1], 7001))),
+            ("db".to_string(), SocketAddr::from(([127, 0, 0, 1], 7002))),
+        ]);
+        let yaml = gateway_yaml(SocketAddr::from(([127, 0, 0, 1], 8080)), &live, &addrs);
+        test_support::expect_text(
+            &yaml,
+            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web}\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n    selector: {app: db}\n",
+        );
+    }
+}
