@@ -187,7 +187,7 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
 /// A quoted scalar whose continuation lines are indented no deeper than its
 /// key (`description: "a` / `b"` at the key's column) is read as Go's YAML
 /// (and so kubectl and gator) reads it, although YAML 1.2 requires the deeper
-/// indentation and saphyr-parser follows the spec: see [`indent_quoted_scalar`].
+/// indentation and saphyr-parser follows the spec: see `indent_quoted_scalar`.
 pub fn load(text: &str) -> (Vec<Node>, Option<YamlError>) {
     let mut text = std::borrow::Cow::Borrowed(text);
     let mut repairs = 0;
