@@ -61,6 +61,79 @@ fn every_shared_trivy_report_parses_with_its_counts_per_severity() {
 }
 
 #[test]
+fn trivy_vm_report_with_null_lists_reads_its_findings_and_no_image() {
+    let name = "amazonlinux2-gp2-x86-vm.json";
+    let (report, diagnostics) = reports::trivy(name, &fixture(name));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(report.artifact, None, "disk.img is no image reference");
+    assert!(report.diff_ids.is_empty());
+    assert_eq!(report.vulnerabilities.len(), 1);
+    let v = &report.vulnerabilities[0];
+    assert_eq!(
+        (
+            v.id.as_str(),
+            v.package.as_str(),
+            v.severity,
+            v.layer.as_deref()
+        ),
+        ("CVE-2022-21233", "microcode_ctl", Severity::Medium, None)
+    );
+    assert_eq!(v.fixed.as_deref(), Some("2:2.1-47.amzn2.0.13"));
+    assert_eq!(v.at.line, 28);
+}
+
+#[test]
+fn every_list_and_text_field_of_every_report_format_reads_null_as_empty() {
+    let cases: &[(ReportFormat, &str, usize)] = &[
+        (
+            ReportFormat::Trivy,
+            r#"{"SchemaVersion": 2, "ArtifactName": null, "ArtifactType": null, "Metadata": null,
+                "Results": [{"Vulnerabilities": null},
+                            {"Vulnerabilities": [{"VulnerabilityID": "CVE-1", "PkgName": null,
+                              "Severity": null, "Layer": null}]}]}"#,
+            1,
+        ),
+        (
+            ReportFormat::Trivy,
+            r#"{"SchemaVersion": 2, "Metadata": {"DiffIDs": null, "RepoDigests": null,
+                "ImageConfig": {"rootfs": null}}, "Results": null}"#,
+            0,
+        ),
+        (
+            ReportFormat::CycloneDx,
+            r#"{"bomFormat": "CycloneDX", "metadata": {"component": {"name": "x", "properties": null,
+                "components": null}}, "components": [{"bom-ref": "c", "name": "curl",
+                "properties": null, "components": null}],
+                "vulnerabilities": [{"id": "CVE-1", "ratings": null, "affects": [{"ref": "c"}]}]}"#,
+            1,
+        ),
+        (
+            ReportFormat::CycloneDx,
+            r#"{"bomFormat": "CycloneDX", "components": null, "vulnerabilities": null}"#,
+            0,
+        ),
+        (
+            ReportFormat::Grype,
+            r#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": null, "fix": {"versions": null}},
+                "artifact": {"name": null, "locations": null}}], "source": {"type": null}}"#,
+            1,
+        ),
+    ];
+    for (format, text, findings) in cases {
+        let (report, diagnostics) = reports::parse(*format, "r.json", text);
+        assert!(
+            diagnostics.iter().all(|d| !d.message.contains("null")),
+            "{format:?} {text:.40}: {diagnostics:?}"
+        );
+        assert_eq!(
+            report.vulnerabilities.len(),
+            *findings,
+            "{format:?} {text:.40}"
+        );
+    }
+}
+
+#[test]
 fn cyclonedx_fixture_gives_the_image_and_its_layers() {
     let name = "fluentd-multiple-lockfiles.cdx.json";
     let (report, diagnostics) = reports::cyclonedx(name, &fixture(name));
