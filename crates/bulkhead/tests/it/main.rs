@@ -8,6 +8,7 @@ mod boutique;
 mod collector;
 mod gateway;
 mod grammar;
+mod handwritten;
 mod images;
 mod lab_service;
 mod layering;
