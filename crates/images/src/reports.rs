@@ -78,6 +78,10 @@ pub struct ScanReport {
     pub format: ReportFormat,
     /// The image scanned, when the report names it as an image reference.
     pub artifact: Option<ImageRef>,
+    /// The repository or folder scanned, as the report names it (a path or a
+    /// URL), when it scanned source rather than an image (`trivy repo`,
+    /// `trivy fs`): its findings belong to the service built from it.
+    pub source: Option<String>,
     /// `name@digest` references of the scanned image (Trivy `RepoDigests`, Grype `repoDigests`).
     pub repo_digests: Vec<ImageRef>,
     /// The image's `rootfs.diff_ids`, bottom layer first.
@@ -91,6 +95,7 @@ impl ScanReport {
             path: path.to_string(),
             format,
             artifact: None,
+            source: None,
             repo_digests: Vec::new(),
             diff_ids: Vec::new(),
             vulnerabilities: Vec::new(),
@@ -272,8 +277,14 @@ pub fn trivy(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
     }
     // Only an image report's ArtifactName is an image reference: a VM's is a
     // disk file (`disk.img`), a repository's a path or URL.
-    if matches!(raw.artifact_type.as_str(), "" | "container_image") {
-        report.artifact = image_ref(path, "ArtifactName", &raw.artifact_name, &mut diagnostics);
+    match raw.artifact_type.as_str() {
+        "" | "container_image" => {
+            report.artifact = image_ref(path, "ArtifactName", &raw.artifact_name, &mut diagnostics);
+        }
+        "repository" | "filesystem" if !raw.artifact_name.is_empty() => {
+            report.source = Some(raw.artifact_name.clone());
+        }
+        _ => {}
     }
     for d in raw.metadata.repo_digests.unwrap_or_default() {
         if let Some(r) = image_ref(path, "RepoDigests", &d, &mut diagnostics) {

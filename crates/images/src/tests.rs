@@ -284,6 +284,7 @@ fn report(name: &str, diff_ids: &[&str], vulns: &[(&str, &str)]) -> ScanReport {
         path: format!("{name}.json"),
         format: ReportFormat::Trivy,
         artifact: Some(ImageRef::parse(&format!("{name}:1")).expect("ref")),
+        source: None,
         repo_digests: Vec::new(),
         diff_ids: diff_ids.iter().map(|s| s.to_string()).collect(),
         vulnerabilities: vulns
