@@ -211,6 +211,9 @@ struct TrivyMetadata {
     diff_ids: Option<Vec<String>>,
     repo_digests: Option<Vec<String>>,
     image_config: Option<ImageConfig>,
+    /// The scanned repository's remote, in `repository` reports of newer Trivy.
+    #[serde(rename = "RepoURL")]
+    repo_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -281,8 +284,16 @@ pub fn trivy(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
         "" | "container_image" => {
             report.artifact = image_ref(path, "ArtifactName", &raw.artifact_name, &mut diagnostics);
         }
-        "repository" | "filesystem" if !raw.artifact_name.is_empty() => {
-            report.source = Some(raw.artifact_name.clone());
+        // The remote names the repository better than the folder it was
+        // cloned to in CI (`/workspace`).
+        "repository" | "filesystem" => {
+            report.source = raw
+                .metadata
+                .repo_url
+                .clone()
+                .into_iter()
+                .chain([raw.artifact_name.clone()])
+                .find(|s| !s.is_empty());
         }
         _ => {}
     }

@@ -517,3 +517,128 @@ fn inputs_name_clusters_by_file_stem_and_keep_every_diagnostic() {
     );
     assert!(inputs.diagnostics[1..].iter().all(|d| d.line.is_some()));
 }
+
+/// A source report (`trivy repo`, `trivy fs`) reaches the service whose
+/// repository it scanned, named by path or by remote URL.
+#[test]
+fn source_reports_reach_the_service_built_from_the_scanned_repository() {
+    use crate::cve::{self, CveQuery};
+    use model::{Fleet, Service};
+    // Sorted by name, as an assembled fleet's are.
+    let fleet = Fleet {
+        services: [
+            ("billing", "billing"),
+            ("pom", "services/pom"),
+            ("web", "web"),
+        ]
+        .iter()
+        .map(|(name, repo)| Service {
+            name: name.to_string(),
+            repo: Some(repo.to_string()),
+            ..Service::default()
+        })
+        .collect(),
+        ..Fleet::default()
+    };
+    let (pom, diagnostics) = reports::trivy("reports/pom.json", &fixture("pom.json"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(pom.artifact, None, "a repository is no image");
+    assert_eq!(pom.source.as_deref(), Some("testdata/fixtures/repo/pom"));
+    assert_eq!(
+        counts(&pom),
+        BTreeMap::from([("CRITICAL".into(), 1), ("HIGH".into(), 1)])
+    );
+    // Newer Trivy names the remote too; it names the repository better than CI's work folder.
+    let (billing, _) = reports::trivy(
+        "reports/billing.json",
+        r#"{"SchemaVersion": 2, "ArtifactName": "/workspace", "ArtifactType": "repository",
+            "Metadata": {"RepoURL": "https://gitlab.acme.internal/apps/billing.git"},
+            "Results": [{"Target": "package-lock.json", "Vulnerabilities": [
+              {"VulnerabilityID": "CVE-2020-9548", "PkgName": "minimist", "Severity": "LOW"}]}]}"#,
+    );
+    let catalog = Catalog::new(Vec::new(), &[], vec![pom, billing]);
+    let query = CveQuery {
+        fleet: &fleet,
+        catalog: &catalog,
+        running: &[],
+    };
+    let cases: &[(&str, &[&str], Option<Severity>)] = &[
+        (
+            "CVE-2020-9548",
+            &["billing", "pom"],
+            Some(Severity::Critical),
+        ),
+        ("CVE-2021-20190", &["pom"], Some(Severity::High)),
+        ("CVE-1999-0001", &[], None),
+    ];
+    for (id, services, severity) in cases {
+        let answer = cve::cve(query, id);
+        let names: Vec<&str> = answer.services.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(names, *services, "{id}");
+        assert_eq!(answer.severity, *severity, "{id}");
+        assert!(answer.images.is_empty(), "{id}: no image carries it");
+        for s in &answer.services {
+            let at = s.at.as_ref().expect("the finding's location");
+            assert!(
+                at.path.starts_with("reports/") && at.line > 1,
+                "{id}: {at:?}"
+            );
+        }
+    }
+    let report = cve::impact_report(&cve::cve(query, "CVE-2021-20190"), &fleet);
+    assert_eq!(report.untouched, ["billing", "web"]);
+    let jackson = &report.what_breaks[0];
+    assert_eq!(jackson.subject, "testdata/fixtures/repo/pom");
+    assert!(
+        jackson.summary.contains("jackson-databind 2.9.1"),
+        "{}",
+        jackson.summary
+    );
+    assert!(
+        jackson.summary.contains("fixed in 2.9.10.7"),
+        "{}",
+        jackson.summary
+    );
+}
+
+/// Each way a source report names its repository, with the services it names.
+#[test]
+fn a_source_names_the_repository_by_its_trailing_folders() {
+    use crate::cve::services_of_source;
+    use model::{Fleet, Service};
+    let fleet = Fleet {
+        services: [
+            ("legacy-orders", "legacy/orders"),
+            ("orders", "services/orders"),
+            ("root", ""),
+            ("web", "web"),
+        ]
+        .iter()
+        .map(|(name, repo)| Service {
+            name: name.to_string(),
+            repo: Some(repo.to_string()),
+            ..Service::default()
+        })
+        .collect(),
+        ..Fleet::default()
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("services/orders", &["orders"]),
+        ("/builds/acme/services/orders/", &["orders"]),
+        ("orders", &["legacy-orders", "orders"]),
+        ("https://github.com/acme/web.git", &["web"]),
+        (
+            "git@gitlab.acme.internal:legacy/orders.git",
+            &["legacy-orders"],
+        ),
+        ("./web", &["web"]),
+        (".", &[]),
+        ("/workspace", &[]),
+        ("", &[]),
+    ];
+    for (source, expected) in cases {
+        let mut found = services_of_source(&fleet, source);
+        found.sort_unstable();
+        assert_eq!(found, *expected, "{source:?}");
+    }
+}
