@@ -69,10 +69,18 @@ fn app_repositories_without_catalog_or_manifests_are_services_and_template_check
     std::fs::create_dir_all(&root).expect("mkdir");
     std::fs::write(
         root.join("bulkhead.toml"),
-        "[templates]\nproject = \"platform/ci-templates\"\ngithub = \"acme/ci-templates\"\n",
+        "[templates]\nproject = \"platform/ci-templates\"\ngithub = \"acme/ci-templates\"\n\n[reports]\ntrivy = [\"reports\"]\n",
     )
     .expect("write");
     let trivy_report = std::fs::read_to_string(testdata("trivy/dockerfile.json")).expect("fixture");
+    // Trivy's report of a Maven repository, as CI would scan the orders repository.
+    let pom = std::fs::read_to_string(testdata("trivy/pom.json")).expect("fixture");
+    std::fs::create_dir_all(root.join("reports")).expect("mkdir");
+    std::fs::write(
+        root.join("reports/orders-repo.json"),
+        pom.replace("testdata/fixtures/repo/pom", "/builds/acme/orders"),
+    )
+    .expect("write");
     repo(
         &root.join("orders"),
         &[
@@ -161,6 +169,27 @@ fn app_repositories_without_catalog_or_manifests_are_services_and_template_check
     assert_eq!(orders["templates"].as_array().map(Vec::len), Some(1));
     let diagnostics = scan["diagnostics"].to_string();
     assert!(!diagnostics.contains("dockerfile.json"), "{diagnostics}");
+
+    // A library CVE in the repository's pom.xml reaches the app built from it.
+    let cve = json(&run_ok(
+        bulkhead()
+            .args(["cve", "CVE-2020-9548", "--json", "--path"])
+            .arg(&root)
+            .arg("--state")
+            .arg(dir.path().join("state")),
+    ));
+    let reached: Vec<&str> = cve["cve"]["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["service"].as_str())
+        .collect();
+    assert_eq!(reached, ["orders"], "{cve}");
+    assert_eq!(cve["cve"]["severity"], "critical");
+    assert_eq!(
+        cve["cve"]["services"][0]["at"]["path"],
+        "reports/orders-repo.json"
+    );
 
     let out = bulkhead()
         .args(["template", "check", "v2.0.0", "--json", "--path"])
