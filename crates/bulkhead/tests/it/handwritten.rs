@@ -225,3 +225,55 @@ fn app_repositories_without_catalog_or_manifests_are_services_and_template_check
         BTreeSet::from(["payments", "web"].map(String::from))
     );
 }
+
+#[test]
+fn top_level_folders_of_a_monorepo_with_a_dockerfile_or_ci_file_are_apps() {
+    let dir = TempDir::new("handwritten-monorepo");
+    let root = dir.path().join("monorepo");
+    repo(
+        &root,
+        &[
+            ("api/Dockerfile", GO_DOCKERFILE),
+            ("api/cmd/tool/Dockerfile", PYTHON_DOCKERFILE),
+            ("worker/Dockerfile", PYTHON_DOCKERFILE),
+            (
+                "worker/.gitlab-ci.yml",
+                &gitlab_ci(
+                    "v1.4.0",
+                    "      image: registry.acme.internal/apps/worker\n",
+                ),
+            ),
+            // Repository-wide CI and documentation make no app.
+            (
+                ".github/workflows/ci.yml",
+                &workflow("v1.4.0", "      image: registry.acme.internal/apps/all\n"),
+            ),
+            ("docs/README.md", "# How we ship\n"),
+            ("Dockerfile", GO_DOCKERFILE),
+        ],
+    );
+    let scan = scan_json(&root, &dir.path().join("state"));
+    let names: Vec<&str> = scan["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["api", "worker"]);
+    let api = service(&scan, "api");
+    assert_eq!(api["repo"], "");
+    assert_eq!(
+        strings(&api["base_images"]),
+        [
+            "docker.io/library/python:3.12-slim",
+            "gcr.io/distroless/static-debian12"
+        ]
+    );
+    assert_eq!(api["templates"].as_array().map(Vec::len), Some(0));
+    let worker = service(&scan, "worker");
+    assert_eq!(
+        strings(&worker["base_images"]),
+        ["docker.io/library/python:3.12-slim"]
+    );
+    assert_eq!(worker["templates"].as_array().map(Vec::len), Some(1));
+}
