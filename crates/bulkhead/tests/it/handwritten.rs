@@ -277,3 +277,48 @@ fn top_level_folders_of_a_monorepo_with_a_dockerfile_or_ci_file_are_apps() {
     );
     assert_eq!(worker["templates"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn an_app_repository_joins_the_service_its_gitops_manifests_declare_under_its_name() {
+    let dir = TempDir::new("handwritten-gitops");
+    let root = dir.path().join("fleet");
+    repo(
+        &root.join("gitops"),
+        &[(
+            "apps/orders/deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: orders\n  namespace: shop\nspec:\n  template:\n    metadata:\n      labels:\n        app: orders\n    spec:\n      containers:\n        - name: orders\n          image: registry.acme.internal/apps/orders:1.4.0\n",
+        )],
+    );
+    repo(
+        &root.join("orders"),
+        &[
+            ("Dockerfile", GO_DOCKERFILE),
+            (
+                ".gitlab-ci.yml",
+                &gitlab_ci(
+                    "v1.4.0",
+                    "      image: registry.acme.internal/apps/orders\n",
+                ),
+            ),
+        ],
+    );
+    repo(&root.join("search"), &[("Dockerfile", PYTHON_DOCKERFILE)]);
+    let scan = scan_json(&root, &dir.path().join("state"));
+    let names: Vec<&str> = scan["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["orders", "search"]);
+    let orders = service(&scan, "orders");
+    // Declared by the manifest, built by its own repository.
+    assert_eq!(orders["repo"], "gitops");
+    assert_eq!(strings(&orders["workloads"]), ["shop/orders"]);
+    assert_eq!(
+        strings(&orders["base_images"]),
+        ["gcr.io/distroless/static-debian12"]
+    );
+    assert_eq!(orders["templates"].as_array().map(Vec::len), Some(1));
+    assert_eq!(service(&scan, "search")["repo"], "search");
+}
