@@ -131,6 +131,13 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
         let fleet = model::assemble(AssembleInput {
             facts,
             repos: walked.repos.clone(),
+            shared: config
+                .templates
+                .repo
+                .iter()
+                .chain(&config.images.base_repo)
+                .cloned()
+                .collect(),
         });
         let state_error = match saving.join() {
             Ok(result) => result.err().map(|e| e.to_string()),

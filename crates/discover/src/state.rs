@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 
 /// The state directory's name under the fleet root.
 pub const DEFAULT_DIR: &str = ".bulkhead";
-/// Bumped whenever the cached facts change shape, so an old cache is ignored rather than misread.
+/// Bumped whenever the cached facts change shape or meaning, so an old cache is ignored rather than misread.
 /// 2: template pins carry `uses` (jobs, stages, outputs and secrets relied on).
-const CACHE_FORMAT: u32 = 2;
+/// 3: files are classified by content as well as name (a report saved as `dockerfile.json` holds no facts).
+const CACHE_FORMAT: u32 = 3;
 
 /// Whether losing a state file loses anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -191,7 +191,8 @@ fn visit(
     if file_type.is_dir() {
         return None;
     }
-    let kind = FileKind::of(&rel)?;
+    // The name decides whether the file is read at all (`FileKind::of_text` then checks its content).
+    FileKind::of(&rel)?;
     progress.files.fetch_add(1, Ordering::Relaxed);
     if !file_type.is_file() {
         return Some(Found::Problem(Diagnostic::error(
@@ -227,7 +228,7 @@ fn visit(
             parsed: false,
         });
     }
-    let facts = read_and_parse(entry.path(), &rel, kind, size, max_bytes);
+    let facts = read_and_parse(entry.path(), &rel, size, max_bytes);
     progress.parsed.fetch_add(1, Ordering::Relaxed);
     Some(Found::File {
         path: rel,
@@ -240,7 +241,7 @@ fn visit(
     })
 }
 
-fn read_and_parse(path: &Path, rel: &str, kind: FileKind, size: u64, max_bytes: u64) -> Facts {
+fn read_and_parse(path: &Path, rel: &str, size: u64, max_bytes: u64) -> Facts {
     if size > max_bytes {
         return Facts::from_diagnostic(Diagnostic::warning(
             rel,
@@ -283,6 +284,10 @@ fn read_and_parse(path: &Path, rel: &str, kind: FileKind, size: u64, max_bytes: 
                 format!("not valid UTF-8 (byte {at}); skipped"),
             ));
         }
+    };
+    // The name chose the file; the content confirms what it is.
+    let Some(kind) = FileKind::of_text(rel, &text) else {
+        return Facts::default();
     };
     // The parsers are written not to panic; this guard keeps a parser bug from
     // taking the whole fleet scan down with one file.

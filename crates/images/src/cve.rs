@@ -117,7 +117,35 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
     let mut introduced: BTreeSet<Introduction> = BTreeSet::new();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     let mut clean: BTreeSet<String> = BTreeSet::new();
+    // Findings of source reports (`trivy repo`, `trivy fs`): the services
+    // built from the scanned repository, each with the finding's location.
+    // Their introductions name the source, no image: they start no lineage.
+    let mut from_source: BTreeMap<&str, (&str, &Provenance)> = BTreeMap::new();
+    let mut source_introduced: BTreeSet<Introduction> = BTreeSet::new();
     for report in &catalog.reports {
+        if let Some(source) = &report.source {
+            let services = services_of_source(query.fleet, source);
+            for v in report
+                .vulnerabilities
+                .iter()
+                .filter(|v| v.id.eq_ignore_ascii_case(id))
+            {
+                severity = Some(severity.map_or(v.severity, |s| s.min(v.severity)));
+                source_introduced.insert(Introduction {
+                    image: source.clone(),
+                    layer: None,
+                    package: v.package.clone(),
+                    installed: v.installed.clone(),
+                    fixed: v.fixed.clone(),
+                    found_in: source.clone(),
+                    at: v.at.clone(),
+                });
+                for service in &services {
+                    from_source.entry(service).or_insert((source, &v.at));
+                }
+            }
+            continue;
+        }
         let Some(name) = report.image_name() else {
             continue;
         };
@@ -171,16 +199,104 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
         })
         .collect();
 
-    reach(
+    let mut answer = reach(
         query,
         ReachStart {
             id,
             severity,
-            introduced: introduced.into_iter().collect(),
+            introduced: introduced.into_iter().chain(source_introduced).collect(),
             images,
         },
         &affected,
-    )
+    );
+    for (name, (source, at)) in from_source {
+        let Some(service) = query.fleet.service(name) else {
+            continue;
+        };
+        if answer.services.iter().any(|s| s.service == name) {
+            continue;
+        }
+        answer.services.push(AffectedService {
+            service: service.name.clone(),
+            owner: service.owner.clone(),
+            tier: service.tier,
+            image: source.to_string(),
+            from: None,
+            at: Some(at.clone()),
+            workloads: service.workloads.clone(),
+            running: Vec::new(),
+            public_routes: public_routes(service),
+        });
+    }
+    rank(&mut answer.services);
+    answer
+}
+
+/// The services built from the repository a source report scanned. The
+/// report names it by a path (`ArtifactName`) or a remote URL (`RepoURL`);
+/// either is matched against each service's repository folder on whole
+/// trailing components, and the longest match wins: `ci/work/orders` and
+/// `https://git.acme/apps/orders.git` both name the repository `services/orders`.
+pub fn services_of_source<'f>(fleet: &'f Fleet, source: &str) -> Vec<&'f str> {
+    let source = source.trim().trim_end_matches('/');
+    let source = source.strip_suffix(".git").unwrap_or(source);
+    // A URL's path, or an scp-like remote's (`git@host:acme/orders`).
+    let path = match source.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => match source.split_once(':') {
+            Some((host, path)) if host.contains('@') => path,
+            _ => source,
+        },
+    };
+    let components: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let mut best = 0;
+    let mut found = Vec::new();
+    for service in &fleet.services {
+        let Some(repo) = service.repo.as_deref().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let shared = repo
+            .split('/')
+            .rev()
+            .zip(components.iter().rev())
+            .take_while(|(a, b)| a == *b)
+            .count();
+        if shared == 0 || shared < best {
+            continue;
+        }
+        if shared > best {
+            best = shared;
+            found.clear();
+        }
+        found.push(service.name.as_str());
+    }
+    found
+}
+
+fn public_routes(service: &model::Service) -> Vec<String> {
+    service
+        .public_routes()
+        .map(|r| format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path))
+        .collect()
+}
+
+/// Internet-facing first, then by tier (1 first), then by name.
+fn rank(services: &mut [AffectedService]) {
+    services.sort_by(|a, b| {
+        (
+            a.public_routes.is_empty(),
+            a.tier.map_or(10, |t| t.0),
+            &a.service,
+        )
+            .cmp(&(
+                b.public_routes.is_empty(),
+                b.tier.map_or(10, |t| t.0),
+                &b.service,
+            ))
+    });
 }
 
 /// What [`reach`] starts from: the affected images and what made them so.
@@ -220,10 +336,7 @@ pub fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<Str
                 at: at.cloned(),
                 workloads: service.workloads.clone(),
                 running: Vec::new(),
-                public_routes: service
-                    .public_routes()
-                    .map(|r| format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path))
-                    .collect(),
+                public_routes: public_routes(service),
             });
     };
     for dockerfile in &fleet.dockerfiles {
@@ -273,18 +386,7 @@ pub fn reach(query: CveQuery<'_>, start: ReachStart<'_>, affected: &BTreeSet<Str
         }
     }
     let mut services: Vec<AffectedService> = services.into_values().collect();
-    services.sort_by(|a, b| {
-        (
-            a.public_routes.is_empty(),
-            a.tier.map_or(10, |t| t.0),
-            &a.service,
-        )
-            .cmp(&(
-                b.public_routes.is_empty(),
-                b.tier.map_or(10, |t| t.0),
-                &b.service,
-            ))
-    });
+    rank(&mut services);
     CveAnswer {
         id: start.id.to_string(),
         severity: start.severity,
@@ -355,6 +457,11 @@ pub fn impact_report(answer: &CveAnswer, fleet: &Fleet) -> ImpactReport {
                 evidence.push(Evidence {
                     statement: format!("FROM {from}"),
                     at: s.at.clone(),
+                });
+            } else if let Some(at) = &s.at {
+                evidence.push(Evidence {
+                    statement: format!("a scanner report of its source {} lists it", s.image),
+                    at: Some(at.clone()),
                 });
             }
             if let Some(image) = answer.images.iter().find(|i| i.name == s.image) {
@@ -465,10 +572,16 @@ fn plan(answer: &CveAnswer) -> Plan {
     }
     let step = |s: &AffectedService| Step {
         target: s.service.clone(),
-        action: format!(
-            "bulkhead images upgrade --to <rebuilt {}>, rebuild, deploy",
-            s.image
-        ),
+        // A service reached through a report of its source carries the CVE in
+        // its own dependencies, not in an image it builds on.
+        action: if answer.images.iter().any(|i| i.name == s.image) {
+            format!(
+                "bulkhead images upgrade --to <rebuilt {}>, rebuild, deploy",
+                s.image
+            )
+        } else {
+            "upgrade the vulnerable dependency to its fixed version, rebuild, deploy".to_string()
+        },
         rollback: "redeploy the previous image digest".into(),
     };
     let canary = answer

@@ -7,7 +7,7 @@
 //! `serde_json` reports, and whatever could be read.
 
 use model::{Diagnostic, Digest, ImageRef, Provenance};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -78,6 +78,10 @@ pub struct ScanReport {
     pub format: ReportFormat,
     /// The image scanned, when the report names it as an image reference.
     pub artifact: Option<ImageRef>,
+    /// The repository or folder scanned, as the report names it (a path or a
+    /// URL), when it scanned source rather than an image (`trivy repo`,
+    /// `trivy fs`): its findings belong to the service built from it.
+    pub source: Option<String>,
     /// `name@digest` references of the scanned image (Trivy `RepoDigests`, Grype `repoDigests`).
     pub repo_digests: Vec<ImageRef>,
     /// The image's `rootfs.diff_ids`, bottom layer first.
@@ -91,6 +95,7 @@ impl ScanReport {
             path: path.to_string(),
             format,
             artifact: None,
+            source: None,
             repo_digests: Vec::new(),
             diff_ids: Vec::new(),
             vulnerabilities: Vec::new(),
@@ -173,11 +178,28 @@ fn image_ref(
     }
 }
 
+/// Reads `null` as the field's default: Trivy writes `null` for an empty
+/// list (a VM report's `diff_ids`), and other scanners do likewise for lists
+/// and objects they have nothing to put in.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "PascalCase")]
 struct TrivyReport {
     schema_version: Option<u32>,
+    #[serde(deserialize_with = "nullable")]
     artifact_name: String,
+    /// `container_image`, `vm`, `repository`, `filesystem`, ...; older
+    /// reports leave it out, and they are image reports.
+    #[serde(deserialize_with = "nullable")]
+    artifact_type: String,
+    #[serde(deserialize_with = "nullable")]
     metadata: TrivyMetadata,
     results: Option<Vec<TrivyResult>>,
 }
@@ -189,6 +211,9 @@ struct TrivyMetadata {
     diff_ids: Option<Vec<String>>,
     repo_digests: Option<Vec<String>>,
     image_config: Option<ImageConfig>,
+    /// The scanned repository's remote, in `repository` reports of newer Trivy.
+    #[serde(rename = "RepoURL")]
+    repo_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -200,6 +225,7 @@ struct ImageConfig {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RootFs {
+    #[serde(deserialize_with = "nullable")]
     diff_ids: Vec<String>,
 }
 
@@ -213,10 +239,13 @@ struct TrivyResult {
 #[serde(default, rename_all = "PascalCase")]
 struct TrivyVulnerability {
     #[serde(rename = "VulnerabilityID")]
+    #[serde(deserialize_with = "nullable")]
     vulnerability_id: String,
+    #[serde(deserialize_with = "nullable")]
     pkg_name: String,
     installed_version: Option<String>,
     fixed_version: Option<String>,
+    #[serde(deserialize_with = "nullable")]
     severity: String,
     layer: Option<TrivyLayer>,
 }
@@ -249,7 +278,25 @@ pub fn trivy(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
             "no SchemaVersion: is this a Trivy JSON report?",
         )),
     }
-    report.artifact = image_ref(path, "ArtifactName", &raw.artifact_name, &mut diagnostics);
+    // Only an image report's ArtifactName is an image reference: a VM's is a
+    // disk file (`disk.img`), a repository's a path or URL.
+    match raw.artifact_type.as_str() {
+        "" | "container_image" => {
+            report.artifact = image_ref(path, "ArtifactName", &raw.artifact_name, &mut diagnostics);
+        }
+        // The remote names the repository better than the folder it was
+        // cloned to in CI (`/workspace`).
+        "repository" | "filesystem" => {
+            report.source = raw
+                .metadata
+                .repo_url
+                .clone()
+                .into_iter()
+                .chain([raw.artifact_name.clone()])
+                .find(|s| !s.is_empty());
+        }
+        _ => {}
+    }
     for d in raw.metadata.repo_digests.unwrap_or_default() {
         if let Some(r) = image_ref(path, "RepoDigests", &d, &mut diagnostics) {
             report.repo_digests.push(r);
@@ -292,9 +339,12 @@ pub fn trivy(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct CdxBom {
+    #[serde(deserialize_with = "nullable")]
     bom_format: String,
     metadata: Option<CdxMetadata>,
+    #[serde(deserialize_with = "nullable")]
     components: Vec<CdxComponent>,
+    #[serde(deserialize_with = "nullable")]
     vulnerabilities: Vec<CdxVulnerability>,
 }
 
@@ -308,10 +358,14 @@ struct CdxMetadata {
 #[serde(default)]
 struct CdxComponent {
     #[serde(rename = "bom-ref")]
+    #[serde(deserialize_with = "nullable")]
     bom_ref: String,
+    #[serde(deserialize_with = "nullable")]
     name: String,
     version: Option<String>,
+    #[serde(deserialize_with = "nullable")]
     properties: Vec<CdxProperty>,
+    #[serde(deserialize_with = "nullable")]
     components: Vec<CdxComponent>,
 }
 
@@ -327,15 +381,20 @@ impl CdxComponent {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct CdxProperty {
+    #[serde(deserialize_with = "nullable")]
     name: String,
+    #[serde(deserialize_with = "nullable")]
     value: String,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct CdxVulnerability {
+    #[serde(deserialize_with = "nullable")]
     id: String,
+    #[serde(deserialize_with = "nullable")]
     ratings: Vec<CdxRating>,
+    #[serde(deserialize_with = "nullable")]
     affects: Vec<CdxAffect>,
 }
 
@@ -349,6 +408,7 @@ struct CdxRating {
 #[serde(default, rename_all = "camelCase")]
 struct CdxAffect {
     #[serde(rename = "ref")]
+    #[serde(deserialize_with = "nullable")]
     reference: String,
 }
 
@@ -451,14 +511,18 @@ struct GrypeDocument {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GrypeMatch {
+    #[serde(deserialize_with = "nullable")]
     vulnerability: GrypeVulnerability,
+    #[serde(deserialize_with = "nullable")]
     artifact: GrypeArtifact,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GrypeVulnerability {
+    #[serde(deserialize_with = "nullable")]
     id: String,
+    #[serde(deserialize_with = "nullable")]
     severity: String,
     fix: Option<GrypeFix>,
 }
@@ -466,14 +530,17 @@ struct GrypeVulnerability {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GrypeFix {
+    #[serde(deserialize_with = "nullable")]
     versions: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GrypeArtifact {
+    #[serde(deserialize_with = "nullable")]
     name: String,
     version: Option<String>,
+    #[serde(deserialize_with = "nullable")]
     locations: Vec<GrypeLocation>,
 }
 
@@ -488,6 +555,7 @@ struct GrypeLocation {
 #[serde(default)]
 struct GrypeSource {
     #[serde(rename = "type")]
+    #[serde(deserialize_with = "nullable")]
     kind: String,
     target: serde_json::Value,
 }

@@ -61,6 +61,79 @@ fn every_shared_trivy_report_parses_with_its_counts_per_severity() {
 }
 
 #[test]
+fn trivy_vm_report_with_null_lists_reads_its_findings_and_no_image() {
+    let name = "amazonlinux2-gp2-x86-vm.json";
+    let (report, diagnostics) = reports::trivy(name, &fixture(name));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(report.artifact, None, "disk.img is no image reference");
+    assert!(report.diff_ids.is_empty());
+    assert_eq!(report.vulnerabilities.len(), 1);
+    let v = &report.vulnerabilities[0];
+    assert_eq!(
+        (
+            v.id.as_str(),
+            v.package.as_str(),
+            v.severity,
+            v.layer.as_deref()
+        ),
+        ("CVE-2022-21233", "microcode_ctl", Severity::Medium, None)
+    );
+    assert_eq!(v.fixed.as_deref(), Some("2:2.1-47.amzn2.0.13"));
+    assert_eq!(v.at.line, 28);
+}
+
+#[test]
+fn every_list_and_text_field_of_every_report_format_reads_null_as_empty() {
+    let cases: &[(ReportFormat, &str, usize)] = &[
+        (
+            ReportFormat::Trivy,
+            r#"{"SchemaVersion": 2, "ArtifactName": null, "ArtifactType": null, "Metadata": null,
+                "Results": [{"Vulnerabilities": null},
+                            {"Vulnerabilities": [{"VulnerabilityID": "CVE-1", "PkgName": null,
+                              "Severity": null, "Layer": null}]}]}"#,
+            1,
+        ),
+        (
+            ReportFormat::Trivy,
+            r#"{"SchemaVersion": 2, "Metadata": {"DiffIDs": null, "RepoDigests": null,
+                "ImageConfig": {"rootfs": null}}, "Results": null}"#,
+            0,
+        ),
+        (
+            ReportFormat::CycloneDx,
+            r#"{"bomFormat": "CycloneDX", "metadata": {"component": {"name": "x", "properties": null,
+                "components": null}}, "components": [{"bom-ref": "c", "name": "curl",
+                "properties": null, "components": null}],
+                "vulnerabilities": [{"id": "CVE-1", "ratings": null, "affects": [{"ref": "c"}]}]}"#,
+            1,
+        ),
+        (
+            ReportFormat::CycloneDx,
+            r#"{"bomFormat": "CycloneDX", "components": null, "vulnerabilities": null}"#,
+            0,
+        ),
+        (
+            ReportFormat::Grype,
+            r#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": null, "fix": {"versions": null}},
+                "artifact": {"name": null, "locations": null}}], "source": {"type": null}}"#,
+            1,
+        ),
+    ];
+    for (format, text, findings) in cases {
+        let (report, diagnostics) = reports::parse(*format, "r.json", text);
+        assert!(
+            diagnostics.iter().all(|d| !d.message.contains("null")),
+            "{format:?} {text:.40}: {diagnostics:?}"
+        );
+        assert_eq!(
+            report.vulnerabilities.len(),
+            *findings,
+            "{format:?} {text:.40}"
+        );
+    }
+}
+
+#[test]
 fn cyclonedx_fixture_gives_the_image_and_its_layers() {
     let name = "fluentd-multiple-lockfiles.cdx.json";
     let (report, diagnostics) = reports::cyclonedx(name, &fixture(name));
@@ -211,6 +284,7 @@ fn report(name: &str, diff_ids: &[&str], vulns: &[(&str, &str)]) -> ScanReport {
         path: format!("{name}.json"),
         format: ReportFormat::Trivy,
         artifact: Some(ImageRef::parse(&format!("{name}:1")).expect("ref")),
+        source: None,
         repo_digests: Vec::new(),
         diff_ids: diff_ids.iter().map(|s| s.to_string()).collect(),
         vulnerabilities: vulns
@@ -442,4 +516,129 @@ fn inputs_name_clusters_by_file_stem_and_keep_every_diagnostic() {
         ]
     );
     assert!(inputs.diagnostics[1..].iter().all(|d| d.line.is_some()));
+}
+
+/// A source report (`trivy repo`, `trivy fs`) reaches the service whose
+/// repository it scanned, named by path or by remote URL.
+#[test]
+fn source_reports_reach_the_service_built_from_the_scanned_repository() {
+    use crate::cve::{self, CveQuery};
+    use model::{Fleet, Service};
+    // Sorted by name, as an assembled fleet's are.
+    let fleet = Fleet {
+        services: [
+            ("billing", "billing"),
+            ("pom", "services/pom"),
+            ("web", "web"),
+        ]
+        .iter()
+        .map(|(name, repo)| Service {
+            name: name.to_string(),
+            repo: Some(repo.to_string()),
+            ..Service::default()
+        })
+        .collect(),
+        ..Fleet::default()
+    };
+    let (pom, diagnostics) = reports::trivy("reports/pom.json", &fixture("pom.json"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(pom.artifact, None, "a repository is no image");
+    assert_eq!(pom.source.as_deref(), Some("testdata/fixtures/repo/pom"));
+    assert_eq!(
+        counts(&pom),
+        BTreeMap::from([("CRITICAL".into(), 1), ("HIGH".into(), 1)])
+    );
+    // Newer Trivy names the remote too; it names the repository better than CI's work folder.
+    let (billing, _) = reports::trivy(
+        "reports/billing.json",
+        r#"{"SchemaVersion": 2, "ArtifactName": "/workspace", "ArtifactType": "repository",
+            "Metadata": {"RepoURL": "https://gitlab.acme.internal/apps/billing.git"},
+            "Results": [{"Target": "package-lock.json", "Vulnerabilities": [
+              {"VulnerabilityID": "CVE-2020-9548", "PkgName": "minimist", "Severity": "LOW"}]}]}"#,
+    );
+    let catalog = Catalog::new(Vec::new(), &[], vec![pom, billing]);
+    let query = CveQuery {
+        fleet: &fleet,
+        catalog: &catalog,
+        running: &[],
+    };
+    let cases: &[(&str, &[&str], Option<Severity>)] = &[
+        (
+            "CVE-2020-9548",
+            &["billing", "pom"],
+            Some(Severity::Critical),
+        ),
+        ("CVE-2021-20190", &["pom"], Some(Severity::High)),
+        ("CVE-1999-0001", &[], None),
+    ];
+    for (id, services, severity) in cases {
+        let answer = cve::cve(query, id);
+        let names: Vec<&str> = answer.services.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(names, *services, "{id}");
+        assert_eq!(answer.severity, *severity, "{id}");
+        assert!(answer.images.is_empty(), "{id}: no image carries it");
+        for s in &answer.services {
+            let at = s.at.as_ref().expect("the finding's location");
+            assert!(
+                at.path.starts_with("reports/") && at.line > 1,
+                "{id}: {at:?}"
+            );
+        }
+    }
+    let report = cve::impact_report(&cve::cve(query, "CVE-2021-20190"), &fleet);
+    assert_eq!(report.untouched, ["billing", "web"]);
+    let jackson = &report.what_breaks[0];
+    assert_eq!(jackson.subject, "testdata/fixtures/repo/pom");
+    assert!(
+        jackson.summary.contains("jackson-databind 2.9.1"),
+        "{}",
+        jackson.summary
+    );
+    assert!(
+        jackson.summary.contains("fixed in 2.9.10.7"),
+        "{}",
+        jackson.summary
+    );
+}
+
+/// Each way a source report names its repository, with the services it names.
+#[test]
+fn a_source_names_the_repository_by_its_trailing_folders() {
+    use crate::cve::services_of_source;
+    use model::{Fleet, Service};
+    let fleet = Fleet {
+        services: [
+            ("legacy-orders", "legacy/orders"),
+            ("orders", "services/orders"),
+            ("root", ""),
+            ("web", "web"),
+        ]
+        .iter()
+        .map(|(name, repo)| Service {
+            name: name.to_string(),
+            repo: Some(repo.to_string()),
+            ..Service::default()
+        })
+        .collect(),
+        ..Fleet::default()
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("services/orders", &["orders"]),
+        ("/builds/acme/services/orders/", &["orders"]),
+        ("orders", &["legacy-orders", "orders"]),
+        ("https://github.com/acme/web.git", &["web"]),
+        (
+            "git@gitlab.acme.internal:legacy/orders.git",
+            &["legacy-orders"],
+        ),
+        ("./web", &["web"]),
+        (".", &[]),
+        ("/workspace", &[]),
+        ("", &[]),
+    ];
+    for (source, expected) in cases {
+        let mut found = services_of_source(&fleet, source);
+        found.sort_unstable();
+        assert_eq!(found, *expected, "{source:?}");
+    }
 }

@@ -282,11 +282,18 @@ impl Fleet {
 pub struct AssembleInput {
     pub facts: Facts,
     pub repos: Vec<Repo>,
+    /// Folders holding the fleet's shared artefacts (the CI templates and base
+    /// images repositories): their Dockerfiles and CI files make no app.
+    pub shared: Vec<String>,
 }
 
 /// Builds the fleet graph from facts. Never fails: what cannot be resolved becomes a diagnostic.
 pub fn assemble(input: AssembleInput) -> Fleet {
-    let AssembleInput { facts, mut repos } = input;
+    let AssembleInput {
+        facts,
+        mut repos,
+        shared,
+    } = input;
     repos.sort();
     let repo_dirs: BTreeMap<String, ()> = repos.iter().map(|r| (r.path.clone(), ())).collect();
     let mut diagnostics = facts.diagnostics;
@@ -344,6 +351,14 @@ pub fn assemble(input: AssembleInput) -> Fleet {
             homes.entry(home).or_default().insert(name);
         }
     }
+    infer_apps(
+        &mut services,
+        &mut homes,
+        &repo_dirs,
+        &shared,
+        &facts.dockerfiles,
+        &facts.templates,
+    );
     for service in services.values_mut() {
         service.repo = service
             .declared_at
@@ -536,6 +551,54 @@ pub fn assemble(input: AssembleInput) -> Fleet {
         routes,
         hosts: facts.hosts,
         diagnostics,
+    }
+}
+
+/// Makes an app of every folder with a Dockerfile or a CI template pin that
+/// no catalog entry or manifest claims: many fleets have neither. The folder
+/// is the deepest repository holding the file, or, in the fleet root's own
+/// repository (a monorepo, or a plain folder), the file's top-level folder.
+/// The app is named after that folder; when a service of that name exists
+/// (declared by manifests kept elsewhere), the folder becomes its home too.
+fn infer_apps(
+    services: &mut BTreeMap<String, Service>,
+    homes: &mut BTreeMap<String, BTreeSet<String>>,
+    repo_dirs: &BTreeMap<String, ()>,
+    shared: &[String],
+    dockerfiles: &[Dockerfile],
+    templates: &[TemplateRef],
+) {
+    let files = dockerfiles
+        .iter()
+        .map(|d| Provenance::new(&d.path, 1))
+        .chain(templates.iter().map(|t| t.at.clone()));
+    let mut found: BTreeMap<String, Provenance> = BTreeMap::new();
+    for at in files {
+        if deepest(homes, &at.path).is_some() {
+            continue;
+        }
+        let folder = match deepest(repo_dirs, &at.path) {
+            Some((dir, _)) if !dir.is_empty() => dir,
+            _ => match at.path.split_once('/') {
+                Some((top, _)) => top,
+                None => continue,
+            },
+        };
+        let name = folder.rsplit('/').next().unwrap_or(folder);
+        let is_shared = shared.iter().any(|s| s.trim_end_matches('/') == folder);
+        if name.starts_with('.') || is_shared {
+            continue;
+        }
+        found.entry(folder.to_string()).or_insert(at);
+    }
+    for (folder, at) in found {
+        let name = folder.rsplit('/').next().unwrap_or(&folder).to_string();
+        let service = services.entry(name.clone()).or_default();
+        if service.name.is_empty() {
+            service.name = name.clone();
+            service.declared_at.push(at);
+        }
+        homes.entry(folder).or_default().insert(name);
     }
 }
 

@@ -230,13 +230,19 @@ impl ImageRef {
 
     /// Whether this image comes from under `prefix`, compared on whole path
     /// components so that `registry.acme/base` does not admit `registry.acme/base-evil`.
+    ///
+    /// The prefix is read as Docker reads names: `busybox`, `library/busybox`,
+    /// `docker.io/busybox` and `index.docker.io/busybox` all admit
+    /// `docker.io/library/busybox`. A single Docker Hub component is also a
+    /// namespace: `docker.io/bitnami` admits `docker.io/bitnami/redis`.
     pub fn is_under(&self, prefix: &str) -> bool {
         let name = self.name();
-        let prefix = prefix.trim_end_matches('/');
-        name == prefix
-            || name
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
+        normalized_prefixes(prefix).iter().any(|prefix| {
+            name == *prefix
+                || name
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 
     /// The short form Docker prints: `nginx:1.27` rather than `docker.io/library/nginx:1.27`.
@@ -263,6 +269,29 @@ impl ImageRef {
         }
         out
     }
+}
+
+/// The fully qualified forms a name prefix may stand for (see `ImageRef::is_under`).
+fn normalized_prefixes(prefix: &str) -> Vec<String> {
+    let prefix = prefix.trim_end_matches('/');
+    let (registry, path) = match prefix.split_once('/') {
+        Some((first, rest)) if looks_like_registry(first) => (first, rest),
+        None if looks_like_registry(prefix) => (prefix, ""),
+        _ => (DEFAULT_REGISTRY, prefix),
+    };
+    let registry = if registry == "index.docker.io" {
+        DEFAULT_REGISTRY
+    } else {
+        registry
+    };
+    if path.is_empty() {
+        return vec![registry.to_string()];
+    }
+    let mut prefixes = vec![format!("{registry}/{path}")];
+    if registry == DEFAULT_REGISTRY && !path.contains('/') {
+        prefixes.push(format!("{registry}/library/{path}"));
+    }
+    prefixes
 }
 
 fn looks_like_registry(first: &str) -> bool {

@@ -14,10 +14,13 @@ pub mod kube;
 
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests;
 
 use model::{Diagnostic, Facts};
 
-/// The kinds of file bulkhead reads, recognised by name.
+/// The kinds of file bulkhead reads, recognised by name ([`FileKind::of`])
+/// and then by content ([`FileKind::of_text`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
     Dockerfile,
@@ -28,7 +31,8 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    /// Classifies a `/`-separated path relative to the fleet root; `None` for files bulkhead ignores.
+    /// Classifies a `/`-separated path relative to the fleet root by its name:
+    /// the files worth reading; `None` for files bulkhead ignores.
     pub fn of(path: &str) -> Option<FileKind> {
         let name = path.rsplit('/').next().unwrap_or(path);
         let lower = name.to_ascii_lowercase();
@@ -51,6 +55,76 @@ impl FileKind {
         }
         Some(FileKind::Yaml)
     }
+}
+
+impl FileKind {
+    /// Classifies a file by name and content: what [`FileKind::of`] says,
+    /// unless the text is not of that kind. A name is a weak signal: a
+    /// scanner report saved as `dockerfile.json`, or notes in `Dockerfile.md`,
+    /// is no Dockerfile. Such a file is read as YAML when its name says YAML,
+    /// and otherwise not at all (`None`).
+    pub fn of_text(path: &str, text: &str) -> Option<FileKind> {
+        let kind = FileKind::of(path)?;
+        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+        // `Dockerfile` and `Containerfile` are Dockerfiles by convention; a
+        // suffixed name (`Dockerfile.prod`, `api.dockerfile`) must also read like one.
+        let exact = name == "dockerfile" || name == "containerfile";
+        if kind != FileKind::Dockerfile || looks_like_dockerfile(text, exact) {
+            return Some(kind);
+        }
+        (name.ends_with(".yml") || name.ends_with(".yaml")).then_some(FileKind::Yaml)
+    }
+}
+
+/// Every instruction Docker knows.
+const INSTRUCTIONS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// Whether the first line that is not blank, a comment or a parser directive
+/// starts with a Dockerfile instruction. An empty file counts: the parser
+/// says what it lacks.
+///
+/// `lenient` (a file named just `Dockerfile`) accepts any instruction, so
+/// that a broken Dockerfile still gets the parser's diagnostics. Otherwise
+/// the line must open with the only instructions a valid Dockerfile may
+/// start with, `FROM` or `ARG`, written in one case as Dockerfiles are:
+/// prose (`From the root, run...`) writes them capitalised.
+fn looks_like_dockerfile(text: &str, lenient: bool) -> bool {
+    let Some(first) = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+    else {
+        return true;
+    };
+    let word = first
+        .split(|c: char| c.is_whitespace() || c == '\\')
+        .next()
+        .unwrap_or_default();
+    if lenient {
+        return INSTRUCTIONS.iter().any(|i| i.eq_ignore_ascii_case(word));
+    }
+    let one_case = word == word.to_ascii_uppercase() || word == word.to_ascii_lowercase();
+    one_case && (word.eq_ignore_ascii_case("FROM") || word.eq_ignore_ascii_case("ARG"))
 }
 
 /// Parses one file. `path` is relative to the fleet root and goes into every provenance.

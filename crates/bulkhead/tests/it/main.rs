@@ -9,6 +9,7 @@ mod collector;
 mod gatekeeper_library;
 mod gateway;
 mod grammar;
+mod handwritten;
 mod images;
 mod lab_service;
 mod lab_up;

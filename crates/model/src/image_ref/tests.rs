@@ -146,6 +146,48 @@ fn registry_prefix_match_respects_path_boundaries() {
     assert!(ok.is_under("registry.acme.internal/base/go"));
 }
 
+/// Every way of writing a Docker Hub official image names one image, in
+/// references and in the prefixes policies compare against.
+#[test]
+fn docker_hub_forms_of_an_official_image_are_one_name() {
+    let forms = [
+        "busybox",
+        "library/busybox",
+        "docker.io/busybox",
+        "docker.io/library/busybox",
+        "index.docker.io/busybox",
+        "index.docker.io/library/busybox",
+    ];
+    for form in forms {
+        let image = ImageRef::parse(&format!("{form}:1.36")).expect(form);
+        assert_eq!(image.name(), "docker.io/library/busybox", "{form}");
+        assert_eq!(image.familiar(), "busybox:1.36", "{form}");
+        for prefix in forms {
+            assert!(image.is_under(prefix), "{form} under {prefix}");
+            assert!(
+                image.is_under(&format!("{prefix}/")),
+                "{form} under {prefix}/"
+            );
+        }
+        assert!(image.is_under("docker.io"), "{form}");
+        assert!(image.is_under("index.docker.io/"), "{form}");
+        assert!(!image.is_under("busy"), "{form}");
+        assert!(!image.is_under("docker.io/busybox-evil"), "{form}");
+        assert!(!image.is_under("ghcr.io/busybox"), "{form}");
+    }
+    // A single Docker Hub component is also a namespace, and a namespaced
+    // image is no official one.
+    let redis = ImageRef::parse("bitnami/redis:7.2").expect("valid");
+    assert!(redis.is_under("docker.io/bitnami"));
+    assert!(redis.is_under("bitnami"));
+    assert!(!redis.is_under("docker.io/library/bitnami"));
+    assert!(!redis.is_under("redis"));
+    // Other registries keep their paths as written.
+    let ghcr = ImageRef::parse("ghcr.io/busybox").expect("valid");
+    assert_eq!(ghcr.name(), "ghcr.io/busybox");
+    assert!(!ghcr.is_under("busybox"));
+}
+
 #[test]
 fn serializes_as_its_canonical_string() {
     let r = ImageRef::parse("redis:7").expect("valid");
