@@ -4,8 +4,9 @@
 //! the right `Accept` header and verified against their digest), config blobs
 //! (`rootfs.diff_ids`), tag lists, tag -> digest resolution (`HEAD` and
 //! `Docker-Content-Digest`), the base-image annotations
-//! `org.opencontainers.image.base.name` / `.base.digest`, and pushes (blob
-//! uploads and manifests) for tests and mirrors.
+//! `org.opencontainers.image.base.name` / `.base.digest`, and pushes: blobs
+//! (skipped when present), manifests, and whole images built by [`image`],
+//! each checked against the digest the registry reports.
 //!
 //! Authentication follows the registry's challenge: a `401` with
 //! `WWW-Authenticate: Bearer realm=...,service=...,scope=...` makes the client
@@ -15,6 +16,7 @@
 //! Transport: plain `http://` only, through the blocking [`http_client`];
 //! every request has a deadline.
 
+pub mod image;
 pub mod sha256;
 
 use base64::Engine as _;
@@ -33,6 +35,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// The annotation naming the image an image is built on.
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
@@ -162,6 +165,14 @@ pub struct Inspection {
     pub config: ImageConfig,
     /// From the annotations of the image manifest, else of the index.
     pub base: Option<(String, Option<Digest>)>,
+}
+
+/// The outcome of a blob push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPush {
+    pub digest: Digest,
+    /// False when the repository already held the blob and nothing was sent.
+    pub uploaded: bool,
 }
 
 /// A client for one registry.
@@ -407,12 +418,48 @@ impl Client {
         })
     }
 
-    /// Uploads a blob (monolithic: `POST` then `PUT ?digest=`) and returns its digest.
+    /// Whether the repository holds a blob: `HEAD /v2/NAME/blobs/DIGEST`.
     ///
     /// # Errors
-    /// When the registry refuses the upload.
+    /// Any answer other than 2xx or 404 (after authentication).
+    pub fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let what = format!("checking blob {repository}@{digest}");
+        match self.send(
+            "HEAD",
+            &format!("/v2/{repository}/blobs/{digest}"),
+            &[],
+            &[],
+            &what,
+        ) {
+            Ok(_) => Ok(true),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a blob unless the repository already holds it, and returns its digest.
+    ///
+    /// # Errors
+    /// As [`Client::upload_blob`].
     pub fn push_blob(&self, repository: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
+        self.upload_blob(repository, bytes).map(|p| p.digest)
+    }
+
+    /// Uploads a blob unless the repository already holds it (`HEAD` first),
+    /// monolithically (`POST` then `PUT <Location>?digest=`), and checks the
+    /// digest the registry reports against the bytes sent.
+    ///
+    /// # Errors
+    /// When the registry refuses the upload, sends no `Location`, or reports
+    /// another digest.
+    pub fn upload_blob(&self, repository: &str, bytes: &[u8]) -> Result<BlobPush, RegistryError> {
         let digest = sha256_digest(bytes);
+        if self.blob_exists(repository, &digest)? {
+            return Ok(BlobPush {
+                digest,
+                uploaded: false,
+            });
+        }
         let what = format!("uploading blob {digest} to {repository}");
         let started = self.send(
             "POST",
@@ -440,20 +487,27 @@ impl Client {
             "{target}{separator}digest={}",
             http::encode(&digest.to_string())
         );
-        self.send(
+        let done = self.send(
             "PUT",
             &target,
             &[("Content-Type", "application/octet-stream".to_string())],
             bytes,
             &what,
         )?;
-        Ok(digest)
+        check_reported(&done, &digest, &what)?;
+        Ok(BlobPush {
+            digest,
+            uploaded: true,
+        })
     }
 
-    /// Uploads a manifest under a tag or digest and returns its digest.
+    /// Uploads a manifest under a tag or digest and returns its digest, as
+    /// the registry reports it and checked against the bytes sent.
     ///
     /// # Errors
-    /// When the registry refuses it (unknown blobs, invalid manifest).
+    /// When `reference` is a digest the bytes do not have, when the registry
+    /// refuses the manifest (unknown blobs, invalid manifest), or reports
+    /// another digest.
     pub fn push_manifest(
         &self,
         repository: &str,
@@ -462,14 +516,45 @@ impl Client {
         bytes: &[u8],
     ) -> Result<Digest, RegistryError> {
         let what = format!("pushing manifest {repository}:{reference}");
-        self.send(
+        let digest = sha256_digest(bytes);
+        if let Ok(named) = reference.parse::<Digest>()
+            && named != digest
+        {
+            return Err(RegistryError::Protocol {
+                what,
+                detail: format!("the manifest's digest is {digest}, not {named}"),
+            });
+        }
+        let done = self.send(
             "PUT",
             &format!("/v2/{repository}/manifests/{reference}"),
             &[("Content-Type", media_type.to_string())],
             bytes,
             &what,
         )?;
-        Ok(sha256_digest(bytes))
+        check_reported(&done, &digest, &what)?;
+        Ok(digest)
+    }
+
+    /// Pushes a built image: its layers and config (each skipped when
+    /// present), then its manifest under each tag. Returns the manifest digest.
+    ///
+    /// # Errors
+    /// As [`Client::upload_blob`] and [`Client::push_manifest`].
+    pub fn push_image(
+        &self,
+        repository: &str,
+        image: &image::Image,
+        tags: &[&str],
+    ) -> Result<Digest, RegistryError> {
+        for layer in &image.layers {
+            self.upload_blob(repository, &layer.blob)?;
+        }
+        self.upload_blob(repository, &image.config)?;
+        for tag in tags {
+            self.push_manifest(repository, tag, OCI_MANIFEST, &image.manifest)?;
+        }
+        Ok(image.digest.clone())
     }
 
     /// Sends a request, answering one authentication challenge; a status
@@ -620,6 +705,24 @@ pub fn sha256_digest(bytes: &[u8]) -> Digest {
     format!("sha256:{}", sha256::hex(bytes))
         .parse()
         .expect("a sha256 hex string is a valid digest")
+}
+
+/// Checks the `Docker-Content-Digest` of a push's answer against what was sent.
+fn check_reported(
+    response: &http::Response,
+    sent: &Digest,
+    what: &str,
+) -> Result<(), RegistryError> {
+    let reported = header_digest(response, what)?;
+    if reported != *sent {
+        return Err(RegistryError::Protocol {
+            what: what.to_string(),
+            detail: format!(
+                "the registry reports digest {reported} for content whose digest is {sent}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn header_digest(response: &http::Response, what: &str) -> Result<Digest, RegistryError> {
