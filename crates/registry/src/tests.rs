@@ -297,6 +297,333 @@ fn real_registry_with_htpasswd_auth_takes_basic_credentials_and_refuses_others()
     assert!(err.to_string().contains("refused the credentials"), "{err}");
 }
 
+fn files(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+        .collect()
+}
+
+/// Unpacks a layer blob with the system `tar` and returns (path, content) of its files.
+fn untar(blob: &[u8], gzip: bool) -> Vec<(String, String)> {
+    let dir = test_support::TempDir::new("layer");
+    let archive = dir.write("layer.tar", blob);
+    std::fs::create_dir_all(dir.join("out")).expect("out dir");
+    let out = Command::new("tar")
+        .arg(if gzip { "-xzf" } else { "-xf" })
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.join("out"))
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "tar: {out:?}");
+    let mut found = Vec::new();
+    let mut pending = vec![dir.join("out")];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(dir.join("out"))
+                    .expect("inside")
+                    .to_string_lossy()
+                    .to_string();
+                found.push((relative, std::fs::read_to_string(&path).expect("file")));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn built_images_push_under_two_tags_and_read_back_with_their_lineage() {
+    let registry = Registry::start();
+    let client = Client::new(&registry.url).expect("url");
+    let base = image::build(&image::ImageSpec {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        layers: vec![image::LayerFiles {
+            files: files(&[("etc/os-release", "ID=debian\nVERSION_ID=12\n")]),
+            gzip: true,
+        }],
+        base: None,
+    })
+    .expect("base image");
+    let base_digest = client
+        .push_image("base/debian-12", &base, &["2024.10"])
+        .expect("push base");
+    assert_eq!(base_digest, base.digest);
+
+    let layer_files = [
+        (vec![("etc/os-release", "ID=debian\nVERSION_ID=12\n")], true),
+        (
+            vec![
+                ("srv/orders/app.sh", "#!/bin/sh\necho orders\n"),
+                ("srv/orders/conf/orders.toml", "port = 8080\n"),
+            ],
+            false,
+        ),
+    ];
+    let spec = image::ImageSpec {
+        os: "linux".into(),
+        architecture: "arm64".into(),
+        layers: layer_files
+            .iter()
+            .map(|(list, gzip)| image::LayerFiles {
+                files: files(list),
+                gzip: *gzip,
+            })
+            .collect(),
+        base: Some((
+            "127.0.0.1/base/debian-12:2024.10".into(),
+            base_digest.clone(),
+        )),
+    };
+    let app = image::build(&spec).expect("app image");
+    // Deterministic: the same files, the same digests.
+    assert_eq!(image::build(&spec).expect("again").digest, app.digest);
+    // The base layer is shared, byte for byte.
+    assert_eq!(app.layers[0], base.layers[0]);
+
+    let digest = client
+        .push_image("apps/orders", &app, &["1.0.0", "latest"])
+        .expect("push app");
+    assert_eq!(digest, app.digest);
+    assert_eq!(
+        client.tags("apps/orders").expect("tags"),
+        vec!["1.0.0".to_string(), "latest".to_string()]
+    );
+    for tag in ["1.0.0", "latest"] {
+        assert_eq!(client.resolve("apps/orders", tag).expect("resolve"), digest);
+        let inspection = client
+            .inspect("apps/orders", tag, ("linux", "arm64"))
+            .expect("inspect");
+        assert_eq!(inspection.digest, digest);
+        assert_eq!(inspection.manifest.bytes, app.manifest);
+        assert_eq!(inspection.config.architecture, "arm64");
+        assert_eq!(inspection.config.os, "linux");
+        let diff_ids: Vec<String> = app.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        assert_eq!(inspection.config.rootfs.diff_ids, diff_ids);
+        assert_eq!(
+            inspection.base,
+            Some((
+                "127.0.0.1/base/debian-12:2024.10".to_string(),
+                Some(base_digest.clone())
+            ))
+        );
+        let ManifestKind::Image { config, layers } = &inspection.manifest.kind else {
+            panic!("an image manifest: {:?}", inspection.manifest.kind);
+        };
+        assert_eq!(config.digest, app.config_digest);
+        assert_eq!(config.media_type, OCI_CONFIG);
+        let served: Vec<(&str, &Digest)> = layers
+            .iter()
+            .map(|l| (l.media_type.as_str(), &l.digest))
+            .collect();
+        let built: Vec<(&str, &Digest)> = app
+            .layers
+            .iter()
+            .map(|l| (l.media_type, &l.digest))
+            .collect();
+        assert_eq!(served, built);
+        assert_eq!(served[0].0, OCI_LAYER);
+        assert_eq!(served[1].0, OCI_LAYER_TAR);
+    }
+    // Each layer blob, pulled back, is a tar of exactly its files; its
+    // uncompressed bytes hash to its diff_id.
+    for ((list, gzip), layer) in layer_files.iter().zip(&app.layers) {
+        let blob = client.blob("apps/orders", &layer.digest).expect("blob");
+        let mut expected: Vec<(String, String)> = list
+            .iter()
+            .map(|(p, c)| (p.to_string(), c.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(untar(&blob, *gzip), expected);
+        let plain = image::tar(&files(list)).expect("tar");
+        assert_eq!(sha256_digest(&plain), layer.diff_id);
+    }
+}
+
+#[test]
+fn pushing_a_blob_the_registry_holds_skips_the_upload() {
+    let registry = Registry::start();
+    let client = Client::new(&registry.url).expect("url");
+    let blob = b"a layer pushed twice";
+    let digest = sha256_digest(blob);
+    assert!(!client.blob_exists("apps/orders", &digest).expect("head"));
+    let first = client.upload_blob("apps/orders", blob).expect("first");
+    assert_eq!(
+        first,
+        BlobPush {
+            digest: digest.clone(),
+            uploaded: true
+        }
+    );
+    assert!(client.blob_exists("apps/orders", &digest).expect("head"));
+    let second = client.upload_blob("apps/orders", blob).expect("second");
+    assert_eq!(
+        second,
+        BlobPush {
+            digest: digest.clone(),
+            uploaded: false
+        }
+    );
+    assert_eq!(client.blob("apps/orders", &digest).expect("blob"), blob);
+}
+
+#[test]
+fn a_manifest_pushed_under_a_digest_it_does_not_have_is_refused() {
+    let registry = Registry::start();
+    let client = Client::new(&registry.url).expect("url");
+    let built = image::build(&image::ImageSpec {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        layers: vec![image::LayerFiles {
+            files: files(&[("a.txt", "a\n")]),
+            gzip: false,
+        }],
+        base: None,
+    })
+    .expect("image");
+    for layer in &built.layers {
+        client.push_blob("apps/x", &layer.blob).expect("layer");
+    }
+    client.push_blob("apps/x", &built.config).expect("config");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = client
+        .push_manifest("apps/x", &wrong, OCI_MANIFEST, &built.manifest)
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Protocol { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pushing manifest apps/x:{wrong}: the manifest's digest is {}, not {wrong}",
+            built.digest
+        )
+    );
+    // Nothing was stored under either digest.
+    for reference in [wrong, built.digest.to_string()] {
+        let err = client.resolve("apps/x", &reference).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Status { status: 404, .. }),
+            "{err}"
+        );
+    }
+    // Under its own digest, it goes in.
+    assert_eq!(
+        client
+            .push_manifest(
+                "apps/x",
+                &built.digest.to_string(),
+                OCI_MANIFEST,
+                &built.manifest
+            )
+            .expect("by digest"),
+        built.digest
+    );
+}
+
+/// A registry that takes every push but reports another digest for it.
+#[test]
+fn a_registry_reporting_another_digest_than_was_sent_is_refused() {
+    let reported = format!("sha256:{}", "c".repeat(64));
+    let header = reported.clone();
+    let url = fake_server(move |head| {
+        let response = if head.starts_with("HEAD ") {
+            http_response("404 Not Found", &[], "")
+        } else if head.starts_with("POST ") {
+            http_response(
+                "202 Accepted",
+                &[("Location", "/v2/apps/x/blobs/uploads/u1?_state=s")],
+                "",
+            )
+        } else {
+            http_response("201 Created", &[("Docker-Content-Digest", &header)], "")
+        };
+        Some(response)
+    });
+    let client = Client::new(&url).expect("url");
+    let blob = b"layer";
+    let err = client.upload_blob("apps/x", blob).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "uploading blob {0} to apps/x: the registry reports digest {reported} for content whose digest is {0}",
+            sha256_digest(blob)
+        )
+    );
+    let err = client
+        .push_manifest("apps/x", "1.0", OCI_MANIFEST, b"{}")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pushing manifest apps/x:1.0: the registry reports digest {reported} for content whose digest is {}",
+            sha256_digest(b"{}")
+        )
+    );
+}
+
+#[test]
+fn tar_refuses_paths_a_layer_cannot_hold() {
+    let long = "d/".repeat(50) + "f";
+    for (path, detail) in [
+        ("", "not a relative path"),
+        ("/etc/passwd", "not a relative path"),
+        ("etc/../passwd", "not a relative path"),
+        ("./etc", "not a relative path"),
+        ("etc//passwd", "not a relative path"),
+        (long.as_str(), "longer than the 100 bytes"),
+    ] {
+        let err = image::tar(&files(&[(path, "x")])).unwrap_err();
+        assert_eq!(err.path, path);
+        assert!(err.detail.contains(detail), "{path:?}: {err}");
+    }
+}
+
+#[test]
+fn tar_lists_parent_directories_once_with_modes_the_system_tar_reads() {
+    let archive = image::tar(&files(&[
+        ("srv/app/run.sh", "#!/bin/sh\n"),
+        ("srv/app/conf/a.toml", "a = 1\n"),
+        ("top.txt", ""),
+    ]))
+    .expect("tar");
+    assert_eq!(archive.len() % 512, 0);
+    let dir = test_support::TempDir::new("tar");
+    let path = dir.write("layer.tar", &archive);
+    let out = Command::new("tar")
+        .arg("-tvf")
+        .arg(&path)
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "tar: {out:?}");
+    let listing: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (
+                fields[0].to_string(),
+                fields.last().expect("name").to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("drwxr-xr-x", "srv/"),
+        ("drwxr-xr-x", "srv/app/"),
+        ("-rw-r--r--", "srv/app/run.sh"),
+        ("drwxr-xr-x", "srv/app/conf/"),
+        ("-rw-r--r--", "srv/app/conf/a.toml"),
+        ("-rw-r--r--", "top.txt"),
+    ]
+    .iter()
+    .map(|(m, n)| (m.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(listing, expected);
+}
+
 /// A one-thread HTTP server answering each request with `answer(request head)`.
 fn fake_server(answer: impl Fn(&str) -> Option<String> + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
