@@ -52,6 +52,7 @@ pub struct ImageSpec {
     pub base: Option<(String, Digest)>,
 }
 
+/// Why a file cannot go into a layer.
 #[derive(Debug, thiserror::Error)]
 #[error("{path:?}: {detail}")]
 pub struct ImageError {
