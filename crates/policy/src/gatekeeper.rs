@@ -11,6 +11,7 @@
 
 use crate::builtin::eval_error;
 use crate::input::{rego_object, to_rego};
+use crate::inventory::Inventory;
 use crate::vm::Rule;
 use crate::{Level, PolicyError};
 use model::{Diagnostic, Provenance};
@@ -90,6 +91,8 @@ pub struct GatekeeperSet {
     templates: Vec<Template>,
     constraints: Vec<Constraint>,
     budget: Option<Duration>,
+    /// `data`, with the inventory, for every template (loaded now or later).
+    data: Option<regorus::Value>,
 }
 
 impl GatekeeperSet {
@@ -116,6 +119,15 @@ impl GatekeeperSet {
         }
     }
 
+    /// Makes `inventory` the `data.inventory` of every template, replacing the previous one.
+    pub fn set_inventory(&mut self, inventory: &Inventory) {
+        let data = to_rego(&json!({ "inventory": inventory.to_value() }));
+        for template in &mut self.templates {
+            set_data(template, &data);
+        }
+        self.data = Some(data);
+    }
+
     /// Reads every `ConstraintTemplate` and constraint of a YAML stream; other
     /// documents are ignored. Problems become diagnostics with the line.
     pub fn add_yaml(&mut self, path: &str, text: &str) -> Vec<Diagnostic> {
@@ -127,7 +139,10 @@ impl GatekeeperSet {
             let at = Provenance::new(path, doc.line.max(1));
             if api.starts_with("templates.gatekeeper.sh/") && kind == "ConstraintTemplate" {
                 match load_template(doc, at.clone(), self.budget) {
-                    Ok(template) => {
+                    Ok(mut template) => {
+                        if let Some(data) = &self.data {
+                            set_data(&mut template, data);
+                        }
                         if let Some(old) =
                             self.templates.iter().position(|t| t.kind == template.kind)
                         {
@@ -263,6 +278,12 @@ impl GatekeeperSet {
         }
         self.evaluate(index, &rego_review(object, request))
     }
+}
+
+fn set_data(template: &mut Template, data: &regorus::Value) {
+    // Only an object can fail to load, and `data` is always one.
+    let loaded = template.rule.set_data(data.clone());
+    debug_assert!(loaded.is_ok(), "data is an object: {loaded:?}");
 }
 
 /// The review as Rego sees it: the request, or one shaped from the object.

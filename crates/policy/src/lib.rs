@@ -18,6 +18,7 @@ pub mod admission;
 pub mod builtin;
 pub mod gatekeeper;
 mod input;
+pub mod inventory;
 pub mod kyverno;
 pub mod suite;
 mod vm;
@@ -26,6 +27,7 @@ pub use admission::{AdmissionDecision, ReviewError};
 pub use builtin::BundleConfig;
 pub use gatekeeper::{Constraint, GatekeeperSet, Template};
 pub use input::{ManifestObject, load_manifests};
+pub use inventory::Inventory;
 
 use model::{Diagnostic, Fleet, Provenance, Service};
 use serde::Serialize;
@@ -140,6 +142,13 @@ impl Policies {
             }
             self.gatekeeper.set_budget(budget);
         }
+    }
+
+    /// The objects Gatekeeper constraints see as `data.inventory` (over a
+    /// fleet: every manifest of it, so uniqueness holds across repositories).
+    pub fn with_inventory(mut self, inventory: &Inventory) -> Policies {
+        self.gatekeeper.set_inventory(inventory);
+        self
     }
 
     pub fn gatekeeper(&self) -> &GatekeeperSet {

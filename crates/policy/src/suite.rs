@@ -11,6 +11,8 @@
 //!   cases:
 //!   - name: disallowed
 //!     object: samples/bad.yaml
+//!     inventory:                 # optional: objects seen as data.inventory
+//!     - samples/existing.yaml
 //!     assertions:
 //!     - violations: yes          # yes | no | a count
 //!       message: not allowed     # optional: count only messages containing this
@@ -21,6 +23,7 @@
 
 use crate::gatekeeper::GatekeeperSet;
 use crate::input::load_manifests;
+use crate::inventory::Inventory;
 use model::Severity;
 use serde::Serialize;
 use serde_json::Value;
@@ -242,6 +245,12 @@ fn run_case(
     case: &Node,
     load: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Vec<String> {
+    if let Some(files) = case.get("inventory") {
+        match load_inventory(&files.strings(), load) {
+            Ok(inventory) => set.set_inventory(&inventory),
+            Err(e) => return vec![e],
+        }
+    }
     let Some(file) = case.get("object").and_then(Node::as_str) else {
         return vec!["case has no object file".to_string()];
     };
@@ -311,6 +320,30 @@ fn run_case(
         }
     }
     failures
+}
+
+/// The objects of a case's `inventory` files, as gator loads them into `data.inventory`.
+fn load_inventory(
+    files: &[String],
+    load: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Inventory, String> {
+    let mut inventory = Inventory::new();
+    for file in files {
+        let text = load(file)?;
+        let (objects, diagnostics) = load_manifests(file, &text);
+        if let Some(d) = diagnostics.first() {
+            return Err(d.to_string());
+        }
+        for object in &objects {
+            if !inventory.add(&object.value) {
+                return Err(format!(
+                    "{}: an inventory object needs apiVersion, kind and metadata.name",
+                    object.provenance()
+                ));
+            }
+        }
+    }
+    Ok(inventory)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Whole-crate behaviour: a manifest file with several documents, bad YAML, Lists.
+//! Whole-crate behaviour: a manifest file with several documents, bad YAML, Lists, the inventory.
 
-use crate::{BundleConfig, Policies, load_manifests};
+use crate::{BundleConfig, GatekeeperSet, Inventory, Policies, load_manifests};
 
 #[test]
 fn bad_yaml_keeps_the_documents_before_the_error() {
@@ -50,4 +50,54 @@ fn policies_clone_per_thread_and_agree() {
             .collect()
     });
     assert_eq!(results, [3, 3, 3, 3]);
+}
+
+#[test]
+fn constraints_see_the_inventory_given_to_the_policies() {
+    let mut set = GatekeeperSet::new();
+    for (path, text) in [
+        (
+            "template.yaml",
+            include_str!("../testdata/gatekeeper/uniqueingresshost-template.yaml"),
+        ),
+        (
+            "constraint.yaml",
+            include_str!("../testdata/gatekeeper/uniqueingresshost-constraint.yaml"),
+        ),
+    ] {
+        assert!(set.add_yaml(path, text).is_empty());
+    }
+    let shop = include_str!("../testdata/gatekeeper/samples/ingress-shop.yaml");
+    let (others, _) = load_manifests(
+        "other-repo/ingresses.yaml",
+        include_str!("../testdata/gatekeeper/samples/inventory-ingresses.yaml"),
+    );
+    let inventory: Inventory = others.iter().map(|o| &o.value).collect();
+    let mut without = Policies::new().with_gatekeeper(set);
+    let mut with = without.clone().with_inventory(&inventory);
+    assert!(
+        without
+            .check_manifest_file("shop/ingress.yaml", shop)
+            .findings
+            .is_empty()
+    );
+    let findings = with.check_manifest_file("shop/ingress.yaml", shop).findings;
+    let got: Vec<(String, String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f.policy.clone(),
+                f.message.clone(),
+                f.at.as_ref().map(ToString::to_string).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            "K8sUniqueIngressHost/unique-ingress-host".to_string(),
+            "ingress host conflicts with an existing ingress <shop.example.com>".to_string(),
+            "shop/ingress.yaml:1".to_string()
+        )]
+    );
 }

@@ -124,6 +124,25 @@ impl Rule {
         self.budget
     }
 
+    /// Replaces the rule's `data` document (the policies stay).
+    ///
+    /// # Errors
+    /// When regorus refuses the value (it is not an object).
+    pub fn set_data(&mut self, data: Value) -> Result<(), String> {
+        self.engine.clear_data();
+        self.engine
+            .add_data(data.clone())
+            .map_err(|e| e.to_string())?;
+        if let Some(compiled) = &mut self.compiled {
+            compiled
+                .vm
+                .set_data(data.clone())
+                .map_err(|e| e.to_string())?;
+            compiled.data = data;
+        }
+        Ok(())
+    }
+
     /// The rule's value for `input`; the error text is regorus's.
     pub fn eval(&mut self, input: Value) -> Result<Value, String> {
         match &mut self.compiled {

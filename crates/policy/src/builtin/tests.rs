@@ -135,6 +135,12 @@ fn image_references_are_read_the_way_docker_reads_them() {
         (format!("docker.io/library/busybox:1{DIGEST}"), vec![]),
         (format!("index.docker.io/library/busybox:1{DIGEST}"), vec![]),
         (format!("INDEX.DOCKER.IO/library/busybox:1{DIGEST}"), vec![]),
+        (format!("docker.io/busybox:1{DIGEST}"), vec![]),
+        (format!("index.docker.io/busybox:1{DIGEST}"), vec![]),
+        (
+            format!("docker.io/someone/busybox:1{DIGEST}"),
+            vec!["deny allowed-registries 14"],
+        ),
         // The registry is lowered, the repository is not.
         (
             format!("Registry.ACME.internal/apps/orders:1{DIGEST}"),
@@ -417,4 +423,92 @@ fn findings_levels_are_typed() {
         outcome.findings[0].image.as_deref(),
         Some("registry.acme.internal/apps/o:1")
     );
+}
+
+/// Image and prefix pairs, with whether the image lies under the prefix.
+const UNDER: &[(&str, &str, bool)] = &[
+    // Docker Hub, the image spelled every way, the prefix too.
+    ("busybox", "docker.io/library", true),
+    ("docker.io/busybox", "docker.io/library", true),
+    ("docker.io/busybox", "docker.io/library/busybox", true),
+    ("index.docker.io/busybox", "docker.io/library/", true),
+    ("busybox:1.36", "docker.io/busybox", true),
+    ("library/busybox", "index.docker.io/busybox", true),
+    ("busybox", "busybox", true),
+    ("busybox", "docker.io", true),
+    ("docker.io/library/busybox", "index.docker.io", true),
+    ("busyboxer", "docker.io/busybox", false),
+    ("someone/busybox", "docker.io/busybox", false),
+    ("someone/busybox", "docker.io/library", false),
+    // One Docker Hub component is also a namespace.
+    ("bitnami/redis", "docker.io/bitnami", true),
+    ("docker.io/bitnami/redis", "bitnami/", true),
+    ("bitnami", "bitnami", true),
+    // Other registries: whole components, no Docker Hub reading.
+    ("registry.acme/base/go", "registry.acme/base/", true),
+    ("registry.acme/base/go", "registry.acme/base", true),
+    ("registry.acme/base", "registry.acme/base/", true),
+    ("registry.acme/base-evil/go", "registry.acme/base/", false),
+    (
+        "registry.acme.evil.com/base/go",
+        "registry.acme/base/",
+        false,
+    ),
+    ("registry.acme/go", "registry.acme/library/go", false),
+    ("registry.acme/go", "registry.acme", true),
+    ("localhost:5000/app", "localhost:5000", true),
+    ("localhost/app", "localhost/", true),
+    ("localhost/app", "docker.io/localhost", false),
+];
+
+#[test]
+fn image_prefixes_read_as_docker_reads_names_as_the_model_does() {
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy(
+            "images.rego".to_string(),
+            include_str!("../../rego/images.rego").to_string(),
+        )
+        .expect("images.rego compiles");
+    let mut wrong = Vec::new();
+    for &(image, prefix, expect) in UNDER {
+        engine.set_input(regorus::Value::from(serde_json::json!({
+            "image": image,
+            "prefix": prefix,
+        })));
+        let rego = engine
+            .eval_bool_query(
+                "count({1 | data.bulkhead.lib.images.under_any(data.bulkhead.lib.images.parse(input.image).name, [input.prefix])}) == 1"
+                    .to_string(),
+                false,
+            )
+            .expect("query evaluates");
+        let model = model::ImageRef::parse(image)
+            .expect("a valid reference")
+            .is_under(prefix);
+        if (rego, model) != (expect, expect) {
+            wrong.push(format!(
+                "{image} under {prefix}: want {expect}, Rego {rego}, model {model}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn docker_hub_names_normalise_in_the_bundle_rules() {
+    let mut policies = Policies::new()
+        .with_builtin(&BundleConfig {
+            allowed_registries: vec!["docker.io/busybox".into()],
+            ..config()
+        })
+        .expect("bundle loads");
+    for (image, findings) in [
+        (format!("busybox:1{DIGEST}"), 0),
+        (format!("index.docker.io/library/busybox:1{DIGEST}"), 0),
+        (format!("docker.io/nginx:1{DIGEST}"), 1),
+    ] {
+        let outcome = policies.check_manifest_file("k.yaml", &deployment(&image, true));
+        assert_eq!(outcome.findings.len(), findings, "{image}: {outcome:?}");
+    }
 }

@@ -28,6 +28,11 @@ fn files() -> BTreeMap<&'static str, &'static str> {
         file!("samples/deploy-unlabelled.yaml"),
         file!("samples/deploy-exempt.yaml"),
         file!("samples/review-evil.yaml"),
+        file!("uniqueingresshost-template.yaml"),
+        file!("uniqueingresshost-constraint.yaml"),
+        file!("samples/ingress-shop.yaml"),
+        file!("samples/inventory-ingresses.yaml"),
+        file!("samples/inventory-self.yaml"),
     ])
 }
 
@@ -128,5 +133,66 @@ fn broken_inputs_fail_with_a_reason_not_a_panic() {
             .as_deref()
             .unwrap_or("")
             .contains("invalid YAML")
+    );
+}
+
+#[test]
+fn inventory_files_become_data_inventory_per_case() {
+    let report = check(
+        include_str!("../../testdata/gatekeeper/inventory-suite.yaml"),
+        &[],
+    );
+    let rendered = report.render("inventory-suite.yaml");
+    assert!(report.passed(), "{rendered}");
+    let cases: Vec<&str> = report.tests[0]
+        .cases
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            "no-inventory",
+            "only-itself-and-others",
+            "host-taken-in-another-namespace",
+            "inventory-does-not-leak-into-the-next-case"
+        ]
+    );
+}
+
+#[test]
+fn a_broken_inventory_fails_its_case_with_the_reason() {
+    let suite = "\
+kind: Suite
+tests:
+- name: t
+  template: uniqueingresshost-template.yaml
+  constraint: uniqueingresshost-constraint.yaml
+  cases:
+  - name: missing
+    object: samples/ingress-shop.yaml
+    inventory: [samples/absent.yaml]
+    assertions: [{violations: no}]
+  - name: nameless
+    object: samples/ingress-shop.yaml
+    inventory: [nameless.yaml]
+    assertions: [{violations: no}]
+";
+    let nameless = "apiVersion: v1\nkind: Service\nmetadata:\n  namespace: web\n";
+    let report = check(suite, &[("nameless.yaml", nameless)]);
+    let failures: Vec<&[String]> = report.tests[0]
+        .cases
+        .iter()
+        .map(|c| c.failures.as_slice())
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            &["samples/absent.yaml: no such file".to_string()][..],
+            &[
+                "nameless.yaml:1: an inventory object needs apiVersion, kind and metadata.name"
+                    .to_string()
+            ][..],
+        ]
     );
 }
