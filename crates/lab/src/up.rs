@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cluster::{self, Workload};
 use crate::generate::{self, FleetSpec, GROUND_TRUTH, LabError};
 
 /// The record `lab status` and `lab down` read.
@@ -98,6 +99,10 @@ pub struct FleetService {
     pub depends_on: Vec<String>,
     /// Paths of its public routes.
     pub public_paths: Vec<String>,
+    /// Its Kubernetes namespace in the fleet's manifests.
+    pub namespace: String,
+    /// The image its manifests run (the first, when it has sidecars).
+    pub image: Option<String>,
 }
 
 /// Reads the services of `DIR/ground-truth.json`.
@@ -146,6 +151,8 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
                 name: name.to_string(),
                 depends_on: strings(&s["depends_on"]),
                 public_paths,
+                namespace: s["namespace"].as_str().unwrap_or("default").to_string(),
+                image: strings(&s["images"]).into_iter().next(),
             })
         })
         .collect()
@@ -200,6 +207,8 @@ pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
                 .cloned()
                 .collect(),
             public_paths: s.public_paths.clone(),
+            namespace: s.namespace.clone(),
+            image: s.image.clone(),
         })
         .collect()
 }
@@ -366,6 +375,7 @@ pub fn up(
         source,
     })?;
     prepare(spec)?;
+    add_snapshot_entry(&spec.dir)?;
     let fleet = read_fleet(&spec.dir)?;
     let live = pick_live(&fleet, spec.live.max(1));
     let listen = ingress
@@ -507,6 +517,7 @@ pub fn up(
     });
     let lab = Lab {
         dir: spec.dir.clone(),
+        services: live.clone(),
         addresses,
         load,
         last_write: std::sync::Mutex::new((Instant::now(), 0)),
@@ -537,6 +548,8 @@ pub fn up(
 /// What `lab.json` says besides the processes.
 struct Lab {
     dir: PathBuf,
+    /// The live services, for the cluster snapshot.
+    services: Vec<FleetService>,
     addresses: Value,
     load: Arc<Load>,
     /// When lab.json was last written and the load sent by then: the rate between writes.
@@ -571,12 +584,67 @@ impl Lab {
             },
             "processes": procs.iter().map(Proc::record).collect::<Vec<_>>(),
         });
-        let path = self.dir.join(LAB_JSON);
-        let tmp = self.dir.join("lab.json.tmp");
-        let text = serde_json::to_string_pretty(&record).unwrap_or_default();
-        fs::write(&tmp, text + "\n")
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(io_error(format!("writing {}", path.display())))
+        write_atomic(&self.dir.join(LAB_JSON), &record)?;
+        write_atomic(
+            &self.dir.join(cluster::SNAPSHOT),
+            &self.snapshot(procs, state == "running"),
+        )
+    }
+
+    /// The live services as Deployments, and as Pods while `running` and their process runs.
+    fn snapshot(&self, procs: &[Proc], running: bool) -> Value {
+        let workloads: Vec<Workload> = self
+            .services
+            .iter()
+            .filter_map(|s| {
+                let p = procs
+                    .iter()
+                    .find(|p| p.kind == "service" && p.name == s.name)?;
+                Some(Workload {
+                    name: s.name.clone(),
+                    namespace: s.namespace.clone(),
+                    version: p.version.clone(),
+                    image: s
+                        .image
+                        .clone()
+                        .unwrap_or_else(|| format!("{}:{}", s.name, p.version)),
+                    pid: p.pid().filter(|_| running),
+                    addr: p.addr.to_string(),
+                })
+            })
+            .collect();
+        cluster::snapshot(&workloads)
+    }
+}
+
+/// Writes JSON through a temporary file, so that a reader never sees half of it.
+fn write_atomic(path: &Path, value: &Value) -> Result<(), UpError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    fs::write(&tmp, text + "\n")
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(io_error(format!("writing {}", path.display())))
+}
+
+/// Lists the lab's cluster snapshot in DIR/bulkhead.toml, so `bulkhead cve --path DIR`
+/// reads it, and makes its folder.
+fn add_snapshot_entry(dir: &Path) -> Result<(), UpError> {
+    let folder = dir.join(cluster::SNAPSHOT);
+    if let Some(parent) = folder.parent() {
+        fs::create_dir_all(parent).map_err(io_error(format!("creating {}", parent.display())))?;
+    }
+    let path = dir.join("bulkhead.toml");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_error(format!("reading {}", path.display()))(e)),
+    };
+    match cluster::with_snapshot_entry(&text) {
+        Some(text) => {
+            fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))
+        }
+        None => Ok(()),
     }
 }
 
@@ -836,6 +904,8 @@ mod tests {
             name: name.into(),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             public_paths: public.iter().map(|p| p.to_string()).collect(),
+            namespace: "default".into(),
+            image: None,
         }
     }
 
