@@ -1,6 +1,7 @@
 //! `bulkhead lab up`, `status` and `down`: a small live lab becomes healthy,
 //! answers through the gateway across several services in one trace, restarts
-//! a killed service, and leaves no process behind.
+//! a killed service, shows its running workloads to `cve`, and leaves no
+//! process behind.
 
 use crate::{TempDir, bulkhead, run_ok};
 use serde_json::Value;
@@ -93,6 +94,49 @@ fn hops(body: &Value, trace_id: &str, seen: &mut Vec<String>) {
     }
 }
 
+/// `bulkhead cve` on the lab names, for every live service the planted
+/// critical CVE reaches, its running pod from the lab's cluster snapshot.
+fn running_workloads_are_in_the_cve_answer(dir: &std::path::Path, processes: &[Value]) {
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ground-truth.json")).unwrap())
+            .unwrap();
+    let cve = truth["critical_cve"]["id"].as_str().unwrap();
+    let reached: Vec<&str> = truth["critical_cve"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let live: Vec<(&str, u64)> = processes
+        .iter()
+        .filter(|p| p["kind"] == "service" && reached.contains(&p["name"].as_str().unwrap()))
+        .map(|p| (p["name"].as_str().unwrap(), p["pid"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        !live.is_empty(),
+        "the CVE reaches a live service: {reached:?}"
+    );
+    let out = run_ok(bulkhead().args(["cve", cve, "--json", "--path"]).arg(dir));
+    let answer: Value = serde_json::from_str(&out).expect("cve --json is JSON");
+    for (name, pid) in live {
+        let service = answer["cve"]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .unwrap_or_else(|| panic!("{cve} names {name}: {answer:#}"));
+        let pod = format!("/{name}-{pid}");
+        assert!(
+            service["running"].as_array().unwrap().iter().any(|r| r
+                .as_str()
+                .unwrap()
+                .starts_with("lab/")
+                && r.as_str().unwrap().contains(&pod)),
+            "{name}'s running pod {pod} in cluster lab: {service:#}"
+        );
+    }
+}
+
 #[test]
 fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     let tmp = TempDir::new("lab-up");
@@ -123,6 +167,8 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
         assert!(log.starts_with(dir.join("logs")), "{log:?}");
     }
+
+    running_workloads_are_in_the_cve_answer(&dir, processes);
 
     let again = bulkhead()
         .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
