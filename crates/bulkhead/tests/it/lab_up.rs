@@ -137,6 +137,43 @@ fn running_workloads_are_in_the_cve_answer(dir: &std::path::Path, processes: &[V
     }
 }
 
+/// With `prometheus` on PATH the lab runs it, and its gateway target comes up;
+/// without it the lab records none.
+fn prometheus_scrapes_the_gateway_when_installed(ready: &Value) {
+    let installed = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("prometheus").is_file()));
+    let address = &ready["addresses"]["prometheus"];
+    if !installed {
+        assert_eq!(*address, Value::Null, "no prometheus on PATH");
+        return;
+    }
+    let url = format!(
+        "{}/api/v1/targets",
+        address.as_str().expect("prometheus address")
+    );
+    let url = http_client::Url::parse(&url).unwrap();
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let targets: Value = http_client::request("GET", &url, &[], &[], Duration::from_secs(5))
+            .ok()
+            .and_then(|r| serde_json::from_slice(&r.body).ok())
+            .unwrap_or(Value::Null);
+        let gateway_up = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["labels"]["job"] == "gateway" && t["health"] == "up");
+        if gateway_up {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus's gateway target up within {READY_WITHIN:?}: {targets:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     let tmp = TempDir::new("lab-up");
@@ -160,8 +197,13 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         processes.iter().filter(|p| p["kind"] == "service").count(),
         6
     );
-    for kind in ["gateway", "collector"] {
-        assert!(processes.iter().any(|p| p["kind"] == kind), "{kind} runs");
+    let kinds: &[&str] = if ready["addresses"]["prometheus"].is_string() {
+        &["gateway", "collector", "prometheus"]
+    } else {
+        &["gateway", "collector"]
+    };
+    for kind in kinds {
+        assert!(processes.iter().any(|p| p["kind"] == *kind), "{kind} runs");
     }
     for p in processes {
         let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
@@ -169,6 +211,7 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     }
 
     running_workloads_are_in_the_cve_answer(&dir, processes);
+    prometheus_scrapes_the_gateway_when_installed(&ready);
 
     let again = bulkhead()
         .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
