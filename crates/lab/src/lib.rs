@@ -6,5 +6,6 @@
 //! against known answers. [`up`] runs a live lab on it: the services, the gateway and the
 //! collector as supervised child processes.
 
+pub mod cluster;
 pub mod generate;
 pub mod up;

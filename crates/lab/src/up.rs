@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cluster::{self, Workload};
 use crate::generate::{self, FleetSpec, GROUND_TRUTH, LabError};
 
 /// The record `lab status` and `lab down` read.
@@ -98,6 +99,10 @@ pub struct FleetService {
     pub depends_on: Vec<String>,
     /// Paths of its public routes.
     pub public_paths: Vec<String>,
+    /// Its Kubernetes namespace in the fleet's manifests.
+    pub namespace: String,
+    /// The image its manifests run (the first, when it has sidecars).
+    pub image: Option<String>,
 }
 
 /// Reads the services of `DIR/ground-truth.json`.
@@ -146,6 +151,8 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
                 name: name.to_string(),
                 depends_on: strings(&s["depends_on"]),
                 public_paths,
+                namespace: s["namespace"].as_str().unwrap_or("default").to_string(),
+                image: strings(&s["images"]).into_iter().next(),
             })
         })
         .collect()
@@ -200,6 +207,8 @@ pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
                 .cloned()
                 .collect(),
             public_paths: s.public_paths.clone(),
+            namespace: s.namespace.clone(),
+            image: s.image.clone(),
         })
         .collect()
 }
@@ -244,6 +253,8 @@ struct Proc {
     health: String,
     args: Vec<String>,
     log: PathBuf,
+    /// What it runs, when not the `bulkhead` executable.
+    program: Option<PathBuf>,
     child: Option<Child>,
     started: Instant,
     restarts: u32,
@@ -262,7 +273,7 @@ impl Proc {
         let err = log
             .try_clone()
             .map_err(io_error(format!("opening {}", self.log.display())))?;
-        let child = Command::new(exe)
+        let child = Command::new(self.program.as_deref().unwrap_or(exe))
             .args(&self.args)
             .stdin(Stdio::null())
             // Its own process group: Ctrl-C reaches the supervisor alone, which
@@ -366,6 +377,7 @@ pub fn up(
         source,
     })?;
     prepare(spec)?;
+    add_snapshot_entry(&spec.dir)?;
     let fleet = read_fleet(&spec.dir)?;
     let live = pick_live(&fleet, spec.live.max(1));
     let listen = ingress
@@ -379,6 +391,10 @@ pub fn up(
     let admin = reserve(&mut held)?;
     let otlp = reserve(&mut held)?;
     let query = reserve(&mut held)?;
+    let prometheus = match on_path("prometheus") {
+        Some(program) => Some((program, reserve(&mut held)?)),
+        None => None,
+    };
     let logs = spec.dir.join("logs");
     fs::create_dir_all(&logs).map_err(io_error(format!("creating {}", logs.display())))?;
     let _ = fs::remove_file(spec.dir.join(STOP_FILE));
@@ -406,6 +422,7 @@ pub fn up(
             query.to_string(),
         ],
         log: logs.join("collector.log"),
+        program: None,
         child: None,
         started: Instant::now(),
         restarts: 0,
@@ -447,6 +464,7 @@ pub fn up(
             health: format!("http://{addr}/readyz"),
             args,
             log: logs.join(format!("{}.log", s.name)),
+            program: None,
             child: None,
             started: Instant::now(),
             restarts: 0,
@@ -471,6 +489,7 @@ pub fn up(
             otlp_url,
         ],
         log: logs.join("gateway.log"),
+        program: None,
         child: None,
         started: Instant::now(),
         restarts: 0,
@@ -478,6 +497,40 @@ pub fn up(
         backoff: FIRST_BACKOFF,
         next_start: None,
     });
+
+    if let Some((program, addr)) = &prometheus {
+        let config = spec.dir.join("prometheus.yml");
+        let targets: Vec<SocketAddr> = live.iter().map(|s| addrs[&s.name]).collect();
+        fs::write(&config, prometheus_yml(admin, query, &targets))
+            .map_err(io_error(format!("writing {}", config.display())))?;
+        procs.push(Proc {
+            name: "prometheus".into(),
+            kind: "prometheus",
+            version: prometheus_version(program),
+            addr: *addr,
+            health: format!("http://{addr}/-/ready"),
+            args: vec![
+                format!("--config.file={}", config.display()),
+                format!(
+                    "--storage.tsdb.path={}",
+                    spec.dir.join("prometheus").display()
+                ),
+                format!("--web.listen-address={addr}"),
+                "--log.format=json".into(),
+            ],
+            log: logs.join("prometheus.log"),
+            program: Some(program.clone()),
+            child: None,
+            started: Instant::now(),
+            restarts: 0,
+            last_exit: None,
+            backoff: FIRST_BACKOFF,
+            next_start: None,
+        });
+    }
+    let prometheus_url = prometheus
+        .as_ref()
+        .map(|(_, addr)| format!("http://{addr}"));
 
     let routes: Vec<String> = live
         .iter()
@@ -489,6 +542,7 @@ pub fn up(
         "gateway_admin": format!("http://{admin}"),
         "collector_query": format!("http://{query}"),
         "collector_otlp": format!("http://{otlp}"),
+        "prometheus": prometheus_url,
     });
     let mut started_all = Ok(());
     for p in &mut procs {
@@ -507,6 +561,7 @@ pub fn up(
     });
     let lab = Lab {
         dir: spec.dir.clone(),
+        services: live.clone(),
         addresses,
         load,
         last_write: std::sync::Mutex::new((Instant::now(), 0)),
@@ -516,8 +571,9 @@ pub fn up(
         .and_then(|()| lab.write(&procs, "running"))
         .and_then(|()| {
             announce(&format!(
-                "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  public routes    {}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`\n",
+                "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  prometheus       {}\n  public routes    {}\n  logs             {}\n{} processes; stop with Ctrl-C or `bulkhead lab down --dir {}`\n",
                 spec.dir.display(),
+                prometheus_url.as_deref().unwrap_or(PROMETHEUS_MISSING),
                 routes.join(" "),
                 logs.display(),
                 procs.len(),
@@ -534,9 +590,63 @@ pub fn up(
     outcome.and(lab.write(&procs, "stopped"))
 }
 
+/// What the lab says when `prometheus` is not on PATH.
+pub const PROMETHEUS_MISSING: &str =
+    "not installed (scripts/setup installs it); metrics are on the gateway's /metrics";
+/// How often the lab's Prometheus scrapes: short, so rollout gates see changes quickly.
+const SCRAPE_INTERVAL: &str = "2s";
+
+/// The first executable file called `name` in PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// The version `prometheus --version` prints ("prometheus, version 2.42.0 (...)").
+fn prometheus_version(program: &Path) -> String {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace()
+                .skip_while(|w| *w != "version")
+                .nth(1)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The lab's Prometheus configuration: one static job each for the gateway's
+/// admin API, the services and the collector's query API, all on /metrics.
+pub fn prometheus_yml(admin: SocketAddr, query: SocketAddr, services: &[SocketAddr]) -> String {
+    let mut out = format!(
+        "global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  evaluation_interval: {SCRAPE_INTERVAL}\nscrape_configs:\n"
+    );
+    for (job, targets) in [
+        ("gateway", vec![admin]),
+        ("services", services.to_vec()),
+        ("collector", vec![query]),
+    ] {
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let _ = writeln!(
+            out,
+            "  - job_name: {job}\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]",
+            targets.join(", ")
+        );
+    }
+    out
+}
+
 /// What `lab.json` says besides the processes.
 struct Lab {
     dir: PathBuf,
+    /// The live services, for the cluster snapshot.
+    services: Vec<FleetService>,
     addresses: Value,
     load: Arc<Load>,
     /// When lab.json was last written and the load sent by then: the rate between writes.
@@ -571,12 +681,67 @@ impl Lab {
             },
             "processes": procs.iter().map(Proc::record).collect::<Vec<_>>(),
         });
-        let path = self.dir.join(LAB_JSON);
-        let tmp = self.dir.join("lab.json.tmp");
-        let text = serde_json::to_string_pretty(&record).unwrap_or_default();
-        fs::write(&tmp, text + "\n")
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(io_error(format!("writing {}", path.display())))
+        write_atomic(&self.dir.join(LAB_JSON), &record)?;
+        write_atomic(
+            &self.dir.join(cluster::SNAPSHOT),
+            &self.snapshot(procs, state == "running"),
+        )
+    }
+
+    /// The live services as Deployments, and as Pods while `running` and their process runs.
+    fn snapshot(&self, procs: &[Proc], running: bool) -> Value {
+        let workloads: Vec<Workload> = self
+            .services
+            .iter()
+            .filter_map(|s| {
+                let p = procs
+                    .iter()
+                    .find(|p| p.kind == "service" && p.name == s.name)?;
+                Some(Workload {
+                    name: s.name.clone(),
+                    namespace: s.namespace.clone(),
+                    version: p.version.clone(),
+                    image: s
+                        .image
+                        .clone()
+                        .unwrap_or_else(|| format!("{}:{}", s.name, p.version)),
+                    pid: p.pid().filter(|_| running),
+                    addr: p.addr.to_string(),
+                })
+            })
+            .collect();
+        cluster::snapshot(&workloads)
+    }
+}
+
+/// Writes JSON through a temporary file, so that a reader never sees half of it.
+fn write_atomic(path: &Path, value: &Value) -> Result<(), UpError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    fs::write(&tmp, text + "\n")
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(io_error(format!("writing {}", path.display())))
+}
+
+/// Lists the lab's cluster snapshot in DIR/bulkhead.toml, so `bulkhead cve --path DIR`
+/// reads it, and makes its folder.
+fn add_snapshot_entry(dir: &Path) -> Result<(), UpError> {
+    let folder = dir.join(cluster::SNAPSHOT);
+    if let Some(parent) = folder.parent() {
+        fs::create_dir_all(parent).map_err(io_error(format!("creating {}", parent.display())))?;
+    }
+    let path = dir.join("bulkhead.toml");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_error(format!("reading {}", path.display()))(e)),
+    };
+    match cluster::with_snapshot_entry(&text) {
+        Some(text) => {
+            fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))
+        }
+        None => Ok(()),
     }
 }
 
@@ -836,6 +1001,8 @@ mod tests {
             name: name.into(),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             public_paths: public.iter().map(|p| p.to_string()).collect(),
+            namespace: "default".into(),
+            image: None,
         }
     }
 
@@ -855,6 +1022,15 @@ mod tests {
             live[1].depends_on,
             ["db"],
             "calls to services left out are dropped"
+        );
+    }
+
+    #[test]
+    fn prometheus_scrapes_the_gateway_services_and_collector() {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        test_support::expect_text(
+            &prometheus_yml(at(9001), at(9002), &[at(7001), at(7002)]),
+            "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\nscrape_configs:\n  - job_name: gateway\n    metrics_path: /metrics\n    static_configs:\n      - targets: [\"127.0.0.1:9001\"]\n  - job_name: services\n    metrics_path: /metrics\n    static_configs:\n      - targets: [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\n  - job_name: collector\n    metrics_path: /metrics\n    static_configs:\n      - targets: [\"127.0.0.1:9002\"]\n",
         );
     }
 

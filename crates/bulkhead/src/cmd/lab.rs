@@ -49,7 +49,10 @@ pub enum LabCommand {
     /// ingress `gateway` on --listen, through which every call between services
     /// goes too, routed by `Host` (the callee's name); and the `collector`,
     /// storing spans in DIR/traces. A thread sends steady load to the public
-    /// routes. Logs go to DIR/logs/NAME.log; DIR/lab.json records pids and
+    /// routes. With `prometheus` on PATH, it runs too, scraping every /metrics
+    /// (DIR/prometheus.yml, data in DIR/prometheus). DIR/cluster/lab.json is a
+    /// `kubectl get -o json` snapshot of the running services, which
+    /// `bulkhead cve --path DIR` reads. Logs go to DIR/logs/NAME.log; DIR/lab.json records pids and
     /// addresses. A child that dies is reported and restarted with backoff.
     /// Ctrl-C, SIGTERM or `bulkhead lab down` stops everything.
     ///
@@ -264,7 +267,7 @@ fn status(args: &StatusArgs) -> Result<Exit> {
     let mut text = format!("lab {}\n", record["state"].as_str().unwrap_or("unknown"));
     for p in record["processes"].as_array().into_iter().flatten() {
         text.push_str(&format!(
-            "{:<28} {:<9} pid {:<8} {:<22} {:<8} restarts {:<3} {}\n",
+            "{:<28} {:<10} pid {:<8} {:<22} {:<8} restarts {:<3} {}\n",
             p["name"].as_str().unwrap_or(""),
             p["kind"].as_str().unwrap_or(""),
             p["pid"],
@@ -274,6 +277,12 @@ fn status(args: &StatusArgs) -> Result<Exit> {
             p["health"].as_str().unwrap_or(""),
         ));
     }
+    text.push_str(&format!(
+        "prometheus: {}\n",
+        record["addresses"]["prometheus"]
+            .as_str()
+            .unwrap_or(lab::up::PROMETHEUS_MISSING)
+    ));
     let load = &record["load"];
     text.push_str(&format!(
         "load: {} requests/s, {} sent, {} failed\n",

@@ -1,6 +1,7 @@
 //! `bulkhead lab up`, `status` and `down`: a small live lab becomes healthy,
 //! answers through the gateway across several services in one trace, restarts
-//! a killed service, and leaves no process behind.
+//! a killed service, shows its running workloads to `cve`, and leaves no
+//! process behind.
 
 use crate::{TempDir, bulkhead, run_ok};
 use serde_json::Value;
@@ -93,6 +94,86 @@ fn hops(body: &Value, trace_id: &str, seen: &mut Vec<String>) {
     }
 }
 
+/// `bulkhead cve` on the lab names, for every live service the planted
+/// critical CVE reaches, its running pod from the lab's cluster snapshot.
+fn running_workloads_are_in_the_cve_answer(dir: &std::path::Path, processes: &[Value]) {
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ground-truth.json")).unwrap())
+            .unwrap();
+    let cve = truth["critical_cve"]["id"].as_str().unwrap();
+    let reached: Vec<&str> = truth["critical_cve"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let live: Vec<(&str, u64)> = processes
+        .iter()
+        .filter(|p| p["kind"] == "service" && reached.contains(&p["name"].as_str().unwrap()))
+        .map(|p| (p["name"].as_str().unwrap(), p["pid"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        !live.is_empty(),
+        "the CVE reaches a live service: {reached:?}"
+    );
+    let out = run_ok(bulkhead().args(["cve", cve, "--json", "--path"]).arg(dir));
+    let answer: Value = serde_json::from_str(&out).expect("cve --json is JSON");
+    for (name, pid) in live {
+        let service = answer["cve"]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .unwrap_or_else(|| panic!("{cve} names {name}: {answer:#}"));
+        let pod = format!("/{name}-{pid}");
+        assert!(
+            service["running"].as_array().unwrap().iter().any(|r| r
+                .as_str()
+                .unwrap()
+                .starts_with("lab/")
+                && r.as_str().unwrap().contains(&pod)),
+            "{name}'s running pod {pod} in cluster lab: {service:#}"
+        );
+    }
+}
+
+/// With `prometheus` on PATH the lab runs it, and its gateway target comes up;
+/// without it the lab records none.
+fn prometheus_scrapes_the_gateway_when_installed(ready: &Value) {
+    let installed = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("prometheus").is_file()));
+    let address = &ready["addresses"]["prometheus"];
+    if !installed {
+        assert_eq!(*address, Value::Null, "no prometheus on PATH");
+        return;
+    }
+    let url = format!(
+        "{}/api/v1/targets",
+        address.as_str().expect("prometheus address")
+    );
+    let url = http_client::Url::parse(&url).unwrap();
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let targets: Value = http_client::request("GET", &url, &[], &[], Duration::from_secs(5))
+            .ok()
+            .and_then(|r| serde_json::from_slice(&r.body).ok())
+            .unwrap_or(Value::Null);
+        let gateway_up = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["labels"]["job"] == "gateway" && t["health"] == "up");
+        if gateway_up {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus's gateway target up within {READY_WITHIN:?}: {targets:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     let tmp = TempDir::new("lab-up");
@@ -116,13 +197,21 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         processes.iter().filter(|p| p["kind"] == "service").count(),
         6
     );
-    for kind in ["gateway", "collector"] {
-        assert!(processes.iter().any(|p| p["kind"] == kind), "{kind} runs");
+    let kinds: &[&str] = if ready["addresses"]["prometheus"].is_string() {
+        &["gateway", "collector", "prometheus"]
+    } else {
+        &["gateway", "collector"]
+    };
+    for kind in kinds {
+        assert!(processes.iter().any(|p| p["kind"] == *kind), "{kind} runs");
     }
     for p in processes {
         let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
         assert!(log.starts_with(dir.join("logs")), "{log:?}");
     }
+
+    running_workloads_are_in_the_cve_answer(&dir, processes);
+    prometheus_scrapes_the_gateway_when_installed(&ready);
 
     let again = bulkhead()
         .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
