@@ -158,6 +158,18 @@ impl Policies {
     /// Checks every Kubernetes object of one manifest file. `path` goes into every provenance.
     pub fn check_manifest_file(&mut self, path: &str, text: &str) -> Outcome {
         let (objects, diagnostics) = load_manifests(path, text);
+        self.check_manifest_objects(path, &objects, diagnostics)
+    }
+
+    /// Checks the objects [`load_manifests`] read from one file, keeping the
+    /// diagnostics it gave: for callers that read every file first (to fill
+    /// the inventory) and check them after.
+    pub fn check_manifest_objects(
+        &mut self,
+        path: &str,
+        objects: &[ManifestObject],
+        diagnostics: Vec<Diagnostic>,
+    ) -> Outcome {
         let mut outcome = Outcome {
             diagnostics,
             ..Outcome::default()
@@ -166,7 +178,7 @@ impl Policies {
             .iter()
             .filter_map(ManifestObject::pod_labels)
             .collect();
-        for object in &objects {
+        for object in objects {
             match self.check_object(object, &siblings) {
                 Ok(findings) => outcome.findings.extend(findings),
                 Err(e) => outcome.diagnostics.push(Diagnostic::error(

@@ -390,28 +390,62 @@ fn check(args: CheckArgs) -> Result<Exit> {
     Ok(Exit::answer(deny == 0 && !(args.strict && warn > 0)))
 }
 
-/// Checks manifest files on every core, one clone of the policies per thread.
+/// Checks manifest files on every core. Every file is read and parsed first,
+/// so that Gatekeeper constraints see every object of the fleet as
+/// `data.inventory` (a uniqueness rule then holds across repositories, which a
+/// cluster's Gatekeeper can only do inside one cluster); then each thread
+/// checks its share with its own clone of the policies.
 fn check_manifests(policies: &Policies, files: &[(String, PathBuf)]) -> Result<Outcome> {
+    let loaded = on_every_core(files, |part| {
+        part.iter()
+            .map(|(shown, file)| {
+                let text = discover::files::read_text(file)?;
+                let (objects, diagnostics) = policy::load_manifests(shown, &text);
+                Ok((shown.clone(), objects, diagnostics))
+            })
+            .collect()
+    })?;
+    let policies = if policies.gatekeeper().is_empty() {
+        policies.clone()
+    } else {
+        let inventory: policy::Inventory = loaded
+            .iter()
+            .flat_map(|(_, objects, _)| objects.iter().map(|o| &o.value))
+            .collect();
+        policies.clone().with_inventory(&inventory)
+    };
+    let outcomes = on_every_core(&loaded, |part| {
+        let mut mine = policies.clone();
+        Ok(part
+            .iter()
+            .map(|(shown, objects, diagnostics)| {
+                mine.check_manifest_objects(shown, objects, diagnostics.clone())
+            })
+            .collect())
+    })?;
+    let mut all = Outcome::default();
+    for outcome in outcomes {
+        all.extend(outcome);
+    }
+    Ok(all)
+}
+
+/// Runs `work` over `items` in one chunk per core and returns its results in
+/// the items' order.
+fn on_every_core<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&[T]) -> Result<Vec<R>> + Sync,
+) -> Result<Vec<R>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    let chunk = files.len().div_ceil(threads).max(1);
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = files
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                let mut mine = policies.clone();
-                s.spawn(move || -> Result<Outcome> {
-                    let mut out = Outcome::default();
-                    for (shown, file) in part {
-                        let text = discover::files::read_text(file)?;
-                        out.extend(mine.check_manifest_file(shown, &text));
-                    }
-                    Ok(out)
-                })
-            })
+            .map(|part| s.spawn(|| work(part)))
             .collect();
-        let mut all = Outcome::default();
+        let mut all = Vec::with_capacity(items.len());
         for h in handles {
             all.extend(
                 h.join()

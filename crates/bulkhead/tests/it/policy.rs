@@ -346,3 +346,60 @@ fn admit_and_kyverno_export() {
     assert_eq!(yaml.matches("kind: ClusterPolicy").count(), 4);
     assert!(yaml.contains("registry.acme.internal/apps/*"));
 }
+
+/// `policy check` gives Gatekeeper constraints every manifest it reads as
+/// `data.inventory`: an Ingress host taken in another repository is found
+/// before either reaches a cluster. The template and constraint are the
+/// gatekeeper-library's own.
+#[test]
+fn a_uniqueness_constraint_holds_across_the_manifests_of_a_check() {
+    let dir = TempDir::new("policy-inventory");
+    let policies = dir.path().join("gk");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    let library = testdata("gatekeeper-library/library/general/uniqueingresshost");
+    std::fs::copy(
+        library.join("template.yaml"),
+        policies.join("template.yaml"),
+    )
+    .expect("copy");
+    std::fs::copy(
+        library.join("samples/unique-ingress-host/constraint.yaml"),
+        policies.join("constraint.yaml"),
+    )
+    .expect("copy");
+    let ingress = |name: &str, namespace: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - pathType: Prefix\n        path: /\n        backend:\n          service:\n            name: {name}\n            port:\n              number: 80\n"
+        )
+    };
+    let orders = dir.path().join("orders-ingress.yaml");
+    let payments = dir.path().join("payments-ingress.yaml");
+    std::fs::write(&orders, ingress("orders", "shop")).expect("write");
+    std::fs::write(&payments, ingress("payments", "billing")).expect("write");
+    let check = |files: &[&Path]| {
+        let out = bulkhead()
+            .args(["policy", "check", "--no-builtin", "--json", "--policy"])
+            .arg(&policies)
+            .args(files)
+            .output()
+            .expect("run");
+        let report = json(&String::from_utf8(out.stdout).expect("utf-8"));
+        let mut flagged: Vec<String> = report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["at"]["path"].as_str().unwrap_or("").to_string())
+            .collect();
+        flagged.sort();
+        (out.status.code(), flagged)
+    };
+    // Alone, a host is unique: the object is not compared with itself.
+    assert_eq!(check(&[&orders]), (Some(0), vec![]));
+    // Together, each Ingress sees the other one's host.
+    let (code, flagged) = check(&[&orders, &payments]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        flagged,
+        vec![orders.display().to_string(), payments.display().to_string()]
+    );
+}
