@@ -411,7 +411,13 @@ impl Proxy {
         let method = head.method();
         let (target, authority) = origin_form(head.target());
         let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let host_field = head.text("host");
+        // Two Host fields, or none in an HTTP/1.1 request, is a 400 (RFC 9112,
+        // section 3.2), but an absolute-form target names the host itself.
+        let (host_field, host_error) = match h1::request_host(&head) {
+            Ok(None) if head.minor == 1 && authority.is_none() => (None, Some("no Host field")),
+            Ok(h) => (h.and_then(|h| std::str::from_utf8(h).ok()), None),
+            Err(why) => (None, Some(why)),
+        };
         // An absolute-form target's authority wins over Host (RFC 9112, section 3.2.2).
         let host = authority.or(host_field);
         // One table for the whole request: routing and endpoint choice see one generation.
@@ -438,6 +444,10 @@ impl Proxy {
         } else {
             head.lists("connection", "close")
         };
+        if let Some(why) = host_error {
+            let body = format!("malformed request: {why}\n");
+            return self.answer(client, out, pending, 400, &body, true).await;
+        }
         let framing = match framing {
             Ok(Framing::Chunked) if head.minor == 0 => {
                 let why = "malformed request: Transfer-Encoding in an HTTP/1.0 request";

@@ -971,6 +971,13 @@ fn ambiguous_request_framing_is_refused_with_400_and_a_close() {
         ("content-length: 5\r\ncontent-length: 6\r\n", "hello!"),
         ("transfer-encoding: gzip\r\n", "hello"),
         ("transfer-encoding: chunked, gzip\r\n", "hello"),
+        ("transfer-encoding: identity, chunked\r\n", "0\r\n\r\n"),
+        ("transfer-encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+        ("transfer-encoding: chunked, chunked\r\n", "0\r\n\r\n"),
+        (
+            "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            "0\r\n\r\n",
+        ),
         ("transfer-encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"),
     ] {
         let mut wire = rig.connect();
@@ -985,6 +992,42 @@ fn ambiguous_request_framing_is_refused_with_400_and_a_close() {
         wire.assert_closed();
     }
     assert!(rig.up.got().is_empty(), "{:?}", rig.up.got());
+}
+
+#[test]
+fn an_http11_request_needs_exactly_one_host_field() {
+    let rig = Rig::start(Answer::echo);
+    for (request, status) in [
+        ("GET /api/x HTTP/1.1\r\n\r\n", 400),
+        ("GET /api/x HTTP/1.1\r\nhost: gw\r\nhost: gw\r\n\r\n", 400),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: gw\r\nx-a: 1\r\nHOST: admin.internal\r\n\r\n",
+            400,
+        ),
+        ("GET /api/x HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n", 400),
+        (
+            "GET http://gw/api/x HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            400,
+        ),
+        // HTTP/1.0 predates Host: a request without one is still served.
+        ("GET /api/one-oh HTTP/1.0\r\n\r\n", 200),
+        ("GET /api/one-one HTTP/1.1\r\nhost: gw\r\n\r\n", 200),
+    ] {
+        let mut wire = rig.connect();
+        wire.send(request);
+        let response = wire.response("GET");
+        assert_eq!(response.status, status, "{request:?}: {response:?}");
+        if status == 400 {
+            assert_eq!(response.field("connection"), Some("close"), "{request:?}");
+            assert!(
+                response.text().contains("Host"),
+                "{request:?}: {response:?}"
+            );
+            wire.assert_closed();
+        }
+    }
+    let targets: Vec<String> = rig.up.got().iter().map(|g| g.target().to_owned()).collect();
+    assert_eq!(targets, ["/api/one-oh", "/api/one-one"]);
 }
 
 #[test]
