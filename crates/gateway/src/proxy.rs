@@ -522,7 +522,7 @@ impl Proxy {
         let expects_continue = head.lists("expect", "100-continue");
         let mut tried: Vec<SocketAddr> = Vec::new();
         let connections = &self.shared.registry.connections;
-        let (mut stream, response) = loop {
+        let (mut stream, response, whole) = loop {
             pending.attempts += 1;
             pending.stats = &member.stats;
             pending.member = Some(member);
@@ -637,11 +637,15 @@ impl Proxy {
                     .await;
             }
         };
-        let upstream_keeps = if head.minor == 1 {
-            response.minor == 1 && !response.lists("connection", "close")
-        } else {
-            response.lists("connection", "keep-alive")
-        };
+        // An answer that came before the whole body: the rest of the client's
+        // body was never read and the upstream connection is broken, so both close.
+        client.closing |= !whole;
+        let upstream_keeps = whole
+            && if head.minor == 1 {
+                response.minor == 1 && !response.lists("connection", "close")
+            } else {
+                response.lists("connection", "keep-alive")
+            };
         let keep_alive = !client.closing && body != Framing::UntilClose;
         response_head(out, &response, &pending, keep_alive, head.minor == 0);
         let status = response.status;
@@ -697,7 +701,8 @@ impl Proxy {
     }
 
     /// Writes the request upstream (on a kept-alive connection when there is one)
-    /// and reads the response head, within the service's request timeout.
+    /// and reads the response head, within the service's request timeout; the
+    /// flag is false when the upstream answered before taking the whole body.
     async fn send(
         &self,
         client: &mut Client,
@@ -706,7 +711,7 @@ impl Proxy {
         outgoing: &Outgoing<'_>,
         upstream_buf: &mut BytesMut,
         bytes_in: &mut u64,
-    ) -> Result<(TcpStream, Head), Failure> {
+    ) -> Result<(TcpStream, Head, bool), Failure> {
         let connections = &self.shared.registry.connections;
         let mut reused = connections.take(address, outgoing.started);
         loop {
@@ -719,13 +724,26 @@ impl Proxy {
             };
             upstream_buf.clear();
             let exchange = async {
-                send_request(client, &mut stream, outgoing, bytes_in).await?;
+                let cut_off = match send_request(client, &mut stream, outgoing, bytes_in).await {
+                    Ok(()) => None,
+                    // The upstream may have answered before the whole body
+                    // arrived and closed (a 413, say): that answer is read
+                    // and passed on, and only without one is this a failure.
+                    Err(f @ Failure::Reset { fresh: false, .. }) => Some(f),
+                    Err(f) => return Err(f),
+                };
                 // HTTP/1.0 clients know no informational answers.
                 let informational = outgoing.http11.then_some(&mut client.stream);
-                read_response_head(&mut stream, upstream_buf, informational, outgoing.upgrade).await
+                let head =
+                    read_response_head(&mut stream, upstream_buf, informational, outgoing.upgrade)
+                        .await;
+                match (head, cut_off) {
+                    (Ok(head), cut_off) => Ok((head, cut_off.is_none())),
+                    (Err(_), Some(f)) | (Err(f), None) => Err(f),
+                }
             };
             match tokio::time::timeout(upstream.request_timeout, exchange).await {
-                Ok(Ok(head)) => return Ok((stream, head)),
+                Ok(Ok((head, whole))) => return Ok((stream, head, whole)),
                 // A kept-alive connection the upstream closed meanwhile: once more on a new one.
                 Ok(Err(Failure::Reset { fresh: true, .. })) if was_reused && outgoing.retriable => {
                 }

@@ -3,7 +3,7 @@
 //! (so it can answer chunked, close-delimited, bodiless or after a 1xx, and
 //! close kept-alive connections). Covers connection management, body framing
 //! both ways, `Expect: 100-continue`, retries on a stale upstream connection,
-//! request-smuggling guards, absolute-form targets and protocol switches
+//! early answers of an upstream, request-smuggling guards (`Host`, `Transfer-Encoding`), absolute-form targets and protocol switches
 //! (WebSocket upgrades).
 
 use crate::support::{Gw, eventually};
@@ -1059,4 +1059,70 @@ fn an_absolute_form_target_is_routed_by_its_path_and_sent_in_origin_form() {
             "{g:?}"
         );
     }
+}
+
+#[test]
+fn an_upstream_answering_before_the_whole_body_and_closing_is_passed_on() {
+    // An upstream that refuses a body by its head alone: it answers 413 and
+    // closes without reading on, while the client is still sending.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let early = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(end) = head_end(&buf) {
+                break end;
+            }
+            let mut piece = [0u8; 4096];
+            let n = stream.read(&mut piece).unwrap();
+            assert!(n > 0, "the gateway closed before the head");
+            buf.extend_from_slice(&piece[..n]);
+        };
+        stream
+            .write_all(
+                b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 10\r\nconnection: close\r\n\r\ntoo large\n",
+            )
+            .unwrap();
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gw = runtime.block_on(Gw::start(&config(upstream)));
+    let mut wire = Wire::open(gw.proxy());
+    let length = 8 << 20;
+    wire.send(format!(
+        "POST /api/upload HTTP/1.1\r\nhost: gw\r\ncontent-length: {length}\r\n\r\n"
+    ));
+    // The body goes on from its own thread: the gateway stops reading it, so
+    // these writes end with an error once it closes the connection.
+    let mut body = wire.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let piece = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < length {
+            match body.write(&piece) {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+        sent
+    });
+    let response = wire.response("POST");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (413, "too large\n"),
+        "{response:?}"
+    );
+    assert_eq!(response.field("connection"), Some("close"), "{response:?}");
+    let head = early.join().unwrap();
+    assert!(head.starts_with("POST /api/upload HTTP/1.1\r\n"), "{head}");
+    assert!(
+        sender.join().unwrap() < length,
+        "the gateway read the whole body"
+    );
 }
