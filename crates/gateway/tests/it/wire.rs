@@ -3,7 +3,8 @@
 //! (so it can answer chunked, close-delimited, bodiless or after a 1xx, and
 //! close kept-alive connections). Covers connection management, body framing
 //! both ways, `Expect: 100-continue`, retries on a stale upstream connection,
-//! early answers of an upstream, request-smuggling guards (`Host`, `Transfer-Encoding`), absolute-form targets and protocol switches
+//! early answers of an upstream, request-smuggling guards (`Host`,
+//! `Transfer-Encoding`), absolute-form targets and protocol switches
 //! (WebSocket upgrades).
 
 use crate::support::{Gw, eventually};
