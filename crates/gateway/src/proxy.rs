@@ -18,8 +18,8 @@ use crate::{trace, upstream};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -622,9 +622,13 @@ impl Proxy {
             member.cell.succeeded();
         }
         if response.status == 101 {
-            return self
-                .tunnel(client, stream, &response, pending, upstream_buf, out)
-                .await;
+            if self
+                .switch(client, &mut stream, &response, pending, upstream_buf, out)
+                .await
+            {
+                join(&mut client.stream, &mut stream, limits.tunnel_idle_timeout).await;
+            }
+            return Next::Close;
         }
         let body = match h1::response_framing(&response, method == "HEAD") {
             Ok(f) => f,
@@ -753,35 +757,34 @@ impl Proxy {
         }
     }
 
-    /// Joins the client's connection to the upstream's after a 101: the
-    /// switched protocol's bytes go both ways unchanged until both sides have
-    /// closed. The request is recorded with the 101, before the client sees it;
-    /// the tunnel's own bytes are not counted.
-    async fn tunnel(
+    /// Passes a 101 on and readies the two connections to be joined (then the
+    /// switched protocol's bytes go both ways unchanged, see [`join`]); false
+    /// when either side is already gone. The request is recorded with the
+    /// 101, before the client sees it; the tunnel's own bytes are not counted.
+    async fn switch(
         &self,
         client: &mut Client,
-        mut stream: TcpStream,
+        stream: &mut TcpStream,
         response: &Head,
         pending: Pending<'_>,
         upstream_buf: &mut BytesMut,
         out: &mut Vec<u8>,
-    ) -> Next {
+    ) -> bool {
         response_head(out, response, &pending, true, false);
         pending.finish(&self.sinks, 101, 0);
         // What either side sent right after its head already belongs to the new protocol.
         out.extend_from_slice(upstream_buf);
         upstream_buf.clear();
         if client.stream.write_all(out).await.is_err() {
-            return Next::Close;
+            return false;
         }
         if !client.buf.is_empty() {
             if stream.write_all(&client.buf).await.is_err() {
-                return Next::Close;
+                return false;
             }
             client.buf.clear();
         }
-        let _ = tokio::io::copy_bidirectional(&mut client.stream, &mut stream).await;
-        Next::Close
+        true
     }
 
     /// Answers the request itself and records it; `close` (a request body was
@@ -1032,6 +1035,60 @@ async fn send_request(
             Ok(_) => {}
         }
     }
+}
+
+/// Copies bytes both ways between two joined connections until both
+/// directions have ended, or until nothing has been read on either side for
+/// `idle` (a peer that stops reading holds its direction's write, which moves
+/// nothing, so it is cut off too).
+async fn join(client: &mut TcpStream, upstream: &mut TcpStream, idle: Duration) {
+    let (mut client_read, mut client_write) = client.split();
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    // When a byte was last read, as time since `opened`.
+    let opened = Instant::now();
+    let moved = AtomicU64::new(0);
+    let both = async {
+        tokio::join!(
+            pipe(&mut client_read, &mut upstream_write, opened, &moved),
+            pipe(&mut upstream_read, &mut client_write, opened, &moved),
+        )
+    };
+    let watch = async {
+        loop {
+            let deadline = opened + Duration::from_nanos(moved.load(Ordering::Relaxed)) + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    };
+    tokio::select! {
+        _ = both => {}
+        () = watch => {}
+    }
+}
+
+/// One direction of [`join`]: what `from` sends goes to `to`; when `from`
+/// ends, `to` is shut down for writing, as the sender meant.
+async fn pipe<R, W>(from: &mut R, to: &mut W, opened: Instant, moved: &AtomicU64)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let since = u64::try_from(opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                moved.store(since, Ordering::Relaxed);
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 async fn write_all_vectored(

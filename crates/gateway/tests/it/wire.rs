@@ -495,13 +495,23 @@ impl Rig {
         script: impl Fn(&Got) -> Answer + Send + Sync + 'static,
         options: Options,
     ) -> Rig {
+        Rig::start_limited(script, options, "{}")
+    }
+
+    /// With `limits` (a flow mapping) as the configuration's limits.
+    fn start_limited(
+        script: impl Fn(&Got) -> Answer + Send + Sync + 'static,
+        options: Options,
+        limits: &str,
+    ) -> Rig {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let up = runtime.block_on(RawUpstream::start(script));
-        let gw = runtime.block_on(Gw::start_with(&config(up.addr), options));
+        let yaml = format!("{}limits: {limits}\n", config(up.addr));
+        let gw = runtime.block_on(Gw::start_with(&yaml, options));
         Rig { gw, up, runtime }
     }
 
@@ -844,6 +854,36 @@ fn an_upgrade_the_upstream_accepts_joins_the_two_connections() {
         got[0].field("sec-websocket-key"),
         Some("dGhlIHNhbXBsZSBub25jZQ==")
     );
+}
+
+#[test]
+fn a_tunnel_with_nothing_moving_is_closed_after_its_idle_timeout() {
+    let rig = Rig::start_limited(
+        |_| {
+            Answer::switch(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            )
+        },
+        Options::default(),
+        "{tunnel_idle_timeout: 300ms}",
+    );
+    let mut wire = rig.connect();
+    wire.send(
+        "GET /api/socket HTTP/1.1\r\nhost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(wire.response("GET").status, 101);
+    // Traffic keeps the tunnel open past the timeout...
+    let opened = std::time::Instant::now();
+    for frame in ["frame one", "frame two", "frame three", "frame four"] {
+        wire.send(frame);
+        assert_eq!(wire.take(frame.len(), "the echo"), frame.as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(400));
+    // ...and silence closes it (the read limit is 10 s, far over 300 ms).
+    let quiet = std::time::Instant::now();
+    wire.assert_closed();
+    assert!(quiet.elapsed() < READ_LIMIT, "{:?}", quiet.elapsed());
 }
 
 /// A 101 to a request that asked for no switch, or a switch asked with a
