@@ -1038,9 +1038,9 @@ async fn send_request(
 }
 
 /// Copies bytes both ways between two joined connections until both
-/// directions have ended, or until nothing has been read on either side for
-/// `idle` (a peer that stops reading holds its direction's write, which moves
-/// nothing, so it is cut off too).
+/// directions have ended, either side fails, or nothing has been read on
+/// either side for `idle` (a peer that stops reading holds its direction's
+/// write, which moves nothing, so it is cut off too).
 async fn join(client: &mut TcpStream, upstream: &mut TcpStream, idle: Duration) {
     let (mut client_read, mut client_write) = client.split();
     let (mut upstream_read, mut upstream_write) = upstream.split();
@@ -1048,7 +1048,7 @@ async fn join(client: &mut TcpStream, upstream: &mut TcpStream, idle: Duration) 
     let opened = Instant::now();
     let moved = AtomicU64::new(0);
     let both = async {
-        tokio::join!(
+        tokio::try_join!(
             pipe(&mut client_read, &mut upstream_write, opened, &moved),
             pipe(&mut upstream_read, &mut client_write, opened, &moved),
         )
@@ -1069,26 +1069,28 @@ async fn join(client: &mut TcpStream, upstream: &mut TcpStream, idle: Duration) 
 }
 
 /// One direction of [`join`]: what `from` sends goes to `to`; when `from`
-/// ends, `to` is shut down for writing, as the sender meant.
-async fn pipe<R, W>(from: &mut R, to: &mut W, opened: Instant, moved: &AtomicU64)
+/// ends, `to` is shut down for writing, as the sender meant. An error on
+/// either side ends the whole tunnel.
+async fn pipe<R, W>(
+    from: &mut R,
+    to: &mut W,
+    opened: Instant,
+    moved: &AtomicU64,
+) -> std::io::Result<()>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUFFER];
     loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let since = u64::try_from(opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                moved.store(since, Ordering::Relaxed);
-                if to.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
         }
+        let since = u64::try_from(opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        moved.store(since, Ordering::Relaxed);
+        to.write_all(&buf[..n]).await?;
     }
-    let _ = to.shutdown().await;
 }
 
 async fn write_all_vectored(
