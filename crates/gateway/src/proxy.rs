@@ -43,6 +43,10 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read buffers start at this size and grow for larger heads.
 const BUFFER: usize = 8 * 1024;
 
+/// The longest a closing client connection is still read from, so that an
+/// answer written before the client finished sending reaches it.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// What the proxy knows of a request while it handles it, finished into an
 /// access-log line (and a [`Record`] when spans are exported). It borrows from
 /// the request head and the routing table the request holds, so handling a
@@ -374,6 +378,25 @@ impl Proxy {
             let next = self.exchange(&mut client, head, limits, &mut buffers).await;
             if next == Next::Close {
                 let _ = client.stream.shutdown().await;
+                // A client still sending a body the gateway did not read (an
+                // early answer, a refusal) would make closing now a reset,
+                // which can destroy the answer before the client reads it
+                // (RFC 9112, section 9.6): read on and drop what comes, until
+                // the client closes too, for a bounded time.
+                let drain = async {
+                    loop {
+                        client.buf.clear();
+                        client.buf.reserve(BUFFER);
+                        match client.stream.read_buf(&mut client.buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::timeout(LINGER, drain) => {}
+                    () = stop.as_mut() => {}
+                }
                 return;
             }
             waiting_since = Instant::now();
