@@ -36,6 +36,10 @@ pub struct Limits {
     /// A connection with no request in flight and no bytes moving is closed after this.
     #[serde(serialize_with = "human")]
     pub idle_timeout: Duration,
+    /// A protocol-switched connection (a WebSocket) with no bytes moving either
+    /// way for this long is closed.
+    #[serde(serialize_with = "human")]
+    pub tunnel_idle_timeout: Duration,
     /// Client connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
     /// On shutdown, how long requests in flight may take to finish.
@@ -50,6 +54,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(3600),
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(30),
         }
@@ -374,6 +379,7 @@ impl Reader<'_> {
                 "max_body_bytes",
                 "header_timeout",
                 "idle_timeout",
+                "tunnel_idle_timeout",
                 "max_connections",
                 "drain_timeout",
             ],
@@ -393,6 +399,9 @@ impl Reader<'_> {
         }
         if let Some(n) = self.optional(node, "idle_timeout") {
             limits.idle_timeout = self.duration(n)?;
+        }
+        if let Some(n) = self.optional(node, "tunnel_idle_timeout") {
+            limits.tunnel_idle_timeout = self.duration(n)?;
         }
         if let Some(n) = self.optional(node, "max_connections") {
             limits.max_connections = self.number(n)?;

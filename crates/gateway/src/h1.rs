@@ -233,18 +233,22 @@ pub enum Framing {
     UntilClose,
 }
 
-/// A request body's framing (RFC 9112, section 6.3): chunked wins, a length must be
-/// one well-formed number, and a request with both is refused as a smuggling risk.
+/// A request body's framing (RFC 9112, section 6.3): a length must be one
+/// well-formed number, a request with both a length and `Transfer-Encoding` is
+/// refused as a smuggling risk, and the only coding passed on is `chunked`
+/// alone: the gateway does not decode others, and forwarding a coding it does
+/// not understand (`identity, chunked`, `gzip, chunked`, `chunked, chunked`)
+/// could let the upstream delimit the body differently (section 6.1).
 pub fn request_framing(head: &Head) -> Result<Framing, &'static str> {
     let length = content_length(head)?;
     if head.get("transfer-encoding").is_some() {
         if length.is_some() {
             return Err("both Content-Length and Transfer-Encoding");
         }
-        return if last_coding_is_chunked(head) {
+        return if only_coding_is_chunked(head) {
             Ok(Framing::Chunked)
         } else {
-            Err("a request's Transfer-Encoding must end with chunked")
+            Err("a request's Transfer-Encoding must be exactly chunked")
         };
     }
     Ok(match length {
@@ -278,6 +282,32 @@ fn last_coding_is_chunked(head: &Head) -> bool {
         .filter(|t| !t.trim_ascii().is_empty())
         .last()
         .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// True when the `Transfer-Encoding` fields, taken together, list one coding:
+/// `chunked` (empty list members are allowed by the list syntax and skipped).
+fn only_coding_is_chunked(head: &Head) -> bool {
+    let mut codings = head
+        .values("transfer-encoding")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    codings
+        .next()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
+/// The request's `Host` value (RFC 9112, section 3.2): `Ok(None)` when there is
+/// none, an error when there are two or more, since a router and an upstream
+/// could each read a different one.
+pub fn request_host(head: &Head) -> Result<Option<&[u8]>, &'static str> {
+    let mut hosts = head.values("host");
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host field");
+    }
+    Ok(first)
 }
 
 /// `Content-Length`: every value (and list member) must be the same decimal number.
@@ -531,14 +561,52 @@ mod tests {
             Ok(Framing::Length(12))
         );
         assert_eq!(
-            framing("transfer-encoding: gzip, chunked\r\n"),
+            framing("transfer-encoding: chunked\r\n"),
             Ok(Framing::Chunked)
         );
+        assert_eq!(
+            framing("transfer-encoding: , Chunked ,\r\n"),
+            Ok(Framing::Chunked)
+        );
+        for refused in [
+            "transfer-encoding: gzip, chunked\r\n",
+            "transfer-encoding: identity, chunked\r\n",
+            "transfer-encoding: chunked, chunked\r\n",
+            "transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n",
+            "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            "transfer-encoding: \r\n",
+        ] {
+            assert_eq!(
+                framing(refused),
+                Err("a request's Transfer-Encoding must be exactly chunked"),
+                "{refused:?}"
+            );
+        }
         assert!(framing("content-length: nope\r\n").is_err());
         assert!(framing("content-length: -1\r\n").is_err());
         assert!(framing("content-length: 1\r\ncontent-length: 2\r\n").is_err());
         assert!(framing("content-length: 1\r\ntransfer-encoding: chunked\r\n").is_err());
         assert!(framing("transfer-encoding: chunked, gzip\r\n").is_err());
+    }
+
+    #[test]
+    fn a_request_has_at_most_one_host() {
+        let host = |fields: &str| {
+            let head = request(&format!("GET / HTTP/1.1\r\n{fields}\r\n"))
+                .unwrap()
+                .unwrap();
+            request_host(&head).map(|h| h.map(<[u8]>::to_vec))
+        };
+        assert_eq!(host(""), Ok(None));
+        assert_eq!(host("Host: a\r\nx: 1\r\n"), Ok(Some(b"a".to_vec())));
+        assert_eq!(
+            host("Host: a\r\nhost: b\r\n"),
+            Err("more than one Host field")
+        );
+        assert_eq!(
+            host("host: a\r\nHOST: a\r\n"),
+            Err("more than one Host field")
+        );
     }
 
     #[test]

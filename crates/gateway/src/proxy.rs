@@ -18,8 +18,8 @@ use crate::{trace, upstream};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -42,6 +42,10 @@ pub(crate) struct Proxy {
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read buffers start at this size and grow for larger heads.
 const BUFFER: usize = 8 * 1024;
+
+/// The longest a closing client connection is still read from, so that an
+/// answer written before the client finished sending reaches it.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// What the proxy knows of a request while it handles it, finished into an
 /// access-log line (and a [`Record`] when spans are exported). It borrows from
@@ -374,6 +378,25 @@ impl Proxy {
             let next = self.exchange(&mut client, head, limits, &mut buffers).await;
             if next == Next::Close {
                 let _ = client.stream.shutdown().await;
+                // A client still sending a body the gateway did not read (an
+                // early answer, a refusal) would make closing now a reset,
+                // which can destroy the answer before the client reads it
+                // (RFC 9112, section 9.6): read on and drop what comes, until
+                // the client closes too, for a bounded time.
+                let drain = async {
+                    loop {
+                        client.buf.clear();
+                        client.buf.reserve(BUFFER);
+                        match client.stream.read_buf(&mut client.buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::timeout(LINGER, drain) => {}
+                    () = stop.as_mut() => {}
+                }
                 return;
             }
             waiting_since = Instant::now();
@@ -411,7 +434,13 @@ impl Proxy {
         let method = head.method();
         let (target, authority) = origin_form(head.target());
         let path = target.split_once('?').map_or(target, |(p, _)| p);
-        let host_field = head.text("host");
+        // Two Host fields, or none in an HTTP/1.1 request, is a 400 (RFC 9112,
+        // section 3.2), but an absolute-form target names the host itself.
+        let (host_field, host_error) = match h1::request_host(&head) {
+            Ok(None) if head.minor == 1 && authority.is_none() => (None, Some("no Host field")),
+            Ok(h) => (h.and_then(|h| std::str::from_utf8(h).ok()), None),
+            Err(why) => (None, Some(why)),
+        };
         // An absolute-form target's authority wins over Host (RFC 9112, section 3.2.2).
         let host = authority.or(host_field);
         // One table for the whole request: routing and endpoint choice see one generation.
@@ -438,6 +467,10 @@ impl Proxy {
         } else {
             head.lists("connection", "close")
         };
+        if let Some(why) = host_error {
+            let body = format!("malformed request: {why}\n");
+            return self.answer(client, out, pending, 400, &body, true).await;
+        }
         let framing = match framing {
             Ok(Framing::Chunked) if head.minor == 0 => {
                 let why = "malformed request: Transfer-Encoding in an HTTP/1.0 request";
@@ -512,7 +545,7 @@ impl Proxy {
         let expects_continue = head.lists("expect", "100-continue");
         let mut tried: Vec<SocketAddr> = Vec::new();
         let connections = &self.shared.registry.connections;
-        let (mut stream, response) = loop {
+        let (mut stream, response, whole) = loop {
             pending.attempts += 1;
             pending.stats = &member.stats;
             pending.member = Some(member);
@@ -612,9 +645,13 @@ impl Proxy {
             member.cell.succeeded();
         }
         if response.status == 101 {
-            return self
-                .tunnel(client, stream, &response, pending, upstream_buf, out)
-                .await;
+            if self
+                .switch(client, &mut stream, &response, pending, upstream_buf, out)
+                .await
+            {
+                join(&mut client.stream, &mut stream, limits.tunnel_idle_timeout).await;
+            }
+            return Next::Close;
         }
         let body = match h1::response_framing(&response, method == "HEAD") {
             Ok(f) => f,
@@ -627,11 +664,15 @@ impl Proxy {
                     .await;
             }
         };
-        let upstream_keeps = if head.minor == 1 {
-            response.minor == 1 && !response.lists("connection", "close")
-        } else {
-            response.lists("connection", "keep-alive")
-        };
+        // An answer that came before the whole body: the rest of the client's
+        // body was never read and the upstream connection is broken, so both close.
+        client.closing |= !whole;
+        let upstream_keeps = whole
+            && if head.minor == 1 {
+                response.minor == 1 && !response.lists("connection", "close")
+            } else {
+                response.lists("connection", "keep-alive")
+            };
         let keep_alive = !client.closing && body != Framing::UntilClose;
         response_head(out, &response, &pending, keep_alive, head.minor == 0);
         let status = response.status;
@@ -687,7 +728,8 @@ impl Proxy {
     }
 
     /// Writes the request upstream (on a kept-alive connection when there is one)
-    /// and reads the response head, within the service's request timeout.
+    /// and reads the response head, within the service's request timeout; the
+    /// flag is false when the upstream answered before taking the whole body.
     async fn send(
         &self,
         client: &mut Client,
@@ -696,7 +738,7 @@ impl Proxy {
         outgoing: &Outgoing<'_>,
         upstream_buf: &mut BytesMut,
         bytes_in: &mut u64,
-    ) -> Result<(TcpStream, Head), Failure> {
+    ) -> Result<(TcpStream, Head, bool), Failure> {
         let connections = &self.shared.registry.connections;
         let mut reused = connections.take(address, outgoing.started);
         loop {
@@ -709,13 +751,26 @@ impl Proxy {
             };
             upstream_buf.clear();
             let exchange = async {
-                send_request(client, &mut stream, outgoing, bytes_in).await?;
+                let cut_off = match send_request(client, &mut stream, outgoing, bytes_in).await {
+                    Ok(()) => None,
+                    // The upstream may have answered before the whole body
+                    // arrived and closed (a 413, say): that answer is read
+                    // and passed on, and only without one is this a failure.
+                    Err(f @ Failure::Reset { fresh: false, .. }) => Some(f),
+                    Err(f) => return Err(f),
+                };
                 // HTTP/1.0 clients know no informational answers.
                 let informational = outgoing.http11.then_some(&mut client.stream);
-                read_response_head(&mut stream, upstream_buf, informational, outgoing.upgrade).await
+                let head =
+                    read_response_head(&mut stream, upstream_buf, informational, outgoing.upgrade)
+                        .await;
+                match (head, cut_off) {
+                    (Ok(head), cut_off) => Ok((head, cut_off.is_none())),
+                    (Err(_), Some(f)) | (Err(f), None) => Err(f),
+                }
             };
             match tokio::time::timeout(upstream.request_timeout, exchange).await {
-                Ok(Ok(head)) => return Ok((stream, head)),
+                Ok(Ok((head, whole))) => return Ok((stream, head, whole)),
                 // A kept-alive connection the upstream closed meanwhile: once more on a new one.
                 Ok(Err(Failure::Reset { fresh: true, .. })) if was_reused && outgoing.retriable => {
                 }
@@ -725,35 +780,34 @@ impl Proxy {
         }
     }
 
-    /// Joins the client's connection to the upstream's after a 101: the
-    /// switched protocol's bytes go both ways unchanged until both sides have
-    /// closed. The request is recorded with the 101, before the client sees it;
-    /// the tunnel's own bytes are not counted.
-    async fn tunnel(
+    /// Passes a 101 on and readies the two connections to be joined (then the
+    /// switched protocol's bytes go both ways unchanged, see [`join`]); false
+    /// when either side is already gone. The request is recorded with the
+    /// 101, before the client sees it; the tunnel's own bytes are not counted.
+    async fn switch(
         &self,
         client: &mut Client,
-        mut stream: TcpStream,
+        stream: &mut TcpStream,
         response: &Head,
         pending: Pending<'_>,
         upstream_buf: &mut BytesMut,
         out: &mut Vec<u8>,
-    ) -> Next {
+    ) -> bool {
         response_head(out, response, &pending, true, false);
         pending.finish(&self.sinks, 101, 0);
         // What either side sent right after its head already belongs to the new protocol.
         out.extend_from_slice(upstream_buf);
         upstream_buf.clear();
         if client.stream.write_all(out).await.is_err() {
-            return Next::Close;
+            return false;
         }
         if !client.buf.is_empty() {
             if stream.write_all(&client.buf).await.is_err() {
-                return Next::Close;
+                return false;
             }
             client.buf.clear();
         }
-        let _ = tokio::io::copy_bidirectional(&mut client.stream, &mut stream).await;
-        Next::Close
+        true
     }
 
     /// Answers the request itself and records it; `close` (a request body was
@@ -1003,6 +1057,62 @@ async fn send_request(
             Ok(0) | Err(_) => return Err(Failure::ClientBody(ClientBody::Gone)),
             Ok(_) => {}
         }
+    }
+}
+
+/// Copies bytes both ways between two joined connections until both
+/// directions have ended, either side fails, or nothing has been read on
+/// either side for `idle` (a peer that stops reading holds its direction's
+/// write, which moves nothing, so it is cut off too).
+async fn join(client: &mut TcpStream, upstream: &mut TcpStream, idle: Duration) {
+    let (mut client_read, mut client_write) = client.split();
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    // When a byte was last read, as time since `opened`.
+    let opened = Instant::now();
+    let moved = AtomicU64::new(0);
+    let both = async {
+        tokio::try_join!(
+            pipe(&mut client_read, &mut upstream_write, opened, &moved),
+            pipe(&mut upstream_read, &mut client_write, opened, &moved),
+        )
+    };
+    let watch = async {
+        loop {
+            let deadline = opened + Duration::from_nanos(moved.load(Ordering::Relaxed)) + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    };
+    tokio::select! {
+        _ = both => {}
+        () = watch => {}
+    }
+}
+
+/// One direction of [`join`]: what `from` sends goes to `to`; when `from`
+/// ends, `to` is shut down for writing, as the sender meant. An error on
+/// either side ends the whole tunnel.
+async fn pipe<R, W>(
+    from: &mut R,
+    to: &mut W,
+    opened: Instant,
+    moved: &AtomicU64,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        let since = u64::try_from(opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        moved.store(since, Ordering::Relaxed);
+        to.write_all(&buf[..n]).await?;
     }
 }
 

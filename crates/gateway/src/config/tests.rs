@@ -54,7 +54,7 @@ fn upstream_settings_and_limits_are_read_with_defaults() {
     let config = parse(
         "gw.yaml",
         "listeners: []
-limits: {max_body_bytes: 1024, idle_timeout: 2m, header_timeout: 500ms}
+limits: {max_body_bytes: 1024, idle_timeout: 2m, header_timeout: 500ms, tunnel_idle_timeout: 1h30m}
 services:
   a:
     endpoints: [{address: 127.0.0.1:1}]
@@ -73,6 +73,10 @@ services:
     assert_eq!(config.limits.max_body_bytes, 1024);
     assert_eq!(config.limits.idle_timeout, Duration::from_secs(120));
     assert_eq!(config.limits.header_timeout, Duration::from_millis(500));
+    assert_eq!(
+        config.limits.tunnel_idle_timeout,
+        Duration::from_secs(90 * 60)
+    );
     assert_eq!(
         config.limits.max_connections,
         Limits::default().max_connections
@@ -102,6 +106,7 @@ services:
     // Durations read back as the file writes them.
     let json = serde_json::to_value(&config).unwrap();
     assert_eq!(json["limits"]["idle_timeout"], "2m");
+    assert_eq!(json["limits"]["tunnel_idle_timeout"], "1h30m");
     assert_eq!(
         json["services"]["a"]["upstream"]["connect_timeout"],
         "250ms"

@@ -3,7 +3,8 @@
 //! (so it can answer chunked, close-delimited, bodiless or after a 1xx, and
 //! close kept-alive connections). Covers connection management, body framing
 //! both ways, `Expect: 100-continue`, retries on a stale upstream connection,
-//! request-smuggling guards, absolute-form targets and protocol switches
+//! early answers of an upstream, request-smuggling guards (`Host`,
+//! `Transfer-Encoding`), absolute-form targets and protocol switches
 //! (WebSocket upgrades).
 
 use crate::support::{Gw, eventually};
@@ -494,13 +495,23 @@ impl Rig {
         script: impl Fn(&Got) -> Answer + Send + Sync + 'static,
         options: Options,
     ) -> Rig {
+        Rig::start_limited(script, options, "{}")
+    }
+
+    /// With `limits` (a flow mapping) as the configuration's limits.
+    fn start_limited(
+        script: impl Fn(&Got) -> Answer + Send + Sync + 'static,
+        options: Options,
+        limits: &str,
+    ) -> Rig {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let up = runtime.block_on(RawUpstream::start(script));
-        let gw = runtime.block_on(Gw::start_with(&config(up.addr), options));
+        let yaml = format!("{}limits: {limits}\n", config(up.addr));
+        let gw = runtime.block_on(Gw::start_with(&yaml, options));
         Rig { gw, up, runtime }
     }
 
@@ -845,6 +856,36 @@ fn an_upgrade_the_upstream_accepts_joins_the_two_connections() {
     );
 }
 
+#[test]
+fn a_tunnel_with_nothing_moving_is_closed_after_its_idle_timeout() {
+    let rig = Rig::start_limited(
+        |_| {
+            Answer::switch(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            )
+        },
+        Options::default(),
+        "{tunnel_idle_timeout: 300ms}",
+    );
+    let mut wire = rig.connect();
+    wire.send(
+        "GET /api/socket HTTP/1.1\r\nhost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(wire.response("GET").status, 101);
+    // Traffic keeps the tunnel open past the timeout...
+    let opened = std::time::Instant::now();
+    for frame in ["frame one", "frame two", "frame three", "frame four"] {
+        wire.send(frame);
+        assert_eq!(wire.take(frame.len(), "the echo"), frame.as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(400));
+    // ...and silence closes it (the read limit is 10 s, far over 300 ms).
+    let quiet = std::time::Instant::now();
+    wire.assert_closed();
+    assert!(quiet.elapsed() < READ_LIMIT, "{:?}", quiet.elapsed());
+}
+
 /// A 101 to a request that asked for no switch, or a switch asked with a
 /// body, is not followed: the gateway answers 502, as for any broken answer.
 #[test]
@@ -971,6 +1012,13 @@ fn ambiguous_request_framing_is_refused_with_400_and_a_close() {
         ("content-length: 5\r\ncontent-length: 6\r\n", "hello!"),
         ("transfer-encoding: gzip\r\n", "hello"),
         ("transfer-encoding: chunked, gzip\r\n", "hello"),
+        ("transfer-encoding: identity, chunked\r\n", "0\r\n\r\n"),
+        ("transfer-encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+        ("transfer-encoding: chunked, chunked\r\n", "0\r\n\r\n"),
+        (
+            "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            "0\r\n\r\n",
+        ),
         ("transfer-encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"),
     ] {
         let mut wire = rig.connect();
@@ -985,6 +1033,42 @@ fn ambiguous_request_framing_is_refused_with_400_and_a_close() {
         wire.assert_closed();
     }
     assert!(rig.up.got().is_empty(), "{:?}", rig.up.got());
+}
+
+#[test]
+fn an_http11_request_needs_exactly_one_host_field() {
+    let rig = Rig::start(Answer::echo);
+    for (request, status) in [
+        ("GET /api/x HTTP/1.1\r\n\r\n", 400),
+        ("GET /api/x HTTP/1.1\r\nhost: gw\r\nhost: gw\r\n\r\n", 400),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: gw\r\nx-a: 1\r\nHOST: admin.internal\r\n\r\n",
+            400,
+        ),
+        ("GET /api/x HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n", 400),
+        (
+            "GET http://gw/api/x HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            400,
+        ),
+        // HTTP/1.0 predates Host: a request without one is still served.
+        ("GET /api/one-oh HTTP/1.0\r\n\r\n", 200),
+        ("GET /api/one-one HTTP/1.1\r\nhost: gw\r\n\r\n", 200),
+    ] {
+        let mut wire = rig.connect();
+        wire.send(request);
+        let response = wire.response("GET");
+        assert_eq!(response.status, status, "{request:?}: {response:?}");
+        if status == 400 {
+            assert_eq!(response.field("connection"), Some("close"), "{request:?}");
+            assert!(
+                response.text().contains("Host"),
+                "{request:?}: {response:?}"
+            );
+            wire.assert_closed();
+        }
+    }
+    let targets: Vec<String> = rig.up.got().iter().map(|g| g.target().to_owned()).collect();
+    assert_eq!(targets, ["/api/one-oh", "/api/one-one"]);
 }
 
 #[test]
@@ -1016,4 +1100,70 @@ fn an_absolute_form_target_is_routed_by_its_path_and_sent_in_origin_form() {
             "{g:?}"
         );
     }
+}
+
+#[test]
+fn an_upstream_answering_before_the_whole_body_and_closing_is_passed_on() {
+    // An upstream that refuses a body by its head alone: it answers 413 and
+    // closes without reading on, while the client is still sending.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let early = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(end) = head_end(&buf) {
+                break end;
+            }
+            let mut piece = [0u8; 4096];
+            let n = stream.read(&mut piece).unwrap();
+            assert!(n > 0, "the gateway closed before the head");
+            buf.extend_from_slice(&piece[..n]);
+        };
+        stream
+            .write_all(
+                b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 10\r\nconnection: close\r\n\r\ntoo large\n",
+            )
+            .unwrap();
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gw = runtime.block_on(Gw::start(&config(upstream)));
+    let mut wire = Wire::open(gw.proxy());
+    let length = 8 << 20;
+    wire.send(format!(
+        "POST /api/upload HTTP/1.1\r\nhost: gw\r\ncontent-length: {length}\r\n\r\n"
+    ));
+    // The body goes on from its own thread: the gateway no longer passes it
+    // on, but reads and drops it, so that the client sees a clean close and
+    // not a reset that could have destroyed the answer.
+    let mut body = wire.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let piece = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < length {
+            match body.write(&piece) {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+        sent
+    });
+    let response = wire.response("POST");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (413, "too large\n"),
+        "{response:?}"
+    );
+    assert_eq!(response.field("connection"), Some("close"), "{response:?}");
+    let head = early.join().unwrap();
+    assert!(head.starts_with("POST /api/upload HTTP/1.1\r\n"), "{head}");
+    assert_eq!(sender.join().unwrap(), length, "the body was cut off");
+    wire.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(wire.read_more().unwrap(), 0, "{:?}", wire.buf);
 }
