@@ -263,7 +263,39 @@ struct Proc {
     next_start: Option<Instant>,
 }
 
+/// What a child is before it first starts: its name, role, address and command.
+struct ProcSpec {
+    name: String,
+    kind: &'static str,
+    version: String,
+    addr: SocketAddr,
+    health: String,
+    args: Vec<String>,
+    log: PathBuf,
+    program: Option<PathBuf>,
+}
+
 impl Proc {
+    /// A child not started yet, with no restarts and the first backoff.
+    fn new(spec: ProcSpec) -> Proc {
+        Proc {
+            name: spec.name,
+            kind: spec.kind,
+            version: spec.version,
+            addr: spec.addr,
+            health: spec.health,
+            args: spec.args,
+            log: spec.log,
+            program: spec.program,
+            child: None,
+            started: Instant::now(),
+            restarts: 0,
+            last_exit: None,
+            backoff: FIRST_BACKOFF,
+            next_start: None,
+        }
+    }
+
     fn start(&mut self, exe: &Path) -> Result<(), UpError> {
         let log = OpenOptions::new()
             .create(true)
@@ -405,7 +437,7 @@ pub fn up(
 
     let version = env!("CARGO_PKG_VERSION").to_string();
     let otlp_url = format!("http://{otlp}");
-    let mut procs = vec![Proc {
+    let mut procs = vec![Proc::new(ProcSpec {
         name: "collector".into(),
         kind: "collector",
         version: version.clone(),
@@ -423,13 +455,7 @@ pub fn up(
         ],
         log: logs.join("collector.log"),
         program: None,
-        child: None,
-        started: Instant::now(),
-        restarts: 0,
-        last_exit: None,
-        backoff: FIRST_BACKOFF,
-        next_start: None,
-    }];
+    })];
     for s in &live {
         let addr = addrs[&s.name];
         let mut args = vec![
@@ -456,7 +482,7 @@ pub fn up(
                     .join(","),
             );
         }
-        procs.push(Proc {
+        procs.push(Proc::new(ProcSpec {
             name: s.name.clone(),
             kind: "service",
             version: SERVICE_VERSION.into(),
@@ -465,15 +491,9 @@ pub fn up(
             args,
             log: logs.join(format!("{}.log", s.name)),
             program: None,
-            child: None,
-            started: Instant::now(),
-            restarts: 0,
-            last_exit: None,
-            backoff: FIRST_BACKOFF,
-            next_start: None,
-        });
+        }));
     }
-    procs.push(Proc {
+    procs.push(Proc::new(ProcSpec {
         name: "gateway".into(),
         kind: "gateway",
         version,
@@ -490,20 +510,14 @@ pub fn up(
         ],
         log: logs.join("gateway.log"),
         program: None,
-        child: None,
-        started: Instant::now(),
-        restarts: 0,
-        last_exit: None,
-        backoff: FIRST_BACKOFF,
-        next_start: None,
-    });
+    }));
 
     if let Some((program, addr)) = &prometheus {
         let config = spec.dir.join("prometheus.yml");
         let targets: Vec<SocketAddr> = live.iter().map(|s| addrs[&s.name]).collect();
         fs::write(&config, prometheus_yml(admin, query, &targets))
             .map_err(io_error(format!("writing {}", config.display())))?;
-        procs.push(Proc {
+        procs.push(Proc::new(ProcSpec {
             name: "prometheus".into(),
             kind: "prometheus",
             version: prometheus_version(program),
@@ -520,13 +534,7 @@ pub fn up(
             ],
             log: logs.join("prometheus.log"),
             program: Some(program.clone()),
-            child: None,
-            started: Instant::now(),
-            restarts: 0,
-            last_exit: None,
-            backoff: FIRST_BACKOFF,
-            next_start: None,
-        });
+        }));
     }
     let prometheus_url = prometheus
         .as_ref()
