@@ -3,10 +3,10 @@
 //! a killed service, shows its running workloads to `cve`, and leaves no
 //! process behind.
 
-use crate::{TempDir, bulkhead, run_ok};
+use crate::{TempDir, bulkhead, eventually_or, run_ok};
 use serde_json::Value;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -38,23 +38,31 @@ fn status(dir: &std::path::Path) -> Value {
 
 /// Polls `lab status --json` until `done` holds, or fails after READY_WITHIN.
 fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + READY_WITHIN;
-    loop {
-        if dir.join("lab.json").is_file() {
-            let now = status(dir);
-            if done(&now) {
-                return now;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} within {READY_WITHIN:?}: {now:#}"
-            );
+    let mut last = Value::Null;
+    eventually_or(READY_WITHIN.as_secs(), || {
+        if !dir.join("lab.json").is_file() {
+            return None;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no lab.json within {READY_WITHIN:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        last = status(dir);
+        done(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("{what} within {READY_WITHIN:?}: {last:#}"))
+}
+
+/// Starts `lab up` in `dir` on any free ingress port, with `args` for size and load.
+fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
+    let child = bulkhead()
+        .args(["lab", "up"])
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lab up");
+    Running {
+        child,
+        dir: dir.to_path_buf(),
     }
 }
 
@@ -152,44 +160,33 @@ fn prometheus_scrapes_the_gateway_when_installed(ready: &Value) {
         address.as_str().expect("prometheus address")
     );
     let url = http_client::Url::parse(&url).unwrap();
-    let deadline = Instant::now() + READY_WITHIN;
-    loop {
-        let targets: Value = http_client::request("GET", &url, &[], &[], Duration::from_secs(5))
+    let mut targets = Value::Null;
+    let gateway_up = eventually_or(READY_WITHIN.as_secs(), || {
+        targets = http_client::request("GET", &url, &[], &[], Duration::from_secs(5))
             .ok()
             .and_then(|r| serde_json::from_slice(&r.body).ok())
             .unwrap_or(Value::Null);
-        let gateway_up = targets["data"]["activeTargets"]
+        targets["data"]["activeTargets"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|t| t["labels"]["job"] == "gateway" && t["health"] == "up");
-        if gateway_up {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus's gateway target up within {READY_WITHIN:?}: {targets:#}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+            .any(|t| t["labels"]["job"] == "gateway" && t["health"] == "up")
+            .then_some(())
+    });
+    assert!(
+        gateway_up.is_some(),
+        "prometheus's gateway target up within {READY_WITHIN:?}: {targets:#}"
+    );
 }
 
 #[test]
 fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     let tmp = TempDir::new("lab-up");
     let dir = tmp.join("lab");
-    let child = bulkhead()
-        .args(["lab", "up", "--fleet-size", "12", "--services", "6"])
-        .args(["--listen", "127.0.0.1:0", "--rate", "5", "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lab up");
-    let mut lab = Running {
-        child,
-        dir: dir.clone(),
-    };
+    let mut lab = start_lab(
+        &dir,
+        &["--fleet-size", "12", "--services", "6", "--rate", "5"],
+    );
 
     let ready = wait_for(&dir, "every process healthy", all_healthy);
     let processes = ready["processes"].as_array().unwrap();
@@ -278,18 +275,10 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
 fn sigterm_stops_the_lab_and_every_child() {
     let tmp = TempDir::new("lab-up-sigterm");
     let dir = tmp.join("lab");
-    let child = bulkhead()
-        .args(["lab", "up", "--fleet-size", "8", "--services", "3"])
-        .args(["--listen", "127.0.0.1:0", "--rate", "0", "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lab up");
-    let mut lab = Running {
-        child,
-        dir: dir.clone(),
-    };
+    let mut lab = start_lab(
+        &dir,
+        &["--fleet-size", "8", "--services", "3", "--rate", "0"],
+    );
     let ready = wait_for(&dir, "every process healthy", all_healthy);
     let recorded = pids(&ready);
     run_ok(std::process::Command::new("kill").args(["-TERM", &lab.child.id().to_string()]));
