@@ -16,7 +16,7 @@ mod temp;
 mod text;
 
 pub use expect::{UPDATE_ENV, expect_file, expect_text};
-pub use temp::TempDir;
+pub use temp::{TempDir, git};
 pub use text::dedent;
 
 use std::path::{Path, PathBuf};

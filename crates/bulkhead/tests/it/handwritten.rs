@@ -4,27 +4,7 @@
 
 use crate::*;
 use std::collections::BTreeSet;
-use std::process::Command;
-
-/// Runs git in `dir` with a fixed identity, independent of the machine's configuration.
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use test_support::git;
 
 /// Writes `files` (path, text) into a new git repository at `dir` and commits them.
 fn repo(dir: &Path, files: &[(&str, &str)]) {
