@@ -559,6 +559,12 @@ fn load_check(fleet_args: &TemplateFleetArgs, version: &str) -> Result<Checked> 
     let context = Context::load(fleet_args, true)?;
     context.print_diagnostics();
     let target = context.release(version)?.clone();
+    check_release(context, target)
+}
+
+/// Checks every app of the fleet against `target`, reading the template
+/// releases the check needs.
+fn check_release(context: Context, target: Release) -> Result<Checked> {
     let needed = templates::check::releases_needed(
         context.fleet(),
         &context.source,
@@ -717,26 +723,7 @@ fn bump(args: BumpArgs) -> Result<Exit> {
             context.state_dir.path().display()
         ),
         None => {
-            let needed = templates::check::releases_needed(
-                context.fleet(),
-                &context.source,
-                &context.releases,
-                &target,
-            );
-            let sets = context.template_sets(&needed)?;
-            let check = templates::check_fleet(
-                context.fleet(),
-                &context.source,
-                &context.releases,
-                &sets,
-                &target,
-            );
-            let checked = Checked {
-                context,
-                target: target.clone(),
-                sets,
-                check,
-            };
+            let checked = check_release(context, target.clone())?;
             let plan = make_plan(&checked, &args.waves);
             let path = state::save_plan(&checked.context.state_dir, &checked.context.label, &plan)?;
             eprintln!("no saved plan: planned now and saved to {}", path.display());
