@@ -6,12 +6,7 @@ use crate::*;
 fn scan_finds_services_dependencies_and_the_public_route() {
     let state = TempDir::new("boutique-state");
     let scan = scan_json(&testdata("online-boutique"), state.path());
-    let names: Vec<&str> = scan["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = service_names(&scan);
     assert_eq!(
         names,
         [

@@ -133,12 +133,7 @@ fn app_repositories_without_catalog_or_manifests_are_services_and_template_check
     std::fs::write(root.join("docs/README.md"), "# How we ship\n").expect("write");
 
     let scan = scan_json(&root, &dir.path().join("state"));
-    let names: Vec<&str> = scan["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = service_names(&scan);
     assert_eq!(names, ["ledger", "orders", "payments", "search", "web"]);
     let orders = service(&scan, "orders");
     assert_eq!(orders["repo"], "orders");
@@ -233,12 +228,7 @@ fn top_level_folders_of_a_monorepo_with_a_dockerfile_or_ci_file_are_apps() {
         ],
     );
     let scan = scan_json(&root, &dir.path().join("state"));
-    let names: Vec<&str> = scan["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = service_names(&scan);
     assert_eq!(names, ["api", "worker"]);
     let api = service(&scan, "api");
     assert_eq!(api["repo"], "");
@@ -284,12 +274,7 @@ fn an_app_repository_joins_the_service_its_gitops_manifests_declare_under_its_na
     );
     repo(&root.join("search"), &[("Dockerfile", PYTHON_DOCKERFILE)]);
     let scan = scan_json(&root, &dir.path().join("state"));
-    let names: Vec<&str> = scan["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = service_names(&scan);
     assert_eq!(names, ["orders", "search"]);
     let orders = service(&scan, "orders");
     // Declared by the manifest, built by its own repository.

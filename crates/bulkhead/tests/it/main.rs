@@ -75,6 +75,16 @@ pub fn service<'a>(scan: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("service {name} missing"))
 }
 
+/// The names of a scan's services, in its order.
+pub fn service_names(scan: &Value) -> Vec<&str> {
+    scan["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect()
+}
+
 pub fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
