@@ -11,9 +11,13 @@ use serde_json::Value as Json;
 /// The service name of a resource without `service.name` (the OTel SDK default).
 pub use traces::UNKNOWN_SERVICE;
 
-impl Value {
-    /// The value as Jaeger's tag query compares it: a plain string.
-    pub fn to_query_string(&self) -> String {
+/// An attribute value as Jaeger's tag query compares it: a plain string.
+pub trait QueryString {
+    fn to_query_string(&self) -> String;
+}
+
+impl QueryString for Value {
+    fn to_query_string(&self) -> String {
         match self {
             Value::String(s) => s.clone(),
             Value::Bool(b) => b.to_string(),
@@ -25,9 +29,8 @@ impl Value {
     }
 }
 
-impl wire::Value {
-    /// As [`Value::to_query_string`].
-    pub fn to_query_string(&self) -> String {
+impl QueryString for wire::Value {
+    fn to_query_string(&self) -> String {
         match self {
             wire::Value::String(s) => String::from_utf8_lossy(s).into_owned(),
             wire::Value::Bool(b) => b.to_string(),

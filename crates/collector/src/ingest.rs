@@ -10,6 +10,7 @@
 //! resource attributes once. An invalid span is rejected alone and counted in
 //! the response's `partial_success`; the rest of the request is stored.
 
+use crate::attrs::QueryString as _;
 use crate::attrs::{UNKNOWN_SERVICE, wire_is_error};
 use crate::otlp::{self, ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Value, wire};
 use bytes::Bytes;

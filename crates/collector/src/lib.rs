@@ -11,18 +11,22 @@
 
 pub mod attrs;
 mod base64;
+mod forward;
 pub mod ingest;
 pub mod jaeger;
 pub mod json;
 mod log;
 mod metrics;
-pub mod otlp;
 mod query;
 mod server;
 pub mod store;
 #[cfg(test)]
 mod tests;
 
+/// The OTLP trace messages, declared once in `telemetry` for the exporters and ingest alike.
+pub use telemetry::proto as otlp;
+
+pub use forward::ForwardOptions;
 pub use metrics::Metrics;
 pub use query::to_analysis_span;
 pub use server::{GRPC_EXPORT_PATH, gunzip};
@@ -64,6 +68,8 @@ pub struct Options {
     pub indexed_tags: HashSet<String>,
     /// `synchronous=FULL`: survive power loss too, at an fsync per group commit.
     pub fsync: bool,
+    /// Where committed spans are forwarded; `None` keeps them here only.
+    pub forward: Option<ForwardOptions>,
 }
 
 impl Options {
@@ -84,6 +90,7 @@ impl Options {
                 .map(|s| s.to_string())
                 .collect(),
             fsync: false,
+            forward: None,
         }
     }
 }
@@ -105,7 +112,8 @@ pub enum Error {
 #[derive(Debug)]
 struct Shared {
     options: Options,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
+    forward: Option<Arc<forward::Forwarder>>,
     reader: Reader,
     writer: Mutex<Option<std::sync::mpsc::Sender<server::Job>>>,
     inflight: tokio::sync::Semaphore,
@@ -120,6 +128,7 @@ pub struct Collector {
     pub query: SocketAddr,
     shared: Arc<Shared>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    forward_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Collector {
@@ -138,9 +147,19 @@ impl Collector {
         };
         let query = bind(options.query).await?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let metrics = Arc::new(Metrics::default());
+        let (forward, forward_thread) = match &options.forward {
+            Some(f) => {
+                let (forwarder, thread) = forward::Forwarder::start(f.clone(), metrics.clone())
+                    .map_err(Error::Runtime)?;
+                (Some(forwarder), Some(thread))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             reader: Reader::new(&options.data),
-            metrics: Metrics::default(),
+            metrics,
+            forward,
             writer: Mutex::new(Some(tx)),
             inflight: tokio::sync::Semaphore::new(options.max_inflight.max(1)),
             last_overload_log: AtomicI64::new(0),
@@ -162,6 +181,7 @@ impl Collector {
             query: addr(&query),
             shared: shared.clone(),
             writer_thread: Some(writer_thread),
+            forward_thread,
         };
         let s = shared.clone();
         serve(http, false, move |req| server::http_ingest(s.clone(), req));
@@ -180,6 +200,16 @@ impl Collector {
                     "data",
                     collector.shared.options.data.display().to_string().into(),
                 ),
+                (
+                    "forward",
+                    collector
+                        .shared
+                        .options
+                        .forward
+                        .as_ref()
+                        .map(|f| f.url.to_string())
+                        .into(),
+                ),
             ],
         );
         Ok(collector)
@@ -195,6 +225,13 @@ impl Collector {
             tx.take();
         }
         if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+        // After the writer: every committed request has been offered.
+        if let Some(f) = &self.shared.forward {
+            f.close();
+        }
+        if let Some(t) = self.forward_thread.take() {
             let _ = t.join();
         }
     }

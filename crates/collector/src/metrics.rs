@@ -16,6 +16,13 @@ pub struct Metrics {
     pub commit_seconds_micros: AtomicU64,
     pub retention_deleted: AtomicU64,
     pub store_bytes: AtomicI64,
+    /// Spans the forward target took.
+    pub forward_spans_sent: AtomicU64,
+    /// Forward attempts that failed and were tried again.
+    pub forward_retries: AtomicU64,
+    /// Request bodies waiting to be forwarded.
+    pub forward_queue_bytes: AtomicI64,
+    forward_dropped: Mutex<BTreeMap<&'static str, u64>>,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
 
@@ -23,6 +30,14 @@ impl Metrics {
     pub fn request(&self, protocol: &'static str, status: u16) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((protocol, status)).or_default() += 1;
+        }
+    }
+
+    /// Counts spans forwarding gave up on, by why: `queue_full`,
+    /// `retries_exhausted`, `refused` (a 4xx) or `shutdown`.
+    pub fn forward_dropped(&self, reason: &'static str, spans: u64) {
+        if let Ok(mut m) = self.forward_dropped.lock() {
+            *m.entry(reason).or_default() += spans;
         }
     }
 
@@ -87,6 +102,35 @@ impl Metrics {
             for ((protocol, status), n) in m.iter() {
                 out.push_str(&format!(
                     "collector_ingest_requests_total{{protocol=\"{protocol}\",status=\"{status}\"}} {n}\n"
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "# HELP collector_forward_spans_sent_total Spans the forward target took.\n\
+             # TYPE collector_forward_spans_sent_total counter\n\
+             collector_forward_spans_sent_total {}\n",
+            self.forward_spans_sent.load(Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP collector_forward_retries_total Failed forward attempts that were tried again.\n\
+             # TYPE collector_forward_retries_total counter\n\
+             collector_forward_retries_total {}\n",
+            self.forward_retries.load(Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP collector_forward_queue_bytes Request bodies waiting to be forwarded.\n\
+             # TYPE collector_forward_queue_bytes gauge\n\
+             collector_forward_queue_bytes {}\n",
+            self.forward_queue_bytes.load(Relaxed)
+        ));
+        out.push_str(
+            "# HELP collector_forward_spans_dropped_total Spans forwarding gave up on, by reason.\n\
+             # TYPE collector_forward_spans_dropped_total counter\n",
+        );
+        if let Ok(m) = self.forward_dropped.lock() {
+            for (reason, n) in m.iter() {
+                out.push_str(&format!(
+                    "collector_forward_spans_dropped_total{{reason=\"{reason}\"}} {n}\n"
                 ));
             }
         }

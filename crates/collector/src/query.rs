@@ -5,6 +5,7 @@
 //!
 //! Store reads run on tokio's blocking pool: SQLite calls block.
 
+use crate::attrs::QueryString as _;
 use crate::jaeger;
 use crate::json::hex_decode;
 use crate::otlp;

@@ -130,16 +130,28 @@ pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Decodes and validates a request; with `forward`, also gives the request as
+/// protobuf (the body itself, or the JSON request encoded) for the forwarder.
 fn prepare(
     body: Bytes,
     encoding: Encoding,
     indexed: &HashSet<String>,
-) -> Result<Prepared, Refusal> {
+    forward: bool,
+) -> Result<(Prepared, Option<Bytes>), Refusal> {
     match encoding {
-        Encoding::Protobuf => ingest::prepare_protobuf(body, indexed)
-            .map_err(|e| Refusal::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}"))),
+        Encoding::Protobuf => {
+            let protobuf = forward.then(|| body.clone());
+            ingest::prepare_protobuf(body, indexed)
+                .map(|p| (p, protobuf))
+                .map_err(|e| {
+                    Refusal::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}"))
+                })
+        }
         Encoding::Json => crate::json::decode_request(&body)
-            .map(|request| ingest::prepare(request, indexed))
+            .map(|request| {
+                let protobuf = forward.then(|| Bytes::from(request.encode_to_vec()));
+                (ingest::prepare(request, indexed), protobuf)
+            })
             .map_err(|e| Refusal::Malformed(format!("not OTLP/JSON: {e}"))),
     }
 }
@@ -151,7 +163,12 @@ async fn export(
     body: Bytes,
     encoding: Encoding,
 ) -> Result<Prepared, Refusal> {
-    let prepared = prepare(body, encoding, &shared.options.indexed_tags)?;
+    let (prepared, protobuf) = prepare(
+        body,
+        encoding,
+        &shared.options.indexed_tags,
+        shared.forward.is_some(),
+    )?;
     let accepted = prepared.batch.spans.len() as i64;
     let m = &shared.metrics;
     m.spans_received
@@ -212,12 +229,18 @@ async fn export(
         Err("the store writer stopped".into())
     };
     match outcome {
-        Ok(()) => Ok(Prepared {
-            batch: ingest::Batch::default(),
-            rejected,
-            reasons,
-            first_rejected_trace,
-        }),
+        Ok(()) => {
+            // Forwarded once committed: what the target has, this store has too.
+            if let (Some(forwarder), Some(protobuf)) = (&shared.forward, protobuf) {
+                forwarder.offer(protobuf, accepted as u64);
+            }
+            Ok(Prepared {
+                batch: ingest::Batch::default(),
+                rejected,
+                reasons,
+                first_rejected_trace,
+            })
+        }
         Err(e) => {
             m.spans_dropped.fetch_add(accepted as u64, Relaxed);
             log::warn("store_write_failed", &[("reason", e.clone().into())]);

@@ -1,4 +1,4 @@
-//! One OTLP SERVER span per request, exported by OTLP/HTTP with JSON encoding.
+//! One OTLP SERVER span per request, exported by OTLP/HTTP, JSON or protobuf.
 //!
 //! Requests only offer their record to the shared exporter's bounded queue
 //! (`telemetry::export`); when it is full (a slow or absent collector) the span
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use telemetry::export::{self, Batching, Exporter, SpanQueue, Transport};
-use telemetry::otlp::{AttrValue, Resource, Scope, Span, SpanKind, Status, unix_nanos};
+use telemetry::otlp::{AttrValue, Protocol, Resource, Scope, Span, SpanKind, Status, unix_nanos};
 
 /// The exporter of request records, and the request path's queue to it.
 pub(crate) type RecordExporter = Exporter<Arc<Record>>;
@@ -31,6 +31,8 @@ pub struct OtlpOptions {
     /// The collector's base URL (`http://host:4318`); `/v1/traces` is appended
     /// unless the path already ends with it.
     pub endpoint: String,
+    /// `http/json` or `http/protobuf`.
+    pub protocol: Protocol,
     /// Spans held while the collector is slow; more are dropped and counted.
     pub queue: usize,
     /// Spans per request to the collector.
@@ -43,6 +45,7 @@ impl OtlpOptions {
     pub fn new(endpoint: impl Into<String>) -> OtlpOptions {
         OtlpOptions {
             endpoint: endpoint.into(),
+            protocol: Protocol::HttpJson,
             queue: 8192,
             batch_size: 512,
             interval: Duration::from_secs(1),
@@ -78,6 +81,7 @@ pub(crate) fn start(
 ) -> std::io::Result<(RecordQueue, RecordExporter)> {
     let transport = Post {
         url,
+        protocol: options.protocol,
         resource: Resource {
             service_name: "bulkhead-gateway".to_string(),
             service_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -98,6 +102,7 @@ pub(crate) fn start(
 /// Posts a batch to the collector; a batch that does not arrive is counted as dropped.
 struct Post {
     url: Url,
+    protocol: Protocol,
     resource: Resource,
     metrics: Arc<Metrics>,
 }
@@ -107,8 +112,8 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 impl Transport<Arc<Record>> for Post {
     fn send(&mut self, batch: &[Arc<Record>]) {
         let spans: Vec<Span> = batch.iter().map(|r| span(r)).collect();
-        let body = telemetry::otlp::encode(&self.resource, SCOPE, &spans);
-        let headers = [("Content-Type", "application/json".to_string())];
+        let body = self.protocol.encode(&self.resource, SCOPE, &spans);
+        let headers = [("Content-Type", self.protocol.content_type().to_string())];
         let sent = http_client::request("POST", &self.url, &headers, &body, EXPORT_TIMEOUT);
         if !sent.is_ok_and(|r| (200..300).contains(&r.status)) {
             self.metrics

@@ -1,4 +1,4 @@
-//! Ships this service's spans to a collector: OTLP/HTTP JSON posted with the
+//! Ships this service's spans to a collector: OTLP/HTTP (JSON or protobuf) posted with the
 //! blocking `http_client` from the shared exporter's thread
 //! (`telemetry::export`), whose bounded queue request handlers
 //! only offer spans to. When it is full (a slow or absent collector) the span
@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use telemetry::export::Exporter;
 use telemetry::export::{self, Batching, SpanQueue, Transport};
-pub use telemetry::otlp::{AttrValue, Resource, Span, SpanKind, Status, unix_nanos};
-use telemetry::otlp::{Scope, encode};
+use telemetry::otlp::Scope;
+pub use telemetry::otlp::{AttrValue, Protocol, Resource, Span, SpanKind, Status, unix_nanos};
 
 const SCOPE: Scope = Scope {
     name: "bulkhead-lab-service",
@@ -25,6 +25,8 @@ const SCOPE: Scope = Scope {
 pub struct OtlpConfig {
     /// The collector's base URL; `/v1/traces` is appended unless the path ends with it.
     pub endpoint: HttpUrl,
+    /// `http/json` or `http/protobuf`.
+    pub protocol: Protocol,
     /// Spans per request to the collector.
     pub batch_size: usize,
     /// The longest a span waits in the queue before it is sent.
@@ -39,6 +41,7 @@ impl OtlpConfig {
     pub fn new(endpoint: HttpUrl) -> OtlpConfig {
         OtlpConfig {
             endpoint,
+            protocol: Protocol::HttpJson,
             batch_size: 512,
             interval: Duration::from_secs(1),
             queue: 4096,
@@ -95,6 +98,7 @@ pub(crate) fn start(
         })?;
     let transport = Post {
         url,
+        protocol: config.protocol,
         endpoint,
         resource,
         timeout: config.timeout,
@@ -124,6 +128,7 @@ pub(crate) fn start(
 /// Posts a batch to the collector and counts the outcome.
 struct Post {
     url: http_client::Url,
+    protocol: Protocol,
     /// The endpoint as configured, for the log.
     endpoint: HttpUrl,
     resource: Resource,
@@ -140,8 +145,8 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 impl Transport<Span> for Post {
     fn send(&mut self, batch: &[Span]) {
         let n = batch.len();
-        let body = encode(&self.resource, SCOPE, batch);
-        let headers = [("Content-Type", "application/json".to_string())];
+        let body = self.protocol.encode(&self.resource, SCOPE, batch);
+        let headers = [("Content-Type", self.protocol.content_type().to_string())];
         let outcome = match http_client::request("POST", &self.url, &headers, &body, self.timeout) {
             Ok(response) if (200..300).contains(&response.status) => Ok(()),
             Ok(response) => Err(format!("collector answered {}", response.status)),

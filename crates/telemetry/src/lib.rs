@@ -1,6 +1,7 @@
 //! Telemetry pieces that the gateway and the demo service share: W3C trace
 //! context (`traceparent` ids, parser and formatter; `tracestate` lists), OTLP
-//! spans and their JSON encoding, and the span export queue; and Jaeger's
+//! spans and their JSON and protobuf encodings, the OTLP trace messages
+//! (which the collector decodes too), and the span export queue; and Jaeger's
 //! query API JSON read back into the analysis crate's spans, for `bulkhead trace`.
 //!
 //! No file, socket or process: the trace context and encodings are text and
@@ -11,6 +12,7 @@
 pub mod export;
 pub mod jaeger;
 pub mod otlp;
+pub mod proto;
 mod traceparent;
 mod tracestate;
 

@@ -1,10 +1,13 @@
-//! Spans and their OTLP/HTTP JSON encoding, for the gateway's and the demo
-//! service's exporters.
+//! Spans and their OTLP/HTTP encodings, JSON and protobuf, for the gateway's
+//! and the demo service's exporters.
 //!
 //! The JSON follows the OTLP protobuf-to-JSON mapping: ids as lowercase hex,
-//! 64-bit integers and times as decimal strings, enums as integers.
+//! 64-bit integers and times as decimal strings, enums as integers. The
+//! protobuf is the messages of [`crate::proto`], the same ones the collector
+//! decodes.
 
-use crate::Text;
+use crate::{Text, parse_lower_hex, proto};
+use prost::Message as _;
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -219,6 +222,135 @@ fn wire_span(span: &Span) -> WireSpan<'_> {
             Status::Unset => None,
             Status::Error(message) => Some(WireStatus { message, code: 2 }),
         },
+    }
+}
+
+/// The OTLP/HTTP encodings an exporter posts, named as the OpenTelemetry
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` setting names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/json`: readable, what the exporters sent first.
+    #[default]
+    HttpJson,
+    /// `http/protobuf`: smaller and cheaper to decode; what most collectors expect by default.
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// Reads `http/json` or `http/protobuf`.
+    ///
+    /// # Errors
+    ///
+    /// Any other name (`grpc` included: these exporters post over HTTP).
+    pub fn parse(name: &str) -> Result<Protocol, String> {
+        match name {
+            "http/json" => Ok(Protocol::HttpJson),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            other => Err(format!(
+                "OTLP protocol {other:?} is not http/json or http/protobuf"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::HttpJson => "http/json",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+
+    /// The `Content-Type` of a request body in this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Protocol::HttpJson => "application/json",
+            Protocol::HttpProtobuf => "application/x-protobuf",
+        }
+    }
+
+    /// One `ExportTraceServiceRequest` body holding `spans`, in this encoding.
+    pub fn encode(self, resource: &Resource, scope: Scope, spans: &[Span]) -> Vec<u8> {
+        match self {
+            Protocol::HttpJson => encode(resource, scope, spans),
+            Protocol::HttpProtobuf => encode_protobuf(resource, scope, spans),
+        }
+    }
+}
+
+/// One OTLP/HTTP protobuf `ExportTraceServiceRequest` body holding `spans`.
+pub fn encode_protobuf(resource: &Resource, scope: Scope, spans: &[Span]) -> Vec<u8> {
+    let string_kv = |key: &str, value: &str| proto::KeyValue {
+        key: key.to_string(),
+        value: Some(proto::AnyValue {
+            value: Some(proto::Value::String(value.to_string())),
+        }),
+    };
+    let request = proto::ExportTraceServiceRequest {
+        resource_spans: vec![proto::ResourceSpans {
+            resource: Some(proto::Resource {
+                attributes: vec![
+                    string_kv("service.name", &resource.service_name),
+                    string_kv("service.version", &resource.service_version),
+                    string_kv("service.instance.id", &resource.instance_id),
+                ],
+                dropped_attributes_count: 0,
+            }),
+            scope_spans: vec![proto::ScopeSpans {
+                scope: Some(proto::InstrumentationScope {
+                    name: scope.name.to_string(),
+                    version: scope.version.to_string(),
+                    ..Default::default()
+                }),
+                spans: spans.iter().map(proto_span).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    request.encode_to_vec()
+}
+
+/// The bytes of a lowercase-hex id (`Text` holds only valid hex digits).
+fn id_bytes(hex: &str) -> Vec<u8> {
+    let value = parse_lower_hex(hex.as_bytes()).unwrap_or(0);
+    value.to_be_bytes()[16 - hex.len() / 2..].to_vec()
+}
+
+fn proto_span(span: &Span) -> proto::Span {
+    proto::Span {
+        trace_id: id_bytes(&span.trace_id),
+        span_id: id_bytes(&span.span_id),
+        trace_state: span.trace_state.clone(),
+        parent_span_id: span
+            .parent_span_id
+            .as_ref()
+            .map(|p| id_bytes(p))
+            .unwrap_or_default(),
+        name: span.name.clone(),
+        kind: span.kind as i32,
+        start_time_unix_nano: span.start_unix_nanos,
+        end_time_unix_nano: span.end_unix_nanos,
+        attributes: span
+            .attributes
+            .iter()
+            .map(|(key, value)| proto::KeyValue {
+                key: (*key).to_string(),
+                value: Some(proto::AnyValue {
+                    value: Some(match value {
+                        AttrValue::String(s) => proto::Value::String(s.clone()),
+                        AttrValue::Int(n) => proto::Value::Int(*n),
+                        AttrValue::Bool(b) => proto::Value::Bool(*b),
+                    }),
+                }),
+            })
+            .collect(),
+        status: match &span.status {
+            Status::Unset => None,
+            Status::Error(message) => Some(proto::Status {
+                message: message.clone(),
+                code: proto::status::ERROR,
+            }),
+        },
+        ..Default::default()
     }
 }
 

@@ -1,5 +1,6 @@
 //! `bulkhead collector`: runs the OTLP collector (OTLP/HTTP and OTLP/gRPC
-//! in, the span store, Jaeger's query API out) until SIGTERM or Ctrl-C.
+//! in, the span store, Jaeger's query API out, forwarding to another OTLP
+//! endpoint) until SIGTERM or Ctrl-C.
 
 use crate::args::{self, Exit};
 use crate::output;
@@ -51,6 +52,20 @@ pub struct CollectorArgs {
     /// (without it they survive the collector being killed, not the machine).
     #[arg(long)]
     fsync: bool,
+    /// Forward every committed export, as OTLP/HTTP protobuf, to this endpoint
+    /// (Jaeger, Tempo, an OpenTelemetry Collector, another collector), e.g.
+    /// http://tempo:4318 (`/v1/traces` is appended). Pair it with a short
+    /// --retention to keep only a small local store.
+    #[arg(long, value_name = "URL", value_parser = collector::ForwardOptions::new)]
+    forward: Option<collector::ForwardOptions>,
+    /// Request bodies waiting to be forwarded; past it exports are kept here
+    /// but not forwarded, and counted in collector_forward_spans_dropped_total.
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "forward")]
+    forward_queue_mb: usize,
+    /// How long a body the forward target refuses or does not answer is retried
+    /// (backoff from 100ms to 5s) before it is dropped and counted.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = args::duration, requires = "forward")]
+    forward_retry_for: Duration,
 }
 
 pub fn run(args: CollectorArgs) -> Result<Exit> {
@@ -74,6 +89,11 @@ pub fn run(args: CollectorArgs) -> Result<Exit> {
         options.indexed_tags = keys.into_iter().filter(|k| !k.is_empty()).collect();
     }
     options.fsync = args.fsync;
+    if let Some(mut forward) = args.forward.clone() {
+        forward.queue_bytes = args.forward_queue_mb.max(1) << 20;
+        forward.retry_for = args.forward_retry_for;
+        options.forward = Some(forward);
+    }
     let mut printed = Ok(());
     collector::run(options, |c| {
         let mut lines = format!("otlp-http listening on http://{}\n", c.otlp_http);
@@ -81,6 +101,9 @@ pub fn run(args: CollectorArgs) -> Result<Exit> {
             lines.push_str(&format!("otlp-grpc listening on http://{grpc}\n"));
         }
         lines.push_str(&format!("query listening on http://{}\n", c.query));
+        if let Some(forward) = &args.forward {
+            lines.push_str(&format!("forwarding to {}\n", forward.url));
+        }
         printed = output::print(&lines);
     })
     .with_context(|| format!("running the collector on {}", args.data.display()))?;

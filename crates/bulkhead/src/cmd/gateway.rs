@@ -26,10 +26,14 @@ pub struct GatewayArgs {
     /// Where the JSON access log goes: `-` for stdout, `off`, or a file to append to.
     #[arg(long, value_name = "PATH", default_value = "-")]
     access_log: String,
-    /// Export one span per request by OTLP/HTTP (JSON) to this collector,
+    /// Export one span per request by OTLP/HTTP to this collector,
     /// e.g. http://127.0.0.1:4318 (`/v1/traces` is appended).
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// The OTLP/HTTP encoding: http/json or http/protobuf (smaller; what
+    /// Jaeger, Tempo and the OpenTelemetry Collector expect by default).
+    #[arg(long, value_name = "PROTOCOL", default_value = "http/json", value_parser = telemetry::otlp::Protocol::parse)]
+    otlp_protocol: telemetry::otlp::Protocol,
     /// Worker threads serving connections, each with its own upstream connection
     /// pools; 0 runs one per CPU.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -54,7 +58,10 @@ pub fn run(args: GatewayArgs) -> Result<Exit> {
         admin: args.admin,
         admin_token,
         access_log,
-        otlp: args.otlp_endpoint.map(gateway::OtlpOptions::new),
+        otlp: args.otlp_endpoint.map(|endpoint| gateway::OtlpOptions {
+            protocol: args.otlp_protocol,
+            ..gateway::OtlpOptions::new(endpoint)
+        }),
         config_path: Some(args.config.clone()),
         workers: args.workers,
     };

@@ -1,7 +1,9 @@
 //! `bulkhead collector` as a real process on loopback: OTLP/HTTP (JSON and
 //! protobuf) and OTLP/gRPC ingest, the Jaeger query API, `kill -9` right
 //! after acknowledgements, overload with a tiny queue, bad inputs, and a
-//! chain of real `bulkhead lab service` processes read back by `bulkhead trace`.
+//! chain of real `bulkhead lab service` processes read back by `bulkhead trace`,
+//! and forwarding to a second collector (a gateway exporting OTLP/protobuf at
+//! the head of the chain), or to a target that is down.
 //! The gRPC client is a minimal h2c client on hyper's HTTP/2 client.
 
 use collector::otlp::{
@@ -34,6 +36,16 @@ impl Drop for Collector {
 
 impl Collector {
     fn start(data: &std::path::Path, extra: &[&str]) -> Collector {
+        Collector::spawn(data, extra, Stdio::null())
+    }
+
+    /// As [`Collector::start`], its JSON log lines going to `log`.
+    fn logged(data: &std::path::Path, extra: &[&str], log: &std::path::Path) -> Collector {
+        let log = std::fs::File::create(log).expect("log file");
+        Collector::spawn(data, extra, Stdio::from(log))
+    }
+
+    fn spawn(data: &std::path::Path, extra: &[&str], stderr: Stdio) -> Collector {
         let mut child = super::bulkhead()
             .arg("collector")
             .arg("--data")
@@ -43,7 +55,7 @@ impl Collector {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start bulkhead collector");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -62,6 +74,19 @@ impl Collector {
             grpc,
             query,
         }
+    }
+
+    /// The value of one sample line of `/metrics` (`name` with its labels).
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, _, body) = http(&self.query, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -757,4 +782,172 @@ fn lab_chain_failure_is_blamed_on_the_failing_service() {
     let (status, analysis) = c.get(&format!("/api/bulkhead/analysis/{trace_id}"));
     assert_eq!(status, 200);
     assert_eq!(analysis["root_causes"][0]["blamed_service"], "payments");
+}
+
+/// An address nothing listens on: bound by the OS, then released.
+fn closed_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
+}
+
+/// A gateway exporting OTLP/protobuf to collector `edge`, which keeps a small
+/// store and forwards to collector `central`: the gateway's span and a posted
+/// trace reach `central` whole, and `edge` counts what it forwarded.
+#[test]
+fn a_collector_forwards_what_it_commits_to_a_second_collector() {
+    let dirs = super::TempDir::new("collector-forward");
+    let central = Collector::start(&dirs.path().join("central"), &[]);
+    let edge = Collector::start(
+        &dirs.path().join("edge"),
+        &[
+            "--forward",
+            &format!("http://{}", central.http),
+            "--retention",
+            "1h",
+        ],
+    );
+    let (status, _, _) = edge.post("application/json", &[], &fixture());
+    assert_eq!(status, 200);
+    let forwarded = super::eventually_or(20, || {
+        let (status, json) = central.get(&format!("/api/traces/{FIXTURE_TRACE}"));
+        (status == 200).then(|| json["data"][0].clone())
+    })
+    .expect("the fixture trace reaches the central collector");
+    assert_eq!(forwarded, edge.trace(FIXTURE_TRACE));
+
+    let config = dirs.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners: [{address: 127.0.0.1:0}]\nroutes: [{prefix: /orders, service: orders}]\n\
+         services:\n  orders:\n    endpoints: [{address: 127.0.0.1:1, labels: {version: blue}}]\n    \
+         selector: {version: blue}\n",
+    )
+    .expect("gateway config");
+    let mut gateway = super::bulkhead()
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .args(["--access-log", "off", "--otlp-protocol", "http/protobuf"])
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{}", edge.http))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bulkhead gateway");
+    let proxy = BufReader::new(gateway.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("utf-8")
+        .strip_prefix("proxy listening on http://")
+        .expect("the proxy address")
+        .to_string();
+    let (status, _) = super::http_request(&proxy, "GET", "/nowhere", None, "");
+    assert_eq!(status, 404);
+    let services = super::eventually_or(20, || {
+        let (_, json) = central.get("/api/services");
+        let names = super::strings(&json["data"]);
+        names
+            .contains(&"bulkhead-gateway".to_string())
+            .then_some(names)
+    });
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert_eq!(
+        services,
+        Some(vec![
+            "bulkhead-gateway".to_string(),
+            "my.service".to_string()
+        ])
+    );
+    assert_eq!(
+        edge.metric("collector_forward_spans_sent_total"),
+        Some(2.0),
+        "the fixture's span and the gateway's"
+    );
+    assert_eq!(edge.metric("collector_forward_queue_bytes"), Some(0.0));
+}
+
+/// With the forward target down, the collector still stores and acknowledges
+/// every export; forwarding retries, logs why, gives up after
+/// --forward-retry-for, drops what does not fit its queue, and counts both.
+#[test]
+fn a_forward_target_that_is_down_costs_counted_drops_not_memory() {
+    let dir = super::TempDir::new("collector-forward-down");
+    let log = dir.path().join("collector.log");
+    let target = closed_address();
+    let edge = Collector::logged(
+        &dir.path().join("data"),
+        &[
+            "--forward",
+            &format!("http://{target}"),
+            "--forward-queue-mb",
+            "1",
+            "--forward-retry-for",
+            "2s",
+        ],
+        &log,
+    );
+    // Each body is about 0.4 MiB: one in flight, two fit the queue, the rest do not.
+    let bodies: Vec<Vec<u8>> = (1..=6).map(|t| batch(t, 1000).encode_to_vec()).collect();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.len() > 300_000 && b.len() < 600_000)
+    );
+    for body in &bodies {
+        let (status, _, _) = edge.post("application/x-protobuf", &[], body);
+        assert_eq!(status, 200, "ingest does not wait on forwarding");
+        let queued = edge.metric("collector_forward_queue_bytes").expect("gauge");
+        assert!(queued <= f64::from(1 << 20), "{queued} bytes queued");
+    }
+    let dropped = |reason: &str| {
+        edge.metric(&format!(
+            "collector_forward_spans_dropped_total{{reason=\"{reason}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    let settled = super::eventually_or(30, || {
+        let total = dropped("queue_full") + dropped("retries_exhausted");
+        (total == 6000.0).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "queue_full {} retries_exhausted {}",
+        dropped("queue_full"),
+        dropped("retries_exhausted")
+    );
+    assert!(dropped("queue_full") >= 1000.0);
+    assert!(dropped("retries_exhausted") >= 1000.0);
+    assert_eq!(edge.metric("collector_forward_spans_sent_total"), Some(0.0));
+    assert!(edge.metric("collector_forward_retries_total") > Some(0.0));
+    assert_eq!(edge.metric("collector_forward_queue_bytes"), Some(0.0));
+    for t in 1..=6 {
+        assert_eq!(
+            edge.trace(&trace_hex(t))["spans"].as_array().map(Vec::len),
+            Some(1000),
+            "trace {t} is in the local store"
+        );
+    }
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|l| l["event"] == "forward_failed")
+        .expect("a forward_failed line");
+    assert_eq!(failed["target"], format!("http://{target}/v1/traces"));
+    assert!(
+        failed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("connecting to")),
+        "{failed}"
+    );
+    assert!(lines.iter().any(|l| {
+        l["event"] == "forward_dropped"
+            && l["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("forward queue full"))
+    }));
 }

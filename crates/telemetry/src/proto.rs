@@ -1,5 +1,7 @@
 //! The OTLP trace messages (opentelemetry-proto v1: `common`, `resource`,
-//! `trace`, `collector/trace`), declared with prost's derive.
+//! `trace`, `collector/trace`), declared with prost's derive: the collector
+//! decodes them, and the exporters' `http/protobuf` encoding
+//! (`otlp::encode_protobuf`) and the collector's forwarding encode them.
 //!
 //! Field numbers and types follow the `.proto` files exactly, so these decode
 //! and encode the same bytes as any OTLP SDK. They are declared here rather
