@@ -41,7 +41,7 @@ mod url;
 
 pub use faults::{Faults, Jitter};
 pub use log::{LogBuffer, LogTarget};
-pub use otlp::OtlpConfig;
+pub use otlp::{OtlpConfig, Protocol};
 pub use server::Server;
 pub use url::HttpUrl;
 

@@ -6,7 +6,7 @@
 mod support;
 mod w3c;
 
-use lab_service::{CallMode, Config, Faults, OtlpConfig};
+use lab_service::{CallMode, Config, Faults, OtlpConfig, Protocol};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::{Collector, Downstream, Service, get, json_response, request, serve};
@@ -416,9 +416,19 @@ async fn latency_faults_delay_the_answer_and_are_counted() {
 
 #[tokio::test]
 async fn spans_reach_the_collector_with_the_incoming_context() {
+    spans_reach_the_collector(Protocol::HttpJson, "application/json").await;
+}
+
+#[tokio::test]
+async fn spans_reach_the_collector_as_protobuf() {
+    spans_reach_the_collector(Protocol::HttpProtobuf, "application/x-protobuf").await;
+}
+
+async fn spans_reach_the_collector(protocol: Protocol, content_type: &str) {
     let collector = Collector::start().await;
     let otlp = |config: &mut Config| {
         let mut otlp = OtlpConfig::new(collector.url());
+        otlp.protocol = protocol;
         // Only the shutdown flush sends: the test waits on nothing but the flush.
         otlp.interval = Duration::from_secs(3600);
         config.otlp = Some(otlp);
@@ -482,6 +492,11 @@ async fn spans_reach_the_collector_with_the_incoming_context() {
         .find(|s| s.service == "a" && s.kind == 2 && s.trace_id != trace)
         .unwrap();
     assert_eq!(b3_server.parent.as_deref(), Some("a2fb4a1d1a96d312"));
+    let types = collector.content_types();
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == content_type),
+        "{types:?}"
+    );
 }
 
 #[tokio::test]

@@ -163,30 +163,47 @@ pub struct CollectedSpan {
     pub trace_state: String,
 }
 
-/// A fake OTLP/HTTP collector: accepts JSON exports on `/v1/traces` and keeps their spans.
+/// A fake OTLP/HTTP collector: accepts JSON and protobuf exports on
+/// `/v1/traces`, keeps their spans and the content types they came as.
 #[derive(Debug)]
 pub struct Collector {
     addr: SocketAddr,
     spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    content_types: Arc<Mutex<Vec<String>>>,
 }
 
 impl Collector {
     pub async fn start() -> Collector {
         let spans = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&spans);
+        let content_types = Arc::new(Mutex::new(Vec::new()));
+        let (sink, types) = (Arc::clone(&spans), Arc::clone(&content_types));
         let addr = serve(move |req: Request<Incoming>| {
-            let sink = Arc::clone(&sink);
+            let (sink, types) = (Arc::clone(&sink), Arc::clone(&types));
             async move {
                 assert_eq!(req.uri().path(), "/v1/traces");
-                assert_eq!(req.headers()["content-type"], "application/json");
+                let content_type = req.headers()["content-type"].to_str().unwrap().to_string();
                 let bytes = req.into_body().collect().await.unwrap().to_bytes();
-                let export: Value = serde_json::from_slice(&bytes).expect("OTLP JSON");
+                let export: Value = match content_type.as_str() {
+                    "application/json" => serde_json::from_slice(&bytes).expect("OTLP JSON"),
+                    "application/x-protobuf" => protobuf_as_json(&bytes),
+                    other => panic!("content type {other}"),
+                };
                 sink.lock().unwrap().extend(flatten(&export));
+                types.lock().unwrap().push(content_type);
                 json_response(&serde_json::json!({}))
             }
         })
         .await;
-        Collector { addr, spans }
+        Collector {
+            addr,
+            spans,
+            content_types,
+        }
+    }
+
+    /// The content type of every export received, in order.
+    pub fn content_types(&self) -> Vec<String> {
+        self.content_types.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> HttpUrl {
@@ -196,6 +213,56 @@ impl Collector {
     pub fn spans(&self) -> Vec<CollectedSpan> {
         self.spans.lock().unwrap().clone()
     }
+}
+
+/// The fields [`flatten`] reads, from an OTLP/protobuf export.
+fn protobuf_as_json(bytes: &[u8]) -> Value {
+    use prost::Message as _;
+    use telemetry::proto::{ExportTraceServiceRequest, Value as Any};
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let request = ExportTraceServiceRequest::decode(bytes).expect("OTLP protobuf");
+    let resource_spans: Vec<Value> = request
+        .resource_spans
+        .iter()
+        .map(|rs| {
+            let attributes: Vec<Value> = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Any::String(s) => {
+                        Some(serde_json::json!({"key": kv.key, "value": {"stringValue": s}}))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let scope_spans: Vec<Value> = rs
+                .scope_spans
+                .iter()
+                .map(|ss| {
+                    let spans: Vec<Value> = ss
+                        .spans
+                        .iter()
+                        .map(|span| {
+                            let mut json = serde_json::json!({
+                                "traceId": hex(&span.trace_id),
+                                "spanId": hex(&span.span_id),
+                                "kind": span.kind,
+                                "traceState": span.trace_state,
+                            });
+                            if !span.parent_span_id.is_empty() {
+                                json["parentSpanId"] = hex(&span.parent_span_id).into();
+                            }
+                            json
+                        })
+                        .collect();
+                    serde_json::json!({"spans": spans})
+                })
+                .collect();
+            serde_json::json!({"resource": {"attributes": attributes}, "scopeSpans": scope_spans})
+        })
+        .collect();
+    serde_json::json!({"resourceSpans": resource_spans})
 }
 
 fn flatten(export: &Value) -> Vec<CollectedSpan> {
