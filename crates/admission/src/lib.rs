@@ -19,8 +19,12 @@
 //!   workers keep serving meanwhile.
 //! - A malformed review is answered with HTTP 400 and the [`policy::ReviewError`] text.
 //! - `GET /healthz` answers `ok`; `GET /metrics` is Prometheus text:
-//!   `bulkhead_admission_decisions_total{result="allow|deny|error"}` and the
-//!   histogram `bulkhead_admission_duration_seconds`.
+//!   `bulkhead_admission_decisions_total{result="allow|deny|error"}`, the
+//!   histogram `bulkhead_admission_duration_seconds` and the gauge
+//!   `bulkhead_admission_policy_generation`.
+//! - The loaded policies can be replaced while serving ([`Reloader`]: new
+//!   referential data, `data.inventory`): a review already running finishes
+//!   with the policies it took, the next takes the new ones.
 
 mod http;
 mod metrics;
@@ -34,7 +38,8 @@ use metrics::Metrics;
 use policy::Policies;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -83,8 +88,11 @@ pub struct Server {
 #[derive(Debug)]
 struct App {
     /// Loaded policies; workers clone them when the pool is empty.
-    policies: Policies,
-    pool: Mutex<Vec<Policies>>,
+    policies: RwLock<Arc<Policies>>,
+    /// Which load `policies` is: 1 at start, one more per [`Reloader::replace`].
+    generation: AtomicU64,
+    /// Clones that evaluated before, each with the generation it was cloned from.
+    pool: Mutex<Vec<(u64, Policies)>>,
     failure: FailurePolicy,
     metrics: Metrics,
 }
@@ -96,16 +104,51 @@ impl App {
         &self,
         body: &[u8],
     ) -> Option<Result<policy::AdmissionDecision, policy::ReviewError>> {
-        let taken = self.pool.lock().ok().and_then(|mut pool| pool.pop());
-        let mut policies = taken.unwrap_or_else(|| self.policies.clone());
+        let current = self.generation.load(Ordering::Acquire);
+        let taken = self.pool.lock().ok().and_then(|mut pool| {
+            // Clones of an older generation are dropped, never used again.
+            pool.retain(|(generation, _)| *generation == current);
+            pool.pop()
+        });
+        let (generation, mut policies) = match taken {
+            Some(taken) => taken,
+            None => {
+                let loaded = self.policies.read().ok()?;
+                (
+                    self.generation.load(Ordering::Acquire),
+                    Policies::clone(&loaded),
+                )
+            }
+        };
         let decision = std::panic::catch_unwind(AssertUnwindSafe(|| {
             policy::admission::decide(&mut policies, body, self.failure)
         }))
         .ok()?;
         if let Ok(mut pool) = self.pool.lock() {
-            pool.push(policies);
+            pool.push((generation, policies));
         }
         Some(decision)
+    }
+}
+
+/// Replaces a serving [`Server`]'s policies (new referential data, for
+/// instance); cheap to clone and usable from any thread.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    app: Arc<App>,
+}
+
+impl Reloader {
+    /// Serves `policies` from the next review on; returns their generation.
+    pub fn replace(&self, policies: Policies) -> u64 {
+        let Ok(mut loaded) = self.app.policies.write() else {
+            return self.app.generation.load(Ordering::Acquire);
+        };
+        *loaded = Arc::new(policies);
+        // Bumped under the write lock: a reader never pairs new policies with an old number.
+        let generation = self.app.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.app.metrics.set_generation(generation);
+        generation
     }
 }
 
@@ -128,7 +171,8 @@ impl Server {
             addr,
             tls: config.tls,
             app: Arc::new(App {
-                policies: config.policies,
+                policies: RwLock::new(Arc::new(config.policies)),
+                generation: AtomicU64::new(1),
                 pool: Mutex::new(Vec::new()),
                 failure: config.failure,
                 metrics: Metrics::default(),
@@ -139,6 +183,13 @@ impl Server {
     /// The bound address (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A handle that replaces the policies while the server runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            app: Arc::clone(&self.app),
+        }
     }
 
     /// Serves on a new multi-threaded runtime until SIGINT or SIGTERM, then

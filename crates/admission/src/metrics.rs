@@ -32,6 +32,8 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
+    /// Loads of the policies since start, beyond the first (0 until a reload).
+    reloads: AtomicU64,
 }
 
 impl Metrics {
@@ -51,9 +53,22 @@ impl Metrics {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Records that the policies served are now load number `generation` (the first is 1).
+    pub fn set_generation(&self, generation: u64) {
+        self.reloads
+            .store(generation.saturating_sub(1), Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP bulkhead_admission_policy_generation Loads of the policies served (1 at start, one more per reload).\n\
+             # TYPE bulkhead_admission_policy_generation gauge\n\
+             bulkhead_admission_policy_generation {}",
+            self.reloads.load(Ordering::Relaxed) + 1
+        );
         out.push_str(
             "# HELP bulkhead_admission_decisions_total Admission reviews decided, by result.\n",
         );

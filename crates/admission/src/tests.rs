@@ -57,3 +57,38 @@ fn metrics_render_counters_and_a_cumulative_histogram() {
         );
     }
 }
+
+#[test]
+fn ca_bundle_is_given_only_for_a_chain_valid_for_the_service_name() {
+    let host = "bulkhead-admission.bulkhead-system.svc";
+    let cert = SelfSigned::generate(&[host.to_string()]).expect("generate");
+    let pem = cert.cert_pem.as_bytes();
+    let bundle =
+        crate::tls::ca_bundle_for(pem, "tls.crt", pem, "tls.crt", host).expect("valid for host");
+    assert_eq!(bundle, cert.ca_bundle());
+    let other = SelfSigned::generate(&["elsewhere.svc".to_string()]).expect("generate");
+    for (cert_pem, ca_pem, name, expect) in [
+        (
+            pem,
+            pem,
+            "bulkhead-admission.default.svc",
+            "tls.crt is not valid for bulkhead-admission.default.svc",
+        ),
+        (
+            pem,
+            other.cert_pem.as_bytes(),
+            host,
+            "tls.crt is not valid for bulkhead-admission.bulkhead-system.svc",
+        ),
+        (
+            b"".as_slice(),
+            pem,
+            host,
+            "tls.crt: no PEM certificate found",
+        ),
+    ] {
+        let error = crate::tls::ca_bundle_for(cert_pem, "tls.crt", ca_pem, "ca.crt", name)
+            .expect_err(expect);
+        assert!(error.to_string().starts_with(expect), "{error}");
+    }
+}

@@ -27,6 +27,12 @@ pub enum TlsError {
     },
     #[error("certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error("{what} is not valid for {host} as the API server will check it: {reason}")]
+    NotValidFor {
+        what: String,
+        host: String,
+        reason: String,
+    },
     #[error("generating a self-signed certificate for {hosts:?}: {source}")]
     Generate {
         hosts: Vec<String>,
@@ -74,6 +80,74 @@ pub fn server_config(
     // The API server speaks HTTP/1.1 (or h2) to webhooks; we serve HTTP/1.1 only.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+fn certificates<'a>(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'a>>, TlsError> {
+    CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(CertificateDer::into_owned))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|chain| {
+            if chain.is_empty() {
+                Err(rustls::pki_types::pem::Error::NoItemsFound)
+            } else {
+                Ok(chain)
+            }
+        })
+        .map_err(|source| TlsError::Certificate {
+            what: what.to_string(),
+            source,
+        })
+}
+
+/// The `clientConfig.caBundle` for a webhook that serves the chain
+/// `cert_pem` under the DNS name `host` (`NAME.NAMESPACE.svc`): the base64
+/// of `ca_pem`, once the chain has been verified against it for `host` now,
+/// as the API server will verify it. `ca_pem` is the certificate itself when
+/// it is self-signed.
+///
+/// # Errors
+/// PEM without certificates, or a chain that does not verify for `host`
+/// (another name, another CA, expired).
+pub fn ca_bundle_for(
+    cert_pem: &[u8],
+    cert_name: &str,
+    ca_pem: &[u8],
+    ca_name: &str,
+    host: &str,
+) -> Result<String, TlsError> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    let chain = certificates(cert_pem, cert_name)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certificates(ca_pem, ca_name)? {
+        roots.add(ca).map_err(|e| TlsError::NotValidFor {
+            what: ca_name.to_string(),
+            host: host.to_string(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    let not_valid = |reason: String| TlsError::NotValidFor {
+        what: cert_name.to_string(),
+        host: host.to_string(),
+        reason,
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| not_valid(format!("not a DNS name: {e}")))?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| not_valid(e.to_string()))?;
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(|e| not_valid(e.to_string()))?;
+    Ok(STANDARD.encode(ca_pem))
 }
 
 /// A self-signed certificate and its key, for development clusters and tests.

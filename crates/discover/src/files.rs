@@ -34,6 +34,27 @@ pub fn yaml_files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, Discover
     Ok(files)
 }
 
+/// What tells whether the `.yaml`/`.yml` files at `path` changed: each
+/// file with its size and modification time, sorted. A file added, removed,
+/// rewritten or touched changes it.
+///
+/// # Errors
+/// A folder that cannot be listed.
+pub fn yaml_fingerprint(
+    path: &Path,
+    recursive: bool,
+) -> Result<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>, DiscoverError> {
+    Ok(yaml_files(path, recursive)?
+        .into_iter()
+        .map(|file| {
+            let meta = std::fs::metadata(&file).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (file, len, modified)
+        })
+        .collect())
+}
+
 /// A file's text.
 ///
 /// # Errors

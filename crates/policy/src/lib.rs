@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod kyverno;
 pub mod suite;
 mod vm;
+pub mod webhook;
 
 pub use admission::{AdmissionDecision, ReviewError};
 pub use builtin::BundleConfig;

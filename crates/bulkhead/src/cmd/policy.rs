@@ -73,9 +73,16 @@ pub enum PolicyCommand {
     /// the second is `caBundle: BASE64`, the value for the webhook
     /// configuration's clientConfig.caBundle. Stops on SIGINT or SIGTERM.
     ///
-    /// Example: bulkhead policy serve --cert tls.crt --key tls.key --listen 0.0.0.0:8443
+    /// With --inventory DIR, every manifest under DIR is the referential data
+    /// (`data.inventory`) Gatekeeper constraints look up, as `policy check`
+    /// builds it from a fleet (a unique Ingress host, say); the folder is
+    /// watched and reloaded when a file is added, changed or removed (a bad
+    /// file keeps the previous inventory and is reported on stderr).
+    ///
+    /// Example: bulkhead policy serve --cert tls.crt --key tls.key --listen 0.0.0.0:8443 --policy gatekeeper/ --inventory cluster-objects/
     Serve(ServeArgs),
-    /// Export the built-in image rules for another enforcement engine.
+    /// Export the built-in image rules for another enforcement engine, or the
+    /// objects that run the webhook on a cluster.
     ///
     /// Example: bulkhead policy export kyverno --allowed-registry registry.acme.internal/
     #[command(subcommand)]
@@ -88,6 +95,58 @@ pub enum ExportCommand {
     ///
     /// Example: bulkhead policy export kyverno --allowed-registry registry.acme.internal/ > kyverno.yaml
     Kyverno(ExportArgs),
+    /// The ValidatingWebhookConfiguration, Service, Deployment and
+    /// PodDisruptionBudget that run `policy serve` on a cluster (YAML on stdout).
+    ///
+    /// The caBundle is filled from --ca (default: --cert, a self-signed
+    /// certificate), after checking that --cert verifies against it for
+    /// NAME.NAMESPACE.svc, as the API server will. The webhook reviews every
+    /// namespace but kube-system and its own. failurePolicy is Fail (refuse
+    /// what cannot be reviewed) unless --fail-open; the output explains both.
+    ///
+    /// Example: bulkhead policy export webhook --image registry.acme.internal/bulkhead:0.4.0 --cert tls.crt --policy-configmap bulkhead-policy | kubectl apply -f -
+    Webhook(Box<WebhookArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Name of every object, and of the Service the API server calls.
+    #[arg(long, value_name = "NAME", default_value = "bulkhead-admission")]
+    name: String,
+    /// Namespace of the Service and Deployment (left out of the reviews).
+    #[arg(long, value_name = "NAMESPACE", default_value = "bulkhead-system")]
+    namespace: String,
+    /// The bulkhead image the Deployment runs.
+    #[arg(long, value_name = "IMAGE")]
+    image: String,
+    /// Webhook replicas.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    replicas: u32,
+    /// The serving certificate chain (PEM), valid for NAME.NAMESPACE.svc.
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// The CA (PEM) that signed --cert: the caBundle (default: --cert itself).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Name of the kubernetes.io/tls Secret object holding tls.crt and tls.key
+    /// (default: NAME-tls); the Deployment mounts it.
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
+    /// failurePolicy Ignore: admit what the webhook cannot review in time.
+    #[arg(long)]
+    fail_open: bool,
+    /// The API server's timeout for one review, whole seconds from 1s to 30s.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = args::duration)]
+    timeout: Duration,
+    /// A ConfigMap of Gatekeeper templates and constraints, mounted as --policy.
+    #[arg(long, value_name = "NAME")]
+    policy_configmap: Option<String>,
+    /// A ConfigMap of manifests, mounted as --inventory (data.inventory).
+    #[arg(long, value_name = "NAME")]
+    inventory_configmap: Option<String>,
+    /// Image prefix workloads may pull from, passed on to the webhook. Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    allowed_registry: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +252,13 @@ pub struct ServeArgs {
     /// Allow when a policy cannot decide (error or time budget); the default denies.
     #[arg(long)]
     fail_open: bool,
+    /// A folder of manifests (YAML, searched recursively) that Gatekeeper
+    /// constraints see as data.inventory; reloaded when its files change.
+    #[arg(long, value_name = "DIR")]
+    inventory: Option<PathBuf>,
+    /// How often --inventory is checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = args::duration, requires = "inventory")]
+    inventory_poll: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -216,7 +282,53 @@ pub fn run(command: PolicyCommand) -> Result<Exit> {
             output::print(&policy::kyverno::export(&config))?;
             Ok(Exit::Ran)
         }
+        PolicyCommand::Export(ExportCommand::Webhook(args)) => export_webhook(*args),
     }
+}
+
+fn export_webhook(args: WebhookArgs) -> Result<Exit> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let cert = read(&args.cert)?;
+    let (ca, ca_path) = match &args.ca {
+        Some(path) => (read(path)?, path),
+        None => (cert.clone(), &args.cert),
+    };
+    let host = format!("{}.{}.svc", args.name, args.namespace);
+    let ca_bundle = ::admission::tls::ca_bundle_for(
+        &cert,
+        &args.cert.display().to_string(),
+        &ca,
+        &ca_path.display().to_string(),
+        &host,
+    )?;
+    let timeout = args.timeout.as_secs();
+    if args.timeout.subsec_nanos() != 0 || !(1..=30).contains(&timeout) {
+        bail!(
+            "--timeout {}: the API server takes whole seconds from 1s to 30s",
+            yaml::format_duration(args.timeout)
+        );
+    }
+    let spec = policy::webhook::WebhookSpec {
+        tls_secret: args
+            .tls_name
+            .unwrap_or_else(|| format!("{}-tls", args.name)),
+        name: args.name,
+        namespace: args.namespace,
+        image: args.image,
+        replicas: args.replicas,
+        ca_bundle,
+        fail_open: args.fail_open,
+        timeout_seconds: timeout as u32,
+        policy_config_map: args.policy_configmap,
+        inventory_config_map: args.inventory_configmap,
+        extra_args: args
+            .allowed_registry
+            .into_iter()
+            .flat_map(|r| ["--allowed-registry".to_string(), r])
+            .collect(),
+    };
+    output::print(&policy::webhook::manifests(&spec)?)?;
+    Ok(Exit::Ran)
 }
 
 /// Loads the bundle and constraints. `fleet` gives defaults from bulkhead.toml.
@@ -605,8 +717,78 @@ fn admit(args: AdmitArgs) -> Result<Exit> {
     Ok(Exit::answer(all_allowed))
 }
 
+/// `data.inventory` from every manifest under `dir`, read as `policy check`
+/// reads a fleet's manifests. Returns it with the number of objects.
+///
+/// # Errors
+/// A file that cannot be read, or a manifest that does not parse (with its file and line).
+fn load_inventory(dir: &Path) -> Result<(policy::Inventory, usize)> {
+    let mut objects = Vec::new();
+    for file in discover::files::yaml_files(dir, true)? {
+        let text = discover::files::read_text(&file)?;
+        let (loaded, diagnostics) = policy::load_manifests(&file.display().to_string(), &text);
+        if let Some(error) = diagnostics.iter().find(|d| d.severity == Severity::Error) {
+            bail!("inventory {}: {error}", dir.display());
+        }
+        objects.extend(loaded);
+    }
+    let inventory: policy::Inventory = objects.iter().map(|o| &o.value).collect();
+    Ok((inventory, objects.len()))
+}
+
+/// Polls `dir` every `every` and, when its files changed, serves `base` with
+/// the new inventory. Runs for the life of the process.
+fn watch_inventory(
+    dir: PathBuf,
+    every: Duration,
+    base: Policies,
+    reloader: ::admission::Reloader,
+    mut seen: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("inventory-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Ok(now) = discover::files::yaml_fingerprint(&dir, true) else {
+                    continue;
+                };
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match load_inventory(&dir) {
+                    Ok((inventory, objects)) => {
+                        let generation = reloader.replace(base.clone().with_inventory(&inventory));
+                        eprintln!(
+                            "inventory reloaded from {}: {objects} objects (generation {generation})",
+                            dir.display()
+                        );
+                    }
+                    Err(e) => eprintln!("inventory not reloaded, the previous one stays: {e:#}"),
+                }
+            }
+        })
+        .context("starting the inventory watcher")?;
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> Result<Exit> {
-    let policies = load_policies(&args.bundle, None)?;
+    let base = load_policies(&args.bundle, None)?;
+    let mut inventory_watch = None;
+    let policies = match &args.inventory {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!("--inventory {}: not a folder", dir.display());
+            }
+            let fingerprint = discover::files::yaml_fingerprint(dir, true)?;
+            let (inventory, objects) = load_inventory(dir)?;
+            eprintln!("inventory loaded from {}: {objects} objects", dir.display());
+            inventory_watch = Some(fingerprint);
+            base.clone().with_inventory(&inventory)
+        }
+        None => base.clone(),
+    };
     let mut ca_bundle = None;
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
@@ -635,6 +817,15 @@ fn serve(args: ServeArgs) -> Result<Exit> {
             FailurePolicy::Closed
         },
     })?;
+    if let (Some(dir), Some(seen)) = (&args.inventory, inventory_watch) {
+        watch_inventory(
+            dir.clone(),
+            args.inventory_poll,
+            base,
+            server.reloader(),
+            seen,
+        )?;
+    }
     server.run_until_signal(|server| -> Result<()> {
         output::print(&format!("listening on https://{}\n", server.local_addr()))?;
         if let Some(ca_bundle) = ca_bundle {

@@ -4,6 +4,9 @@
 //! reads the bound address and the caBundle from its first two stdout lines
 //! (printed after the socket listens, so no retry is needed), and speaks
 //! HTTP/1.1 through a rustls client that trusts only that caBundle.
+//!
+//! Also: `policy export webhook` from that certificate, and `--inventory`
+//! reloaded while serving, with the gatekeeper-library's unique Ingress host.
 
 use crate::*;
 use rustls::pki_types::pem::PemObject as _;
@@ -21,6 +24,8 @@ struct Webhook {
     _stderr: std::process::ChildStderr,
     addr: String,
     tls: Arc<rustls::ClientConfig>,
+    /// The self-signed certificate the server presents, as PEM.
+    cert_pem: Vec<u8>,
 }
 
 impl Drop for Webhook {
@@ -99,6 +104,7 @@ impl Webhook {
             _stderr: stderr,
             addr,
             tls: Arc::new(tls),
+            cert_pem: pem,
         }
     }
 
@@ -398,4 +404,159 @@ fn a_looping_policy_is_stopped_by_the_budget_and_the_failure_policy_answers() {
         "{warnings:?}"
     );
     assert_eq!(open.decisions()["error"], 1);
+}
+
+/// The YAML documents of `text`, as JSON.
+fn yaml_documents(text: &str) -> Vec<Value> {
+    let (docs, error) = yaml::load(text);
+    assert!(error.is_none(), "{error:?}\n{text}");
+    docs.iter().map(yaml::Node::to_json).collect()
+}
+
+#[test]
+fn webhook_export_fills_the_ca_bundle_from_the_serving_certificate() {
+    let service = "bulkhead-admission.bulkhead-system.svc";
+    let webhook = Webhook::start(&["--host", service]);
+    let dir = TempDir::new("webhook-export");
+    let cert = dir.path().join("tls.crt");
+    std::fs::write(&cert, &webhook.cert_pem).unwrap();
+    let export = |extra: &[&str]| {
+        bulkhead()
+            .args([
+                "policy",
+                "export",
+                "webhook",
+                "--image",
+                "registry.acme.internal/bulkhead:0.4.0",
+            ])
+            .arg("--cert")
+            .arg(&cert)
+            .args(extra)
+            .output()
+            .expect("run bulkhead")
+    };
+    let out = export(&["--policy-configmap", "bulkhead-policy"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs = yaml_documents(&text);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ValidatingWebhookConfiguration",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget"
+        ]
+    );
+    let hook = &docs[0]["webhooks"][0];
+    let ca_bundle = hook["clientConfig"]["caBundle"].as_str().expect("caBundle");
+    assert_eq!(base64_decode(ca_bundle), webhook.cert_pem);
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(
+        strs(&hook["namespaceSelector"]["matchExpressions"][0]["values"]),
+        ["kube-system", "bulkhead-system"]
+    );
+    assert!(
+        text.contains("# failurePolicy Fail (fail closed)"),
+        "{text}"
+    );
+    assert_eq!(docs[1]["metadata"]["namespace"], "bulkhead-system");
+
+    // Another namespace is another Service name, which this certificate does not cover.
+    let out = export(&["--namespace", "shop-admission"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not valid for bulkhead-admission.shop-admission.svc"),
+        "{stderr}"
+    );
+    let out = export(&["--timeout", "45s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("whole seconds from 1s to 30s"));
+}
+
+/// An AdmissionReview v1 creating `object` (an Ingress) in its namespace.
+fn ingress_review(uid: &str, object: &Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
+            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "ingresses"},
+            "namespace": object["metadata"]["namespace"],
+            "name": object["metadata"]["name"],
+            "operation": "CREATE",
+            "object": object,
+        },
+    })
+}
+
+#[test]
+fn inventory_objects_deny_until_their_file_is_removed() {
+    let library = testdata("gatekeeper-library/library/general/uniqueingresshost");
+    let samples = library.join("samples/unique-ingress-host");
+    let dir = TempDir::new("webhook-inventory");
+    let inventory = dir.path().join("inventory");
+    std::fs::create_dir_all(inventory.join("default")).unwrap();
+    let existing = inventory.join("default/ingress-host-example.yaml");
+    std::fs::copy(samples.join("example_inventory_disallowed.yaml"), &existing).unwrap();
+    let (template, constraint) = (
+        library.join("template.yaml"),
+        samples.join("constraint.yaml"),
+    );
+    let webhook = Webhook::start(&[
+        "--no-builtin",
+        "--policy",
+        template.to_str().unwrap(),
+        "--policy",
+        constraint.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--inventory-poll",
+        "50ms",
+    ]);
+    let text = std::fs::read_to_string(samples.join("example_disallowed.yaml")).unwrap();
+    let ingress = yaml_documents(&text).remove(0);
+    let generation = || {
+        let metrics = webhook.request("GET", "/metrics", "").body;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("bulkhead_admission_policy_generation "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("generation gauge")
+    };
+    assert_eq!(generation(), 1);
+    let denied = webhook.review(&ingress_review("uid-1", &ingress));
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = denied["status"]["message"].as_str().expect("message");
+    assert!(
+        message
+            .contains("ingress host conflicts with an existing ingress <example-host.example.com>"),
+        "{message}"
+    );
+
+    std::fs::remove_file(&existing).unwrap();
+    assert_eq!(
+        eventually_or(20, || (generation() == 2).then_some(())),
+        Some(())
+    );
+    let admitted = webhook.review(&ingress_review("uid-2", &ingress));
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+
+    // Back again: the next reload denies again.
+    std::fs::copy(samples.join("example_inventory_disallowed.yaml"), &existing).unwrap();
+    assert_eq!(
+        eventually_or(20, || (generation() == 3).then_some(())),
+        Some(())
+    );
+    assert_eq!(
+        webhook.review(&ingress_review("uid-3", &ingress))["allowed"],
+        false
+    );
 }
