@@ -23,6 +23,7 @@ pub mod cve;
 pub mod inputs;
 pub mod reports;
 pub mod upgrade;
+pub mod yaml_refs;
 
 pub use audit::{AuditRow, RefKind};
 pub use bases::BaseImage;

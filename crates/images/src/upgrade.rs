@@ -17,6 +17,12 @@ pub enum UpgradeError {
         line: u32,
         written: String,
     },
+    #[error("{path}:{line}: {reason}")]
+    Unsupported {
+        path: String,
+        line: u32,
+        reason: String,
+    },
     #[error(
         "{path}:{line}: FROM {written} uses a variable bulkhead cannot trace to one ARG default"
     )]

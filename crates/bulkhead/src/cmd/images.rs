@@ -50,14 +50,17 @@ pub enum ImagesCommand {
     ///
     /// Example: bulkhead images inspect 127.0.0.1:5000/apps/orders:1.0 --path ./fleet
     Inspect(InspectArgs),
-    /// Move every Dockerfile built on an image to a new reference, one commit per repository.
+    /// Move every Dockerfile, kustomization and Helm values file on an image to a new reference, one commit per repository.
     ///
     /// For each service whose final stage is built FROM the image named by
     /// --to (same registry/repository) with another tag or digest, creates the
     /// branch `bulkhead/base-<image>-<tag>` on top of HEAD with one commit that
     /// rewrites only the reference on the FROM line (or on the ARG line whose
-    /// default the FROM uses); every other byte stays. The working tree is not
-    /// touched. Without --apply, prints what would change.
+    /// default the FROM uses); every other byte stays. In the same commit go
+    /// kustomization `images:` entries (newName/newTag/digest) and Helm values
+    /// files (`values*.yaml` beside a Chart.yaml: repository/tag/digest blocks
+    /// and image strings) on that image, as committed at HEAD. The working
+    /// tree is not touched. Without --apply, prints what would change.
     ///
     /// Example: bulkhead images upgrade --to registry.acme.internal/base/go-1.22:2024.11@sha256:... --apply
     Upgrade(UpgradeArgs),
@@ -95,8 +98,9 @@ pub struct UpgradeArgs {
     /// The new reference (registry/repository:tag@digest).
     #[arg(long, value_name = "REF")]
     to: String,
-    /// Only move what uses exactly this reference: final-stage FROMs, and
-    /// also the image fields of workload containers in manifests.
+    /// Only move what uses exactly this reference: final-stage FROMs,
+    /// kustomization and Helm values entries, and also the image fields of
+    /// workload containers in manifests.
     #[arg(long, value_name = "REF")]
     from: Option<String>,
     /// Create the branches and commits; without it, only print the edits.
@@ -471,10 +475,49 @@ fn upgrade(args: UpgradeArgs) -> Result<Exit> {
             }
         }
     }
+    let selection = images::yaml_refs::Selection {
+        from: from.as_ref(),
+        to: &to,
+        to_written: &args.to,
+    };
     let mut failed = 0;
+    for repo in context.fleet.repos.iter().filter(|r| r.git) {
+        match yaml_files_to_move(&context.root, &repo.path, &selection) {
+            Ok(found) => {
+                if !found.is_empty() {
+                    let edits = planned.entry(repo.path.clone()).or_default();
+                    // A manifest image a kustomization sets moves there: the
+                    // manifest's own line holds another reference.
+                    if found.iter().any(|(_, k)| *k == YamlKind::Kustomization) {
+                        let vcs_repo = vcs::Repo::open(&context.root.join(&repo.path))?;
+                        edits.retain(|e| match &e.target {
+                            EditTarget::Field { written, .. } => {
+                                let rel = e
+                                    .path
+                                    .strip_prefix(&format!("{}/", repo.path))
+                                    .unwrap_or(&e.path);
+                                vcs_repo.show("HEAD", rel).ok().flatten().is_some_and(|b| {
+                                    String::from_utf8_lossy(&b).contains(written.as_str())
+                                })
+                            }
+                            _ => true,
+                        });
+                    }
+                    edits.extend(found.into_iter().map(|(path, kind)| PlannedEdit {
+                        path,
+                        target: EditTarget::Yaml(kind),
+                    }));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                output::print(&format!("{}: failed: {e:#}\n", repo.path))?;
+            }
+        }
+    }
     let mut done = 0;
     for (repo_path, edits) in &planned {
-        match upgrade_repo(&context.root, repo_path, edits, &args, &branch) {
+        match upgrade_repo(&context.root, repo_path, edits, &args, &branch, &selection) {
             Ok(text) => {
                 done += edits.len();
                 output::print(&text)?;
@@ -510,6 +553,88 @@ enum EditTarget<'a> {
     From(&'a model::Stage),
     /// A manifest's `image:` field, in the container starting at `line`.
     Field { line: u32, written: String },
+    /// The selected references of a kustomization or Helm values file.
+    Yaml(YamlKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum YamlKind {
+    Kustomization,
+    HelmValues,
+}
+
+impl YamlKind {
+    /// What a file at `path` (in a repository whose files are `all`) is, if either.
+    fn of(path: &str, all: &std::collections::BTreeSet<&str>) -> Option<YamlKind> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if matches!(
+            name,
+            "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+        ) {
+            return Some(YamlKind::Kustomization);
+        }
+        let chart = if dir.is_empty() {
+            "Chart.yaml".to_string()
+        } else {
+            format!("{dir}/Chart.yaml")
+        };
+        (name.starts_with("values")
+            && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && all.contains(chart.as_str()))
+        .then_some(YamlKind::HelmValues)
+    }
+
+    fn rewrite(
+        self,
+        path: &str,
+        text: &str,
+        selection: &images::yaml_refs::Selection<'_>,
+    ) -> Result<Option<images::yaml_refs::Rewrite>, images::upgrade::UpgradeError> {
+        match self {
+            YamlKind::Kustomization => {
+                images::yaml_refs::rewrite_kustomization(path, text, selection)
+            }
+            YamlKind::HelmValues => images::yaml_refs::rewrite_helm_values(path, text, selection),
+        }
+    }
+}
+
+/// The kustomizations and Helm values files committed at HEAD of the
+/// repository `repo_path` that hold a selected reference (fleet-relative paths).
+fn yaml_files_to_move(
+    root: &Path,
+    repo_path: &str,
+    selection: &images::yaml_refs::Selection<'_>,
+) -> Result<Vec<(String, YamlKind)>> {
+    let repo = vcs::Repo::open(&root.join(repo_path))?;
+    let files = repo.files("HEAD")?;
+    let all: std::collections::BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    let candidates: Vec<(&str, YamlKind)> = files
+        .iter()
+        .filter_map(|f| YamlKind::of(f, &all).map(|k| (f.as_str(), k)))
+        .collect();
+    let paths: Vec<&str> = candidates.iter().map(|(p, _)| *p).collect();
+    let texts = repo.show_many("HEAD", &paths)?;
+    let mut found = Vec::new();
+    for ((rel, kind), bytes) in candidates.into_iter().zip(texts) {
+        let Some(text) = bytes.and_then(|b| String::from_utf8(b).ok()) else {
+            continue;
+        };
+        let shown = fleet_path(repo_path, rel);
+        if kind.rewrite(&shown, &text, selection)?.is_some() {
+            found.push((shown, kind));
+        }
+    }
+    Ok(found)
+}
+
+/// `rel` (inside the repository at `repo_path`) relative to the fleet root.
+fn fleet_path(repo_path: &str, rel: &str) -> String {
+    if repo_path.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{repo_path}/{rel}")
+    }
 }
 
 /// Applies `edits` to the files at HEAD of `repo_path`; with --apply, commits
@@ -520,6 +645,7 @@ fn upgrade_repo(
     edits: &[PlannedEdit<'_>],
     args: &UpgradeArgs,
     branch: &str,
+    selection: &images::yaml_refs::Selection<'_>,
 ) -> Result<String> {
     let repo = vcs::Repo::open(&root.join(repo_path))?;
     let mut files: Vec<(String, String)> = Vec::new();
@@ -547,18 +673,27 @@ fn upgrade_repo(
         let text = &files[index].1;
         let (new, done) = match &edit.target {
             EditTarget::From(stage) => {
-                images::upgrade::rewrite_from(&edit.path, text, stage, &args.to)?
+                let (new, done) = images::upgrade::rewrite_from(&edit.path, text, stage, &args.to)?;
+                (new, vec![done])
             }
             EditTarget::Field { line, written } => {
-                images::upgrade::rewrite_image_field(&edit.path, text, *line, written, &args.to)?
+                let (new, done) = images::upgrade::rewrite_image_field(
+                    &edit.path, text, *line, written, &args.to,
+                )?;
+                (new, vec![done])
             }
+            EditTarget::Yaml(kind) => kind
+                .rewrite(&edit.path, text, selection)?
+                .with_context(|| format!("{} no longer holds the reference", edit.path))?,
         };
         files[index].1 = new;
-        summary.push_str(&format!(
-            "{}:{}: {} -> {}\n",
-            edit.path, done.line, done.from, done.to
-        ));
-        lines.push(format!("{rel} line {} was {}", done.line, done.from));
+        for done in done {
+            summary.push_str(&format!(
+                "{}:{}: {} -> {}\n",
+                edit.path, done.line, done.from, done.to
+            ));
+            lines.push(format!("{rel} line {} was {}", done.line, done.from));
+        }
     }
     if !args.apply {
         return Ok(summary);

@@ -767,3 +767,96 @@ fn upgrade_from_an_exact_reference_rewrites_froms_and_manifest_image_fields() {
         assert_eq!(rest.status.code(), Some(1), "{rest:?}");
     }
 }
+
+/// Two real repositories: one deploying with a Kustomize overlay that pins
+/// the image, one with a Helm chart whose values pin it; a third reference
+/// in a plain manifest.
+const YAML_FLEET: &[(&str, &str)] = &[
+    (
+        "orders/deploy/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: orders}\nspec:\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec:\n      containers:\n        - name: orders\n          image: registry.acme.internal/apps/orders:1.0.0\n",
+    ),
+    (
+        "orders/deploy/base/kustomization.yaml",
+        "resources: [deployment.yaml]\n",
+    ),
+    (
+        "orders/deploy/overlays/prod/kustomization.yaml",
+        "resources: [../../base]\nimages:\n  # pinned by the release pipeline\n  - name: registry.acme.internal/apps/orders\n    newTag: \"1.4.2\"\n  - name: redis\n    newTag: \"7\"\n",
+    ),
+    (
+        "billing/chart/Chart.yaml",
+        "apiVersion: v2\nname: billing\nversion: 0.1.0\n",
+    ),
+    (
+        "billing/chart/values.yaml",
+        "image:\n  repository: registry.acme.internal/apps/orders\n  tag: 1.4.2 # the orders client image\n  pullPolicy: IfNotPresent\n",
+    ),
+    (
+        "billing/chart/values-staging.yaml",
+        "image:\n  repository: registry.acme.internal/apps/billing\n  tag: 2.0.0\n",
+    ),
+];
+
+#[test]
+fn upgrade_moves_kustomize_images_and_helm_values_in_real_repositories() {
+    let dir = TempDir::new("upgrade-yaml");
+    let root = dir.path().join("fleet");
+    for (path, text) in YAML_FLEET {
+        dir.write(Path::new("fleet").join(path), text);
+    }
+    for repo in ["orders", "billing"] {
+        let repo = root.join(repo);
+        test_support::git(&repo, &["init", "-q"]);
+        test_support::git(&repo, &["add", "-A"]);
+        test_support::git(&repo, &["commit", "-q", "-m", "first"]);
+    }
+    let to = "registry.acme.internal/apps/orders:1.5.0@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    let dry = in_fleet(
+        bulkhead().args(["images", "upgrade", "--to", to]),
+        &dir,
+        &root,
+    );
+    let edits: BTreeSet<&str> = dry.lines().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(
+        edits,
+        BTreeSet::from([
+            format!("orders/deploy/overlays/prod/kustomization.yaml:4: registry.acme.internal/apps/orders:1.4.2 -> {to}").as_str(),
+            format!("billing/chart/values.yaml:2: registry.acme.internal/apps/orders:1.4.2 -> {to}").as_str(),
+        ]),
+        "{dry}"
+    );
+    in_fleet(
+        bulkhead().args(["images", "upgrade", "--to", to, "--apply"]),
+        &dir,
+        &root,
+    );
+    let branch = "bulkhead/base-orders-1.5.0";
+    let at_branch = |repo: &str, file: &str| {
+        test_support::git(&root.join(repo), &["show", &format!("{branch}:{file}")])
+    };
+    assert_eq!(
+        at_branch("orders", "deploy/overlays/prod/kustomization.yaml"),
+        "resources: [../../base]\nimages:\n  # pinned by the release pipeline\n  - name: registry.acme.internal/apps/orders\n    newTag: \"1.5.0\"\n    digest: sha256:2222222222222222222222222222222222222222222222222222222222222222\n  - name: redis\n    newTag: \"7\""
+    );
+    assert_eq!(
+        at_branch("billing", "chart/values.yaml"),
+        "image:\n  repository: registry.acme.internal/apps/orders\n  tag: 1.5.0@sha256:2222222222222222222222222222222222222222222222222222222222222222 # the orders client image\n  pullPolicy: IfNotPresent"
+    );
+    for (repo, files) in [
+        ("orders", "deploy/overlays/prod/kustomization.yaml"),
+        ("billing", "chart/values.yaml"),
+    ] {
+        let repo = root.join(repo);
+        assert_eq!(
+            test_support::git(&repo, &["diff", "--name-only", "HEAD", branch]),
+            files
+        );
+        assert_eq!(test_support::git(&repo, &["status", "--porcelain"]), "");
+        let message = test_support::git(&repo, &["log", "-1", "--format=%B", branch]);
+        assert!(
+            message.starts_with(&format!("Move the base image to {to}")),
+            "{message}"
+        );
+    }
+}
