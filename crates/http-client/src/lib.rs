@@ -1,6 +1,8 @@
 //! A small blocking HTTP/1.1 client over `std::net`, for plain `http://`
 //! services on loopback or inside a cluster: OCI registries, the gateway's
-//! admin API, Prometheus, the trace collector's query API.
+//! admin API, Prometheus, the trace collector's query API; and `https://`
+//! (rustls) for the forges' REST APIs, trusting the system's CA bundle and
+//! any certificates the caller adds ([`Tls`]).
 //!
 //! One connection per request (`Connection: close`), bounded by one deadline
 //! for connecting, sending and reading, and by a response size limit. Bodies
@@ -13,31 +15,36 @@
 use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs as _};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Responses larger than this are refused.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub host: String,
     pub port: u16,
     /// Path and query, starting with `/`.
     pub target: String,
+    /// `https://`: TLS to the host.
+    pub tls: bool,
 }
 
 impl Url {
-    /// Parses `http://host[:port][/path]`; the port defaults to 80.
+    /// Parses `http://host[:port][/path]` (port 80 by default) or
+    /// `https://host[:port][/path]` (443).
     ///
     /// # Errors
-    /// Another scheme (https is not supported), or a malformed URL.
+    /// Another scheme, or a malformed URL.
     pub fn parse(url: &str) -> Result<Url, String> {
-        let rest = match url.split_once("://") {
-            Some(("http", rest)) => rest,
+        let (rest, tls) = match url.split_once("://") {
+            Some(("http", rest)) => (rest, false),
+            Some(("https", rest)) => (rest, true),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "{url}: only http:// is supported (scheme {scheme})"
+                    "{url}: only http:// and https:// are supported (scheme {scheme})"
                 ));
             }
             None => return Err(format!("{url}: not an http:// URL")),
@@ -65,6 +72,7 @@ impl Url {
             Some(p) => p
                 .parse::<u16>()
                 .map_err(|_| format!("{url}: invalid port {p:?}"))?,
+            None if tls => 443,
             None => 80,
         };
         if host.is_empty() {
@@ -74,6 +82,7 @@ impl Url {
             host: host.to_string(),
             port,
             target: target.to_string(),
+            tls,
         })
     }
 
@@ -89,7 +98,8 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.target)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.target)
     }
 }
 
@@ -137,7 +147,121 @@ pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
 }
 
-/// Sends one request and reads the whole response.
+/// What `https://` requests trust: the system's CA bundle (`SSL_CERT_FILE`,
+/// else Debian's `/etc/ssl/certs/ca-certificates.crt`) and the certificates
+/// added with [`Tls::with_pem`].
+#[derive(Clone)]
+pub struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    roots: usize,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tls({} trusted roots)", self.roots)
+    }
+}
+
+/// Where the system's CA bundle lives when `SSL_CERT_FILE` does not say.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl Tls {
+    /// The system's roots and the PEM certificates in `extra` (a private
+    /// CA, a test server's self-signed certificate). A missing system bundle
+    /// leaves only `extra`.
+    ///
+    /// # Errors
+    /// `extra` that is not empty and holds no valid PEM certificate.
+    pub fn with_pem(extra: &[u8]) -> Result<Tls, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        let bundle = std::env::var_os("SSL_CERT_FILE")
+            .map_or_else(|| SYSTEM_BUNDLE.into(), std::path::PathBuf::from);
+        if let Ok(pem) = std::fs::read(&bundle) {
+            let certs = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok);
+            roots.add_parsable_certificates(certs);
+        }
+        if !extra.is_empty() {
+            let certs = CertificateDer::pem_slice_iter(extra)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("no PEM certificate in it".into());
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+            }
+        }
+        let count = roots.len();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Tls {
+            config: Arc::new(config),
+            roots: count,
+        })
+    }
+
+    /// The system's roots alone, loaded once per process.
+    ///
+    /// # Errors
+    /// When rustls offers no protocol version with the ring provider, which
+    /// its build rules out.
+    pub fn system() -> Result<Tls, String> {
+        static SYSTEM: OnceLock<Result<Tls, String>> = OnceLock::new();
+        SYSTEM.get_or_init(|| Tls::with_pem(&[])).clone()
+    }
+}
+
+/// The connection a request runs on.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl std::io::Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Sends one request and reads the whole response; `https://` trusts the
+/// system's roots ([`Tls::system`]).
 ///
 /// # Errors
 /// Connection failures, the deadline passing, a response over
@@ -148,6 +272,29 @@ pub fn request(
     headers: &[(&str, String)],
     body: &[u8],
     timeout: Duration,
+) -> Result<Response, HttpError> {
+    let tls = if url.tls {
+        Some(Tls::system().map_err(|e| HttpError::Io {
+            url: url.to_string(),
+            source: std::io::Error::other(e),
+        })?)
+    } else {
+        None
+    };
+    request_with(method, url, headers, body, timeout, tls.as_ref())
+}
+
+/// As [`request`], trusting `tls` for an `https://` URL.
+///
+/// # Errors
+/// As [`request`], and a TLS handshake that fails (a certificate no root vouches for).
+pub fn request_with(
+    method: &str,
+    url: &Url,
+    headers: &[(&str, String)],
+    body: &[u8],
+    timeout: Duration,
+    tls: Option<&Tls>,
 ) -> Result<Response, HttpError> {
     let authority = url.authority();
     let deadline = Instant::now() + timeout;
@@ -185,10 +332,33 @@ pub fn request(
             Err(e) => last = Some(e),
         }
     }
-    let mut stream = stream.ok_or_else(|| HttpError::Connect {
+    let tcp = stream.ok_or_else(|| HttpError::Connect {
         url: url.to_string(),
         source: last.unwrap_or_else(|| std::io::Error::other("no address")),
     })?;
+    let mut stream = if url.tls {
+        let tls = match tls {
+            Some(tls) => tls.clone(),
+            None => Tls::system().map_err(|e| HttpError::Io {
+                url: url.to_string(),
+                source: std::io::Error::other(e),
+            })?,
+        };
+        let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+            HttpError::Malformed {
+                url: url.to_string(),
+                detail: format!("host is not a TLS server name: {e}"),
+            }
+        })?;
+        let connection =
+            rustls::ClientConnection::new(tls.config, name).map_err(|e| HttpError::Io {
+                url: url.to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        Conn::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+    } else {
+        Conn::Plain(tcp)
+    };
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: bulkhead\r\n",
         url.target
@@ -200,7 +370,7 @@ pub fn request(
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    stream.tcp().set_write_timeout(Some(timeout)).map_err(io)?;
     stream.write_all(head.as_bytes()).map_err(io)?;
     stream.write_all(body).map_err(io)?;
     let mut raw = Vec::new();
@@ -212,7 +382,7 @@ pub fn request(
         if left.is_zero() {
             return Err(timed_out());
         }
-        stream.set_read_timeout(Some(left)).map_err(io)?;
+        stream.tcp().set_read_timeout(Some(left)).map_err(io)?;
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {

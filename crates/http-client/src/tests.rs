@@ -19,10 +19,24 @@ fn urls_parse_or_say_why_not() {
     ok("http://registry/v2/", "registry", 80, "/v2/");
     ok("http://[::1]:9901/state?x=1", "::1", 9901, "/state?x=1");
     ok("http://[::1]/a", "::1", 80, "/a");
+    ok(
+        "https://registry.example.com",
+        "registry.example.com",
+        443,
+        "/",
+    );
+    ok(
+        "https://127.0.0.1:8443/api/v3",
+        "127.0.0.1",
+        8443,
+        "/api/v3",
+    );
+    assert!(Url::parse("https://api.github.com").unwrap().tls);
+    assert!(!Url::parse("http://api.github.com").unwrap().tls);
     for (url, expect) in [
         (
-            "https://registry.example.com",
-            "only http:// is supported (scheme https)",
+            "ftp://registry.example.com",
+            "only http:// and https:// are supported (scheme ftp)",
         ),
         ("registry:5000", "not an http:// URL"),
         ("http://host:port/", "invalid port \"port\""),
@@ -38,7 +52,11 @@ fn urls_parse_or_say_why_not() {
 
 #[test]
 fn urls_print_with_their_authority_and_target() {
-    for url in ["http://127.0.0.1:5000/v2/", "http://[::1]:80/a?b=c"] {
+    for url in [
+        "http://127.0.0.1:5000/v2/",
+        "http://[::1]:80/a?b=c",
+        "https://api.github.com:443/repos",
+    ] {
         assert_eq!(Url::parse(url).unwrap().to_string(), url);
     }
     assert_eq!(
