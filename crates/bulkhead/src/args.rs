@@ -1,5 +1,6 @@
 //! The argument groups every command shares (the fleet and its state
-//! directory, the output format, durations, secrets) and the exit status every
+//! directory, the output format, durations, secrets, `--open-pr` and the one
+//! way a command publishes a branch through it) and the exit status every
 //! command returns. A leaf: command modules use it, it uses none of them.
 
 use anyhow::{Context as _, Result, bail};
@@ -155,4 +156,141 @@ pub fn read_secret(flag: &str, env: Option<&str>, file: Option<&Path>) -> Result
         return Ok(Some(token.to_string()));
     }
     Ok(None)
+}
+
+/// `--open-pr` and how to reach the forge: shared by the commands that
+/// commit to the fleet's repositories (`images upgrade`, `template bump`).
+#[derive(Debug, Clone, Args)]
+pub struct PrArgs {
+    /// Push each repository's branch to --remote and open its merge or pull
+    /// request, or update the one already open for the branch (with --apply).
+    #[arg(long, requires = "apply")]
+    pub open_pr: bool,
+    /// github, gitlab (REST API) or gitlab-push (push options, no token);
+    /// default: from the remote's host (github.com, a host with "gitlab").
+    #[arg(long, value_name = "FORGE", value_parser = forge::Kind::parse, requires = "open_pr")]
+    pub forge: Option<forge::Kind>,
+    /// The forge's API base URL (default: https://api.github.com for
+    /// github.com, https://HOST/api/v3 for GitHub Enterprise, https://HOST/api/v4 for GitLab).
+    #[arg(long, value_name = "URL", requires = "open_pr")]
+    pub forge_url: Option<String>,
+    /// A PEM CA certificate the forge's HTTPS is signed by, besides the system's.
+    #[arg(long, value_name = "FILE", requires = "open_pr")]
+    pub forge_ca_file: Option<std::path::PathBuf>,
+    /// The environment variable holding the forge's API token.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "token_file",
+        requires = "open_pr"
+    )]
+    pub token_env: Option<String>,
+    /// A file holding the forge's API token.
+    #[arg(long, value_name = "PATH", requires = "open_pr")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// The git remote each branch is pushed to.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "origin",
+        requires = "open_pr"
+    )]
+    pub remote: String,
+    /// The branch the change merges into (default: the repository's current branch).
+    #[arg(long, value_name = "BRANCH", requires = "open_pr")]
+    pub base: Option<String>,
+    /// Tries of each step (push, each API call) before a repository is
+    /// reported failed; waits 1s, 2s, 4s... between them, or what the forge's Retry-After asks.
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "open_pr")]
+    pub attempts: u32,
+}
+
+impl PrArgs {
+    /// The forge configuration, when --open-pr is given.
+    ///
+    /// # Errors
+    /// An unreadable token or CA file.
+    pub fn config(&self) -> Result<Option<forge::Config>> {
+        if !self.open_pr {
+            return Ok(None);
+        }
+        let token = read_secret(
+            "token",
+            self.token_env.as_deref(),
+            self.token_file.as_deref(),
+        )?;
+        let extra = match &self.forge_ca_file {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("--forge-ca-file {}", path.display()))?,
+            None => Vec::new(),
+        };
+        let tls = http_client::Tls::with_pem(&extra).map_err(|e| {
+            anyhow::anyhow!(
+                "--forge-ca-file {}: {e}",
+                self.forge_ca_file
+                    .as_deref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        })?;
+        Ok(Some(forge::Config {
+            kind: self.forge,
+            api: self.forge_url.clone(),
+            token,
+            tls,
+            remote: self.remote.clone(),
+            attempts: self.attempts.max(1),
+            backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(30),
+        }))
+    }
+}
+
+/// Publishes `branch` of `repo` (push, then open or update its change) and
+/// says what happened in one line per step, for the command's report.
+///
+/// # Errors
+/// The forge's failure, with the retries made before it.
+pub fn publish(
+    repo: &vcs::Repo,
+    config: &forge::Config,
+    base: Option<&str>,
+    branch: &str,
+    title: &str,
+    description: &str,
+) -> Result<String> {
+    let base = match base {
+        Some(b) => b.to_string(),
+        None => repo.current_branch()?.unwrap_or_else(|| "main".to_string()),
+    };
+    let change = forge::Change {
+        branch: branch.to_string(),
+        base,
+        title: title.to_string(),
+        description: description.to_string(),
+    };
+    let mut lines = String::new();
+    match forge::publish(repo, &change, config) {
+        Ok(published) => {
+            for retry in &published.retries {
+                lines.push_str(&format!("  retried: {retry}\n"));
+            }
+            let what = match published.action {
+                forge::Action::Opened => "opened",
+                forge::Action::Updated => "updated",
+                forge::Action::Pushed => "pushed with merge request options",
+            };
+            let number = published.number.map_or(String::new(), |n| format!(" #{n}"));
+            let url = published.url.map_or(String::new(), |u| format!(" {u}"));
+            lines.push_str(&format!("  {what}{number}{url}\n"));
+            Ok(lines)
+        }
+        Err(failure) => {
+            let retries: String = failure
+                .retries
+                .iter()
+                .map(|r| format!("\n  retried: {r}"))
+                .collect();
+            Err(anyhow::anyhow!("{}{retries}", failure.error))
+        }
+    }
 }

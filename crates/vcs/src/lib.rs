@@ -306,6 +306,48 @@ impl Repo {
         result
     }
 
+    /// The URL of `remote`, when it is configured.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn remote_url(&self, remote: &str) -> Result<Option<String>, GitError> {
+        match self.text(&["remote", "get-url", remote], None) {
+            Ok(url) => Ok(Some(url.trim().to_string())),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pushes `branch` to the branch of the same name on `remote`, sending
+    /// each of `options` as a push option (`git push -o`, which GitLab reads
+    /// as `merge_request.create` and friends). The push replaces the remote
+    /// branch only if it still is where this repository last saw it
+    /// (`--force-with-lease`), so a re-run updates its own branch and never
+    /// overwrites someone else's commits. Returns what the remote said
+    /// (`remote:` lines), for a link to the change.
+    ///
+    /// # Errors
+    /// A remote that refuses (a hook, a protected branch, authentication) or
+    /// cannot be reached: the error holds git's message.
+    pub fn push(&self, remote: &str, branch: &str, options: &[String]) -> Result<String, GitError> {
+        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        let mut args = vec!["push", "--porcelain", "--force-with-lease"];
+        for option in options {
+            args.push("-o");
+            args.push(option);
+        }
+        args.push(remote);
+        args.push(&refspec);
+        let output = self.run_output(&args, None, &[])?;
+        Ok(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .filter_map(|l| l.strip_prefix("remote:"))
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     fn commit_with_index(
         &self,
         index: &Path,
@@ -400,6 +442,16 @@ impl Repo {
         stdin: Option<&[u8]>,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Result<Vec<u8>, GitError> {
+        self.run_output(args, stdin, env).map(|o| o.stdout)
+    }
+
+    /// Runs git; the whole output of a command that succeeded.
+    fn run_output(
+        &self,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<std::process::Output, GitError> {
         let mut command = Command::new("git");
         command
             .current_dir(&self.root)
@@ -439,7 +491,7 @@ impl Repo {
         })
         .map_err(spawn_error)?;
         if output.status.success() {
-            Ok(output.stdout)
+            Ok(output)
         } else {
             Err(GitError::Failed {
                 command: shown(args),

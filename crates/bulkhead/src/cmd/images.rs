@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use model::report::table;
 use model::{Diagnostic, Fleet, ImageRef};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,7 +63,13 @@ pub enum ImagesCommand {
     /// and image strings) on that image, as committed at HEAD. The working
     /// tree is not touched. Without --apply, prints what would change.
     ///
-    /// Example: bulkhead images upgrade --to registry.acme.internal/base/go-1.22:2024.11@sha256:... --apply
+    /// With --open-pr, each repository's branch is pushed and its pull or
+    /// merge request opened (or updated, when one is open for the branch),
+    /// described by the impact report of the services it touches. A
+    /// repository that fails (after retries) is reported and the others go on;
+    /// the exit status is then 1.
+    ///
+    /// Example: bulkhead images upgrade --to registry.acme.internal/base/go-1.22:2024.11@sha256:... --apply --open-pr --token-env GITHUB_TOKEN
     Upgrade(UpgradeArgs),
 }
 
@@ -106,6 +113,8 @@ pub struct UpgradeArgs {
     /// Create the branches and commits; without it, only print the edits.
     #[arg(long)]
     apply: bool,
+    #[command(flatten)]
+    pr: args::PrArgs,
     #[command(flatten)]
     fleet: FleetArgs,
 }
@@ -515,9 +524,26 @@ fn upgrade(args: UpgradeArgs) -> Result<Exit> {
             }
         }
     }
+    let forge = args.pr.config()?;
     let mut done = 0;
     for (repo_path, edits) in &planned {
-        match upgrade_repo(&context.root, repo_path, edits, &args, &branch, &selection) {
+        let pr = forge.as_ref().map(|config| {
+            let services: BTreeSet<String> = edits
+                .iter()
+                .flat_map(|e| images::check::owners(&by_repo, &e.path))
+                .map(str::to_string)
+                .collect();
+            (config, describe(&context.fleet, &services, &args.to))
+        });
+        match upgrade_repo(
+            &context.root,
+            repo_path,
+            edits,
+            &args,
+            &branch,
+            &selection,
+            pr,
+        ) {
             Ok(text) => {
                 done += edits.len();
                 output::print(&text)?;
@@ -646,6 +672,7 @@ fn upgrade_repo(
     args: &UpgradeArgs,
     branch: &str,
     selection: &images::yaml_refs::Selection<'_>,
+    pr: Option<(&forge::Config, String)>,
 ) -> Result<String> {
     let repo = vcs::Repo::open(&root.join(repo_path))?;
     let mut files: Vec<(String, String)> = Vec::new();
@@ -703,9 +730,6 @@ fn upgrade_repo(
         args.to,
         lines.join("; ")
     );
-    if repo.resolve(branch)?.is_some() {
-        bail!("branch {branch} already exists in {repo_path}");
-    }
     let changes: Vec<vcs::FileChange> = files
         .into_iter()
         .map(|(path, content)| vcs::FileChange {
@@ -713,9 +737,55 @@ fn upgrade_repo(
             content: content.into_bytes(),
         })
         .collect();
-    let commit = repo.commit_on_new_branch("HEAD", branch, &changes, &message)?;
-    Ok(format!(
-        "{summary}  committed {} on {branch} in {repo_path}\n",
-        &commit[..12.min(commit.len())]
-    ))
+    let mut report = summary;
+    if repo.resolve(branch)?.is_some() {
+        // A re-run: the branch holding exactly this change is published again, never rewritten.
+        let same = changes
+            .iter()
+            .map(|c| Ok(repo.show(branch, &c.path)?.as_deref() == Some(&c.content[..])))
+            .collect::<Result<Vec<bool>>>()?
+            .into_iter()
+            .all(|s| s);
+        if !same || pr.is_none() {
+            bail!(
+                "branch {branch} already exists in {repo_path}{}",
+                if same { "" } else { " with other content" }
+            );
+        }
+        report.push_str(&format!(
+            "  branch {branch} already holds this change in {repo_path}\n"
+        ));
+    } else {
+        let commit = repo.commit_on_new_branch("HEAD", branch, &changes, &message)?;
+        report.push_str(&format!(
+            "  committed {} on {branch} in {repo_path}\n",
+            &commit[..12.min(commit.len())]
+        ));
+    }
+    if let Some((config, description)) = pr {
+        let title = format!("Move the base image to {}", args.to);
+        report.push_str(&args::publish(
+            &repo,
+            config,
+            args.pr.base.as_deref(),
+            branch,
+            &title,
+            &description,
+        )?);
+    }
+    Ok(report)
+}
+
+/// A change's description: what moves, and the impact report of the
+/// services whose files change, rendered as for a pull-request comment.
+fn describe(fleet: &Fleet, services: &BTreeSet<String>, to: &str) -> String {
+    let mut text = format!(
+        "bulkhead images upgrade moves these repositories' references to `{to}`. Roll back by reverting the commit.\n\n"
+    );
+    let names: Vec<String> = services.iter().cloned().collect();
+    match impact::services(fleet, &names) {
+        Ok(report) if !names.is_empty() => text.push_str(&model::report::render_markdown(&report)),
+        _ => text.push_str("No service of the fleet builds from these files: no impact report.\n"),
+    }
+    text
 }

@@ -86,7 +86,12 @@ pub enum TemplateCommand {
     /// Exit status: 0 when every app of the wave is done (or had nothing to
     /// do), 1 when any failed, 2 on errors.
     ///
-    /// Example: bulkhead template bump v2.0.0 --wave 1 --apply
+    /// With --open-pr, each app's branch is pushed and its pull or merge
+    /// request opened (or updated, when one is open for the branch, as on a
+    /// re-run), described by the app's impact report and the pin diff. An app
+    /// that fails (after retries) is reported and the others go on.
+    ///
+    /// Example: bulkhead template bump v2.0.0 --wave 1 --apply --open-pr --forge gitlab --token-env GITLAB_TOKEN
     Bump(BumpArgs),
     /// How many apps are on each release, and who straggles on unsupported lines.
     ///
@@ -169,6 +174,8 @@ pub struct BumpArgs {
     /// Re-pin the previous version instead, in the repositories that adopted VERSION.
     #[arg(long)]
     rollback: bool,
+    #[command(flatten)]
+    pr: args::PrArgs,
     /// Used only when no plan is saved yet.
     #[command(flatten)]
     waves: WaveArgs,
@@ -742,9 +749,10 @@ fn bump_wave(context: &Context, plan: &AdoptionPlan, args: &BumpArgs) -> Result<
             plan.waves.len()
         );
     };
+    let forge = args.pr.config()?;
     let mut failed = 0;
     for app in &wave.apps {
-        let outcome = bump_app(context, plan, wave, app, args)
+        let outcome = bump_app(context, plan, wave, app, args, forge.as_ref())
             .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
         let line = match outcome {
             Outcome::Done(text) => text,
@@ -777,6 +785,7 @@ fn bump_app(
     wave: &templates::plan::PlannedWave,
     app: &templates::plan::PlannedApp,
     args: &BumpArgs,
+    forge: Option<&forge::Config>,
 ) -> Result<Outcome> {
     let Some(repo_path) = &app.repo else {
         return Ok(Outcome::Failed(
@@ -892,7 +901,17 @@ fn bump_app(
             .into_iter()
             .all(|s| s);
         return Ok(if same {
-            Outcome::Skipped(format!("branch {branch} already holds this change"))
+            match forge {
+                Some(config) => {
+                    let message = commit_message(context, plan, wave, app, args.rollback, &edits);
+                    Outcome::Done(format!(
+                        "{}: branch {branch} already holds this change\n{}",
+                        app.service,
+                        publish_app(context, &repo, config, args, app, &branch, &message, &diffs)?
+                    ))
+                }
+                None => Outcome::Skipped(format!("branch {branch} already holds this change")),
+            }
         } else {
             Outcome::Failed(format!(
                 "branch {branch} already exists with other content; delete it (git -C {repo_path} branch -D {branch}) to redo"
@@ -901,11 +920,47 @@ fn bump_app(
     }
     let message = commit_message(context, plan, wave, app, args.rollback, &edits);
     let commit = repo.commit_on_new_branch("HEAD", &branch, &changes, &message)?;
+    let published = match forge {
+        Some(config) => publish_app(context, &repo, config, args, app, &branch, &message, &diffs)?,
+        None => String::new(),
+    };
     Ok(Outcome::Done(format!(
-        "{}: committed {} on {branch} in {repo_path}\n",
+        "{}: committed {} on {branch} in {repo_path}\n{published}",
         app.service,
         short(&commit)
     )))
+}
+
+/// Pushes an app's branch and opens or updates its change: titled by the
+/// commit's subject, described by its body, the app's impact report and the diff.
+#[allow(clippy::too_many_arguments)]
+fn publish_app(
+    context: &Context,
+    repo: &vcs::Repo,
+    config: &forge::Config,
+    args: &BumpArgs,
+    app: &templates::plan::PlannedApp,
+    branch: &str,
+    message: &str,
+    diffs: &str,
+) -> Result<String> {
+    let (title, body) = message.split_once('\n').unwrap_or((message, ""));
+    let mut description = format!("{}\n\n```diff\n{diffs}```\n\n", body.trim());
+    if let Some(report) = context
+        .fleet
+        .as_ref()
+        .and_then(|fleet| impact::services(fleet, std::slice::from_ref(&app.service)).ok())
+    {
+        description.push_str(&model::report::render_markdown(&report));
+    }
+    args::publish(
+        repo,
+        config,
+        args.pr.base.as_deref(),
+        branch,
+        title,
+        &description,
+    )
 }
 
 /// The commit message: what changed, why, and how to undo it.
