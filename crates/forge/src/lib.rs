@@ -281,39 +281,30 @@ fn publish_inner(
         repo.push(&config.remote, &change.branch, &options)
             .map_err(ForgeError::Push)
     })?;
-    let api = |default: String| -> Result<Url, ForgeError> {
-        let base = config.api.clone().unwrap_or(default);
-        Url::parse(base.trim_end_matches('/'))
-            .map_err(|reason| ForgeError::Remote { url: base, reason })
+    if kind == Kind::GitLabPush {
+        return Ok((Action::Pushed, link_in(&said), None));
+    }
+    let base = match (&config.api, path.host.as_deref(), kind) {
+        (Some(api), _, _) => api.clone(),
+        (None, Some("github.com"), Kind::GitHub) => "https://api.github.com".to_string(),
+        (None, Some(host), Kind::GitHub) => format!("https://{host}/api/v3"),
+        (None, Some(host), _) => format!("https://{host}/api/v4"),
+        (None, None, _) => {
+            return Err(ForgeError::Remote {
+                url: remote_url,
+                reason: "a local remote: give --forge-url".into(),
+            });
+        }
     };
-    let client = |base: Url| Client { base, config, kind };
-    match kind {
-        Kind::GitLabPush => Ok((Action::Pushed, link_in(&said), None)),
-        Kind::GitHub => {
-            let default = match path.host.as_deref() {
-                Some("github.com") => "https://api.github.com".to_string(),
-                Some(host) => format!("https://{host}/api/v3"),
-                None => {
-                    return Err(ForgeError::Remote {
-                        url: remote_url,
-                        reason: "a local remote: give --forge-url".into(),
-                    });
-                }
-            };
-            client(api(default)?).github(&path, change, retries)
-        }
-        Kind::GitLab => {
-            let default = match path.host.as_deref() {
-                Some(host) => format!("https://{host}/api/v4"),
-                None => {
-                    return Err(ForgeError::Remote {
-                        url: remote_url,
-                        reason: "a local remote: give --forge-url".into(),
-                    });
-                }
-            };
-            client(api(default)?).gitlab(&path, change, retries)
-        }
+    let base = Url::parse(base.trim_end_matches('/')).map_err(|reason| ForgeError::Remote {
+        url: base.clone(),
+        reason,
+    })?;
+    let client = Client { base, config, kind };
+    if kind == Kind::GitHub {
+        client.github(&path, change, retries)
+    } else {
+        client.gitlab(&path, change, retries)
     }
 }
 

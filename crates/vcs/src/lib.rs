@@ -331,7 +331,7 @@ impl Repo {
     /// cannot be reached: the error holds git's message.
     pub fn push(&self, remote: &str, branch: &str, options: &[String]) -> Result<String, GitError> {
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-        let mut args = vec!["push", "--porcelain", "--force-with-lease"];
+        let mut args = vec!["push", "--force-with-lease"];
         for option in options {
             args.push("-o");
             args.push(option);
