@@ -612,3 +612,132 @@ fn gitlab_merge_requests_by_api_and_by_push_options_and_a_rejected_push_stops_on
         forge.requests()
     );
 }
+
+#[test]
+fn template_bump_opens_one_pull_request_per_app_and_updates_them_on_a_rerun() {
+    let dir = TempDir::new("forge-template");
+    let root = dir.path().join("fleet");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(&root)
+            .args(["--services", "60", "--seed", "11"]),
+    );
+    let plan = json(&run_ok(
+        bulkhead()
+            .args([
+                "template",
+                "plan",
+                "v2.0.0",
+                "--json",
+                "--wave-size",
+                "3",
+                "--path",
+            ])
+            .arg(&root),
+    ));
+    let truth = json(&std::fs::read_to_string(root.join("ground-truth.json")).unwrap());
+    let wave1: Vec<String> = plan["plan"]["waves"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["target"].as_str().map(str::to_string))
+        .collect();
+    let repos: BTreeSet<String> = wave1
+        .iter()
+        .filter_map(|name| {
+            truth["services"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == name.as_str())?["repo"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(!repos.is_empty());
+    for repo in &repos {
+        let bare = dir.path().join(format!("remotes/acme/{repo}.git"));
+        std::fs::create_dir_all(&bare).unwrap();
+        test_support::git(&bare, &["init", "-q", "--bare"]);
+        test_support::git(
+            &root.join(repo),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+    }
+    let forge = FakeForge::start("t0ken", 0);
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &forge.ca_pem).unwrap();
+    let bump = || {
+        bulkhead()
+            .args([
+                "template",
+                "bump",
+                "v2.0.0",
+                "--wave",
+                "1",
+                "--apply",
+                "--open-pr",
+            ])
+            .args([
+                "--forge",
+                "github",
+                "--forge-url",
+                &forge.url(),
+                "--token-env",
+                "FORGE_TOKEN",
+            ])
+            .arg("--forge-ca-file")
+            .arg(&ca)
+            .arg("--path")
+            .arg(&root)
+            .env("FORGE_TOKEN", "t0ken")
+            .output()
+            .expect("run bulkhead")
+    };
+    let first = bump();
+    let stdout = text(&first.stdout);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&first.stderr)
+    );
+    assert_eq!(
+        stdout.matches("  opened #").count(),
+        repos.len(),
+        "{stdout}"
+    );
+    let changes = forge.changes();
+    assert_eq!(changes.len(), repos.len());
+    for (project, _, pull) in &changes {
+        assert_eq!(pull["head"]["ref"], "bulkhead/template-v2.0.0", "{project}");
+        assert!(
+            pull["title"].as_str().unwrap().starts_with("ci: adopt "),
+            "{pull}"
+        );
+        let body = pull["body"].as_str().unwrap();
+        assert!(body.contains("```diff\n--- a/"), "{body}");
+        assert!(body.contains("## bulkhead impact"), "{body}");
+        // The project is the remote path's last two components.
+        let repo = repos
+            .iter()
+            .find(|r| format!("acme/{r}").ends_with(project.as_str()))
+            .unwrap_or_else(|| panic!("{project} is none of {repos:?}"));
+        assert_eq!(
+            test_support::git(
+                &dir.path().join(format!("remotes/acme/{repo}.git")),
+                &["rev-parse", "bulkhead/template-v2.0.0"]
+            ),
+            test_support::git(&root.join(repo), &["rev-parse", "bulkhead/template-v2.0.0"]),
+        );
+    }
+    let again = bump();
+    let stdout = text(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.matches("  updated #").count(),
+        repos.len(),
+        "{stdout}"
+    );
+    assert_eq!(forge.changes().len(), repos.len());
+}
