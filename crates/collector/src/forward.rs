@@ -111,7 +111,12 @@ impl Forwarder {
         let Ok(mut q) = self.queue.lock() else {
             return;
         };
-        if q.closed || (!q.items.is_empty() && q.bytes + body.len() > self.options.queue_bytes) {
+        if q.closed {
+            drop(q);
+            self.drop_spans("shutdown", spans);
+            return;
+        }
+        if !q.items.is_empty() && q.bytes + body.len() > self.options.queue_bytes {
             let waiting = q.bytes;
             drop(q);
             self.drop_spans("queue_full", spans);

@@ -4,8 +4,12 @@
 //! (Gateway API), guarded by the route's `resourceVersion` so a concurrent
 //! edit makes it fail instead of being overwritten.
 //!
-//! Plain `http://` only: reach a cluster through `kubectl proxy` or an
-//! in-cluster sidecar, which also keeps TLS stacks out of the build.
+//! Two ways in: a plain `http://` URL (`kubectl proxy`, an in-cluster
+//! sidecar), or a kubeconfig context (`--kubeconfig`, `--context`): HTTPS with
+//! the cluster's CA, and a bearer token, a client certificate or an exec
+//! credential plugin, as `kubectl` uses them (`kubeconfig.rs`, `kubernetes/tls.rs`).
+
+mod tls;
 
 use crate::executor::{ExecError, Executor, Labels, WeightedPool};
 use crate::gitops::backend_name;
@@ -83,6 +87,56 @@ impl KubernetesExecutor {
             runtime,
             client,
             namespace: namespace.to_string(),
+        })
+    }
+
+    /// Talks to the cluster of `context` (default: the current context) in
+    /// the kubeconfig at `path`, in `namespace` (default: the context's, else `default`).
+    ///
+    /// # Errors
+    /// A kubeconfig that cannot be read or used, or an exec plugin that fails.
+    pub fn from_kubeconfig(
+        path: &std::path::Path,
+        context: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<KubernetesExecutor, ExecError> {
+        let bad = |detail: String| ExecError::Refused {
+            target: path.display().to_string(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading: {e}")))?;
+        let read = |file: &std::path::Path| std::fs::read(file).map_err(|e| e.to_string());
+        let cluster = crate::kubeconfig::resolve(path, &text, context, &read)
+            .map_err(|e| bad(e.to_string()))?;
+        let namespace = namespace
+            .map(str::to_string)
+            .or_else(|| cluster.namespace.clone())
+            .unwrap_or_else(|| "default".to_string());
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let token = match &cluster.auth {
+            crate::kubeconfig::Auth::Token(token) => Some(token.clone()),
+            crate::kubeconfig::Auth::Exec { command, args, env } => {
+                Some(crate::kubeconfig::exec_token(command, args, env, dir).map_err(bad)?)
+            }
+            crate::kubeconfig::Auth::None | crate::kubeconfig::Auth::ClientCertificate { .. } => {
+                None
+            }
+        };
+        if cluster.server.starts_with("http://") {
+            return KubernetesExecutor::new(&cluster.server, &namespace, token);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("starting the client runtime: {e}")))?;
+        let client = {
+            let _guard = runtime.enter();
+            kube::Client::new(tls::api(&cluster, token).map_err(bad)?, namespace.clone())
+        };
+        Ok(KubernetesExecutor {
+            runtime,
+            client,
+            namespace,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod executor;
 pub mod gateway;
 pub mod gitops;
+pub mod kubeconfig;
 pub mod kubernetes;
 pub mod metrics;
 pub mod state;
@@ -76,12 +77,19 @@ pub fn connect(target: &Target) -> Result<(Box<dyn Executor>, Sources), ExecErro
             token_env,
             metrics,
             metrics_token_env,
+            kubeconfig,
+            context,
         } => (
-            Box::new(kubernetes::KubernetesExecutor::new(
-                api,
-                namespace,
-                token(token_env.as_ref())?,
-            )?),
+            Box::new(match kubeconfig {
+                Some(path) => kubernetes::KubernetesExecutor::from_kubeconfig(
+                    path,
+                    context.as_deref(),
+                    Some(namespace.as_str()).filter(|n| !n.is_empty()),
+                )?,
+                None => {
+                    kubernetes::KubernetesExecutor::new(api, namespace, token(token_env.as_ref())?)?
+                }
+            }),
             Sources {
                 gateway_metrics: metrics.clone(),
                 gateway_token: token(metrics_token_env.as_ref())?,

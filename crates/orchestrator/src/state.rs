@@ -73,11 +73,19 @@ pub enum Target {
         metrics_token_env: Option<String>,
     },
     Kubernetes {
+        /// A plain `http://` API URL (`kubectl proxy`), used without `kubeconfig`.
         api: String,
+        /// Empty with a kubeconfig: the context's namespace.
         namespace: String,
         token_env: Option<String>,
         metrics: Option<String>,
         metrics_token_env: Option<String>,
+        /// The kubeconfig to reach the cluster with, instead of `api`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kubeconfig: Option<PathBuf>,
+        /// Its context (default: `current-context`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
     },
 }
 

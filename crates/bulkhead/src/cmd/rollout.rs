@@ -164,12 +164,20 @@ pub struct StartArgs {
     /// The branch the GitOps controller syncs (executor gitops).
     #[arg(long, value_name = "BRANCH", default_value = "main")]
     branch: String,
-    /// The Kubernetes API, plain http:// (`kubectl proxy`) (executor kubernetes).
+    /// The Kubernetes API, plain http:// (`kubectl proxy`) (executor kubernetes, without --kubeconfig).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8001")]
     kube_api: String,
-    /// The namespace of the Services and HTTPRoutes (executor kubernetes).
-    #[arg(long, value_name = "NS", default_value = "default")]
-    namespace: String,
+    /// Reach the cluster as kubectl does, through this kubeconfig: HTTPS with
+    /// the cluster's CA, and a token, client certificate or exec plugin (executor kubernetes).
+    #[arg(long, value_name = "PATH", conflicts_with = "kube_token_env")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current-context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    context: Option<String>,
+    /// The namespace of the Services and HTTPRoutes (executor kubernetes;
+    /// default: the kubeconfig context's, else `default`).
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
     /// Environment variable holding a Kubernetes bearer token (never stored).
     #[arg(long, value_name = "NAME")]
     kube_token_env: Option<String>,
@@ -414,10 +422,22 @@ fn target(args: &StartArgs) -> Result<Target> {
         },
         ExecutorKind::Kubernetes => Target::Kubernetes {
             api: args.kube_api.clone(),
-            namespace: args.namespace.clone(),
+            namespace: args.namespace.clone().unwrap_or_else(|| {
+                // With a kubeconfig, empty means the context's namespace.
+                if args.kubeconfig.is_some() {
+                    String::new()
+                } else {
+                    "default".to_string()
+                }
+            }),
             token_env: args.kube_token_env.clone(),
             metrics: args.gateway_metrics.clone(),
             metrics_token_env: args.admin_token_env.clone(),
+            kubeconfig: args
+                .kubeconfig
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            context: args.context.clone(),
         },
     })
 }

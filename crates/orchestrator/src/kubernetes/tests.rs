@@ -100,11 +100,56 @@ fn handle(
     }
 }
 
-/// Starts the fake on a free loopback port; returns its URL.
-fn start(fake: Arc<Mutex<Fake>>) -> String {
+/// Serves one connection of the fake.
+async fn serve_connection<IO>(io: IO, fake: Arc<Mutex<Fake>>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let fake = fake.clone();
+        async move {
+            let method = req.method().to_string();
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let header = |name| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let headers = (header("content-type"), header("authorization"));
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let (status, value) = handle(&fake, &method, &target, headers, &body);
+            let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let io = hyper_util::rt::TokioIo::new(io);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
+}
+
+/// Starts the fake on a free loopback port, over TLS when `tls` is given;
+/// returns its URL.
+fn start_with(fake: Arc<Mutex<Fake>>, tls: Option<Arc<rustls::ServerConfig>>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -117,54 +162,29 @@ fn start(fake: Arc<Mutex<Fake>>) -> String {
                     return;
                 };
                 let fake = fake.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let fake = fake.clone();
-                            async move {
-                                let method = req.method().to_string();
-                                let target = req
-                                    .uri()
-                                    .path_and_query()
-                                    .map_or("/", |p| p.as_str())
-                                    .to_string();
-                                let header = |name| {
-                                    req.headers()
-                                        .get(name)
-                                        .and_then(|v| v.to_str().ok())
-                                        .unwrap_or_default()
-                                        .to_string()
-                                };
-                                let headers = (header("content-type"), header("authorization"));
-                                let body = req
-                                    .into_body()
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
-                                let (status, value) =
-                                    handle(&fake, &method, &target, headers, &body);
-                                let mut response =
-                                    Response::new(Full::new(Bytes::from(value.to_string())));
-                                *response.status_mut() = status;
-                                response
-                                    .headers_mut()
-                                    .insert("content-type", "application/json".parse().unwrap());
-                                Ok::<_, std::convert::Infallible>(response)
+                    match tls {
+                        Some(config) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(stream, fake).await;
                             }
-                        });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
+                        }
+                        None => serve_connection(stream, fake).await,
+                    }
                 });
             }
         });
     });
-    format!("http://{addr}")
+    format!("{scheme}://{addr}")
 }
 
-fn fixture() -> (Arc<Mutex<Fake>>, KubernetesExecutor) {
+fn start(fake: Arc<Mutex<Fake>>) -> String {
+    start_with(fake, None)
+}
+
+fn objects() -> Fake {
     let mut fake = Fake::default();
     fake.objects.insert(
         SERVICE_PATH.to_string(),
@@ -180,10 +200,124 @@ fn fixture() -> (Arc<Mutex<Fake>>, KubernetesExecutor) {
                                    "backendRefs": [{"name": "orders-blue", "port": 8080, "weight": 100},
                                                    {"name": "orders-green", "port": 8080, "weight": 0}]}]}}),
     );
-    let fake = Arc::new(Mutex::new(fake));
+    fake
+}
+
+fn fixture() -> (Arc<Mutex<Fake>>, KubernetesExecutor) {
+    let fake = Arc::new(Mutex::new(objects()));
     let url = start(fake.clone());
     let executor = KubernetesExecutor::new(&url, "shop", Some("s3cret".into())).unwrap();
     (fake, executor)
+}
+
+/// A self-signed certificate for 127.0.0.1: the server's configuration and the PEM to trust.
+fn certificate() -> (Arc<rustls::ServerConfig>, String) {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    (Arc::new(config), cert.pem())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A kubeconfig with two contexts on one HTTPS cluster: `token` (a bearer
+/// token) and `plugin` (an exec credential plugin, `plugin.sh` beside it).
+fn kubeconfig(dir: &std::path::Path, server: &str, ca_pem: &str) -> std::path::PathBuf {
+    let plugin = dir.join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\nprintf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}' \"$PLUGIN_TOKEN\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&plugin)
+        .status()
+        .unwrap();
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+current-context: token
+clusters:
+  - name: lab
+    cluster:
+      server: {server}
+      certificate-authority-data: {ca}
+contexts:
+  - name: token
+    context: {{cluster: lab, user: deployer, namespace: shop}}
+  - name: plugin
+    context: {{cluster: lab, user: sso, namespace: shop}}
+users:
+  - name: deployer
+    user: {{token: s3cret}}
+  - name: sso
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1
+        command: ./plugin.sh
+        env: [{{name: PLUGIN_TOKEN, value: fr0m-plugin}}]
+",
+            ca = base64(ca_pem.as_bytes())
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_kubeconfig_context_reaches_the_api_server_over_tls_with_its_credentials() {
+    let dir = test_support::TempDir::new("kubeconfig");
+    let fake = Arc::new(Mutex::new(objects()));
+    let (tls, ca_pem) = certificate();
+    let url = start_with(fake.clone(), Some(tls));
+    let config = kubeconfig(dir.path(), &url, &ca_pem);
+    for (context, authorization) in [
+        (None, "Bearer s3cret"),
+        (Some("plugin"), "Bearer fr0m-plugin"),
+    ] {
+        let mut executor = KubernetesExecutor::from_kubeconfig(&config, context, None)
+            .unwrap_or_else(|e| panic!("{context:?}: {e}"));
+        executor
+            .set_selector("orders", &labels(&[("version", "green")]))
+            .unwrap();
+        let routing = executor.routing().unwrap();
+        assert_eq!(routing["orders"], r#"{"app":"orders","version":"green"}"#);
+        let fake = fake.lock().unwrap();
+        let last = fake.requests.last().unwrap();
+        assert_eq!(last.authorization, authorization, "{context:?}");
+    }
+    // A server whose certificate the kubeconfig's CA did not sign is refused.
+    let (other, _) = certificate();
+    let impostor = start_with(Arc::new(Mutex::new(objects())), Some(other));
+    let config = kubeconfig(dir.path(), &impostor, &ca_pem);
+    let mut executor = KubernetesExecutor::from_kubeconfig(&config, None, None).unwrap();
+    let err = executor
+        .set_selector("orders", &labels(&[("version", "green")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("patching Service shop/orders: "), "{err}");
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
