@@ -34,12 +34,13 @@ pub struct ForwardOptions {
 }
 
 impl ForwardOptions {
-    /// Reads `http://host[:port][/path]`; `/v1/traces` is appended unless the
-    /// path already ends with it. Defaults: 64 MiB queued, retried for 30 s.
+    /// Reads `http://host[:port][/path]` or `https://...` (trusting the
+    /// system's CA bundle); `/v1/traces` is appended unless the path already
+    /// ends with it. Defaults: 64 MiB queued, retried for 30 s.
     ///
     /// # Errors
     ///
-    /// A URL that is not plain `http://`.
+    /// A URL that is not `http://` or `https://`.
     pub fn new(endpoint: &str) -> Result<ForwardOptions, String> {
         let base = endpoint.trim_end_matches('/');
         let url = if base.ends_with("/v1/traces") {
