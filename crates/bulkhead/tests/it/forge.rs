@@ -2,12 +2,10 @@
 //! (`receive.advertisePushOptions` on, hooks recording the push options or
 //! refusing the push), and a fake GitHub and GitLab over TLS.
 
+use crate::fake_tls::TlsServer;
 use crate::*;
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Stands in for GitHub's REST API (`/repos/{owner}/{repo}/pulls`: list by
@@ -19,10 +17,8 @@ use std::sync::{Arc, Mutex};
 /// (GitHub) or 409 (GitLab) for a second open change on one branch, and,
 /// while `throttle` is above zero, 429 with `Retry-After: 1`.
 struct FakeForge {
-    addr: SocketAddr,
-    ca_pem: String,
+    server: TlsServer,
     state: Arc<Mutex<ForgeState>>,
-    stop: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -35,47 +31,22 @@ struct ForgeState {
     changes: Vec<(String, u64, Value)>,
 }
 
-impl Drop for FakeForge {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
 impl FakeForge {
     fn start(token: &str, throttle: u32) -> FakeForge {
-        let cert = ::admission::tls::SelfSigned::generate(&["127.0.0.1".to_string()])
-            .expect("self-signed certificate");
-        let tls = cert.server_config().expect("server config");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("address");
         let state = Arc::new(Mutex::new(ForgeState {
             token: token.to_string(),
             throttle,
             ..ForgeState::default()
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, halt) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if halt.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let (tls, state) = (tls.clone(), s.clone());
-                std::thread::spawn(move || serve_one(stream, tls, &state));
-            }
+        let s = state.clone();
+        let server = TlsServer::start(move |method, target, header, body| {
+            answer(&s, method, target, header, body)
         });
-        FakeForge {
-            addr,
-            ca_pem: cert.cert_pem,
-            state,
-            stop,
-        }
+        FakeForge { server, state }
     }
 
     fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        format!("https://{}", self.server.addr)
     }
 
     fn requests(&self) -> Vec<(String, String, Value)> {
@@ -85,67 +56,6 @@ impl FakeForge {
     fn changes(&self) -> Vec<(String, u64, Value)> {
         self.state.lock().unwrap().changes.clone()
     }
-}
-
-/// One request on one TLS connection (the client closes after each).
-fn serve_one(stream: TcpStream, tls: Arc<rustls::ServerConfig>, state: &Mutex<ForgeState>) {
-    let Ok(connection) = rustls::ServerConnection::new(tls) else {
-        return;
-    };
-    let mut stream = rustls::StreamOwned::new(connection, stream);
-    let mut reader = BufReader::new(&mut stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() || line.trim_end().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.trim_end().split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or_default().to_string(),
-        parts.next().unwrap_or_default().to_string(),
-    );
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, extra, answer) = answer(state, &method, &target, &header, body);
-    let text = answer.to_string();
-    let reason = match status {
-        200 => "OK",
-        201 => "Created",
-        401 => "Unauthorized",
-        409 => "Conflict",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        _ => "Not Found",
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = stream.flush();
-    stream.conn.send_close_notify();
-    let _ = stream.flush();
 }
 
 fn decode(s: &str) -> String {
@@ -415,7 +325,7 @@ impl Fleet {
 
     fn ca_file(&self, forge: &FakeForge) -> String {
         let path = self.dir.path().join("forge-ca.pem");
-        std::fs::write(&path, &forge.ca_pem).unwrap();
+        std::fs::write(&path, &forge.server.ca_pem).unwrap();
         path.display().to_string()
     }
 }
@@ -666,7 +576,7 @@ fn template_bump_opens_one_pull_request_per_app_and_updates_them_on_a_rerun() {
     }
     let forge = FakeForge::start("t0ken", 0);
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &forge.ca_pem).unwrap();
+    std::fs::write(&ca, &forge.server.ca_pem).unwrap();
     let bump = || {
         bulkhead()
             .args([

@@ -6,6 +6,7 @@ mod admission;
 mod bad_input;
 mod boutique;
 mod collector;
+mod fake_tls;
 mod forge;
 mod gatekeeper_library;
 mod gateway;

@@ -1,12 +1,14 @@
 //! `bulkhead rollout` end to end, with real processes on loopback: a real
 //! `bulkhead gateway`, a blue and a green `bulkhead lab service` per service,
 //! client load through the gateway, and the orchestrator as its own process
-//! (killed with SIGKILL in the crash tests).
+//! (killed with SIGKILL in the crash tests); the GitOps executor on real git,
+//! and the Kubernetes executor through a kubeconfig against a fake API server.
 
 use super::{TempDir, bulkhead, http_request as http, json, run_ok};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1246,4 +1248,186 @@ spec:
         "{analysis}"
     );
     assert_eq!(lab.version_of("pay"), (200, "blue".to_string()));
+}
+
+/// Stands in for the Kubernetes API server, which cannot run here: Services
+/// of namespace `shop` listed, read and merge-patched (RFC 7386, the
+/// `resourceVersion` moving on each change), a 401 `Status` for any other
+/// bearer token, over TLS (`fake_tls`).
+fn fake_api_server(
+    token: &'static str,
+) -> (
+    crate::fake_tls::TlsServer,
+    Arc<Mutex<BTreeMap<String, Value>>>,
+) {
+    let services: BTreeMap<String, Value> = ["orders", "payments", "search"]
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": name, "namespace": "shop", "resourceVersion": "1"},
+                    "spec": {"selector": {"app": name, "version": "blue"}, "ports": [{"port": 8080}]}}),
+            )
+        })
+        .collect();
+    let services = Arc::new(Mutex::new(services));
+    let state = services.clone();
+    let server = crate::fake_tls::TlsServer::start(move |method, target, header, body| {
+        let status = |code: u16, reason: &str, message: &str| {
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": message, "reason": reason, "code": code})
+        };
+        if header("authorization").as_deref() != Some(&format!("Bearer {token}")) {
+            return (
+                401,
+                String::new(),
+                status(401, "Unauthorized", "Unauthorized"),
+            );
+        }
+        let mut services = state.lock().unwrap();
+        let path = target.split('?').next().unwrap_or_default();
+        let Some(rest) = path.strip_prefix("/api/v1/namespaces/shop/services") else {
+            return (
+                404,
+                String::new(),
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
+            );
+        };
+        match (method, rest.strip_prefix('/')) {
+            ("GET", None) => (
+                200,
+                String::new(),
+                serde_json::json!({"apiVersion": "v1", "kind": "ServiceList",
+                    "metadata": {"resourceVersion": "100"}, "items": services.values().collect::<Vec<_>>()}),
+            ),
+            (method, Some(name)) => match services.get_mut(name) {
+                None => (
+                    404,
+                    String::new(),
+                    status(404, "NotFound", &format!("services \"{name}\" not found")),
+                ),
+                Some(service) if method == "GET" => (200, String::new(), service.clone()),
+                Some(service) if method == "PATCH" => {
+                    if let Some(selector) = body["spec"]["selector"].as_object() {
+                        for (k, v) in selector {
+                            service["spec"]["selector"][k] = v.clone();
+                        }
+                    }
+                    let version: u64 = service["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    service["metadata"]["resourceVersion"] = (version + 1).to_string().into();
+                    (200, String::new(), service.clone())
+                }
+                Some(_) => (
+                    405,
+                    String::new(),
+                    status(405, "MethodNotAllowed", "method not allowed"),
+                ),
+            },
+            _ => (
+                405,
+                String::new(),
+                status(405, "MethodNotAllowed", "method not allowed"),
+            ),
+        }
+    });
+    (server, services)
+}
+
+/// The Kubernetes executor through the CLI and a kubeconfig, as kubectl
+/// would reach the cluster: HTTPS with the kubeconfig's CA, its user's
+/// token, its context's namespace. A wrong token stops the start with the
+/// API server's answer.
+#[test]
+fn the_kubernetes_executor_reaches_the_cluster_through_a_kubeconfig() {
+    use base64::Engine as _;
+    let dir = TempDir::new("rollout-kubeconfig");
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(fleet.join("rollouts")).unwrap();
+    let mut specs = String::new();
+    for (service, deps) in [
+        ("orders", "[component:payments]"),
+        ("payments", "[]"),
+        ("search", "[]"),
+    ] {
+        let folder = fleet.join("services").join(service);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("catalog-info.yaml"),
+            format!("apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {service}\nspec:\n  type: service\n  dependsOn: {deps}\n"),
+        )
+        .unwrap();
+        specs.push_str(&format!(
+            "---\napiVersion: bulkhead.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: {service}}}\nspec:\n  service: {service}\n  strategy:\n    blueGreen: {{autoPromotionEnabled: true, scaleDownDelaySeconds: 0}}\n"
+        ));
+    }
+    std::fs::write(fleet.join("rollouts/rollouts.yaml"), specs).unwrap();
+    let (server, services) = fake_api_server("k8s-t0ken");
+    let kubeconfig = |token: &str| {
+        let path = dir.path().join(format!("kubeconfig-{token}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: lab\nclusters:\n- name: lab\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: deployer, namespace: shop}}\nusers:\n- name: deployer\n  user: {{token: {token}}}\n",
+                server.addr,
+                base64::engine::general_purpose::STANDARD.encode(&server.ca_pem)
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let start = |config: &Path, state: &str| {
+        bulkhead()
+            .args([
+                "rollout",
+                "start",
+                "--services",
+                "orders,payments",
+                "--executor",
+                "kubernetes",
+            ])
+            .arg("--kubeconfig")
+            .arg(config)
+            .arg("--path")
+            .arg(&fleet)
+            .arg("--state")
+            .arg(dir.path().join(state))
+            .output()
+            .unwrap()
+    };
+    let refused = start(&kubeconfig("wrong"), "state-refused");
+    assert_ne!(refused.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Unauthorized"), "{stderr}");
+    assert_eq!(
+        services.lock().unwrap()["orders"]["spec"]["selector"]["version"],
+        "blue"
+    );
+
+    let out = start(&kubeconfig("k8s-t0ken"), "state");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let services = services.lock().unwrap();
+    for (name, version) in [
+        ("orders", "green"),
+        ("payments", "green"),
+        ("search", "blue"),
+    ] {
+        assert_eq!(
+            services[name]["spec"]["selector"]["version"], version,
+            "{name}"
+        );
+        assert_eq!(services[name]["spec"]["selector"]["app"], name, "{name}");
+    }
 }
