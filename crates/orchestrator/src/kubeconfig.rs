@@ -219,6 +219,47 @@ pub fn resolve(
     })
 }
 
+/// Where a pod's service account is mounted.
+pub const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The cluster a pod runs in, as client-go's in-cluster configuration reads
+/// it: `KUBERNETES_SERVICE_HOST` and `_PORT` from `env`, the service
+/// account's `token`, `ca.crt` and `namespace` from `dir`, read with `read`.
+///
+/// # Errors
+/// Outside a pod (no `KUBERNETES_SERVICE_HOST`), or an unreadable token or CA.
+pub fn in_cluster(
+    env: &dyn Fn(&str) -> Option<String>,
+    dir: &Path,
+    read: &dyn Fn(&Path) -> Result<Vec<u8>, String>,
+) -> Result<Cluster, KubeconfigError> {
+    let error = |message: String| KubeconfigError {
+        path: dir.display().to_string(),
+        message,
+    };
+    let host = env("KUBERNETES_SERVICE_HOST")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| error("not in a pod: KUBERNETES_SERVICE_HOST is unset".into()))?;
+    let port = env("KUBERNETES_SERVICE_PORT").unwrap_or_else(|| "443".into());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let file = |name: &str| read(&dir.join(name)).map_err(|e| error(format!("{name}: {e}")));
+    let token = String::from_utf8_lossy(&file("token")?).trim().to_string();
+    let namespace = file("namespace")
+        .ok()
+        .map(|n| String::from_utf8_lossy(&n).trim().to_string())
+        .filter(|n| !n.is_empty());
+    Ok(Cluster {
+        server: format!("https://{host}:{port}"),
+        ca_pem: Some(file("ca.crt")?),
+        auth: Auth::Token(token),
+        namespace,
+    })
+}
+
 /// Runs an exec credential plugin and returns the token of the
 /// `ExecCredential` it prints (`status.token`).
 ///

@@ -18,6 +18,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use std::collections::BTreeMap;
 
+/// The `--kubeconfig` value that means "the service account of the pod this runs in".
+pub const IN_CLUSTER: &str = "in-cluster";
+
 /// The field manager recorded on every change.
 const MANAGER: &str = "bulkhead-rollout";
 
@@ -91,7 +94,8 @@ impl KubernetesExecutor {
     }
 
     /// Talks to the cluster of `context` (default: the current context) in
-    /// the kubeconfig at `path`, in `namespace` (default: the context's, else `default`).
+    /// the kubeconfig at `path`, in `namespace` (default: the context's, else
+    /// `default`). The path [`IN_CLUSTER`] means the pod's own service account.
     ///
     /// # Errors
     /// A kubeconfig that cannot be read or used, or an exec plugin that fails.
@@ -104,10 +108,19 @@ impl KubernetesExecutor {
             target: path.display().to_string(),
             detail,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading: {e}")))?;
         let read = |file: &std::path::Path| std::fs::read(file).map_err(|e| e.to_string());
-        let cluster = crate::kubeconfig::resolve(path, &text, context, &read)
-            .map_err(|e| bad(e.to_string()))?;
+        let cluster = if path == std::path::Path::new(IN_CLUSTER) {
+            let env = |name: &str| std::env::var(name).ok();
+            crate::kubeconfig::in_cluster(
+                &env,
+                std::path::Path::new(crate::kubeconfig::SERVICE_ACCOUNT),
+                &read,
+            )
+        } else {
+            let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading: {e}")))?;
+            crate::kubeconfig::resolve(path, &text, context, &read)
+        }
+        .map_err(|e| bad(e.to_string()))?;
         let namespace = namespace
             .map(str::to_string)
             .or_else(|| cluster.namespace.clone())

@@ -168,7 +168,8 @@ pub struct StartArgs {
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8001")]
     kube_api: String,
     /// Reach the cluster as kubectl does, through this kubeconfig: HTTPS with
-    /// the cluster's CA, and a token, client certificate or exec plugin (executor kubernetes).
+    /// the cluster's CA, and a token, client certificate or exec plugin;
+    /// `in-cluster` uses the pod's service account (executor kubernetes).
     #[arg(long, value_name = "PATH", conflicts_with = "kube_token_env")]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current-context).
@@ -433,10 +434,13 @@ fn target(args: &StartArgs) -> Result<Target> {
             token_env: args.kube_token_env.clone(),
             metrics: args.gateway_metrics.clone(),
             metrics_token_env: args.admin_token_env.clone(),
-            kubeconfig: args
-                .kubeconfig
-                .as_ref()
-                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            kubeconfig: args.kubeconfig.as_ref().map(|p| {
+                if p.as_os_str() == orchestrator::kubernetes::IN_CLUSTER {
+                    p.clone()
+                } else {
+                    std::path::absolute(p).unwrap_or_else(|_| p.clone())
+                }
+            }),
             context: args.context.clone(),
         },
     })

@@ -97,3 +97,34 @@ fn what_cannot_be_used_is_named_with_its_place() {
         "{error}"
     );
 }
+
+#[test]
+fn in_a_pod_the_service_account_is_the_configuration() {
+    let dir = Path::new(SERVICE_ACCOUNT);
+    let read = |path: &Path| match path.file_name().and_then(|n| n.to_str()) {
+        Some("token") => Ok(b"sa-t0ken\n".to_vec()),
+        Some("ca.crt") => Ok(b"CA".to_vec()),
+        Some("namespace") => Ok(b"shop".to_vec()),
+        _ => Err("No such file or directory".to_string()),
+    };
+    let env = |name: &str| match name {
+        "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
+        "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
+        _ => None,
+    };
+    let cluster = in_cluster(&env, dir, &read).unwrap();
+    assert_eq!(cluster.server, "https://10.96.0.1:443");
+    assert!(cluster.auth == Auth::Token("sa-t0ken".into()));
+    assert_eq!(cluster.ca_pem.as_deref(), Some(b"CA".as_slice()));
+    assert_eq!(cluster.namespace.as_deref(), Some("shop"));
+    let v6 = |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "fd00::1".to_string());
+    assert_eq!(
+        in_cluster(&v6, dir, &read).unwrap().server,
+        "https://[fd00::1]:443"
+    );
+    let outside = in_cluster(&|_: &str| None, dir, &read).unwrap_err();
+    assert_eq!(
+        outside.to_string(),
+        "/var/run/secrets/kubernetes.io/serviceaccount: not in a pod: KUBERNETES_SERVICE_HOST is unset"
+    );
+}
