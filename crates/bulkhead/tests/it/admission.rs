@@ -15,13 +15,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A running `policy serve`, killed when dropped.
 struct Webhook {
     child: Child,
     /// Kept open: the server's later messages must not meet a closed pipe.
-    _stderr: std::process::ChildStderr,
+    stderr: Mutex<Option<std::process::ChildStderr>>,
     addr: String,
     tls: Arc<rustls::ClientConfig>,
     /// The self-signed certificate the server presents, as PEM.
@@ -101,7 +101,7 @@ impl Webhook {
             .with_no_client_auth();
         Webhook {
             child,
-            _stderr: stderr,
+            stderr: Mutex::new(Some(stderr)),
             addr,
             tls: Arc::new(tls),
             cert_pem: pem,
@@ -155,6 +155,26 @@ impl Webhook {
             status,
             body: String::from_utf8(body).expect("utf-8 body"),
         })
+    }
+
+    /// The server's stderr lines from now on, read by a thread of their own
+    /// (the pipe stays open, so the server never meets a closed pipe).
+    fn stderr_lines(&self) -> std::sync::mpsc::Receiver<String> {
+        let stderr = self
+            .stderr
+            .lock()
+            .unwrap()
+            .take()
+            .expect("stderr taken once");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     fn request(&self, method: &str, path: &str, body: &str) -> Reply {
@@ -550,6 +570,7 @@ fn inventory_objects_deny_until_their_file_is_removed() {
     assert_eq!(admitted["allowed"], true, "{admitted}");
 
     // Back again: the next reload denies again.
+    let stderr = webhook.stderr_lines();
     std::fs::copy(samples.join("example_inventory_disallowed.yaml"), &existing).unwrap();
     assert_eq!(
         eventually_or(20, || (generation() == 3).then_some(())),
@@ -557,6 +578,27 @@ fn inventory_objects_deny_until_their_file_is_removed() {
     );
     assert_eq!(
         webhook.review(&ingress_review("uid-3", &ingress))["allowed"],
+        false
+    );
+
+    // A file that does not parse: reported, and the inventory in force stays.
+    std::fs::write(
+        inventory.join("broken.yaml"),
+        "kind: Ingress\nmetadata: [unclosed\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refused = std::iter::from_fn(|| {
+        stderr
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .find(|l| l.starts_with("inventory not reloaded"))
+    .expect("the failed reload is reported on stderr");
+    assert!(refused.contains("broken.yaml"), "{refused}");
+    assert_eq!(generation(), 3);
+    assert_eq!(
+        webhook.review(&ingress_review("uid-4", &ingress))["allowed"],
         false
     );
 }
