@@ -13,6 +13,10 @@
 //! policy serve` at 200 concurrent reviews over TLS on loopback, and the time
 //! of `bulkhead policy check` over a 10,000-service fleet (see `bench_policy.rs`).
 //!
+//! `bench-policy-check`: `bulkhead policy check` of a 10,000-service fleet,
+//! cold and with nothing changed, against regorus called per manifest file
+//! (see `bench_policy_check.rs`).
+//!
 //! `bench-gateway`: requests/s and p99 of `bulkhead gateway` against nginx and
 //! HAProxy routing the same paths to one upstream, and against the upstream
 //! direct, all driven by wrk (see `bench_gateway.rs`).
@@ -29,6 +33,7 @@ mod bench_cve;
 mod bench_gateway;
 mod bench_lab_service;
 mod bench_policy;
+mod bench_policy_check;
 mod bench_rollout;
 
 use std::path::{Path, PathBuf};
@@ -65,16 +70,21 @@ fn main() -> ExitCode {
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
+        Some("bench-policy-check") => bench_policy_check::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("bench-policy") => bench_policy::run(
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
         Some("-h" | "--help") | None => {
             println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
+                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
                 bench_collector::USAGE,
                 bench_lab_service::USAGE,
                 bench_policy::USAGE,
+                bench_policy_check::USAGE,
                 bench_cve::USAGE,
                 bench_gateway::USAGE,
                 bench_rollout::USAGE
@@ -284,7 +294,7 @@ fn median(cmd: &mut Command, runs: usize) -> Result<Duration, String> {
     Ok(times[times.len() / 2])
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let status = cmd.status().map_err(|e| format!("running {cmd:?}: {e}"))?;
     // ripgrep exits 1 when nothing matched: still a completed run.
     if status.success()
