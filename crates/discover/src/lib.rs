@@ -105,12 +105,13 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
         state::Cache::default()
     };
 
+    let cached_files = cache.entries.len();
     let walked = walk::walk(
         &root,
         &canonical,
         &config,
         state_dir.path(),
-        &cache,
+        cache,
         progress,
     );
     let stats = ScanStats {
@@ -119,32 +120,57 @@ pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, D
         files_from_cache: walked.entries.len() as u64 - walked.parsed,
         repos: walked.repos.len() as u64,
     };
-    // Saving the cache and assembling the fleet only read the walk's results:
-    // do them side by side.
-    let (fleet, state_error) = std::thread::scope(|s| {
-        let saving = s.spawn(|| state::save(state_dir.path(), &walked.entries));
+    // A cache that holds exactly the walked files, none of them re-read, would
+    // be written back byte for byte: skip the write, and move the facts into
+    // the fleet instead of copying them.
+    let unchanged = walked.parsed == 0 && cached_files == walked.entries.len();
+    let shared: Vec<String> = config
+        .templates
+        .repo
+        .iter()
+        .chain(&config.images.base_repo)
+        .cloned()
+        .collect();
+    let (fleet, state_error) = if unchanged {
+        let walk::Walked {
+            entries,
+            diagnostics,
+            repos,
+            ..
+        } = walked;
         let mut facts = model::Facts::default();
-        for entry in walked.entries.values() {
-            facts.extend(entry.facts.clone());
+        for (_, entry) in entries {
+            facts.extend(entry.facts);
         }
-        facts.diagnostics.extend(walked.diagnostics.iter().cloned());
+        facts.diagnostics.extend(diagnostics);
         let fleet = model::assemble(AssembleInput {
             facts,
-            repos: walked.repos.clone(),
-            shared: config
-                .templates
-                .repo
-                .iter()
-                .chain(&config.images.base_repo)
-                .cloned()
-                .collect(),
+            repos,
+            shared,
         });
-        let state_error = match saving.join() {
-            Ok(result) => result.err().map(|e| e.to_string()),
-            Err(_) => Some("saving the cache failed unexpectedly".to_string()),
-        };
-        (fleet, state_error)
-    });
+        (fleet, None)
+    } else {
+        // Saving the cache and assembling the fleet only read the walk's results:
+        // do them side by side.
+        std::thread::scope(|s| {
+            let saving = s.spawn(|| state::save(state_dir.path(), &walked.entries));
+            let mut facts = model::Facts::default();
+            for entry in walked.entries.values() {
+                facts.extend(entry.facts.clone());
+            }
+            facts.diagnostics.extend(walked.diagnostics.iter().cloned());
+            let fleet = model::assemble(AssembleInput {
+                facts,
+                repos: walked.repos.clone(),
+                shared,
+            });
+            let state_error = match saving.join() {
+                Ok(result) => result.err().map(|e| e.to_string()),
+                Err(_) => Some("saving the cache failed unexpectedly".to_string()),
+            };
+            (fleet, state_error)
+        })
+    };
     Ok(ScanOutcome {
         root,
         config,

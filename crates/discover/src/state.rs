@@ -36,6 +36,8 @@ pub enum Kind {
 pub enum StateFile {
     /// `scan-cache.json`: the facts of each file, reused while its size and mtime are unchanged.
     ScanCache,
+    /// `policy-cache.json`: `policy check` outcomes, keyed by a hash of the policies and of each input.
+    PolicyCache,
     /// `template-tags.json`: the commit each templates release tag pointed at when first read.
     TemplateTags,
     /// `template-plan-VERSION.json`: the saved adoption plan of a templates release.
@@ -52,8 +54,9 @@ pub enum StateFile {
 
 impl StateFile {
     /// All of them, in the order `docs` and `ARCHITECTURE.md` list them.
-    pub const ALL: [StateFile; 7] = [
+    pub const ALL: [StateFile; 8] = [
         StateFile::ScanCache,
+        StateFile::PolicyCache,
         StateFile::TemplateTags,
         StateFile::TemplatePlans,
         StateFile::PatchDb,
@@ -66,6 +69,7 @@ impl StateFile {
     pub fn name(self) -> &'static str {
         match self {
             StateFile::ScanCache => "scan-cache.json",
+            StateFile::PolicyCache => "policy-cache.json",
             StateFile::TemplateTags => "template-tags.json",
             StateFile::TemplatePlans => "template-plan-",
             StateFile::PatchDb => "patch.db",
@@ -77,7 +81,7 @@ impl StateFile {
 
     pub fn kind(self) -> Kind {
         match self {
-            StateFile::ScanCache | StateFile::PatchFacts => Kind::Cache,
+            StateFile::ScanCache | StateFile::PolicyCache | StateFile::PatchFacts => Kind::Cache,
             StateFile::TemplateTags
             | StateFile::TemplatePlans
             | StateFile::PatchDb
@@ -153,6 +157,43 @@ pub(crate) fn save(
     dir: &Path,
     entries: &BTreeMap<String, CacheEntry>,
 ) -> Result<(), crate::DiscoverError> {
+    ensure_dir(dir)?;
+    #[derive(Serialize)]
+    struct CacheOut<'a> {
+        format: u32,
+        tool_version: &'a str,
+        entries: &'a BTreeMap<String, CacheEntry>,
+    }
+    let cache = CacheOut {
+        format: CACHE_FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        entries,
+    };
+    write_atomically(&dir.join(StateFile::ScanCache.name()), &cache)
+}
+
+/// Writes a cache file of the state directory (not the scan cache, which
+/// [`crate::scan`] keeps): atomically, creating the directory and its `.gitignore`.
+///
+/// # Errors
+/// When the directory or the file cannot be written.
+pub fn save_cache_file(
+    dir: &Path,
+    file: StateFile,
+    value: &impl Serialize,
+) -> Result<(), crate::DiscoverError> {
+    ensure_dir(dir)?;
+    write_atomically(&dir.join(file.name()), value)
+}
+
+/// Reads a cache file of the state directory; missing or unreadable is `None`.
+pub fn load_cache_file<T: serde::de::DeserializeOwned>(dir: &Path, file: StateFile) -> Option<T> {
+    std::fs::read(dir.join(file.name()))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), crate::DiscoverError> {
     let io = |action, path: PathBuf| {
         move |source| crate::DiscoverError::Io {
             action,
@@ -166,18 +207,7 @@ pub(crate) fn save(
     if !ignore.exists() {
         std::fs::write(&ignore, "*\n").map_err(io("writing", ignore.clone()))?;
     }
-    #[derive(Serialize)]
-    struct CacheOut<'a> {
-        format: u32,
-        tool_version: &'a str,
-        entries: &'a BTreeMap<String, CacheEntry>,
-    }
-    let cache = CacheOut {
-        format: CACHE_FORMAT,
-        tool_version: env!("CARGO_PKG_VERSION"),
-        entries,
-    };
-    write_atomically(&dir.join(StateFile::ScanCache.name()), &cache)
+    Ok(())
 }
 
 fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), crate::DiscoverError> {
@@ -232,6 +262,7 @@ mod tests {
             table,
             [
                 ("scan-cache.json", Kind::Cache),
+                ("policy-cache.json", Kind::Cache),
                 ("template-tags.json", Kind::Record),
                 ("template-plan-", Kind::Record),
                 ("patch.db", Kind::Record),

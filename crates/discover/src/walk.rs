@@ -41,10 +41,14 @@ pub(crate) struct Walked {
 }
 
 enum Found {
-    File {
+    /// A file read and parsed in this run.
+    Parsed {
         path: String,
         entry: Box<CacheEntry>,
-        parsed: bool,
+    },
+    /// An unchanged file: its entry is moved out of the cache after the walk, not copied.
+    Cached {
+        path: String,
     },
     Problem(Diagnostic),
 }
@@ -54,7 +58,7 @@ pub(crate) fn walk(
     paths: &[PathBuf],
     config: &Config,
     state_dir: &Path,
-    cache: &Cache,
+    mut cache: Cache,
     progress: &Progress,
 ) -> Walked {
     let mut builder = WalkBuilder::new(&paths[0]);
@@ -108,6 +112,7 @@ pub(crate) fn walk(
     // Each walker thread collects into its own list and hands it over once, when
     // the walk drops its visitor: no per-file synchronisation between threads.
     let shared: Mutex<Vec<Found>> = Mutex::new(Vec::new());
+    let lookup = &cache;
     builder.build_parallel().run(|| {
         let mut results = ThreadResults {
             found: Vec::new(),
@@ -115,7 +120,7 @@ pub(crate) fn walk(
         };
         Box::new(move |result| {
             let found = match result {
-                Ok(entry) => visit(root, &entry, cache, max_bytes, progress),
+                Ok(entry) => visit(root, &entry, lookup, max_bytes, progress),
                 Err(e) => Some(Found::Problem(walk_error(root, &e))),
             };
             results.found.extend(found);
@@ -129,13 +134,15 @@ pub(crate) fn walk(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
     {
         match found {
-            Found::File {
-                path,
-                entry,
-                parsed: p,
-            } => {
-                parsed += u64::from(p);
+            Found::Parsed { path, entry } => {
+                parsed += 1;
                 entries.insert(path, *entry);
+            }
+            // A file walked twice (under two given paths) was taken the first time.
+            Found::Cached { path } => {
+                if let Some(entry) = cache.entries.remove(&path) {
+                    entries.insert(path, entry);
+                }
             }
             Found::Problem(d) => diagnostics.push(d),
         }
@@ -217,27 +224,22 @@ fn visit(
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    if let Some(cached) = cache
+    if cache
         .entries
         .get(&rel)
-        .filter(|c| c.size == size && c.mtime_ns == mtime_ns && mtime_ns != 0)
+        .is_some_and(|c| c.size == size && c.mtime_ns == mtime_ns && mtime_ns != 0)
     {
-        return Some(Found::File {
-            path: rel,
-            entry: Box::new(cached.clone()),
-            parsed: false,
-        });
+        return Some(Found::Cached { path: rel });
     }
     let facts = read_and_parse(entry.path(), &rel, size, max_bytes);
     progress.parsed.fetch_add(1, Ordering::Relaxed);
-    Some(Found::File {
+    Some(Found::Parsed {
         path: rel,
         entry: Box::new(CacheEntry {
             size,
             mtime_ns,
             facts,
         }),
-        parsed: true,
     })
 }
 

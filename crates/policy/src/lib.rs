@@ -27,17 +27,17 @@ pub mod webhook;
 pub use admission::{AdmissionDecision, ReviewError};
 pub use builtin::BundleConfig;
 pub use gatekeeper::{Constraint, GatekeeperSet, Template};
-pub use input::{ManifestObject, load_manifests};
+pub use input::{ManifestObject, ServiceInputs, load_manifests};
 pub use inventory::Inventory;
 
 use model::{Diagnostic, Fleet, Provenance, Service};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
 use std::time::Duration;
 
 /// Whether a finding blocks (`deny`) or only informs (`warn`; fails CI only with `--strict`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Deny,
@@ -54,7 +54,7 @@ impl fmt::Display for Level {
 }
 
 /// One violation of one rule by one object or service.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// `builtin/<rule>` for the bundle, `<ConstraintKind>/<constraint name>` for Gatekeeper.
     pub policy: String,
@@ -73,7 +73,8 @@ pub struct Finding {
 }
 
 /// Findings plus the problems met on the way.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// Serialisable both ways, so a caller can keep outcomes between runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub findings: Vec<Finding>,
     pub diagnostics: Vec<Diagnostic>,
@@ -228,14 +229,27 @@ impl Policies {
         Ok(findings)
     }
 
-    /// Checks one service of the fleet graph with the bundle's service rules.
+    /// Checks one service of the fleet graph with the bundle's service rules
+    /// (over a whole fleet, build [`ServiceInputs`] once and use [`Policies::check_service_input`]).
     pub fn check_service(&mut self, fleet: &Fleet, service: &Service) -> Outcome {
+        let input = ServiceInputs::new(fleet).of(service);
+        self.check_service_input(service, &input)
+    }
+
+    /// Whether the bundle's service rules run at all (they are the bundle's).
+    pub fn checks_services(&self) -> bool {
+        self.builtin.is_some()
+    }
+
+    /// Checks one service with the bundle's service rules, given its input
+    /// ([`ServiceInputs::of`]).
+    pub fn check_service_input(&mut self, service: &Service, input: &Value) -> Outcome {
         let mut outcome = Outcome::default();
         let Some(bundle) = &mut self.builtin else {
             return outcome;
         };
         let subject = format!("service {}", service.name);
-        let input = regorus::Value::from(input::service_input(fleet, service));
+        let input = input::to_rego(input);
         match bundle.service(&subject, input) {
             Ok(raws) => {
                 for raw in raws {

@@ -4,6 +4,8 @@
 //! fleet (through the scan), manifest files, Gatekeeper templates, constraints
 //! and gator suites, and renders findings as a table, JSON, SARIF or JUnit.
 
+mod cache;
+
 use crate::args::{self, Exit, StateArgs};
 use crate::output;
 use anyhow::{Context as _, Result, bail};
@@ -333,6 +335,15 @@ fn export_webhook(args: WebhookArgs) -> Result<Exit> {
 
 /// Loads the bundle and constraints. `fleet` gives defaults from bulkhead.toml.
 fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Result<Policies> {
+    load_policies_keyed(args, fleet).map(|(policies, _)| policies)
+}
+
+/// [`load_policies`], and the bytes that decide what the policies answer
+/// (bundle configuration, constraint files, budget), for the outcome cache.
+fn load_policies_keyed(
+    args: &BundleArgs,
+    fleet: Option<&discover::ScanOutcome>,
+) -> Result<(Policies, Vec<u8>)> {
     let mut config = BundleConfig {
         allowed_registries: args.allowed_registry.clone(),
         approved_base_prefixes: args.approved_base.clone(),
@@ -363,11 +374,20 @@ fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Re
         window: args.template_window,
         sources,
     });
+    let budget = args.budget_ms.unwrap_or(args.budget);
+    let mut identity = serde_json::to_vec(&json!({
+        "builtin": (!args.no_builtin).then_some(&config),
+        "sources": policy::builtin::SOURCES,
+        "budget_ns": budget.as_nanos().to_string(),
+    }))?;
     let mut set = GatekeeperSet::new();
     let mut errors = Vec::new();
     for path in &args.policy {
         for file in discover::files::yaml_files(path, true)? {
             let text = discover::files::read_text(&file)?;
+            identity.extend(
+                cache::key(&[file.display().to_string().as_bytes(), text.as_bytes()]).bytes(),
+            );
             for d in set.add_yaml(&file.display().to_string(), &text) {
                 match d.severity {
                     Severity::Error => errors.push(d),
@@ -381,11 +401,11 @@ fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Re
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("invalid policies:\n{}", list.join("\n"));
     }
-    let mut policies = Policies::new().with_budget(args.budget_ms.unwrap_or(args.budget));
+    let mut policies = Policies::new().with_budget(budget);
     if !args.no_builtin {
         policies = policies.with_builtin(&config)?;
     }
-    Ok(policies.with_gatekeeper(set))
+    Ok((policies.with_gatekeeper(set), identity))
 }
 
 /// The highest `vX.Y.Z` tag of a git repository, if it is one.
@@ -439,7 +459,14 @@ fn check(args: CheckArgs) -> Result<Exit> {
             use_cache: true,
         })?)
     };
-    let policies = load_policies(&args.bundle, outcome.as_ref())?;
+    let (policies, identity) = load_policies_keyed(&args.bundle, outcome.as_ref())?;
+    // Outcomes are kept between runs only beside a scanned fleet's state.
+    let state_dir = outcome.as_ref().map(|o| o.state_dir.path().to_path_buf());
+    let cache = state_dir
+        .as_deref()
+        .map(cache::Cache::load)
+        .unwrap_or_default();
+    let mut fresh = std::collections::HashMap::new();
     // (display path, file on disk)
     let mut manifests: Vec<(String, PathBuf)> = files
         .iter()
@@ -462,14 +489,45 @@ fn check(args: CheckArgs) -> Result<Exit> {
                 manifests.push((at.path.clone(), outcome.root.join(&at.path)));
             }
         }
-        let mut p = policies.clone();
-        for service in &fleet.services {
-            result.extend(p.check_service(fleet, service));
+        if policies.checks_services() {
+            let inputs = policy::ServiceInputs::new(fleet);
+            let checked = on_every_core(&fleet.services, |part| {
+                let mut mine = policies.clone();
+                part.iter()
+                    .map(|service| {
+                        let input = inputs.of(service);
+                        let key =
+                            cache::key(&[&identity, b"service", &serde_json::to_vec(&input)?]);
+                        Ok(match cache.get(&key) {
+                            Some(known) => (key, known.clone(), true),
+                            None => {
+                                let outcome = mine.check_service_input(service, &input);
+                                // An evaluation error (a budget run out) is not an answer to keep.
+                                let keep = outcome.diagnostics.is_empty();
+                                (key, outcome, keep)
+                            }
+                        })
+                    })
+                    .collect()
+            })?;
+            for (key, outcome, keep) in checked {
+                if keep {
+                    fresh.insert(key, outcome.clone());
+                }
+                result.extend(outcome);
+            }
         }
         services = fleet.services.len();
     }
     let manifest_files = manifests.len();
-    result.extend(check_manifests(&policies, &manifests)?);
+    result.extend(check_manifests(
+        &policies, &manifests, &identity, &cache, &mut fresh,
+    )?);
+    if let Some(dir) = &state_dir
+        && let Err(e) = cache::Cache::save(dir, fresh)
+    {
+        eprintln!("warning: policy outcomes not kept: {e}");
+    }
     policy::sort_findings(&mut result.findings);
     let deny = result
         .findings
@@ -502,41 +560,74 @@ fn check(args: CheckArgs) -> Result<Exit> {
     Ok(Exit::answer(deny == 0 && !(args.strict && warn > 0)))
 }
 
-/// Checks manifest files on every core. Every file is read and parsed first,
-/// so that Gatekeeper constraints see every object of the fleet as
-/// `data.inventory` (a uniqueness rule then holds across repositories, which a
-/// cluster's Gatekeeper can only do inside one cluster); then each thread
-/// checks its share with its own clone of the policies.
-fn check_manifests(policies: &Policies, files: &[(String, PathBuf)]) -> Result<Outcome> {
-    let loaded = on_every_core(files, |part| {
+/// Checks manifest files on every core. Every file is read first; when
+/// Gatekeeper constraints are loaded, every file is parsed too, so that they
+/// see every object of the fleet as `data.inventory` (a uniqueness rule then
+/// holds across repositories, which a cluster's Gatekeeper can only do inside
+/// one cluster). Then each thread checks its share with its own clone of the
+/// policies, taking the outcome of a file from `cache` when its key (policies,
+/// path, text, and with constraints every file's path and text) is known.
+fn check_manifests(
+    policies: &Policies,
+    files: &[(String, PathBuf)],
+    identity: &[u8],
+    cache: &cache::Cache,
+    fresh: &mut std::collections::HashMap<String, Outcome>,
+) -> Result<Outcome> {
+    let texts = on_every_core(files, |part| {
         part.iter()
-            .map(|(shown, file)| {
-                let text = discover::files::read_text(file)?;
-                let (objects, diagnostics) = policy::load_manifests(shown, &text);
-                Ok((shown.clone(), objects, diagnostics))
-            })
+            .map(|(shown, file)| Ok((shown.clone(), discover::files::read_text(file)?)))
             .collect()
     })?;
-    let policies = if policies.gatekeeper().is_empty() {
-        policies.clone()
-    } else {
+    let with_inventory = !policies.gatekeeper().is_empty();
+    let mut scope = identity.to_vec();
+    scope.extend_from_slice(b"manifest");
+    let policies = if with_inventory {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(texts.len() * 2);
+        for (shown, text) in &texts {
+            all.push(shown.as_bytes());
+            all.push(text.as_bytes());
+        }
+        scope.extend(cache::key(&all).bytes());
+        let loaded = on_every_core(&texts, |part| {
+            Ok(part
+                .iter()
+                .map(|(shown, text)| policy::load_manifests(shown, text).0)
+                .collect())
+        })?;
         let inventory: policy::Inventory = loaded
             .iter()
-            .flat_map(|(_, objects, _)| objects.iter().map(|o| &o.value))
+            .flat_map(|objects| objects.iter().map(|o| &o.value))
             .collect();
         policies.clone().with_inventory(&inventory)
+    } else {
+        policies.clone()
     };
-    let outcomes = on_every_core(&loaded, |part| {
+    let outcomes = on_every_core(&texts, |part| {
         let mut mine = policies.clone();
         Ok(part
             .iter()
-            .map(|(shown, objects, diagnostics)| {
-                mine.check_manifest_objects(shown, objects, diagnostics.clone())
+            .map(|(shown, text)| {
+                let key = cache::key(&[&scope, shown.as_bytes(), text.as_bytes()]);
+                match cache.get(&key) {
+                    Some(known) => (key, known.clone(), true),
+                    None => {
+                        let (objects, diagnostics) = policy::load_manifests(shown, text);
+                        let read = diagnostics.len();
+                        let outcome = mine.check_manifest_objects(shown, &objects, diagnostics);
+                        // Diagnostics past the file's own are evaluation errors: not kept.
+                        let keep = outcome.diagnostics.len() == read;
+                        (key, outcome, keep)
+                    }
+                }
             })
             .collect())
     })?;
     let mut all = Outcome::default();
-    for outcome in outcomes {
+    for (key, outcome, keep) in outcomes {
+        if keep {
+            fresh.insert(key, outcome.clone());
+        }
         all.extend(outcome);
     }
     Ok(all)

@@ -247,3 +247,64 @@ fn rescan_reads_only_changed_files() {
         ]
     );
 }
+
+/// A rescan that finds every file unchanged moves the cached facts into the
+/// fleet and leaves the cache file as it was; one that finds a file gone
+/// writes the cache again without it. Each answers what a scan without a
+/// cache answers.
+#[test]
+fn an_unchanged_rescan_keeps_the_cache_and_a_deleted_file_leaves_it() {
+    let dir = TempDir::new("rescan-same");
+    let state = TempDir::new("rescan-same-state");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(dir.path().join("fleet"))
+            .args(["--services", "8"]),
+    );
+    let fleet = dir.path().join("fleet");
+    let without_stats = |mut report: Value| {
+        report.as_object_mut().expect("an object").remove("stats");
+        report
+    };
+    let fresh = |n: &str| without_stats(scan_json(&fleet, &dir.path().join(n)));
+    let cache_file = state.path().join("scan-cache.json");
+    let first = scan_json(&fleet, state.path());
+    let written = std::fs::metadata(&cache_file)
+        .and_then(|m| m.modified())
+        .expect("cache written");
+    let second = scan_json(&fleet, state.path());
+    assert_eq!(second["stats"]["files_parsed"], 0);
+    assert_eq!(without_stats(second), without_stats(first));
+    assert_eq!(
+        std::fs::metadata(&cache_file)
+            .and_then(|m| m.modified())
+            .expect("cache"),
+        written,
+        "an unchanged scan does not rewrite the cache"
+    );
+
+    let dockerfile = std::fs::read_dir(fleet.join("services"))
+        .expect("services")
+        .map(|e| e.expect("entry").path().join("Dockerfile"))
+        .find(|p| p.is_file())
+        .expect("a Dockerfile");
+    std::fs::remove_file(&dockerfile).expect("rm");
+    let third = scan_json(&fleet, state.path());
+    assert_eq!(third["stats"]["files_parsed"], 0);
+    assert_eq!(without_stats(third), fresh("fresh-after-delete"));
+    let rel = dockerfile
+        .strip_prefix(&fleet)
+        .expect("under the fleet")
+        .display()
+        .to_string();
+    let cache = std::fs::read_to_string(&cache_file).expect("cache");
+    assert!(
+        !cache.contains(&format!("\"{rel}\"")),
+        "{rel} left the cache"
+    );
+    assert_eq!(
+        without_stats(scan_json(&fleet, state.path())),
+        fresh("fresh-again")
+    );
+}

@@ -403,3 +403,106 @@ fn a_uniqueness_constraint_holds_across_the_manifests_of_a_check() {
         vec![orders.display().to_string(), payments.display().to_string()]
     );
 }
+
+/// The outcome cache: a second check answers from `policy-cache.json` (shown
+/// by an outcome planted in it), and a changed manifest, Dockerfile or policy
+/// is evaluated again, answering exactly what a check without a cache answers.
+#[test]
+fn policy_check_reuses_outcomes_only_for_unchanged_inputs_and_policies() {
+    let dir = TempDir::new("policy-cache");
+    let fleet = dir.path().join("fleet");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(&fleet)
+            .args(["--services", "12"]),
+    );
+    let state = dir.path().join("state");
+    let fresh = |n: &str, args: &[&str]| policy_json(args, &fleet, &dir.path().join(n)).0;
+    let first = policy_json(&[], &fleet, &state).0;
+    assert_eq!(first, fresh("fresh-1", &[]));
+    assert!(first["findings"].as_array().is_some_and(|f| !f.is_empty()));
+
+    // Plant a marker in every kept outcome: a run that shows it took it from the cache.
+    let cache_file = state.join("policy-cache.json");
+    let planted = std::fs::read_to_string(&cache_file)
+        .expect("cache")
+        .replace("\"message\":\"", "\"message\":\"CACHED ");
+    std::fs::write(&cache_file, planted).expect("write");
+    let cached = policy_json(&[], &fleet, &state).0;
+    let messages = |report: &Value| -> Vec<String> {
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(messages(&cached).iter().all(|m| m.starts_with("CACHED ")));
+
+    // Change one manifest and one Dockerfile: theirs are evaluated again, the rest stay cached.
+    let services = fleet.join("services");
+    let mut names: Vec<_> = std::fs::read_dir(&services)
+        .expect("services")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("deploy/k8s.yaml").is_file() && p.join("Dockerfile").is_file())
+        .collect();
+    names.sort();
+    let manifest = names[0].join("deploy/k8s.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let image_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("image:"))
+        .expect("an image line");
+    std::fs::write(
+        &manifest,
+        text.replace(image_line, "        image: nginx:latest"),
+    )
+    .expect("write");
+    let dockerfile = names[1].join("Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).expect("dockerfile");
+    std::fs::write(
+        &dockerfile,
+        format!("{text}\nFROM evil.example/base:latest\n"),
+    )
+    .expect("write");
+    let changed = policy_json(&[], &fleet, &state).0;
+    let truth = fresh("fresh-2", &[]);
+    assert_ne!(truth, first, "the edits change the answer");
+    let uncached = |report: &Value| -> Vec<Value> {
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| !f["message"].as_str().unwrap_or("").starts_with("CACHED "))
+            .cloned()
+            .collect()
+    };
+    let edited = |f: &Value| {
+        let path = f["at"]["path"].as_str().unwrap_or("");
+        let service = f["subject"].as_str().unwrap_or("");
+        let rel = |p: &Path| p.strip_prefix(&fleet).expect("under").display().to_string();
+        path == rel(&manifest)
+            || service
+                == format!(
+                    "service {}",
+                    names[1].file_name().expect("name").to_string_lossy()
+                )
+    };
+    let recomputed = uncached(&changed);
+    assert!(!recomputed.is_empty());
+    assert!(recomputed.iter().all(edited), "{recomputed:?}");
+    let want: Vec<Value> = truth["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| edited(f))
+        .cloned()
+        .collect();
+    assert_eq!(recomputed, want);
+
+    // Another policy configuration: nothing is taken from the cache.
+    let flag = ["--allowed-registry", "registry.acme.internal/apps/"];
+    let other = policy_json(&flag, &fleet, &state).0;
+    assert_eq!(other, fresh("fresh-3", &flag));
+}

@@ -512,3 +512,83 @@ fn docker_hub_names_normalise_in_the_bundle_rules() {
         assert_eq!(outcome.findings.len(), findings, "{image}: {outcome:?}");
     }
 }
+
+/// The indexed service inputs equal the plain reading of the rule: every
+/// Dockerfile under the service's repo (every one for a service without a
+/// repo) whose final base the service builds on, in the fleet's order.
+#[test]
+fn service_inputs_index_finds_what_a_scan_of_every_dockerfile_finds() {
+    let files = [
+        ("a/Dockerfile", "FROM alpine:3.19\n"),
+        ("a/b/Dockerfile", "FROM busybox:1\n"),
+        ("a/b/c/Dockerfile", "FROM alpine:3.19 AS x\nFROM x\n"),
+        ("ab/Dockerfile", "FROM alpine:3.19\n"),
+        ("a-b/Dockerfile", "FROM busybox:1\n"),
+        ("z/Dockerfile", "FROM scratch\n"),
+    ];
+    let mut fleet = Fleet::default();
+    for (path, text) in files {
+        fleet
+            .dockerfiles
+            .extend(scan::dockerfile::parse(path, text).dockerfiles);
+    }
+    let bases: Vec<_> = fleet
+        .dockerfiles
+        .iter()
+        .filter_map(|d| d.final_base().cloned())
+        .collect();
+    let plain = |service: &Service| -> Vec<String> {
+        let under = |path: &str| match service.repo.as_deref() {
+            None | Some("") => true,
+            Some(repo) => path.strip_prefix(repo).is_some_and(|r| r.starts_with('/')),
+        };
+        fleet
+            .dockerfiles
+            .iter()
+            .filter(|d| under(&d.path))
+            .filter_map(|d| Some((d, d.final_base()?)))
+            .filter(|(_, b)| service.base_images.contains(b))
+            .map(|(d, b)| format!("{} {b}", d.path))
+            .collect()
+    };
+    let inputs = crate::ServiceInputs::new(&fleet);
+    let mut checked = 0;
+    for repo in [
+        None,
+        Some(""),
+        Some("a"),
+        Some("a/b"),
+        Some("ab"),
+        Some("a/"),
+        Some("q"),
+    ] {
+        for images in [bases.clone(), bases[..1].to_vec(), Vec::new()] {
+            let service = Service {
+                name: "s".into(),
+                repo: repo.map(str::to_string),
+                base_images: images,
+                ..Service::default()
+            };
+            let input = inputs.of(&service);
+            let got: Vec<String> = input["base_images"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} {}",
+                        b["at"]["path"].as_str().unwrap_or("?"),
+                        b["image"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            assert_eq!(got, plain(&service), "repo {repo:?}");
+            assert_eq!(
+                input["service"],
+                serde_json::to_value(&service).expect("json")
+            );
+            checked += got.len();
+        }
+    }
+    assert!(checked > 10, "the table exercises matches, not only misses");
+}
