@@ -9,7 +9,7 @@
 use crate::catalog::Catalog;
 use crate::check::{owners, services_by_repo};
 use crate::cluster::RunningContainer;
-use crate::reports::Severity;
+use crate::reports::{ReportFormat, ScanReport, Severity, Vulnerability};
 use model::{
     Change, Evidence, Finding, Fleet, ImageRef, ImpactReason, ImpactReport, ImpactedService, Owner,
     Plan, Provenance, Risk, Rollback, Signal, Step, Tier, Wave,
@@ -122,7 +122,12 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
     // Their introductions name the source, no image: they start no lineage.
     let mut from_source: BTreeMap<&str, (&str, &Provenance)> = BTreeMap::new();
     let mut source_introduced: BTreeSet<Introduction> = BTreeSet::new();
-    for report in &catalog.reports {
+    let from_sboms = sbom_findings(&catalog.reports, id);
+    let scanned = catalog
+        .reports
+        .iter()
+        .filter(|r| r.format != ReportFormat::Spdx);
+    for report in scanned.chain(&from_sboms) {
         if let Some(source) = &report.source {
             let services = services_of_source(query.fleet, source);
             for v in report
@@ -230,6 +235,49 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
     }
     rank(&mut answer.services);
     answer
+}
+
+/// SBOMs list packages, not findings: a package of an SBOM that a scanner
+/// report finds vulnerable to `id` (the same package at the same version) is a
+/// finding of the SBOM's image or source, at the package's line. An SBOM
+/// without such a package is left out rather than counted clean: one that
+/// spells the package differently must not stop the CVE's inheritance.
+fn sbom_findings(reports: &[ScanReport], id: &str) -> Vec<ScanReport> {
+    let found: Vec<&Vulnerability> = reports
+        .iter()
+        .filter(|r| r.format != ReportFormat::Spdx)
+        .flat_map(|r| &r.vulnerabilities)
+        .filter(|v| v.id.eq_ignore_ascii_case(id))
+        .collect();
+    reports
+        .iter()
+        .filter(|r| r.format == ReportFormat::Spdx)
+        .filter_map(|sbom| {
+            let vulnerabilities: Vec<Vulnerability> = sbom
+                .packages
+                .iter()
+                .filter_map(|p| {
+                    let v = found
+                        .iter()
+                        .find(|v| p.is(&v.package, v.installed.as_deref()))?;
+                    Some(Vulnerability {
+                        id: v.id.clone(),
+                        package: p.name.clone(),
+                        installed: Some(p.version.clone()),
+                        fixed: v.fixed.clone(),
+                        severity: v.severity,
+                        layer: p.layer.clone(),
+                        at: p.at.clone(),
+                    })
+                })
+                .collect();
+            (!vulnerabilities.is_empty()).then(|| ScanReport {
+                vulnerabilities,
+                packages: Vec::new(),
+                ..sbom.clone()
+            })
+        })
+        .collect()
 }
 
 /// The services built from the repository a source report scanned. The
