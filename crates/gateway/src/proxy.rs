@@ -212,7 +212,7 @@ fn forwarded_node(ip: std::net::IpAddr) -> String {
 
 /// The path and query of a request target, in origin form, and the authority
 /// of an absolute-form target.
-fn origin_form(target: &str) -> (&str, Option<&str>) {
+pub(crate) fn origin_form(target: &str) -> (&str, Option<&str>) {
     let Some(rest) = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))
