@@ -282,36 +282,36 @@ fn sbom_findings(reports: &[ScanReport], id: &str) -> Vec<ScanReport> {
 
 /// The services built from the repository a source report scanned. The
 /// report names it by a path (`ArtifactName`) or a remote URL (`RepoURL`);
-/// either is matched against each service's repository folder on whole
-/// trailing components, and the longest match wins: `ci/work/orders` and
-/// `https://git.acme/apps/orders.git` both name the repository `services/orders`.
+/// either is matched against each service's repository folder, and the path
+/// of that repository's git remote, on whole trailing components, and the
+/// longest match wins: `ci/work/orders` and `https://git.acme/apps/orders.git`
+/// both name the repository `services/orders`, and `/builds/fin/ledger` names
+/// a clone in `ledger-clone` whose remote is `.../fin/ledger.git`.
 pub fn services_of_source<'f>(fleet: &'f Fleet, source: &str) -> Vec<&'f str> {
-    let source = source.trim().trim_end_matches('/');
-    let source = source.strip_suffix(".git").unwrap_or(source);
-    // A URL's path, or an scp-like remote's (`git@host:acme/orders`).
-    let path = match source.split_once("://") {
-        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
-        None => match source.split_once(':') {
-            Some((host, path)) if host.contains('@') => path,
-            _ => source,
-        },
-    };
-    let components: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
+    let components = path_components(source);
     let mut best = 0;
     let mut found = Vec::new();
     for service in &fleet.services {
         let Some(repo) = service.repo.as_deref().filter(|r| !r.is_empty()) else {
             continue;
         };
-        let shared = repo
-            .split('/')
-            .rev()
-            .zip(components.iter().rev())
-            .take_while(|(a, b)| a == *b)
-            .count();
+        let remote = fleet
+            .repos
+            .iter()
+            .find(|r| r.path == repo)
+            .and_then(|r| r.remote.as_deref())
+            .map(path_components)
+            .unwrap_or_default();
+        let shared_with = |candidate: &[&str]| {
+            candidate
+                .iter()
+                .rev()
+                .zip(components.iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let folder: Vec<&str> = repo.split('/').collect();
+        let shared = shared_with(&folder).max(shared_with(&remote));
         if shared == 0 || shared < best {
             continue;
         }
@@ -322,6 +322,23 @@ pub fn services_of_source<'f>(fleet: &'f Fleet, source: &str) -> Vec<&'f str> {
         found.push(service.name.as_str());
     }
     found
+}
+
+/// The path of a repository named by a path or a URL, in components:
+/// a URL's path, an scp-like remote's (`git@host:acme/orders`), without `.git`.
+fn path_components(source: &str) -> Vec<&str> {
+    let source = source.trim().trim_end_matches('/');
+    let source = source.strip_suffix(".git").unwrap_or(source);
+    let path = match source.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => match source.split_once(':') {
+            Some((host, path)) if host.contains('@') => path,
+            _ => source,
+        },
+    };
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 fn public_routes(service: &model::Service) -> Vec<String> {
