@@ -11,7 +11,8 @@
 //! Findings, each saved as `KIND-TARGET-HASH` in `--out` (with a `.txt` that
 //! says why):
 //! - `crash`: the parser panicked (one file per panic location);
-//! - `slow`: one call took over 1 s;
+//! - `slow`: one call took over 1 s, twice (the second run tells a slow
+//!   parser from a machine that was busy elsewhere);
 //! - `hang`: one call ran over 10 s; a watchdog thread saves it and ends the run;
 //! - `memory`: the process's peak resident memory grew by more than
 //!   `--max-mem` during one call. The peak (VmHWM) is read after every call
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: cargo xtask fuzz [--minutes N | --seconds N] [--target NAME] [--seed N] [--out DIR] [--max-len BYTES] [--max-mem BYTES] [--list]
+pub const USAGE: &str = "usage: cargo xtask fuzz [--minutes N | --seconds N] [--target NAME] [--seed N] [--out DIR] [--max-len BYTES] [--max-mem BYTES] [--list] [--replay FILE]
 
   Mutates the seed corpus in testdata/fuzz/<target>/ and calls each parser in
   this process: a panic, a call over 1 s and a call holding over --max-mem
@@ -45,6 +46,8 @@ pub const USAGE: &str = "usage: cargo xtask fuzz [--minutes N | --seconds N] [--
   --max-len N     the largest input in bytes (default 65536)
   --max-mem N     the most resident memory one call may add, in bytes
                   (default 268435456)
+  --replay FILE   run the --target on FILE once (repeatable), timed: a
+                  finding, checked again
 
   Example: cargo xtask fuzz --minutes 10 --target yaml --target dockerfile";
 
@@ -54,6 +57,14 @@ const SLOW: Duration = Duration::from_secs(1);
 const HANG: Duration = Duration::from_secs(10);
 /// A call at least this long has its memory measured.
 const MEASURED: Duration = Duration::from_millis(5);
+
+/// Runs a slow input again: a call slowed by a busy machine (another
+/// process, swapping) is fast the second time, a slow parser is not.
+fn slow_again(target: &mut Target, input: &[u8]) -> bool {
+    let call = Instant::now();
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (target.run)(input)));
+    call.elapsed() > SLOW
+}
 
 /// Peak resident memory since the last [`reset_peak_rss`], in KiB (Linux's VmHWM).
 fn peak_rss_kib() -> Option<usize> {
@@ -84,6 +95,8 @@ struct Options {
     max_len: usize,
     max_mem: usize,
     list: bool,
+    /// Inputs to run once each, timed, instead of fuzzing (one `--target`).
+    replay: Vec<PathBuf>,
 }
 
 fn parse(args: &[String], root: &Path) -> Result<Options, String> {
@@ -101,6 +114,7 @@ fn parse(args: &[String], root: &Path) -> Result<Options, String> {
         max_len: 64 * 1024,
         max_mem: 256 << 20,
         list: false,
+        replay: Vec::new(),
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -120,6 +134,7 @@ fn parse(args: &[String], root: &Path) -> Result<Options, String> {
             "--minutes" => options.duration = Duration::from_secs(number()? * 60),
             "--seconds" => options.duration = Duration::from_secs(number()?),
             "--target" => options.targets.push(value.clone()),
+            "--replay" => options.replay.push(PathBuf::from(value)),
             "--seed" => options.seed = number()?,
             "--out" => options.out = PathBuf::from(value),
             "--max-len" => options.max_len = usize::try_from(number()?).unwrap_or(usize::MAX),
@@ -712,8 +727,8 @@ fn fuzz_target(
                     .findings
                     .push(save(&options.out, "crash", target.name, &input, &why));
             }
-        } else if took > SLOW {
-            let why = format!("one call took {took:?}");
+        } else if took > SLOW && slow_again(target, &input) {
+            let why = format!("one call took {took:?}, and as long again");
             tally
                 .findings
                 .push(save(&options.out, "slow", target.name, &input, &why));
@@ -744,6 +759,28 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
             }
         }
         all.retain(|t| options.targets.iter().any(|n| n == t.name));
+    }
+    if !options.replay.is_empty() {
+        let [target] = all.as_mut_slice() else {
+            return Err("--replay needs exactly one --target".into());
+        };
+        for file in &options.replay {
+            let input = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let call = Instant::now();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (target.run)(&input)));
+            println!(
+                "{}: {} bytes, {:?}, {}",
+                file.display(),
+                input.len(),
+                call.elapsed(),
+                if result.is_ok() {
+                    "returned"
+                } else {
+                    "panicked"
+                }
+            );
+        }
+        return Ok(());
     }
     std::fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
     let current = Arc::new(Mutex::new(Current::default()));
@@ -841,6 +878,7 @@ mod tests {
             max_len: 1024,
             max_mem: 256 << 20,
             list: false,
+            replay: Vec::new(),
         }
     }
 

@@ -19,10 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: cargo xtask switch-proof [--flips N] [--clients N]
+pub const USAGE: &str =
+    "usage: cargo xtask switch-proof [--flips N] [--clients N] [--bulkhead PATH]
 
-  --flips N     selector flips of the orders service (default 10000)
-  --clients N   keep-alive clients per service (default 2)
+  --flips N         selector flips of the orders service (default 10000)
+  --clients N       keep-alive clients per service (default 2)
+  --bulkhead PATH   run this bulkhead binary instead of building the release one
 
   Example: cargo xtask switch-proof --flips 10000";
 
@@ -222,15 +224,19 @@ fn client(proxy: &str, service: &'static str, flips: &Flips, finished: &AtomicBo
 }
 
 pub fn run(args: &[String], root: &Path) -> Result<(), String> {
-    let (mut flips, mut clients) = (10_000u64, 2usize);
+    let (mut flips, mut clients, mut binary) = (10_000u64, 2usize, None);
     for (flag, value) in crate::flag_pairs(args, USAGE)? {
         match flag {
             "--flips" => flips = crate::count(flag, value)? as u64,
             "--clients" => clients = crate::count(flag, value)?,
+            "--bulkhead" => binary = Some(std::path::PathBuf::from(value)),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
     }
-    let bulkhead = crate::build_bulkhead(root)?;
+    let bulkhead = match binary {
+        Some(path) => path,
+        None => crate::build_bulkhead(root)?,
+    };
     let dir = std::env::temp_dir().join(format!("bulkhead-switch-proof-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let result = prove(&bulkhead, &dir, flips, clients);
@@ -380,7 +386,11 @@ services:
         }
         failed += seen.failed;
     }
-    let ends_on = if flips.is_multiple_of(2) { "blue" } else { "green" };
+    let ends_on = if flips.is_multiple_of(2) {
+        "blue"
+    } else {
+        "green"
+    };
     let (_, body) = Connection::open(&proxy)?.request("GET", "/orders/last", "")?;
     if !body.contains(&format!(r#""version":"{ends_on}""#)) {
         return Err(format!(
