@@ -657,7 +657,12 @@ fn spdx_fixture(name: &str) -> String {
 #[test]
 fn spdx_sboms_list_the_packages_of_an_image_or_a_source() {
     // File, the image's name, the source, the packages with their versions.
-    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [(&'a str, &'a str)]);
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a [(&'a str, &'a str)],
+    );
     let cases: &[Case] = &[
         (
             "syft-image-encoder.spdx.json",

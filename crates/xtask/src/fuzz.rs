@@ -744,6 +744,10 @@ fn fuzz_target(
 }
 
 pub fn run(args: &[String], root: &Path) -> Result<(), String> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let options = parse(args, root)?;
     let mut all = targets(root)?;
     if options.list {
