@@ -34,7 +34,7 @@ const READ_SIZE: usize = 16 * 1024;
 
 /// One request, borrowed from the connection's buffer.
 #[derive(Debug)]
-pub(crate) struct Request<'a> {
+pub struct Request<'a> {
     pub method: &'a str,
     /// The target without its query.
     pub path: &'a str,
@@ -139,6 +139,24 @@ impl Read {
     fn path<'a>(&self, input: &'a [u8]) -> &'a str {
         let target = text(&input[self.path.0..self.path.1]);
         target.split_once('?').map_or(target, |(path, _)| path)
+    }
+}
+
+/// Reads `input` as the start of a connection, without I/O: `Ok(Some(request))`
+/// for a whole request, `Ok(None)` while one is incomplete. `cargo xtask fuzz`
+/// feeds it mutated requests.
+///
+/// # Errors
+/// The status and message a refused request is answered with.
+pub fn read_request(input: &[u8]) -> Result<Option<Request<'_>>, (u16, String)> {
+    match parse(input) {
+        Parsed::Request(read, _) if read.end <= input.len() => Ok(Some(Request {
+            method: read.method(input),
+            path: read.path(input),
+            body: &input[read.head..read.end],
+        })),
+        Parsed::Request(..) | Parsed::Partial => Ok(None),
+        Parsed::Refuse(status, message) => Err((status, message)),
     }
 }
 

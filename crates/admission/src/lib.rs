@@ -30,10 +30,11 @@ mod http;
 mod metrics;
 pub mod tls;
 
+pub use http::{Request, read_request};
 pub use metrics::Outcome;
 pub use policy::admission::FailurePolicy;
 
-use http::{Request, Response};
+use http::Response;
 use metrics::Metrics;
 use policy::Policies;
 use std::net::SocketAddr;

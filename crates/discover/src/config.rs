@@ -83,6 +83,9 @@ pub struct ReportsConfig {
     pub cyclonedx: Vec<String>,
     #[serde(default)]
     pub grype: Vec<String>,
+    /// Files or folders of SPDX JSON SBOMs (packages per image or source).
+    #[serde(default)]
+    pub spdx: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

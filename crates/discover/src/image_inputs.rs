@@ -1,6 +1,6 @@
 //! Reads what the image analyses need beside the fleet: the base-images
 //! catalog (`[images] base_repo`), the scanner reports (`[reports] trivy,
-//! cyclonedx, grype`) and the cluster snapshots (`[cluster] snapshots`).
+//! cyclonedx, grype, spdx`) and the cluster snapshots (`[cluster] snapshots`).
 //! `images::inputs` parses them; a file that cannot be read is a diagnostic.
 
 use crate::{Config, ScanOutcome};
@@ -36,6 +36,7 @@ pub fn read_image_inputs(root: &Path, config: &Config) -> InputFiles {
         (ReportFormat::Trivy, &config.reports.trivy),
         (ReportFormat::CycloneDx, &config.reports.cyclonedx),
         (ReportFormat::Grype, &config.reports.grype),
+        (ReportFormat::Spdx, &config.reports.spdx),
     ] {
         for file in read_json_files(root, entries, &mut files.diagnostics) {
             files.reports.push((format, file));

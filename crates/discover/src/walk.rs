@@ -155,6 +155,7 @@ pub(crate) fn walk(
                     path: relative(root, dir),
                     git: true,
                     head: crate::git::head(dir),
+                    remote: crate::git::remote(dir),
                 })
                 .collect()
         })

@@ -41,6 +41,46 @@ pub use log::AccessLog;
 pub use otlp::OtlpOptions;
 pub use server::{Error, Gateway, Options, run};
 
+/// Reads bytes as the proxy reads what a client sends, without I/O: the request
+/// head, its Host field, the target's form, trace context and body framing, then
+/// a chunked body's framing; and the same bytes as an upstream's response head.
+/// Returns how many bytes the request's head and body took, or why it was
+/// refused. `cargo xtask fuzz` feeds it mutated requests.
+///
+/// # Errors
+/// What the proxy answers 400 for (or would close an upstream connection for).
+pub fn read_request(input: &[u8]) -> Result<usize, &'static str> {
+    use h1::Fields as _;
+    let mut response = bytes::BytesMut::from(input);
+    if let Ok(Some(head)) = h1::Head::response(&mut response) {
+        h1::response_framing(&head, false)?;
+    }
+    let mut buf = bytes::BytesMut::from(input);
+    let head = match h1::Head::request(&mut buf) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Ok(0),
+        Err(e) => return Err(e.describe()),
+    };
+    let _ = trace::at_edge(&head);
+    let _ = head.get("x-request-id");
+    let _ = proxy::origin_form(head.target());
+    if h1::request_host(&head)?.is_none() && head.minor == 1 {
+        return Err("no Host field");
+    }
+    let used = head.bytes().len();
+    match h1::request_framing(&head)? {
+        h1::Framing::Chunked => {
+            let mut chunks = h1::Chunked::default();
+            let n = chunks.scan(&buf).map_err(|e| e.0)?;
+            Ok(used + n)
+        }
+        h1::Framing::Length(n) => {
+            Ok(used + buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)))
+        }
+        h1::Framing::Empty | h1::Framing::UntilClose => Ok(used),
+    }
+}
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies of the admin API.
 pub(crate) type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

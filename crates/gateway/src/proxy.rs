@@ -212,7 +212,7 @@ fn forwarded_node(ip: std::net::IpAddr) -> String {
 
 /// The path and query of a request target, in origin form, and the authority
 /// of an absolute-form target.
-fn origin_form(target: &str) -> (&str, Option<&str>) {
+pub(crate) fn origin_form(target: &str) -> (&str, Option<&str>) {
     let Some(rest) = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))
@@ -435,9 +435,10 @@ impl Proxy {
         let (target, authority) = origin_form(head.target());
         let path = target.split_once('?').map_or(target, |(p, _)| p);
         // Two Host fields, or none in an HTTP/1.1 request, is a 400 (RFC 9112,
-        // section 3.2), but an absolute-form target names the host itself.
+        // section 3.2), in absolute form too: the section requires the field of
+        // every HTTP/1.1 client, whatever the target's form.
         let (host_field, host_error) = match h1::request_host(&head) {
-            Ok(None) if head.minor == 1 && authority.is_none() => (None, Some("no Host field")),
+            Ok(None) if head.minor == 1 => (None, Some("no Host field")),
             Ok(h) => (h.and_then(|h| std::str::from_utf8(h).ok()), None),
             Err(why) => (None, Some(why)),
         };

@@ -9,7 +9,7 @@
 use crate::catalog::Catalog;
 use crate::check::{owners, services_by_repo};
 use crate::cluster::RunningContainer;
-use crate::reports::Severity;
+use crate::reports::{ReportFormat, ScanReport, Severity, Vulnerability};
 use model::{
     Change, Evidence, Finding, Fleet, ImageRef, ImpactReason, ImpactReport, ImpactedService, Owner,
     Plan, Provenance, Risk, Rollback, Signal, Step, Tier, Wave,
@@ -122,7 +122,12 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
     // Their introductions name the source, no image: they start no lineage.
     let mut from_source: BTreeMap<&str, (&str, &Provenance)> = BTreeMap::new();
     let mut source_introduced: BTreeSet<Introduction> = BTreeSet::new();
-    for report in &catalog.reports {
+    let from_sboms = sbom_findings(&catalog.reports, id);
+    let scanned = catalog
+        .reports
+        .iter()
+        .filter(|r| r.format != ReportFormat::Spdx);
+    for report in scanned.chain(&from_sboms) {
         if let Some(source) = &report.source {
             let services = services_of_source(query.fleet, source);
             for v in report
@@ -232,38 +237,81 @@ pub fn cve(query: CveQuery<'_>, id: &str) -> CveAnswer {
     answer
 }
 
+/// SBOMs list packages, not findings: a package of an SBOM that a scanner
+/// report finds vulnerable to `id` (the same package at the same version) is a
+/// finding of the SBOM's image or source, at the package's line. An SBOM
+/// without such a package is left out rather than counted clean: one that
+/// spells the package differently must not stop the CVE's inheritance.
+fn sbom_findings(reports: &[ScanReport], id: &str) -> Vec<ScanReport> {
+    let found: Vec<&Vulnerability> = reports
+        .iter()
+        .filter(|r| r.format != ReportFormat::Spdx)
+        .flat_map(|r| &r.vulnerabilities)
+        .filter(|v| v.id.eq_ignore_ascii_case(id))
+        .collect();
+    reports
+        .iter()
+        .filter(|r| r.format == ReportFormat::Spdx)
+        .filter_map(|sbom| {
+            let vulnerabilities: Vec<Vulnerability> = sbom
+                .packages
+                .iter()
+                .filter_map(|p| {
+                    let v = found
+                        .iter()
+                        .find(|v| p.is(&v.package, v.installed.as_deref()))?;
+                    Some(Vulnerability {
+                        id: v.id.clone(),
+                        package: p.name.clone(),
+                        installed: Some(p.version.clone()),
+                        fixed: v.fixed.clone(),
+                        severity: v.severity,
+                        layer: p.layer.clone(),
+                        at: p.at.clone(),
+                    })
+                })
+                .collect();
+            (!vulnerabilities.is_empty()).then(|| ScanReport {
+                vulnerabilities,
+                packages: Vec::new(),
+                ..sbom.clone()
+            })
+        })
+        .collect()
+}
+
 /// The services built from the repository a source report scanned. The
 /// report names it by a path (`ArtifactName`) or a remote URL (`RepoURL`);
-/// either is matched against each service's repository folder on whole
-/// trailing components, and the longest match wins: `ci/work/orders` and
-/// `https://git.acme/apps/orders.git` both name the repository `services/orders`.
+/// either is matched against each service's repository folder, and the path
+/// of that repository's git remote, on whole trailing components, and the
+/// longest match wins: `ci/work/orders` and `https://git.acme/apps/orders.git`
+/// both name the repository `services/orders`, and `/builds/fin/ledger` names
+/// a clone in `ledger-clone` whose remote is `.../fin/ledger.git`.
 pub fn services_of_source<'f>(fleet: &'f Fleet, source: &str) -> Vec<&'f str> {
-    let source = source.trim().trim_end_matches('/');
-    let source = source.strip_suffix(".git").unwrap_or(source);
-    // A URL's path, or an scp-like remote's (`git@host:acme/orders`).
-    let path = match source.split_once("://") {
-        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
-        None => match source.split_once(':') {
-            Some((host, path)) if host.contains('@') => path,
-            _ => source,
-        },
-    };
-    let components: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
+    let components = path_components(source);
     let mut best = 0;
     let mut found = Vec::new();
     for service in &fleet.services {
         let Some(repo) = service.repo.as_deref().filter(|r| !r.is_empty()) else {
             continue;
         };
-        let shared = repo
-            .split('/')
-            .rev()
-            .zip(components.iter().rev())
-            .take_while(|(a, b)| a == *b)
-            .count();
+        let remote = fleet
+            .repos
+            .iter()
+            .find(|r| r.path == repo)
+            .and_then(|r| r.remote.as_deref())
+            .map(path_components)
+            .unwrap_or_default();
+        let shared_with = |candidate: &[&str]| {
+            candidate
+                .iter()
+                .rev()
+                .zip(components.iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let folder: Vec<&str> = repo.split('/').collect();
+        let shared = shared_with(&folder).max(shared_with(&remote));
         if shared == 0 || shared < best {
             continue;
         }
@@ -274,6 +322,23 @@ pub fn services_of_source<'f>(fleet: &'f Fleet, source: &str) -> Vec<&'f str> {
         found.push(service.name.as_str());
     }
     found
+}
+
+/// The path of a repository named by a path or a URL, in components:
+/// a URL's path, an scp-like remote's (`git@host:acme/orders`), without `.git`.
+fn path_components(source: &str) -> Vec<&str> {
+    let source = source.trim().trim_end_matches('/');
+    let source = source.strip_suffix(".git").unwrap_or(source);
+    let path = match source.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => match source.split_once(':') {
+            Some((host, path)) if host.contains('@') => path,
+            _ => source,
+        },
+    };
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 fn public_routes(service: &model::Service) -> Vec<String> {

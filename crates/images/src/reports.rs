@@ -1,6 +1,8 @@
 //! Scanner reports: Trivy JSON (SchemaVersion 2), CycloneDX JSON and Grype JSON,
 //! read into one shape: the scanned image, its layers, and each finding with
-//! the layer (`DiffID`) it was found in.
+//! the layer (`DiffID`) it was found in. SPDX JSON SBOMs (2.2, 2.3) read into
+//! the same shape with packages and no findings: `cve` matches them against
+//! the packages other reports find vulnerable.
 //!
 //! Unknown fields are ignored (scanners add fields often); a report that is
 //! not JSON, or not the expected shape, yields an error diagnostic at the line
@@ -17,6 +19,7 @@ pub enum ReportFormat {
     Trivy,
     CycloneDx,
     Grype,
+    Spdx,
 }
 
 /// Severity as the scanners spell it, normalised.
@@ -87,6 +90,58 @@ pub struct ScanReport {
     /// The image's `rootfs.diff_ids`, bottom layer first.
     pub diff_ids: Vec<String>,
     pub vulnerabilities: Vec<Vulnerability>,
+    /// Every package an SBOM lists (SPDX); scanner reports list findings instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Package>,
+}
+
+/// A package an SBOM lists in the image or source it describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    /// The package URL (`pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1`).
+    pub purl: Option<String>,
+    /// The layer it came from, when the SBOM says (Trivy's `LayerDiffID`).
+    pub layer: Option<String>,
+    pub at: Provenance,
+}
+
+impl Package {
+    /// Whether a finding's package (`package`, at `installed`) is this one.
+    /// Scanners name a package by its name (`log4j-core`, `lodash`) or, for
+    /// Maven, `group:artifact` (Trivy); the purl gives both spellings.
+    pub fn is(&self, package: &str, installed: Option<&str>) -> bool {
+        let (purl_name, purl_version) = self.purl.as_deref().map_or((None, None), purl_parts);
+        let named = package == self.name
+            || purl_name.as_ref().is_some_and(|(namespace, name)| {
+                package == name
+                    || namespace.as_deref().is_some_and(|ns| {
+                        package == format!("{ns}:{name}") || package == format!("{ns}/{name}")
+                    })
+            });
+        named && installed.is_none_or(|v| v == self.version || purl_version.is_some_and(|p| p == v))
+    }
+}
+
+/// A purl's `(namespace, name)` and version: `pkg:TYPE/NAMESPACE/NAME@VERSION?...#...`,
+/// percent-decoding `%40` (npm scopes) only.
+fn purl_parts(purl: &str) -> (Option<(Option<String>, String)>, Option<&str>) {
+    let Some(rest) = purl.strip_prefix("pkg:") else {
+        return (None, None);
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (path, version) = match rest.rsplit_once('@') {
+        Some((path, version)) if !path.is_empty() => (path, Some(version)),
+        _ => (rest, None),
+    };
+    let mut parts: Vec<String> = path.split('/').map(|p| p.replace("%40", "@")).collect();
+    if parts.len() < 2 {
+        return (None, version);
+    }
+    let name = parts.pop().unwrap_or_default();
+    let namespace = (parts.len() > 1).then(|| parts[1..].join("/"));
+    (Some((namespace, name)), version)
 }
 
 impl ScanReport {
@@ -99,6 +154,7 @@ impl ScanReport {
             repo_digests: Vec::new(),
             diff_ids: Vec::new(),
             vulnerabilities: Vec::new(),
+            packages: Vec::new(),
         }
     }
 
@@ -135,6 +191,7 @@ pub fn parse(format: ReportFormat, path: &str, text: &str) -> (ScanReport, Vec<D
         ReportFormat::Trivy => trivy(path, text),
         ReportFormat::CycloneDx => cyclonedx(path, text),
         ReportFormat::Grype => grype(path, text),
+        ReportFormat::Spdx => spdx(path, text),
     }
 }
 
@@ -614,6 +671,156 @@ pub fn grype(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
                 .and_then(|f| f.versions.into_iter().next()),
             severity: Severity::parse(&m.vulnerability.severity),
             layer: m.artifact.locations.into_iter().find_map(|l| l.layer_id),
+            at: Provenance::new(path, line),
+        });
+    }
+    (report, diagnostics)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpdxDocument {
+    #[serde(deserialize_with = "nullable")]
+    spdx_version: String,
+    #[serde(rename = "SPDXID", deserialize_with = "nullable")]
+    spdx_id: String,
+    #[serde(deserialize_with = "nullable")]
+    document_describes: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    packages: Vec<SpdxPackage>,
+    #[serde(deserialize_with = "nullable")]
+    relationships: Vec<SpdxRelationship>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpdxPackage {
+    #[serde(rename = "SPDXID", deserialize_with = "nullable")]
+    spdx_id: String,
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    version_info: Option<String>,
+    primary_package_purpose: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    external_refs: Vec<SpdxExternalRef>,
+    #[serde(deserialize_with = "nullable")]
+    attribution_texts: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpdxExternalRef {
+    #[serde(deserialize_with = "nullable")]
+    reference_type: String,
+    #[serde(deserialize_with = "nullable")]
+    reference_locator: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpdxRelationship {
+    #[serde(deserialize_with = "nullable")]
+    spdx_element_id: String,
+    #[serde(deserialize_with = "nullable")]
+    related_spdx_element: String,
+    #[serde(deserialize_with = "nullable")]
+    relationship_type: String,
+}
+
+impl SpdxPackage {
+    fn purl(&self) -> Option<&str> {
+        self.external_refs
+            .iter()
+            .find(|r| r.reference_type == "purl")
+            .map(|r| r.reference_locator.as_str())
+    }
+
+    /// An image: a container by purpose (SPDX 2.3), by purl, or by Trivy's id.
+    fn is_image(&self) -> bool {
+        self.primary_package_purpose.as_deref() == Some("CONTAINER")
+            || self.purl().is_some_and(|p| p.starts_with("pkg:oci/"))
+            || self.spdx_id.starts_with("SPDXRef-ContainerImage")
+    }
+}
+
+/// Reads an SPDX JSON SBOM (`syft -o spdx-json`, `trivy image -f spdx-json`,
+/// SPDX 2.2 or 2.3). The package the document describes says what was
+/// scanned: a container image becomes the report's image; anything else (a
+/// directory, a repository) its source. Every other package with a version is
+/// listed in `packages`.
+pub fn spdx(path: &str, text: &str) -> (ScanReport, Vec<Diagnostic>) {
+    let mut report = ScanReport::new(path, ReportFormat::Spdx);
+    let mut diagnostics = Vec::new();
+    let doc: SpdxDocument = match serde_json::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => return (report, vec![crate::json_error(path, "SPDX document", &e)]),
+    };
+    if !doc.spdx_version.starts_with("SPDX-2.") {
+        diagnostics.push(Diagnostic::warning(
+            path,
+            Some(1),
+            format!(
+                "spdxVersion is {:?}; SPDX 2.2 and 2.3 are read",
+                doc.spdx_version
+            ),
+        ));
+    }
+    // What the document describes: `DESCRIBES` from the document (Trivy once
+    // wrote `DESCRIBE`), or the older `documentDescribes` list.
+    let document = if doc.spdx_id.is_empty() {
+        "SPDXRef-DOCUMENT"
+    } else {
+        doc.spdx_id.as_str()
+    };
+    let described: Vec<&str> = doc
+        .relationships
+        .iter()
+        .filter(|r| {
+            r.spdx_element_id == document
+                && matches!(r.relationship_type.as_str(), "DESCRIBES" | "DESCRIBE")
+        })
+        .map(|r| r.related_spdx_element.as_str())
+        .chain(doc.document_describes.iter().map(String::as_str))
+        .collect();
+    let root = doc
+        .packages
+        .iter()
+        .find(|p| described.contains(&p.spdx_id.as_str()));
+    match root {
+        Some(root) if root.is_image() => {
+            report.artifact = image_ref(path, "the described image", &root.name, &mut diagnostics);
+            report.diff_ids = root
+                .attribution_texts
+                .iter()
+                .filter_map(|t| t.strip_prefix("DiffID: "))
+                .map(str::to_string)
+                .collect();
+        }
+        Some(root) if !root.name.is_empty() => report.source = Some(root.name.clone()),
+        _ => diagnostics.push(Diagnostic::warning(
+            path,
+            Some(1),
+            "the document describes no package: its packages belong to no image or source",
+        )),
+    }
+    let mut cursor = LineCursor { text, offset: 0 };
+    for p in &doc.packages {
+        let Some(version) = p.version_info.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if root.is_some_and(|r| r.spdx_id == p.spdx_id) || p.is_image() {
+            continue;
+        }
+        let line = cursor.line_of_next(&p.spdx_id);
+        report.packages.push(Package {
+            name: p.name.clone(),
+            version: version.to_string(),
+            purl: p.purl().map(str::to_string),
+            layer: p
+                .attribution_texts
+                .iter()
+                .find_map(|t| t.strip_prefix("LayerDiffID: "))
+                .map(str::to_string),
             at: Provenance::new(path, line),
         });
     }

@@ -286,6 +286,7 @@ fn report(name: &str, diff_ids: &[&str], vulns: &[(&str, &str)]) -> ScanReport {
         artifact: Some(ImageRef::parse(&format!("{name}:1")).expect("ref")),
         source: None,
         repo_digests: Vec::new(),
+        packages: Vec::new(),
         diff_ids: diff_ids.iter().map(|s| s.to_string()).collect(),
         vulnerabilities: vulns
             .iter()
@@ -641,4 +642,204 @@ fn a_source_names_the_repository_by_its_trailing_folders() {
         found.sort_unstable();
         assert_eq!(found, *expected, "{source:?}");
     }
+}
+
+fn spdx_fixture(name: &str) -> String {
+    test_support::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/spdx")
+            .join(name),
+    )
+}
+
+/// SPDX SBOMs: the described package is the image (a container) or the
+/// source (a directory); every other versioned package is listed, with its line.
+#[test]
+fn spdx_sboms_list_the_packages_of_an_image_or_a_source() {
+    // File, the image's name, the source, the packages with their versions.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a [(&'a str, &'a str)],
+    );
+    let cases: &[Case] = &[
+        (
+            "syft-image-encoder.spdx.json",
+            Some("docker.io/library/user-image-input"),
+            None,
+            &[("package-1", "1.0.1"), ("package-2", "2.0.1")],
+        ),
+        (
+            "payments-image.spdx.json",
+            Some("registry.acme.internal/apps/payments"),
+            None,
+            &[
+                ("base-files", "12.4+deb12u5"),
+                ("libssl3", "3.0.11-1~deb12u2"),
+                ("jackson-databind", "2.9.1"),
+                ("jackson-core", "2.9.1"),
+            ],
+        ),
+        (
+            "ledger-directory.spdx.json",
+            None,
+            Some("/builds/acme/ledger"),
+            &[("jackson-databind", "2.9.1"), ("guava", "32.1.3-jre")],
+        ),
+    ];
+    for (file, image, source, packages) in cases {
+        let text = spdx_fixture(file);
+        let (report, diagnostics) = reports::parse(ReportFormat::Spdx, file, &text);
+        assert!(diagnostics.is_empty(), "{file}: {diagnostics:?}");
+        assert_eq!(report.image_name().as_deref(), *image, "{file}");
+        assert_eq!(report.source.as_deref(), *source, "{file}");
+        let listed: Vec<(&str, &str)> = report
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(listed, *packages, "{file}");
+        for p in &report.packages {
+            let line = text.lines().nth(p.at.line as usize - 1).unwrap_or_default();
+            assert!(line.contains("SPDXID"), "{file}: {p:?} at {line:?}");
+        }
+        assert!(report.vulnerabilities.is_empty());
+    }
+    let (_, diagnostics) =
+        reports::spdx("x.json", r#"{"spdxVersion": "SPDX-3.0", "packages": null}"#);
+    let messages: Vec<&str> = diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "spdxVersion is \"SPDX-3.0\"; SPDX 2.2 and 2.3 are read",
+            "the document describes no package: its packages belong to no image or source"
+        ]
+    );
+    assert_eq!(reports::spdx("x.json", "{").1[0].line, Some(1));
+}
+
+/// A finding names a package as its scanner does; an SBOM's package is the
+/// same one when a spelling of its name or purl and its version agree.
+#[test]
+fn a_finding_matches_an_sbom_package_by_name_or_purl_and_version() {
+    let package = |name: &str, version: &str, purl: Option<&str>| reports::Package {
+        name: name.into(),
+        version: version.into(),
+        purl: purl.map(String::from),
+        layer: None,
+        at: Provenance::new("sbom.json", 1),
+    };
+    let jackson = package(
+        "jackson-databind",
+        "2.9.1",
+        Some("pkg:maven/com.fasterxml.jackson.core/jackson-databind@2.9.1"),
+    );
+    let scoped = package(
+        "core",
+        "7.0.0",
+        Some("pkg:npm/%40angular/core@7.0.0?x=1#sub"),
+    );
+    let cases = [
+        (
+            &jackson,
+            "com.fasterxml.jackson.core:jackson-databind",
+            Some("2.9.1"),
+            true,
+        ),
+        (&jackson, "jackson-databind", Some("2.9.1"), true),
+        (&jackson, "jackson-databind", None, true),
+        (&jackson, "jackson-databind", Some("2.9.10"), false),
+        (&jackson, "jackson-core", Some("2.9.1"), false),
+        (&scoped, "@angular/core", Some("7.0.0"), true),
+        (&scoped, "core", Some("7.0.0"), true),
+        (&scoped, "@angular/core", Some("7.0.1"), false),
+    ];
+    for (p, name, version, want) in cases {
+        assert_eq!(
+            p.is(name, version),
+            want,
+            "{} vs {name} {version:?}",
+            p.name
+        );
+    }
+}
+
+/// A library CVE a scanner found in one repository reaches every image and
+/// source whose SBOM lists the same package at the same version.
+#[test]
+fn a_cve_reaches_the_images_and_sources_whose_sboms_list_the_package() {
+    use crate::cve::{self, CveQuery};
+    use model::{Fleet, Service};
+    let fleet = Fleet {
+        services: [
+            ("ledger", "ledger"),
+            ("orders", "orders"),
+            ("payments", "payments"),
+        ]
+        .iter()
+        .map(|(name, repo)| Service {
+            name: name.to_string(),
+            repo: Some(repo.to_string()),
+            images: if *name == "payments" {
+                vec![ImageRef::parse("registry.acme.internal/apps/payments:2.0.0").unwrap()]
+            } else {
+                Vec::new()
+            },
+            ..Service::default()
+        })
+        .collect(),
+        ..Fleet::default()
+    };
+    let (pom, _) = reports::trivy(
+        "reports/orders.json",
+        &fixture("pom.json").replace("testdata/fixtures/repo/pom", "/builds/acme/orders"),
+    );
+    let mut all = vec![pom];
+    for file in [
+        "payments-image.spdx.json",
+        "ledger-directory.spdx.json",
+        "syft-image-encoder.spdx.json",
+    ] {
+        all.push(reports::spdx(&format!("sboms/{file}"), &spdx_fixture(file)).0);
+    }
+    let catalog = Catalog::new(Vec::new(), &[], all);
+    let query = CveQuery {
+        fleet: &fleet,
+        catalog: &catalog,
+        running: &[],
+    };
+    let answer = cve::cve(query, "CVE-2020-9548");
+    let reached: Vec<(&str, &str)> = answer
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.service.as_str(),
+                s.at.as_ref().map_or("", |a| a.path.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reached,
+        [
+            ("ledger", "sboms/ledger-directory.spdx.json"),
+            ("orders", "reports/orders.json"),
+            ("payments", ""),
+        ]
+    );
+    let images: Vec<&str> = answer.images.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(images, ["registry.acme.internal/apps/payments"]);
+    assert_eq!(answer.severity, Some(Severity::Critical));
+    assert!(
+        answer
+            .introduced
+            .iter()
+            .any(|i| i.package == "jackson-databind"
+                && i.at.path == "sboms/payments-image.spdx.json"),
+        "{:?}",
+        answer.introduced
+    );
+    // No scanner found it: an SBOM alone names no CVE.
+    assert!(cve::cve(query, "CVE-2021-44228").services.is_empty());
 }

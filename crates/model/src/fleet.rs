@@ -69,6 +69,20 @@ pub struct Repo {
     pub git: bool,
     /// The commit checked out, when it is a git repository.
     pub head: Option<String>,
+    /// The URL of its `origin` remote (else its first remote), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+}
+
+impl Repo {
+    /// The repository's name on its remote: the URL's last path component
+    /// without `.git` (`git@gitlab.acme:shop/orders-service.git` -> `orders-service`).
+    pub fn remote_name(&self) -> Option<&str> {
+        let url = self.remote.as_deref()?.trim().trim_end_matches('/');
+        let url = url.strip_suffix(".git").unwrap_or(url);
+        let name = url.rsplit(['/', ':']).next()?;
+        (!name.is_empty() && !name.starts_with('.')).then_some(name)
+    }
 }
 
 /// How a dependency was learned.
@@ -351,11 +365,18 @@ pub fn assemble(input: AssembleInput) -> Fleet {
             homes.entry(home).or_default().insert(name);
         }
     }
+    let remote_names: BTreeMap<&str, &str> = repos
+        .iter()
+        .filter_map(|r| Some((r.path.as_str(), r.remote_name()?)))
+        .collect();
     infer_apps(
         &mut services,
         &mut homes,
-        &repo_dirs,
-        &shared,
+        &Folders {
+            repos: &repo_dirs,
+            remote_names: &remote_names,
+            shared: &shared,
+        },
         &facts.dockerfiles,
         &facts.templates,
     );
@@ -554,30 +575,47 @@ pub fn assemble(input: AssembleInput) -> Fleet {
     }
 }
 
+/// The folders [`infer_apps`] reads: repositories, their remotes' names, and
+/// the shared repositories that make no app.
+struct Folders<'a> {
+    repos: &'a BTreeMap<String, ()>,
+    remote_names: &'a BTreeMap<&'a str, &'a str>,
+    shared: &'a [String],
+}
+
+/// CI template inputs that name the image an app builds.
+const IMAGE_INPUTS: &[&str] = &["image", "image_name", "image-name", "IMAGE", "IMAGE_NAME"];
+
 /// Makes an app of every folder with a Dockerfile or a CI template pin that
 /// no catalog entry or manifest claims: many fleets have neither. The folder
 /// is the deepest repository holding the file, or, in the fleet root's own
 /// repository (a monorepo, or a plain folder), the file's top-level folder.
-/// The app is named after that folder; when a service of that name exists
-/// (declared by manifests kept elsewhere), the folder becomes its home too.
+/// The app is named after its repository's remote (`.../orders-service.git`),
+/// else after the folder.
+///
+/// Manifests may live elsewhere (a GitOps repository) and declare the
+/// service already. The folder becomes that service's home, instead of a new
+/// app, when the service has the app's name, or runs an image the app builds:
+/// the image its CI template inputs name (`image:`, `image_name:`), else, when
+/// its CI names none, an image whose last path component is the app's name.
 fn infer_apps(
     services: &mut BTreeMap<String, Service>,
     homes: &mut BTreeMap<String, BTreeSet<String>>,
-    repo_dirs: &BTreeMap<String, ()>,
-    shared: &[String],
+    folders: &Folders<'_>,
     dockerfiles: &[Dockerfile],
     templates: &[TemplateRef],
 ) {
     let files = dockerfiles
         .iter()
-        .map(|d| Provenance::new(&d.path, 1))
-        .chain(templates.iter().map(|t| t.at.clone()));
-    let mut found: BTreeMap<String, Provenance> = BTreeMap::new();
-    for at in files {
+        .map(|d| (Provenance::new(&d.path, 1), None))
+        .chain(templates.iter().map(|t| (t.at.clone(), Some(t))));
+    // Each app folder: where it was found, and the images its CI names.
+    let mut found: BTreeMap<String, (Provenance, BTreeSet<String>)> = BTreeMap::new();
+    for (at, template) in files {
         if deepest(homes, &at.path).is_some() {
             continue;
         }
-        let folder = match deepest(repo_dirs, &at.path) {
+        let folder = match deepest(folders.repos, &at.path) {
             Some((dir, _)) if !dir.is_empty() => dir,
             _ => match at.path.split_once('/') {
                 Some((top, _)) => top,
@@ -585,20 +623,54 @@ fn infer_apps(
             },
         };
         let name = folder.rsplit('/').next().unwrap_or(folder);
-        let is_shared = shared.iter().any(|s| s.trim_end_matches('/') == folder);
+        let is_shared = folders
+            .shared
+            .iter()
+            .any(|s| s.trim_end_matches('/') == folder);
         if name.starts_with('.') || is_shared {
             continue;
         }
-        found.entry(folder.to_string()).or_insert(at);
+        let entry = found
+            .entry(folder.to_string())
+            .or_insert_with(|| (at, BTreeSet::new()));
+        let named = template
+            .into_iter()
+            .flat_map(|t| IMAGE_INPUTS.iter().filter_map(|k| t.inputs.get(*k)))
+            .filter_map(|v| ImageRef::parse(v.as_str()?).ok());
+        entry.1.extend(named.map(|i| i.name()));
     }
-    for (folder, at) in found {
-        let name = folder.rsplit('/').next().unwrap_or(&folder).to_string();
-        let service = services.entry(name.clone()).or_default();
-        if service.name.is_empty() {
+    for (folder, (at, built)) in found {
+        let name = folders
+            .remote_names
+            .get(folder.as_str())
+            .map_or_else(|| folder.rsplit('/').next().unwrap_or(&folder), |n| *n)
+            .to_string();
+        let runs_built = |service: &Service| {
+            service.images.iter().any(|i| {
+                if built.is_empty() {
+                    i.repository().rsplit('/').next() == Some(name.as_str())
+                } else {
+                    built.contains(&i.name())
+                }
+            })
+        };
+        let joined: Vec<String> = if services.contains_key(&name) {
+            vec![name.clone()]
+        } else {
+            services
+                .values()
+                .filter(|s| runs_built(s))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        if joined.is_empty() {
+            let service = services.entry(name.clone()).or_default();
             service.name = name.clone();
             service.declared_at.push(at);
+            homes.entry(folder).or_default().insert(name);
+        } else {
+            homes.entry(folder).or_default().extend(joined);
         }
-        homes.entry(folder).or_default().insert(name);
     }
 }
 

@@ -27,6 +27,13 @@
 //! `bench-cve`: `bulkhead cve <planted id>` (whole command and the query
 //! itself) against `git grep` for the affected base image names over every
 //! repository of the fleet (see `bench_cve.rs`).
+//!
+//! `switch-proof`: flips a service's selector N times (10,000 by default)
+//! through a release gateway under load and proves no request failed (see
+//! `switch_proof.rs`).
+//!
+//! `fuzz`: a mutation fuzzer over every parser that reads outside input, seeded
+//! from `testdata/fuzz/` (see `fuzz.rs`).
 
 mod bench_collector;
 mod bench_cve;
@@ -35,6 +42,8 @@ mod bench_lab_service;
 mod bench_policy;
 mod bench_policy_check;
 mod bench_rollout;
+mod fuzz;
+mod switch_proof;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -78,16 +87,26 @@ fn main() -> ExitCode {
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
+        Some("switch-proof") => switch_proof::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
+        Some("fuzz") => fuzz::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("-h" | "--help") | None => {
             println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
+                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
                 bench_collector::USAGE,
                 bench_lab_service::USAGE,
                 bench_policy::USAGE,
                 bench_policy_check::USAGE,
                 bench_cve::USAGE,
                 bench_gateway::USAGE,
-                bench_rollout::USAGE
+                bench_rollout::USAGE,
+                fuzz::USAGE,
+                switch_proof::USAGE
             );
             Ok(())
         }

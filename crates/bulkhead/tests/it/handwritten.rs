@@ -287,3 +287,140 @@ fn an_app_repository_joins_the_service_its_gitops_manifests_declare_under_its_na
     assert_eq!(orders["templates"].as_array().map(Vec::len), Some(1));
     assert_eq!(service(&scan, "search")["repo"], "search");
 }
+
+/// Apps with neither catalog entry nor manifest of their own take their name
+/// from their git remote (the folder is only a clone's name); manifests kept
+/// in a GitOps repository under another name join the app whose CI builds
+/// their image. SPDX SBOMs then carry a library CVE found in one repository
+/// to the image and the directory that list the same package.
+#[test]
+fn apps_are_named_after_their_remote_and_join_gitops_manifests_by_image() {
+    let dir = TempDir::new("handwritten-remote");
+    let root = dir.path().join("fleet");
+    let deployment = |name: &str, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: {name}\n          image: {image}\n"
+        )
+    };
+    repo(
+        &root.join("gitops"),
+        &[
+            (
+                "apps/checkout/deployment.yaml",
+                &deployment(
+                    "checkout",
+                    "registry.acme.internal/apps/orders-service:1.4.0",
+                ),
+            ),
+            (
+                "apps/payments/deployment.yaml",
+                &deployment("payments-api", "registry.acme.internal/apps/payments:2.0.0"),
+            ),
+        ],
+    );
+    // Cloned into folders named otherwise; CI names the image it builds.
+    repo(
+        &root.join("work-1"),
+        &[
+            ("Dockerfile", GO_DOCKERFILE),
+            (
+                ".gitlab-ci.yml",
+                &gitlab_ci(
+                    "v1.4.0",
+                    "      image: registry.acme.internal/apps/orders-service\n",
+                ),
+            ),
+        ],
+    );
+    git(
+        &root.join("work-1"),
+        &[
+            "remote",
+            "add",
+            "origin",
+            "git@gitlab.acme.internal:shop/orders-service.git",
+        ],
+    );
+    // No image in its CI: it joins the manifest whose image ends in its name.
+    repo(&root.join("pay"), &[("Dockerfile", GO_DOCKERFILE)]);
+    git(
+        &root.join("pay"),
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://github.com/acme/payments",
+        ],
+    );
+    repo(
+        &root.join("ledger-clone"),
+        &[("Dockerfile", PYTHON_DOCKERFILE)],
+    );
+    git(
+        &root.join("ledger-clone"),
+        &[
+            "remote",
+            "add",
+            "upstream",
+            "https://gitlab.acme.internal/acme/ledger.git",
+        ],
+    );
+    // No remote: named after its folder.
+    repo(&root.join("search"), &[("Dockerfile", PYTHON_DOCKERFILE)]);
+    std::fs::create_dir_all(root.join("sboms")).expect("mkdir");
+    std::fs::create_dir_all(root.join("reports")).expect("mkdir");
+    for file in ["payments-image.spdx.json", "ledger-directory.spdx.json"] {
+        let text = std::fs::read_to_string(testdata(&format!("spdx/{file}"))).expect("fixture");
+        std::fs::write(root.join("sboms").join(file), text).expect("write");
+    }
+    let pom = std::fs::read_to_string(testdata("trivy/pom.json")).expect("fixture");
+    std::fs::write(
+        root.join("reports/orders-service.json"),
+        pom.replace("testdata/fixtures/repo/pom", "/builds/shop/orders-service"),
+    )
+    .expect("write");
+    std::fs::write(
+        root.join("bulkhead.toml"),
+        "[reports]\ntrivy = [\"reports\"]\nspdx = [\"sboms\"]\n",
+    )
+    .expect("write");
+
+    let state = dir.path().join("state");
+    let scan = scan_json(&root, &state);
+    assert_eq!(
+        service_names(&scan),
+        ["checkout", "ledger", "payments-api", "search"]
+    );
+    let checkout = service(&scan, "checkout");
+    assert_eq!(strings(&checkout["workloads"]), ["shop/checkout"]);
+    assert_eq!(
+        strings(&checkout["base_images"]),
+        ["gcr.io/distroless/static-debian12"]
+    );
+    assert_eq!(checkout["templates"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        strings(&service(&scan, "payments-api")["base_images"]),
+        ["gcr.io/distroless/static-debian12"]
+    );
+    assert_eq!(service(&scan, "ledger")["repo"], "ledger-clone");
+    assert_eq!(service(&scan, "search")["repo"], "search");
+
+    let cve = json(&run_ok(
+        bulkhead()
+            .args(["cve", "CVE-2020-9548", "--json", "--path"])
+            .arg(&root)
+            .arg("--state")
+            .arg(&state),
+    ));
+    let reached: Vec<&str> = cve["cve"]["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["service"].as_str())
+        .collect();
+    // The pom report names the orders-service repository, which is no
+    // service's own (checkout's manifests live in gitops); the SBOMs carry
+    // its package to the payments image and to the ledger clone, whose
+    // directory SBOM names the remote's path.
+    assert_eq!(reached, ["ledger", "payments-api"], "{cve}");
+}

@@ -5,6 +5,7 @@
 
 use crate::{TempDir, bulkhead, json};
 use hostops::testbed::{self, HEALTH_COMMAND, Testbed};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -365,4 +366,112 @@ fn usage_and_io_errors_exit_2() {
         assert_eq!(code(&out), 2, "{args:?}");
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
+}
+
+/// What follows a `kill -9` in [`a_kill_9_at_any_step_leaves_a_state_the_next_command_makes_consistent`].
+#[derive(Debug, Clone, Copy)]
+enum After {
+    /// `patch run --resume`.
+    Resume,
+    /// `patch rollback HOST`.
+    Rollback,
+}
+
+/// `bulkhead patch run` killed with SIGKILL (the process and the dpkg/apt
+/// children it started, as the OOM killer or a stopped systemd unit kills
+/// a process group) at the moment the run's own record shows the step
+/// `event` of `step` for the host; then `patch run --resume` or `patch
+/// rollback` must leave `dpkg-query -W` equal to before the run or to the
+/// completed upgrade, with `dpkg --audit` clean and the run finished.
+#[test]
+fn a_kill_9_at_any_step_leaves_a_state_the_next_command_makes_consistent() {
+    let upgraded = "demo\t1.1\ndemo-extras\t1.1\nlibdemo\t1.1\n";
+    // demo 1.1 passes the health check, 1.3 fails it (and is rolled back).
+    // Killed before the upgrade, a resumed run completes it; killed during it,
+    // the run rolls the host back; killed after it, the health check decides.
+    let cases = [
+        ("1.1", "started", "precheck", After::Resume, "upgraded"),
+        ("1.1", "started", "save_debs", After::Resume, "upgraded"),
+        ("1.1", "started", "upgrade", After::Resume, "before"),
+        ("1.1", "started", "upgrade", After::Rollback, "before"),
+        ("1.1", "succeeded", "upgrade", After::Resume, "upgraded"),
+        ("1.1", "started", "health_check", After::Rollback, "before"),
+        ("1.3", "started", "downgrade", After::Resume, "before"),
+        ("1.3", "succeeded", "downgrade", After::Resume, "before"),
+        ("1.3", "started", "verify", After::Rollback, "before"),
+    ];
+    for (i, (version, event, step, after, end)) in cases.into_iter().enumerate() {
+        let case = format!("{version} killed at {event} {step}, then {after:?}");
+        let lab = Lab::new(&format!("patch-kill-{i}"), &[("app-1", version)], None);
+        let before = lab.query("app-1");
+        let state = lab.temp.path().join("state");
+        let mut child = bulkhead()
+            .args(["patch", "run", "--now", SATURDAY_NIGHT, "--inventory"])
+            .arg(lab.temp.path().join("hosts.yaml"))
+            .arg("--state")
+            .arg(&state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let seen = wait_for_event(&state.join("patch.db"), event, step, &mut child);
+        assert!(seen, "{case}: the run ended before recording it");
+        let killed = std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{}", child.id())])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "{case}: kill -9 failed");
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{case}: {status:?}");
+        let out = match after {
+            After::Resume => lab.patch(&["run", "--resume", "--now", SATURDAY_NIGHT]),
+            After::Rollback => lab.patch(&["rollback", "app-1"]),
+        };
+        assert!(
+            matches!(code(&out), 0 | 1),
+            "{case}: exit {}\n{}",
+            code(&out),
+            stderr(&out)
+        );
+        let want = if end == "before" { &before } else { upgraded };
+        assert_eq!(
+            &lab.query("app-1"),
+            want,
+            "{case}: dpkg-query -W should be as {end}\n{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            testbed::dpkg_audit(lab.root("app-1")).unwrap(),
+            "",
+            "{case}"
+        );
+        let status = json(&stdout(&lab.patch(&["status", "--format", "json"])));
+        assert_ne!(status["outcome"], "in_progress", "{case}: {status}");
+    }
+}
+
+/// Polls the run's record until it holds `event` for `step`; false when
+/// the run exits first or nothing appears within a minute.
+fn wait_for_event(db: &Path, event: &str, step: &str, child: &mut std::process::Child) -> bool {
+    let wanted = format!(r#""event":"{event}","host":"app-1","step":"{step}""#);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let recorded = rusqlite::Connection::open_with_flags(db, flags)
+            .and_then(|conn| {
+                let mut rows = conn.prepare("SELECT event FROM events")?;
+                let events = rows.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(events.filter_map(Result::ok).any(|e| e.contains(&wanted)))
+            })
+            .unwrap_or(false);
+        if recorded {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
 }

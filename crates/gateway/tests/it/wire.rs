@@ -1050,8 +1050,11 @@ fn an_http11_request_needs_exactly_one_host_field() {
             "GET http://gw/api/x HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
             400,
         ),
+        // An absolute-form target does not excuse the field (RFC 9112, section 3.2).
+        ("GET http://gw/api/x HTTP/1.1\r\n\r\n", 400),
         // HTTP/1.0 predates Host: a request without one is still served.
         ("GET /api/one-oh HTTP/1.0\r\n\r\n", 200),
+        ("GET http://gw/api/one-oh-absolute HTTP/1.0\r\n\r\n", 200),
         ("GET /api/one-one HTTP/1.1\r\nhost: gw\r\n\r\n", 200),
     ] {
         let mut wire = rig.connect();
@@ -1068,7 +1071,10 @@ fn an_http11_request_needs_exactly_one_host_field() {
         }
     }
     let targets: Vec<String> = rig.up.got().iter().map(|g| g.target().to_owned()).collect();
-    assert_eq!(targets, ["/api/one-oh", "/api/one-one"]);
+    assert_eq!(
+        targets,
+        ["/api/one-oh", "/api/one-oh-absolute", "/api/one-one"]
+    );
 }
 
 #[test]
@@ -1083,9 +1089,10 @@ fn an_absolute_form_target_is_routed_by_its_path_and_sent_in_origin_form() {
     );
     wire.send("GET http://gw/elsewhere HTTP/1.1\r\nhost: gw\r\n\r\n");
     assert_eq!(wire.response("GET").status, 404);
-    // The target's authority replaces Host, present or not (RFC 9112, section 3.2.2).
+    // The target's authority replaces Host (RFC 9112, section 3.2.2); an
+    // HTTP/1.0 request needs no Host at all.
     let mut wire = rig.connect();
-    wire.send("GET http://gw/api/y HTTP/1.1\r\n\r\n");
+    wire.send("GET http://gw/api/y HTTP/1.0\r\nconnection: keep-alive\r\n\r\n");
     assert_eq!(wire.response("GET").status, 200);
     wire.send("GET http://gw/api/z HTTP/1.1\r\nhost: other.example\r\n\r\n");
     assert_eq!(wire.response("GET").status, 200);
