@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod gitops;
 pub mod kubernetes;
 pub mod metrics;
+pub mod operator;
 pub mod state;
 
 pub use executor::{ExecError, Executor, Labels, WeightedPool};
