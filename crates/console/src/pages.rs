@@ -7,8 +7,9 @@ pub mod traces_pages;
 use crate::Ctx;
 use crate::graph::Graph;
 use crate::svg;
-use crate::web::{Fail, Page, Query, enc, esc, paginate, table};
+use crate::web::{Fail, Page, Query, cli_json, enc, esc, paginate, table};
 use model::{ImageRef, Service};
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -127,18 +128,62 @@ fn status(ctx: &Ctx, graph: &Graph) -> Page {
 fn scan_json(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     query.only(&[])?;
     let fleet = &graph.fleet;
-    let value = json!({
-        "schema": "bulkhead.scan/v1",
-        "root": graph.root.display().to_string(),
-        "stats": graph.stats,
-        "services": fleet.services,
-        "routes": fleet.routes,
-        "repos": fleet.repos,
-        "images": fleet.images,
-        "hosts": fleet.hosts,
-        "diagnostics": fleet.diagnostics,
-    });
-    Ok(Page::new("Scan", "<p>See /api/scan.</p>".into(), value))
+    let doc = ScanDoc {
+        schema: "bulkhead.scan/v1",
+        root: graph.root.display().to_string(),
+        stats: &graph.stats,
+        services: &fleet.services,
+        routes: &fleet.routes,
+        repos: &fleet.repos,
+        images: &fleet.images,
+        hosts: &fleet.hosts,
+        diagnostics: &fleet.diagnostics,
+    };
+    let mut page = Page::new(
+        "Scan",
+        "<p>The fleet as <code>bulkhead scan --json</code> prints it: /api/scan.</p>".into(),
+        json!(doc),
+    );
+    page.json_text = cli_json(&doc);
+    Ok(page)
+}
+
+/// `bulkhead scan --json`'s document, field for field.
+#[derive(Serialize)]
+struct ScanDoc<'a> {
+    schema: &'static str,
+    root: String,
+    stats: &'a discover::ScanStats,
+    services: &'a [Service],
+    routes: &'a [model::Route],
+    repos: &'a [model::Repo],
+    images: &'a [model::Image],
+    hosts: &'a [model::Host],
+    diagnostics: &'a [model::Diagnostic],
+}
+
+/// `bulkhead cve --json`'s document.
+#[derive(Serialize)]
+struct CveDoc<'a> {
+    schema: &'static str,
+    cve: &'a images::CveAnswer,
+    report: &'a model::ImpactReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<Timings>,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    load_ms: f64,
+    query_ms: f64,
+}
+
+/// `bulkhead impact image --json`'s document.
+#[derive(Serialize)]
+struct ImageDoc<'a> {
+    schema: &'static str,
+    image: &'a images::CveAnswer,
+    report: &'a model::ImpactReport,
 }
 
 fn search(graph: &Graph, query: &Query) -> Result<Answer, Fail> {
@@ -727,70 +772,88 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     if query.get("to").is_some() && query.get("image").is_none() {
         return Err(Fail::BadRequest("to= goes with image=".into()));
     }
-    let (report, extra): (model::ImpactReport, Json) = if let Some(list) = query.get("services") {
-        let list = names(list);
-        let report = impact::services(&graph.fleet, &list).map_err(|e| {
-            Fail::not_found(
-                e.to_string(),
-                list.iter()
-                    .find(|n| graph.service(n).is_none())
-                    .cloned()
-                    .unwrap_or_default(),
+    let (report, extra, json_text): (model::ImpactReport, Json, Option<String>) =
+        if let Some(list) = query.get("services") {
+            let list = names(list);
+            let report = impact::services(&graph.fleet, &list).map_err(|e| {
+                Fail::not_found(
+                    e.to_string(),
+                    list.iter()
+                        .find(|n| graph.service(n).is_none())
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })?;
+            let text = cli_json(&report);
+            (report, Json::Null, text)
+        } else if let Some(reference) = query.get("image") {
+            let image = ImageRef::parse(reference)
+                .map_err(|e| Fail::BadRequest(format!("image={reference}: {e}")))?;
+            let answer = impact::image(graph.query(), &image);
+            let to = query.get("to").unwrap_or("a new build");
+            let report = impact::image_report(&answer, &graph.fleet, &graph.inputs.catalog, to);
+            let text = cli_json(&ImageDoc {
+                schema: "bulkhead.impact-image/v1",
+                image: &answer,
+                report: &report,
+            });
+            (
+                report,
+                json!({"schema": "bulkhead.impact-image/v1", "image": answer}),
+                text,
             )
-        })?;
-        (report, Json::Null)
-    } else if let Some(reference) = query.get("image") {
-        let image = ImageRef::parse(reference)
-            .map_err(|e| Fail::BadRequest(format!("image={reference}: {e}")))?;
-        let answer = impact::image(graph.query(), &image);
-        let to = query.get("to").unwrap_or("a new build");
-        let report = impact::image_report(&answer, &graph.fleet, &graph.inputs.catalog, to);
-        (
-            report,
-            json!({"schema": "bulkhead.impact-image/v1", "image": answer}),
-        )
-    } else if let Some(template) = query.get("template") {
-        let (source, version) = match template.rsplit_once('@') {
-            Some((s, v)) => (Some(s), v),
-            None => (None, template),
-        };
-        let adopters: Vec<String> = graph
-            .fleet
-            .services
-            .iter()
-            .filter(|s| {
-                s.templates.iter().any(|t| {
-                    t.version.as_deref() == Some(version)
-                        && source.is_none_or(|src| t.source == src)
+        } else if let Some(template) = query.get("template") {
+            let (source, version) = match template.rsplit_once('@') {
+                Some((s, v)) => (Some(s), v),
+                None => (None, template),
+            };
+            let adopters: Vec<String> = graph
+                .fleet
+                .services
+                .iter()
+                .filter(|s| {
+                    s.templates.iter().any(|t| {
+                        t.version.as_deref() == Some(version)
+                            && source.is_none_or(|src| t.source == src)
+                    })
                 })
-            })
-            .map(|s| s.name.clone())
-            .collect();
-        if adopters.is_empty() {
-            return Err(Fail::not_found(
-                format!("no service pins template {template}"),
-                template,
+                .map(|s| s.name.clone())
+                .collect();
+            if adopters.is_empty() {
+                return Err(Fail::not_found(
+                    format!("no service pins template {template}"),
+                    template,
+                ));
+            }
+            let report = impact::services(&graph.fleet, &adopters)
+                .map_err(|e| Fail::Internal(e.to_string()))?;
+            (report, json!({"adopters": adopters}), None)
+        } else if let Some(id) = query.get("cve") {
+            let answer = images::cve::cve(graph.query(), id);
+            if answer.introduced.is_empty() {
+                return Err(Fail::not_found(format!("no scanner report lists {id}"), id));
+            }
+            let report = images::cve::impact_report(&answer, &graph.fleet);
+            let text = cli_json(&CveDoc {
+                schema: "bulkhead.cve/v1",
+                cve: &answer,
+                report: &report,
+                timings: None,
+            });
+            (
+                report,
+                json!({"schema": "bulkhead.cve/v1", "cve": answer}),
+                text,
+            )
+        } else if let Some(list) = query.get("hosts") {
+            return hosts_impact(graph, &names(list));
+        } else {
+            return Ok(Page::new(
+                "Change impact",
+                impact_form(),
+                json!({"changes": ["services", "image", "template", "cve", "hosts"]}),
             ));
-        }
-        let report =
-            impact::services(&graph.fleet, &adopters).map_err(|e| Fail::Internal(e.to_string()))?;
-        (report, json!({"adopters": adopters}))
-    } else if let Some(id) = query.get("cve") {
-        let answer = images::cve::cve(graph.query(), id);
-        if answer.introduced.is_empty() {
-            return Err(Fail::not_found(format!("no scanner report lists {id}"), id));
-        }
-        let report = images::cve::impact_report(&answer, &graph.fleet);
-        (report, json!({"schema": "bulkhead.cve/v1", "cve": answer}))
-    } else if let Some(list) = query.get("hosts") {
-        return hosts_impact(graph, &names(list));
-    } else {
-        return Ok(Page::new(
-            "Change impact",
-            impact_form(),
-            json!({"changes": ["services", "image", "template", "cve", "hosts"]}),
-        ));
-    };
+        };
     let mut html = impact_form();
     html.push_str(&report_html(&report));
     let mut value = json!(report);
@@ -801,6 +864,7 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     }
     let mut page = Page::new(format!("Impact: {}", report.change.title()), html, value);
     page.report = Some(report);
+    page.json_text = json_text;
     Ok(page)
 }
 
@@ -1051,11 +1115,17 @@ fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
         enc(id)
     );
     html.push_str(&report_html(&report));
-    let mut value = json!({"schema": "bulkhead.cve/v1", "cve": answer, "report": report});
-    if query.get("timings").is_some() {
-        value["timings"] = json!({"load_ms": 0.0, "query_ms": query_ms});
-    }
-    let mut page = Page::new(format!("{id}"), html, value);
+    let doc = CveDoc {
+        schema: "bulkhead.cve/v1",
+        cve: &answer,
+        report: &report,
+        timings: query.get("timings").map(|_| Timings {
+            load_ms: 0.0,
+            query_ms,
+        }),
+    };
+    let mut page = Page::new(id.to_string(), html, json!(doc));
+    page.json_text = cli_json(&doc);
     page.report = Some(report);
     Ok(page)
 }

@@ -74,6 +74,9 @@ pub struct Page {
     pub json: Json,
     /// An impact report the API also renders as `?format=table|markdown`, as the CLI prints it.
     pub report: Option<model::ImpactReport>,
+    /// The exact JSON text the API answers, when it must be what the CLI
+    /// prints (fields in the CLI's order); `json` otherwise.
+    pub json_text: Option<String>,
 }
 
 impl Page {
@@ -83,6 +86,7 @@ impl Page {
             html,
             json,
             report: None,
+            json_text: None,
         }
     }
 }
@@ -299,6 +303,11 @@ pub fn respond(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// `value` as the CLI's `--json` prints it: pretty, with a final newline.
+pub fn cli_json(value: &impl serde::Serialize) -> Option<String> {
+    serde_json::to_string_pretty(value).ok().map(|t| t + "\n")
 }
 
 pub fn json_response(status: StatusCode, value: &Json) -> Response<Body> {
