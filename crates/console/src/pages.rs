@@ -1132,7 +1132,8 @@ fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
 
 fn templates(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     query.only(&[])?;
-    let mut by_source: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    // Apps per version: a service pinning one release in several places counts once.
+    let mut by_source: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for s in &graph.fleet.services {
         for t in &s.templates {
             by_source
@@ -1140,7 +1141,7 @@ fn templates(graph: &Graph, query: &Query) -> Result<Page, Fail> {
                 .or_default()
                 .entry(t.version.clone().unwrap_or_else(|| "unpinned".into()))
                 .or_default()
-                .push(s.name.clone());
+                .insert(s.name.clone());
         }
     }
     let mut html = String::new();
