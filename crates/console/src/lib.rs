@@ -230,8 +230,8 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     match page {
         pages::Answer::Redirect(to) => web::see_other(&to),
         pages::Answer::Page(page) if api => match (format.as_deref(), &page.report) {
-            (None | Some("json"), _) => match page.json_text {
-                Some(text) => web::respond(StatusCode::OK, "application/json", text),
+            (None | Some("json"), _) => match &page.json_text {
+                Some(text) => web::respond(StatusCode::OK, "application/json", text.clone()),
                 None => web::json_response(StatusCode::OK, &page.json),
             },
             (Some("table"), Some(report)) => web::respond(

@@ -19,7 +19,7 @@ const GRAPH_LIMIT: usize = 150;
 
 #[derive(Debug)]
 pub enum Answer {
-    Page(Page),
+    Page(Box<Page>),
     Redirect(String),
 }
 
@@ -64,7 +64,7 @@ pub fn route(
             ));
         }
     };
-    Ok(Answer::Page(page))
+    Ok(Answer::Page(Box::new(page)))
 }
 
 fn api_index() -> Page {
@@ -1148,7 +1148,7 @@ fn templates(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     for (source, versions) in &by_source {
         let mut bars: Vec<(String, usize)> =
             versions.iter().map(|(v, s)| (v.clone(), s.len())).collect();
-        bars.sort_by(|a, b| version_key(&b.0).cmp(&version_key(&a.0)));
+        bars.sort_by_key(|b| std::cmp::Reverse(version_key(&b.0)));
         let _ = write!(
             html,
             "<h2>{}</h2>{}",
