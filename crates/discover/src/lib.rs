@@ -17,6 +17,8 @@ pub mod files;
 mod git;
 mod image_inputs;
 pub mod state;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 pub use config::Config;
