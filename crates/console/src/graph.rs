@@ -123,12 +123,25 @@ impl Current {
             .clone()
     }
 
+    /// Swaps in a new graph, then computes its policy findings in the
+    /// background, so the first request for them does not wait.
     fn set(&self, graph: Graph) {
+        let graph = Arc::new(graph);
         *self
             .graph
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(graph);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = graph.clone();
+        warm(graph);
     }
+}
+
+/// Computes a graph's policy findings on a thread of their own.
+fn warm(graph: Arc<Graph>) {
+    let _ = std::thread::Builder::new()
+        .name("policy-warm".into())
+        .spawn(move || {
+            let _ = graph.policy();
+        });
 }
 
 /// Scans the fleet and starts watching it; the returned graph stays current
@@ -142,10 +155,12 @@ pub fn load(options: &ScanOptions) -> Result<Arc<Current>, String> {
     let (resident, outcome) =
         Resident::load(options, &Progress::default()).map_err(|e| e.to_string())?;
     let graph = Graph::new(outcome, 1, started.elapsed().as_secs_f64() * 1000.0);
+    let graph = Arc::new(graph);
     let current = Arc::new(Current {
-        graph: RwLock::new(Arc::new(graph)),
+        graph: RwLock::new(graph.clone()),
         error: RwLock::new(None),
     });
+    warm(graph);
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event

@@ -611,11 +611,28 @@ fn service(ctx: &Ctx, graph: &Graph, name: &str, query: &Query) -> Result<Page, 
             .push_str("<p>Start the console with --gateway-admin URL to see the live routing.</p>"),
         Some(Ok(Json::Null)) => html.push_str("<p>The gateway does not route this service.</p>"),
         Some(Ok(state)) => {
-            let _ = write!(
-                html,
-                "<pre class=\"live\">{}</pre>",
-                esc(&serde_json::to_string_pretty(state).unwrap_or_default())
-            );
+            // The gateway's pools for the service: selector, weight, endpoints.
+            let rows: Vec<Vec<String>> = state
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|pool| {
+                    let endpoints: Vec<String> = pool["endpoints"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|e| esc(e.as_str().unwrap_or_default()))
+                        .collect();
+                    vec![
+                        esc(pool["selector"].as_str().unwrap_or("-")),
+                        pool["weight"].to_string(),
+                        endpoints.join(", "),
+                    ]
+                })
+                .collect();
+            html.push_str(&table("live", &["SELECTOR", "WEIGHT", "ENDPOINTS"], &rows));
         }
         Some(Err(e)) => {
             let _ = write!(html, "<p class=\"error\">{}</p>", esc(e));
@@ -758,7 +775,9 @@ fn names(text: &str) -> Vec<String> {
 }
 
 fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
-    query.only(&["services", "image", "to", "template", "cve", "hosts"])?;
+    query.only(&[
+        "services", "image", "to", "template", "cve", "hosts", "page",
+    ])?;
     let given: Vec<&str> = ["services", "image", "template", "cve", "hosts"]
         .into_iter()
         .filter(|k| query.get(k).is_some())
@@ -855,7 +874,17 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
             ));
         };
     let mut html = impact_form();
-    html.push_str(&report_html(&report));
+    let base = format!(
+        "/impact?{}",
+        query
+            .0
+            .iter()
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| format!("{k}={}", enc(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    html.push_str(&report_html(&report, query.page()?, &base)?);
     let mut value = json!(report);
     if let (Json::Object(extra), Some(map)) = (&extra, value.as_object_mut()) {
         for (k, v) in extra {
@@ -911,7 +940,7 @@ fn hosts_impact(graph: &Graph, wanted: &[String]) -> Result<Page, Fail> {
 }
 
 /// The four answers with their evidence, and the Markdown for a pull request.
-fn report_html(report: &model::ImpactReport) -> String {
+fn report_html(report: &model::ImpactReport, page: usize, base: &str) -> Result<String, Fail> {
     let mut html = String::new();
     let evidence = |e: &[model::report::Evidence]| -> String {
         e.iter()
@@ -945,8 +974,14 @@ fn report_html(report: &model::ImpactReport) -> String {
         "<h2>Who is impacted ({})</h2>",
         report.who_is_impacted.len()
     );
-    let rows: Vec<Vec<String>> = report
+    // The CVE page pages its services and this table together; this one may be shorter.
+    let last = report
         .who_is_impacted
+        .len()
+        .div_ceil(crate::web::PAGE_SIZE)
+        .max(1);
+    let (impacted, pager) = paginate(&report.who_is_impacted, page.min(last), base)?;
+    let rows: Vec<Vec<String>> = impacted
         .iter()
         .map(|i| {
             let reason = match &i.reason {
@@ -978,6 +1013,7 @@ fn report_html(report: &model::ImpactReport) -> String {
         ],
         &rows,
     ));
+    html.push_str(&pager);
     let _ = write!(
         html,
         "<h2>How fast we can roll back</h2><p>{}{}</p>{}",
@@ -1027,7 +1063,7 @@ fn report_html(report: &model::ImpactReport) -> String {
         "<h2>Markdown for the pull request</h2><textarea class=\"markdown\" readonly rows=\"16\" aria-label=\"pull request markdown\">{}</textarea>",
         esc(&model::report::render_markdown(report))
     );
-    html
+    Ok(html)
 }
 
 fn cve_form(graph: &Graph) -> Page {
@@ -1053,7 +1089,8 @@ fn cve_form(graph: &Graph) -> Page {
 }
 
 fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
-    query.only(&["timings"])?;
+    query.only(&["timings", "page"])?;
+    let page = query.page()?;
     let started = std::time::Instant::now();
     let answer = images::cve::cve(graph.query(), id);
     if answer.introduced.is_empty() {
@@ -1080,8 +1117,9 @@ fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
             .map(|i| format!("<li>{}</li>", esc(&i.lineage.join(" → "))))
             .collect::<String>(),
     );
-    let rows: Vec<Vec<String>> = answer
-        .services
+    let base = format!("/cve/{}", enc(id));
+    let (shown, pager) = paginate(&answer.services, page, &base)?;
+    let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|s| {
             vec![
@@ -1114,7 +1152,8 @@ fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
         "<p><a href=\"/impact?cve={}\">The impact report and emergency plan</a></p>",
         enc(id)
     );
-    html.push_str(&report_html(&report));
+    html.push_str(&pager);
+    html.push_str(&report_html(&report, page, &base)?);
     let doc = CveDoc {
         schema: "bulkhead.cve/v1",
         cve: &answer,

@@ -598,7 +598,18 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
     });
     assert_eq!(lab.version_of("base").1, "green");
 
-    let console = Console::start(&lab.fleet(), &["--state", state.to_str().unwrap()]);
+    let admin = format!("http://{}", lab.admin);
+    let console = Console::start(
+        &lab.fleet(),
+        &[
+            "--state",
+            state.to_str().unwrap(),
+            "--gateway-admin",
+            &admin,
+            "--gateway-admin-token-env",
+            TOKEN_VAR,
+        ],
+    );
     let mut browser = Browser::start();
     browser.goto(&console.url("/rollouts"));
     browser.click("#rollouts a[href=\"/rollouts/1\"]");
@@ -632,5 +643,9 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
         (phases == ["aborted"]).then_some(phases)
     });
     assert!(shown.is_some(), "the page shows the abort");
+    // The service page shows the gateway's live pools.
+    browser.goto(&console.url("/services/base"));
+    let live = browser.texts("#live tbody tr td:first-child");
+    assert_eq!(live, ["version=blue"]);
     let _ = driver.wait();
 }
