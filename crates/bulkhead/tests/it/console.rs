@@ -125,6 +125,10 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
             ]),
         2,
     );
+    let otlp = collector_lines[0]
+        .strip_prefix("otlp-http listening on http://")
+        .expect("otlp-http line")
+        .to_string();
     let query = collector_lines[1]
         .strip_prefix("query listening on ")
         .expect("query line")
@@ -260,6 +264,66 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
     assert!(browser.texts("main p")[0].contains("No rollout"));
     browser.goto(&console.url(&format!("/traces?service={name}")));
     assert_eq!(browser.texts("#traces tbody tr").len(), 0);
+
+    // A trace: storefront calls payments, which fails.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let span = |service: &str,
+                id: &str,
+                parent: &str,
+                name: &str,
+                from_ms: u64,
+                to_ms: u64,
+                error: bool| {
+        format!(
+            r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace_id}","spanId":"{id}","parentSpanId":"{parent}","name":"{name}","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"{}","endTimeUnixNano":"{}","status":{{"code":{},"message":"{}"}}}}]}}]}}"#,
+            now + from_ms * 1_000_000,
+            now + to_ms * 1_000_000,
+            if error { 2 } else { 0 },
+            if error { "card declined" } else { "" },
+        )
+    };
+    let body = format!(
+        r#"{{"resourceSpans":[{},{}]}}"#,
+        span(
+            "storefront",
+            "00f067aa0ba902b7",
+            "",
+            "GET /checkout",
+            0,
+            100,
+            true
+        ),
+        span(
+            "payments",
+            "00f067aa0ba902b8",
+            "00f067aa0ba902b7",
+            "POST /charge",
+            10,
+            90,
+            true
+        ),
+    );
+    let (status, answer) = {
+        let mut stream = std::net::TcpStream::connect(&otlp).unwrap();
+        write!(stream, "POST /v1/traces HTTP/1.1\r\nhost: {otlp}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        (response[9..12].to_string(), response)
+    };
+    assert_eq!(status, "200", "{answer}");
+    browser.goto(&console.url("/traces?service=storefront"));
+    assert_eq!(browser.texts("#traces tbody tr td:first-child"), [trace_id]);
+    browser.click(&format!("#traces a[href=\"/traces/{trace_id}\"]"));
+    let trace_url = console.url(&format!("/traces/{trace_id}"));
+    browser.wait_loaded(|href| href == trace_url);
+    let cause = browser.texts("p.root-cause");
+    assert!(cause[0].contains("payments"), "{cause:?}");
+    assert_eq!(browser.texts("svg.waterfall g.span").len(), 2);
+    assert_eq!(browser.texts("svg.waterfall g.root-cause").len(), 1);
 
     // Every page's JSON mirror answers.
     for path in [
