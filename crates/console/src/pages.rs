@@ -1309,6 +1309,19 @@ fn hosts(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     query.only(&["page"])?;
     let page = query.page()?;
     let (shown, pager) = paginate(&graph.fleet.hosts, page, "/hosts")?;
+    // Maintenance windows come from host patching's reader of the same inventory.
+    let inventory = graph.config.hosts.inventory.as_deref().and_then(|rel| {
+        std::fs::read_to_string(graph.root.join(rel))
+            .ok()
+            .map(|text| patch::inventory::parse(rel, &text))
+    });
+    let window = |name: &str| -> String {
+        inventory
+            .as_ref()
+            .and_then(|i| i.host(name))
+            .and_then(|h| h.window.as_ref())
+            .map_or_else(|| "any time".to_string(), ToString::to_string)
+    };
     let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|h| {
@@ -1316,12 +1329,17 @@ fn hosts(graph: &Graph, query: &Query) -> Result<Page, Fail> {
                 esc(&h.name),
                 esc(h.address.as_deref().unwrap_or("-")),
                 esc(&h.groups.join(", ")),
+                esc(&window(&h.name)),
                 link_at(&h.at),
                 format!("<a href=\"/impact?hosts={}\">impact</a>", enc(&h.name)),
             ]
         })
         .collect();
-    let mut html = table("hosts", &["HOST", "ADDRESS", "GROUPS", "AT", ""], &rows);
+    let mut html = table(
+        "hosts",
+        &["HOST", "ADDRESS", "GROUPS", "WINDOW", "AT", ""],
+        &rows,
+    );
     html.push_str(&pager);
     let runs = rollouts::patch_runs(&graph.state_dir);
     html.push_str("<h2>Patch runs</h2>");
@@ -1335,7 +1353,7 @@ fn hosts(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     ));
     let value = json!({
         "total": graph.fleet.hosts.len(),
-        "hosts": shown,
+        "hosts": shown.iter().map(|h| json!({"host": h, "window": window(&h.name)})).collect::<Vec<_>>(),
         "patch_runs": runs.iter().map(|r| json!({"run": r.0, "started": r.1, "outcome": r.2})).collect::<Vec<_>>(),
     });
     Ok(Page::new("Hosts", html, value))
