@@ -8,7 +8,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// Events arriving within this long of the first are handled together:
@@ -39,6 +39,8 @@ pub struct Graph {
     pub loaded_at_ms: i64,
     /// Computed on first use: the built-in policies over every service.
     pub policy: OnceLock<Result<policy::Outcome, String>>,
+    /// CVE answers asked of this graph, by id.
+    cves: Mutex<HashMap<String, Arc<crate::pages::CveEntry>>>,
 }
 
 impl Graph {
@@ -72,7 +74,33 @@ impl Graph {
             load_ms,
             loaded_at_ms: clock::now_ms(),
             policy: OnceLock::new(),
+            cves: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The entry for a CVE, made by `make` the first time it is asked of
+    /// this graph (`None`: nothing to keep, asked again next time).
+    pub fn cve(
+        &self,
+        id: &str,
+        make: impl FnOnce(&str) -> Option<crate::pages::CveEntry>,
+    ) -> Option<Arc<crate::pages::CveEntry>> {
+        let lock = || {
+            self.cves
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(entry) = lock().get(id) {
+            return Some(entry.clone());
+        }
+        let entry = Arc::new(make(id)?);
+        let mut cves = lock();
+        // A bound on what one graph keeps: ids asked are few, but anyone may ask.
+        if cves.len() >= 64 {
+            cves.clear();
+        }
+        cves.insert(id.to_string(), entry.clone());
+        Some(entry)
     }
 
     pub fn service(&self, name: &str) -> Option<&model::Service> {
@@ -241,8 +269,14 @@ fn refresh_loop(
         match resident.refresh(&changed, &Progress::default()) {
             Ok(Some(outcome)) => {
                 generation += 1;
+                let parsed = outcome.stats.files_parsed;
                 let load_ms = started.elapsed().as_secs_f64() * 1000.0;
                 current.set(Graph::new(outcome, generation, load_ms));
+                eprintln!(
+                    "console: generation {generation}: {} changed path(s), {parsed} file(s) parsed, in {:.0} ms",
+                    changed.len(),
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
                 *current
                     .error
                     .write()

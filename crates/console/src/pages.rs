@@ -47,7 +47,7 @@ pub fn route(
                 None => cve_form(graph),
             }
         }
-        ["cve", id] => cve(graph, id, query)?,
+        ["cve", id] => cve(graph, id, query, api)?,
         ["templates"] => templates(graph, query)?,
         ["policy"] => policy_page(graph, query)?,
         ["hosts"] => hosts(graph, query)?,
@@ -791,6 +791,7 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     if query.get("to").is_some() && query.get("image").is_none() {
         return Err(Fail::BadRequest("to= goes with image=".into()));
     }
+    let mut markdown = None;
     let (report, extra, json_text): (model::ImpactReport, Json, Option<String>) =
         if let Some(list) = query.get("services") {
             let list = names(list);
@@ -848,21 +849,12 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
                 .map_err(|e| Fail::Internal(e.to_string()))?;
             (report, json!({"adopters": adopters}), None)
         } else if let Some(id) = query.get("cve") {
-            let answer = images::cve::cve(graph.query(), id);
-            if answer.introduced.is_empty() {
-                return Err(Fail::not_found(format!("no scanner report lists {id}"), id));
-            }
-            let report = images::cve::impact_report(&answer, &graph.fleet);
-            let text = cli_json(&CveDoc {
-                schema: "bulkhead.cve/v1",
-                cve: &answer,
-                report: &report,
-                timings: None,
-            });
+            let entry = cve_entry(graph, id)?;
+            markdown = Some(entry.markdown.clone());
             (
-                report,
-                json!({"schema": "bulkhead.cve/v1", "cve": answer}),
-                text,
+                entry.report.clone(),
+                json!({"schema": "bulkhead.cve/v1", "cve": entry.answer}),
+                Some(entry.json.clone()),
             )
         } else if let Some(list) = query.get("hosts") {
             return hosts_impact(graph, &names(list));
@@ -884,7 +876,8 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
             .collect::<Vec<_>>()
             .join("&")
     );
-    html.push_str(&report_html(&report, query.page()?, &base)?);
+    let markdown = markdown.unwrap_or_else(|| model::report::render_markdown(&report));
+    html.push_str(&report_html(&report, &markdown, query.page()?, &base)?);
     let mut value = json!(report);
     if let (Json::Object(extra), Some(map)) = (&extra, value.as_object_mut()) {
         for (k, v) in extra {
@@ -940,7 +933,12 @@ fn hosts_impact(graph: &Graph, wanted: &[String]) -> Result<Page, Fail> {
 }
 
 /// The four answers with their evidence, and the Markdown for a pull request.
-fn report_html(report: &model::ImpactReport, page: usize, base: &str) -> Result<String, Fail> {
+fn report_html(
+    report: &model::ImpactReport,
+    markdown: &str,
+    page: usize,
+    base: &str,
+) -> Result<String, Fail> {
     let mut html = String::new();
     let evidence = |e: &[model::report::Evidence]| -> String {
         e.iter()
@@ -1061,7 +1059,7 @@ fn report_html(report: &model::ImpactReport, page: usize, base: &str) -> Result<
     let _ = write!(
         html,
         "<h2>Markdown for the pull request</h2><textarea class=\"markdown\" readonly rows=\"16\" aria-label=\"pull request markdown\">{}</textarea>",
-        esc(&model::report::render_markdown(report))
+        esc(markdown)
     );
     Ok(html)
 }
@@ -1088,22 +1086,78 @@ fn cve_form(graph: &Graph) -> Page {
     Page::new("CVE", html, json!({"critical_and_high": ids}))
 }
 
-fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
-    query.only(&["timings", "page"])?;
-    let page = query.page()?;
-    let started = std::time::Instant::now();
-    let answer = images::cve::cve(graph.query(), id);
-    if answer.introduced.is_empty() {
-        return Err(Fail::not_found(
+/// One CVE's answer, impact report, and their renderings, computed once per graph.
+#[derive(Debug)]
+pub struct CveEntry {
+    pub answer: images::CveAnswer,
+    pub report: model::ImpactReport,
+    /// `bulkhead cve --json`'s output, without timings.
+    pub json: String,
+    pub markdown: String,
+    pub query_ms: f64,
+}
+
+/// The graph's entry for `id`, computed on first use; a 404 when no report lists it.
+fn cve_entry(graph: &Graph, id: &str) -> Result<std::sync::Arc<CveEntry>, Fail> {
+    let missing = || {
+        Fail::not_found(
             format!(
                 "no scanner report lists {id} ({} report(s) read)",
                 graph.inputs.catalog.reports.len()
             ),
             id,
-        ));
+        )
+    };
+    graph
+        .cve(id, |id| {
+            let started = std::time::Instant::now();
+            let answer = images::cve::cve(graph.query(), id);
+            if answer.introduced.is_empty() {
+                return None;
+            }
+            let report = images::cve::impact_report(&answer, &graph.fleet);
+            let query_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let json = cli_json(&CveDoc {
+                schema: "bulkhead.cve/v1",
+                cve: &answer,
+                report: &report,
+                timings: None,
+            })
+            .unwrap_or_default();
+            let markdown = model::report::render_markdown(&report);
+            Some(CveEntry {
+                answer,
+                report,
+                json,
+                markdown,
+                query_ms,
+            })
+        })
+        .ok_or_else(missing)
+}
+
+fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> {
+    query.only(&["timings", "page"])?;
+    let page = query.page()?;
+    let entry = cve_entry(graph, id)?;
+    let (answer, report) = (&entry.answer, &entry.report);
+    if api {
+        let mut page = Page::new(id.to_string(), String::new(), Json::Null);
+        page.json_text = match query.get("timings") {
+            None => Some(entry.json.clone()),
+            Some(_) => cli_json(&CveDoc {
+                schema: "bulkhead.cve/v1",
+                cve: answer,
+                report,
+                timings: Some(Timings {
+                    load_ms: 0.0,
+                    query_ms: entry.query_ms,
+                }),
+            }),
+        };
+        page.report = Some(report.clone());
+        return Ok(page);
     }
-    let report = images::cve::impact_report(&answer, &graph.fleet);
-    let query_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut html = String::new();
     let _ = write!(
         html,
@@ -1153,20 +1207,8 @@ fn cve(graph: &Graph, id: &str, query: &Query) -> Result<Page, Fail> {
         enc(id)
     );
     html.push_str(&pager);
-    html.push_str(&report_html(&report, page, &base)?);
-    let doc = CveDoc {
-        schema: "bulkhead.cve/v1",
-        cve: &answer,
-        report: &report,
-        timings: query.get("timings").map(|_| Timings {
-            load_ms: 0.0,
-            query_ms,
-        }),
-    };
-    let mut page = Page::new(id.to_string(), html, json!(doc));
-    page.json_text = cli_json(&doc);
-    page.report = Some(report);
-    Ok(page)
+    html.push_str(&report_html(report, &entry.markdown, page, &base)?);
+    Ok(Page::new(id.to_string(), html, Json::Null))
 }
 
 fn templates(graph: &Graph, query: &Query) -> Result<Page, Fail> {

@@ -233,17 +233,15 @@ pub fn paginate<'a, T>(items: &'a [T], page: usize, base: &str) -> Result<(&'a [
     if page > 1 {
         let _ = write!(
             pager,
-            " · <a rel=\"prev\" href=\"{}{sep}page={}\">previous</a>",
-            esc(base),
-            page - 1
+            " · <a rel=\"prev\" href=\"{}\">previous</a>",
+            esc(&format!("{base}{sep}page={}", page - 1))
         );
     }
     if page < pages {
         let _ = write!(
             pager,
-            " · <a rel=\"next\" href=\"{}{sep}page={}\">next</a>",
-            esc(base),
-            page + 1
+            " · <a rel=\"next\" href=\"{}\">next</a>",
+            esc(&format!("{base}{sep}page={}", page + 1))
         );
     }
     pager.push_str("</p>");
