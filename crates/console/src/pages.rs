@@ -575,15 +575,25 @@ fn service(ctx: &Ctx, graph: &Graph, name: &str, query: &Query) -> Result<Page, 
         &["SOURCE", "FILE", "VERSION", "AT"],
         &template_rows,
     ));
-    let findings: Vec<&policy::Finding> = match graph.policy() {
-        Ok(outcome) => outcome
+    // Not waited for: right after a refresh they are still being computed in the background.
+    let computed = graph.policy.get();
+    let findings: Vec<&policy::Finding> = match computed {
+        Some(Ok(outcome)) => outcome
             .findings
             .iter()
             .filter(|f| finding_is_about(f, s))
             .collect(),
-        Err(_) => Vec::new(),
+        Some(Err(_)) | None => Vec::new(),
     };
     html.push_str("<h2>Policy findings</h2>");
+    match computed {
+        None => html
+            .push_str("<p>Being computed for this version of the fleet; reload in a moment.</p>"),
+        Some(Err(e)) => {
+            let _ = write!(html, "<p class=\"error\">{}</p>", esc(e));
+        }
+        Some(Ok(_)) => {}
+    }
     let rows: Vec<Vec<String>> = findings
         .iter()
         .map(|f| {
@@ -657,7 +667,7 @@ fn service(ctx: &Ctx, graph: &Graph, name: &str, query: &Query) -> Result<Page, 
         "callees": s.depends_on,
         "files": files.iter().map(|(p, l)| json!({"path": p, "lines": l.iter().map(|(n, w)| json!({"line": n, "what": w})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "lineage": lineage,
-        "policy_findings": findings,
+        "policy_findings": computed.map(|_| &findings),
         "live": live.and_then(Result::ok),
         "recent_traces": recent.and_then(Result::ok),
     });
