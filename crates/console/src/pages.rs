@@ -39,7 +39,7 @@ pub fn route(
         ["scan"] => scan_json(graph, query)?,
         ["services", name] => service(ctx, graph, name, query)?,
         ["files", rest @ ..] => file(graph, &rest.join("/"), query)?,
-        ["impact"] => impact(graph, query)?,
+        ["impact"] => impact(graph, query, api)?,
         ["cve"] => {
             query.only(&["id"])?;
             match query.get("id") {
@@ -48,7 +48,7 @@ pub fn route(
             }
         }
         ["cve", id] => cve(graph, id, query, api)?,
-        ["templates"] => templates(graph, query)?,
+        ["templates"] => templates(graph, query, api)?,
         ["policy"] => policy_page(graph, query)?,
         ["hosts"] => hosts(graph, query)?,
         ["rollouts"] => rollouts::list(graph, query)?,
@@ -784,7 +784,7 @@ fn names(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
+fn impact(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
     query.only(&[
         "services", "image", "to", "template", "cve", "hosts", "page",
     ])?;
@@ -875,6 +875,20 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
                 json!({"changes": ["services", "image", "template", "cve", "hosts"]}),
             ));
         };
+    let title = format!("Impact: {}", report.change.title());
+    // The API answers JSON (or the report as text); the page, HTML: each builds only its own.
+    if api {
+        let mut value = json!(report);
+        if let (Json::Object(extra), Some(map)) = (&extra, value.as_object_mut()) {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let mut page = Page::new(title, String::new(), value);
+        page.report = Some(report);
+        page.json_text = json_text;
+        return Ok(page);
+    }
     let mut html = impact_form();
     let base = format!(
         "/impact?{}",
@@ -888,16 +902,7 @@ fn impact(graph: &Graph, query: &Query) -> Result<Page, Fail> {
     );
     let markdown = markdown.unwrap_or_else(|| model::report::render_markdown(&report));
     html.push_str(&report_html(&report, &markdown, query.page()?, &base)?);
-    let mut value = json!(report);
-    if let (Json::Object(extra), Some(map)) = (&extra, value.as_object_mut()) {
-        for (k, v) in extra {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    let mut page = Page::new(format!("Impact: {}", report.change.title()), html, value);
-    page.report = Some(report);
-    page.json_text = json_text;
-    Ok(page)
+    Ok(Page::new(title, html, Json::Null))
 }
 
 fn hosts_impact(graph: &Graph, wanted: &[String]) -> Result<Page, Fail> {
@@ -1148,6 +1153,7 @@ fn cve_entry(graph: &Graph, id: &str) -> Result<std::sync::Arc<CveEntry>, Fail> 
 
 fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> {
     query.only(&["timings", "page"])?;
+    // `format` is read by the API's answer (`Query::only` lets it through).
     let page = query.page()?;
     let entry = cve_entry(graph, id)?;
     let (answer, report) = (&entry.answer, &entry.report);
@@ -1165,7 +1171,9 @@ fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> 
                 }),
             }),
         };
-        page.report = Some(report.clone());
+        if query.get("format").is_some_and(|f| f != "json") {
+            page.report = Some(report.clone());
+        }
         return Ok(page);
     }
     let mut html = String::new();
@@ -1221,7 +1229,7 @@ fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> 
     Ok(Page::new(id.to_string(), html, Json::Null))
 }
 
-fn templates(graph: &Graph, query: &Query) -> Result<Page, Fail> {
+fn templates(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
     query.only(&[])?;
     // Apps per version: a service pinning one release in several places counts once.
     let mut by_source: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
@@ -1273,6 +1281,9 @@ fn templates(graph: &Graph, query: &Query) -> Result<Page, Fail> {
         html.push_str("<p>No service pins a CI template.</p>");
     }
     html.push_str("<p><code>bulkhead template check VERSION</code> checks a new release against every app; <code>bulkhead template plan</code> picks representatives and waves.</p>");
+    if !api {
+        return Ok(Page::new("Templates", html, Json::Null));
+    }
     let value = json!({"templates": by_source.iter().map(|(s, v)| json!({"source": s, "versions": v.iter().map(|(ver, apps)| json!({"version": ver, "apps": apps.len(), "services": apps})).collect::<Vec<_>>()})).collect::<Vec<_>>()});
     Ok(Page::new("Templates", html, value))
 }
