@@ -1260,11 +1260,16 @@ fn templates(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
                 vec![
                     esc(v),
                     n.to_string(),
-                    format!(
-                        "<a href=\"/impact?template={}\">impact of {}</a>",
-                        enc(&format!("{source}@{v}")),
-                        esc(v)
-                    ),
+                    // An unpinned include follows the template's default branch: no release to weigh.
+                    if v == "unpinned" {
+                        "-".to_string()
+                    } else {
+                        format!(
+                            "<a href=\"/impact?template={}\">impact of {}</a>",
+                            enc(&format!("{source}@{v}")),
+                            esc(v)
+                        )
+                    },
                 ]
             })
             .collect();
