@@ -103,12 +103,86 @@ impl FormatArgs {
     }
 }
 
+/// The environment variable naming a console to ask instead of scanning.
+pub const SERVER_ENV: &str = "BULKHEAD_SERVER";
+
+/// `--server URL`: ask a running `bulkhead console` instead of scanning.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// A running `bulkhead console` for this fleet, asked instead of scanning
+    /// (default: $BULKHEAD_SERVER, else `server =` in bulkhead.toml). When it
+    /// does not answer, or serves another fleet, the command scans, with a note.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+impl ServerArgs {
+    /// The console's answer to `GET api_path` (path and query), or `None`,
+    /// with a note on stderr, when no console is named, none answers, it
+    /// serves another folder than `fleet`, or it cannot answer this question.
+    pub fn ask(&self, fleet: &Path, api_path: &str) -> Option<String> {
+        let url = self
+            .server
+            .clone()
+            .or_else(|| std::env::var(SERVER_ENV).ok().filter(|v| !v.is_empty()))
+            .or_else(|| {
+                let root = std::fs::canonicalize(fleet).ok()?;
+                discover::Config::load(&root).ok()?.server
+            })?;
+        let url = url.trim_end_matches('/').to_string();
+        let get = |path: &str| -> Result<http_client::Response, String> {
+            let target = http_client::Url::parse(&format!("{url}{path}"))?;
+            http_client::request("GET", &target, &[], b"", Duration::from_secs(10))
+                .map_err(|e| e.to_string())
+        };
+        let fallback = |why: String| {
+            eprintln!("note: {why}; scanning instead");
+            None
+        };
+        let status = match get("/api/status") {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => return fallback(format!("the console at {url} answered {}", r.status)),
+            Err(e) => return fallback(format!("no console answers at {url} ({e})")),
+        };
+        let root = serde_json::from_slice::<serde_json::Value>(&status.body)
+            .ok()
+            .and_then(|v| v.get("root").and_then(|r| r.as_str()).map(PathBuf::from));
+        let ours = std::fs::canonicalize(fleet).ok();
+        if root.is_none() || root != ours {
+            return fallback(format!(
+                "the console at {url} serves {}, not {}",
+                root.map_or("an unknown folder".into(), |r| r.display().to_string()),
+                fleet.display()
+            ));
+        }
+        match get(api_path) {
+            Ok(r) if r.status == 200 => String::from_utf8(r.body).ok(),
+            Ok(r) => fallback(format!(
+                "the console at {url} answered {} to {api_path}",
+                r.status
+            )),
+            Err(e) => fallback(format!("asking the console at {url}: {e}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Json,
     /// For a pull-request comment.
     Markdown,
+}
+
+impl Format {
+    /// The name `--format` and the console's `?format=` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Markdown => "markdown",
+        }
+    }
 }
 
 /// The clap value parser of every time flag: `250ms`, `30s`, `5m`, `1h30m`, `2d`.

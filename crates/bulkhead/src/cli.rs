@@ -138,6 +138,18 @@ enum Command {
     ///
     /// Example: bulkhead trace search --service checkout --error --min-duration 200ms
     Trace(cmd::trace::TraceArgs),
+    /// Serve the web console: the fleet graph held in memory and kept current
+    /// by watching the fleet's files, HTML pages (fleet, services, impact,
+    /// CVEs, templates, policy, rollouts, traces, hosts) and their JSON under /api/.
+    ///
+    /// Prints `console listening on http://ADDR` once the fleet is loaded.
+    /// `cve`, `impact` and `scan` ask a running console with --server URL (or
+    /// BULKHEAD_SERVER, or `server =` in bulkhead.toml) instead of scanning.
+    /// Actions (promote, pause, resume, abort, undo) are POSTs from its own
+    /// pages only, and need the token when one is set (docs/console.md).
+    ///
+    /// Example: bulkhead console --path ./fleet --listen 127.0.0.1:8080 --collector http://127.0.0.1:16686
+    Console(cmd::console::ConsoleArgs),
 }
 
 impl Cli {
@@ -156,6 +168,7 @@ impl Cli {
             Command::Rollout(command) => cmd::rollout::run(command),
             Command::Collector(args) => cmd::collector::run(args),
             Command::Trace(args) => cmd::trace::run(args),
+            Command::Console(args) => cmd::console::run(args),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct Config {
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub hosts: HostsConfig,
+    /// A `bulkhead console` serving this fleet: `cve`, `impact` and `scan`
+    /// ask it instead of scanning (`--server` and `BULKHEAD_SERVER` come first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

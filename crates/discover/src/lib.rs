@@ -17,6 +17,8 @@ pub mod files;
 mod git;
 mod image_inputs;
 pub mod state;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 pub use config::Config;
@@ -85,100 +87,253 @@ pub struct ScanOutcome {
 /// Only when the scan cannot run: a path that does not exist, or an invalid
 /// `bulkhead.toml`. Problems with individual files are diagnostics in the fleet.
 pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, DiscoverError> {
-    let paths: Vec<PathBuf> = if options.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        options.paths.clone()
-    };
-    let mut canonical = Vec::new();
-    for path in &paths {
-        let c = std::fs::canonicalize(path)
-            .map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
-        canonical.push(c);
-    }
-    let root = common_root(&canonical);
-    let config = Config::load(&root)?;
-    let state_dir = StateDir::resolve(&root, options.state_dir.as_deref());
-    let cache = if options.use_cache {
-        state::load_cache(state_dir.path())
-    } else {
-        state::Cache::default()
-    };
+    let (resident, outcome) = Resident::load(options, progress)?;
+    drop(resident);
+    Ok(outcome)
+}
 
-    let cached_files = cache.entries.len();
-    let walked = walk::walk(
-        &root,
-        &canonical,
-        &config,
-        state_dir.path(),
-        cache,
-        progress,
-    );
-    let stats = ScanStats {
-        files_considered: walked.entries.len() as u64,
-        files_parsed: walked.parsed,
-        files_from_cache: walked.entries.len() as u64 - walked.parsed,
-        repos: walked.repos.len() as u64,
-    };
-    // A cache that holds exactly the walked files, none of them re-read, would
-    // be written back byte for byte: skip the write, and move the facts into
-    // the fleet instead of copying them.
-    let unchanged = walked.parsed == 0 && cached_files == walked.entries.len();
-    let shared: Vec<String> = config
-        .templates
-        .repo
-        .iter()
-        .chain(&config.images.base_repo)
-        .cloned()
-        .collect();
-    let (fleet, state_error) = if unchanged {
-        let walk::Walked {
-            entries,
-            diagnostics,
-            repos,
-            ..
-        } = walked;
-        let mut facts = model::Facts::default();
-        for (_, entry) in entries {
-            facts.extend(entry.facts);
+/// A fleet held in memory between changes: every file's facts from the last
+/// walk, refreshed folder by folder ([`Resident::refresh`]), so a changed file
+/// costs a walk of its repository, not of the fleet.
+#[derive(Debug)]
+pub struct Resident {
+    root: PathBuf,
+    paths: Vec<PathBuf>,
+    config: Config,
+    state_dir: StateDir,
+    cache: state::Cache,
+    /// Problems the walk found (symlinks, unreadable folders), by file.
+    walk_diagnostics: Vec<model::Diagnostic>,
+    repos: Vec<model::Repo>,
+}
+
+impl Resident {
+    /// Scans the fleet as [`scan()`] does and keeps what the walk found.
+    ///
+    /// # Errors
+    /// As [`scan()`].
+    pub fn load(
+        options: &ScanOptions,
+        progress: &Progress,
+    ) -> Result<(Resident, ScanOutcome), DiscoverError> {
+        let paths: Vec<PathBuf> = if options.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            options.paths.clone()
+        };
+        let mut canonical = Vec::new();
+        for path in &paths {
+            let c = std::fs::canonicalize(path)
+                .map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
+            canonical.push(c);
         }
-        facts.diagnostics.extend(diagnostics);
-        let fleet = model::assemble(AssembleInput {
-            facts,
-            repos,
-            shared,
-        });
-        (fleet, None)
-    } else {
-        // Saving the cache and assembling the fleet only read the walk's results:
-        // do them side by side.
-        std::thread::scope(|s| {
-            let saving = s.spawn(|| state::save(state_dir.path(), &walked.entries));
+        let root = common_root(&canonical);
+        let config = Config::load(&root)?;
+        let state_dir = StateDir::resolve(&root, options.state_dir.as_deref());
+        let cache = if options.use_cache {
+            state::load_cache(state_dir.path())
+        } else {
+            state::Cache::default()
+        };
+        let cached_files = cache.entries.len();
+        let walked = walk::walk(
+            &root,
+            &canonical,
+            &config,
+            state_dir.path(),
+            cache,
+            progress,
+        );
+        let mut resident = Resident {
+            root,
+            paths: canonical,
+            config,
+            state_dir,
+            cache: state::Cache::default(),
+            walk_diagnostics: Vec::new(),
+            repos: Vec::new(),
+        };
+        // A cache that holds exactly the walked files, none of them re-read,
+        // would be written back byte for byte: skip the write.
+        let unchanged = walked.parsed == 0 && cached_files == walked.entries.len();
+        let stats = ScanStats {
+            files_considered: walked.entries.len() as u64,
+            files_parsed: walked.parsed,
+            files_from_cache: walked.entries.len() as u64 - walked.parsed,
+            repos: walked.repos.len() as u64,
+        };
+        resident.cache.entries = walked.entries;
+        resident.walk_diagnostics = walked.diagnostics;
+        resident.repos = walked.repos;
+        let outcome = resident.assemble(stats, !unchanged);
+        Ok((resident, outcome))
+    }
+
+    /// The fleet root every provenance path is relative to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state_dir
+    }
+
+    /// Walks again only the folders holding `changed` (absolute paths under
+    /// the root): the deepest repository containing each, or its top-level
+    /// folder. Files whose size and mtime did not change keep their facts;
+    /// only the others are read and parsed again. A change to `bulkhead.toml`
+    /// reloads everything. Changes inside the state directory or `.git`
+    /// internals are ignored; `None` when nothing was left to do.
+    ///
+    /// # Errors
+    /// As [`scan()`]: a root that disappeared, or an invalid `bulkhead.toml`.
+    pub fn refresh(
+        &mut self,
+        changed: &[PathBuf],
+        progress: &Progress,
+    ) -> Result<Option<ScanOutcome>, DiscoverError> {
+        let mut units: Vec<String> = Vec::new();
+        for path in changed {
+            let Ok(rel) = path.strip_prefix(&self.root) else {
+                continue;
+            };
+            if path.starts_with(self.state_dir.path()) {
+                continue;
+            }
+            let rel = walk::relative(&self.root, &self.root.join(rel));
+            if rel == config::FILE_NAME {
+                let options = ScanOptions {
+                    paths: self.paths.clone(),
+                    state_dir: Some(self.state_dir.path().to_path_buf()),
+                    use_cache: true,
+                };
+                let (resident, outcome) = Resident::load(&options, progress)?;
+                *self = resident;
+                return Ok(Some(outcome));
+            }
+            // `.git` internals change on every commit; the files a commit touches are reported themselves.
+            if rel.split('/').any(|c| c == ".git") && !rel.ends_with("/.git") {
+                continue;
+            }
+            let unit = self.unit_of(&rel);
+            if !units.iter().any(|u| is_under(&unit, u)) {
+                units.retain(|u| !is_under(u, &unit));
+                units.push(unit);
+            }
+        }
+        if units.is_empty() {
+            return Ok(None);
+        }
+        let existing: Vec<PathBuf> = units
+            .iter()
+            .map(|u| self.root.join(u))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect();
+        let under_units = |path: &str| units.iter().any(|u| is_under(path, u));
+        // The walk takes the entries it may reuse; the others stay here.
+        let (under, kept): (std::collections::BTreeMap<_, _>, _) =
+            std::mem::take(&mut self.cache.entries)
+                .into_iter()
+                .partition(|(path, _)| under_units(path));
+        self.cache.entries = kept;
+        let walked = if existing.is_empty() {
+            walk::Walked {
+                entries: Default::default(),
+                parsed: 0,
+                diagnostics: Vec::new(),
+                repos: Vec::new(),
+            }
+        } else {
+            walk::walk(
+                &self.root,
+                &existing,
+                &self.config,
+                self.state_dir.path(),
+                state::Cache::with_entries(under),
+                progress,
+            )
+        };
+        self.walk_diagnostics.retain(|d| !under_units(&d.path));
+        self.repos.retain(|r| !under_units(&r.path));
+        self.cache.entries.extend(walked.entries);
+        self.walk_diagnostics.extend(walked.diagnostics);
+        self.repos.extend(walked.repos);
+        self.repos.sort_by(|a, b| a.path.cmp(&b.path));
+        let files = self.cache.entries.len() as u64;
+        let stats = ScanStats {
+            files_considered: files,
+            files_parsed: walked.parsed,
+            files_from_cache: files - walked.parsed,
+            repos: self.repos.len() as u64,
+        };
+        // The cache on disk is left as the load saved it: rewriting every
+        // file's facts costs more than the refresh itself at 10,000 services,
+        // and a later scan re-reads only the files that changed since.
+        Ok(Some(self.assemble(stats, false)))
+    }
+
+    /// The folder walked again for a change at `rel`: the deepest repository
+    /// holding it, else its top-level folder (or the file itself at the root).
+    fn unit_of(&self, rel: &str) -> String {
+        self.repos
+            .iter()
+            .filter(|r| !r.path.is_empty() && is_under(rel, &r.path))
+            .max_by_key(|r| r.path.len())
+            .map_or_else(
+                || rel.split('/').next().unwrap_or(rel).to_string(),
+                |r| r.path.clone(),
+            )
+    }
+
+    /// Assembles the fleet from the files' facts, saving the cache meanwhile when `save`.
+    fn assemble(&self, stats: ScanStats, save: bool) -> ScanOutcome {
+        let (fleet, state_error) = std::thread::scope(|s| {
+            let saving = s.spawn(|| {
+                if save {
+                    state::save(self.state_dir.path(), &self.cache.entries)
+                } else {
+                    Ok(())
+                }
+            });
             let mut facts = model::Facts::default();
-            for entry in walked.entries.values() {
+            for entry in self.cache.entries.values() {
                 facts.extend(entry.facts.clone());
             }
-            facts.diagnostics.extend(walked.diagnostics.iter().cloned());
+            facts
+                .diagnostics
+                .extend(self.walk_diagnostics.iter().cloned());
             let fleet = model::assemble(AssembleInput {
                 facts,
-                repos: walked.repos.clone(),
-                shared,
+                repos: self.repos.clone(),
+                shared: self
+                    .config
+                    .templates
+                    .repo
+                    .iter()
+                    .chain(&self.config.images.base_repo)
+                    .cloned()
+                    .collect(),
             });
             let state_error = match saving.join() {
                 Ok(result) => result.err().map(|e| e.to_string()),
                 Err(_) => Some("saving the cache failed unexpectedly".to_string()),
             };
             (fleet, state_error)
-        })
-    };
-    Ok(ScanOutcome {
-        root,
-        config,
-        fleet,
-        stats,
-        state_dir,
-        state_error,
-    })
+        });
+        ScanOutcome {
+            root: self.root.clone(),
+            config: self.config.clone(),
+            fleet,
+            stats,
+            state_dir: self.state_dir.clone(),
+            state_error,
+        }
+    }
+}
+
+/// Whether `path` is `folder` or inside it (`/`-separated, relative paths).
+fn is_under(path: &str, folder: &str) -> bool {
+    path == folder || (path.starts_with(folder) && path.as_bytes().get(folder.len()) == Some(&b'/'))
 }
 
 /// The deepest folder containing every path (a file's folder for a file).

@@ -137,6 +137,16 @@ pub struct Cache {
     pub(crate) entries: BTreeMap<String, CacheEntry>,
 }
 
+impl Cache {
+    /// A cache of these entries, as the current version would write it.
+    pub(crate) fn with_entries(entries: BTreeMap<String, CacheEntry>) -> Self {
+        Cache {
+            entries,
+            ..Cache::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheEntry {
     pub size: u64,

@@ -16,6 +16,7 @@ pub mod gitops;
 pub mod kubeconfig;
 pub mod kubernetes;
 pub mod metrics;
+pub mod operator;
 pub mod state;
 
 pub use executor::{ExecError, Executor, Labels, WeightedPool};

@@ -200,7 +200,7 @@ fn run_cve(cmd: &mut Command) -> Result<CveOutcome, String> {
 }
 
 /// Every git repository of the fleet: its top-level folders and `services/*`.
-fn repositories(fleet: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn repositories(fleet: &Path) -> Result<Vec<PathBuf>, String> {
     let mut repos = Vec::new();
     for dir in [fleet.to_path_buf(), fleet.join("services")] {
         let entries =
@@ -217,7 +217,7 @@ fn repositories(fleet: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// `git grep -l -F -e NAME...` in each repository; returns how many matched.
-fn grep_sweep(repos: &[PathBuf], names: &[String]) -> Result<usize, String> {
+pub(crate) fn grep_sweep(repos: &[PathBuf], names: &[String]) -> Result<usize, String> {
     let mut hits = 0;
     for repo in repos {
         let mut cmd = Command::new("git");
@@ -245,7 +245,7 @@ fn grep_sweep(repos: &[PathBuf], names: &[String]) -> Result<usize, String> {
     Ok(hits)
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }

@@ -24,6 +24,11 @@
 //! `bench-collector`: OTLP/HTTP ingest spans/s per core of `bulkhead collector`
 //! and trace-by-id p99 with 10 million spans stored (see `bench_collector.rs`).
 //!
+//! `bench-console`: `bulkhead cve --server` through a running console against
+//! `git grep`, page render times, a file change reaching the API, the
+//! console's RSS (see `bench_console.rs`). `screenshots`: the console's main
+//! pages as PNGs in docs/console/ (see `screenshots.rs`).
+//!
 //! `bench-cve`: `bulkhead cve <planted id>` (whole command and the query
 //! itself) against `git grep` for the affected base image names over every
 //! repository of the fleet (see `bench_cve.rs`).
@@ -36,6 +41,7 @@
 //! from `testdata/fuzz/` (see `fuzz.rs`).
 
 mod bench_collector;
+mod bench_console;
 mod bench_cve;
 mod bench_gateway;
 mod bench_lab_service;
@@ -44,6 +50,7 @@ mod bench_policy_check;
 mod bench_rollout;
 mod fuzz;
 mod switch_proof;
+mod screenshots;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -79,6 +86,14 @@ fn main() -> ExitCode {
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         ),
+        Some("bench-console") => bench_console::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
+        Some("screenshots") => screenshots::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("bench-policy-check") => bench_policy_check::run(
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
@@ -97,8 +112,10 @@ fn main() -> ExitCode {
         ),
         Some("-h" | "--help") | None => {
             println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
+                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
                 bench_collector::USAGE,
+                bench_console::USAGE,
+                screenshots::USAGE,
                 bench_lab_service::USAGE,
                 bench_policy::USAGE,
                 bench_policy_check::USAGE,

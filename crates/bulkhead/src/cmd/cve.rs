@@ -3,7 +3,7 @@
 //! scan and the image inputs come from `discover`, the answer from `images`.
 
 use super::images::Loaded;
-use crate::args::{Exit, FleetArgs, Format, FormatArgs};
+use crate::args::{Exit, FleetArgs, Format, FormatArgs, ServerArgs};
 use crate::output;
 use anyhow::Result;
 use clap::Args;
@@ -21,9 +21,25 @@ pub struct CveArgs {
     fleet: FleetArgs,
     #[command(flatten)]
     format: FormatArgs,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 pub fn run(args: CveArgs) -> Result<Exit> {
+    let asked = format!(
+        "/api/cve/{}?format={}{}",
+        http_client::encode(&args.id),
+        args.format.get().name(),
+        if args.timings { "&timings=1" } else { "" }
+    );
+    if let Some(answer) = args.server.ask(&args.fleet.path, &asked) {
+        eprintln!(
+            "{}: answered by the console from its resident fleet graph",
+            args.id
+        );
+        output::print(&answer)?;
+        return Ok(Exit::Ran);
+    }
     let loading = Instant::now();
     let loaded = Loaded::load(&args.fleet)?;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;

@@ -1,6 +1,6 @@
 //! `bulkhead impact`: the four answers for a change to services or to a base image.
 
-use crate::args::{Exit, FleetArgs, Format, FormatArgs};
+use crate::args::{Exit, FleetArgs, Format, FormatArgs, ServerArgs};
 use crate::output;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
@@ -35,6 +35,8 @@ pub struct ServicesArgs {
     fleet: FleetArgs,
     #[command(flatten)]
     format: FormatArgs,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +50,8 @@ pub struct ImageArgs {
     fleet: FleetArgs,
     #[command(flatten)]
     format: FormatArgs,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 pub fn run(command: ImpactCommand) -> Result<Exit> {
@@ -58,6 +62,15 @@ pub fn run(command: ImpactCommand) -> Result<Exit> {
 }
 
 fn services(args: ServicesArgs) -> Result<Exit> {
+    let asked = format!(
+        "/api/impact?services={}&format={}",
+        http_client::encode(&args.names.join(",")),
+        args.format.get().name()
+    );
+    if let Some(answer) = args.server.ask(&args.fleet.path, &asked) {
+        output::print(&answer)?;
+        return Ok(Exit::Ran);
+    }
     let outcome = output::scan(&args.fleet.scan_options())?;
     let report = impact::services(&outcome.fleet, &args.names)?;
     output::print_report(&report, args.format.get())?;
@@ -67,6 +80,19 @@ fn services(args: ServicesArgs) -> Result<Exit> {
 fn image(args: ImageArgs) -> Result<Exit> {
     let reference = ImageRef::parse(&args.reference)
         .with_context(|| format!("image reference {:?}", args.reference))?;
+    let asked = format!(
+        "/api/impact?image={}{}&format={}",
+        http_client::encode(&args.reference),
+        args.to.as_deref().map_or(String::new(), |to| format!(
+            "&to={}",
+            http_client::encode(to)
+        )),
+        args.format.get().name()
+    );
+    if let Some(answer) = args.server.ask(&args.fleet.path, &asked) {
+        output::print(&answer)?;
+        return Ok(Exit::Ran);
+    }
     let loaded = super::images::Loaded::load(&args.fleet)?;
     if loaded.inputs.catalog.get(&reference.name()).is_none()
         && !loaded.fleet.services.iter().any(|s| {

@@ -3,6 +3,7 @@
 //! `images` shares its loading with `cve` and `impact image`.
 
 pub mod collector;
+pub mod console;
 pub mod cve;
 pub mod demo;
 pub mod gateway;

@@ -6,12 +6,13 @@ use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use model::report::table;
-use orchestrator::driver::{Driver, DriverError, Outcome, RollbackTime, rollback_times};
+use orchestrator::driver::{Outcome, RollbackTime, rollback_times};
+use orchestrator::operator::{self, OperateError};
 use orchestrator::state::{StateDb, Target};
 use rollout::{Event, Phase, Plan, PlanOptions, Rollout, Specs};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -482,26 +483,14 @@ fn drive(
     sources: orchestrator::analysis::Sources,
     event: Option<Event>,
 ) -> Result<Exit> {
-    let mut driver = match Driver::load(db, id, executor, sources) {
-        Ok(d) => d,
-        Err(DriverError::Busy { pid, .. }) => {
+    let outcome = match operator::drive(db, id, executor, sources, event) {
+        Err(OperateError::Busy { pid, .. }) => {
             bail!(
                 "rollout {id} is being driven by process {pid}; use promote/pause/abort to act on it"
             )
         }
-        Err(e) => return Err(e.into()),
+        outcome => outcome?,
     };
-    driver.recover()?;
-    if let Some(event) = event {
-        driver.push(event);
-    }
-    let outcome = driver.run();
-    let finished = driver.rollout().is_finished();
-    driver.release()?;
-    let outcome = outcome?;
-    if finished {
-        record_after(db, id)?;
-    }
     report(db, id)?;
     Ok(match outcome {
         Outcome::WaitingForHuman => Exit::Waiting,
@@ -510,17 +499,6 @@ fn drive(
             Exit::answer(status.promoted == status.services.len())
         }
     })
-}
-
-/// Records the routing outside the change set at the end and compares.
-fn record_after(db: &StateDb, id: i64) -> Result<()> {
-    let row = db.row(id)?;
-    let (mut executor, _) = orchestrator::connect(&row.target)?;
-    let plan = db.load(id)?.plan;
-    let after = orchestrator::outside_routing(executor.as_mut(), &plan)
-        .context("reading the routing of the services outside the change set")?;
-    db.save_snapshot(id, "after", &after)?;
-    Ok(())
 }
 
 /// The comparison of the routing outside the change set, start vs end.
@@ -726,67 +704,26 @@ fn status_cmd(args: StatusArgs) -> Result<Exit> {
     Ok(Exit::Ran)
 }
 
-/// Waits until the driver applied an inbox entry: recorded, and its routing
-/// performed (so an abort's traffic is on the stable pool when this returns).
-/// False when the driver stopped without taking it (the entry is withdrawn).
-fn wait_applied(db: &StateDb, id: i64, entry: i64, pid: u32) -> Result<bool> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match db.taken(entry)? {
-            Some(seq) if db.routed(id, seq)? => return Ok(true),
-            Some(_) => {}
-            None if db.row(id)?.driver.is_none() && db.withdraw(entry)? => return Ok(false),
-            None => {}
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "rollout {id}: the driver (process {pid}) has not applied the request within 30 s; it stays queued"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Delivers an operator event: to the running driver through the database
 /// inbox, or, when none runs, applies it here (and, for promote and resume,
 /// drives the rollout on).
 fn operate(args: OperatorArgs, event: Event) -> Result<Exit> {
     let mut db = StateDb::open(args.fleet.state_dir().path())?;
     let id = rollout_id(&db, args.rollout)?;
-    let row = db.row(id)?;
-    if let Some(pid) = row.driver.filter(|p| *p != std::process::id()) {
-        let entry = db.send(id, &event)?;
-        if wait_applied(&db, id, entry, pid)? {
-            eprintln!("rollout {id}: applied by the driver (process {pid})");
-            output::print(&status_text(&status_json(&db, id)?))?;
-            return Ok(Exit::Ran);
-        }
+    let driving = db.row(id)?.driver;
+    if let Some(pid) = operator::send_to_driver(&db, id, &event)? {
+        eprintln!("rollout {id}: applied by the driver (process {pid})");
+        output::print(&status_text(&status_json(&db, id)?))?;
+        return Ok(Exit::Ran);
+    }
+    if let Some(pid) = driving.filter(|p| *p != std::process::id()) {
         eprintln!("rollout {id}: the driver (process {pid}) stopped first; applying here");
     }
-    let keep_driving = matches!(event, Event::Promote { .. } | Event::Resume);
-    let (executor, sources) = orchestrator::connect(&row.target)?;
-    if keep_driving {
+    if operator::keeps_driving(&event) {
+        let (executor, sources) = orchestrator::connect(&db.row(id)?.target)?;
         return drive(&mut db, id, executor, sources, Some(event));
     }
-    let mut driver = match Driver::load(&mut db, id, executor, sources) {
-        Ok(d) => d,
-        Err(DriverError::Busy { pid, .. }) => {
-            bail!("rollout {id}: process {pid} started driving it meanwhile; try again")
-        }
-        Err(e) => return Err(e.into()),
-    };
-    driver.recover()?;
-    driver.push(event);
-    let applied = driver.drain();
-    let finished = driver.rollout().is_finished();
-    driver.release()?;
-    applied?;
-    if finished {
-        record_after(&db, id)?;
-        db.set_status(id, "finished")?;
-    } else {
-        db.set_status(id, "waiting")?;
-    }
+    let finished = operator::apply(&mut db, id, event)?;
     let s = status_json(&db, id)?;
     output::print(&status_text(&s))?;
     if !finished {

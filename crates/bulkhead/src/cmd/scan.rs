@@ -1,9 +1,10 @@
 //! `bulkhead scan`: read a fleet into the graph and print what it holds.
 
-use crate::args::{Exit, Format, FormatArgs, StateArgs};
+use crate::args::{Exit, Format, FormatArgs, ServerArgs, StateArgs};
 use crate::output;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
+use serde::Deserialize;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -22,11 +23,20 @@ pub struct ScanArgs {
     /// Parse every file again instead of reusing facts of unchanged files.
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 pub fn run(args: ScanArgs) -> Result<Exit> {
     let mut paths = args.path;
     paths.extend(args.paths);
+    // A console holds one fleet, as it was scanned: not for several folders or a full re-parse.
+    if let ([] | [_], false, None) = (paths.as_slice(), args.no_cache, &args.state.state) {
+        let fleet = paths.first().cloned().unwrap_or_else(|| PathBuf::from("."));
+        if let Some(answer) = args.server.ask(&fleet, "/api/scan?format=json") {
+            return print_served(&answer, args.format.get());
+        }
+    }
     let outcome = output::scan(&discover::ScanOptions {
         paths,
         state_dir: args.state.state,
@@ -36,6 +46,49 @@ pub fn run(args: ScanArgs) -> Result<Exit> {
         Format::Json => output::print_json(&output::ScanJson::new(&outcome))?,
         Format::Table => output::print(&output::scan_table(&outcome))?,
         Format::Markdown => output::print(&format!("```\n{}```\n", output::scan_table(&outcome)))?,
+    }
+    Ok(Exit::Ran)
+}
+
+/// `bulkhead scan --json`'s document as a console serves it.
+#[derive(Deserialize)]
+struct Served {
+    root: PathBuf,
+    stats: discover::ScanStats,
+    services: Vec<model::Service>,
+    routes: Vec<model::Route>,
+    repos: Vec<model::Repo>,
+    images: Vec<model::Image>,
+    hosts: Vec<model::Host>,
+    diagnostics: Vec<model::Diagnostic>,
+}
+
+/// Prints a console's scan as this command prints its own.
+fn print_served(answer: &str, format: Format) -> Result<Exit> {
+    if format == Format::Json {
+        output::print(answer)?;
+        return Ok(Exit::Ran);
+    }
+    let served: Served = serde_json::from_str(answer).context("the console's /api/scan")?;
+    let outcome = discover::ScanOutcome {
+        state_dir: discover::StateDir::resolve(&served.root, None),
+        root: served.root,
+        config: discover::Config::default(),
+        fleet: model::Fleet {
+            repos: served.repos,
+            services: served.services,
+            images: served.images,
+            routes: served.routes,
+            hosts: served.hosts,
+            diagnostics: served.diagnostics,
+            ..model::Fleet::default()
+        },
+        stats: served.stats,
+        state_error: None,
+    };
+    match format {
+        Format::Markdown => output::print(&format!("```\n{}```\n", output::scan_table(&outcome)))?,
+        _ => output::print(&output::scan_table(&outcome))?,
     }
     Ok(Exit::Ran)
 }

@@ -62,6 +62,7 @@ const COMMANDS: &[(&str, bool, bool)] = &[
     ("rollout abort", true, false),
     ("rollout undo", true, false),
     ("collector", false, false),
+    ("console", true, false),
     ("trace", false, true),
     ("trace search", false, true),
 ];

@@ -5,7 +5,9 @@
 mod admission;
 mod bad_input;
 mod boutique;
+mod browser;
 mod collector;
+mod console;
 mod fake_tls;
 mod forge;
 mod gatekeeper_library;

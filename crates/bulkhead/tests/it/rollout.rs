@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const TOKEN_VAR: &str = "BULKHEAD_IT_ROLLOUT_TOKEN";
-const TOKEN: &str = "rollout-test-token";
+pub(crate) const TOKEN_VAR: &str = "BULKHEAD_IT_ROLLOUT_TOKEN";
+pub(crate) const TOKEN: &str = "rollout-test-token";
 
 /// Kills the process when the test ends, pass or fail.
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -29,7 +29,10 @@ impl Drop for Running {
 
 /// Starts a process whose stdout is a stream of lines; returns it and the
 /// first line, and keeps draining the rest so the process never blocks on a full pipe.
-fn spawn_lines(cmd: &mut std::process::Command, lines_wanted: usize) -> (Running, Vec<String>) {
+pub(crate) fn spawn_lines(
+    cmd: &mut std::process::Command,
+    lines_wanted: usize,
+) -> (Running, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -89,20 +92,20 @@ fn lab_service(
 /// A fleet on disk (catalog entries with their dependencies), rollout specs
 /// for the changed services, and the live processes: a gateway and a blue
 /// and a green upstream per service.
-struct Lab {
-    dir: TempDir,
+pub(crate) struct Lab {
+    pub(crate) dir: TempDir,
     services: Vec<String>,
     _upstreams: Vec<Running>,
     _gateway: Running,
     proxy: String,
-    admin: String,
+    pub(crate) admin: String,
 }
 
 impl Lab {
     /// `services`: (name, dependencies); `specs`: the rollout documents;
     /// `bad`: services whose green fails at this rate; `otlp`: where the
     /// upstreams send their spans.
-    fn start(
+    pub(crate) fn start(
         name: &str,
         services: &[(&str, &[&str])],
         specs: &str,
@@ -185,12 +188,12 @@ impl Lab {
         }
     }
 
-    fn fleet(&self) -> std::path::PathBuf {
+    pub(crate) fn fleet(&self) -> std::path::PathBuf {
         self.dir.path().join("fleet")
     }
 
     /// The gateway's live pools by service, each as the exact JSON text it serves.
-    fn routing(&self) -> BTreeMap<String, String> {
+    pub(crate) fn routing(&self) -> BTreeMap<String, String> {
         let (status, body) = http(&self.admin, "GET", "/state", Some(TOKEN), "");
         assert_eq!(status, 200, "{body}");
         json(&body)["services"]
@@ -213,14 +216,18 @@ impl Lab {
     }
 
     /// The version that answers the next request to `service`.
-    fn version_of(&self, service: &str) -> (u16, String) {
+    pub(crate) fn version_of(&self, service: &str) -> (u16, String) {
         let (status, body) = http(&self.proxy, "GET", &format!("/{service}/probe"), None, "");
         let version = json(&body)["version"].as_str().unwrap_or("").to_string();
         (status, version)
     }
 
     /// `bulkhead rollout SUBCOMMAND --state STATE`, with the admin token in the environment.
-    fn rollout(&self, subcommand: &str, state: &std::path::Path) -> std::process::Command {
+    pub(crate) fn rollout(
+        &self,
+        subcommand: &str,
+        state: &std::path::Path,
+    ) -> std::process::Command {
         let mut cmd = bulkhead();
         cmd.args(["rollout", subcommand])
             .env(TOKEN_VAR, TOKEN)
@@ -234,7 +241,7 @@ impl Lab {
 /// `manual`, with a gateway error-rate gate after the switch: measurements
 /// one second apart (2, or 60 for the services in `slow`), failed by one
 /// measurement at or above 5%.
-fn specs(changed: &[&str], manual: &[&str], slow: &[&str]) -> String {
+pub(crate) fn specs(changed: &[&str], manual: &[&str], slow: &[&str]) -> String {
     let mut specs = String::new();
     for (name, count) in [("error-rate", 2), ("slow-error-rate", 60)] {
         specs.push_str(&format!(
@@ -347,11 +354,11 @@ impl Load {
     }
 }
 
-fn status_json(lab: &Lab, state: &std::path::Path) -> Value {
+pub(crate) fn status_json(lab: &Lab, state: &std::path::Path) -> Value {
     json(&run_ok(lab.rollout("status", state).arg("--json")))
 }
 
-fn phase(status: &Value, service: &str) -> String {
+pub(crate) fn phase(status: &Value, service: &str) -> String {
     status["rollout"]["services"]
         .as_array()
         .unwrap()
@@ -747,7 +754,12 @@ fn the_plan_is_deterministic_and_respects_dependencies() {
 }
 
 /// Polls the rollout's status until `done` holds, for at most 60 seconds.
-fn wait_for(lab: &Lab, state: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) {
+pub(crate) fn wait_for(
+    lab: &Lab,
+    state: &std::path::Path,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if state.join("rollouts.db").exists() {
