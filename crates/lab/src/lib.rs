@@ -8,4 +8,5 @@
 
 pub mod cluster;
 pub mod generate;
+pub mod scenario;
 pub mod up;

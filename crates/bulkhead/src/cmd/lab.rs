@@ -72,6 +72,19 @@ pub enum LabCommand {
     ///
     /// Example: bulkhead lab status --dir /tmp/lab --json
     Status(StatusArgs),
+    /// Carry out one enterprise scenario for real on the running lab.
+    ///
+    /// Each scenario does the change (a CVE in the base image, a new CI
+    /// template major, ten services upgraded at once, a failing request traced
+    /// across the fleet, image enforcement, a host patch with rollback), then
+    /// prints the four answers (what breaks, who is impacted, how fast we roll
+    /// back, how we monitor it) with the evidence it measured, the checks it
+    /// made against the ground truth, and every command it ran. Exits 1 when
+    /// a check fails. Scenarios: cve, pipeline, ten-services, trace, enforce,
+    /// patch.
+    ///
+    /// Example: bulkhead lab scenario cve --dir /tmp/lab --json
+    Scenario(ScenarioArgs),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +118,17 @@ pub struct DirArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub format: args::FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// The scenario: cve, pipeline, ten-services, trace, enforce or patch.
+    #[arg(value_name = "NAME")]
+    pub name: lab::scenario::Scenario,
     #[command(flatten)]
     pub dir: DirArgs,
     #[command(flatten)]
@@ -218,7 +242,20 @@ pub fn run(command: LabCommand) -> Result<Exit> {
         LabCommand::Up(args) => up(&args),
         LabCommand::Down(args) => down(&args),
         LabCommand::Status(args) => status(&args),
+        LabCommand::Scenario(args) => scenario(&args),
     }
+}
+
+fn scenario(args: &ScenarioArgs) -> Result<Exit> {
+    let exe = std::env::current_exe().context("finding the bulkhead executable")?;
+    let mut lab = lab::scenario::Lab::open(&args.dir.dir, &exe)?;
+    let report = lab::scenario::run(args.name, &mut lab)?;
+    if args.format.get() == args::Format::Json {
+        output::print_json(&report)?;
+    } else {
+        output::print(&report.to_text())?;
+    }
+    Ok(if report.passed { Exit::Ran } else { Exit::No })
 }
 
 fn up(args: &UpArgs) -> Result<Exit> {

@@ -24,6 +24,7 @@ const COMMANDS: &[(&str, bool, bool)] = &[
     ("lab up", false, false),
     ("lab down", false, false),
     ("lab status", false, true),
+    ("lab scenario", false, true),
     ("demo", false, false),
     ("template", false, false),
     ("template diff", true, true),
