@@ -3,8 +3,9 @@
 //! finds the lab's running workloads the way it finds a real cluster's.
 //!
 //! Each live service is one Deployment (what is meant to run) and, while its
-//! process runs, one Pod (what runs: the pid is in the Pod's name, and the
-//! image digest the fleet pins is in `imageID`).
+//! processes run, one Pod per process (what runs: the pid is in the Pod's
+//! name, the version in its labels, and the image digest it runs in
+//! `imageID`); a new version started beside the first is one more Pod.
 
 use std::fmt::Write as _;
 
@@ -30,7 +31,12 @@ pub struct Workload {
 /// The `List` of Deployments and Pods of `workloads`.
 pub fn snapshot(workloads: &[Workload]) -> Value {
     let mut items = Vec::new();
-    for w in workloads {
+    let mut deployed = std::collections::BTreeSet::new();
+    // One Deployment per service: its first workload (the version the lab started with).
+    for w in workloads
+        .iter()
+        .filter(|w| deployed.insert((&w.namespace, &w.name)))
+    {
         let labels = json!({"app": w.name, "version": w.version});
         let container = json!({"name": w.name, "image": w.image});
         items.push(json!({

@@ -8,5 +8,6 @@
 
 pub mod cluster;
 pub mod generate;
+pub mod infra;
 pub mod scenario;
 pub mod up;
