@@ -292,50 +292,69 @@ impl Publisher {
         Ok(published)
     }
 
-    /// Publishes every base of `base-images/images.json` (OS bases with the
-    /// vulnerable package, or the fixed one with `fixed` and tag `tag`).
+    /// Publishes the bases of `base-images/images.json`: all of them with
+    /// the vulnerable package, or, with `fixed: Some(ROOT)`, ROOT rebuilt
+    /// with the fixed package and every base built on it, tagged `tag`.
     ///
     /// # Errors
     /// images.json is unreadable, or a push fails.
     pub fn publish_bases(
         &mut self,
         dir: &Path,
-        fixed: bool,
+        fixed: Option<&str>,
         tag: Option<&str>,
     ) -> Result<Vec<Published>, String> {
         let bases = bases(dir)?;
         let names: Vec<String> = bases.iter().map(|b| b.name.clone()).collect();
-        let mut out = Vec::new();
+        let parent_of = |b: &Base| {
+            b.parent
+                .as_deref()
+                .map(name_of)
+                .filter(|p| names.iter().any(|n| n == p))
+                .map(String::from)
+        };
+        let mut out: Vec<Published> = Vec::new();
         // Parents before children, whatever order the file lists them in.
-        let mut pending = bases;
+        let mut pending: Vec<Base> = bases;
         while !pending.is_empty() {
             let before = pending.len();
             let mut later = Vec::new();
             for b in pending {
-                let parent = b
-                    .parent
+                let parent = parent_of(&b);
+                let parent_done = parent
                     .as_deref()
-                    .map(name_of)
-                    .filter(|p| names.iter().any(|n| n == p));
-                if parent.is_some_and(|p| !out.iter().any(|o: &Published| o.name == p)) {
+                    .is_none_or(|p| out.iter().any(|o| o.name == p));
+                let wanted = match fixed {
+                    None => true,
+                    Some(root) => b.name == root || parent_done && parent.is_some(),
+                };
+                if !parent_done {
                     later.push(b);
                     continue;
                 }
-                let own = match parent {
-                    None => os_layer(&b.name, fixed),
+                if !wanted {
+                    continue;
+                }
+                let own = match &parent {
+                    None => os_layer(&b.name, fixed.is_some()),
                     Some(_) => file_layer(
                         format!("opt/{}/RELEASE", repository_of(&b.name).replace('/', "-")),
                         format!("{}\n", b.name),
                     ),
                 };
-                let tag = tag.unwrap_or(&b.tag);
-                out.push(self.push(&b.name, tag, parent, b.parent.as_deref(), own, None)?);
+                let tag = tag.unwrap_or(&b.tag).to_string();
+                out.push(self.push(
+                    &b.name,
+                    &tag,
+                    parent.as_deref(),
+                    b.parent.as_deref(),
+                    own,
+                    None,
+                )?);
             }
             if later.len() == before {
-                return Err(format!(
-                    "base-images/images.json: a cycle among {}",
-                    names.join(", ")
-                ));
+                // What is left is built on a base that was not rebuilt.
+                break;
             }
             pending = later;
         }
@@ -413,7 +432,7 @@ pub fn publish(dir: &Path, url: &str, live: &[FleetService]) -> Result<RegistryR
     let started = std::time::Instant::now();
     let mut publisher = Publisher::new(url)?;
     publisher.wait_ready(Duration::from_secs(30))?;
-    publisher.publish_bases(dir, false, None)?;
+    publisher.publish_bases(dir, None, None)?;
     let apps = app_images(dir, live)?;
     publisher.publish_apps(&apps, SERVICE_VERSION)?;
     publisher.record.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

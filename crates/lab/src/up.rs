@@ -1198,7 +1198,8 @@ fn supervise(
 ) -> Result<(), UpError> {
     let stop_file = lab.dir.join(STOP_FILE);
     let mut last_write = Instant::now();
-    let mut ca_pending = true;
+    let mut ca_pending = false;
+    let mut webhook_pid = None;
     while !stop.load(Ordering::SeqCst) && !stop_file.exists() {
         let mut changed = false;
         for p in procs.iter_mut() {
@@ -1223,9 +1224,6 @@ fn supervise(
             if p.next_start.is_some_and(|at| at <= Instant::now()) {
                 p.start(exe)?;
                 p.restarts += 1;
-                if p.kind == "webhook" {
-                    ca_pending = true;
-                }
                 eprintln!(
                     "lab: {} restarted (pid {}, restart {})",
                     p.name,
@@ -1235,10 +1233,17 @@ fn supervise(
                 changed = true;
             }
         }
-        if ca_pending && let Some(p) = procs.iter().find(|p| p.kind == "webhook") {
-            ca_pending = !record_ca(&lab.dir, p);
-        }
         changed |= answer_requests(exe, lab, procs, service_spec);
+        // A webhook started anew (after a crash or on request) has a new certificate.
+        if let Some(p) = procs.iter().find(|p| p.kind == "webhook") {
+            if p.pid() != webhook_pid {
+                webhook_pid = p.pid();
+                ca_pending = p.pid().is_some();
+            }
+            if ca_pending {
+                ca_pending = !record_ca(&lab.dir, p);
+            }
+        }
         if changed || last_write.elapsed() >= Duration::from_secs(2) {
             lab.write(procs, "running")?;
             last_write = Instant::now();
