@@ -584,7 +584,7 @@ pub fn build_hosts(dir: &Path, releases: &[(&str, &'static str)]) -> Result<Path
             .to_string();
         let _ = write!(
             yaml,
-            "  - name: {host}\n    groups: [lab]\n    transport: {{local: {relative}}}\n    health_checks:\n      - command: '{}'\n",
+            "  - name: {host}\n    groups: [lab]\n    transport: {{local: {relative}}}\n    maintenance_window: {MAINTENANCE_WINDOW}\n    health_checks:\n      - command: '{}'\n",
             hostops::testbed::HEALTH_COMMAND
         );
     }
@@ -592,6 +592,10 @@ pub fn build_hosts(dir: &Path, releases: &[(&str, &'static str)]) -> Result<Path
         .map_err(|e| format!("writing {}: {e}", inventory.display()))?;
     Ok(inventory)
 }
+
+/// When the lab's hosts may be patched.
+pub const MAINTENANCE_WINDOW: &str =
+    r#"{days: [sat, sun], start: "02:00", end: "05:00", timezone: UTC}"#;
 
 /// The lab's hosts and the demo release each one's repository offers: the
 /// third fails its health check after the upgrade.
