@@ -1010,11 +1010,12 @@ impl Lab {
             },
             "processes": procs.iter().map(|p| p.record(rates.get(&p.name).copied())).collect::<Vec<_>>(),
         });
-        write_atomic(&self.dir.join(LAB_JSON), &record)?;
+        // The snapshot first: a reader that sees lab.json's provisioning done sees its images.
         write_atomic(
             &self.dir.join(cluster::SNAPSHOT),
             &self.snapshot(procs, state == "running"),
-        )
+        )?;
+        write_atomic(&self.dir.join(LAB_JSON), &record)
     }
 
     /// The live services as Deployments, and each of their processes as a Pod while `running`.

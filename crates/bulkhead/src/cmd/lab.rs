@@ -303,13 +303,17 @@ fn status(args: &StatusArgs) -> Result<Exit> {
     }
     let mut text = format!("lab {}\n", record["state"].as_str().unwrap_or("unknown"));
     for p in record["processes"].as_array().into_iter().flatten() {
+        let rate = p["requests_per_s"]
+            .as_f64()
+            .map_or_else(|| "-".to_string(), |r| format!("{r}/s"));
         text.push_str(&format!(
-            "{:<28} {:<10} pid {:<8} {:<22} {:<8} restarts {:<3} {}\n",
+            "{:<28} {:<10} pid {:<8} {:<22} {:<8} {:>8} restarts {:<3} {}\n",
             p["name"].as_str().unwrap_or(""),
             p["kind"].as_str().unwrap_or(""),
             p["pid"],
             p["addr"].as_str().unwrap_or(""),
             p["version"].as_str().unwrap_or(""),
+            rate,
             p["restarts"],
             p["health"].as_str().unwrap_or(""),
         ));
@@ -320,6 +324,22 @@ fn status(args: &StatusArgs) -> Result<Exit> {
             .as_str()
             .unwrap_or(lab::up::PROMETHEUS_MISSING)
     ));
+    text.push_str(&format!(
+        "registry: {}\nwebhook: {} (CA {})\nrollout gates: {}\n",
+        record["addresses"]["registry"]
+            .as_str()
+            .unwrap_or(lab::up::REGISTRY_MISSING),
+        record["addresses"]["webhook"].as_str().unwrap_or("-"),
+        record["addresses"]["webhook_ca"].as_str().unwrap_or("-"),
+        record["gates"].as_str().unwrap_or("gateway"),
+    ));
+    if let Some(missing) = record["missing"].as_array().filter(|m| !m.is_empty()) {
+        let names: Vec<&str> = missing.iter().filter_map(|m| m.as_str()).collect();
+        text.push_str(&format!(
+            "missing: {} (not on PATH): the lab runs without them\n",
+            names.join(", ")
+        ));
+    }
     let load = &record["load"];
     text.push_str(&format!(
         "load: {} requests/s, {} sent, {} failed\n",

@@ -11,8 +11,8 @@ use std::time::Duration;
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// Stops the lab if a test fails half-way, so no process outlives it.
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     dir: std::path::PathBuf,
 }
 
@@ -27,7 +27,7 @@ impl Drop for Running {
     }
 }
 
-fn status(dir: &std::path::Path) -> Value {
+pub(crate) fn status(dir: &std::path::Path) -> Value {
     let out = run_ok(
         bulkhead()
             .args(["lab", "status", "--json", "--dir"])
@@ -37,7 +37,7 @@ fn status(dir: &std::path::Path) -> Value {
 }
 
 /// Polls `lab status --json` until `done` holds, or fails after READY_WITHIN.
-fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     eventually_or(READY_WITHIN.as_secs(), || {
         if !dir.join("lab.json").is_file() {
@@ -50,7 +50,7 @@ fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) ->
 }
 
 /// Starts `lab up` in `dir` on any free ingress port, with `args` for size and load.
-fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
+pub(crate) fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
     let child = bulkhead()
         .args(["lab", "up"])
         .args(args)
@@ -66,14 +66,14 @@ fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
     }
 }
 
-fn all_healthy(status: &Value) -> bool {
+pub(crate) fn all_healthy(status: &Value) -> bool {
     status["state"] == "running"
         && status["processes"]
             .as_array()
             .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["healthy"] == true))
 }
 
-fn pids(status: &Value) -> Vec<u64> {
+pub(crate) fn pids(status: &Value) -> Vec<u64> {
     status["processes"]
         .as_array()
         .into_iter()
@@ -82,7 +82,7 @@ fn pids(status: &Value) -> Vec<u64> {
         .collect()
 }
 
-fn alive(pid: u64) -> bool {
+pub(crate) fn alive(pid: u64) -> bool {
     std::process::Command::new("kill")
         .args(["-0", &pid.to_string()])
         .stderr(Stdio::null())

@@ -11,6 +11,7 @@ mod gateway;
 mod grammar;
 mod handwritten;
 mod images;
+mod lab_scenarios_infra;
 mod lab_service;
 mod lab_up;
 mod layering;

@@ -50,10 +50,11 @@ pub fn published(lab: &Lab) -> Result<RegistryRecord, ScenarioError> {
     poll(
         "the lab's images in its registry",
         Duration::from_secs(60),
+        // Done once lab.json says so: the cluster snapshot then shows the published digests.
         || {
-            RegistryRecord::read(&lab.dir)
-                .ok()
-                .filter(|r| !r.images.is_empty())
+            let record = up::read_record(&lab.dir).ok()?;
+            record["provision"]["registry"]["published"].as_u64()?;
+            RegistryRecord::read(&lab.dir).ok()
         },
     )
 }
