@@ -1217,6 +1217,14 @@ fn supervise(
                     p.backoff
                 );
                 p.last_exit = Some(status.to_string());
+                if port_taken(p) {
+                    // Another program took the port between its pick and the child's start.
+                    eprintln!(
+                        "lab: {}'s address {} is in use by another process; stop that process, or run `lab down` and `lab up` again to pick free ports",
+                        p.name, p.addr
+                    );
+                    p.last_exit = Some(format!("{status}: its address {} is in use", p.addr));
+                }
                 p.child = None;
                 p.next_start = Some(Instant::now() + p.backoff);
                 p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
@@ -1252,6 +1260,16 @@ fn supervise(
         std::thread::sleep(TICK);
     }
     Ok(())
+}
+
+/// Whether the child's log since it last started says its address is taken.
+fn port_taken(p: &Proc) -> bool {
+    let Ok(bytes) = fs::read(&p.log) else {
+        return false;
+    };
+    let start = usize::try_from(p.log_start).unwrap_or(0).min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]).to_lowercase();
+    text.contains("address already in use") || text.contains("address in use")
 }
 
 /// Writes the CA the webhook printed since it last started; false while it has not.
@@ -1608,6 +1626,27 @@ mod tests {
             ["db"],
             "calls to services left out are dropped"
         );
+    }
+
+    #[test]
+    fn a_child_whose_address_is_taken_is_told_apart_from_a_crash() {
+        let tmp = test_support::TempDir::new("lab-port-taken");
+        let child = |log: &str, text: &str| {
+            let path = tmp.join(log);
+            fs::write(&path, text).unwrap();
+            Proc::new(ProcSpec {
+                name: "registry".into(),
+                log: path,
+                ..ProcSpec::default()
+            })
+        };
+        let taken = child(
+            "registry.log",
+            "listen tcp 127.0.0.1:5000: bind: address already in use\n",
+        );
+        assert!(port_taken(&taken));
+        let crashed = child("webhook.log", "panicked at src/main.rs\n");
+        assert!(!port_taken(&crashed));
     }
 
     #[test]
