@@ -50,7 +50,14 @@ pub enum LabCommand {
     /// goes too, routed by `Host` (the callee's name); and the `collector`,
     /// storing spans in DIR/traces. A thread sends steady load to the public
     /// routes. With `prometheus` on PATH, it runs too, scraping every /metrics
-    /// (DIR/prometheus.yml, data in DIR/prometheus). DIR/cluster/lab.json is a
+    /// (DIR/prometheus.yml, data in DIR/prometheus), and rollout gates use
+    /// PromQL. With `docker-registry` on PATH, it runs on loopback (storage in
+    /// DIR/registry) and the lab publishes its base and app images to it, with
+    /// base annotations (DIR/registry.json). The admission webhook (`policy
+    /// serve --self-signed`, policies in DIR/policy, CA in DIR/webhook-ca.pem)
+    /// runs too, and dpkg roots under DIR/hosts are the lab's hosts
+    /// (DIR/hosts/hosts.yaml). A missing program is named, and the lab runs
+    /// without it. DIR/cluster/lab.json is a
     /// `kubectl get -o json` snapshot of the running services, which
     /// `bulkhead cve --path DIR` reads. Logs go to DIR/logs/NAME.log; DIR/lab.json records pids and
     /// addresses. A child that dies is reported and restarted with backoff.
@@ -65,7 +72,7 @@ pub enum LabCommand {
     ///
     /// Example: bulkhead lab down --dir /tmp/lab
     Down(DirArgs),
-    /// List the lab's processes: pid, address, version, restarts and health.
+    /// List the lab's processes: pid, address, version, requests/s, restarts and health.
     ///
     /// Health is each process's own check: /readyz of a service, the admin
     /// API of the gateway, /healthz of the collector.
