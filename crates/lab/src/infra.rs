@@ -667,6 +667,24 @@ pub fn post_tls(
     Ok((status, answer[split + 4..].to_vec()))
 }
 
+/// The share of a service's requests the gateway answered with 5xx over
+/// the last 10 s, in PromQL (`{{service}}` is the rollout's placeholder); 0
+/// without errors, and without traffic.
+pub const ERROR_RATE_QUERY: &str = r#"(sum(rate(bulkhead_gateway_requests_total{service="{{service}}",code="5xx"}[10s])) or vector(0)) / (sum(rate(bulkhead_gateway_requests_total{service="{{service}}"}[10s])) > 0 or vector(1))"#;
+
+/// The `provider` of a rollout gate on a service's error rate, in YAML
+/// flow form: PromQL against the lab's Prometheus when it runs, else the
+/// gateway's own metrics (the rollout then scrapes the gateway's admin API).
+pub fn error_rate_provider(prometheus: Option<&str>) -> String {
+    match prometheus {
+        Some(address) => format!(
+            "{{prometheus: {{address: \"{address}\", query: \"{}\"}}}}",
+            ERROR_RATE_QUERY.replace('"', "\\\"")
+        ),
+        None => "{gateway: {metric: error-rate}}".to_string(),
+    }
+}
+
 /// The sum of a process's request counters in its `/metrics` text: the
 /// first of `names` present.
 pub fn requests_total(metrics: &str, names: &[&str]) -> Option<f64> {
@@ -701,6 +719,16 @@ mod tests {
             Some(12.0)
         );
         assert_eq!(requests_total(text, &["nope"]), None);
+    }
+
+    #[test]
+    fn gates_read_prometheus_when_it_runs_and_the_gateway_otherwise() {
+        assert_eq!(error_rate_provider(None), "{gateway: {metric: error-rate}}");
+        let promql = error_rate_provider(Some("http://127.0.0.1:9090"));
+        assert!(
+            promql.starts_with("{prometheus: {address: \"http://127.0.0.1:9090\", query: \"(sum(rate(bulkhead_gateway_requests_total{service=\\\"{{service}}\\\",code=\\\"5xx\\\"}[10s]))"),
+            "{promql}"
+        );
     }
 
     #[test]

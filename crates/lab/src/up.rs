@@ -1629,6 +1629,34 @@ mod tests {
     }
 
     #[test]
+    fn a_new_version_is_one_more_endpoint_and_the_selectors_stay() {
+        let live = vec![service("web", &[], &["/web"]), service("db", &[], &[])];
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let endpoints = [
+            Endpoint {
+                service: "web".into(),
+                version: "1.0.0".into(),
+                addr: at(7001),
+            },
+            Endpoint {
+                service: "db".into(),
+                version: "1.0.0".into(),
+                addr: at(7002),
+            },
+            Endpoint {
+                service: "db".into(),
+                version: "1.0.1".into(),
+                addr: at(7003),
+            },
+        ];
+        let selectors = BTreeMap::from([("db".to_string(), "{version: \"1.0.1\"}".to_string())]);
+        test_support::expect_text(
+            &gateway_yaml_with(at(8080), &live, &endpoints, &selectors),
+            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web, version: \"1.0.0\"}\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n      - {address: 127.0.0.1:7003, labels: {app: db, version: \"1.0.1\"}}\n    selector: {version: \"1.0.1\"}\n",
+        );
+    }
+
+    #[test]
     fn a_child_whose_address_is_taken_is_told_apart_from_a_crash() {
         let tmp = test_support::TempDir::new("lab-port-taken");
         let child = |log: &str, text: &str| {

@@ -56,6 +56,14 @@ fn cve_enforce_and_patch_pass_on_a_live_lab_and_leave_no_process() {
         );
     }
     assert!(ready["addresses"]["registry"].is_string(), "{ready:#}");
+    // Requests per second come from each process's counters between two writes of lab.json.
+    wait_for(&dir, "the gateway's requests/s under load", |s| {
+        s["processes"].as_array().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p["kind"] == "gateway" && p["requests_per_s"].as_f64().is_some_and(|r| r > 0.0)
+            })
+        })
+    });
 
     let cve = scenario(
         &dir,

@@ -414,12 +414,12 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     let work = lab.dir.join("scenarios/cve");
     std::fs::create_dir_all(&work).map_err(|e| failed("the scenario's folder", e.to_string()))?;
     let prometheus = lab.record["gates"] == "prometheus";
-    let provider = match lab.address("prometheus") {
-        Ok(address) if prometheus => format!(
-            "{{prometheus: {{address: \"{address}\", query: \"(sum(rate(bulkhead_gateway_requests_total{{service=\\\"{{{{service}}}}\\\",code=\\\"5xx\\\"}}[10s])) or vector(0)) / (sum(rate(bulkhead_gateway_requests_total{{service=\\\"{{{{service}}}}\\\"}}[10s])) > 0 or vector(1))\"}}}}"
-        ),
-        _ => "{gateway: {metric: error-rate}}".to_string(),
-    };
+    let provider = infra::error_rate_provider(
+        lab.address("prometheus")
+            .ok()
+            .filter(|_| prometheus)
+            .as_deref(),
+    );
     let mut specs = format!(
         "apiVersion: bulkhead.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata: {{name: cve-error-rate}}\nspec:\n  metrics:\n    - name: error-rate\n      interval: 1s\n      count: 3\n      successCondition: result < 0.05\n      failureLimit: 0\n      provider: {provider}\n"
     );
