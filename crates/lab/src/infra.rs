@@ -549,17 +549,20 @@ pub fn ca_from_log(log: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Builds the lab's hosts: dpkg roots on demo 1.0, each with a repository
-/// offering its next release (the last host's release, 1.3, fails its health
-/// check), and the inventory `patch` reads. Reuses hosts already built.
+/// Builds the lab's hosts anew: dpkg roots on demo 1.0, each with a
+/// repository offering its next release (1.3 fails its health check), and
+/// the inventory `patch` reads.
 ///
 /// # Errors
 /// dpkg or apt-ftparchive fail, or a file cannot be written.
 pub fn build_hosts(dir: &Path, releases: &[(&str, &'static str)]) -> Result<PathBuf, String> {
     let folder = dir.join(HOSTS_DIR);
     let inventory = dir.join(HOSTS_INVENTORY);
-    if inventory.is_file() {
-        return Ok(inventory);
+    // Fresh hosts every time: a patch scenario starts from demo 1.0 on every host.
+    match std::fs::remove_dir_all(&folder) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing {}: {e}", folder.display())),
     }
     let bed = hostops::testbed::Testbed::new(&folder.join("bed"))?;
     let mut yaml = String::from(

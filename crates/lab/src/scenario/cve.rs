@@ -523,6 +523,14 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
             .collect::<Vec<_>>(),
     );
     report.evidence("withdrawn_digests", &withdrawn);
+    // registry.json lists what the registry holds: the rebuilt bases and fixed images too.
+    let mut record = registry.clone();
+    record
+        .images
+        .extend(publisher.record.images.iter().cloned());
+    record
+        .write(&lab.dir)
+        .map_err(|e| failed("registry.json", e))?;
     report.evidence(
         "seconds_from_report_to_remediation",
         (remediated.as_secs_f64() * 10.0).round() / 10.0,

@@ -47,7 +47,12 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     live::poll(
         "the lab's dpkg hosts",
         std::time::Duration::from_secs(120),
-        || inventory.is_file().then_some(()),
+        // Built once lab.json says so (each `lab up` builds them anew).
+        || {
+            let record = crate::up::read_record(&lab.dir).ok()?;
+            record["provision"]["hosts"]["hosts"].as_u64()?;
+            inventory.is_file().then_some(())
+        },
     )?;
     let roots = roots(&inventory);
     if roots.len() != infra::HOSTS.len() {
