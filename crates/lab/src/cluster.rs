@@ -169,6 +169,40 @@ mod tests {
     }
 
     #[test]
+    fn a_new_version_beside_the_first_is_one_more_pod_of_the_same_deployment() {
+        let mut green = workload("orders", "apps/orders:1.0.1@sha256:99", Some(52));
+        green.version = "1.0.1".into();
+        let list = snapshot(&[
+            workload("orders", "apps/orders:1.0.0@sha256:11", Some(41)),
+            green,
+        ]);
+        let names: Vec<(&str, &str, &str)> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["kind"].as_str().unwrap(),
+                    i["metadata"]["name"].as_str().unwrap(),
+                    i["metadata"]["labels"]["version"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Deployment", "orders", "1.0.0"),
+                ("Pod", "orders-41", "1.0.0"),
+                ("Pod", "orders-52", "1.0.1")
+            ]
+        );
+        assert_eq!(
+            list["items"][2]["status"]["containerStatuses"][0]["imageID"],
+            "docker-pullable://apps/orders@sha256:99"
+        );
+    }
+
+    #[test]
     fn the_snapshot_entry_is_added_once_and_never_over_a_cluster_table() {
         let added = with_snapshot_entry("[images]\nbase_repo = \"b\"").unwrap();
         assert!(
