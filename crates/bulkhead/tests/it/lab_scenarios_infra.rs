@@ -72,6 +72,7 @@ fn cve_enforce_and_patch_pass_on_a_live_lab_and_leave_no_process() {
             "cve names exactly the services of the ground truth",
             "images upgrade committed in every affected repository, and only there",
             "the webhook denies a manifest still on a withdrawn digest",
+            "each affected live service passed its gate in its wave",
             "every affected live service now runs the fixed image",
             "no service outside the change saw an error during the rollout",
         ],

@@ -470,6 +470,47 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
             rolled.stderr.lines().last().unwrap_or_default()
         ),
     );
+    let shown = lab.run_json(
+        report,
+        &[
+            "rollout",
+            "status",
+            "--path",
+            ".",
+            "--state",
+            &state.display().to_string(),
+            "--json",
+        ],
+    )?;
+    let waves: Vec<Value> = shown["rollout"]["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            json!({
+                "service": s["service"],
+                "wave": s["wave"],
+                "phase": s["phase"],
+                "gates": s["analyses"].as_array().into_iter().flatten().map(|a| a["verdict"].clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let gated = waves.len() == affected_live.len()
+        && waves.iter().all(|w| {
+            w["gates"]
+                .as_array()
+                .is_some_and(|g| !g.is_empty() && g.iter().all(|v| v == "successful"))
+        });
+    report.check(
+        "each affected live service passed its gate in its wave",
+        gated,
+        format!(
+            "{} wave(s): {}",
+            shown["rollout"]["waves"],
+            Value::Array(waves.clone())
+        ),
+    );
+    report.evidence("waves", &waves);
     let selectors = live::selectors(lab)?;
     let on_fixed: Vec<&String> = affected_live
         .iter()
