@@ -118,9 +118,17 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         detail,
     };
     let truth: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    fleet_of(&truth).map_err(invalid)
+}
+
+/// The services of a ground truth.
+///
+/// # Errors
+/// No services list, or a service without a name.
+pub fn fleet_of(truth: &Value) -> Result<Vec<FleetService>, String> {
     let services = truth["services"]
         .as_array()
-        .ok_or_else(|| invalid("no services list".into()))?;
+        .ok_or_else(|| "no services list".to_string())?;
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|a| {
@@ -136,7 +144,7 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         .map(|s| {
             let name = s["name"]
                 .as_str()
-                .ok_or_else(|| invalid("a service without a name".into()))?;
+                .ok_or_else(|| "a service without a name".to_string())?;
             let public_paths = s["routes"]
                 .as_array()
                 .map(|routes| {
@@ -158,10 +166,11 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         .collect()
 }
 
-/// Picks up to `n` services: the public service that reaches the most
-/// services first, with what it calls, breadth first; then the next one, so
-/// that a request to a public route fans out through as many live services as
-/// the fleet's dependencies allow. Calls to services left out are dropped.
+/// Picks up to `n` services so that one public request crosses as many live
+/// services as it can: first the longest call chain from a public service (the
+/// fleet's core flow, six services deep), then what that service reaches,
+/// breadth first, then the next public service and what it reaches. Calls to
+/// services left out are dropped.
 pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
     let by_name: BTreeMap<&str, &FleetService> =
         fleet.iter().map(|s| (s.name.as_str(), s)).collect();
@@ -179,14 +188,20 @@ pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
         }
         order
     }
-    let mut roots: Vec<Vec<&str>> = fleet
+    let mut roots: Vec<(Vec<&str>, Vec<&str>)> = fleet
         .iter()
         .filter(|s| !s.public_paths.is_empty())
-        .map(|s| reach(&by_name, &s.name))
+        .map(|s| (longest_chain(&by_name, &s.name), reach(&by_name, &s.name)))
         .collect();
-    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    roots.sort_by_key(|(chain, reach)| std::cmp::Reverse((chain.len(), reach.len())));
     let mut picked: Vec<&str> = Vec::new();
-    for name in roots.into_iter().flatten() {
+    let order = roots
+        .first()
+        .map(|(chain, _)| chain.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(roots.iter().flat_map(|(_, reach)| reach.iter().copied()));
+    for name in order {
         if picked.len() == n {
             break;
         }
@@ -211,6 +226,43 @@ pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
             image: s.image.clone(),
         })
         .collect()
+}
+
+/// The longest call chain from `root` through the fleet's dependencies (an
+/// acyclic graph), first service first; ties go to the first dependency listed.
+pub fn longest_chain<'a>(
+    by_name: &BTreeMap<&'a str, &'a FleetService>,
+    root: &'a str,
+) -> Vec<&'a str> {
+    fn walk<'a>(
+        by_name: &BTreeMap<&'a str, &'a FleetService>,
+        name: &'a str,
+        memo: &mut BTreeMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+    ) -> Vec<&'a str> {
+        if let Some(known) = memo.get(name) {
+            return known.clone();
+        }
+        // A cycle in a hand-edited fleet ends the chain instead of looping.
+        if path.contains(&name) {
+            return Vec::new();
+        }
+        path.push(name);
+        let mut best: Vec<&'a str> = Vec::new();
+        for dep in by_name.get(name).into_iter().flat_map(|s| &s.depends_on) {
+            if let Some((dep, _)) = by_name.get_key_value(dep.as_str()) {
+                let chain = walk(by_name, dep, memo, path);
+                if chain.len() > best.len() {
+                    best = chain;
+                }
+            }
+        }
+        path.pop();
+        best.insert(0, name);
+        memo.insert(name, best.clone());
+        best
+    }
+    walk(by_name, root, &mut BTreeMap::new(), &mut Vec::new())
 }
 
 /// The gateway document: the public routes, and one route per service for
@@ -1031,6 +1083,45 @@ mod tests {
             ["db"],
             "calls to services left out are dropped"
         );
+    }
+
+    #[test]
+    fn the_longest_chain_is_picked_before_breadth() {
+        let fleet = vec![
+            service("web", &["a", "b", "orders"], &["/web"]),
+            service("a", &[], &[]),
+            service("b", &[], &[]),
+            service("orders", &["pay"], &[]),
+            service("pay", &["ledger"], &[]),
+            service("ledger", &["db"], &[]),
+            service("db", &[], &[]),
+        ];
+        let live = pick_live(&fleet, 5);
+        let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "orders", "pay", "ledger", "db"]);
+        assert_eq!(live[0].depends_on, ["orders"]);
+    }
+
+    #[test]
+    fn a_request_crosses_six_live_services_in_generated_fleets() {
+        for (fleet_size, live) in [(100, 12), (12, 6), (100, 50)] {
+            let plan = generate::plan(&FleetSpec {
+                services: fleet_size,
+                seed: 42,
+                git: false,
+            });
+            let truth = serde_json::to_value(&plan.truth).unwrap();
+            let picked = pick_live(&fleet_of(&truth).unwrap(), live);
+            let by_name: BTreeMap<&str, &FleetService> =
+                picked.iter().map(|s| (s.name.as_str(), s)).collect();
+            let chain = longest_chain(&by_name, &picked[0].name);
+            assert!(
+                chain.len() >= 6,
+                "{live} of {fleet_size}: {chain:?} from {:?}",
+                picked[0].public_paths
+            );
+            assert!(!picked[0].public_paths.is_empty());
+        }
     }
 
     #[test]
