@@ -28,6 +28,9 @@ use crate::generate::{self, FleetSpec, GROUND_TRUTH, LabError};
 pub const LAB_JSON: &str = "lab.json";
 /// Written by `lab down`: the supervisor stops everything when it appears.
 pub const STOP_FILE: &str = "lab.stop";
+/// The bearer token of every live service's `/admin/faults`, written at start
+/// (mode 0600), so that scenarios inject faults into the running processes.
+pub const ADMIN_TOKEN: &str = "admin-token";
 /// The version every live service reports.
 const SERVICE_VERSION: &str = "1.0.0";
 /// Highest load the generator is allowed to send, in requests per second.
@@ -266,7 +269,10 @@ pub fn longest_chain<'a>(
 }
 
 /// The gateway document: the public routes, and one route per service for
-/// the calls between services, which name the callee as `Host`.
+/// the calls between services, which name the callee as `Host`. Passive
+/// ejection is off: a service's errors (injected by scenarios) must reach its
+/// callers, the traces and the rollout gates, not turn into the gateway's 503s
+/// once its endpoint is ejected.
 pub fn gateway_yaml(
     listen: SocketAddr,
     services: &[FleetService],
@@ -287,7 +293,7 @@ pub fn gateway_yaml(
     for s in services {
         let _ = writeln!(
             out,
-            "  {name}:\n    endpoints:\n      - {{address: {addr}, labels: {{app: {name}, version: \"{SERVICE_VERSION}\"}}}}\n    selector: {{app: {name}}}",
+            "  {name}:\n    endpoints:\n      - {{address: {addr}, labels: {{app: {name}, version: \"{SERVICE_VERSION}\"}}}}\n    selector: {{app: {name}}}\n    ejection: off",
             name = s.name,
             addr = addrs[&s.name],
         );
@@ -487,6 +493,7 @@ pub fn up(
         .map_err(io_error(format!("writing {}", config.display())))?;
     drop(held);
 
+    let token_file = write_admin_token(&spec.dir)?;
     let version = env!("CARGO_PKG_VERSION").to_string();
     let otlp_url = format!("http://{otlp}");
     let mut procs = vec![Proc::new(ProcSpec {
@@ -523,6 +530,8 @@ pub fn up(
             listen.to_string(),
             "--otlp-endpoint".into(),
             otlp_url.clone(),
+            "--admin-token-file".into(),
+            token_file.display().to_string(),
         ];
         if !s.depends_on.is_empty() {
             args.push("--calls".into());
@@ -648,6 +657,27 @@ pub fn up(
     }
     let _ = fs::remove_file(spec.dir.join(STOP_FILE));
     outcome.and(lab.write(&procs, "stopped"))
+}
+
+/// Writes a fresh random admin token to `DIR/admin-token`, readable by its owner only.
+fn write_admin_token(dir: &Path) -> Result<PathBuf, UpError> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io_error("reading /dev/urandom for the admin token"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(ADMIN_TOKEN);
+    let _ = fs::remove_file(&path);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(path)
 }
 
 /// What the lab says when `prometheus` is not on PATH.
@@ -1143,7 +1173,7 @@ mod tests {
         let yaml = gateway_yaml(SocketAddr::from(([127, 0, 0, 1], 8080)), &live, &addrs);
         test_support::expect_text(
             &yaml,
-            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web}\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n    selector: {app: db}\n",
+            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web}\n    ejection: off\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n    selector: {app: db}\n    ejection: off\n",
         );
     }
 }

@@ -391,6 +391,7 @@ pub fn run(scenario: Scenario, lab: &mut Lab) -> Result<Report, ScenarioError> {
 
 mod cve;
 mod enforce;
+mod live;
 mod patch;
 mod pipeline;
 mod ten_services;

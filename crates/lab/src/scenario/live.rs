@@ -1,0 +1,425 @@
+//! What the trace and ten-services scenarios share to act on the live lab:
+//! HTTP to its processes, the live services and their calls, injected faults
+//! (cleared when dropped), the gateway's per-service counts, traces arriving
+//! at the collector, and the log lines of a trace.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Lab, ScenarioError};
+use crate::up;
+
+/// How long a scenario waits for something the lab does on its own
+/// (spans exported, a process ready) before it gives up.
+pub const SETTLE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(200);
+
+fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
+    ScenarioError::Failed {
+        what: what.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// One HTTP request to a lab process.
+///
+/// # Errors
+/// A malformed URL, or no answer before `timeout`.
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<http_client::Response, ScenarioError> {
+    let parsed = http_client::Url::parse(url).map_err(|e| failed(url, e))?;
+    http_client::request(method, &parsed, headers, body, timeout)
+        .map_err(|e| failed(&format!("{method} {url}"), e.to_string()))
+}
+
+/// Polls `probe` every 200 ms until it gives a value, or fails after `within`.
+///
+/// # Errors
+/// `probe` gave nothing in time; the error names `what`.
+pub fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T, ScenarioError> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(failed(what, format!("not within {within:?}")));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A live service process of the lab.
+#[derive(Debug, Clone)]
+pub struct LiveService {
+    pub name: String,
+    pub addr: String,
+    pub public_paths: Vec<String>,
+}
+
+/// The lab's live services, in the order `lab up` picked them (the first one
+/// starts the longest call chain), with the calls between them.
+///
+/// # Errors
+/// The ground truth is unreadable.
+pub fn services(lab: &Lab) -> Result<Vec<LiveService>, ScenarioError> {
+    let procs: Vec<&Value> = lab.record["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["kind"] == "service")
+        .collect();
+    let fleet = up::fleet_of(&lab.truth).map_err(|detail| ScenarioError::Missing {
+        what: "fleet in the ground truth".into(),
+        detail,
+    })?;
+    let picked = up::pick_live(&fleet, procs.len().max(1));
+    Ok(picked
+        .into_iter()
+        .filter_map(|s| {
+            let p = procs.iter().find(|p| p["name"] == s.name.as_str())?;
+            Some(LiveService {
+                addr: p["addr"].as_str().unwrap_or_default().to_string(),
+                name: s.name,
+                public_paths: s.public_paths,
+            })
+        })
+        .collect())
+}
+
+/// The bearer token of the services' `/admin/faults` (`DIR/admin-token`).
+///
+/// # Errors
+/// The lab was started without one.
+pub fn admin_token(lab: &Lab) -> Result<String, ScenarioError> {
+    let path = lab.dir.join(up::ADMIN_TOKEN);
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| ScenarioError::Missing {
+            what: "admin token".into(),
+            detail: format!(
+                "{}: {e} (restart the lab with this bulkhead's `lab up`)",
+                path.display()
+            ),
+        })
+}
+
+/// Faults injected into one live service; cleared when dropped, whatever
+/// happened in between.
+pub struct Injected {
+    url: String,
+    token: String,
+}
+
+impl Injected {
+    /// Replaces the faults of the service at `addr` (`PUT /admin/faults`).
+    ///
+    /// # Errors
+    /// The service refused them or did not answer.
+    pub fn new(
+        service: &str,
+        addr: &str,
+        token: &str,
+        faults: &Value,
+    ) -> Result<Injected, ScenarioError> {
+        let url = format!("http://{addr}/admin/faults");
+        let answer = http(
+            "PUT",
+            &url,
+            &[
+                http_client::bearer(token),
+                ("Content-Type", "application/json".into()),
+            ],
+            faults.to_string().as_bytes(),
+            Duration::from_secs(5),
+        )?;
+        if answer.status != 200 {
+            return Err(failed(
+                &format!("injecting {faults} into {service}"),
+                format!(
+                    "answered {}: {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                ),
+            ));
+        }
+        Ok(Injected {
+            url,
+            token: token.to_string(),
+        })
+    }
+
+    /// Clears the faults now and says whether the service confirms none is left.
+    pub fn clear(self) -> bool {
+        self.delete();
+        let left = http(
+            "GET",
+            &self.url,
+            &[http_client::bearer(&self.token)],
+            &[],
+            Duration::from_secs(5),
+        )
+        .ok()
+        .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok());
+        left.is_some_and(|faults| {
+            faults["error_rate"] == json!(0.0)
+                && faults["latency_ms"] == json!(0)
+                && faults["fail_calls"].as_array().is_some_and(Vec::is_empty)
+        })
+    }
+
+    fn delete(&self) {
+        let _ = http(
+            "DELETE",
+            &self.url,
+            &[http_client::bearer(&self.token)],
+            &[],
+            Duration::from_secs(5),
+        );
+    }
+}
+
+impl Drop for Injected {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// Requests and 5xx answers the gateway counted, per service and endpoint version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(pub BTreeMap<(String, String), (u64, u64)>);
+
+impl Counts {
+    /// Reads `bulkhead_gateway_requests_total` from the gateway's admin `/metrics`.
+    ///
+    /// # Errors
+    /// The gateway did not answer.
+    pub fn read(lab: &Lab) -> Result<Counts, ScenarioError> {
+        let admin = lab.address("gateway_admin")?;
+        let answer = http(
+            "GET",
+            &format!("{admin}/metrics"),
+            &[],
+            &[],
+            Duration::from_secs(5),
+        )?;
+        Ok(Counts::parse(&String::from_utf8_lossy(&answer.body)))
+    }
+
+    /// The request counters of a Prometheus text exposition.
+    pub fn parse(text: &str) -> Counts {
+        let mut counts = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("bulkhead_gateway_requests_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            let n: u64 = value.trim().parse().unwrap_or(0);
+            let entry: &mut (u64, u64) = counts
+                .entry((label("service"), label("version")))
+                .or_default();
+            entry.0 += n;
+            if label("code") == "5xx" {
+                entry.1 += n;
+            }
+        }
+        Counts(counts)
+    }
+
+    /// What was counted since `before`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        Counts(
+            self.0
+                .iter()
+                .map(|(key, (total, errors))| {
+                    let (t0, e0) = before.0.get(key).copied().unwrap_or_default();
+                    (
+                        key.clone(),
+                        (total.saturating_sub(t0), errors.saturating_sub(e0)),
+                    )
+                })
+                .filter(|(_, (total, _))| *total > 0)
+                .collect(),
+        )
+    }
+
+    /// Requests and 5xx of one service, all versions together.
+    pub fn service(&self, name: &str) -> (u64, u64) {
+        self.0
+            .iter()
+            .filter(|((service, _), _)| service == name)
+            .fold((0, 0), |(t, e), (_, (total, errors))| {
+                (t + total, e + errors)
+            })
+    }
+
+    /// `{service: {version: {requests, failed}}}` for a report.
+    pub fn to_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for ((service, version), (total, errors)) in &self.0 {
+            let entry = out
+                .entry(service.clone())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            entry[version] = json!({"requests": total, "failed": errors});
+        }
+        Value::Object(out)
+    }
+}
+
+/// The services of a lab service's JSON answer along its deepest call chain.
+pub fn deepest_chain(body: &Value) -> Vec<String> {
+    let mut best: Vec<String> = Vec::new();
+    for call in body["downstream"].as_array().into_iter().flatten() {
+        let chain = deepest_chain(&call["body"]);
+        if chain.len() > best.len() {
+            best = chain;
+        }
+    }
+    best.insert(0, body["service"].as_str().unwrap_or_default().to_string());
+    best
+}
+
+/// The services that sent spans of a trace to the collector so far.
+pub fn traced_services(collector: &str, trace_id: &str) -> Vec<String> {
+    let answer = http(
+        "GET",
+        &format!("{collector}/api/traces/{trace_id}"),
+        &[],
+        &[],
+        Duration::from_secs(5),
+    );
+    let Ok(answer) = answer else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_slice::<Value>(&answer.body) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = json["data"][0]["processes"]
+        .as_object()
+        .into_iter()
+        .flat_map(|ps| ps.values())
+        .filter_map(|p| p["serviceName"].as_str().map(String::from))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Waits until every one of `services` has sent spans of the trace.
+///
+/// # Errors
+/// Some did not within [`SETTLE`].
+pub fn await_trace(
+    collector: &str,
+    trace_id: &str,
+    services: &[String],
+) -> Result<Vec<String>, ScenarioError> {
+    eventually(
+        &format!("spans of trace {trace_id} from {}", services.join(", ")),
+        SETTLE,
+        || {
+            let seen = traced_services(collector, trace_id);
+            services.iter().all(|s| seen.contains(s)).then_some(seen)
+        },
+    )
+}
+
+/// The lines of every log in `DIR/logs` that carry `trace_id`, by process name.
+pub fn log_lines(dir: &Path, trace_id: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("logs")) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|line| line.contains(trace_id))
+            .map(String::from)
+            .collect();
+        if !lines.is_empty() {
+            out.insert(name.to_string(), lines);
+        }
+    }
+    out
+}
+
+/// Sends GET `path` to the ingress and returns the status, the `x-trace-id`
+/// and the JSON body.
+///
+/// # Errors
+/// The ingress did not answer.
+pub fn get_ingress(lab: &Lab, path: &str) -> Result<(u16, String, Value), ScenarioError> {
+    let ingress = lab.address("ingress")?;
+    let answer = http(
+        "GET",
+        &format!("{ingress}{path}"),
+        &[],
+        &[],
+        Duration::from_secs(30),
+    )?;
+    let trace_id = answer.header("x-trace-id").unwrap_or_default().to_string();
+    let body = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    Ok((answer.status, trace_id, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_counts_sum_status_classes_per_service_and_version() {
+        let before = Counts::parse(
+            "# TYPE bulkhead_gateway_requests_total counter\nbulkhead_gateway_requests_total{service=\"a\",version=\"1.0.0\",code=\"2xx\"} 10\n",
+        );
+        let after = Counts::parse(
+            "bulkhead_gateway_requests_total{service=\"a\",version=\"1.0.0\",code=\"2xx\"} 14\nbulkhead_gateway_requests_total{service=\"a\",version=\"green\",code=\"5xx\"} 3\nbulkhead_gateway_requests_total{service=\"a\",version=\"green\",code=\"2xx\"} 7\nbulkhead_gateway_request_duration_seconds_count{service=\"a\"} 9\n",
+        );
+        let delta = after.since(&before);
+        assert_eq!(delta.service("a"), (14, 3));
+        assert_eq!(
+            delta.to_json(),
+            json!({"a": {"1.0.0": {"requests": 4, "failed": 0}, "green": {"requests": 10, "failed": 3}}})
+        );
+    }
+
+    #[test]
+    fn the_deepest_chain_follows_the_longest_downstream_branch() {
+        let body = json!({"service": "web", "downstream": [
+            {"body": {"service": "a", "downstream": []}},
+            {"body": {"service": "b", "downstream": [{"body": {"service": "c"}}]}},
+        ]});
+        assert_eq!(deepest_chain(&body), ["web", "b", "c"]);
+    }
+}
