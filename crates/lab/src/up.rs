@@ -32,7 +32,7 @@ pub const STOP_FILE: &str = "lab.stop";
 /// (mode 0600), so that scenarios inject faults into the running processes.
 pub const ADMIN_TOKEN: &str = "admin-token";
 /// The version every live service reports.
-const SERVICE_VERSION: &str = "1.0.0";
+pub const SERVICE_VERSION: &str = "1.0.0";
 /// Highest load the generator is allowed to send, in requests per second.
 pub const MAX_RATE: f64 = 200.0;
 /// How long a stopping child may drain before it is killed.

@@ -131,6 +131,9 @@ pub struct ScenarioArgs {
     pub name: lab::scenario::Scenario,
     #[command(flatten)]
     pub dir: DirArgs,
+    /// Time between a rollout gate's measurements (ten-services, cve).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = args::duration)]
+    pub gate_interval: Duration,
     #[command(flatten)]
     pub format: args::FormatArgs,
 }
@@ -249,6 +252,7 @@ pub fn run(command: LabCommand) -> Result<Exit> {
 fn scenario(args: &ScenarioArgs) -> Result<Exit> {
     let exe = std::env::current_exe().context("finding the bulkhead executable")?;
     let mut lab = lab::scenario::Lab::open(&args.dir.dir, &exe)?;
+    lab.gate_interval = args.gate_interval;
     let report = lab::scenario::run(args.name, &mut lab)?;
     if args.format.get() == args::Format::Json {
         output::print_json(&report)?;

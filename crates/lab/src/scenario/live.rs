@@ -66,6 +66,8 @@ pub fn eventually<T>(
 pub struct LiveService {
     pub name: String,
     pub addr: String,
+    /// The live services it calls (through the gateway).
+    pub calls: Vec<String>,
     pub public_paths: Vec<String>,
 }
 
@@ -93,6 +95,7 @@ pub fn services(lab: &Lab) -> Result<Vec<LiveService>, ScenarioError> {
             Some(LiveService {
                 addr: p["addr"].as_str().unwrap_or_default().to_string(),
                 name: s.name,
+                calls: s.depends_on,
                 public_paths: s.public_paths,
             })
         })
