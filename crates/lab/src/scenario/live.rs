@@ -4,7 +4,7 @@
 //! at the collector, and the log lines of a trace.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -59,6 +59,22 @@ pub fn eventually<T>(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// A fresh folder for a scenario's own files: `DIR/.bulkhead/scenarios/NAME`.
+/// The folder above holds a `.ignore` of everything, so that a scan of the
+/// lab's fleet never reads a scenario's files, whatever its state folder.
+///
+/// # Errors
+/// The folder cannot be made.
+pub fn work_dir(lab: &Lab, name: &str) -> Result<PathBuf, ScenarioError> {
+    let scenarios = lab.dir.join(".bulkhead").join("scenarios");
+    let work = scenarios.join(name);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)
+        .and_then(|()| std::fs::write(scenarios.join(".ignore"), "*\n"))
+        .map_err(|e| failed(&format!("making {}", work.display()), e.to_string()))?;
+    Ok(work)
 }
 
 /// A live service process of the lab.

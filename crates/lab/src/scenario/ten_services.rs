@@ -68,8 +68,7 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
             ),
         );
     }
-    let work = lab.dir.join(".bulkhead/scenarios/ten-services");
-    let _ = std::fs::remove_dir_all(&work);
+    let work = live::work_dir(lab, "ten-services")?;
     let fleet = work.join("fleet");
     write_live_fleet(lab, &services, &fleet)?;
     let admin = lab.address("gateway_admin")?;
