@@ -9,4 +9,5 @@
 pub mod cluster;
 pub mod generate;
 pub mod scenario;
+pub mod tour;
 pub mod up;

@@ -12,6 +12,7 @@ mod grammar;
 mod handwritten;
 mod images;
 mod lab_service;
+mod lab_tour;
 mod lab_up;
 mod layering;
 mod patch;

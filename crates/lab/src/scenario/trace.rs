@@ -132,7 +132,7 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
         &json!({"latency_ms": SLOW_MS}),
     )?;
     let started = Instant::now();
-    let (slow_status, slow_id, _) = live::get_ingress(lab, &route)?;
+    let (slow_status, slow_id, slow_body) = live::get_ingress(lab, &route)?;
     let slow_ms = started.elapsed().as_millis();
     let slow_cleared = fault.clear();
     report.check(
@@ -142,8 +142,8 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     );
 
     // 3. Traces: wait for every hop's spans, then read them as an operator would.
-    live::await_trace(&collector, &failed_id, &chain[..4])?;
-    live::await_trace(&collector, &slow_id, &chain)?;
+    live::await_trace(&collector, &failed_id, live::expected_spans(&body))?;
+    live::await_trace(&collector, &slow_id, live::expected_spans(&slow_body))?;
     let failed_trace = trace(lab, report, &collector, &failed_id)?;
     let slow_trace = trace(lab, report, &collector, &slow_id)?;
     let root_cause = &failed_trace.analysis["root_causes"][0];
