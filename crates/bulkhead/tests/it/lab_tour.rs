@@ -162,3 +162,19 @@ fn a_short_tour_runs_pipeline_ten_services_and_trace_and_leaves_no_process() {
     let survivors: Vec<u64> = pids.into_iter().filter(|&pid| alive(pid)).collect();
     assert!(survivors.is_empty(), "still alive: {survivors:?}");
 }
+
+#[test]
+fn a_tour_in_a_folder_that_is_not_a_lab_is_refused() {
+    let tmp = TempDir::new("lab-tour-not-a-lab");
+    tmp.write("notes.txt", "mine\n");
+    let out = bulkhead()
+        .args(["lab", "tour", "--scenarios", "trace", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a lab"), "{stderr}");
+    assert!(stderr.contains("exited"), "{stderr}");
+    assert!(!tmp.join("lab.json").exists());
+}
