@@ -11,4 +11,5 @@ pub mod cluster;
 pub mod generate;
 pub mod infra;
 pub mod scenario;
+pub mod tour;
 pub mod up;

@@ -29,6 +29,9 @@ pub const LAB_JSON: &str = "lab.json";
 /// Written by `lab down`: the supervisor stops everything when it appears.
 pub const STOP_FILE: &str = "lab.stop";
 use crate::infra::{self, SERVICE_VERSION};
+/// The bearer token of every live service's `/admin/faults`, written at start
+/// (mode 0600), so that scenarios inject faults into the running processes.
+pub const ADMIN_TOKEN: &str = "admin-token";
 /// Highest load the generator is allowed to send, in requests per second.
 pub const MAX_RATE: f64 = 200.0;
 /// How long a stopping child may drain before it is killed.
@@ -117,9 +120,17 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         detail,
     };
     let truth: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    fleet_of(&truth).map_err(invalid)
+}
+
+/// The services of a ground truth.
+///
+/// # Errors
+/// No services list, or a service without a name.
+pub fn fleet_of(truth: &Value) -> Result<Vec<FleetService>, String> {
     let services = truth["services"]
         .as_array()
-        .ok_or_else(|| invalid("no services list".into()))?;
+        .ok_or_else(|| "no services list".to_string())?;
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|a| {
@@ -135,7 +146,7 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         .map(|s| {
             let name = s["name"]
                 .as_str()
-                .ok_or_else(|| invalid("a service without a name".into()))?;
+                .ok_or_else(|| "a service without a name".to_string())?;
             let public_paths = s["routes"]
                 .as_array()
                 .map(|routes| {
@@ -157,10 +168,11 @@ pub fn read_fleet(dir: &Path) -> Result<Vec<FleetService>, UpError> {
         .collect()
 }
 
-/// Picks up to `n` services: the public service that reaches the most
-/// services first, with what it calls, breadth first; then the next one, so
-/// that a request to a public route fans out through as many live services as
-/// the fleet's dependencies allow. Calls to services left out are dropped.
+/// Picks up to `n` services so that one public request crosses as many live
+/// services as it can: first the longest call chain from a public service (the
+/// fleet's core flow, six services deep), then what that service reaches,
+/// breadth first, then the next public service and what it reaches. Calls to
+/// services left out are dropped.
 pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
     let by_name: BTreeMap<&str, &FleetService> =
         fleet.iter().map(|s| (s.name.as_str(), s)).collect();
@@ -178,14 +190,20 @@ pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
         }
         order
     }
-    let mut roots: Vec<Vec<&str>> = fleet
+    let mut roots: Vec<(Vec<&str>, Vec<&str>)> = fleet
         .iter()
         .filter(|s| !s.public_paths.is_empty())
-        .map(|s| reach(&by_name, &s.name))
+        .map(|s| (longest_chain(&by_name, &s.name), reach(&by_name, &s.name)))
         .collect();
-    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    roots.sort_by_key(|(chain, reach)| std::cmp::Reverse((chain.len(), reach.len())));
     let mut picked: Vec<&str> = Vec::new();
-    for name in roots.into_iter().flatten() {
+    let order = roots
+        .first()
+        .map(|(chain, _)| chain.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(roots.iter().flat_map(|(_, reach)| reach.iter().copied()));
+    for name in order {
         if picked.len() == n {
             break;
         }
@@ -212,8 +230,48 @@ pub fn pick_live(fleet: &[FleetService], n: usize) -> Vec<FleetService> {
         .collect()
 }
 
+/// The longest call chain from `root` through the fleet's dependencies (an
+/// acyclic graph), first service first; ties go to the first dependency listed.
+pub fn longest_chain<'a>(
+    by_name: &BTreeMap<&'a str, &'a FleetService>,
+    root: &'a str,
+) -> Vec<&'a str> {
+    fn walk<'a>(
+        by_name: &BTreeMap<&'a str, &'a FleetService>,
+        name: &'a str,
+        memo: &mut BTreeMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+    ) -> Vec<&'a str> {
+        if let Some(known) = memo.get(name) {
+            return known.clone();
+        }
+        // A cycle in a hand-edited fleet ends the chain instead of looping.
+        if path.contains(&name) {
+            return Vec::new();
+        }
+        path.push(name);
+        let mut best: Vec<&'a str> = Vec::new();
+        for dep in by_name.get(name).into_iter().flat_map(|s| &s.depends_on) {
+            if let Some((dep, _)) = by_name.get_key_value(dep.as_str()) {
+                let chain = walk(by_name, dep, memo, path);
+                if chain.len() > best.len() {
+                    best = chain;
+                }
+            }
+        }
+        path.pop();
+        best.insert(0, name);
+        memo.insert(name, best.clone());
+        best
+    }
+    walk(by_name, root, &mut BTreeMap::new(), &mut Vec::new())
+}
+
 /// The gateway document: the public routes, and one route per service for
-/// the calls between services, which name the callee as `Host`.
+/// the calls between services, which name the callee as `Host`. Passive
+/// ejection is off: a service's errors (injected by scenarios) must reach its
+/// callers, the traces and the rollout gates, not turn into the gateway's 503s
+/// once its endpoint is ejected.
 pub fn gateway_yaml(
     listen: SocketAddr,
     services: &[FleetService],
@@ -276,7 +334,7 @@ pub fn gateway_yaml_with(
             .get(&s.name)
             .cloned()
             .unwrap_or_else(|| format!("{{app: {}, version: \"{first}\"}}", s.name));
-        let _ = writeln!(out, "    selector: {selector}");
+        let _ = writeln!(out, "    selector: {selector}\n    ejection: off");
     }
     out
 }
@@ -505,6 +563,7 @@ pub fn up(
     })?;
     drop(held);
 
+    let token_file = write_admin_token(&spec.dir)?;
     let version = env!("CARGO_PKG_VERSION").to_string();
     let otlp_url = format!("http://{otlp}");
     let mut procs = vec![Proc::new(ProcSpec {
@@ -526,49 +585,57 @@ pub fn up(
         log: logs.join("collector.log"),
         ..ProcSpec::default()
     })];
-    let service_spec = |s: &FleetService, name: String, version: &str, addr: SocketAddr| {
-        let mut args = vec![
-            "lab".into(),
-            "service".into(),
-            "--name".into(),
-            s.name.clone(),
-            "--service-version".into(),
-            version.to_string(),
-            "--listen".into(),
-            addr.to_string(),
-            "--via".into(),
-            listen.to_string(),
-            "--otlp-endpoint".into(),
-            otlp_url.clone(),
-        ];
-        if !s.depends_on.is_empty() {
-            args.push("--calls".into());
-            args.push(
-                s.depends_on
-                    .iter()
-                    .map(|d| format!("http://{d}/"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
-        ProcSpec {
-            log: logs.join(format!("{name}.log")),
-            name,
-            kind: "service",
-            version: version.to_string(),
-            addr: Some(addr),
-            health: format!("http://{addr}/readyz"),
-            args,
-            service: Some(s.name.clone()),
-            ..ProcSpec::default()
-        }
-    };
+    let service_spec =
+        |s: &FleetService, name: String, version: &str, addr: SocketAddr, error_rate: f64| {
+            let mut args = vec![
+                "lab".into(),
+                "service".into(),
+                "--name".into(),
+                s.name.clone(),
+                "--service-version".into(),
+                version.to_string(),
+                "--listen".into(),
+                addr.to_string(),
+                "--via".into(),
+                listen.to_string(),
+                "--otlp-endpoint".into(),
+                otlp_url.clone(),
+                "--admin-token-file".into(),
+                token_file.display().to_string(),
+            ];
+            if error_rate > 0.0 {
+                args.push("--error-rate".into());
+                args.push(error_rate.to_string());
+            }
+            if !s.depends_on.is_empty() {
+                args.push("--calls".into());
+                args.push(
+                    s.depends_on
+                        .iter()
+                        .map(|d| format!("http://{d}/"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            ProcSpec {
+                log: logs.join(format!("{name}.log")),
+                name,
+                kind: "service",
+                version: version.to_string(),
+                addr: Some(addr),
+                health: format!("http://{addr}/readyz"),
+                args,
+                service: Some(s.name.clone()),
+                ..ProcSpec::default()
+            }
+        };
     for s in &live {
         procs.push(Proc::new(service_spec(
             s,
             s.name.clone(),
             SERVICE_VERSION,
             addrs[&s.name],
+            0.0,
         )));
     }
     procs.push(Proc::new(ProcSpec {
@@ -838,6 +905,27 @@ fn provision(lab: &Lab, registry: Option<&str>) {
     }
 }
 
+/// Writes a fresh random admin token to `DIR/admin-token`, readable by its owner only.
+fn write_admin_token(dir: &Path) -> Result<PathBuf, UpError> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io_error("reading /dev/urandom for the admin token"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(ADMIN_TOKEN);
+    let _ = fs::remove_file(&path);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(path)
+}
+
 /// What the lab says when `prometheus` is not on PATH.
 pub const PROMETHEUS_MISSING: &str =
     "not installed (scripts/setup installs it); metrics are on the gateway's /metrics";
@@ -1104,10 +1192,14 @@ impl Lab {
 
 /// A request to the running supervisor, a JSON file in `DIR/requests/`.
 ///
-/// - `{"start": {"service": S, "version": V, "image": REF}}` starts one more
-///   `lab service` process for S at version V (named `S@V`), adds it to the
-///   gateway as an endpoint labelled `version: V` (the selectors stay), and
-///   shows it in the cluster snapshot running REF;
+/// - `{"start": {"service": S, "version": V, "image": REF, "error_rate": R}}`
+///   starts one more `lab service` process for S at version V (named `S@V`),
+///   adds it to the gateway as an endpoint labelled `version: V` (the
+///   selectors stay), and shows it in the cluster snapshot running REF
+///   (optional); a version with `error_rate` (optional, 0 to 1) fails that
+///   share of its requests;
+/// - `{"stop": "S@V"}` stops an added version and removes it from the
+///   gateway (move its traffic away first);
 /// - `{"restart": NAME}` stops process NAME; it is started again at once
 ///   (the webhook re-reads its policy folder so).
 ///
@@ -1185,8 +1277,9 @@ fn add_snapshot_entry(dir: &Path) -> Result<(), UpError> {
     }
 }
 
-/// Builds the process of a new version of a service.
-type ServiceSpec<'a> = dyn Fn(&FleetService, String, &str, SocketAddr) -> ProcSpec + 'a;
+/// Builds the process of a version of a service; a positive error rate makes
+/// it fail that share of its requests (a faulty version).
+type ServiceSpec<'a> = dyn Fn(&FleetService, String, &str, SocketAddr, f64) -> ProcSpec + 'a;
 
 /// Watches the children: a dead one is reported and started again after its
 /// backoff. Also answers requests, and records the webhook's CA once it printed it.
@@ -1353,11 +1446,26 @@ fn answer(
         );
         return Ok(());
     }
+    if let Some(name) = request["stop"].as_str() {
+        let at = procs
+            .iter()
+            .position(|p| p.name == name && p.name.contains('@'))
+            .ok_or_else(|| {
+                format!("no added version {name:?} (only S@V processes stop on request)")
+            })?;
+        let mut p = procs.remove(at);
+        stop_all(std::slice::from_mut(&mut p));
+        eprintln!("lab: {name} stopped on request");
+        if let Ok(mut images) = lab.images.lock() {
+            images.remove(name);
+        }
+        return lab.reload_gateway(procs);
+    }
     let start = &request["start"];
     let (Some(service), Some(version)) = (start["service"].as_str(), start["version"].as_str())
     else {
         return Err(format!(
-            "not a request: {request} (give {{\"start\": {{\"service\", \"version\"}}}} or {{\"restart\": NAME}})"
+            "not a request: {request} (give {{\"start\": {{\"service\", \"version\"}}}}, {{\"stop\": \"S@V\"}} or {{\"restart\": NAME}})"
         ));
     };
     let s = lab
@@ -1372,7 +1480,8 @@ fn answer(
     let addr = TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("picking a port for {name}: {e}"))?;
-    let mut p = Proc::new(service_spec(s, name.clone(), version, addr));
+    let error_rate = start["error_rate"].as_f64().unwrap_or(0.0);
+    let mut p = Proc::new(service_spec(s, name.clone(), version, addr, error_rate));
     p.start(exe).map_err(|e| e.to_string())?;
     eprintln!(
         "lab: started {name} on {addr} (pid {})",
@@ -1652,7 +1761,7 @@ mod tests {
         let selectors = BTreeMap::from([("db".to_string(), "{version: \"1.0.1\"}".to_string())]);
         test_support::expect_text(
             &gateway_yaml_with(at(8080), &live, &endpoints, &selectors),
-            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web, version: \"1.0.0\"}\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n      - {address: 127.0.0.1:7003, labels: {app: db, version: \"1.0.1\"}}\n    selector: {version: \"1.0.1\"}\n",
+            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web, version: \"1.0.0\"}\n    ejection: off\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n      - {address: 127.0.0.1:7003, labels: {app: db, version: \"1.0.1\"}}\n    selector: {version: \"1.0.1\"}\n    ejection: off\n",
         );
     }
 
@@ -1678,6 +1787,45 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_chain_is_picked_before_breadth() {
+        let fleet = vec![
+            service("web", &["a", "b", "orders"], &["/web"]),
+            service("a", &[], &[]),
+            service("b", &[], &[]),
+            service("orders", &["pay"], &[]),
+            service("pay", &["ledger"], &[]),
+            service("ledger", &["db"], &[]),
+            service("db", &[], &[]),
+        ];
+        let live = pick_live(&fleet, 5);
+        let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "orders", "pay", "ledger", "db"]);
+        assert_eq!(live[0].depends_on, ["orders"]);
+    }
+
+    #[test]
+    fn a_request_crosses_six_live_services_in_generated_fleets() {
+        for (fleet_size, live) in [(100, 12), (12, 6), (100, 50)] {
+            let plan = generate::plan(&FleetSpec {
+                services: fleet_size,
+                seed: 42,
+                git: false,
+            });
+            let truth = serde_json::to_value(&plan.truth).unwrap();
+            let picked = pick_live(&fleet_of(&truth).unwrap(), live);
+            let by_name: BTreeMap<&str, &FleetService> =
+                picked.iter().map(|s| (s.name.as_str(), s)).collect();
+            let chain = longest_chain(&by_name, &picked[0].name);
+            assert!(
+                chain.len() >= 6,
+                "{live} of {fleet_size}: {chain:?} from {:?}",
+                picked[0].public_paths
+            );
+            assert!(!picked[0].public_paths.is_empty());
+        }
+    }
+
+    #[test]
     fn prometheus_scrapes_the_gateway_services_and_collector() {
         let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
         test_support::expect_text(
@@ -1696,7 +1844,7 @@ mod tests {
         let yaml = gateway_yaml(SocketAddr::from(([127, 0, 0, 1], 8080)), &live, &addrs);
         test_support::expect_text(
             &yaml,
-            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web, version: \"1.0.0\"}\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n    selector: {app: db, version: \"1.0.0\"}\n",
+            "listeners:\n  - address: 127.0.0.1:8080\nroutes:\n  - prefix: /web\n    service: web\n  - host: web\n    prefix: /\n    service: web\n  - host: db\n    prefix: /\n    service: db\nservices:\n  web:\n    endpoints:\n      - {address: 127.0.0.1:7001, labels: {app: web, version: \"1.0.0\"}}\n    selector: {app: web, version: \"1.0.0\"}\n    ejection: off\n  db:\n    endpoints:\n      - {address: 127.0.0.1:7002, labels: {app: db, version: \"1.0.0\"}}\n    selector: {app: db, version: \"1.0.0\"}\n    ejection: off\n",
         );
     }
 }

@@ -92,6 +92,51 @@ pub enum LabCommand {
     ///
     /// Example: bulkhead lab scenario cve --dir /tmp/lab --json
     Scenario(ScenarioArgs),
+    /// Start a lab, run the scenarios, stop the lab, print one report.
+    ///
+    /// Spawns `bulkhead lab up` in DIR, waits until every process answers its
+    /// health check (--ready-timeout), runs each scenario in turn (a scenario
+    /// that cannot run to the end counts as failed and the tour goes on), then
+    /// stops the lab as `lab down` does and checks that no process it started
+    /// is left. Prints, per scenario, pass or fail, its time and its four
+    /// answers. Exits 0 only when every scenario passed.
+    ///
+    /// Example: bulkhead lab tour --dir /tmp/tour --services 12 --scenarios pipeline,trace
+    Tour(TourArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TourArgs {
+    /// The lab's folder: a new or empty one gets a sample fleet, a stopped lab is reused.
+    #[arg(long, default_value = "bulkhead-lab")]
+    pub dir: PathBuf,
+    /// Live services (each one process).
+    #[arg(long, default_value_t = 12)]
+    pub services: usize,
+    /// Services of the fleet generated in a new DIR.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub fleet_size: usize,
+    /// Seed of the generated fleet.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The ingress address (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Requests per second sent to the public routes (at most 200).
+    #[arg(long, value_name = "R", default_value_t = 5.0)]
+    pub rate: f64,
+    /// The scenarios to run, comma-separated, in this order (default: all,
+    /// cve, pipeline, ten-services, trace, enforce, patch).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub scenarios: Vec<lab::scenario::Scenario>,
+    /// Time between a rollout gate's measurements; shorter gates make a shorter tour.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = args::duration)]
+    pub gate_interval: Duration,
+    /// How long the lab may take until every process is healthy.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = args::duration)]
+    pub ready_timeout: Duration,
+    #[command(flatten)]
+    pub format: args::FormatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +183,9 @@ pub struct ScenarioArgs {
     pub name: lab::scenario::Scenario,
     #[command(flatten)]
     pub dir: DirArgs,
+    /// Time between a rollout gate's measurements (ten-services, cve).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = args::duration)]
+    pub gate_interval: Duration,
     #[command(flatten)]
     pub format: args::FormatArgs,
 }
@@ -250,12 +298,54 @@ pub fn run(command: LabCommand) -> Result<Exit> {
         LabCommand::Down(args) => down(&args),
         LabCommand::Status(args) => status(&args),
         LabCommand::Scenario(args) => scenario(&args),
+        LabCommand::Tour(args) => tour(&args),
     }
+}
+
+fn tour(args: &TourArgs) -> Result<Exit> {
+    if !(0.0..=lab::up::MAX_RATE).contains(&args.rate) {
+        anyhow::bail!(
+            "--rate {} is out of range: 0 to {} requests per second",
+            args.rate,
+            lab::up::MAX_RATE
+        );
+    }
+    let spec = lab::tour::TourSpec {
+        dir: args.dir.clone(),
+        exe: std::env::current_exe().context("finding the bulkhead executable")?,
+        up_args: vec![
+            "--services".into(),
+            args.services.to_string(),
+            "--fleet-size".into(),
+            args.fleet_size.to_string(),
+            "--seed".into(),
+            args.seed.to_string(),
+            "--listen".into(),
+            args.listen.to_string(),
+            "--rate".into(),
+            args.rate.to_string(),
+        ],
+        scenarios: if args.scenarios.is_empty() {
+            lab::scenario::Scenario::ALL.to_vec()
+        } else {
+            args.scenarios.clone()
+        },
+        gate_interval: args.gate_interval,
+        ready_timeout: args.ready_timeout,
+    };
+    let report = lab::tour::run(&spec, &mut |line| eprintln!("{line}"))?;
+    if args.format.get() == args::Format::Json {
+        output::print_json(&report)?;
+    } else {
+        output::print(&report.to_text())?;
+    }
+    Ok(if report.passed { Exit::Ran } else { Exit::No })
 }
 
 fn scenario(args: &ScenarioArgs) -> Result<Exit> {
     let exe = std::env::current_exe().context("finding the bulkhead executable")?;
     let mut lab = lab::scenario::Lab::open(&args.dir.dir, &exe)?;
+    lab.gate_interval = args.gate_interval;
     let report = lab::scenario::run(args.name, &mut lab)?;
     if args.format.get() == args::Format::Json {
         output::print_json(&report)?;

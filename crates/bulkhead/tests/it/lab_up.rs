@@ -102,6 +102,17 @@ fn hops(body: &Value, trace_id: &str, seen: &mut Vec<String>) {
     }
 }
 
+/// How many services deep a response's call chain goes.
+fn depth(body: &Value) -> usize {
+    1 + body["downstream"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|call| depth(&call["body"]))
+        .max()
+        .unwrap_or(0)
+}
+
 /// `bulkhead cve` on the lab names, for every live service the planted
 /// critical CVE reaches, its running pod from the lab's cluster snapshot.
 fn running_workloads_are_in_the_cve_answer(dir: &std::path::Path, processes: &[Value]) {
@@ -206,6 +217,21 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
         assert!(log.starts_with(dir.join("logs")), "{log:?}");
     }
+    for kind in ["registry", "webhook"] {
+        assert!(
+            processes.iter().any(|p| p["kind"] == kind),
+            "{kind} runs: {ready:#}"
+        );
+    }
+    assert!(ready["addresses"]["registry"].is_string(), "{ready:#}");
+    // Requests per second come from each process's counters between two writes of lab.json.
+    wait_for(&dir, "the gateway's requests/s under load", |s| {
+        s["processes"].as_array().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p["kind"] == "gateway" && p["requests_per_s"].as_f64().is_some_and(|r| r > 0.0)
+            })
+        })
+    });
 
     running_workloads_are_in_the_cve_answer(&dir, processes);
     prometheus_scrapes_the_gateway_when_installed(&ready);
@@ -234,8 +260,8 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     let mut seen = Vec::new();
     hops(&body, &trace_id, &mut seen);
     assert!(
-        seen.len() >= 3,
-        "at least two calls past the first service: {seen:?}"
+        depth(&body) >= 6,
+        "the first public route's request crosses six services, one calling the next: {seen:?}"
     );
 
     let victim = processes.iter().find(|p| p["kind"] == "service").unwrap();

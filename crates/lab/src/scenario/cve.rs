@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::live::{self, Traffic};
+use super::live::{self, Counts, Traffic};
 use super::{Lab, Report, ScenarioError};
 use crate::infra::{self, Publisher};
 use crate::up;
@@ -364,9 +364,10 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     let vulnerable = withdrawn_apps
         .first()
         .ok_or_else(|| failed("registry.json", "no app image of an affected service"))?;
-    let (allowed, message) = live::poll("the webhook answering", Duration::from_secs(30), || {
-        live::admit(&webhook, &ca_now, "cve-vulnerable", &vulnerable.reference()).ok()
-    })?;
+    let (allowed, message) =
+        live::eventually("the webhook answering", Duration::from_secs(30), || {
+            live::admit(&webhook, &ca_now, "cve-vulnerable", &vulnerable.reference()).ok()
+        })?;
     report.check(
         "the webhook denies a manifest still on a withdrawn digest",
         !allowed && message.contains("withdrawn"),
@@ -430,7 +431,7 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     }
     let specs_path = work.join("rollouts.yaml");
     std::fs::write(&specs_path, specs).map_err(|e| failed("the rollout specs", e.to_string()))?;
-    let before = live::gateway_counts(lab)?;
+    let before = Counts::read(lab)?;
     let traffic = Traffic::start(&lab.address("ingress")?, &live_services, 20.0);
     let changed = affected_live.join(",");
     let admin = lab.address("gateway_admin")?;
@@ -460,7 +461,7 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     )?;
     let sent = traffic.stop();
     let remediated = reported.elapsed();
-    let after = live::gateway_counts(lab)?;
+    let during = Counts::read(lab)?.since(&before);
     report.check(
         "the rollout promoted every affected live service through its gate",
         rolled.exit == 0,
@@ -525,25 +526,35 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
         on_fixed.len() == affected_live.len(),
         format!("routed to {FIXED_VERSION}: {on_fixed:?} of {affected_live:?}"),
     );
-    let errors_outside: BTreeMap<&String, f64> = live_services
+    let snapshot =
+        std::fs::read_to_string(lab.dir.join(crate::cluster::SNAPSHOT)).unwrap_or_default();
+    let not_running: Vec<&String> = greens
+        .iter()
+        .filter(|(_, image)| !snapshot.contains(image.as_str()))
+        .map(|(_, image)| image)
+        .collect();
+    report.check(
+        "the cluster snapshot shows a running pod of each fixed image",
+        !greens.is_empty() && not_running.is_empty(),
+        format!(
+            "{} fixed images; not in {}: {not_running:?}",
+            greens.len(),
+            crate::cluster::SNAPSHOT
+        ),
+    );
+    let errors_outside: BTreeMap<&String, u64> = live_services
         .iter()
         .filter(|s| !affected_live.contains(s))
-        .map(|s| {
-            let failed = |c: &BTreeMap<String, (f64, f64)>| c.get(s).map_or(0.0, |c| c.1);
-            (s, failed(&after) - failed(&before))
-        })
+        .map(|s| (s, during.service(s).1))
         .collect();
     report.check(
         "no service outside the change saw an error during the rollout",
-        errors_outside.values().all(|n| *n == 0.0),
+        errors_outside.values().all(|n| *n == 0),
         format!("new 5xx by service: {errors_outside:?}"),
     );
-    let served: BTreeMap<&String, f64> = live_services
+    let served: BTreeMap<&String, u64> = live_services
         .iter()
-        .map(|s| {
-            let total = |c: &BTreeMap<String, (f64, f64)>| c.get(s).map_or(0.0, |c| c.0);
-            (s, total(&after) - total(&before))
-        })
+        .map(|s| (s, during.service(s).0))
         .collect();
     report.evidence("gateway_requests_during_rollout", &served);
     report.evidence("gateway_errors_outside_change", &errors_outside);

@@ -124,7 +124,7 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     ];
     let mut decisions = Vec::new();
     for (uid, image, want) in cases {
-        let (allowed, message) = live::poll(
+        let (allowed, message) = live::eventually(
             "the webhook answering",
             std::time::Duration::from_secs(30),
             || live::admit(&webhook, &ca, uid, &image).ok(),

@@ -13,13 +13,16 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::generate::GROUND_TRUTH;
 use crate::up::{self, UpError};
+
+/// The interval between a rollout gate's measurements, unless told otherwise.
+pub const DEFAULT_GATE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The scenarios, in the order `lab tour` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -131,6 +134,8 @@ pub struct Lab {
     pub record: Value,
     /// `DIR/ground-truth.json`.
     pub truth: Value,
+    /// The interval between the measurements of a rollout gate.
+    pub gate_interval: Duration,
 }
 
 impl Lab {
@@ -163,6 +168,7 @@ impl Lab {
             exe: exe.to_owned(),
             record,
             truth,
+            gate_interval: DEFAULT_GATE_INTERVAL,
         })
     }
 

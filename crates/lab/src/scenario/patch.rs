@@ -44,7 +44,7 @@ fn roots(inventory: &std::path::Path) -> BTreeMap<String, PathBuf> {
 
 pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     let inventory = lab.dir.join(infra::HOSTS_INVENTORY);
-    live::poll(
+    live::eventually(
         "the lab's dpkg hosts",
         std::time::Duration::from_secs(120),
         // Built once lab.json says so (each `lab up` builds them anew).
