@@ -125,6 +125,22 @@ mod tests {
         }
     }
 
+    /// (kind, name, version label) of each item of a snapshot.
+    fn items(list: &Value) -> Vec<(&str, &str, &str)> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["kind"].as_str().unwrap(),
+                    i["metadata"]["name"].as_str().unwrap(),
+                    i["metadata"]["labels"]["version"].as_str().unwrap(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn a_running_service_is_a_deployment_and_a_pod_with_its_digest() {
         let list = snapshot(&[
@@ -135,23 +151,12 @@ mod tests {
             ),
             workload("web", "registry.acme.internal/apps/web:latest", None),
         ]);
-        let kinds: Vec<(&str, &str)> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["kind"].as_str().unwrap(),
-                    i["metadata"]["name"].as_str().unwrap(),
-                )
-            })
-            .collect();
         assert_eq!(
-            kinds,
+            items(&list),
             [
-                ("Deployment", "orders"),
-                ("Deployment", "web"),
-                ("Pod", "orders-41")
+                ("Deployment", "orders", "1.0.0"),
+                ("Deployment", "web", "1.0.0"),
+                ("Pod", "orders-41", "1.0.0")
             ],
             "a service whose process is down has no pod"
         );
@@ -176,20 +181,8 @@ mod tests {
             workload("orders", "apps/orders:1.0.0@sha256:11", Some(41)),
             green,
         ]);
-        let names: Vec<(&str, &str, &str)> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["kind"].as_str().unwrap(),
-                    i["metadata"]["name"].as_str().unwrap(),
-                    i["metadata"]["labels"]["version"].as_str().unwrap(),
-                )
-            })
-            .collect();
         assert_eq!(
-            names,
+            items(&list),
             [
                 ("Deployment", "orders", "1.0.0"),
                 ("Pod", "orders-41", "1.0.0"),

@@ -3,17 +3,10 @@
 //! report holds each scenario's checks and evidence, which must agree with the ground
 //! truth and with the faults the scenarios injected. No process survives.
 
+use crate::lab_up::alive;
 use crate::{TempDir, bulkhead, strings};
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-fn alive(pid: u64) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// The evidence of scenario `name` of the tour, which passed every check,
 /// `checks` among them.
@@ -232,20 +225,4 @@ fn a_short_tour_runs_all_six_scenarios_on_one_lab_and_leaves_no_process() {
     );
     let survivors: Vec<u64> = pids.into_iter().filter(|&pid| alive(pid)).collect();
     assert!(survivors.is_empty(), "still alive: {survivors:?}");
-}
-
-#[test]
-fn a_tour_in_a_folder_that_is_not_a_lab_is_refused() {
-    let tmp = TempDir::new("lab-tour-not-a-lab");
-    tmp.write("notes.txt", "mine\n");
-    let out = bulkhead()
-        .args(["lab", "tour", "--scenarios", "trace", "--dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is not a lab"), "{stderr}");
-    assert!(stderr.contains("exited"), "{stderr}");
-    assert!(!tmp.join("lab.json").exists());
 }

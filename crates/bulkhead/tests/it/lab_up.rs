@@ -319,18 +319,27 @@ fn sigterm_stops_the_lab_and_every_child() {
 }
 
 #[test]
-fn lab_up_refuses_a_folder_that_is_not_a_lab() {
-    let tmp = TempDir::new("lab-up-not-a-lab");
-    tmp.write("notes.txt", "mine\n");
-    let out = bulkhead()
-        .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is not a lab"), "{stderr}");
-    assert!(!tmp.join("lab.json").exists());
+fn lab_up_and_lab_tour_refuse_a_folder_that_is_not_a_lab() {
+    // (command, what stderr also says): the tour passes on what lab up said.
+    let rows: [(&[&str], &str); 2] = [
+        (&["lab", "up", "--listen", "127.0.0.1:0"], "is not a lab"),
+        (&["lab", "tour", "--scenarios", "trace"], "exited"),
+    ];
+    for (args, says) in rows {
+        let tmp = TempDir::new("lab-not-a-lab");
+        tmp.write("notes.txt", "mine\n");
+        let out = bulkhead()
+            .args(args)
+            .arg("--dir")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("is not a lab"), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!tmp.join("lab.json").exists(), "{args:?}");
+    }
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::live::{self, Counts, Traffic};
-use super::{Lab, Report, ScenarioError};
+use super::live::{self, Counts, Traffic, strings};
+use super::{Lab, Report, ScenarioError, failed};
 use crate::infra::{self, Publisher};
 use crate::up;
 
@@ -24,22 +24,6 @@ pub const CVE: &str = "CVE-2024-45490";
 const FIXED_TAG: &str = "2024.11";
 /// The version the affected services roll out to.
 const FIXED_VERSION: &str = "1.0.1";
-
-fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
-    ScenarioError::Failed {
-        what: what.to_string(),
-        detail: detail.into(),
-    }
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(String::from)
-        .collect()
-}
 
 /// Writes, next to each Trivy report of an image carrying the OS base's
 /// layer, a report of the same image with the new CVE in that layer (what

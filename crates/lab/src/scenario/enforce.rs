@@ -10,15 +10,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::live;
-use super::{Lab, Report, ScenarioError};
+use super::{Lab, Report, ScenarioError, failed};
 use crate::infra::RegistryRecord;
-
-fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
-    ScenarioError::Failed {
-        what: what.to_string(),
-        detail: detail.into(),
-    }
-}
 
 pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     let work = lab.dir.join("scenarios/enforce");

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Lab, ScenarioError};
+use super::{Lab, ScenarioError, failed};
 use crate::infra::{self, RegistryRecord};
 use crate::up;
 
@@ -24,13 +24,6 @@ use crate::up;
 /// (spans exported, a process ready) before it gives up.
 pub const SETTLE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
-
-fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
-    ScenarioError::Failed {
-        what: what.to_string(),
-        detail: detail.into(),
-    }
-}
 
 /// One HTTP request to a lab process.
 ///
@@ -46,6 +39,24 @@ pub fn http(
     let parsed = http_client::Url::parse(url).map_err(|e| failed(url, e))?;
     http_client::request(method, &parsed, headers, body, timeout)
         .map_err(|e| failed(&format!("{method} {url}"), e.to_string()))
+}
+
+/// `GET url`.
+///
+/// # Errors
+/// As [`http`].
+pub fn get(url: &str, timeout: Duration) -> Result<http_client::Response, ScenarioError> {
+    http("GET", url, &[], &[], timeout)
+}
+
+/// The strings of a JSON array (nothing for anything else).
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect()
 }
 
 /// Polls `probe` every 200 ms until it gives a value, or fails after `within`.
@@ -248,13 +259,7 @@ impl Counts {
     /// The gateway did not answer.
     pub fn read(lab: &Lab) -> Result<Counts, ScenarioError> {
         let admin = lab.address("gateway_admin")?;
-        let answer = http(
-            "GET",
-            &format!("{admin}/metrics"),
-            &[],
-            &[],
-            Duration::from_secs(5),
-        )?;
+        let answer = get(&format!("{admin}/metrics"), Duration::from_secs(5))?;
         Ok(Counts::parse(&String::from_utf8_lossy(&answer.body)))
     }
 
@@ -363,11 +368,8 @@ pub fn expected_spans(body: &Value) -> usize {
 
 /// The spans of a trace the collector holds so far.
 pub fn stored_spans(collector: &str, trace_id: &str) -> usize {
-    http(
-        "GET",
+    get(
         &format!("{collector}/api/traces/{trace_id}"),
-        &[],
-        &[],
         Duration::from_secs(5),
     )
     .ok()
@@ -437,13 +439,7 @@ pub fn log_lines(dir: &Path, trace_id: &str) -> BTreeMap<String, Vec<String>> {
 /// The ingress did not answer.
 pub fn get_ingress(lab: &Lab, path: &str) -> Result<(u16, String, Value), ScenarioError> {
     let ingress = lab.address("ingress")?;
-    let answer = http(
-        "GET",
-        &format!("{ingress}{path}"),
-        &[],
-        &[],
-        Duration::from_secs(30),
-    )?;
+    let answer = get(&format!("{ingress}{path}"), Duration::from_secs(30))?;
     let trace_id = answer.header("x-trace-id").unwrap_or_default().to_string();
     let body = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     Ok((answer.status, trace_id, body))
@@ -554,13 +550,7 @@ pub fn admit(
 /// The admin API cannot be read.
 pub fn selectors(lab: &Lab) -> Result<BTreeMap<String, Value>, ScenarioError> {
     let admin = lab.address("gateway_admin")?;
-    let answer = http(
-        "GET",
-        &format!("{admin}/config"),
-        &[],
-        &[],
-        Duration::from_secs(5),
-    )?;
+    let answer = get(&format!("{admin}/config"), Duration::from_secs(5))?;
     let config: Value = serde_json::from_slice(&answer.body)
         .map_err(|e| failed("the gateway's configuration", e.to_string()))?;
     Ok(config["config"]["services"]

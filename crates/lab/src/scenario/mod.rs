@@ -92,6 +92,14 @@ impl FromStr for Scenario {
     }
 }
 
+/// A step of a scenario that could not be carried out: `what`, and why.
+pub(crate) fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
+    ScenarioError::Failed {
+        what: what.to_string(),
+        detail: detail.into(),
+    }
+}
+
 /// Why a scenario could not run to the end (a failed check is not an error:
 /// it is recorded in the report, which then does not pass).
 #[derive(Debug, thiserror::Error)]

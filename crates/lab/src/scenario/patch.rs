@@ -10,19 +10,12 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::live;
-use super::{Lab, Report, ScenarioError};
+use super::{Lab, Report, ScenarioError, failed};
 use crate::infra;
 
 /// A Saturday night inside the hosts' window, and a Wednesday outside it.
 const IN_WINDOW: &str = "2025-06-07T02:30:00Z";
 const OUT_OF_WINDOW: &str = "2025-06-04T12:00:00Z";
-
-fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
-    ScenarioError::Failed {
-        what: what.to_string(),
-        detail: detail.into(),
-    }
-}
 
 /// Each host's root, from the inventory the lab wrote.
 fn roots(inventory: &std::path::Path) -> BTreeMap<String, PathBuf> {
@@ -67,23 +60,24 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     let _ = std::fs::remove_dir_all(&state);
     let inv = inventory.display().to_string();
     let state_arg = state.display().to_string();
-
-    let closed = lab.run(
-        report,
-        &[
+    // `patch VERB` on the lab's hosts, one host a batch, at the time `now`.
+    let patch = |verb: &'static str, now: &'static str, extra: &[&'static str]| {
+        let mut args = vec![
             "patch",
-            "run",
+            verb,
             "--inventory",
-            &inv,
+            inv.as_str(),
             "--state",
-            &state_arg,
+            state_arg.as_str(),
             "--batch",
             "1",
-            "--now",
-            OUT_OF_WINDOW,
-            "--json",
-        ],
-    )?;
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--now", now, "--json"]);
+        args
+    };
+
+    let closed = lab.run(report, &patch("run", OUT_OF_WINDOW, &[]))?;
     report.check(
         "outside the maintenance window nothing is patched",
         roots.iter().all(|(h, r)| before[h] == query(r)),
@@ -93,40 +87,11 @@ pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
         ),
     );
     let _ = std::fs::remove_dir_all(&state);
-    let plan = lab.run_json(
-        report,
-        &[
-            "patch",
-            "plan",
-            "--inventory",
-            &inv,
-            "--state",
-            &state_arg,
-            "--batch",
-            "1",
-            "--now",
-            IN_WINDOW,
-            "--json",
-        ],
-    )?;
+    let plan = lab.run_json(report, &patch("plan", IN_WINDOW, &[]))?;
     let waves = plan["plan"]["waves"].as_array().map_or(0, Vec::len);
     let ran = lab.run(
         report,
-        &[
-            "patch",
-            "run",
-            "--inventory",
-            &inv,
-            "--state",
-            &state_arg,
-            "--batch",
-            "1",
-            "--max-fail-percent",
-            "0",
-            "--now",
-            IN_WINDOW,
-            "--json",
-        ],
+        &patch("run", IN_WINDOW, &["--max-fail-percent", "0"]),
     )?;
     let status: Value = ran.json()?;
     let state_of = |host: &str| -> String {

@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::live;
-use super::{Lab, Report, ScenarioError, Step};
+use super::{Lab, Report, ScenarioError, Step, failed};
 
 /// Where the lab keeps its templates repository (`[templates] repo` of its bulkhead.toml).
 const TEMPLATES_REPO: &str = "ci-templates";
@@ -28,13 +28,6 @@ const TEMPLATES_REPO: &str = "ci-templates";
 const NARROWED_FILE: &str = "templates/build.yml";
 const OPTIONS_BEFORE: &str = "options: [go, java, python, node]";
 const OPTIONS_AFTER: &str = "options: [go, java, python]";
-
-fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
-    ScenarioError::Failed {
-        what: what.to_string(),
-        detail: detail.into(),
-    }
-}
 
 /// Runs git in `repo`, records it as a step, and returns its output.
 fn git(report: &mut Report, repo: &Path, args: &[&str]) -> Result<String, ScenarioError> {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::live::{self, Counts, LiveService, SETTLE};
-use super::{Lab, Report, ScenarioError};
+use super::live::{self, Counts, LiveService, SETTLE, strings};
+use super::{Lab, Report, ScenarioError, failed};
 use crate::up;
 
 /// How many services the scenario changes at most.
@@ -36,13 +36,6 @@ const GREEN: &str = "green";
 /// Requests per second the scenario adds on the longest route while the rollout
 /// runs, so every gate window holds enough requests to judge.
 const EXTRA_RATE: f64 = 20.0;
-
-fn failed(what: &str, detail: impl Into<String>) -> ScenarioError {
-    ScenarioError::Failed {
-        what: what.to_string(),
-        detail: detail.into(),
-    }
-}
 
 pub fn run(lab: &mut Lab, report: &mut Report) -> Result<(), ScenarioError> {
     let services = live::services(lab)?;
@@ -614,13 +607,7 @@ fn extra_load(ingress: &str, route: &str, stop: &AtomicBool) -> u64 {
     let mut sent = 0;
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
-        let _ = live::http(
-            "GET",
-            &format!("{ingress}{route}"),
-            &[],
-            &[],
-            Duration::from_secs(10),
-        );
+        let _ = live::get(&format!("{ingress}{route}"), Duration::from_secs(10));
         sent += 1;
         if let Some(rest) = interval.checked_sub(started.elapsed()) {
             std::thread::sleep(rest);
@@ -644,35 +631,23 @@ fn monitor(admin: &str, faulty: &str, stop: &AtomicBool) -> Vec<Sample> {
     let mut samples = Vec::new();
     loop {
         let done = stop.load(Ordering::SeqCst);
-        let green = live::http(
-            "GET",
-            &format!("{admin}/state"),
-            &[],
-            &[],
-            Duration::from_secs(5),
-        )
-        .ok()
-        .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
-        .map(|state| {
-            state["services"][faulty]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|pool| {
-                    pool["selector"]
-                        .as_str()
-                        .is_some_and(|s| s.contains(&format!("version={GREEN}")))
-                })
-        });
-        let counts = live::http(
-            "GET",
-            &format!("{admin}/metrics"),
-            &[],
-            &[],
-            Duration::from_secs(5),
-        )
-        .ok()
-        .map(|r| Counts::parse(&String::from_utf8_lossy(&r.body)));
+        let green = live::get(&format!("{admin}/state"), Duration::from_secs(5))
+            .ok()
+            .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .map(|state| {
+                state["services"][faulty]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|pool| {
+                        pool["selector"]
+                            .as_str()
+                            .is_some_and(|s| s.contains(&format!("version={GREEN}")))
+                    })
+            });
+        let counts = live::get(&format!("{admin}/metrics"), Duration::from_secs(5))
+            .ok()
+            .map(|r| Counts::parse(&String::from_utf8_lossy(&r.body)));
         if let (Some(faulty_green), Some(counts)) = (green, counts) {
             samples.push(Sample {
                 errors: counts.0.values().map(|(_, e)| e).sum(),
@@ -712,15 +687,6 @@ fn phase(status: &Value, service: &str) -> String {
         .and_then(|s| s["phase"].as_str())
         .unwrap_or("unknown")
         .to_string()
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::live::{self, Counts, Injected, SETTLE};
+use super::live::{self, Counts, Injected, SETTLE, strings};
 use super::{Lab, Report, ScenarioError};
 
 /// Latency injected into the slow service: far above a lab hop's few milliseconds.
@@ -347,15 +347,6 @@ fn trace(
     })
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect()
-}
-
 /// What a JSON log line of a request says: its status and fault, or the line itself.
 fn message_of(line: &str) -> String {
     match serde_json::from_str::<Value>(line) {
@@ -390,7 +381,7 @@ fn prometheus_count(address: &str, query: &str) -> Option<f64> {
         "{address}/api/v1/query?query={}",
         http_client::encode(query)
     );
-    let answer = live::http("GET", &url, &[], &[], Duration::from_secs(5)).ok()?;
+    let answer = live::get(&url, Duration::from_secs(5)).ok()?;
     let json: Value = serde_json::from_slice(&answer.body).ok()?;
     if json["status"] != "success" {
         return None;
