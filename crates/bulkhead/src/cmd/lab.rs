@@ -45,7 +45,9 @@ pub enum LabCommand {
     ///
     /// Writes the sample fleet in DIR (or reuses the lab there), then starts,
     /// as supervised child processes of this executable: one `lab service` per
-    /// live service, picked from the public services and what they call; the
+    /// live service, picked from the public services and what they call (the
+    /// longest call chain first, so one request crosses six services), each
+    /// with the fault-injection token of DIR/admin-token; the
     /// ingress `gateway` on --listen, through which every call between services
     /// goes too, routed by `Host` (the callee's name); and the `collector`,
     /// storing spans in DIR/traces. A thread sends steady load to the public

@@ -102,6 +102,28 @@ fn hops(body: &Value, trace_id: &str, seen: &mut Vec<String>) {
     }
 }
 
+/// The lab's collector holds the request's trace with a span of every
+/// service it crossed.
+fn the_collector_holds_the_trace_of_every_hop(ready: &Value, trace_id: &str, seen: &[String]) {
+    let collector = ready["addresses"]["collector_query"].as_str().unwrap();
+    let url = http_client::Url::parse(&format!("{collector}/api/traces/{trace_id}")).unwrap();
+    let mut traced = std::collections::BTreeSet::new();
+    let every_hop = eventually_or(READY_WITHIN.as_secs(), || {
+        let answer = http_client::request("GET", &url, &[], &[], Duration::from_secs(5)).ok()?;
+        let trace: Value = serde_json::from_slice(&answer.body).ok()?;
+        traced = trace["data"][0]["processes"]
+            .as_object()?
+            .values()
+            .filter_map(|p| p["serviceName"].as_str().map(String::from))
+            .collect();
+        seen.iter().all(|s| traced.contains(s)).then_some(())
+    });
+    assert!(
+        every_hop.is_some(),
+        "trace {trace_id} has spans of {seen:?}: {traced:?}"
+    );
+}
+
 /// How many services deep a response's call chain goes.
 fn depth(body: &Value) -> usize {
     1 + body["downstream"]
@@ -263,6 +285,7 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         depth(&body) >= 6,
         "the first public route's request crosses six services, one calling the next: {seen:?}"
     );
+    the_collector_holds_the_trace_of_every_hop(&ready, &trace_id, &seen);
 
     let victim = processes.iter().find(|p| p["kind"] == "service").unwrap();
     let (name, old_pid) = (victim["name"].clone(), victim["pid"].as_u64().unwrap());
