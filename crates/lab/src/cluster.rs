@@ -3,8 +3,9 @@
 //! finds the lab's running workloads the way it finds a real cluster's.
 //!
 //! Each live service is one Deployment (what is meant to run) and, while its
-//! process runs, one Pod (what runs: the pid is in the Pod's name, and the
-//! image digest the fleet pins is in `imageID`).
+//! processes run, one Pod per process (what runs: the pid is in the Pod's
+//! name, the version in its labels, and the image digest it runs in
+//! `imageID`); a new version started beside the first is one more Pod.
 
 use std::fmt::Write as _;
 
@@ -30,7 +31,12 @@ pub struct Workload {
 /// The `List` of Deployments and Pods of `workloads`.
 pub fn snapshot(workloads: &[Workload]) -> Value {
     let mut items = Vec::new();
-    for w in workloads {
+    let mut deployed = std::collections::BTreeSet::new();
+    // One Deployment per service: its first workload (the version the lab started with).
+    for w in workloads
+        .iter()
+        .filter(|w| deployed.insert((&w.namespace, &w.name)))
+    {
         let labels = json!({"app": w.name, "version": w.version});
         let container = json!({"name": w.name, "image": w.image});
         items.push(json!({
@@ -119,6 +125,22 @@ mod tests {
         }
     }
 
+    /// (kind, name, version label) of each item of a snapshot.
+    fn items(list: &Value) -> Vec<(&str, &str, &str)> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["kind"].as_str().unwrap(),
+                    i["metadata"]["name"].as_str().unwrap(),
+                    i["metadata"]["labels"]["version"].as_str().unwrap(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn a_running_service_is_a_deployment_and_a_pod_with_its_digest() {
         let list = snapshot(&[
@@ -129,23 +151,12 @@ mod tests {
             ),
             workload("web", "registry.acme.internal/apps/web:latest", None),
         ]);
-        let kinds: Vec<(&str, &str)> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["kind"].as_str().unwrap(),
-                    i["metadata"]["name"].as_str().unwrap(),
-                )
-            })
-            .collect();
         assert_eq!(
-            kinds,
+            items(&list),
             [
-                ("Deployment", "orders"),
-                ("Deployment", "web"),
-                ("Pod", "orders-41")
+                ("Deployment", "orders", "1.0.0"),
+                ("Deployment", "web", "1.0.0"),
+                ("Pod", "orders-41", "1.0.0")
             ],
             "a service whose process is down has no pod"
         );
@@ -159,6 +170,28 @@ mod tests {
         assert_eq!(
             list["items"][1]["spec"]["template"]["spec"]["containers"][0]["image"],
             "registry.acme.internal/apps/web:latest"
+        );
+    }
+
+    #[test]
+    fn a_new_version_beside_the_first_is_one_more_pod_of_the_same_deployment() {
+        let mut green = workload("orders", "apps/orders:1.0.1@sha256:99", Some(52));
+        green.version = "1.0.1".into();
+        let list = snapshot(&[
+            workload("orders", "apps/orders:1.0.0@sha256:11", Some(41)),
+            green,
+        ]);
+        assert_eq!(
+            items(&list),
+            [
+                ("Deployment", "orders", "1.0.0"),
+                ("Pod", "orders-41", "1.0.0"),
+                ("Pod", "orders-52", "1.0.1")
+            ]
+        );
+        assert_eq!(
+            list["items"][2]["status"]["containerStatuses"][0]["imageID"],
+            "docker-pullable://apps/orders@sha256:99"
         );
     }
 

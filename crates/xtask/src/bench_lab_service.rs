@@ -198,7 +198,7 @@ fn load(
 }
 
 /// A `Name:   123 kB` field of a /proc file, in KiB.
-fn proc_kib(pid: u32, file: &str, field: &str) -> Result<u64, String> {
+pub(crate) fn proc_kib(pid: u32, file: &str, field: &str) -> Result<u64, String> {
     let path = format!("/proc/{pid}/{file}");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
     text.lines()

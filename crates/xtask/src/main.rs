@@ -6,6 +6,9 @@
 //! within 2x ripgrep's time. Both tools run warm (one untimed run each first),
 //! and the median of several runs is reported.
 //!
+//! `bench-lab`: the live lab's ready time at 12 and 50 services, its resident
+//! memory and idle CPU, and the wall time of `lab tour` (see `bench_lab.rs`).
+//!
 //! `bench-lab-service`: the resident memory of idle `bulkhead lab service`
 //! instances and the requests/s one of them serves (see `bench_lab_service.rs`).
 //!
@@ -44,6 +47,7 @@ mod bench_collector;
 mod bench_console;
 mod bench_cve;
 mod bench_gateway;
+mod bench_lab;
 mod bench_lab_service;
 mod bench_policy;
 mod bench_policy_check;
@@ -66,6 +70,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench-scan") => bench_scan(&args[1..]),
+        Some("bench-lab") => bench_lab::run(
+            &args[1..],
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        ),
         Some("bench-lab-service") => bench_lab_service::run(
             &args[1..],
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
@@ -112,10 +120,11 @@ fn main() -> ExitCode {
         ),
         Some("-h" | "--help") | None => {
             println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
+                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
                 bench_collector::USAGE,
                 bench_console::USAGE,
                 screenshots::USAGE,
+                bench_lab::USAGE,
                 bench_lab_service::USAGE,
                 bench_policy::USAGE,
                 bench_policy_check::USAGE,

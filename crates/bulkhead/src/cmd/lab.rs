@@ -45,12 +45,21 @@ pub enum LabCommand {
     ///
     /// Writes the sample fleet in DIR (or reuses the lab there), then starts,
     /// as supervised child processes of this executable: one `lab service` per
-    /// live service, picked from the public services and what they call; the
+    /// live service, picked from the public services and what they call (the
+    /// longest call chain first, so one request crosses six services), each
+    /// with the fault-injection token of DIR/admin-token; the
     /// ingress `gateway` on --listen, through which every call between services
     /// goes too, routed by `Host` (the callee's name); and the `collector`,
     /// storing spans in DIR/traces. A thread sends steady load to the public
     /// routes. With `prometheus` on PATH, it runs too, scraping every /metrics
-    /// (DIR/prometheus.yml, data in DIR/prometheus). DIR/cluster/lab.json is a
+    /// (DIR/prometheus.yml, data in DIR/prometheus), and rollout gates use
+    /// PromQL. With `docker-registry` on PATH, it runs on loopback (storage in
+    /// DIR/registry) and the lab publishes its base and app images to it, with
+    /// base annotations (DIR/registry.json). The admission webhook (`policy
+    /// serve --self-signed`, policies in DIR/policy, CA in DIR/webhook-ca.pem)
+    /// runs too, and dpkg roots under DIR/hosts are the lab's hosts
+    /// (DIR/hosts/hosts.yaml). A missing program is named, and the lab runs
+    /// without it. DIR/cluster/lab.json is a
     /// `kubectl get -o json` snapshot of the running services, which
     /// `bulkhead cve --path DIR` reads. Logs go to DIR/logs/NAME.log; DIR/lab.json records pids and
     /// addresses. A child that dies is reported and restarted with backoff.
@@ -65,13 +74,71 @@ pub enum LabCommand {
     ///
     /// Example: bulkhead lab down --dir /tmp/lab
     Down(DirArgs),
-    /// List the lab's processes: pid, address, version, restarts and health.
+    /// List the lab's processes: pid, address, version, requests/s, restarts and health.
     ///
     /// Health is each process's own check: /readyz of a service, the admin
     /// API of the gateway, /healthz of the collector.
     ///
     /// Example: bulkhead lab status --dir /tmp/lab --json
     Status(StatusArgs),
+    /// Carry out one enterprise scenario for real on the running lab.
+    ///
+    /// Each scenario does the change (a CVE in the base image, a new CI
+    /// template major, ten services upgraded at once, a failing request traced
+    /// across the fleet, image enforcement, a host patch with rollback), then
+    /// prints the four answers (what breaks, who is impacted, how fast we roll
+    /// back, how we monitor it) with the evidence it measured, the checks it
+    /// made against the ground truth, and every command it ran. Exits 1 when
+    /// a check fails. Scenarios: cve, pipeline, ten-services, trace, enforce,
+    /// patch.
+    ///
+    /// Example: bulkhead lab scenario cve --dir /tmp/lab --json
+    Scenario(ScenarioArgs),
+    /// Start a lab, run the scenarios, stop the lab, print one report.
+    ///
+    /// Spawns `bulkhead lab up` in DIR, waits until every process answers its
+    /// health check (--ready-timeout), runs each scenario in turn (a scenario
+    /// that cannot run to the end counts as failed and the tour goes on), then
+    /// stops the lab as `lab down` does and checks that no process it started
+    /// is left. Prints, per scenario, pass or fail, its time and its four
+    /// answers. Exits 0 only when every scenario passed.
+    ///
+    /// Example: bulkhead lab tour --dir /tmp/tour --services 12 --scenarios pipeline,trace
+    Tour(TourArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TourArgs {
+    /// The lab's folder: a new or empty one gets a sample fleet, a stopped lab is reused.
+    #[arg(long, default_value = "bulkhead-lab")]
+    pub dir: PathBuf,
+    /// Live services (each one process).
+    #[arg(long, default_value_t = 12)]
+    pub services: usize,
+    /// Services of the fleet generated in a new DIR.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub fleet_size: usize,
+    /// Seed of the generated fleet.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The ingress address (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Requests per second sent to the public routes (at most 200).
+    #[arg(long, value_name = "R", default_value_t = 5.0)]
+    pub rate: f64,
+    /// The scenarios to run, comma-separated, in this order (default: all,
+    /// cve, pipeline, ten-services, trace, enforce, patch).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub scenarios: Vec<lab::scenario::Scenario>,
+    /// Time between a rollout gate's measurements; shorter gates make a shorter tour.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = args::duration)]
+    pub gate_interval: Duration,
+    /// How long the lab may take until every process is healthy.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = args::duration)]
+    pub ready_timeout: Duration,
+    #[command(flatten)]
+    pub format: args::FormatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +174,20 @@ pub struct DirArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub dir: DirArgs,
+    #[command(flatten)]
+    pub format: args::FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// The scenario: cve, pipeline, ten-services, trace, enforce or patch.
+    #[arg(value_name = "NAME")]
+    pub name: lab::scenario::Scenario,
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Time between a rollout gate's measurements (ten-services, cve).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = args::duration)]
+    pub gate_interval: Duration,
     #[command(flatten)]
     pub format: args::FormatArgs,
 }
@@ -218,7 +299,62 @@ pub fn run(command: LabCommand) -> Result<Exit> {
         LabCommand::Up(args) => up(&args),
         LabCommand::Down(args) => down(&args),
         LabCommand::Status(args) => status(&args),
+        LabCommand::Scenario(args) => scenario(&args),
+        LabCommand::Tour(args) => tour(&args),
     }
+}
+
+fn tour(args: &TourArgs) -> Result<Exit> {
+    if !(0.0..=lab::up::MAX_RATE).contains(&args.rate) {
+        anyhow::bail!(
+            "--rate {} is out of range: 0 to {} requests per second",
+            args.rate,
+            lab::up::MAX_RATE
+        );
+    }
+    let spec = lab::tour::TourSpec {
+        dir: args.dir.clone(),
+        exe: std::env::current_exe().context("finding the bulkhead executable")?,
+        up_args: vec![
+            "--services".into(),
+            args.services.to_string(),
+            "--fleet-size".into(),
+            args.fleet_size.to_string(),
+            "--seed".into(),
+            args.seed.to_string(),
+            "--listen".into(),
+            args.listen.to_string(),
+            "--rate".into(),
+            args.rate.to_string(),
+        ],
+        scenarios: if args.scenarios.is_empty() {
+            lab::scenario::Scenario::ALL.to_vec()
+        } else {
+            args.scenarios.clone()
+        },
+        gate_interval: args.gate_interval,
+        ready_timeout: args.ready_timeout,
+    };
+    let report = lab::tour::run(&spec, &mut |line| eprintln!("{line}"))?;
+    if args.format.get() == args::Format::Json {
+        output::print_json(&report)?;
+    } else {
+        output::print(&report.to_text())?;
+    }
+    Ok(if report.passed { Exit::Ran } else { Exit::No })
+}
+
+fn scenario(args: &ScenarioArgs) -> Result<Exit> {
+    let exe = std::env::current_exe().context("finding the bulkhead executable")?;
+    let mut lab = lab::scenario::Lab::open(&args.dir.dir, &exe)?;
+    lab.gate_interval = args.gate_interval;
+    let report = lab::scenario::run(args.name, &mut lab)?;
+    if args.format.get() == args::Format::Json {
+        output::print_json(&report)?;
+    } else {
+        output::print(&report.to_text())?;
+    }
+    Ok(if report.passed { Exit::Ran } else { Exit::No })
 }
 
 fn up(args: &UpArgs) -> Result<Exit> {
@@ -266,13 +402,17 @@ fn status(args: &StatusArgs) -> Result<Exit> {
     }
     let mut text = format!("lab {}\n", record["state"].as_str().unwrap_or("unknown"));
     for p in record["processes"].as_array().into_iter().flatten() {
+        let rate = p["requests_per_s"]
+            .as_f64()
+            .map_or_else(|| "-".to_string(), |r| format!("{r}/s"));
         text.push_str(&format!(
-            "{:<28} {:<10} pid {:<8} {:<22} {:<8} restarts {:<3} {}\n",
+            "{:<28} {:<10} pid {:<8} {:<22} {:<8} {:>8} restarts {:<3} {}\n",
             p["name"].as_str().unwrap_or(""),
             p["kind"].as_str().unwrap_or(""),
             p["pid"],
             p["addr"].as_str().unwrap_or(""),
             p["version"].as_str().unwrap_or(""),
+            rate,
             p["restarts"],
             p["health"].as_str().unwrap_or(""),
         ));
@@ -283,6 +423,22 @@ fn status(args: &StatusArgs) -> Result<Exit> {
             .as_str()
             .unwrap_or(lab::up::PROMETHEUS_MISSING)
     ));
+    text.push_str(&format!(
+        "registry: {}\nwebhook: {} (CA {})\nrollout gates: {}\n",
+        record["addresses"]["registry"]
+            .as_str()
+            .unwrap_or(lab::up::REGISTRY_MISSING),
+        record["addresses"]["webhook"].as_str().unwrap_or("-"),
+        record["addresses"]["webhook_ca"].as_str().unwrap_or("-"),
+        record["gates"].as_str().unwrap_or("gateway"),
+    ));
+    if let Some(missing) = record["missing"].as_array().filter(|m| !m.is_empty()) {
+        let names: Vec<&str> = missing.iter().filter_map(|m| m.as_str()).collect();
+        text.push_str(&format!(
+            "missing: {} (not on PATH): the lab runs without them\n",
+            names.join(", ")
+        ));
+    }
     let load = &record["load"];
     text.push_str(&format!(
         "load: {} requests/s, {} sent, {} failed\n",

@@ -504,15 +504,23 @@ fn audit_classifies_every_image_and_counts_criticals_only_on_the_cve_lineage() {
             .into_iter()
             .filter(|i| i.contains(&format!("/{name}:")) || i.contains(&format!("/{name}@")))
         {
+            // By repository (the lab's registry has no port): a kustomize
+            // `images:` override may change the tag, and its `newName` the
+            // repository the workload runs.
+            let repo = |i: &str| i.split([':', '@']).next().map(str::to_string);
+            let deployed = service["kustomize_images"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| repo(&image).as_deref() == k["name"].as_str())
+                .and_then(|k| k["new_name"].as_str().map(str::to_string))
+                .or_else(|| repo(&image));
             let row = rows
                 .iter()
                 .find(|r| {
-                    // By repository (the lab's registry has no port): a
-                    // kustomize `images:` override may change the tag.
-                    let repo = |i: &str| i.split([':', '@']).next().map(str::to_string);
                     r["kind"] == "workload"
                         && r["service"] == name
-                        && r["image"].as_str().and_then(repo) == repo(&image)
+                        && r["image"].as_str().and_then(repo) == deployed
                 })
                 .unwrap_or_else(|| panic!("{image} is missing from the audit"));
             assert_eq!(

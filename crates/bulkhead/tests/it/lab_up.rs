@@ -11,8 +11,8 @@ use std::time::Duration;
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// Stops the lab if a test fails half-way, so no process outlives it.
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     dir: std::path::PathBuf,
 }
 
@@ -27,7 +27,7 @@ impl Drop for Running {
     }
 }
 
-fn status(dir: &std::path::Path) -> Value {
+pub(crate) fn status(dir: &std::path::Path) -> Value {
     let out = run_ok(
         bulkhead()
             .args(["lab", "status", "--json", "--dir"])
@@ -37,7 +37,7 @@ fn status(dir: &std::path::Path) -> Value {
 }
 
 /// Polls `lab status --json` until `done` holds, or fails after READY_WITHIN.
-fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     eventually_or(READY_WITHIN.as_secs(), || {
         if !dir.join("lab.json").is_file() {
@@ -50,7 +50,7 @@ fn wait_for(dir: &std::path::Path, what: &str, done: impl Fn(&Value) -> bool) ->
 }
 
 /// Starts `lab up` in `dir` on any free ingress port, with `args` for size and load.
-fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
+pub(crate) fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
     let child = bulkhead()
         .args(["lab", "up"])
         .args(args)
@@ -66,14 +66,14 @@ fn start_lab(dir: &std::path::Path, args: &[&str]) -> Running {
     }
 }
 
-fn all_healthy(status: &Value) -> bool {
+pub(crate) fn all_healthy(status: &Value) -> bool {
     status["state"] == "running"
         && status["processes"]
             .as_array()
             .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["healthy"] == true))
 }
 
-fn pids(status: &Value) -> Vec<u64> {
+pub(crate) fn pids(status: &Value) -> Vec<u64> {
     status["processes"]
         .as_array()
         .into_iter()
@@ -82,7 +82,7 @@ fn pids(status: &Value) -> Vec<u64> {
         .collect()
 }
 
-fn alive(pid: u64) -> bool {
+pub(crate) fn alive(pid: u64) -> bool {
     std::process::Command::new("kill")
         .args(["-0", &pid.to_string()])
         .stderr(Stdio::null())
@@ -100,6 +100,39 @@ fn hops(body: &Value, trace_id: &str, seen: &mut Vec<String>) {
     for call in body["downstream"].as_array().into_iter().flatten() {
         hops(&call["body"], trace_id, seen);
     }
+}
+
+/// The lab's collector holds the request's trace with a span of every
+/// service it crossed.
+fn the_collector_holds_the_trace_of_every_hop(ready: &Value, trace_id: &str, seen: &[String]) {
+    let collector = ready["addresses"]["collector_query"].as_str().unwrap();
+    let url = http_client::Url::parse(&format!("{collector}/api/traces/{trace_id}")).unwrap();
+    let mut traced = std::collections::BTreeSet::new();
+    let every_hop = eventually_or(READY_WITHIN.as_secs(), || {
+        let answer = http_client::request("GET", &url, &[], &[], Duration::from_secs(5)).ok()?;
+        let trace: Value = serde_json::from_slice(&answer.body).ok()?;
+        traced = trace["data"][0]["processes"]
+            .as_object()?
+            .values()
+            .filter_map(|p| p["serviceName"].as_str().map(String::from))
+            .collect();
+        seen.iter().all(|s| traced.contains(s)).then_some(())
+    });
+    assert!(
+        every_hop.is_some(),
+        "trace {trace_id} has spans of {seen:?}: {traced:?}"
+    );
+}
+
+/// How many services deep a response's call chain goes.
+fn depth(body: &Value) -> usize {
+    1 + body["downstream"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|call| depth(&call["body"]))
+        .max()
+        .unwrap_or(0)
 }
 
 /// `bulkhead cve` on the lab names, for every live service the planted
@@ -206,6 +239,21 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
         assert!(log.starts_with(dir.join("logs")), "{log:?}");
     }
+    for kind in ["registry", "webhook"] {
+        assert!(
+            processes.iter().any(|p| p["kind"] == kind),
+            "{kind} runs: {ready:#}"
+        );
+    }
+    assert!(ready["addresses"]["registry"].is_string(), "{ready:#}");
+    // Requests per second come from each process's counters between two writes of lab.json.
+    wait_for(&dir, "the gateway's requests/s under load", |s| {
+        s["processes"].as_array().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p["kind"] == "gateway" && p["requests_per_s"].as_f64().is_some_and(|r| r > 0.0)
+            })
+        })
+    });
 
     running_workloads_are_in_the_cve_answer(&dir, processes);
     prometheus_scrapes_the_gateway_when_installed(&ready);
@@ -234,9 +282,10 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
     let mut seen = Vec::new();
     hops(&body, &trace_id, &mut seen);
     assert!(
-        seen.len() >= 3,
-        "at least two calls past the first service: {seen:?}"
+        depth(&body) >= 6,
+        "the first public route's request crosses six services, one calling the next: {seen:?}"
     );
+    the_collector_holds_the_trace_of_every_hop(&ready, &trace_id, &seen);
 
     let victim = processes.iter().find(|p| p["kind"] == "service").unwrap();
     let (name, old_pid) = (victim["name"].clone(), victim["pid"].as_u64().unwrap());
@@ -293,18 +342,27 @@ fn sigterm_stops_the_lab_and_every_child() {
 }
 
 #[test]
-fn lab_up_refuses_a_folder_that_is_not_a_lab() {
-    let tmp = TempDir::new("lab-up-not-a-lab");
-    tmp.write("notes.txt", "mine\n");
-    let out = bulkhead()
-        .args(["lab", "up", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is not a lab"), "{stderr}");
-    assert!(!tmp.join("lab.json").exists());
+fn lab_up_and_lab_tour_refuse_a_folder_that_is_not_a_lab() {
+    // (command, what stderr also says): the tour passes on what lab up said.
+    let rows: [(&[&str], &str); 2] = [
+        (&["lab", "up", "--listen", "127.0.0.1:0"], "is not a lab"),
+        (&["lab", "tour", "--scenarios", "trace"], "exited"),
+    ];
+    for (args, says) in rows {
+        let tmp = TempDir::new("lab-not-a-lab");
+        tmp.write("notes.txt", "mine\n");
+        let out = bulkhead()
+            .args(args)
+            .arg("--dir")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("is not a lab"), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!tmp.join("lab.json").exists(), "{args:?}");
+    }
 }
 
 #[test]

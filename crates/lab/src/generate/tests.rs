@@ -173,7 +173,7 @@ fn template_files_change_as_released() {
 fn ten_thousand_services_get_unique_valid_names_and_layers() {
     let topology = topology::build(42, 10_000);
     let mut seen = HashSet::new();
-    for node in &topology.nodes {
+    for (index, node) in topology.nodes.iter().enumerate() {
         assert!(seen.insert(node.name.as_str()), "duplicate {}", node.name);
         assert!(node.name.len() <= 63);
         assert!(
@@ -182,7 +182,16 @@ fn ten_thousand_services_get_unique_valid_names_and_layers() {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         );
         for dep in &node.deps {
-            assert!(topology.nodes[*dep].layer.rank() > node.layer.rank());
+            let callee = &topology.nodes[*dep];
+            assert!(
+                callee.layer.rank() > node.layer.rank()
+                    || (node.layer == Layer::Domain
+                        && callee.layer == Layer::Domain
+                        && *dep > index),
+                "{} -> {} goes neither down a layer nor forward in the domain layer",
+                node.name,
+                callee.name
+            );
         }
     }
     for (name, _) in UNRESOLVED {
@@ -217,5 +226,26 @@ fn tiny_fleets_still_plan() {
         });
         assert_eq!(fleet.truth.services.len(), n);
         assert_eq!(fleet.repos.len(), n + 2);
+    }
+}
+
+#[test]
+fn the_first_edge_service_starts_a_call_chain_six_services_deep() {
+    fn depth(nodes: &[topology::Node], index: usize) -> usize {
+        1 + nodes[index]
+            .deps
+            .iter()
+            .map(|dep| depth(nodes, *dep))
+            .max()
+            .unwrap_or(0)
+    }
+    for (seed, n) in [(42, 12), (42, 100), (7, 20), (3, 1000)] {
+        let topology = topology::build(seed, n);
+        assert_eq!(topology.nodes[0].layer, Layer::Edge);
+        assert!(
+            depth(&topology.nodes, 0) >= 6,
+            "seed {seed}, {n} services: {}",
+            topology.nodes[0].name
+        );
     }
 }

@@ -252,6 +252,41 @@ impl Names {
     }
 }
 
+/// Plants one call chain six services deep: the first edge service calls the
+/// first bff, which calls the first domain service, which calls the second,
+/// which calls the third (domain services calling each other, as orders calls
+/// payments calls ledger), which calls the data layer as every domain service
+/// does. A request to that edge service thus crosses six services, which the
+/// live lab's trace scenario needs. Only the domain layer calls within itself,
+/// always from an earlier to a later service of its block, so the graph stays
+/// acyclic. No random draw is made, so every other fact of a seed stays as it was.
+fn plant_core_flow(nodes: &mut [Node], blocks: &[std::ops::Range<usize>]) {
+    let [edge, bff, domain, data] = blocks else {
+        return;
+    };
+    if edge.is_empty() || bff.is_empty() || domain.len() < 3 || data.is_empty() {
+        return;
+    }
+    let flow = [
+        edge.start,
+        bff.start,
+        domain.start,
+        domain.start + 1,
+        domain.start + 2,
+    ];
+    for pair in flow.windows(2) {
+        let (caller, callee) = (pair[0], pair[1]);
+        let deps = &mut nodes[caller].deps;
+        if !deps.contains(&callee) {
+            // Keep at most four providers: the planted call replaces the last drawn one.
+            if deps.len() >= 4 {
+                deps.pop();
+            }
+            deps.push(callee);
+        }
+    }
+}
+
 pub(crate) fn build(seed: u64, n: usize) -> Topology {
     let mut rng = Rng::derive(seed, "topology");
     let mut teams: Vec<Team> = TEAMS
@@ -335,6 +370,7 @@ pub(crate) fn build(seed: u64, n: usize) -> Topology {
             nodes[index].deps = deps;
         }
     }
+    plant_core_flow(&mut nodes, &blocks);
 
     // Owners: round robin so that every team owns something, then shuffled.
     let mut owners: Vec<usize> = (0..n).map(|index| index % teams.len()).collect();
