@@ -539,6 +539,7 @@ pub fn up(
     let otlp = reserve(&mut held)?;
     let query = reserve(&mut held)?;
     let webhook = reserve(&mut held)?;
+    let console = reserve(&mut held)?;
     let prometheus = match on_path("prometheus") {
         Some(program) => Some((program, reserve(&mut held)?)),
         None => None,
@@ -657,6 +658,26 @@ pub fn up(
         ..ProcSpec::default()
     }));
     procs.push(Proc::new(ProcSpec {
+        name: "console".into(),
+        kind: "console",
+        version: version.clone(),
+        addr: Some(console),
+        health: format!("http://{console}/healthz"),
+        args: vec![
+            "console".into(),
+            "--path".into(),
+            spec.dir.display().to_string(),
+            "--listen".into(),
+            console.to_string(),
+            "--collector".into(),
+            format!("http://{query}"),
+            "--gateway-admin".into(),
+            format!("http://{admin}"),
+        ],
+        log: logs.join("console.log"),
+        ..ProcSpec::default()
+    }));
+    procs.push(Proc::new(ProcSpec {
         name: "webhook".into(),
         kind: "webhook",
         version: version.clone(),
@@ -739,6 +760,7 @@ pub fn up(
         "public_routes": routes,
         "ingress": format!("http://{listen}"),
         "gateway_admin": format!("http://{admin}"),
+        "console": format!("http://{console}"),
         "collector_query": format!("http://{query}"),
         "collector_otlp": format!("http://{otlp}"),
         "prometheus": prometheus_url,
@@ -801,7 +823,7 @@ pub fn up(
         .and_then(|()| lab.write(&procs, "running"))
         .and_then(|()| {
             let mut text = format!(
-                "lab running in {}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  prometheus       {}\n  registry         {}\n  webhook          https://{webhook} (CA in {})\n  hosts            {} (dpkg roots, built in the background)\n  rollout gates    {}\n  public routes    {}\n  logs             {}\n",
+                "lab running in {}\n  console          http://{console}\n  ingress          http://{listen}\n  gateway admin    http://{admin}\n  collector query  http://{query}\n  prometheus       {}\n  registry         {}\n  webhook          https://{webhook} (CA in {})\n  hosts            {} (dpkg roots, built in the background)\n  rollout gates    {}\n  public routes    {}\n  logs             {}\n",
                 spec.dir.display(),
                 prometheus_url.as_deref().unwrap_or(PROMETHEUS_MISSING),
                 registry_url.as_deref().unwrap_or(REGISTRY_MISSING),

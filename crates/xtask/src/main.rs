@@ -53,8 +53,8 @@ mod bench_policy;
 mod bench_policy_check;
 mod bench_rollout;
 mod fuzz;
-mod switch_proof;
 mod screenshots;
+mod switch_proof;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};

@@ -30,7 +30,7 @@ pub enum LabCommand {
     /// traceparent/tracestate, and B3). Writes one JSON log line per request
     /// with trace_id and span_id on stdout; the first line is
     /// {"event":"listening","addr":"HOST:PORT",...}. Exports spans over
-    /// OTLP/HTTP to --otlp-endpoint. A downstream failure is answered with 502
+    /// OTLP/HTTP (JSON or protobuf) to --otlp-endpoint. A downstream failure is answered with 502
     /// and error.origin naming the service that failed first.
     ///
     /// Other routes: /healthz, /readyz, /metrics (Prometheus), /admin/faults
@@ -230,7 +230,7 @@ pub struct ServiceArgs {
     call_timeout: Duration,
     #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "call_timeout")]
     call_timeout_ms: Option<Duration>,
-    /// Export spans over OTLP/HTTP (JSON) to this collector; /v1/traces is appended.
+    /// Export spans over OTLP/HTTP to this collector; /v1/traces is appended.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<lab_service::HttpUrl>,
     /// Longest time a span waits before it is exported.
@@ -238,6 +238,9 @@ pub struct ServiceArgs {
     otlp_interval: Duration,
     #[arg(long, hide = true, value_parser = args::millis, conflicts_with = "otlp_interval")]
     otlp_interval_ms: Option<Duration>,
+    /// The OTLP/HTTP encoding of the exported spans: http/json or http/protobuf.
+    #[arg(long, value_name = "PROTOCOL", default_value = "http/json", value_parser = telemetry::otlp::Protocol::parse)]
+    otlp_protocol: telemetry::otlp::Protocol,
     /// Spans per export request.
     #[arg(long, value_name = "N", default_value_t = 512)]
     otlp_batch_size: usize,
@@ -499,6 +502,7 @@ fn service(args: ServiceArgs) -> Result<Exit> {
         otlp.interval = interval;
         otlp.batch_size = args.otlp_batch_size;
         otlp.queue = args.otlp_queue;
+        otlp.protocol = args.otlp_protocol;
         otlp
     });
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);

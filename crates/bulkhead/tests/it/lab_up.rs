@@ -239,7 +239,19 @@ fn a_live_lab_answers_across_services_restarts_a_killed_one_and_stops_clean() {
         let log = std::path::PathBuf::from(p["log"].as_str().unwrap());
         assert!(log.starts_with(dir.join("logs")), "{log:?}");
     }
-    for kind in ["registry", "webhook"] {
+    // The console serves the lab's fleet: a live service has its page in the API.
+    let console = ready["addresses"]["console"].as_str().unwrap();
+    let service = processes.iter().find(|p| p["kind"] == "service").unwrap()["name"]
+        .as_str()
+        .unwrap();
+    let url = http_client::Url::parse(&format!("{console}/api/services/{service}")).unwrap();
+    let page = http_client::request("GET", &url, &[], &[], Duration::from_secs(10)).unwrap();
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    assert!(
+        String::from_utf8_lossy(&page.body).contains(service),
+        "the console's page of {service}"
+    );
+    for kind in ["registry", "webhook", "console"] {
         assert!(
             processes.iter().any(|p| p["kind"] == kind),
             "{kind} runs: {ready:#}"
