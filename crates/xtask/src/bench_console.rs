@@ -4,10 +4,12 @@
 //! run here too), each page's render time as the console serves it, the time
 //! from a Dockerfile edit to the new base in the API, and the console's RSS.
 
-use crate::bench_cve::{grep_sweep, median, repositories};
+use crate::bench_cve::{
+    FleetOptions, generate_fleet, grep_sweep, median, planted_names, repositories,
+};
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,52 +22,8 @@ pub const USAGE: &str =
   --runs N         timed runs of each command and page; medians are reported (default 5)
   --grep-runs N    timed runs of the git grep sweep (default 1: it is slow)";
 
-struct Options {
-    dir: Option<PathBuf>,
-    services: usize,
-    runs: usize,
-    grep_runs: usize,
-}
-
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
-        dir: None,
-        services: 10_000,
-        runs: 5,
-        grep_runs: 1,
-    };
-    for (flag, value) in crate::flag_pairs(args, USAGE)? {
-        let number = || crate::count(flag, value);
-        match flag {
-            "--dir" => options.dir = Some(PathBuf::from(value)),
-            "--services" => options.services = number()?,
-            "--runs" => options.runs = number()?.max(1),
-            "--grep-runs" => options.grep_runs = number()?.max(1),
-            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(options)
-}
-
-/// Kills the console when the benchmark ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub fn run(args: &[String], root: &Path) -> Result<(), String> {
-    let options = parse(args)?;
-    let bulkhead = crate::build_bulkhead(root)?;
-    let work = std::env::temp_dir().join(format!("bulkhead-bench-console-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
-    let result = bench(&options, &bulkhead, &work);
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    crate::bench_cve::run_fleet_bench(args, root, USAGE, "bench-console", bench)
 }
 
 /// Starts `bulkhead console` on `fleet`; its address and the load time it reports.
@@ -129,46 +87,15 @@ fn json(text: &str, what: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what}: {e}"))
 }
 
-fn bench(options: &Options, bulkhead: &Path, work: &Path) -> Result<(), String> {
+fn bench(options: &FleetOptions, bulkhead: &Path, work: &Path) -> Result<(), String> {
     let fleet = options.dir.clone().unwrap_or_else(|| work.join("fleet"));
-    if !fleet.join("ground-truth.json").exists() {
-        eprintln!(
-            "generating a {}-service fleet in {} ...",
-            options.services,
-            fleet.display()
-        );
-        let status = Command::new(bulkhead)
-            .args(["lab", "init"])
-            .arg(&fleet)
-            .args(["--services", &options.services.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("running bulkhead lab init: {e}"))?;
-        if !status.success() {
-            return Err(format!("bulkhead lab init failed: {status}"));
-        }
-    }
+    generate_fleet(bulkhead, &fleet, options.services)?;
     let truth = json(
         &std::fs::read_to_string(fleet.join("ground-truth.json")).map_err(|e| e.to_string())?,
         "ground-truth.json",
     )?;
     let planted = &truth["critical_cve"];
-    let id = planted["id"]
-        .as_str()
-        .ok_or("ground truth has no critical_cve.id")?
-        .to_string();
-    let mut names: Vec<String> = planted["os_base"]
-        .as_str()
-        .map(str::to_string)
-        .into_iter()
-        .collect();
-    names.extend(
-        planted["language_bases"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string)),
-    );
+    let (id, names) = planted_names(planted)?;
     let services = truth["services"]
         .as_array()
         .ok_or("ground truth has no services")?;
@@ -179,7 +106,7 @@ fn bench(options: &Options, bulkhead: &Path, work: &Path) -> Result<(), String> 
     );
     let started = Instant::now();
     let (child, addr) = start_console(bulkhead, &fleet, &work.join("state"))?;
-    let console = Running(child);
+    let console = crate::process::Process(child);
     let load_s = started.elapsed().as_secs_f64();
     let server = format!("http://{addr}");
     // The console computes the policy findings in the background once loaded:

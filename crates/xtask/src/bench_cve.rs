@@ -23,38 +23,50 @@ pub const USAGE: &str =
   --runs N         timed runs of bulkhead cve; the median is reported (default 5)
   --grep-runs N    timed runs of the git grep sweep (default 1: it is slow)";
 
-struct Options {
-    dir: Option<PathBuf>,
-    services: usize,
-    runs: usize,
-    grep_runs: usize,
+/// The options every fleet benchmark (`bench-cve`, `bench-console`) takes.
+pub(crate) struct FleetOptions {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) services: usize,
+    pub(crate) runs: usize,
+    pub(crate) grep_runs: usize,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
+fn parse(args: &[String], usage: &str) -> Result<FleetOptions, String> {
+    let mut options = FleetOptions {
         dir: None,
         services: 10_000,
         runs: 5,
         grep_runs: 1,
     };
-    for (flag, value) in crate::flag_pairs(args, USAGE)? {
+    for (flag, value) in crate::flag_pairs(args, usage)? {
         let number = || crate::count(flag, value);
         match flag {
             "--dir" => options.dir = Some(PathBuf::from(value)),
             "--services" => options.services = number()?,
             "--runs" => options.runs = number()?,
             "--grep-runs" => options.grep_runs = number()?,
-            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
+            other => return Err(format!("unknown option {other:?}\n{usage}")),
         }
     }
     Ok(options)
 }
 
 pub fn run(args: &[String], root: &Path) -> Result<(), String> {
-    let options = parse(args)?;
-    let bulkhead = crate::build_bulkhead(root)?;
+    run_fleet_bench(args, root, USAGE, "bench-cve", bench)
+}
 
-    let work = std::env::temp_dir().join(format!("bulkhead-bench-cve-{}", std::process::id()));
+/// Parses `args`, builds the release binary and runs `bench` with it in a
+/// fresh temporary folder named after `task`, removed afterwards.
+pub(crate) fn run_fleet_bench(
+    args: &[String],
+    root: &Path,
+    usage: &str,
+    task: &str,
+    bench: fn(&FleetOptions, &Path, &Path) -> Result<(), String>,
+) -> Result<(), String> {
+    let options = parse(args, usage)?;
+    let bulkhead = crate::build_bulkhead(root)?;
+    let work = std::env::temp_dir().join(format!("bulkhead-{task}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
     let result = bench(&options, &bulkhead, &work);
@@ -62,34 +74,34 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     result
 }
 
-fn bench(options: &Options, bulkhead: &Path, work: &Path) -> Result<(), String> {
-    let fleet = options.dir.clone().unwrap_or_else(|| work.join("fleet"));
-    let truth_path = fleet.join("ground-truth.json");
-    if !truth_path.exists() {
-        eprintln!(
-            "generating a {}-service fleet in {} ...",
-            options.services,
-            fleet.display()
-        );
-        let started = Instant::now();
-        let status = Command::new(bulkhead)
-            .args(["lab", "init"])
-            .arg(&fleet)
-            .args(["--services", &options.services.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("running bulkhead lab init: {e}"))?;
-        if !status.success() {
-            return Err(format!("bulkhead lab init failed: {status}"));
-        }
-        eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
+/// Generates a fleet of `services` in `fleet` with `bulkhead lab init`,
+/// unless one (its ground truth) is there already.
+pub(crate) fn generate_fleet(bulkhead: &Path, fleet: &Path, services: usize) -> Result<(), String> {
+    if fleet.join("ground-truth.json").exists() {
+        return Ok(());
     }
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(&truth_path)
-            .map_err(|e| format!("reading {}: {e}", truth_path.display()))?,
-    )
-    .map_err(|e| format!("{}: {e}", truth_path.display()))?;
-    let planted = &truth["critical_cve"];
+    eprintln!(
+        "generating a {services}-service fleet in {} ...",
+        fleet.display()
+    );
+    let started = Instant::now();
+    let status = Command::new(bulkhead)
+        .args(["lab", "init"])
+        .arg(fleet)
+        .args(["--services", &services.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("running bulkhead lab init: {e}"))?;
+    if !status.success() {
+        return Err(format!("bulkhead lab init failed: {status}"));
+    }
+    eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The planted CVE's id and the base image names it affects: the OS base and
+/// the language bases built on it (the ground truth's `critical_cve`).
+pub(crate) fn planted_names(planted: &Value) -> Result<(String, Vec<String>), String> {
     let id = planted["id"]
         .as_str()
         .ok_or("ground truth has no critical_cve.id")?
@@ -106,6 +118,20 @@ fn bench(options: &Options, bulkhead: &Path, work: &Path) -> Result<(), String> 
             .flatten()
             .filter_map(|v| v.as_str().map(str::to_string)),
     );
+    Ok((id, names))
+}
+
+fn bench(options: &FleetOptions, bulkhead: &Path, work: &Path) -> Result<(), String> {
+    let fleet = options.dir.clone().unwrap_or_else(|| work.join("fleet"));
+    let truth_path = fleet.join("ground-truth.json");
+    generate_fleet(bulkhead, &fleet, options.services)?;
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(&truth_path)
+            .map_err(|e| format!("reading {}: {e}", truth_path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", truth_path.display()))?;
+    let planted = &truth["critical_cve"];
+    let (id, names) = planted_names(planted)?;
     let services = truth["services"].as_array().map_or(0, Vec::len);
     let expected = planted["services"].as_array().map_or(0, Vec::len);
 

@@ -11,10 +11,11 @@
 //! directly, as often. The table gives medians and maxima with the ratio of
 //! rollback to bare switch, i.e. what durability and orchestration add.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use crate::process::{gateway, lab_service};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "usage: cargo xtask bench-rollout [--runs N]
@@ -23,67 +24,6 @@ pub const USAGE: &str = "usage: cargo xtask bench-rollout [--runs N]
 
 const TOKEN: &str = "bench-rollout-token";
 const TOKEN_VAR: &str = "BULKHEAD_BENCH_ROLLOUT_TOKEN";
-
-/// A process killed when dropped; its stdout is drained by a thread.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd` and returns it with its first `n` stdout lines.
-fn start(cmd: &mut Command, n: usize) -> Result<(Process, Vec<String>), String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {cmd:?}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let process = Process(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let lines = (0..n)
-        .map(|_| {
-            rx.recv_timeout(Duration::from_secs(30))
-                .map_err(|_| format!("{cmd:?} printed no address"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((process, lines))
-}
-
-fn lab_service(
-    bulkhead: &Path,
-    version: &str,
-    error_rate: &str,
-) -> Result<(Process, String), String> {
-    let (process, lines) = start(
-        Command::new(bulkhead).args([
-            "lab",
-            "service",
-            "--name",
-            "pay",
-            "--service-version",
-            version,
-            "--threads",
-            "1",
-            "--error-rate",
-            error_rate,
-        ]),
-        1,
-    )?;
-    let addr = serde_json::from_str::<serde_json::Value>(&lines[0])
-        .ok()
-        .and_then(|v| v["addr"].as_str().map(str::to_string))
-        .ok_or_else(|| format!("unexpected first line {:?}", lines[0]))?;
-    Ok((process, addr))
-}
 
 /// One HTTP/1.1 request; returns the status and body.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
@@ -172,8 +112,8 @@ spec:
       postPromotionAnalysis: {templates: [{templateName: error-rate}]}
 ",
     )?;
-    let (_blue, blue) = lab_service(bulkhead, "blue", "0")?;
-    let (_green, green) = lab_service(bulkhead, "green", "1")?;
+    let (_blue, blue) = lab_service(bulkhead, "pay", "blue", &["--error-rate", "0"])?;
+    let (_green, green) = lab_service(bulkhead, "pay", "green", &["--error-rate", "1"])?;
     let config = dir.join("gateway.yaml");
     write(
         &config,
@@ -181,24 +121,7 @@ spec:
             "listeners: [{{address: 127.0.0.1:0}}]\nroutes: [{{prefix: /pay, service: pay}}]\nservices:\n  pay:\n    endpoints:\n      - {{address: {blue}, labels: {{version: blue}}}}\n      - {{address: {green}, labels: {{version: green}}}}\n    selector: {{version: blue}}\n"
         ),
     )?;
-    let (_gateway, lines) = start(
-        Command::new(bulkhead)
-            .arg("gateway")
-            .arg("--config")
-            .arg(&config)
-            .args(["--admin", "127.0.0.1:0", "--admin-token-env", TOKEN_VAR])
-            .env(TOKEN_VAR, TOKEN),
-        2,
-    )?;
-    let address = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(str::to_string)
-            .ok_or_else(|| format!("no {prefix:?} in {lines:?}"))
-    };
-    let proxy = address("proxy listening on http://")?;
-    let admin = address("admin listening on http://")?;
+    let (_gateway, proxy, admin) = gateway(bulkhead, &config, TOKEN_VAR, TOKEN)?;
 
     // The gate needs traffic to judge: one client thread, until the runs end.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -53,6 +53,7 @@ mod bench_policy;
 mod bench_policy_check;
 mod bench_rollout;
 mod fuzz;
+mod process;
 mod screenshots;
 mod switch_proof;
 

@@ -11,10 +11,10 @@
 //! some moment during it. The gateway's test suite runs the same proof with
 //! 1,000 flips in process; this one runs the binary, with any count.
 
+use crate::process::{gateway, lab_service};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,61 +30,6 @@ pub const USAGE: &str =
 
 const TOKEN: &str = "switch-proof-token";
 const TOKEN_VAR: &str = "BULKHEAD_SWITCH_PROOF_TOKEN";
-
-/// A process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd` and returns it with its first `n` stdout lines.
-fn start(cmd: &mut Command, n: usize) -> Result<(Process, Vec<String>), String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {cmd:?}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let process = Process(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let lines = (0..n)
-        .map(|_| {
-            rx.recv_timeout(Duration::from_secs(30))
-                .map_err(|_| format!("{cmd:?} printed no address"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((process, lines))
-}
-
-fn lab_service(bulkhead: &Path, name: &str, version: &str) -> Result<(Process, String), String> {
-    let (process, lines) = start(
-        Command::new(bulkhead).args([
-            "lab",
-            "service",
-            "--name",
-            name,
-            "--service-version",
-            version,
-            "--threads",
-            "1",
-        ]),
-        1,
-    )?;
-    let addr = serde_json::from_str::<serde_json::Value>(&lines[0])
-        .ok()
-        .and_then(|v| v["addr"].as_str().map(str::to_string))
-        .ok_or_else(|| format!("unexpected first line {:?}", lines[0]))?;
-    Ok((process, addr))
-}
 
 /// A keep-alive HTTP/1.1 connection that reads `Content-Length` answers.
 struct Connection {
@@ -245,9 +190,9 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
 }
 
 fn prove(bulkhead: &Path, dir: &Path, flips: u64, clients: usize) -> Result<(), String> {
-    let (_blue, blue) = lab_service(bulkhead, "orders", "blue")?;
-    let (_green, green) = lab_service(bulkhead, "orders", "green")?;
-    let (_catalog, catalog) = lab_service(bulkhead, "catalog", "v1")?;
+    let (_blue, blue) = lab_service(bulkhead, "orders", "blue", &[])?;
+    let (_green, green) = lab_service(bulkhead, "orders", "green", &[])?;
+    let (_catalog, catalog) = lab_service(bulkhead, "catalog", "v1", &[])?;
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
@@ -267,24 +212,7 @@ services:
         ),
     )
     .map_err(|e| format!("{}: {e}", config.display()))?;
-    let (_gateway, lines) = start(
-        Command::new(bulkhead)
-            .arg("gateway")
-            .arg("--config")
-            .arg(&config)
-            .args(["--admin", "127.0.0.1:0", "--admin-token-env", TOKEN_VAR])
-            .env(TOKEN_VAR, TOKEN),
-        2,
-    )?;
-    let address = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(str::to_string)
-            .ok_or_else(|| format!("no {prefix:?} in {lines:?}"))
-    };
-    let proxy = address("proxy listening on http://")?;
-    let admin = address("admin listening on http://")?;
+    let (_gateway, proxy, admin) = gateway(bulkhead, &config, TOKEN_VAR, TOKEN)?;
 
     let counters = Arc::new(Flips::default());
     let finished = Arc::new(AtomicBool::new(false));
