@@ -7,7 +7,7 @@ use super::browser::Browser;
 use super::rollout::{
     Lab, Running, TOKEN, TOKEN_VAR, phase, spawn_lines, specs, status_json, wait_for,
 };
-use super::{TempDir, bulkhead, eventually_or, json, run_ok};
+use super::{TempDir, bulkhead, eventually_or, http_exchange, json, run_ok};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -55,7 +55,8 @@ impl Console {
     }
 }
 
-/// One HTTP/1.1 request with the given extra headers; the status and body.
+/// One HTTP/1.1 request with the given extra headers, as a form post; the
+/// status and body.
 fn request(
     addr: &str,
     method: &str,
@@ -63,28 +64,10 @@ fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    let mut all = vec![("host", addr)];
+    all.extend_from_slice(headers);
+    all.push(("content-type", "application/x-www-form-urlencoded"));
+    http_exchange(addr, method, path, &all, body)
 }
 
 /// A generated fleet and its ground truth.
@@ -645,15 +628,7 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
     );
     let state = lab.dir.path().join("state");
     let mut driver = lab
-        .rollout("start", &state)
-        .args(["--services", "base", "--path"])
-        .arg(lab.fleet())
-        .args([
-            "--gateway-admin",
-            &format!("http://{}", lab.admin),
-            "--admin-token-env",
-            TOKEN_VAR,
-        ])
+        .rollout_start(&state, "base")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

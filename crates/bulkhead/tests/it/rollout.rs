@@ -235,6 +235,25 @@ impl Lab {
             .arg(state);
         cmd
     }
+
+    /// `bulkhead rollout start` of `services` (comma-separated) in the lab's
+    /// fleet through its gateway's admin API.
+    pub(crate) fn rollout_start(
+        &self,
+        state: &std::path::Path,
+        services: &str,
+    ) -> std::process::Command {
+        let mut cmd = self.rollout("start", state);
+        cmd.args(["--services", services, "--path"])
+            .arg(self.fleet())
+            .args([
+                "--gateway-admin",
+                &format!("http://{}", self.admin),
+                "--admin-token-env",
+                TOKEN_VAR,
+            ]);
+        cmd
+    }
 }
 
 /// Blue-green rollouts for `changed`, promoted automatically unless named in
@@ -412,17 +431,8 @@ fn a_bad_service_is_rolled_back_alone_and_its_dependents_held() {
     let before = lab.routing();
     let load = Load::start(&lab.proxy, &lab.services, 2);
     let out = lab
-        .rollout("start", &state)
-        .args(["--services", &SHOP_CHANGED.join(","), "--path"])
-        .arg(lab.fleet())
-        .args([
-            "--executor",
-            "gateway",
-            "--gateway-admin",
-            &format!("http://{}", lab.admin),
-            "--admin-token-env",
-            TOKEN_VAR,
-        ])
+        .rollout_start(&state, &SHOP_CHANGED.join(","))
+        .args(["--executor", "gateway"])
         .output()
         .unwrap();
     let samples = load.finish();
@@ -552,16 +562,7 @@ const SMALL_CHANGED: &[&str] = &["base", "api", "solo", "solo-client"];
 /// when it was killed; returns the final status.
 fn start_and_resume(lab: &Lab, state: &std::path::Path, kill: Option<(&str, usize)>) -> Value {
     use std::os::unix::process::ExitStatusExt as _;
-    let mut start = lab.rollout("start", state);
-    start
-        .args(["--services", &SMALL_CHANGED.join(","), "--path"])
-        .arg(lab.fleet())
-        .args([
-            "--gateway-admin",
-            &format!("http://{}", lab.admin),
-            "--admin-token-env",
-            TOKEN_VAR,
-        ]);
+    let mut start = lab.rollout_start(state, &SMALL_CHANGED.join(","));
     if let Some((hook, n)) = kill {
         start.env(hook, n.to_string());
     }
@@ -793,15 +794,7 @@ fn operators_act_on_a_running_or_stopped_rollout() {
     let load = Load::start(&lab.proxy, &lab.services, 1);
     let state = lab.dir.path().join("state");
     let driver = lab
-        .rollout("start", &state)
-        .args(["--services", "base,solo", "--path"])
-        .arg(lab.fleet())
-        .args([
-            "--gateway-admin",
-            &format!("http://{}", lab.admin),
-            "--admin-token-env",
-            TOKEN_VAR,
-        ])
+        .rollout_start(&state, "base,solo")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -1229,18 +1222,7 @@ spec:
         "no recent span of pay reached the collector within 60 s: {last}"
     );
     let state = lab.dir.path().join("state");
-    let out = lab
-        .rollout("start", &state)
-        .args(["--services", "pay", "--path"])
-        .arg(lab.fleet())
-        .args([
-            "--gateway-admin",
-            &format!("http://{}", lab.admin),
-            "--admin-token-env",
-            TOKEN_VAR,
-        ])
-        .output()
-        .unwrap();
+    let out = lab.rollout_start(&state, "pay").output().unwrap();
     load.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
