@@ -451,59 +451,25 @@ impl Client<'_> {
         change: &Change,
         retries: &mut Vec<String>,
     ) -> Result<Opened, ForgeError> {
-        let repo = &remote.path;
         let head = format!("{}:{}", remote.owner(), change.branch);
-        let open = self.call(
-            "GET",
-            &format!(
-                "/repos/{repo}/pulls?head={}&state=open",
-                http_client::encode(&head)
-            ),
-            None,
-            retries,
-        )?;
-        let existing = open
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|pr| pr.get("number"))
-            .and_then(Value::as_u64);
         let body = json!({
             "title": change.title,
             "body": change.description,
             "base": change.base,
         });
-        let (action, answer) = match existing {
-            Some(number) => (
-                Action::Updated,
-                self.call(
-                    "PATCH",
-                    &format!("/repos/{repo}/pulls/{number}"),
-                    Some(&body),
-                    retries,
-                )?,
-            ),
-            None => {
-                let mut create = body;
-                create["head"] = change.branch.clone().into();
-                (
-                    Action::Opened,
-                    self.call(
-                        "POST",
-                        &format!("/repos/{repo}/pulls"),
-                        Some(&create),
-                        retries,
-                    )?,
-                )
-            }
-        };
-        Ok((
-            action,
-            answer
-                .get("html_url")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            answer.get("number").and_then(Value::as_u64).or(existing),
-        ))
+        self.open_or_update(
+            &Requests {
+                collection: format!("/repos/{}/pulls", remote.path),
+                open_query: format!("head={}&state=open", http_client::encode(&head)),
+                update_method: "PATCH",
+                id: "number",
+                branch: "head",
+                url: "html_url",
+            },
+            change,
+            body,
+            retries,
+        )
     }
 
     fn gitlab(
@@ -512,59 +478,98 @@ impl Client<'_> {
         change: &Change,
         retries: &mut Vec<String>,
     ) -> Result<Opened, ForgeError> {
-        let project = http_client::encode(&remote.path);
+        let body = json!({
+            "title": change.title,
+            "description": change.description,
+            "target_branch": change.base,
+        });
+        self.open_or_update(
+            &Requests {
+                collection: format!(
+                    "/projects/{}/merge_requests",
+                    http_client::encode(&remote.path)
+                ),
+                open_query: format!(
+                    "source_branch={}&state=opened",
+                    http_client::encode(&change.branch)
+                ),
+                update_method: "PUT",
+                id: "iid",
+                branch: "source_branch",
+                url: "web_url",
+            },
+            change,
+            body,
+            retries,
+        )
+    }
+
+    /// Updates the change request open for the branch with `body`, or opens
+    /// one (`body` and the branch) when there is none.
+    fn open_or_update(
+        &self,
+        requests: &Requests,
+        change: &Change,
+        body: Value,
+        retries: &mut Vec<String>,
+    ) -> Result<Opened, ForgeError> {
+        let collection = &requests.collection;
         let open = self.call(
             "GET",
-            &format!(
-                "/projects/{project}/merge_requests?source_branch={}&state=opened",
-                http_client::encode(&change.branch)
-            ),
+            &format!("{collection}?{}", requests.open_query),
             None,
             retries,
         )?;
         let existing = open
             .as_array()
             .and_then(|a| a.first())
-            .and_then(|mr| mr.get("iid"))
+            .and_then(|request| request.get(requests.id))
             .and_then(Value::as_u64);
-        let body = json!({
-            "title": change.title,
-            "description": change.description,
-            "target_branch": change.base,
-        });
         let (action, answer) = match existing {
-            Some(iid) => (
+            Some(id) => (
                 Action::Updated,
                 self.call(
-                    "PUT",
-                    &format!("/projects/{project}/merge_requests/{iid}"),
+                    requests.update_method,
+                    &format!("{collection}/{id}"),
                     Some(&body),
                     retries,
                 )?,
             ),
             None => {
                 let mut create = body;
-                create["source_branch"] = change.branch.clone().into();
+                create[requests.branch] = change.branch.clone().into();
                 (
                     Action::Opened,
-                    self.call(
-                        "POST",
-                        &format!("/projects/{project}/merge_requests"),
-                        Some(&create),
-                        retries,
-                    )?,
+                    self.call("POST", collection, Some(&create), retries)?,
                 )
             }
         };
         Ok((
             action,
             answer
-                .get("web_url")
+                .get(requests.url)
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            answer.get("iid").and_then(Value::as_u64).or(existing),
+            answer.get(requests.id).and_then(Value::as_u64).or(existing),
         ))
     }
+}
+
+/// How a forge's API names its change requests (GitHub's pull requests,
+/// GitLab's merge requests): where they live and which fields say what.
+struct Requests {
+    /// The collection's path; one request is `{collection}/{id}`.
+    collection: String,
+    /// The query that lists the open ones for the branch.
+    open_query: String,
+    /// The method that updates one.
+    update_method: &'static str,
+    /// The field of a request's number.
+    id: &'static str,
+    /// The field naming the branch to merge, given when opening.
+    branch: &'static str,
+    /// The field of a request's web page.
+    url: &'static str,
 }
 
 #[cfg(test)]
