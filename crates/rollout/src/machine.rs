@@ -193,6 +193,19 @@ impl Phase {
             Phase::NeedsAttention { .. } => "needs-attention",
         }
     }
+
+    /// Why it is where it is: the reason a held, paused, rolled-back, aborted
+    /// or stuck service carries; empty for the others.
+    pub fn detail(&self) -> &str {
+        match self {
+            Phase::Held { because } => because,
+            Phase::RolledBack { reason }
+            | Phase::Aborted { reason }
+            | Phase::Paused { reason }
+            | Phase::NeedsAttention { reason } => reason,
+            _ => "",
+        }
+    }
 }
 
 /// What a service's current step waits for.

@@ -9,7 +9,7 @@ use model::report::table;
 use orchestrator::driver::{Outcome, RollbackTime, rollback_times};
 use orchestrator::operator::{self, OperateError};
 use orchestrator::state::{StateDb, Target};
-use rollout::{Event, Phase, Plan, PlanOptions, Rollout, Specs};
+use rollout::{Event, Plan, PlanOptions, Rollout, Specs};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -579,14 +579,7 @@ fn status_text(s: &StatusJson) -> String {
         .services
         .iter()
         .map(|svc| {
-            let detail = match &svc.phase {
-                Phase::Held { because } => because.clone(),
-                Phase::RolledBack { reason }
-                | Phase::Aborted { reason }
-                | Phase::Paused { reason }
-                | Phase::NeedsAttention { reason } => reason.clone(),
-                _ => String::new(),
-            };
+            let detail = svc.phase.detail().to_string();
             vec![
                 svc.wave.to_string(),
                 svc.service.clone(),

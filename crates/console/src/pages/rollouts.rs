@@ -8,7 +8,7 @@ use crate::web::{Fail, Page, Query, esc, table};
 use orchestrator::driver::{action_name, event_name, rollback_times};
 use orchestrator::operator;
 use orchestrator::state::StateDb;
-use rollout::{Event, Phase};
+use rollout::Event;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -112,14 +112,7 @@ pub fn show(ctx: &Ctx, graph: &Graph, id: &str, query: &Query) -> Result<Page, F
         .services
         .iter()
         .map(|s| {
-            let detail = match &s.phase {
-                Phase::Held { because } => because.clone(),
-                Phase::RolledBack { reason }
-                | Phase::Aborted { reason }
-                | Phase::Paused { reason }
-                | Phase::NeedsAttention { reason } => reason.clone(),
-                _ => String::new(),
-            };
+            let detail = s.phase.detail().to_string();
             let mut actions = String::new();
             if s.phase.name() == "promoted" {
                 actions.push_str(&form("undo", Some(&s.service), "Undo"));
