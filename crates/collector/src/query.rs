@@ -35,7 +35,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
     let segments: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(percent_decode)
+        .map(http_client::decode)
         .collect();
     let s = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -353,31 +353,11 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
+                http_client::decode(&k.replace('+', " ")),
+                http_client::decode(&v.replace('+', " ")),
             )
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json_response(status: StatusCode, value: &Json) -> Response<Body> {

@@ -168,6 +168,21 @@ fn values_are_percent_encoded_and_tokens_presented_as_bearer() {
 }
 
 #[test]
+fn values_are_percent_decoded_and_stray_percents_kept() {
+    for (text, expect) in [
+        ("sha256%3Aab", "sha256:ab"),
+        ("a%20b%2Fc%3Fd%3De%26f", "a b/c?d=e&f"),
+        ("%C3%A9", "é"),
+        ("a+b", "a+b"),
+        ("100%", "100%"),
+        ("%zz%4", "%zz%4"),
+        ("%FF", "\u{FFFD}"),
+    ] {
+        assert_eq!(decode(text), expect, "{text:?}");
+    }
+}
+
+#[test]
 fn a_response_is_complete_by_its_framing_not_by_the_connection_closing() {
     let complete = |raw: &str, head_only: bool| {
         let end = raw.find("\r\n\r\n").expect("a head");
