@@ -5,7 +5,8 @@
 
 use super::browser::Browser;
 use super::rollout::{
-    Lab, Running, TOKEN, TOKEN_VAR, phase, spawn_lines, specs, status_json, wait_for,
+    Lab, Running, TOKEN, TOKEN_VAR, phase, spawn_lines, specs, start_collector, status_json,
+    wait_for,
 };
 use super::{TempDir, bulkhead, eventually_or, http_exchange, json, run_ok};
 use serde_json::Value;
@@ -95,26 +96,10 @@ fn names(list: &Value) -> BTreeSet<String> {
 fn every_page_shows_the_ground_truth_in_a_real_browser() {
     let dir = TempDir::new("console-pages");
     let (fleet, truth) = generated(&dir, 40);
-    let (_collector, collector_lines) = spawn_lines(
-        bulkhead()
-            .args(["collector", "--data"])
-            .arg(dir.path().join("traces"))
-            .args([
-                "--otlp-http",
-                "127.0.0.1:0",
-                "--no-grpc",
-                "--query",
-                "127.0.0.1:0",
-            ]),
-        2,
-    );
-    let otlp = collector_lines[0]
-        .strip_prefix("otlp-http listening on http://")
-        .expect("otlp-http line")
-        .to_string();
-    let query = collector_lines[1]
-        .strip_prefix("query listening on ")
-        .expect("query line")
+    let (_collector, otlp, query) = start_collector(&dir.path().join("traces"));
+    let otlp = otlp
+        .strip_prefix("http://")
+        .expect("otlp-http address")
         .to_string();
     let console = Console::start(&fleet, &["--collector", &query]);
     let mut browser = Browser::start();

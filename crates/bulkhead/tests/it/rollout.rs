@@ -59,6 +59,31 @@ pub(crate) fn spawn_lines(
     (running, first)
 }
 
+/// Starts `bulkhead collector` on free ports with its data in `data`; returns
+/// it, its OTLP/HTTP endpoint (`http://HOST:PORT`) and its query address.
+pub(crate) fn start_collector(data: &Path) -> (Running, String, String) {
+    let (collector, lines) = spawn_lines(
+        bulkhead().args(["collector", "--data"]).arg(data).args([
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--no-grpc",
+            "--query",
+            "127.0.0.1:0",
+        ]),
+        2,
+    );
+    let address = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:?}"))
+            .to_string()
+    };
+    let otlp = address("otlp-http listening on ");
+    let query = address("query listening on ");
+    (collector, otlp, query)
+}
+
 /// A `bulkhead lab service`, exporting its spans to `otlp` when given.
 fn lab_service(
     name: &str,
@@ -1144,28 +1169,7 @@ fn the_gitops_executor_commits_each_switch() {
 #[test]
 fn the_trace_store_gates_a_rollout() {
     let data = TempDir::new("rollout-traces-data");
-    let (_collector, lines) = spawn_lines(
-        bulkhead()
-            .args(["collector", "--data"])
-            .arg(data.path())
-            .args([
-                "--otlp-http",
-                "127.0.0.1:0",
-                "--no-grpc",
-                "--query",
-                "127.0.0.1:0",
-            ]),
-        2,
-    );
-    let address = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:?}"))
-            .to_string()
-    };
-    let otlp = address("otlp-http listening on ");
-    let query = address("query listening on ");
+    let (_collector, otlp, query) = start_collector(data.path());
     let specs = format!(
         "apiVersion: bulkhead.dev/v1alpha1
 kind: AnalysisTemplate
