@@ -803,24 +803,7 @@ fn check_in(bulkhead: &Path, fleet: &Path, work: &Path) -> Result<CheckTimes, St
         generated
     };
     let state = work.join("state");
-    let timed = || -> Result<(Duration, String), String> {
-        let started = Instant::now();
-        let out = Command::new(bulkhead)
-            .args(["policy", "check"])
-            .arg(&fleet)
-            .arg("--state")
-            .arg(&state)
-            .args(["--format", "json"])
-            .stderr(Stdio::null())
-            .output()
-            .map_err(|e| format!("running bulkhead policy check: {e}"))?;
-        let took = started.elapsed();
-        // 1 means a deny was found, which the generated fleet plants on purpose.
-        if !matches!(out.status.code(), Some(0 | 1)) {
-            return Err(format!("bulkhead policy check failed: {}", out.status));
-        }
-        Ok((took, String::from_utf8_lossy(&out.stdout).into_owned()))
-    };
+    let timed = || crate::bench_policy_check::check(bulkhead, &fleet, &state);
     let (cold, report) = timed()?;
     let (warm, _) = timed()?;
     let field = |name: &str| -> u64 {

@@ -133,7 +133,11 @@ fn measure(bulkhead: &Path, fleet: &Path, work: &Path, runs: usize) -> Result<Me
 }
 
 /// One `policy check --format json`: its time and its report.
-fn check(bulkhead: &Path, fleet: &Path, state: &Path) -> Result<(Duration, String), String> {
+pub(crate) fn check(
+    bulkhead: &Path,
+    fleet: &Path,
+    state: &Path,
+) -> Result<(Duration, String), String> {
     let started = Instant::now();
     let out = Command::new(bulkhead)
         .args(["policy", "check"])
