@@ -164,13 +164,6 @@ impl Browser {
             "Array.from(document.querySelectorAll({})).map(e => e.textContent.trim())",
             json!(selector)
         ));
-        value
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        super::strings(&value)
     }
 }
