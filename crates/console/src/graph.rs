@@ -230,6 +230,26 @@ fn watch_tree(watcher: &mut notify::RecommendedWatcher, dir: &Path, state_dir: &
     }
 }
 
+/// Files the scan never reads (logs, databases, lab records, temporary
+/// files): their changes cannot change the fleet, and a fleet folder that also
+/// holds running programs' files changes them many times a second. Folders,
+/// the scan's own files, `bulkhead.toml` and ignore files always count; so
+/// does a vanished path without an extension, which may have been a folder.
+fn cannot_change_the_fleet(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if scan::FileKind::of(name).is_some()
+        || matches!(name, "bulkhead.toml" | ".gitignore" | ".ignore")
+    {
+        return false;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => !meta.is_dir(),
+        Err(_) => name.contains('.'),
+    }
+}
+
 fn refresh_loop(
     mut resident: Resident,
     mut watcher: notify::RecommendedWatcher,
@@ -246,7 +266,7 @@ fn refresh_loop(
         let mut changed: BTreeMap<PathBuf, ()> = BTreeMap::new();
         let mut take = |event: notify::Event, watcher: &mut notify::RecommendedWatcher| {
             for path in event.paths {
-                if path.starts_with(state_dir) {
+                if path.starts_with(state_dir) || cannot_change_the_fleet(&path) {
                     continue;
                 }
                 // A new folder (a new repository, a checkout) is watched as it appears.
@@ -289,6 +309,42 @@ fn refresh_loop(
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cannot_change_the_fleet;
+
+    #[test]
+    fn only_changes_to_files_the_scan_reads_refresh_the_fleet() {
+        let dir = test_support::TempDir::new("console-watch");
+        std::fs::create_dir_all(dir.path().join("repo-a/deploy")).unwrap();
+        for file in [
+            "repo-a/Dockerfile",
+            "repo-a/deploy/app.yaml",
+            "lab.json",
+            "logs.log",
+        ] {
+            std::fs::write(dir.path().join(file), "x").unwrap();
+        }
+        let cases = [
+            ("repo-a/Dockerfile", false),
+            ("repo-a/deploy/app.yaml", false),
+            ("repo-a", false),
+            ("bulkhead.toml", false),
+            ("lab.json", true),
+            ("logs.log", true),
+            ("gone-folder", false),
+            ("lab.json.tmp", true),
+        ];
+        for (path, ignored) in cases {
+            assert_eq!(
+                cannot_change_the_fleet(&dir.path().join(path)),
+                ignored,
+                "{path}"
+            );
         }
     }
 }
