@@ -244,8 +244,8 @@ pub struct PrArgs {
     /// default: from the remote's host (github.com, a host with "gitlab").
     #[arg(long, value_name = "FORGE", value_parser = forge::Kind::parse, requires = "open_pr")]
     pub forge: Option<forge::Kind>,
-    /// The forge's API base URL (default: https://api.github.com for
-    /// github.com, https://HOST/api/v3 for GitHub Enterprise, https://HOST/api/v4 for GitLab).
+    /// The forge's API base URL (default: `https://api.github.com` for
+    /// github.com, `https://HOST/api/v3` for GitHub Enterprise, `https://HOST/api/v4` for GitLab).
     #[arg(long, value_name = "URL", requires = "open_pr")]
     pub forge_url: Option<String>,
     /// A PEM CA certificate the forge's HTTPS is signed by, besides the system's.

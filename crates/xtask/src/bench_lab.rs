@@ -2,7 +2,8 @@
 //!
 //! For each lab size, a fleet is generated first (untimed, `lab init`), then
 //! `bulkhead lab up --rate 0` is timed from its start until `lab status`
-//! reports every process healthy. With the lab idle (no load), its CPU use is
+//! reports every process healthy. With the lab idle (no load, its start-up work
+//! done), its CPU use is
 //! read from /proc/PID/stat of the supervisor and every child over a window,
 //! and its resident memory summed over the same processes (VmRSS, and the
 //! proportional set size, which counts the pages the processes share once).
@@ -83,6 +84,40 @@ fn status(bulkhead: &Path, dir: &Path) -> Option<serde_json::Value> {
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Waits for the work `lab up` does after readiness: publishing the images,
+/// building the hosts (both recorded under `provision` in lab.json) and the
+/// console's policy findings (its `/api/policy` answers once they exist).
+fn settle(bulkhead: &Path, dir: &Path, ready: &serde_json::Value) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let provision = status(bulkhead, dir).map(|s| s["provision"].clone());
+        let done = provision.as_ref().is_some_and(|p| {
+            ["registry", "hosts"]
+                .iter()
+                .all(|k| !matches!(p[k].as_str(), Some("publishing" | "building")))
+        });
+        if done {
+            break;
+        }
+        if started.elapsed() > READY_DEADLINE {
+            return Err(format!(
+                "the lab's provisioning did not finish: {provision:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(console) = ready["addresses"]["console"].as_str() {
+        let addr = console.trim_start_matches("http://");
+        let (code, _) = crate::bench_console::get(addr, "/api/policy")?;
+        if code != 200 {
+            return Err(format!(
+                "the lab's console answered /api/policy with {code}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The supervisor's pid and every recorded child's.
@@ -166,8 +201,10 @@ fn measure(
     let ready = started.elapsed();
     let pids = pids(&ready_status);
 
-    // Idle: let start-up work settle, then read CPU time over the window.
-    std::thread::sleep(Duration::from_secs(2));
+    // Idle: once the start-up work beside readiness is done (images published,
+    // dpkg hosts built, the console's first graph and policy findings), read
+    // CPU time over the window.
+    settle(bulkhead, &dir, &ready_status)?;
     let cpu = |pids: &[u32]| -> f64 {
         pids.iter()
             .filter_map(|&pid| crate::cpu_times(pid, false).ok())
