@@ -162,22 +162,6 @@ struct ScanDoc<'a> {
     diagnostics: &'a [model::Diagnostic],
 }
 
-/// `bulkhead cve --json`'s document.
-#[derive(Serialize)]
-struct CveDoc<'a> {
-    schema: &'static str,
-    cve: &'a images::CveAnswer,
-    report: &'a model::ImpactReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timings: Option<Timings>,
-}
-
-#[derive(Serialize)]
-struct Timings {
-    load_ms: f64,
-    query_ms: f64,
-}
-
 /// `bulkhead impact image --json`'s document.
 #[derive(Serialize)]
 struct ImageDoc<'a> {
@@ -1132,8 +1116,8 @@ fn cve_entry(graph: &Graph, id: &str) -> Result<std::sync::Arc<CveEntry>, Fail> 
             }
             let report = images::cve::impact_report(&answer, &graph.fleet);
             let query_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let json = cli_json(&CveDoc {
-                schema: "bulkhead.cve/v1",
+            let json = cli_json(&images::cve::CveDocument {
+                schema: images::cve::CVE_SCHEMA,
                 cve: &answer,
                 report: &report,
                 timings: None,
@@ -1161,11 +1145,11 @@ fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> 
         let mut page = Page::new(id.to_string(), String::new(), Json::Null);
         page.json_text = match query.get("timings") {
             None => Some(entry.json.clone()),
-            Some(_) => cli_json(&CveDoc {
-                schema: "bulkhead.cve/v1",
+            Some(_) => cli_json(&images::cve::CveDocument {
+                schema: images::cve::CVE_SCHEMA,
                 cve: answer,
                 report,
-                timings: Some(Timings {
+                timings: Some(images::cve::CveTimings {
                     load_ms: 0.0,
                     query_ms: entry.query_ms,
                 }),

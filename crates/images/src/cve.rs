@@ -98,6 +98,29 @@ pub struct AffectedService {
     pub public_routes: Vec<String>,
 }
 
+/// `bulkhead cve --json`'s document, one shape for the command and for a
+/// console answering in its place.
+#[derive(Debug, Serialize)]
+pub struct CveDocument<'a> {
+    pub schema: &'static str,
+    pub cve: &'a CveAnswer,
+    pub report: &'a model::ImpactReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<CveTimings>,
+}
+
+/// The schema name [`CveDocument`] carries.
+pub const CVE_SCHEMA: &str = "bulkhead.cve/v1";
+
+/// Where the time of a CVE query went.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CveTimings {
+    /// Scan (through the cache), base catalog, scanner reports and cluster snapshots.
+    pub load_ms: f64,
+    /// The CVE answer and its impact report, from the loaded fleet.
+    pub query_ms: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CveAnswer {
     pub id: String,

@@ -7,7 +7,6 @@ use crate::args::{Exit, FleetArgs, Format, FormatArgs, ServerArgs};
 use crate::output;
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 use std::time::Instant;
 
 #[derive(Debug, Args)]
@@ -61,31 +60,15 @@ pub fn run(args: CveArgs) -> Result<Exit> {
         );
     }
     match args.format.get() {
-        Format::Json => output::print_json(&CveJson {
-            schema: "bulkhead.cve/v1",
+        Format::Json => output::print_json(&images::cve::CveDocument {
+            schema: images::cve::CVE_SCHEMA,
             cve: &answer,
             report: &report,
-            timings: args.timings.then_some(Timings { load_ms, query_ms }),
+            timings: args
+                .timings
+                .then_some(images::cve::CveTimings { load_ms, query_ms }),
         })?,
         format => output::print_report(&report, format)?,
     }
     Ok(Exit::Ran)
-}
-
-#[derive(Serialize)]
-struct CveJson<'a> {
-    schema: &'static str,
-    cve: &'a images::CveAnswer,
-    report: &'a model::ImpactReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timings: Option<Timings>,
-}
-
-/// Where the time of a query went: the scan and the files it reads, then the analysis.
-#[derive(Serialize)]
-struct Timings {
-    /// Scan (through the cache), base catalog, scanner reports and cluster snapshots.
-    load_ms: f64,
-    /// The CVE answer and its impact report, from the loaded fleet.
-    query_ms: f64,
 }
