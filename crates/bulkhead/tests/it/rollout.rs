@@ -788,16 +788,22 @@ pub(crate) fn wait_for(
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if state.join("rollouts.db").exists() {
-            let status = status_json(lab, state);
-            if done(&status) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {status}"
-            );
+        // The database appears before the driver writes the rollout into it;
+        // until then `rollout status` has nothing to show and fails.
+        let out = lab.rollout("status", state).arg("--json").output().unwrap();
+        let status = if out.status.success() {
+            json(&String::from_utf8_lossy(&out.stdout))
+        } else {
+            Value::Null
+        };
+        if !status.is_null() && done(&status) {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {status} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
