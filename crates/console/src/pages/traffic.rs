@@ -130,7 +130,7 @@ pub fn rollout_part(ctx: &Ctx, services: &[String]) -> (String, Json) {
     let now = clock::now_ms();
     let unique: BTreeSet<&String> = services.iter().collect();
     let drawn = ctx.live.gateway(|feed| {
-        let mut html = String::new();
+        let mut html = String::from("<div id=\"rollout-traffic\">");
         let mut values = serde_json::Map::new();
         for (i, service) in unique.iter().enumerate() {
             let (part, value) = service_charts(feed, service, &format!("traffic-{i}"), now);
@@ -142,6 +142,7 @@ pub fn rollout_part(ctx: &Ctx, services: &[String]) -> (String, Json) {
             );
             values.insert(service.to_string(), value);
         }
+        html.push_str("</div>");
         (html, Json::Object(values))
     });
     drawn.unwrap_or_else(|| {
