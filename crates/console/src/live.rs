@@ -4,10 +4,12 @@
 //! error % and p99 latency per service and version, and admission decisions
 //! per second by result. The pages draw them; nothing here blocks a request.
 //!
-//! The rates come from two consecutive scrapes (a counter that went down
-//! means the process restarted and counts from zero), the p99 from the
-//! histogram's buckets between them, as Prometheus' `rate` and
-//! `histogram_quantile` would answer.
+//! Each point's rates come from the scrape [`RATE_OVER`] scrapes before it
+//! and its own (a counter that went down means the process restarted and
+//! counts from zero), the p99 from the histogram's buckets between them, as
+//! Prometheus' `rate` over five seconds and `histogram_quantile` would
+//! answer: a service asked twice a second would otherwise jump between 0, 2
+//! and 4 requests per second with the moment of each scrape.
 
 use orchestrator::metrics::{DURATION_BUCKET, REQUESTS_TOTAL, Sample, parse_text, quantile};
 use serde::Serialize;
@@ -20,6 +22,8 @@ use std::time::Duration;
 pub const EVERY: Duration = Duration::from_secs(1);
 /// Points kept per series: ten minutes at one a second.
 pub const KEEP: usize = 600;
+/// Scrapes a point's rates span.
+pub const RATE_OVER: usize = 5;
 
 /// The webhook's decision counter, labelled `result` (allow, deny, error).
 const DECISIONS_TOTAL: &str = "bulkhead_admission_decisions_total";
@@ -183,7 +187,8 @@ pub struct Feed<K: Ord, P, T> {
     /// The last scrape's failure, if it failed.
     pub error: Option<String>,
     pub series: BTreeMap<K, VecDeque<P>>,
-    last: Option<Scraped<T>>,
+    /// The last scrapes, up to [`RATE_OVER`] of them, oldest first.
+    history: VecDeque<Scraped<T>>,
 }
 
 impl<K: Ord, P, T> Feed<K, P, T> {
@@ -192,13 +197,24 @@ impl<K: Ord, P, T> Feed<K, P, T> {
             url: url.to_string(),
             error: None,
             series: BTreeMap::new(),
-            last: None,
+            history: VecDeque::new(),
         }
     }
 
     /// The values of the last scrape.
     pub fn latest(&self) -> Option<&T> {
-        self.last.as_ref().map(|s| &s.values)
+        self.history.back().map(|s| &s.values)
+    }
+
+    fn remember(&mut self, monotonic_ms: u64, values: T) {
+        if self.history.len() == RATE_OVER {
+            self.history.pop_front();
+        }
+        self.history.push_back(Scraped {
+            monotonic_ms,
+            values,
+        });
+        self.error = None;
     }
 }
 
@@ -221,7 +237,7 @@ impl GatewayFeed {
         at_ms: i64,
         totals: HashMap<(String, String), Totals>,
     ) {
-        if let Some(last) = &self.last {
+        if let Some(last) = self.history.front() {
             let seconds = monotonic_ms.saturating_sub(last.monotonic_ms) as f64 / 1000.0;
             let empty = Totals::default();
             for (key, after) in &totals {
@@ -234,11 +250,7 @@ impl GatewayFeed {
             self.series
                 .retain(|_, ring| ring.iter().any(|p| p.rps > 0.0));
         }
-        self.last = Some(Scraped {
-            monotonic_ms,
-            values: totals,
-        });
-        self.error = None;
+        self.remember(monotonic_ms, totals);
     }
 
     /// The series of one service, by version.
@@ -259,7 +271,7 @@ impl WebhookFeed {
         at_ms: i64,
         totals: (BTreeMap<String, f64>, Vec<(f64, f64)>),
     ) {
-        if let Some(last) = &self.last {
+        if let Some(last) = self.history.front() {
             let seconds = monotonic_ms.saturating_sub(last.monotonic_ms) as f64 / 1000.0;
             let (before, before_buckets) = &last.values;
             let per_sec: BTreeMap<String, f64> = totals
@@ -285,11 +297,7 @@ impl WebhookFeed {
             };
             push(self.series.entry(String::new()).or_default(), p);
         }
-        self.last = Some(Scraped {
-            monotonic_ms,
-            values: totals,
-        });
-        self.error = None;
+        self.remember(monotonic_ms, totals);
     }
 
     /// The decision points, oldest first.

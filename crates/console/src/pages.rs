@@ -1292,13 +1292,14 @@ fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page,
                 .insert(s.name.clone());
         }
     }
-    let mut html = String::new();
+    // The adoption charts; with ?version= they follow the check.
+    let mut adoption = String::new();
     for (source, versions) in &by_source {
         let mut bars: Vec<(String, usize)> =
             versions.iter().map(|(v, s)| (v.clone(), s.len())).collect();
         bars.sort_by_key(|b| std::cmp::Reverse(version_key(&b.0)));
         let _ = write!(
-            html,
+            adoption,
             "<h2>{}</h2>{}",
             esc(source),
             svg::bar_chart(&format!("apps per version of {source}"), &bars)
@@ -1322,7 +1323,7 @@ fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page,
                 ]
             })
             .collect();
-        html.push_str(&table(
+        adoption.push_str(&table(
             &format!(
                 "t-{}",
                 by_source.keys().position(|k| k == source).unwrap_or(0)
@@ -1332,9 +1333,9 @@ fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page,
         ));
     }
     if by_source.is_empty() {
-        html.push_str("<p>No service pins a CI template.</p>");
+        adoption.push_str("<p>No service pins a CI template.</p>");
     }
-    html.push_str("<h2 id=\"check\">Check a new version</h2>");
+    let mut html = String::from("<h2 id=\"check\">Check a new version</h2>");
     let repo = match template_check::open(graph) {
         Ok(repo) => repo,
         Err(e) if version.is_some() => return Err(e),
@@ -1342,7 +1343,7 @@ fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page,
             let _ = write!(html, "<p class=\"note\">{}</p>", esc(e.message()));
             return Ok(Page::new(
                 "Templates",
-                html,
+                adoption + &html,
                 adoption_json(&by_source, None),
             ));
         }
@@ -1374,7 +1375,7 @@ fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page,
         html.push_str("<p>Pick a release: the console checks every app against it, as <code>bulkhead template check</code> does, and plans its adoption as <code>bulkhead template plan</code>.</p>");
         return Ok(Page::new(
             "Templates",
-            html,
+            adoption + &html,
             adoption_json(&by_source, None),
         ));
     };
@@ -1486,6 +1487,8 @@ fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page,
         &["WAVE", "NAME", "APPS", "GATE", "WHICH"],
         &rows,
     ));
+    html.push_str("<h2>Adoption today</h2>");
+    html.push_str(&adoption);
     let mut value = json_of(Some(checked.as_ref()));
     if api {
         value["page"] = json!(page);

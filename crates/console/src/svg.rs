@@ -159,7 +159,7 @@ pub fn bar_chart(title: &str, bars: &[(String, usize)]) -> String {
 
 /// Colours of a line chart's series, in order.
 const PALETTE: [&str; 6] = [
-    "#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2",
+    "#2563eb", "#ea580c", "#dc2626", "#16a34a", "#9333ea", "#0891b2",
 ];
 
 /// A value as an axis label: fewer decimals as it grows.

@@ -303,6 +303,7 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
     assert_eq!(
         rows,
         serde_json::json!([
+            ["2026-01-02T03:04:05.090Z", "storefront", ""],
             ["2026-01-02T03:04:05.100Z", "storefront", "info"],
             ["2026-01-02T03:04:05.150Z", "payments", "error"],
             ["2026-01-02T03:04:05.190Z", "storefront", "error"],
@@ -363,7 +364,8 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
 }
 
 /// A folder of logs as the lab writes them, one JSON-lines file per process:
-/// three lines of `trace_id` across two services, and others around them.
+/// four lines of `trace_id` across the gateway and two services, and others
+/// around them.
 fn lab_logs(dir: &TempDir, trace_id: &str) -> std::path::PathBuf {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -392,7 +394,14 @@ fn lab_logs(dir: &TempDir, trace_id: &str) -> std::path::PathBuf {
         .concat(),
     )
     .unwrap();
-    std::fs::write(logs.join("gateway.log"), "gateway listening\n").unwrap();
+    // The gateway's access log writes `time`, and no level or event.
+    std::fs::write(
+        logs.join("gateway.log"),
+        format!(
+            "gateway listening\n{{\"time\":\"2026-01-02T03:04:05.090Z\",\"trace_id\":\"{trace_id}\",\"method\":\"GET\",\"path\":\"/checkout\",\"service\":\"storefront\",\"status\":200}}\n"
+        ),
+    )
+    .unwrap();
     logs
 }
 

@@ -87,11 +87,28 @@ fn the_feed_keeps_busy_series_within_the_window() {
     assert_eq!(orders[0].0, "green");
     assert_eq!(orders[0].1.back().unwrap().rps, 100.0);
     assert!(feed.of_service("order").is_empty());
-    // Quiet for the whole window: the series goes.
-    for i in 0..KEEP as u64 {
+    // Quiet for the whole window (and the scrapes a rate spans): the series goes.
+    for i in 0..(KEEP + RATE_OVER) as u64 {
         feed.add(2_000 + i * 1_000, 3_000, totals(AFTER));
     }
     assert!(feed.of_service("orders").is_empty());
+}
+
+#[test]
+fn a_rate_spans_the_last_scrapes() {
+    let mut feed = GatewayFeed::new("http://gw/metrics");
+    let mut text = |n: u64| {
+        totals(&format!(
+            "bulkhead_gateway_requests_total{{service=\"a\",version=\"v1\",code=\"2xx\"}} {n}\n"
+        ))
+    };
+    // Two requests a second, seen by scrapes at uneven moments: 2, 0, 4, 2, 2 more.
+    for (i, n) in [0, 2, 2, 6, 8, 10, 12].into_iter().enumerate() {
+        feed.add(i as u64 * 1_000, i as i64, text(n));
+    }
+    let rates: Vec<f64> = feed.of_service("a")[0].1.iter().map(|p| p.rps).collect();
+    // From the first scrape while fewer than five came before, then over the last five seconds.
+    assert_eq!(rates, [2.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
 }
 
 #[test]

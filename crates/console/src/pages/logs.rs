@@ -1,6 +1,7 @@
 //! The log lines of one trace, from a folder of JSON-lines logs (the lab's
 //! `DIR/logs/`, one file per process; the lab service writes `ts`, `level`,
-//! `event`, `service` and `trace_id` on every request's line).
+//! `event`, `service` and `trace_id` on every request's line, the gateway's
+//! access log `time`, `service`, `method`, `path`, `status` and `trace_id`).
 //!
 //! Reading is bounded so that a page never reads gigabytes: only the last
 //! [`TAIL_BYTES`] of each file, at most [`MAX_FILES`] files and
@@ -66,13 +67,16 @@ pub fn matching(file: &str, text: &str, trace_id: &str, into: &mut Vec<LogLine>)
         let Ok(Json::Object(fields)) = serde_json::from_str::<Json>(line) else {
             continue;
         };
-        let field = |name: &str| {
-            fields
-                .get(name)
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let text = |name: &str| fields.get(name).and_then(Json::as_str);
+        let field = |name: &str| text(name).unwrap_or("").to_string();
+        // An access log line names no event: what was asked and answered is its event.
+        let event = text("event").map_or_else(
+            || match (text("method"), text("path"), fields.get("status")) {
+                (Some(m), Some(p), Some(s)) => format!("{m} {p} {s}"),
+                _ => String::new(),
+            },
+            str::to_string,
+        );
         if field("trace_id").to_ascii_lowercase() != trace_id {
             continue;
         }
@@ -81,10 +85,13 @@ pub fn matching(file: &str, text: &str, trace_id: &str, into: &mut Vec<LogLine>)
         }
         into.push(LogLine {
             file: file.to_string(),
-            ts: field("ts"),
+            ts: text("ts")
+                .or_else(|| text("time"))
+                .unwrap_or("")
+                .to_string(),
             level: field("level"),
             service: field("service"),
-            event: field("event"),
+            event,
             line: line.to_string(),
         });
     }
@@ -179,18 +186,33 @@ mod tests {
             ),
         )
         .unwrap();
+        std::fs::write(
+            dir.path().join("gateway.log"),
+            format!(
+                "{{\"time\":\"2026-01-02T03:04:05.050Z\",\"trace_id\":\"{TRACE}\",\"method\":\"GET\",\"path\":\"/checkout\",\"service\":\"storefront\",\"status\":502}}\n"
+            ),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), TRACE).unwrap();
         let found = search(dir.path(), &TRACE.to_ascii_uppercase()).unwrap();
-        let got: Vec<(&str, &str, &str)> = found
+        let got: Vec<(&str, &str, &str, &str)> = found
             .lines
             .iter()
-            .map(|l| (l.file.as_str(), l.service.as_str(), l.level.as_str()))
+            .map(|l| {
+                (
+                    l.file.as_str(),
+                    l.service.as_str(),
+                    l.level.as_str(),
+                    l.event.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                ("storefront.log", "storefront", "info"),
-                ("payments.log", "payments", "error"),
+                ("gateway.log", "storefront", "", "GET /checkout 502"),
+                ("storefront.log", "storefront", "info", "request_finished"),
+                ("payments.log", "payments", "error", "request_finished"),
             ]
         );
         assert!(!found.more && found.truncated_files.is_empty());
