@@ -21,15 +21,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Services drawn in the whole-fleet graph; beyond this the page asks for a focus.
 const GRAPH_LIMIT: usize = 150;
 
-/// Template checks computed for one graph generation, by (release, wave size, soak):
+/// A template check's release, wave size and soak in seconds.
+type CheckKey = (String, usize, u64);
+
+/// Template checks computed for one graph generation, by [`CheckKey`]:
 /// a check reads the templates repository with git, so it is done once per fleet version.
 #[derive(Debug, Default)]
-pub struct TemplateChecks(
-    Mutex<(
-        u64,
-        BTreeMap<(String, usize, u64), Arc<template_check::Checked>>,
-    )>,
-);
+pub struct TemplateChecks(Mutex<(u64, BTreeMap<CheckKey, Arc<template_check::Checked>>)>);
 
 #[derive(Debug)]
 pub enum Answer {

@@ -97,7 +97,7 @@ fn the_feed_keeps_busy_series_within_the_window() {
 #[test]
 fn a_rate_spans_the_last_scrapes() {
     let mut feed = GatewayFeed::new("http://gw/metrics");
-    let mut text = |n: u64| {
+    let text = |n: u64| {
         totals(&format!(
             "bulkhead_gateway_requests_total{{service=\"a\",version=\"v1\",code=\"2xx\"}} {n}\n"
         ))

@@ -114,7 +114,7 @@ pub fn search(dir: &Path, trace_id: &str) -> Result<Found, String> {
                 .then(|| (meta.modified().unwrap_or(std::time::UNIX_EPOCH), e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut found = Found {
         skipped_files: files.len().saturating_sub(MAX_FILES),
         ..Found::default()
