@@ -187,6 +187,8 @@ pub struct Feed<K: Ord, P, T> {
     /// The last scrape's failure, if it failed.
     pub error: Option<String>,
     pub series: BTreeMap<K, VecDeque<P>>,
+    /// Scrapes in a row without a request, by series.
+    quiet: BTreeMap<K, usize>,
     /// The last scrapes, up to [`RATE_OVER`] of them, oldest first.
     history: VecDeque<Scraped<T>>,
 }
@@ -197,6 +199,7 @@ impl<K: Ord, P, T> Feed<K, P, T> {
             url: url.to_string(),
             error: None,
             series: BTreeMap::new(),
+            quiet: BTreeMap::new(),
             history: VecDeque::new(),
         }
     }
@@ -230,7 +233,8 @@ fn push<P>(ring: &mut VecDeque<P>, point: P) {
 
 impl GatewayFeed {
     /// Adds a scrape. A series starts with its first request and is dropped
-    /// once it has had none for the whole window, so only busy pairs hold memory.
+    /// once it has had none for the whole window (or the gateway no longer
+    /// counts it), so only busy pairs hold memory.
     pub fn add(
         &mut self,
         monotonic_ms: u64,
@@ -240,15 +244,22 @@ impl GatewayFeed {
         if let Some(last) = self.history.front() {
             let seconds = monotonic_ms.saturating_sub(last.monotonic_ms) as f64 / 1000.0;
             let empty = Totals::default();
+            for quiet in self.quiet.values_mut() {
+                *quiet += 1;
+            }
             for (key, after) in &totals {
                 let before = last.values.get(key).unwrap_or(&empty);
                 let p = point(before, after, seconds, at_ms);
-                if p.rps > 0.0 || self.series.contains_key(key) {
+                if p.rps > 0.0 {
+                    self.quiet.insert(key.clone(), 0);
+                }
+                if self.quiet.contains_key(key) {
                     push(self.series.entry(key.clone()).or_default(), p);
                 }
             }
-            self.series
-                .retain(|_, ring| ring.iter().any(|p| p.rps > 0.0));
+            self.quiet.retain(|_, quiet| *quiet < KEEP);
+            let quiet = &self.quiet;
+            self.series.retain(|key, _| quiet.contains_key(key));
         }
         self.remember(monotonic_ms, totals);
     }

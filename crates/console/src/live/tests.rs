@@ -95,6 +95,19 @@ fn the_feed_keeps_busy_series_within_the_window() {
 }
 
 #[test]
+fn a_series_the_gateway_no_longer_counts_goes_after_the_window() {
+    let mut feed = GatewayFeed::new("http://gw/metrics");
+    feed.add(0, 0, totals(BEFORE));
+    feed.add(1_000, 0, totals(AFTER));
+    for i in 0..KEEP as u64 - 1 {
+        feed.add(2_000 + i * 1_000, 0, HashMap::new());
+        assert_eq!(feed.of_service("orders").len(), 1, "kept in the window");
+    }
+    feed.add(1_000_000, 0, HashMap::new());
+    assert!(feed.of_service("orders").is_empty());
+}
+
+#[test]
 fn a_rate_spans_the_last_scrapes() {
     let mut feed = GatewayFeed::new("http://gw/metrics");
     let text = |n: u64| {
