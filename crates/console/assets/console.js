@@ -35,15 +35,19 @@ function wire(root) {
     });
   });
 }
-// A part marked data-refresh="MS" is fetched again every MS milliseconds and swapped in.
+// A part marked data-refresh="MS" is fetched again every MS milliseconds and
+// swapped in: from its data-src when it has one (a page of that part alone),
+// else from the page's own address; the fresh copy is the element of the same
+// id, else the first part marked so.
 function refresh(part) {
   const every = parseInt(part.dataset.refresh, 10);
+  const source = part.dataset.src || location.href;
   setInterval(async () => {
     if (document.hidden) return;
-    const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+    const response = await fetch(source, { headers: { Accept: "text/html" } });
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-    const fresh = doc.querySelector("[data-refresh]");
+    const fresh = part.id ? doc.getElementById(part.id) : doc.querySelector("[data-refresh]");
     if (fresh && fresh.innerHTML !== part.innerHTML) {
       part.innerHTML = fresh.innerHTML;
       wire(part);

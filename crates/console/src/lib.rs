@@ -10,6 +10,7 @@
 //! from another site). Docs: `docs/console.md`.
 
 pub mod graph;
+mod live;
 mod pages;
 mod svg;
 mod web;
@@ -39,9 +40,15 @@ pub struct Options {
     pub listen: SocketAddr,
     /// A collector's (or any Jaeger-compatible) query API, for traces.
     pub collector: Option<String>,
-    /// The gateway's admin API, for live routing state.
+    /// The gateway's admin API, for live routing state and traffic.
     pub gateway_admin: Option<String>,
     pub gateway_token: Option<String>,
+    /// The admission webhook's `/metrics`, for its decisions.
+    pub webhook_metrics: Option<String>,
+    /// The CA the webhook's certificate is checked against, read at every scrape.
+    pub webhook_ca: Option<PathBuf>,
+    /// A folder of JSON-lines logs (the lab's `DIR/logs`), for a trace's log lines.
+    pub logs: Option<PathBuf>,
     /// Required on every action when set; required to listen beyond loopback.
     pub token: Option<String>,
 }
@@ -70,6 +77,10 @@ pub struct Ctx {
     pub options: Options,
     /// Embedded in every page; an action's form must carry it back.
     pub csrf: String,
+    /// Traffic and admission decisions, sampled in the background.
+    pub live: Arc<live::Live>,
+    /// Template checks of the current graph generation, by release and plan options.
+    pub template_checks: pages::TemplateChecks,
 }
 
 /// A running console.
@@ -101,10 +112,26 @@ impl Console {
             .await
             .map_err(|e| Error::Load(e.to_string()))?
             .map_err(Error::Load)?;
+        let sources = live::Sources {
+            gateway: options
+                .gateway_admin
+                .clone()
+                .map(|url| (url, options.gateway_token.clone())),
+            webhook: options
+                .webhook_metrics
+                .clone()
+                .map(|url| (url, options.webhook_ca.clone())),
+        };
+        let live = Arc::new(live::Live::new(&sources));
+        if sources.gateway.is_some() || sources.webhook.is_some() {
+            live::spawn(&live, sources).map_err(Error::Runtime)?;
+        }
         let ctx = Arc::new(Ctx {
             current,
             options,
             csrf: web::random_hex(16).map_err(Error::Runtime)?,
+            live,
+            template_checks: pages::TemplateChecks::default(),
         });
         let served = ctx.clone();
         tokio::spawn(async move {

@@ -1,8 +1,11 @@
 //! The pages, each rendered as HTML and as the JSON its `/api/` mirror
 //! answers, from one graph version.
 
+pub mod logs;
 pub mod rollouts;
+pub mod template_check;
 pub mod traces_pages;
+pub mod traffic;
 
 use crate::Ctx;
 use crate::graph::Graph;
@@ -13,9 +16,18 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Services drawn in the whole-fleet graph; beyond this the page asks for a focus.
 const GRAPH_LIMIT: usize = 150;
+
+/// A template check's release, wave size and soak in seconds.
+type CheckKey = (String, usize, u64);
+
+/// Template checks computed for one graph generation, by [`CheckKey`]:
+/// a check reads the templates repository with git, so it is done once per fleet version.
+#[derive(Debug, Default)]
+pub struct TemplateChecks(Mutex<(u64, BTreeMap<CheckKey, Arc<template_check::Checked>>)>);
 
 #[derive(Debug)]
 pub enum Answer {
@@ -38,6 +50,7 @@ pub fn route(
         ["status"] => status(ctx, graph),
         ["scan"] => scan_json(graph, query)?,
         ["services", name] => service(ctx, graph, name, query)?,
+        ["services", name, "traffic"] => service_traffic(ctx, graph, name, query)?,
         ["files", rest @ ..] => file(graph, &rest.join("/"), query)?,
         ["impact"] => impact(graph, query, api)?,
         ["cve"] => {
@@ -48,8 +61,13 @@ pub fn route(
             }
         }
         ["cve", id] => cve(graph, id, query, api)?,
-        ["templates"] => templates(graph, query, api)?,
-        ["policy"] => policy_page(graph, query)?,
+        ["templates"] => templates(ctx, graph, query, api)?,
+        ["policy"] => policy_page(ctx, graph, query)?,
+        ["policy", "admission"] => {
+            query.only(&[])?;
+            let (html, value) = traffic::admission_part(ctx);
+            Page::new("Admission decisions", html, value)
+        }
         ["hosts"] => hosts(graph, query)?,
         ["rollouts"] => rollouts::list(graph, query)?,
         ["rollouts", id] => rollouts::show(ctx, graph, id, query)?,
@@ -71,12 +89,14 @@ fn api_index() -> Page {
     let endpoints = [
         "/api/fleet?q=&page=&focus=",
         "/api/services/NAME",
+        "/api/services/NAME/traffic",
         "/api/files/PATH",
         "/api/impact?services=A,B | image=REF&to= | template=SOURCE@VERSION | cve=ID | hosts=A,B (&format=table|markdown)",
         "/api/cve/ID (&format=table|markdown)",
         "/api/scan",
-        "/api/templates",
+        "/api/templates?version=&wave_size=&soak=",
         "/api/policy?rule=&service=&page=",
+        "/api/policy/admission",
         "/api/rollouts",
         "/api/rollouts/ID",
         "/api/traces?service=&error=1&min_duration=",
@@ -632,6 +652,9 @@ fn service(ctx: &Ctx, graph: &Graph, name: &str, query: &Query) -> Result<Page, 
             let _ = write!(html, "<p class=\"error\">{}</p>", esc(e));
         }
     }
+    html.push_str("<h2>Traffic</h2>");
+    let (traffic_html, traffic) = traffic::service_part(ctx, name);
+    html.push_str(&traffic_html);
     let recent = ctx
         .options
         .collector
@@ -653,9 +676,23 @@ fn service(ctx: &Ctx, graph: &Graph, name: &str, query: &Query) -> Result<Page, 
         "lineage": lineage,
         "policy_findings": computed.map(|_| &findings),
         "live": live.and_then(Result::ok),
+        "traffic": traffic,
         "recent_traces": recent.and_then(Result::ok),
     });
     Ok(Page::new(format!("Service {name}"), html, value))
+}
+
+/// A service's traffic part alone, which its page fetches again every few seconds.
+fn service_traffic(ctx: &Ctx, graph: &Graph, name: &str, query: &Query) -> Result<Page, Fail> {
+    query.only(&[])?;
+    if graph.service(name).is_none() {
+        return Err(Fail::not_found(
+            format!("no service named {name:?} in the fleet"),
+            name,
+        ));
+    }
+    let (html, value) = traffic::service_part(ctx, name);
+    Ok(Page::new(format!("Traffic of {name}"), html, value))
 }
 
 fn finding_is_about(f: &policy::Finding, s: &Service) -> bool {
@@ -1213,8 +1250,34 @@ fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> 
     Ok(Page::new(id.to_string(), html, Json::Null))
 }
 
-fn templates(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
-    query.only(&[])?;
+fn templates(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
+    query.only(&["version", "wave_size", "soak", "page"])?;
+    let version = query.get("version");
+    let defaults = templates::PlanOptions::default();
+    let wave_size = match query.get("wave_size") {
+        None => defaults.wave_size,
+        Some(w) => w.parse().map_err(|_| {
+            Fail::BadRequest(format!(
+                "wave_size={w}: expected a number of apps per wave (0: no limit)"
+            ))
+        })?,
+    };
+    let soak = match query.get("soak") {
+        None => defaults.soak,
+        Some(d) => {
+            yaml::parse_duration(d).map_err(|e| Fail::BadRequest(format!("soak={d}: {e}")))?
+        }
+    };
+    let page = query.page()?;
+    if version.is_none()
+        && let Some(name) = ["wave_size", "soak", "page"]
+            .into_iter()
+            .find(|n| query.get(n).is_some())
+    {
+        return Err(Fail::BadRequest(format!(
+            "{name} goes with version=: pick the release to check"
+        )));
+    }
     // Apps per version: a service pinning one release in several places counts once.
     let mut by_source: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for s in &graph.fleet.services {
@@ -1227,13 +1290,14 @@ fn templates(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
                 .insert(s.name.clone());
         }
     }
-    let mut html = String::new();
+    // The adoption charts; with ?version= they follow the check.
+    let mut adoption = String::new();
     for (source, versions) in &by_source {
         let mut bars: Vec<(String, usize)> =
             versions.iter().map(|(v, s)| (v.clone(), s.len())).collect();
         bars.sort_by_key(|b| std::cmp::Reverse(version_key(&b.0)));
         let _ = write!(
-            html,
+            adoption,
             "<h2>{}</h2>{}",
             esc(source),
             svg::bar_chart(&format!("apps per version of {source}"), &bars)
@@ -1257,7 +1321,7 @@ fn templates(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
                 ]
             })
             .collect();
-        html.push_str(&table(
+        adoption.push_str(&table(
             &format!(
                 "t-{}",
                 by_source.keys().position(|k| k == source).unwrap_or(0)
@@ -1267,14 +1331,227 @@ fn templates(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
         ));
     }
     if by_source.is_empty() {
-        html.push_str("<p>No service pins a CI template.</p>");
+        adoption.push_str("<p>No service pins a CI template.</p>");
     }
-    html.push_str("<p><code>bulkhead template check VERSION</code> checks a new release against every app; <code>bulkhead template plan</code> picks representatives and waves.</p>");
-    if !api {
-        return Ok(Page::new("Templates", html, Json::Null));
+    let mut html = String::from("<h2 id=\"check\">Check a new version</h2>");
+    let repo = match template_check::open(graph) {
+        Ok(repo) => repo,
+        Err(e) if version.is_some() => return Err(e),
+        Err(e) => {
+            let _ = write!(html, "<p class=\"note\">{}</p>", esc(e.message()));
+            return Ok(Page::new(
+                "Templates",
+                adoption + &html,
+                adoption_json(&by_source, None),
+            ));
+        }
+    };
+    let options = templates::PlanOptions { wave_size, soak };
+    let _ = write!(
+        html,
+        "<form action=\"/templates#check\"><label>Release of {} <select name=\"version\">{}</select></label> \
+         <label>apps per wave <input name=\"wave_size\" value=\"{wave_size}\" size=\"4\"></label> \
+         <label>soak <input name=\"soak\" value=\"{}\" size=\"6\"></label> <button>Check</button></form>",
+        esc(&repo.label),
+        repo.releases
+            .all()
+            .iter()
+            .rev()
+            .map(|r| format!(
+                "<option{}>{}</option>",
+                if version == Some(r.tag.as_str()) {
+                    " selected"
+                } else {
+                    ""
+                },
+                esc(&r.tag)
+            ))
+            .collect::<String>(),
+        esc(&yaml::format_duration(soak)),
+    );
+    let Some(version) = version else {
+        html.push_str("<p>Pick a release: the console checks every app against it, as <code>bulkhead template check</code> does, and plans its adoption as <code>bulkhead template plan</code>.</p>");
+        return Ok(Page::new(
+            "Templates",
+            adoption + &html,
+            adoption_json(&by_source, None),
+        ));
+    };
+    // The JSON is built for the API only: a big fleet's plan is no small document.
+    let json_of = |checked: Option<&template_check::Checked>| {
+        if api {
+            adoption_json(&by_source, checked)
+        } else {
+            Json::Null
+        }
+    };
+    let checked = template_checked(ctx, graph, &repo, version, &options)?;
+    let (check, plan) = (&checked.check, &checked.plan);
+    let breaking: Vec<&templates::AppCheck> = check.breaking().collect();
+    let _ = write!(
+        html,
+        "<p class=\"summary\" id=\"check-summary\">{} {}: <strong>{}</strong> app(s) would break, {} safe, {} not using the template.</p>",
+        esc(&check.template),
+        esc(&check.version),
+        breaking.len(),
+        check.safe().count(),
+        check.not_using.len()
+    );
+    let base = format!(
+        "/templates?version={}&wave_size={wave_size}&soak={}",
+        enc(version),
+        enc(&yaml::format_duration(soak))
+    );
+    let (shown, pager) = paginate(&breaking, page, &base)?;
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|app| {
+            vec![
+                link_service(&app.service),
+                esc(&app.owner.as_ref().map_or("-".into(), ToString::to_string)),
+                app.tier.map_or("-".into(), |t| t.to_string()),
+                esc(&app.current_versions().join(", ")),
+                app.problems
+                    .iter()
+                    .map(|p| esc(&p.message))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
+                app.problems
+                    .iter()
+                    .map(|p| link_at(&p.at))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
+            ]
+        })
+        .collect();
+    html.push_str("<h3>Would break</h3>");
+    html.push_str(&table(
+        "breaking",
+        &["SERVICE", "OWNER", "TIER", "ON", "WHY", "WHERE"],
+        &rows,
+    ));
+    html.push_str(&pager);
+    html.push_str("<h3>Representatives and waves</h3>");
+    let _ = write!(
+        html,
+        "<p>{} combination(s) of template file, inputs, value classes and runtime are in use; apps that would break wait until fixed.</p>",
+        plan.combinations
+    );
+    if let Some(first) = plan.waves.iter().find(|w| w.name == "representatives") {
+        let rows: Vec<Vec<String>> = first
+            .apps
+            .iter()
+            .map(|a| {
+                vec![
+                    link_service(&a.service),
+                    esc(&a.owner.as_ref().map_or("-".into(), ToString::to_string)),
+                    a.tier.map_or("-".into(), |t| t.to_string()),
+                    esc(&a.covers.join("; ")),
+                ]
+            })
+            .collect();
+        html.push_str(&table(
+            "representatives",
+            &["SERVICE", "OWNER", "TIER", "FIRST TO COVER"],
+            &rows,
+        ));
     }
-    let value = json!({"templates": by_source.iter().map(|(s, v)| json!({"source": s, "versions": v.iter().map(|(ver, apps)| json!({"version": ver, "apps": apps.len(), "services": apps})).collect::<Vec<_>>()})).collect::<Vec<_>>()});
-    Ok(Page::new("Templates", html, value))
+    // A wave's apps are listed up to a few dozen: the plan of a big fleet stays one page.
+    const NAMED: usize = 30;
+    let rows: Vec<Vec<String>> = plan
+        .waves
+        .iter()
+        .map(|w| {
+            let mut apps: Vec<String> = w
+                .apps
+                .iter()
+                .take(NAMED)
+                .map(|a| link_service(&a.service))
+                .collect();
+            if w.apps.len() > NAMED {
+                apps.push(format!("… {} more", w.apps.len() - NAMED));
+            }
+            vec![
+                w.number.to_string(),
+                esc(&w.name),
+                w.apps.len().to_string(),
+                esc(&w.gate),
+                apps.join(", "),
+            ]
+        })
+        .collect();
+    html.push_str(&table(
+        "waves",
+        &["WAVE", "NAME", "APPS", "GATE", "WHICH"],
+        &rows,
+    ));
+    html.push_str("<h2>Adoption today</h2>");
+    html.push_str(&adoption);
+    let mut value = json_of(Some(checked.as_ref()));
+    if api {
+        value["page"] = json!(page);
+    }
+    Ok(Page::new(
+        format!("Templates: check {version}"),
+        html,
+        value,
+    ))
+}
+
+/// The check of `version`, computed once per graph generation and plan options.
+fn template_checked(
+    ctx: &Ctx,
+    graph: &Graph,
+    repo: &template_check::Repo,
+    version: &str,
+    options: &templates::PlanOptions,
+) -> Result<Arc<template_check::Checked>, Fail> {
+    let key = (
+        version.to_string(),
+        options.wave_size,
+        options.soak.as_secs(),
+    );
+    {
+        let cache = ctx
+            .template_checks
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.0 == graph.generation
+            && let Some(found) = cache.1.get(&key)
+        {
+            return Ok(found.clone());
+        }
+    }
+    let checked = Arc::new(repo.check(graph, version, options)?);
+    let mut cache = ctx
+        .template_checks
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if cache.0 != graph.generation {
+        *cache = (graph.generation, BTreeMap::new());
+    }
+    cache.1.insert(key, checked.clone());
+    Ok(checked)
+}
+
+/// The templates page's JSON: adoption by source and version, and the check when one was asked.
+fn adoption_json(
+    by_source: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    checked: Option<&template_check::Checked>,
+) -> Json {
+    json!({
+        "templates": by_source.iter().map(|(s, v)| json!({"source": s, "versions": v.iter().map(|(ver, apps)| json!({"version": ver, "apps": apps.len(), "services": apps})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "check": checked.map(|c| json!({
+            "template": c.check.template,
+            "version": c.check.version,
+            "breaking": c.check.breaking().collect::<Vec<_>>(),
+            "safe": c.check.safe().map(|a| &a.service).collect::<Vec<_>>(),
+            "not_using": c.check.not_using.len(),
+        })),
+        "plan": checked.map(|c| &c.plan),
+    })
 }
 
 /// Orders `v1.2.10` after `v1.2.9`: numeric parts compared as numbers.
@@ -1285,7 +1562,7 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn policy_page(graph: &Graph, query: &Query) -> Result<Page, Fail> {
+fn policy_page(ctx: &Ctx, graph: &Graph, query: &Query) -> Result<Page, Fail> {
     query.only(&["rule", "service", "page"])?;
     let page = query.page()?;
     let outcome = graph
@@ -1346,8 +1623,11 @@ fn policy_page(graph: &Graph, query: &Query) -> Result<Page, Fail> {
         &rows,
     ));
     html.push_str(&pager);
-    html.push_str("<p>Admission decisions are counted by the webhook's own /metrics (<code>bulkhead policy serve</code>).</p>");
+    html.push_str("<h2>Admission decisions</h2><p>What the admission webhook (<code>bulkhead policy serve</code>) decided, from its /metrics.</p>");
+    let (admission_html, admission) = traffic::admission_part(ctx);
+    html.push_str(&admission_html);
     let value = json!({
+        "admission": admission,
         "by_rule": by_rule,
         "by_service": by_service,
         "total": outcome.findings.len(),

@@ -1,5 +1,6 @@
 //! The console's own small SVG renderer: a layered dependency graph, bar
-//! charts and a trace waterfall, drawn on the server as text.
+//! charts, line charts of live series and a trace waterfall, drawn on the
+//! server as text.
 
 use crate::web::{enc, esc};
 use std::collections::{BTreeMap, HashMap};
@@ -156,6 +157,92 @@ pub fn bar_chart(title: &str, bars: &[(String, usize)]) -> String {
     out
 }
 
+/// Colours of a line chart's series, in order.
+const PALETTE: [&str; 6] = [
+    "#2563eb", "#ea580c", "#dc2626", "#16a34a", "#9333ea", "#0891b2",
+];
+
+/// A value as an axis label: fewer decimals as it grows.
+fn axis_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A line chart over the `window_ms` before `now_ms`: one line per named
+/// series of `(ms since the epoch, value)` points, the y axis from 0 to the
+/// largest value. Each line says how many points it has (`data-points`).
+pub fn line_chart(
+    title: &str,
+    unit: &str,
+    series: &[(String, Vec<(i64, f64)>)],
+    now_ms: i64,
+    window_ms: i64,
+) -> String {
+    let (width, height) = (460.0, 170.0);
+    let (left, right, top, bottom) = (52.0, width - 12.0, 24.0, height - 36.0);
+    let from = now_ms - window_ms;
+    let max = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let max = if max > 0.0 { max * 1.1 } else { 1.0 };
+    let x = |at: i64| {
+        left + (at - from).clamp(0, window_ms) as f64 / window_ms.max(1) as f64 * (right - left)
+    };
+    let y = |v: f64| bottom - v.clamp(0.0, max) / max * (bottom - top);
+    let mut out = format!(
+        "<svg class=\"chart line\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" role=\"img\" aria-label=\"{t}\">\
+         <text class=\"title\" x=\"0\" y=\"14\">{t} ({u})</text>\
+         <path class=\"axis\" d=\"M{left},{top} L{left},{bottom} L{right},{bottom}\" fill=\"none\" stroke=\"#999\"/>\
+         <text x=\"{lx}\" y=\"{ty:.0}\" text-anchor=\"end\">{hi}</text><text x=\"{lx}\" y=\"{bottom}\" text-anchor=\"end\">0</text>\
+         <text x=\"{left}\" y=\"{xl}\">-{minutes}m</text><text x=\"{right}\" y=\"{xl}\" text-anchor=\"end\">now</text>",
+        t = esc(title),
+        u = esc(unit),
+        lx = left - 4.0,
+        ty = top + 4.0,
+        hi = axis_value(max),
+        xl = bottom + 14.0,
+        minutes = window_ms / 60_000,
+    );
+    let mut legend_x = left;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let drawn: Vec<String> = points
+            .iter()
+            .filter(|(at, v)| *at >= from && v.is_finite())
+            .map(|&(at, v)| format!("{:.1},{:.1}", x(at), y(v)))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline class=\"series\" data-series=\"{n}\" data-points=\"{}\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{n}</title></polyline>\
+             <rect x=\"{legend_x:.0}\" y=\"{ly:.0}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{tx:.0}\" y=\"{tyl:.0}\">{n}</text>",
+            drawn.len(),
+            drawn.join(" "),
+            n = esc(name),
+            ly = height - 14.0,
+            tx = legend_x + 14.0,
+            tyl = height - 5.0,
+        );
+        legend_x += 24.0 + 7.0 * name.chars().count().min(24) as f64;
+    }
+    if series.iter().all(|(_, p)| p.is_empty()) {
+        let _ = write!(
+            out,
+            "<text class=\"empty\" x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">no data in this window</text>",
+            (left + right) / 2.0,
+            (top + bottom) / 2.0
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
 /// A trace waterfall: one bar per span at its offset from the trace's start,
 /// indented by depth; spans on the critical path and failed spans marked,
 /// the root cause's span outlined.
@@ -244,6 +331,29 @@ mod tests {
         assert!(x_of("orders") < x_of("web"));
         assert!(svg.contains("node focus"));
         assert_eq!(svg.matches("class=\"edge\"").count(), 4);
+    }
+
+    #[test]
+    fn lines_place_points_in_the_window_and_scale_to_the_largest_value() {
+        let series = vec![
+            ("blue".to_string(), vec![(40_000, 5.0), (100_000, 10.0)]),
+            ("green".to_string(), vec![(0, 1.0), (70_000, 0.0)]),
+        ];
+        let svg = line_chart("requests/s", "req/s", &series, 100_000, 60_000);
+        // The window starts at 40 s: green's point at 0 s is before it.
+        assert!(
+            svg.contains("data-series=\"blue\" data-points=\"2\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("data-series=\"green\" data-points=\"1\""),
+            "{svg}"
+        );
+        // blue from the left edge (5) to the right (10), on a y axis up to 11.
+        assert!(svg.contains("points=\"52.0,84.0 448.0,34.0\""), "{svg}");
+        assert!(svg.contains(">11.0<"), "{svg}");
+        let empty = line_chart("p99", "ms", &[("blue".to_string(), vec![])], 0, 60_000);
+        assert!(empty.contains("no data in this window"));
     }
 
     #[test]

@@ -673,6 +673,12 @@ pub fn up(
             format!("http://{query}"),
             "--gateway-admin".into(),
             format!("http://{admin}"),
+            "--webhook-metrics".into(),
+            format!("https://{webhook}/metrics"),
+            "--webhook-ca".into(),
+            spec.dir.join(infra::WEBHOOK_CA).display().to_string(),
+            "--logs".into(),
+            logs.display().to_string(),
         ],
         log: logs.join("console.log"),
         ..ProcSpec::default()

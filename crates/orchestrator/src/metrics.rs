@@ -237,8 +237,9 @@ pub fn latency_quantile_ms(
         })
 }
 
-/// `histogram_quantile` over cumulative `(le, count)` buckets sorted by `le`.
-fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+/// `histogram_quantile` over cumulative `(le, count)` buckets sorted by `le`
+/// (`+Inf` last); `None` when they count nothing.
+pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;

@@ -170,6 +170,7 @@ fn bench(options: &FleetOptions, bulkhead: &Path, work: &Path) -> Result<(), Str
         format!("/cve/{id}"),
         format!("/impact?cve={id}"),
         "/templates".to_string(),
+        "/templates?version=v2.0.0".to_string(),
         "/policy".to_string(),
         "/hosts".to_string(),
         "/rollouts".to_string(),

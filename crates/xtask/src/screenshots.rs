@@ -16,7 +16,7 @@ const PAGES: [(&str, &str); 7] = [
     ("service.png", "/services/SERVICE"),
     ("impact.png", "/impact?services=SERVICE"),
     ("cve.png", "/cve/CVE"),
-    ("templates.png", "/templates"),
+    ("templates.png", "/templates?version=v2.0.0"),
     ("policy.png", "/policy"),
     ("hosts.png", "/hosts"),
 ];

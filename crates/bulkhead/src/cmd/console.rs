@@ -28,6 +28,18 @@ pub struct ConsoleArgs {
     /// A file holding the gateway admin API's bearer token.
     #[arg(long, value_name = "PATH")]
     gateway_admin_token_file: Option<PathBuf>,
+    /// The admission webhook's metrics (https://HOST:PORT/metrics of
+    /// `bulkhead policy serve`), for its decisions on the policy page.
+    #[arg(long, value_name = "URL")]
+    webhook_metrics: Option<String>,
+    /// The CA (PEM) the webhook's certificate is checked against; read again
+    /// at every scrape, since a restarted self-signed webhook has a new one.
+    #[arg(long, value_name = "PATH", requires = "webhook_metrics")]
+    webhook_ca: Option<PathBuf>,
+    /// A folder of JSON-lines logs, one file per process (a lab's DIR/logs):
+    /// a trace's page shows the lines that carry its trace_id.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
     /// A file holding the console's token: every action (promote, abort, ...)
     /// then needs it, as `Authorization: Bearer` or through the login page.
     #[arg(long, value_name = "PATH", conflicts_with = "token_env")]
@@ -51,10 +63,16 @@ pub fn run(args: ConsoleArgs) -> Result<Exit> {
     for (flag, url) in [
         ("--collector", &args.collector),
         ("--gateway-admin", &args.gateway_admin),
+        ("--webhook-metrics", &args.webhook_metrics),
     ] {
         if let Some(url) = url {
             http_client::Url::parse(url).map_err(|e| anyhow::anyhow!("{flag} {url}: {e}"))?;
         }
+    }
+    if let Some(dir) = &args.logs
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--logs {}: no such folder", dir.display());
     }
     let options = console::Options {
         scan: args.fleet.scan_options(),
@@ -62,6 +80,9 @@ pub fn run(args: ConsoleArgs) -> Result<Exit> {
         collector: args.collector,
         gateway_admin: args.gateway_admin,
         gateway_token,
+        webhook_metrics: args.webhook_metrics,
+        webhook_ca: args.webhook_ca,
+        logs: args.logs,
         token,
     };
     let mut printed = Ok(());

@@ -101,7 +101,12 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
         .strip_prefix("http://")
         .expect("otlp-http address")
         .to_string();
-    let console = Console::start(&fleet, &["--collector", &query]);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let logs = lab_logs(&dir, trace_id);
+    let console = Console::start(
+        &fleet,
+        &["--collector", &query, "--logs", logs.to_str().unwrap()],
+    );
     let mut browser = Browser::start();
     let services = truth["services"].as_array().unwrap();
 
@@ -238,7 +243,6 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let span = |service: &str,
                 id: &str,
                 parent: &str,
@@ -292,6 +296,56 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
     assert!(cause[0].contains("payments"), "{cause:?}");
     assert_eq!(browser.texts("svg.waterfall g.span").len(), 2);
     assert_eq!(browser.texts("svg.waterfall g.root-cause").len(), 1);
+    // The trace's log lines, from every process's file, in the order they were written.
+    let rows = browser.eval(
+        "Array.from(document.querySelectorAll('#logs tbody tr')).map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent])",
+    );
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            ["2026-01-02T03:04:05.090Z", "storefront", ""],
+            ["2026-01-02T03:04:05.100Z", "storefront", "info"],
+            ["2026-01-02T03:04:05.150Z", "payments", "error"],
+            ["2026-01-02T03:04:05.190Z", "storefront", "error"],
+        ])
+    );
+
+    // A template release checked against every app: the planted breaking apps, and
+    // waves made only of apps that are safe on it.
+    browser.goto(&console.url("/templates?version=v2.0.0"));
+    let breaking = set(browser.texts("#breaking tbody tr td:first-child"));
+    let planted: BTreeSet<String> = services
+        .iter()
+        .filter(|s| s["breaks_on_v2"] == true)
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!planted.is_empty());
+    assert_eq!(breaking, planted);
+    let representatives = set(browser.texts("#representatives tbody tr td:first-child"));
+    assert!(!representatives.is_empty());
+    let check = console.api("/api/templates?version=v2.0.0");
+    assert_eq!(check["check"]["version"], "v2.0.0");
+    let waves = check["plan"]["waves"].as_array().unwrap();
+    assert_eq!(
+        browser.texts("#waves tbody tr").len(),
+        waves.len(),
+        "a row per wave"
+    );
+    for wave in waves {
+        for app in wave["apps"].as_array().unwrap() {
+            let name = app["service"].as_str().unwrap();
+            assert!(!planted.contains(name), "{name} breaks, yet is in a wave");
+        }
+    }
+    let (status, body) = console.get("/templates?version=v9.9.9");
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("version=v9.9.9: no release of ci-templates"),
+        "{body}"
+    );
+    let (status, body) = console.get("/templates?version=v2.0.0&soak=soon");
+    assert_eq!(status, 400);
+    assert!(body.contains("soak=soon"), "{body}");
 
     // Every page's JSON mirror answers.
     for path in [
@@ -307,6 +361,48 @@ fn every_page_shows_the_ground_truth_in_a_real_browser() {
     ] {
         console.api(path);
     }
+}
+
+/// A folder of logs as the lab writes them, one JSON-lines file per process:
+/// four lines of `trace_id` across the gateway and two services, and others
+/// around them.
+fn lab_logs(dir: &TempDir, trace_id: &str) -> std::path::PathBuf {
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = |ts: &str, level: &str, service: &str, trace: &str| {
+        format!(
+            "{{\"ts\":\"2026-01-02T03:04:{ts}Z\",\"level\":\"{level}\",\"event\":\"request_finished\",\"service\":\"{service}\",\"version\":\"blue\",\"method\":\"GET\",\"path\":\"/\",\"status\":200,\"duration_ms\":1.5,\"trace_id\":\"{trace}\",\"span_id\":\"00f067aa0ba902b7\"}}\n"
+        )
+    };
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    std::fs::write(
+        logs.join("storefront.log"),
+        [
+            line("05.050", "info", "storefront", other),
+            line("05.100", "info", "storefront", trace_id),
+            line("05.190", "error", "storefront", trace_id),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("payments.log"),
+        [
+            line("05.150", "error", "payments", trace_id),
+            line("05.160", "info", "payments", other),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    // The gateway's access log writes `time`, and no level or event.
+    std::fs::write(
+        logs.join("gateway.log"),
+        format!(
+            "gateway listening\n{{\"time\":\"2026-01-02T03:04:05.090Z\",\"trace_id\":\"{trace_id}\",\"method\":\"GET\",\"path\":\"/checkout\",\"service\":\"storefront\",\"status\":200}}\n"
+        ),
+    )
+    .unwrap();
+    logs
 }
 
 #[test]
@@ -634,12 +730,52 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
             TOKEN_VAR,
         ],
     );
+    // Traffic through the gateway shows as points on the service's charts.
+    let sampled = eventually_or(30, || {
+        assert_eq!(lab.version_of("base").0, 200);
+        let traffic = console.api("/api/services/base/traffic");
+        let busy = traffic["versions"].as_array()?.iter().any(|v| {
+            v["version"] == "green"
+                && v["points"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["rps"].as_f64() > Some(0.0)))
+        });
+        busy.then_some(traffic)
+    });
+    assert!(sampled.is_some(), "the sampler saw green's requests");
     let mut browser = Browser::start();
+    browser.goto(&console.url("/services/base"));
+    assert_eq!(
+        browser.texts("#traffic svg.line").len(),
+        3,
+        "requests/s, error % and p99 charts"
+    );
+    let points = browser.eval(
+        "Array.from(document.querySelectorAll('#traffic svg.line polyline[data-series=green]')).map(l => Number(l.dataset.points))",
+    );
+    let points: Vec<u64> = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(points.len(), 3, "green on every chart");
+    assert!(points.iter().all(|p| *p > 0), "{points:?}");
+    assert!(
+        browser
+            .texts("#traffic-versions tbody tr td:first-child")
+            .contains(&"green".to_string())
+    );
     browser.goto(&console.url("/rollouts"));
     browser.click("#rollouts a[href=\"/rollouts/1\"]");
     let page = console.url("/rollouts/1");
     browser.wait_loaded(|href| href == page);
     assert_eq!(browser.texts("#rollout-status"), ["running"]);
+    assert_eq!(
+        browser.texts("#rollout-traffic svg.line").len(),
+        3,
+        "the rollout's service has its traffic charts"
+    );
     browser.click("button[data-action=\"abort:base\"]");
     browser.wait_loaded(|href| href == page);
     let aborted = eventually_or(30, || {
@@ -672,4 +808,105 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
     let live = browser.texts("#live tbody tr td:first-child");
     assert_eq!(live, ["version=blue"]);
     let _ = driver.wait();
+}
+
+/// The policy page shows what a real admission webhook decided, scraped over
+/// TLS from its /metrics with the CA it printed.
+#[test]
+fn the_policy_page_counts_the_webhooks_decisions() {
+    use base64::Engine as _;
+    let dir = TempDir::new("console-admission");
+    let (fleet, _) = generated(&dir, 10);
+    let (_webhook, lines) = spawn_lines(
+        bulkhead().args([
+            "policy",
+            "serve",
+            "--self-signed",
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+        2,
+    );
+    let addr = lines[0]
+        .strip_prefix("listening on https://")
+        .unwrap()
+        .to_string();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(lines[1].strip_prefix("caBundle: ").unwrap())
+        .unwrap();
+    let ca = dir.path().join("webhook-ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let metrics = format!("https://{addr}/metrics");
+    let console = Console::start(
+        &fleet,
+        &[
+            "--webhook-metrics",
+            &metrics,
+            "--webhook-ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let tls = http_client::Tls::with_pem(&pem).unwrap();
+    let review = |image: &str| {
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop",
+                "operation": "CREATE",
+                "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"},
+                    "spec": {"containers": [{"name": "app", "image": image,
+                        "resources": {"limits": {"cpu": "1", "memory": "128Mi"}}}]}},
+            },
+        });
+        let url = http_client::Url::parse(&format!("https://{addr}/validate")).unwrap();
+        let response = http_client::request_with(
+            "POST",
+            &url,
+            &[("content-type", "application/json".to_string())],
+            body.to_string().as_bytes(),
+            std::time::Duration::from_secs(10),
+            Some(&tls),
+        )
+        .unwrap();
+        json(&String::from_utf8(response.body).unwrap())["response"]["allowed"].clone()
+    };
+    let pinned = "registry.acme.internal/apps/orders:1.4.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    // The sampler needs a scrape before the reviews to see them as a rate.
+    let scraped = eventually_or(30, || {
+        let a = console.api("/api/policy/admission");
+        a["totals"].is_object().then_some(a)
+    });
+    assert!(scraped.is_some(), "the console scraped the webhook");
+    for _ in 0..3 {
+        assert_eq!(review(pinned), true);
+    }
+    for _ in 0..2 {
+        assert_eq!(review("nginx:latest"), false);
+    }
+    let seen = eventually_or(30, || {
+        let a = console.api("/api/policy/admission");
+        let moved = a["points"]
+            .as_array()?
+            .iter()
+            .any(|p| p["per_sec"]["deny"].as_f64() > Some(0.0));
+        (a["totals"]["allow"] == 3.0 && a["totals"]["deny"] == 2.0 && moved).then_some(a)
+    });
+    assert!(seen.is_some(), "the decisions reached the console");
+    let mut browser = Browser::start();
+    browser.goto(&console.url("/policy"));
+    let rows = browser.eval(
+        "Array.from(document.querySelectorAll('#decisions tbody tr')).map(r => [r.cells[0].textContent, r.cells[1].textContent])",
+    );
+    assert_eq!(
+        rows,
+        serde_json::json!([["allow", "3"], ["deny", "2"], ["error", "0"]])
+    );
+    let deny_points = browser.eval(
+        "Number(document.querySelector('#admission svg.line polyline[data-series=deny]').dataset.points)",
+    );
+    assert!(deny_points.as_u64().unwrap() > 0, "the chart has points");
 }

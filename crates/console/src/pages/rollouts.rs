@@ -152,6 +152,10 @@ pub fn show(ctx: &Ctx, graph: &Graph, id: &str, query: &Query) -> Result<Page, F
         ],
         &rows,
     ));
+    html.push_str("<h2>Traffic</h2>");
+    let services: Vec<String> = status.services.iter().map(|s| s.service.clone()).collect();
+    let (traffic_html, traffic) = super::traffic::rollout_part(ctx, &services);
+    html.push_str(&traffic_html);
     for a in &status.awaiting_human {
         let _ = write!(
             html,
@@ -191,6 +195,7 @@ pub fn show(ctx: &Ctx, graph: &Graph, id: &str, query: &Query) -> Result<Page, F
         "rollout": status,
         "rollbacks": rollbacks,
         "transitions": transitions,
+        "traffic": traffic,
     });
     Ok(Page::new(format!("Rollout {id}"), html, value))
 }

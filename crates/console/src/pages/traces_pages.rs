@@ -187,27 +187,52 @@ pub fn search(ctx: &Ctx, graph: &Graph, query: &Query) -> Result<Page, Fail> {
 
 pub fn show(ctx: &Ctx, id: &str, query: &Query) -> Result<Page, Fail> {
     query.only(&[])?;
-    let collector = ctx
-        .options
-        .collector
-        .as_deref()
-        .ok_or_else(needs_collector)?;
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Fail::BadRequest(format!(
             "{id:?} is not a trace id (1 to 32 hex digits)"
         )));
     }
-    let (status, json) = get(collector, &format!("/api/traces/{id}")).map_err(Fail::Upstream)?;
-    let trace = json
-        .get("data")
-        .and_then(|d| d.get(0))
-        .filter(|_| status == 200);
+    let logs = ctx
+        .options
+        .logs
+        .as_deref()
+        .map(|dir| super::logs::search(dir, id));
+    let has_lines = matches!(&logs, Some(Ok(found)) if !found.lines.is_empty());
+    let (logs_html, logs_json) = log_lines(logs);
+    let trace = match ctx.options.collector.as_deref() {
+        None if ctx.options.logs.is_none() => return Err(needs_collector()),
+        None => None,
+        Some(collector) => {
+            let (status, json) =
+                get(collector, &format!("/api/traces/{id}")).map_err(Fail::Upstream)?;
+            json.get("data")
+                .and_then(|d| d.get(0))
+                .filter(|_| status == 200)
+                .cloned()
+        }
+    };
     let Some(trace) = trace else {
-        return Err(Fail::not_found(
-            format!("the collector has no trace {id}"),
-            "",
+        if !has_lines {
+            return Err(Fail::not_found(
+                format!("the collector has no trace {id}, and no log line names it"),
+                "",
+            ));
+        }
+        let html = format!(
+            "<p class=\"note\">{}</p>{logs_html}",
+            if ctx.options.collector.is_some() {
+                "The collector has no spans of this trace; its log lines follow."
+            } else {
+                "Start the console with --collector URL to see the trace's spans; its log lines follow."
+            }
+        );
+        return Ok(Page::new(
+            format!("Trace {id}"),
+            html,
+            json!({"trace_id": id, "analysis": null, "logs": logs_json}),
         ));
     };
+    let trace = &trace;
     let (_, analysis) = analyse(trace);
     let mut html = format!(
         "<p class=\"summary\">{} spans, {} services, {} errors, {} long; critical path {}.</p><p class=\"root-cause\">{}</p>",
@@ -258,9 +283,76 @@ pub fn show(ctx: &Ctx, id: &str, query: &Query) -> Result<Page, Fail> {
         "<div class=\"scroll\">{}</div>",
         svg::dependency_graph(&nodes, &edges, None)
     );
+    html.push_str(&logs_html);
     Ok(Page::new(
         format!("Trace {id}"),
         html,
-        json!({"trace_id": id, "analysis": analysis}),
+        json!({"trace_id": id, "analysis": analysis, "logs": logs_json}),
     ))
+}
+
+/// The trace's log lines section, and its JSON.
+fn log_lines(found: Option<Result<super::logs::Found, String>>) -> (String, Json) {
+    let mut html = String::from("<h2>Log lines</h2>");
+    let found = match found {
+        None => {
+            html.push_str(
+                "<p>Start the console with --logs DIR (the lab's logs folder) to see the trace's log lines.</p>",
+            );
+            return (html, Json::Null);
+        }
+        Some(Err(e)) => {
+            let _ = write!(html, "<p class=\"error\">{}</p>", esc(&e));
+            return (html, json!({"error": e}));
+        }
+        Some(Ok(found)) => found,
+    };
+    let rows: Vec<Vec<String>> = found
+        .lines
+        .iter()
+        .map(|l| {
+            vec![
+                esc(&l.ts),
+                esc(&l.service),
+                esc(&l.level),
+                esc(&l.event),
+                esc(&l.file),
+                format!("<code>{}</code>", esc(&l.line)),
+            ]
+        })
+        .collect();
+    html.push_str(&table(
+        "logs",
+        &["TIME", "SERVICE", "LEVEL", "EVENT", "FILE", "LINE"],
+        &rows,
+    ));
+    if !found.truncated_files.is_empty() || found.skipped_files > 0 || found.more {
+        let _ = write!(
+            html,
+            "<p class=\"note\">Searched the last {} MiB of each log file{}{}{}.</p>",
+            super::logs::TAIL_BYTES >> 20,
+            if found.truncated_files.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; older lines of {} were not read",
+                    esc(&found.truncated_files.join(", "))
+                )
+            },
+            if found.skipped_files > 0 {
+                format!("; {} older file(s) were not searched", found.skipped_files)
+            } else {
+                String::new()
+            },
+            if found.more {
+                format!(
+                    "; only the first {} lines are shown",
+                    super::logs::MAX_LINES
+                )
+            } else {
+                String::new()
+            },
+        );
+    }
+    (html, serde_json::to_value(&found).unwrap_or(Json::Null))
 }
