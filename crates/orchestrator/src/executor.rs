@@ -81,11 +81,10 @@ pub trait Executor {
     /// # Errors
     /// When the backend has no such workload or image, or cannot replace images.
     fn image(&mut self, service: &str, to: &str) -> Result<String, ExecError> {
-        let _ = to;
         Err(ExecError::Refused {
             target: self.kind().to_string(),
             detail: format!(
-                "cannot replace the image of {service}: use --executor kubernetes or gitops"
+                "cannot replace the image of {service} with {to}: use --executor kubernetes or gitops"
             ),
         })
     }

@@ -156,6 +156,23 @@ impl GitOpsExecutor {
             .collect())
     }
 
+    /// Whether a YAML file on the branch refers to exactly `reference`: the
+    /// move from it to `other` would change something.
+    fn refers_to(&self, reference: &str, other: &str) -> Result<bool, ExecError> {
+        let (from, to) = (parse_image(reference)?, parse_image(other)?);
+        let selection = Selection {
+            from: Some(&from),
+            to: &to,
+            to_written: other,
+        };
+        for (path, text) in self.yaml_files()? {
+            if rewrite_refs(&path, &text, &selection)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The newest commit on the branch that made exactly the reverse of
     /// `moves` and nothing else, which a rollback reverts.
     fn commit_to_revert(&self, moves: &[ImageMove]) -> Result<Option<String>, ExecError> {
@@ -473,19 +490,14 @@ impl Executor for GitOpsExecutor {
     /// reverse), pushed, then synced by Argo CD when one is set.
     fn set_images(&mut self, moves: &[ImageMove]) -> Result<(), ExecError> {
         let (changes, moved) = self.rewrite_images(moves)?;
-        if let Some((m, _)) = moves
-            .iter()
-            .zip(&moved)
-            .find(|(m, moved)| !**moved && m.from != m.to)
-        {
-            // Nothing to move for it: done already, unless its old image was never there.
-            let done = self.image(&m.service, &m.to).is_err();
-            if !done {
+        for (m, moved) in moves.iter().zip(&moved) {
+            // Nothing to move for it: done already, unless its new image is not there either.
+            if !moved && !self.refers_to(&m.to, &m.from)? {
                 return Err(ExecError::Refused {
                     target: format!("{}@{}", self.repo.root().display(), self.branch),
                     detail: format!(
-                        "no YAML file refers to {} (the image of {})",
-                        m.from, m.service
+                        "no YAML file refers to {} or {} (the image of {})",
+                        m.from, m.to, m.service
                     ),
                 });
             }

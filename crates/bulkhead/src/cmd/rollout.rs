@@ -500,7 +500,7 @@ fn absolute_kubeconfig(path: &Path) -> PathBuf {
 }
 
 fn start_cmd(args: StartArgs) -> Result<Exit> {
-    let plan = match &args.plan {
+    let mut plan = match &args.plan {
         Some(file) => {
             let text = discover::files::read_text(file)?;
             serde_json::from_str::<Plan>(&text).with_context(|| {
@@ -512,7 +512,6 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
         }
         None => make_plan(&args.change)?,
     };
-    let mut plan = plan;
     let target = target(&args)?;
     let (mut executor, sources) = orchestrator::connect(&target)?;
     for (service, to) in &args.images {

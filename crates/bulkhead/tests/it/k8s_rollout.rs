@@ -379,8 +379,8 @@ fn phase_and_detail(state: &Path, service: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("{service} in {status}"))
         .clone();
     (
-        s["phase"]["phase"].as_str().unwrap_or("").to_string(),
-        s["phase"].to_string(),
+        s["phase"].as_str().unwrap_or("").to_string(),
+        s["reason"].as_str().unwrap_or("").to_string(),
     )
 }
 
