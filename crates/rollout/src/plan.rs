@@ -154,14 +154,14 @@ impl Plan {
         self.rollouts.get(name)
     }
 
-    /// Makes `service`'s rolling update replace its image `from` with `to`.
+    /// Whether `service` can roll out by image: it is in the change set and rolls.
     ///
     /// # Errors
-    /// When the service is not in the change set, does not roll, or already runs `to`.
-    pub fn set_image(&mut self, service: &str, from: &str, to: &str) -> Result<(), ImageError> {
+    /// When it is not in the change set, or its strategy moves traffic between pools.
+    pub fn takes_image(&self, service: &str) -> Result<(), ImageError> {
         let plan = self
             .rollouts
-            .get_mut(service)
+            .get(service)
             .ok_or_else(|| ImageError::NotPlanned(service.to_string()))?;
         if !matches!(plan.strategy, Strategy::Rolling(_)) {
             return Err(ImageError::NotRolling {
@@ -169,6 +169,16 @@ impl Plan {
                 strategy: plan.strategy.name(),
             });
         }
+        Ok(())
+    }
+
+    /// Makes `service`'s rolling update replace its image `from` with `to`.
+    ///
+    /// # Errors
+    /// When the service is not in the change set, does not roll, or already runs `to`.
+    pub fn set_image(&mut self, service: &str, from: &str, to: &str) -> Result<(), ImageError> {
+        self.takes_image(service)?;
+        let plan = self.rollouts.get_mut(service).expect("checked");
         if from == to {
             return Err(ImageError::Unchanged {
                 service: service.to_string(),

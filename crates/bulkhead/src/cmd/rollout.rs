@@ -512,6 +512,10 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
         }
         None => make_plan(&args.change)?,
     };
+    for (service, to) in &args.images {
+        plan.takes_image(service)
+            .with_context(|| format!("--image {service}={to}"))?;
+    }
     let target = target(&args)?;
     let (mut executor, sources) = orchestrator::connect(&target)?;
     for (service, to) in &args.images {
