@@ -18,7 +18,7 @@
 
 mod argocd;
 
-pub use argocd::{ArgoCd, REFRESH_ANNOTATION};
+pub use argocd::ArgoCd;
 
 use crate::executor::{ExecError, Executor, ImageMove, Labels, WeightedPool};
 use images::yaml_refs::Selection;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 /// The annotation that asks Argo CD to compare the Application with git
 /// now, instead of at its next poll (three minutes by default).
-pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
+const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 
 fn application() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -86,6 +86,8 @@ fn judge(app: &Value, revision: &str) -> Sync {
 }
 
 impl ArgoCd {
+    /// The Application `name` in `namespace`, read with `kube`'s client; its
+    /// wait limit is the one a sync is waited for.
     pub fn new(kube: KubernetesExecutor, namespace: &str, name: &str) -> ArgoCd {
         ArgoCd {
             kube,
