@@ -268,11 +268,6 @@ impl KubernetesExecutor {
         self.wait
     }
 
-    /// The namespace it works in.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     /// Reads one object of `resource` in `namespace`, as JSON; `None` when
     /// the API server answers 404.
     ///
