@@ -495,7 +495,8 @@ fn a_canary_moves_the_httproute_weights_and_survives_conflicts() {
 
 /// A rolling update by image patches the Deployment's container and waits
 /// for its rollout status; an image that never becomes available ends in
-/// ProgressDeadlineExceeded and the previous image is patched back.
+/// ProgressDeadlineExceeded and the previous image is patched back; a
+/// driver killed after the patch is resumed without a second one.
 #[test]
 fn a_rolling_update_replaces_the_deployment_image_and_rolls_back_a_stuck_one() {
     let dir = TempDir::new("k8s-rolling");
@@ -573,6 +574,52 @@ fn a_rolling_update_replaces_the_deployment_image_and_rolls_back_a_stuck_one() {
     assert_eq!(
         image_now(),
         ("registry.example/payments:1.1".to_string(), json!(3))
+    );
+
+    // Killed right after the Deployment rolled out, before the step was
+    // recorded done: resume performs it again, which finds it done.
+    let state = dir.path().join("state-killed");
+    let killed = bulkhead()
+        .args([
+            "rollout",
+            "start",
+            "--services",
+            "payments",
+            "--executor",
+            "kubernetes",
+            "--image",
+            "payments=registry.example/payments:1.3",
+            "--kubeconfig",
+        ])
+        .arg(&config)
+        .arg("--path")
+        .arg(&root)
+        .arg("--state")
+        .arg(&state)
+        .env(orchestrator::driver::KILL_AFTER_ACTION_ENV, "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    assert_eq!(
+        image_now(),
+        ("registry.example/payments:1.3".to_string(), json!(3))
+    );
+    let patches = |cluster: &Cluster| {
+        cluster.objects[&deployment("payments", "").0]["metadata"]["generation"].clone()
+    };
+    let generation = patches(&cluster.lock().unwrap());
+    let (code, stderr) = rollout(&state, &["resume", "--path", root.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(phase_and_detail(&state, "payments").0, "promoted");
+    assert_eq!(
+        patches(&cluster.lock().unwrap()),
+        generation,
+        "no second patch"
     );
 
     // A strategy that moves traffic between pools takes no image.
