@@ -14,7 +14,7 @@
 //! performed its Nth routing action, before marking it done.
 
 use crate::analysis::{AnalysisRun, Sources};
-use crate::executor::{ExecError, Executor, WeightedPool};
+use crate::executor::{ExecError, Executor, ImageMove, WeightedPool};
 use crate::state::{StateDb, StateError, Step, now_us};
 use rollout::{Action, Event, Phase, Rollout, Verdict};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -143,6 +143,7 @@ pub fn action_name(action: &Action) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
+        Action::SetImage { service, from, to } => format!("{service} image {from} -> {to}"),
         Action::Analyze { id, services, .. } => {
             format!("analyse {id} on {}", services.join(","))
         }
@@ -379,8 +380,81 @@ impl<'a> Driver<'a> {
         }
         self.print_transition(seq, &queued.event, &before, &actions);
         let created = now_us();
+        // The images a transition replaces (a wave's start) go as one change:
+        // one commit and one sync for a GitOps repository.
+        let images: Vec<(i64, &Action)> = rows
+            .iter()
+            .zip(&actions)
+            .filter(|(_, a)| matches!(a, Action::SetImage { .. }))
+            .map(|(row, a)| (*row, a))
+            .collect();
+        if !images.is_empty() {
+            self.perform_images(&images)?;
+        }
         for (row, action) in rows.iter().zip(&actions) {
-            self.perform(*row, created, action, &wanted)?;
+            if !matches!(action, Action::SetImage { .. }) {
+                self.perform(*row, created, action, &wanted)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the images of `items` in one executor call; each row is
+    /// marked done, or failed with the executor's error.
+    fn perform_images(&mut self, items: &[(i64, &Action)]) -> Result<(), DriverError> {
+        let moves: Vec<ImageMove> = items
+            .iter()
+            .filter_map(|(_, action)| match action {
+                Action::SetImage { service, from, to } => Some(ImageMove {
+                    service: self.route_of(service),
+                    from: from.clone(),
+                    to: to.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let result = self.executor.set_images(&moves);
+        for (row, action) in items {
+            self.hooks.actions += 1;
+            if self.hooks.kill_after_action == Some(self.hooks.actions) {
+                die();
+            }
+            self.settle_route(
+                *row,
+                action,
+                result.as_ref().map(|_| ()).map_err(ToString::to_string),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Marks a routing action's row done, or failed and queues its failure.
+    fn settle_route(
+        &mut self,
+        row: i64,
+        action: &Action,
+        result: Result<(), String>,
+    ) -> Result<(), DriverError> {
+        match result {
+            Ok(()) => {
+                self.db.done(row, None)?;
+            }
+            Err(error) => {
+                eprintln!(
+                    "rollout {}: {} failed: {error}",
+                    self.id,
+                    action_name(action)
+                );
+                self.db.done(row, Some(&format!("failed: {error}")))?;
+                self.queue.push_back(Queued {
+                    event: Event::ActionFailed {
+                        action: action.clone(),
+                        error,
+                    },
+                    inbox: None,
+                    settles: Vec::new(),
+                });
+            }
         }
         Ok(())
     }
@@ -446,29 +520,9 @@ impl<'a> Driver<'a> {
                 if self.hooks.kill_after_action == Some(self.hooks.actions) {
                     die();
                 }
-                match result {
-                    Ok(()) => {
-                        self.db.done(row, None)?;
-                    }
-                    Err(e) => {
-                        let error = e.to_string();
-                        eprintln!(
-                            "rollout {}: {} failed: {error}",
-                            self.id,
-                            action_name(action)
-                        );
-                        self.db.done(row, Some(&format!("failed: {error}")))?;
-                        self.queue.push_back(Queued {
-                            event: Event::ActionFailed {
-                                action: action.clone(),
-                                error,
-                            },
-                            inbox: None,
-                            settles: Vec::new(),
-                        });
-                    }
-                }
+                self.settle_route(row, action, result.map_err(|e| e.to_string()))?;
             }
+            Action::SetImage { .. } => self.perform_images(&[(row, action)])?,
             Action::Wait { id, seconds, .. } => {
                 if wanted.contains(id) {
                     let deadline = created_us
@@ -556,6 +610,15 @@ pub struct RollbackTime {
     pub millis: f64,
 }
 
+/// The stable pool of a service of the plan (empty when it is not in it).
+fn plan_stable(rollout: &Rollout, service: &str) -> rollout::Selector {
+    rollout
+        .plan
+        .service(service)
+        .map(|p| p.stable.clone())
+        .unwrap_or_default()
+}
+
 /// Every rollback recorded for a rollout, in order.
 ///
 /// # Errors
@@ -569,14 +632,26 @@ pub fn rollback_times(db: &StateDb, id: i64) -> Result<Vec<RollbackTime>, StateE
         .collect();
     let mut out = Vec::new();
     for row in db.actions(id)? {
-        let (Action::SetSelector { service, selector }, Some(done_us), None) =
-            (&row.action, row.done_us, &row.outcome)
-        else {
+        let (service, stable) = match &row.action {
+            Action::SetSelector { service, selector } => {
+                (service, selector == &plan_stable(&rollout, service))
+            }
+            Action::SetImage { service, to, .. } => (
+                service,
+                rollout
+                    .plan
+                    .service(service)
+                    .and_then(|p| p.image.as_ref())
+                    .is_some_and(|i| &i.from == to),
+            ),
+            _ => continue,
+        };
+        let (Some(done_us), None) = (row.done_us, &row.outcome) else {
             continue;
         };
-        let Some(plan) = rollout.plan.service(service) else {
+        if rollout.plan.service(service).is_none() {
             continue;
-        };
+        }
         let Some((at_us, event)) = transitions.get(&row.seq) else {
             continue;
         };
@@ -589,7 +664,7 @@ pub fn rollback_times(db: &StateDb, id: i64) -> Result<Vec<RollbackTime>, StateE
             Event::Undo { .. } => "undo".to_string(),
             _ => continue,
         };
-        if *selector != plan.stable {
+        if !stable {
             continue;
         }
         out.push(RollbackTime {

@@ -15,6 +15,15 @@ pub struct WeightedPool {
     pub weight: u32,
 }
 
+/// One workload's image replaced in place (a rolling update by image).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMove {
+    /// The routed service, which names the workload (the Deployment).
+    pub service: String,
+    pub from: String,
+    pub to: String,
+}
+
 /// Why an executor could not perform an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -64,4 +73,49 @@ pub trait Executor {
     /// # Errors
     /// When the backend cannot be read.
     fn routing(&mut self) -> Result<BTreeMap<String, String>, ExecError>;
+
+    /// The image reference the service's workload runs now that names the
+    /// same image as `to` (or its only one), for the rollback of a rolling
+    /// update by image.
+    ///
+    /// # Errors
+    /// When the backend has no such workload or image, or cannot replace images.
+    fn image(&mut self, service: &str, to: &str) -> Result<String, ExecError> {
+        Err(ExecError::Refused {
+            target: self.kind().to_string(),
+            detail: format!(
+                "cannot replace the image of {service} with {to}: use --executor kubernetes or gitops"
+            ),
+        })
+    }
+
+    /// Replaces images in place and waits until the new ones run: every
+    /// move given at once (one wave, one change), then the wait.
+    ///
+    /// # Errors
+    /// When the backend refuses, or the new images do not become ready
+    /// (a Deployment past its progress deadline, an Application Degraded).
+    fn set_images(&mut self, moves: &[ImageMove]) -> Result<(), ExecError> {
+        Err(ExecError::Refused {
+            target: self.kind().to_string(),
+            detail: format!(
+                "cannot replace images ({}): use --executor kubernetes or gitops",
+                moves
+                    .iter()
+                    .map(|m| m.service.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+}
+
+/// The repository of an image reference, without its tag and digest
+/// (`reg:5000/a/b:1.2@sha256:..` -> `reg:5000/a/b`).
+pub fn image_name(reference: &str) -> &str {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    match without_digest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => without_digest,
+    }
 }

@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod operator;
 pub mod state;
 
-pub use executor::{ExecError, Executor, Labels, WeightedPool};
+pub use executor::{ExecError, Executor, ImageMove, Labels, WeightedPool};
 
 #[cfg(test)]
 mod testutil;
@@ -36,6 +36,10 @@ fn token(env: Option<&String>) -> Result<Option<String>, ExecError> {
         })
     })
     .transpose()
+}
+
+fn wait(seconds: Option<u64>) -> std::time::Duration {
+    seconds.map_or(kubernetes::DEFAULT_WAIT, std::time::Duration::from_secs)
 }
 
 /// Builds the executor and the metric sources a stored target describes,
@@ -65,8 +69,29 @@ pub fn connect(target: &Target) -> Result<(Box<dyn Executor>, Sources), ExecErro
             branch,
             metrics,
             metrics_token_env,
+            remote,
+            argocd,
         } => (
-            Box::new(gitops::GitOpsExecutor::new(repo, branch)?),
+            Box::new({
+                let mut executor = gitops::GitOpsExecutor::new(repo, branch)?;
+                if let Some(remote) = remote {
+                    executor = executor.pushing_to(remote);
+                }
+                if let Some(argo) = argocd {
+                    let kube = kubernetes::KubernetesExecutor::from_kubeconfig(
+                        &argo.kubeconfig,
+                        argo.context.as_deref(),
+                        Some(argo.namespace.as_str()),
+                    )?
+                    .waiting_at_most(wait(argo.wait_seconds));
+                    executor = executor.syncing_with(gitops::ArgoCd::new(
+                        kube,
+                        &argo.namespace,
+                        &argo.application,
+                    ));
+                }
+                executor
+            }),
             Sources {
                 gateway_metrics: metrics.clone(),
                 gateway_token: token(metrics_token_env.as_ref())?,
@@ -80,17 +105,23 @@ pub fn connect(target: &Target) -> Result<(Box<dyn Executor>, Sources), ExecErro
             metrics_token_env,
             kubeconfig,
             context,
+            wait_seconds,
         } => (
-            Box::new(match kubeconfig {
-                Some(path) => kubernetes::KubernetesExecutor::from_kubeconfig(
-                    path,
-                    context.as_deref(),
-                    Some(namespace.as_str()).filter(|n| !n.is_empty()),
-                )?,
-                None => {
-                    kubernetes::KubernetesExecutor::new(api, namespace, token(token_env.as_ref())?)?
+            Box::new(
+                match kubeconfig {
+                    Some(path) => kubernetes::KubernetesExecutor::from_kubeconfig(
+                        path,
+                        context.as_deref(),
+                        Some(namespace.as_str()).filter(|n| !n.is_empty()),
+                    )?,
+                    None => kubernetes::KubernetesExecutor::new(
+                        api,
+                        namespace,
+                        token(token_env.as_ref())?,
+                    )?,
                 }
-            }),
+                .waiting_at_most(wait(*wait_seconds)),
+            ),
             Sources {
                 gateway_metrics: metrics.clone(),
                 gateway_token: token(metrics_token_env.as_ref())?,

@@ -71,6 +71,12 @@ pub enum Target {
         /// Where the gateway metrics gate reads from, if any.
         metrics: Option<String>,
         metrics_token_env: Option<String>,
+        /// The remote each commit is pushed to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<String>,
+        /// The Argo CD Application that syncs the branch, waited for after each commit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        argocd: Option<ArgoTarget>,
     },
     Kubernetes {
         /// A plain `http://` API URL (`kubectl proxy`), used without `kubeconfig`.
@@ -86,7 +92,24 @@ pub enum Target {
         /// Its context (default: `current-context`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
+        /// How long a Deployment's rollout is waited for (default: ten minutes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_seconds: Option<u64>,
     },
+}
+
+/// An Argo CD Application, read through the Kubernetes API of a kubeconfig's context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgoTarget {
+    pub application: String,
+    /// Where the Application object lives (`argocd`).
+    pub namespace: String,
+    pub kubeconfig: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// How long a sync is waited for (default: ten minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
 }
 
 /// A rollout's row.

@@ -17,7 +17,7 @@ pub use analysis::{
     evaluate, progress,
 };
 pub use machine::{Action, AnalysisStage, Event, Phase, Rollout, ServiceStatus, Status};
-pub use plan::{Plan, PlanError, PlanOptions, ServicePlan, Wave, plan};
+pub use plan::{ImageChange, ImageError, Plan, PlanError, PlanOptions, ServicePlan, Wave, plan};
 pub use spec::{BlueGreen, Canary, CanaryStep, Rolling, Specs, Strategy};
 
 /// Traffic selector: pod labels, such as `{version: green}`.

@@ -28,7 +28,7 @@
 
 use crate::Selector;
 use crate::analysis::{AnalysisSpec, Measurement, Verdict};
-use crate::plan::Plan;
+use crate::plan::{Plan, ServicePlan};
 use crate::spec::{CanaryStep, Strategy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +45,13 @@ pub enum Action {
     SetWeights {
         service: String,
         weights: Vec<(Selector, u32)>,
+    },
+    /// Replace the workload's image `from` with `to` and wait until the new
+    /// one runs (a rolling update by image; its rollback is the reverse).
+    SetImage {
+        service: String,
+        from: String,
+        to: String,
     },
     /// Measure `analysis` on every service of `services` (the rolled-out
     /// service first, then its callers); answer with [`Event::AnalysisDone`]
@@ -76,6 +83,7 @@ impl Action {
         match self {
             Action::SetSelector { service, .. }
             | Action::SetWeights { service, .. }
+            | Action::SetImage { service, .. }
             | Action::Analyze { service, .. }
             | Action::Wait { service, .. } => Some(service),
             Action::AwaitHuman { service, .. } => service.as_deref(),
@@ -275,9 +283,9 @@ enum Op<'a> {
     AwaitPromotion(&'static str),
 }
 
-fn program(strategy: &Strategy) -> Vec<Op<'_>> {
+fn program(plan: &ServicePlan) -> Vec<Op<'_>> {
     let mut ops = Vec::new();
-    match strategy {
+    match &plan.strategy {
         Strategy::BlueGreen(bg) => {
             if let Some(a) = &bg.pre_promotion_analysis {
                 ops.push(Op::Analyze(AnalysisStage::PrePromotion, a));
@@ -309,7 +317,13 @@ fn program(strategy: &Strategy) -> Vec<Op<'_>> {
             ops.push(Op::Route(Routing::Candidate));
         }
         Strategy::Rolling(r) => {
-            let batch = r.batch_percent.clamp(1, 100);
+            // By image, the workload's own controller paces the replacement
+            // (a Deployment's maxSurge and maxUnavailable): one step.
+            let batch = if plan.image.is_some() {
+                100
+            } else {
+                r.batch_percent.clamp(1, 100)
+            };
             let mut percent = 0;
             while percent < 100 {
                 percent = (percent + batch).min(100);
@@ -477,7 +491,7 @@ impl Rollout {
             match &s.waiting {
                 Waiting::Nothing => {}
                 Waiting::Timer { id } => {
-                    if let Some(Op::Wait(seconds)) = program(&plan.strategy).get(s.op) {
+                    if let Some(Op::Wait(seconds)) = program(plan).get(s.op) {
                         out.push(Action::Wait {
                             id: id.clone(),
                             service: name.clone(),
@@ -486,7 +500,7 @@ impl Rollout {
                     }
                 }
                 Waiting::Analysis { id } => {
-                    if let Some(Op::Analyze(stage, analysis)) = program(&plan.strategy).get(s.op) {
+                    if let Some(Op::Analyze(stage, analysis)) = program(plan).get(s.op) {
                         out.push(self.analyze_action(id, name, *stage, analysis));
                     }
                 }
@@ -580,6 +594,17 @@ impl Rollout {
 
     fn route_action(&self, service: &str, routing: Routing) -> Action {
         let plan = &self.plan.rollouts[service];
+        if let Some(image) = &plan.image {
+            let (from, to) = match routing {
+                Routing::Stable => (&image.to, &image.from),
+                Routing::Candidate | Routing::Weighted { .. } => (&image.from, &image.to),
+            };
+            return Action::SetImage {
+                service: service.to_string(),
+                from: from.clone(),
+                to: to.clone(),
+            };
+        }
         match routing {
             Routing::Stable => Action::SetSelector {
                 service: service.to_string(),
@@ -686,7 +711,7 @@ impl Rollout {
                 return;
             }
             let plan = &self.plan.rollouts[service];
-            let ops = program(&plan.strategy);
+            let ops = program(plan);
             let index = state.op;
             let steps = ops.len();
             let Some(op) = ops.get(index).cloned() else {
@@ -779,7 +804,7 @@ impl Rollout {
 
     /// Shows an active service as progressing at its current step.
     fn mark_progressing(&mut self, service: &str) {
-        let steps = program(&self.plan.rollouts[service].strategy).len();
+        let steps = program(&self.plan.rollouts[service]).len();
         if let Some(s) = self.services.get_mut(service)
             && matches!(
                 s.phase,
@@ -843,16 +868,14 @@ impl Rollout {
             ));
             return;
         };
-        let stage = match program(&self.plan.rollouts[&name].strategy).get(self.services[&name].op)
-        {
+        let stage = match program(&self.plan.rollouts[&name]).get(self.services[&name].op) {
             Some(Op::Analyze(stage, _)) => *stage,
             _ => AnalysisStage::Step,
         };
-        let findings =
-            match program(&self.plan.rollouts[&name].strategy).get(self.services[&name].op) {
-                Some(Op::Analyze(_, analysis)) => findings(analysis, measurements),
-                _ => Vec::new(),
-            };
+        let findings = match program(&self.plan.rollouts[&name]).get(self.services[&name].op) {
+            Some(Op::Analyze(_, analysis)) => findings(analysis, measurements),
+            _ => Vec::new(),
+        };
         let s = self.services.get_mut(&name).expect("present");
         s.analyses.push(AnalysisRecord {
             id: id.to_string(),
@@ -920,10 +943,12 @@ impl Rollout {
             && s.routing == Routing::Stable
             && matches!(s.phase, Phase::RolledBack { .. } | Phase::Aborted { .. });
         if rollback_failed {
-            let reason = format!(
-                "rolling {name} back to {} failed: {error}; resume retries",
-                selector_text(&self.plan.rollouts[&name].stable)
-            );
+            let plan = &self.plan.rollouts[&name];
+            let stable = plan
+                .image
+                .as_ref()
+                .map_or_else(|| selector_text(&plan.stable), |i| i.from.clone());
+            let reason = format!("rolling {name} back to {stable} failed: {error}; resume retries");
             out.push(Action::AwaitHuman {
                 service: Some(name.clone()),
                 reason: reason.clone(),

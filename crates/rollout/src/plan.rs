@@ -39,6 +39,22 @@ impl Default for PlanOptions {
     }
 }
 
+/// Why an image cannot be set on a plan's service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0} is not in the change set")]
+    NotPlanned(String),
+    #[error(
+        "{service} uses the {strategy} strategy: only rolling replaces the image in place (blue-green and canary move traffic between pools that already run their versions)"
+    )]
+    NotRolling {
+        service: String,
+        strategy: &'static str,
+    },
+    #[error("{service} already runs {image}")]
+    Unchanged { service: String, image: String },
+}
+
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
@@ -100,6 +116,19 @@ pub struct ServicePlan {
     pub holds_on_failure: Vec<String>,
     /// Every service that calls it, directly or not: its blast radius.
     pub blast_radius: Vec<String>,
+    /// With the rolling strategy, the workload's image replaced in place
+    /// (the Deployment's container, or the references in a GitOps
+    /// repository) instead of traffic moved between pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageChange>,
+}
+
+/// A rolling update by image: `from` is what runs now (rollback puts it
+/// back), `to` is the new reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageChange {
+    pub from: String,
+    pub to: String,
 }
 
 /// A change set ready to run.
@@ -123,6 +152,44 @@ pub struct Plan {
 impl Plan {
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
         self.rollouts.get(name)
+    }
+
+    /// Whether `service` can roll out by image: it is in the change set and rolls.
+    ///
+    /// # Errors
+    /// When it is not in the change set, or its strategy moves traffic between pools.
+    pub fn takes_image(&self, service: &str) -> Result<(), ImageError> {
+        let plan = self
+            .rollouts
+            .get(service)
+            .ok_or_else(|| ImageError::NotPlanned(service.to_string()))?;
+        if !matches!(plan.strategy, Strategy::Rolling(_)) {
+            return Err(ImageError::NotRolling {
+                service: service.to_string(),
+                strategy: plan.strategy.name(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes `service`'s rolling update replace its image `from` with `to`.
+    ///
+    /// # Errors
+    /// When the service is not in the change set, does not roll, or already runs `to`.
+    pub fn set_image(&mut self, service: &str, from: &str, to: &str) -> Result<(), ImageError> {
+        self.takes_image(service)?;
+        let plan = self.rollouts.get_mut(service).expect("checked");
+        if from == to {
+            return Err(ImageError::Unchanged {
+                service: service.to_string(),
+                image: to.to_string(),
+            });
+        }
+        plan.image = Some(ImageChange {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+        Ok(())
     }
 }
 
@@ -263,6 +330,7 @@ pub fn plan(
                 depends_on,
                 holds_on_failure,
                 blast_radius,
+                image: None,
             },
         );
     }

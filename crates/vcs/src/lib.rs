@@ -348,6 +348,78 @@ impl Repo {
             .join("\n"))
     }
 
+    /// The commits reachable from `rev` whose message contains `text`
+    /// (fixed string), newest first: each id with its full message.
+    ///
+    /// # Errors
+    /// When git fails.
+    pub fn log_grep(&self, rev: &str, text: &str) -> Result<Vec<(String, String)>, GitError> {
+        let grep = format!("--grep={text}");
+        let out = self.text(
+            &[
+                "log",
+                "--fixed-strings",
+                &grep,
+                "--format=%H%x00%B%x1e",
+                rev,
+                "--",
+            ],
+            None,
+        )?;
+        Ok(out
+            .split('\x1e')
+            .filter_map(|entry| {
+                let (id, message) = entry.trim_start_matches('\n').split_once('\0')?;
+                Some((id.to_string(), message.trim_end().to_string()))
+            })
+            .collect())
+    }
+
+    /// Adds a `git revert` of `commit` on top of `branch` and moves the branch
+    /// to it, returning the new commit. The revert runs in a temporary
+    /// worktree, so the repository's own working tree and index are left
+    /// alone; the move is a compare-and-swap as in [`Repo::commit_on_branch`].
+    ///
+    /// # Errors
+    /// When the revert conflicts, the branch moved meanwhile, or git fails.
+    pub fn revert_on_branch(&self, branch: &str, commit: &str) -> Result<String, GitError> {
+        let reference = format!("refs/heads/{branch}");
+        let base = self.resolve(&reference)?.ok_or_else(|| GitError::Failed {
+            command: format!("git rev-parse {reference}"),
+            repo: self.root.clone(),
+            status: "unknown revision".to_string(),
+            stderr: format!("no branch {branch}"),
+        })?;
+        let git_dir = self.text(&["rev-parse", "--absolute-git-dir"], None)?;
+        let tree =
+            PathBuf::from(git_dir.trim()).join(format!("bulkhead-revert-{}", std::process::id()));
+        let tree_text = tree.to_string_lossy().to_string();
+        self.run(
+            &["worktree", "add", "--detach", "--quiet", &tree_text, &base],
+            None,
+            &[],
+        )?;
+        let identity = self.identity_env()?;
+        let identity: Vec<(&str, &std::ffi::OsStr)> = identity
+            .iter()
+            .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
+            .collect();
+        let result = self
+            .run(
+                &["-C", &tree_text, "revert", "--no-edit", commit],
+                None,
+                &identity,
+            )
+            .and_then(|_| self.text(&["-C", &tree_text, "rev-parse", "HEAD"], None))
+            .and_then(|new| {
+                let new = new.trim().to_string();
+                self.run(&["update-ref", &reference, &new, &base], None, &[])?;
+                Ok(new)
+            });
+        let _ = self.run(&["worktree", "remove", "--force", &tree_text], None, &[]);
+        result
+    }
+
     fn commit_with_index(
         &self,
         index: &Path,

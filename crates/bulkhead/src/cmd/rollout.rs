@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use model::report::table;
 use orchestrator::driver::{Outcome, RollbackTime, rollback_times};
 use orchestrator::operator::{self, OperateError};
-use orchestrator::state::{StateDb, Target};
+use orchestrator::state::{ArgoTarget, StateDb, Target};
 use rollout::{Event, Plan, PlanOptions, Rollout, Specs};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ enum ExecutorKind {
     Gateway,
     /// Commits to a manifests repository that Argo CD or Flux syncs.
     Gitops,
-    /// Patches Services and HTTPRoutes through the Kubernetes API.
+    /// Patches Services, HTTPRoutes and Deployments through the Kubernetes API.
     Kubernetes,
 }
 
@@ -170,7 +170,8 @@ pub struct StartArgs {
     kube_api: String,
     /// Reach the cluster as kubectl does, through this kubeconfig: HTTPS with
     /// the cluster's CA, and a token, client certificate or exec plugin;
-    /// `in-cluster` uses the pod's service account (executor kubernetes).
+    /// `in-cluster` uses the pod's service account (executor kubernetes, and
+    /// the Argo CD Application of --argocd-app).
     #[arg(long, value_name = "PATH", conflicts_with = "kube_token_env")]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current-context).
@@ -183,6 +184,42 @@ pub struct StartArgs {
     /// Environment variable holding a Kubernetes bearer token (never stored).
     #[arg(long, value_name = "NAME")]
     kube_token_env: Option<String>,
+    /// Roll SERVICE out by replacing its image with REF in place (its
+    /// strategy must be rolling): the container of the Deployment named after
+    /// it (executor kubernetes), or every reference to the image in the
+    /// repository's manifests, kustomizations and Helm values (executor
+    /// gitops). The image it runs now is read at the start and is what a
+    /// rollback puts back. Repeatable.
+    #[arg(long = "image", value_name = "SERVICE=REF", value_parser = image_arg)]
+    images: Vec<(String, String)>,
+    /// Push the branch to this remote after each commit (executor gitops;
+    /// Argo CD syncs from it).
+    #[arg(long, value_name = "REMOTE")]
+    remote: Option<String>,
+    /// After each commit, wait until this Argo CD Application is Synced at
+    /// the commit and Healthy, read through the Kubernetes API of
+    /// --kubeconfig; Degraded fails the step (executor gitops).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    argocd_app: Option<String>,
+    /// The namespace of the Argo CD Application objects.
+    #[arg(long, value_name = "NS", default_value = "argocd")]
+    argocd_namespace: String,
+    /// How long a Deployment's rollout (executor kubernetes) or an Argo CD
+    /// sync (executor gitops) is waited for before the step fails.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::args::duration)]
+    wait: Duration,
+}
+
+/// `SERVICE=REF` of `--image`.
+fn image_arg(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((service, image)) if !service.is_empty() && !image.is_empty() => {
+            Ok((service.to_string(), image.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not SERVICE=REF (such as orders=registry.example/orders:2.1)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -421,6 +458,17 @@ fn target(args: &StartArgs) -> Result<Target> {
             branch: args.branch.clone(),
             metrics: args.gateway_metrics.clone(),
             metrics_token_env: args.admin_token_env.clone(),
+            remote: args.remote.clone(),
+            argocd: match (&args.argocd_app, &args.kubeconfig) {
+                (Some(application), Some(kubeconfig)) => Some(ArgoTarget {
+                    application: application.clone(),
+                    namespace: args.argocd_namespace.clone(),
+                    kubeconfig: absolute_kubeconfig(kubeconfig),
+                    context: args.context.clone(),
+                    wait_seconds: Some(args.wait.as_secs()),
+                }),
+                _ => None,
+            },
         },
         ExecutorKind::Kubernetes => Target::Kubernetes {
             api: args.kube_api.clone(),
@@ -435,20 +483,24 @@ fn target(args: &StartArgs) -> Result<Target> {
             token_env: args.kube_token_env.clone(),
             metrics: args.gateway_metrics.clone(),
             metrics_token_env: args.admin_token_env.clone(),
-            kubeconfig: args.kubeconfig.as_ref().map(|p| {
-                if p.as_os_str() == orchestrator::kubernetes::IN_CLUSTER {
-                    p.clone()
-                } else {
-                    std::path::absolute(p).unwrap_or_else(|_| p.clone())
-                }
-            }),
+            kubeconfig: args.kubeconfig.as_deref().map(absolute_kubeconfig),
             context: args.context.clone(),
+            wait_seconds: Some(args.wait.as_secs()),
         },
     })
 }
 
+/// The kubeconfig as recorded, so `resume` from another folder finds it.
+fn absolute_kubeconfig(path: &Path) -> PathBuf {
+    if path.as_os_str() == orchestrator::kubernetes::IN_CLUSTER {
+        path.to_path_buf()
+    } else {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
 fn start_cmd(args: StartArgs) -> Result<Exit> {
-    let plan = match &args.plan {
+    let mut plan = match &args.plan {
         Some(file) => {
             let text = discover::files::read_text(file)?;
             serde_json::from_str::<Plan>(&text).with_context(|| {
@@ -460,8 +512,23 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
         }
         None => make_plan(&args.change)?,
     };
+    for (service, to) in &args.images {
+        plan.takes_image(service)
+            .with_context(|| format!("--image {service}={to}"))?;
+    }
     let target = target(&args)?;
     let (mut executor, sources) = orchestrator::connect(&target)?;
+    for (service, to) in &args.images {
+        let route = plan
+            .service(service)
+            .map_or_else(|| service.clone(), |p| p.route.clone());
+        let from = executor
+            .image(&route, to)
+            .with_context(|| format!("--image {service}={to}: reading the image it runs now"))?;
+        plan.set_image(service, &from, to)
+            .with_context(|| format!("--image {service}={to}"))?;
+        eprintln!("{service}: image {from} -> {to}");
+    }
     let before = orchestrator::outside_routing(executor.as_mut(), &plan)
         .context("reading the routing of the services outside the change set")?;
     let mut db = StateDb::open(args.change.fleet.state_dir().path())?;

@@ -15,6 +15,7 @@ mod gateway;
 mod grammar;
 mod handwritten;
 mod images;
+mod k8s_rollout;
 mod lab_optional;
 mod lab_service;
 mod lab_tour;

@@ -176,3 +176,104 @@ fn errors_name_the_file_and_line() {
     );
     assert_eq!(commits(&s), 1);
 }
+
+/// A rolling update by image: the references in a plain manifest, a
+/// kustomization (which counts before the manifest it overrides) and Helm
+/// values move in one commit with its trailers; the reverse move is a
+/// `git revert` of that commit; performing a move again commits nothing.
+#[test]
+fn images_move_in_one_commit_and_roll_back_by_revert() {
+    let (s, mut executor) = fixture();
+    s.write(
+        "deploy/shop.yaml",
+        "kind: Deployment\nmetadata: {name: shop}\nspec:\n  template:\n    spec:\n      containers:\n        - {name: app, image: \"reg.example/shop:1.0\"}\n",
+    );
+    s.write(
+        "charts/shop/values.yaml",
+        "image:\n  repository: reg.example/shop\n  tag: 1.0  # the release\n",
+    );
+    s.write(
+        "deploy/cart/deployment.yaml",
+        "containers:\n  - image: reg.example/cart\n",
+    );
+    s.write(
+        "deploy/cart/kustomization.yaml",
+        "images:\n  - name: reg.example/cart\n    newTag: \"2.0\"\n",
+    );
+    s.git(&["add", "."]);
+    s.git(&["commit", "-q", "-m", "images"]);
+
+    assert_eq!(
+        executor.image("shop", "reg.example/shop:1.1").unwrap(),
+        "reg.example/shop:1.0"
+    );
+    assert_eq!(
+        executor.image("cart", "reg.example/cart:2.1").unwrap(),
+        "reg.example/cart:2.0"
+    );
+    let moves = [
+        ImageMove {
+            service: "cart".into(),
+            from: "reg.example/cart:2.0".into(),
+            to: "reg.example/cart:2.1".into(),
+        },
+        ImageMove {
+            service: "shop".into(),
+            from: "reg.example/shop:1.0".into(),
+            to: "reg.example/shop:1.1".into(),
+        },
+    ];
+    executor.set_images(&moves).unwrap();
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%B", "main"]),
+        "rollout: images cart reg.example/cart:2.1, shop reg.example/shop:1.1\n\nSet by bulkhead rollout (executor gitops) in charts/shop/values.yaml, deploy/cart/kustomization.yaml, deploy/shop.yaml.\n\nBulkhead-Image: cart reg.example/cart:2.0 -> reg.example/cart:2.1\nBulkhead-Image: shop reg.example/shop:1.0 -> reg.example/shop:1.1"
+    );
+    let show = |path: &str| s.git(&["show", &format!("main:{path}")]);
+    assert_eq!(
+        show("charts/shop/values.yaml"),
+        "image:\n  repository: reg.example/shop\n  tag: \"1.1\"  # the release"
+    );
+    assert!(show("deploy/shop.yaml").ends_with("- {name: app, image: \"reg.example/shop:1.1\"}"));
+    assert_eq!(
+        show("deploy/cart/kustomization.yaml"),
+        "images:\n  - name: reg.example/cart\n    newTag: \"2.1\""
+    );
+    assert_eq!(
+        show("deploy/cart/deployment.yaml"),
+        "containers:\n  - image: reg.example/cart"
+    );
+
+    let count = s.git(&["rev-list", "--count", "main"]);
+    executor.set_images(&moves).unwrap();
+    assert_eq!(s.git(&["rev-list", "--count", "main"]), count);
+
+    let back: Vec<ImageMove> = moves
+        .iter()
+        .map(|m| ImageMove {
+            service: m.service.clone(),
+            from: m.to.clone(),
+            to: m.from.clone(),
+        })
+        .collect();
+    executor.set_images(&back).unwrap();
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%s", "main"]),
+        "Revert \"rollout: images cart reg.example/cart:2.1, shop reg.example/shop:1.1\""
+    );
+    assert_eq!(
+        show("charts/shop/values.yaml"),
+        "image:\n  repository: reg.example/shop\n  tag: 1.0  # the release"
+    );
+
+    // Only one service of a commit that moved two: a commit moving it back.
+    executor.set_images(&moves).unwrap();
+    executor.set_images(&back[1..]).unwrap();
+    assert_eq!(
+        s.git(&["log", "-1", "--format=%s", "main"]),
+        "rollout: images shop reg.example/shop:1.0"
+    );
+    assert_eq!(
+        show("deploy/cart/kustomization.yaml"),
+        "images:\n  - name: reg.example/cart\n    newTag: \"2.1\""
+    );
+}

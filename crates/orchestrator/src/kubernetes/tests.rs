@@ -1,8 +1,9 @@
 //! The executor against a fake Kubernetes API server: no real API server can
 //! run on these machines, so a small hyper server on loopback stands in. It
 //! keeps one Service and one HTTPRoute, answers GET and merge-patch PATCH the
-//! way the API server does (RFC 7386, `resourceVersion` conflicts), and
-//! records every request so the test can check exactly what kube-rs sent.
+//! way the API server does (RFC 7386, `resourceVersion` conflicts: 409 with
+//! a `Status`, and a writer racing the executor on demand), and records every
+//! request so the test can check exactly what kube-rs sent.
 
 use super::*;
 use bytes::Bytes;
@@ -24,6 +25,9 @@ struct Recorded {
 struct Fake {
     objects: BTreeMap<String, Value>,
     requests: Vec<Recorded>,
+    /// The next PATCHes of the route that another writer beats: it changes
+    /// the route first, so the patch's resourceVersion is stale.
+    conflicts: usize,
 }
 
 const SERVICE_PATH: &str = "/api/v1/namespaces/shop/services/orders";
@@ -73,6 +77,13 @@ fn handle(
             StatusCode::OK,
             json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {"resourceVersion": "9"}, "items": items}),
         );
+    }
+    if method == "PATCH" && path == ROUTE_PATH && fake.conflicts > 0 {
+        fake.conflicts -= 1;
+        let route = fake.objects.get_mut(path).expect("the route");
+        let have = route["metadata"]["resourceVersion"].as_str().unwrap_or("0");
+        let next = have.parse::<u64>().unwrap_or(0) + 1;
+        route["metadata"]["resourceVersion"] = json!(next.to_string());
     }
     let Some(object) = fake.objects.get_mut(path) else {
         return (
@@ -344,9 +355,22 @@ fn selector_switch_is_a_merge_patch_of_the_service() {
     let patches: Vec<&Recorded> = fake
         .requests
         .iter()
-        .filter(|r| r.method == "PATCH")
+        .filter(|r| r.method == "PATCH" && r.target.starts_with(SERVICE_PATH))
         .collect();
     assert_eq!(patches.len(), 2);
+    // The route named after the service follows: every weight on the
+    // selected pool, patched once (the second time it already is).
+    let route_patches: Vec<&Recorded> = fake
+        .requests
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.target.starts_with(ROUTE_PATH))
+        .collect();
+    assert_eq!(route_patches.len(), 1);
+    assert_eq!(
+        route_patches[0].body["spec"]["rules"][0]["backendRefs"],
+        json!([{"name": "orders-blue", "port": 8080, "weight": 0},
+               {"name": "orders-green", "port": 8080, "weight": 100}])
+    );
     assert!(
         patches[0].target.starts_with(&format!("{SERVICE_PATH}?")),
         "{}",
@@ -437,4 +461,140 @@ fn api_errors_name_the_object() {
     );
     assert!(text.contains("not found"), "{text}");
     assert!(KubernetesExecutor::new("https://10.0.0.1", "shop", None).is_err());
+}
+
+/// A patch that loses a race (409 Conflict) is retried on the route read
+/// again, up to [`CONFLICT_ATTEMPTS`] attempts; then the error says so.
+#[test]
+fn a_conflict_is_read_again_and_retried_a_bounded_number_of_times() {
+    let pools = [
+        WeightedPool {
+            selector: labels(&[("version", "blue")]),
+            weight: 50,
+        },
+        WeightedPool {
+            selector: labels(&[("version", "green")]),
+            weight: 50,
+        },
+    ];
+    for (conflicts, outcome) in [
+        (0, Ok(1)),
+        (2, Ok(3)),
+        (CONFLICT_ATTEMPTS - 1, Ok(CONFLICT_ATTEMPTS)),
+        (
+            CONFLICT_ATTEMPTS,
+            Err("patching HTTPRoute shop/orders: still 409 Conflict after 5 attempts, each on the route read again (another writer keeps changing it)".to_string()),
+        ),
+    ] {
+        let (fake, mut executor) = fixture();
+        fake.lock().unwrap().conflicts = conflicts;
+        let result = executor.set_weights("orders", &pools);
+        let fake = fake.lock().unwrap();
+        let patches = fake
+            .requests
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count();
+        let versions: Vec<&Value> = fake
+            .requests
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| &r.body["metadata"]["resourceVersion"])
+            .collect();
+        // Each attempt carries the version it read: 3, then the racer's 4, 5, ...
+        let expected: Vec<Value> = (0..patches).map(|i| json!((3 + i).to_string())).collect();
+        assert_eq!(versions, expected.iter().collect::<Vec<_>>(), "{conflicts} conflicts");
+        match outcome {
+            Ok(n) => {
+                result.unwrap_or_else(|e| panic!("{conflicts} conflicts: {e}"));
+                assert_eq!(patches, n, "{conflicts} conflicts");
+                assert_eq!(
+                    fake.objects[ROUTE_PATH]["spec"]["rules"][0]["backendRefs"][1]["weight"],
+                    50
+                );
+            }
+            Err(start) => {
+                let err = result.unwrap_err().to_string();
+                assert!(err.starts_with(&start), "{err}");
+                assert!(err.contains("409"), "{err}");
+                assert_eq!(patches, CONFLICT_ATTEMPTS);
+                assert_eq!(
+                    fake.objects[ROUTE_PATH]["spec"]["rules"][0]["backendRefs"][1]["weight"],
+                    0
+                );
+            }
+        }
+    }
+}
+
+/// A Deployment's rollout status, read as `kubectl rollout status` reads it.
+#[test]
+fn deployment_progress_reads_the_status_as_kubectl_does() {
+    let deployment = |generation: i64, status: Value| -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "orders", "generation": generation},
+            "spec": {"replicas": 3, "selector": {}, "template": {}},
+            "status": status,
+        }))
+        .unwrap()
+    };
+    let progressing =
+        |reason: &str| json!([{"type": "Progressing", "status": "True", "reason": reason}]);
+    let cases = [
+        (
+            deployment(
+                5,
+                json!({"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
+            ),
+            Progress::Waiting("waiting for the controller to observe the new spec".into()),
+        ),
+        (
+            deployment(
+                5,
+                json!({"observedGeneration": 5, "replicas": 4, "updatedReplicas": 1, "availableReplicas": 3, "conditions": progressing("ReplicaSetUpdated")}),
+            ),
+            Progress::Waiting("1 of 3 new replicas updated".into()),
+        ),
+        (
+            deployment(
+                5,
+                json!({"observedGeneration": 5, "replicas": 4, "updatedReplicas": 3, "availableReplicas": 3}),
+            ),
+            Progress::Waiting("1 old replicas are pending termination".into()),
+        ),
+        (
+            deployment(
+                5,
+                json!({"observedGeneration": 5, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2}),
+            ),
+            Progress::Waiting("2 of 3 updated replicas available".into()),
+        ),
+        (
+            deployment(
+                5,
+                json!({"observedGeneration": 5, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3, "conditions": progressing("NewReplicaSetAvailable")}),
+            ),
+            Progress::Done,
+        ),
+        (
+            deployment(
+                5,
+                json!({"observedGeneration": 5, "replicas": 4, "updatedReplicas": 3, "availableReplicas": 0,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                                "message": "ReplicaSet \"orders-7c9\" has timed out progressing."}]}),
+            ),
+            Progress::Failed(
+                "ProgressDeadlineExceeded: ReplicaSet \"orders-7c9\" has timed out progressing."
+                    .into(),
+            ),
+        ),
+    ];
+    for (deployment, want) in cases {
+        assert_eq!(
+            deployment_progress(&deployment),
+            want,
+            "{:?}",
+            deployment.status
+        );
+    }
 }

@@ -98,6 +98,7 @@ fn show(action: &Action) -> String {
                 .map(|p| format!(" pool {}", selector(p)))
                 .unwrap_or_default()
         ),
+        Action::SetImage { service, from, to } => format!("image {service} {from} -> {to}"),
         Action::Wait { id, seconds, .. } => format!("wait {id} {seconds}s"),
         Action::AwaitHuman { service, .. } => {
             format!("human {}", service.as_deref().unwrap_or("*"))
@@ -174,7 +175,9 @@ fn run(mut r: Rollout, script: &[(&str, &[&str])]) -> Rollout {
     let mut issued: BTreeSet<String> = BTreeSet::new();
     for a in r.outstanding() {
         match a {
-            Action::SetSelector { ref service, .. } | Action::SetWeights { ref service, .. } => {
+            Action::SetSelector { ref service, .. }
+            | Action::SetWeights { ref service, .. }
+            | Action::SetImage { ref service, .. } => {
                 last_route.insert(service.clone(), a.clone());
             }
             Action::Analyze { id, .. } | Action::Wait { id, .. } => {
@@ -195,7 +198,9 @@ fn run(mut r: Rollout, script: &[(&str, &[&str])]) -> Rollout {
 
         for a in &actions {
             match a {
-                Action::SetSelector { service, .. } | Action::SetWeights { service, .. } => {
+                Action::SetSelector { service, .. }
+                | Action::SetWeights { service, .. }
+                | Action::SetImage { service, .. } => {
                     last_route.insert(service.clone(), a.clone());
                 }
                 Action::Analyze { id, .. } | Action::Wait { id, .. } => {
@@ -219,7 +224,14 @@ fn run(mut r: Rollout, script: &[(&str, &[&str])]) -> Rollout {
         let outstanding = r.outstanding();
         let routes: Vec<&Action> = outstanding
             .iter()
-            .filter(|a| matches!(a, Action::SetSelector { .. } | Action::SetWeights { .. }))
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::SetSelector { .. }
+                        | Action::SetWeights { .. }
+                        | Action::SetImage { .. }
+                )
+            })
             .collect();
         assert_eq!(
             routes,
@@ -644,6 +656,68 @@ fn rolling_moves_traffic_in_batches() {
     assert_eq!(summary(&r), "db:analyzing");
     let r = run(r, &[("analysis db/analysis-6 failed", &["select db blue"])]);
     assert_eq!(summary(&r), "db:rolled-back done");
+}
+
+/// By image, the workload's controller paces the replacement: one step
+/// whatever the batch size, then the pause and the analysis; the rollback
+/// puts the old image back, and only rolling strategies take an image.
+#[test]
+fn rolling_by_image_replaces_it_in_one_step() {
+    let rolling = "rolling: {batchSize: 40%, pause: {duration: 5s}, analysis: {templates: [t]}}";
+    let mut r = rollout(&["db", "orders"], &[("db", rolling)]);
+    r.plan.set_image("db", "db:1.0", "db:1.1").unwrap();
+    let r = run(
+        r,
+        &[
+            (
+                "start",
+                &["image db db:1.0 -> db:1.1", "wait db/pause-1 5s"],
+            ),
+            (
+                "timer db/pause-1",
+                &["analyze db/analysis-2 step on db,orders"],
+            ),
+            (
+                "analysis db/analysis-2 failed",
+                &["image db db:1.1 -> db:1.0"],
+            ),
+        ],
+    );
+    assert_eq!(summary(&r), "db:rolled-back orders:held done");
+    let mut plan = r.plan.clone();
+    assert_eq!(
+        plan.set_image("orders", "o:1", "o:2")
+            .unwrap_err()
+            .to_string(),
+        "orders uses the blue-green strategy: only rolling replaces the image in place (blue-green and canary move traffic between pools that already run their versions)"
+    );
+    assert_eq!(
+        plan.set_image("db", "db:1", "db:1")
+            .unwrap_err()
+            .to_string(),
+        "db already runs db:1"
+    );
+    assert_eq!(
+        plan.set_image("web", "w:1", "w:2").unwrap_err().to_string(),
+        "web is not in the change set"
+    );
+}
+
+/// A failed image replacement (a Deployment past its progress deadline, an
+/// Argo CD Application Degraded) rolls the service back to its old image.
+#[test]
+fn a_failed_image_replacement_rolls_back() {
+    let mut r = rollout(&["db"], &[("db", "rolling: {batchSize: 100%}")]);
+    r.plan.set_image("db", "db:1.0", "db:1.1").unwrap();
+    let r = run(
+        r,
+        &[
+            ("start", &["image db db:1.0 -> db:1.1"]),
+            ("fail 0", &["image db db:1.1 -> db:1.0"]),
+            ("fail 0", &["human db"]),
+        ],
+    );
+    assert_eq!(summary(&r), "db:needs-attention");
 }
 
 #[test]
