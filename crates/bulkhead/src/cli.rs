@@ -93,11 +93,18 @@ enum Command {
     /// cyclonedx, grype), ties each finding to the layer it came from and,
     /// through the lineage, to the image that introduced it (OS base, language
     /// base or the app), then follows every image built on it to the services
-    /// whose Dockerfiles use it, their workloads, cluster snapshots (`[cluster]`
-    /// snapshots) and public routes. Ranked internet-facing first, then by tier.
+    /// whose Dockerfiles use it, their workloads, the clusters (saved
+    /// `[cluster]` snapshots, and live reads of `--cluster` or `[cluster]`
+    /// contexts) and public routes. Ranked internet-facing first, then by tier.
     ///
     /// Example: bulkhead cve CVE-2023-38545 --path ./fleet --format markdown
     Cve(cmd::cve::CveArgs),
+    /// A live cluster through its kubeconfig: save its workloads as a
+    /// snapshot, print the RBAC objects bulkhead needs there.
+    ///
+    /// Example: bulkhead cluster snapshot --context prod -o clusters/prod.json
+    #[command(subcommand)]
+    Cluster(cmd::cluster::ClusterCommand),
     /// Run the ingress gateway: path routing to label-selected pools, an admin
     /// API for the blue -> green switch, canary weights and draining (docs/gateway.md).
     ///
@@ -164,6 +171,7 @@ impl Cli {
             Command::Policy(command) => cmd::policy::run(command),
             Command::Images(command) => cmd::images::run(command),
             Command::Cve(args) => cmd::cve::run(args),
+            Command::Cluster(command) => cmd::cluster::run(command),
             Command::Gateway(args) => cmd::gateway::run(args),
             Command::Rollout(command) => cmd::rollout::run(command),
             Command::Collector(args) => cmd::collector::run(args),

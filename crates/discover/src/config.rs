@@ -98,6 +98,14 @@ pub struct ClusterConfig {
     /// Saved `kubectl get ... -o json` outputs.
     #[serde(default)]
     pub snapshots: Vec<String>,
+    /// Kubeconfig contexts whose clusters `cve` and `images audit` read
+    /// live (`--cluster` names others instead).
+    #[serde(default)]
+    pub contexts: Vec<String>,
+    /// The kubeconfig those contexts are in, relative to the fleet root
+    /// (default: `$KUBECONFIG`, else `~/.kube/config`; `--kubeconfig` first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

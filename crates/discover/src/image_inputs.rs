@@ -42,7 +42,10 @@ pub fn read_image_inputs(root: &Path, config: &Config) -> InputFiles {
             files.reports.push((format, file));
         }
     }
-    files.snapshots = read_json_files(root, &config.cluster.snapshots, &mut files.diagnostics);
+    files.snapshots = read_json_files(root, &config.cluster.snapshots, &mut files.diagnostics)
+        .into_iter()
+        .map(images::Snapshot::saved)
+        .collect();
     files
 }
 

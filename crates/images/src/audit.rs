@@ -1,5 +1,6 @@
 //! `images audit`: every image reference in the fleet (final and builder
-//! `FROM`s, workload containers) with its pinning, whether its registry is
+//! `FROM`s, workload containers) and in its clusters (saved snapshots and
+//! live reads) with its pinning, whether its registry is
 //! approved, its lineage and the open CRITICAL/HIGH findings it carries.
 //!
 //! An image's findings are those of the nearest image in its lineage that has
@@ -9,6 +10,7 @@
 
 use crate::catalog::Catalog;
 use crate::check::{FromCheck, StageRole, approved};
+use crate::cluster::RunningContainer;
 use crate::reports::Severity;
 use model::{Fleet, ImageRef, Pinning, Provenance};
 use serde::Serialize;
@@ -24,6 +26,8 @@ pub enum RefKind {
     BuilderFrom,
     /// A container (or init container) of a workload.
     Workload,
+    /// A container of a cluster's pod or workload controller.
+    Running,
 }
 
 impl RefKind {
@@ -32,6 +36,7 @@ impl RefKind {
             RefKind::FinalFrom => "final FROM",
             RefKind::BuilderFrom => "builder FROM",
             RefKind::Workload => "workload",
+            RefKind::Running => "running",
         }
     }
 }
@@ -57,11 +62,13 @@ pub struct AuditRow {
     pub scanned_as: Option<String>,
 }
 
-/// Audits every image reference in the fleet; rows sorted by path and line.
+/// Audits every image reference in the fleet and the clusters' `running`
+/// containers; rows sorted by path and line.
 pub fn audit(
     fleet: &Fleet,
     catalog: &Catalog,
     froms: &[FromCheck],
+    running: &[RunningContainer],
     approved_registries: &[String],
 ) -> Vec<AuditRow> {
     let mut rows = Vec::new();
@@ -89,24 +96,12 @@ pub fn audit(
     for workload in &fleet.workloads {
         let service = fleet.service(workload.service_name());
         for container in &workload.containers {
-            // Only the service's own image is built from its Dockerfile; a
-            // sidecar (an agent, a proxy) is someone else's build.
-            let own = |image: &ImageRef| {
-                service
-                    .is_some_and(|s| image.repository().rsplit('/').next() == Some(s.name.as_str()))
-            };
-            let bases: &[ImageRef] = match (&container.image_ref, service) {
-                (Some(image), Some(s)) if own(image) => s.base_images.as_slice(),
-                _ => &[],
-            };
-            let (pinning, ok, lineage) = match &container.image_ref {
-                Some(image) => (
-                    Some(image.pinning()),
-                    approved(image, approved_registries),
-                    lineage_of(catalog, image, bases),
-                ),
-                None => (None, None, Vec::new()),
-            };
+            let (pinning, ok, lineage) = judged(
+                catalog,
+                container.image_ref.as_ref(),
+                service,
+                approved_registries,
+            );
             rows.push(row(
                 catalog,
                 container.image.clone(),
@@ -119,8 +114,52 @@ pub fn audit(
             ));
         }
     }
+    for container in running {
+        let (pinning, ok, lineage) = judged(
+            catalog,
+            container.image_ref.as_ref(),
+            fleet.service(&container.service),
+            approved_registries,
+        );
+        rows.push(row(
+            catalog,
+            container.image.clone(),
+            RefKind::Running,
+            Some(container.service.clone()),
+            container.at.clone(),
+            pinning,
+            ok,
+            lineage,
+        ));
+    }
     rows.sort_by(|a, b| a.at.cmp(&b.at).then(a.kind.cmp(&b.kind)));
     rows
+}
+
+/// A container image's pinning, approval and lineage, as a container of `service`.
+fn judged(
+    catalog: &Catalog,
+    image: Option<&ImageRef>,
+    service: Option<&model::Service>,
+    approved_registries: &[String],
+) -> (Option<Pinning>, Option<bool>, Vec<String>) {
+    // Only the service's own image is built from its Dockerfile; a sidecar
+    // (an agent, a proxy) is someone else's build.
+    let own = |image: &ImageRef| {
+        service.is_some_and(|s| image.repository().rsplit('/').next() == Some(s.name.as_str()))
+    };
+    let bases: &[ImageRef] = match (image, service) {
+        (Some(image), Some(s)) if own(image) => s.base_images.as_slice(),
+        _ => &[],
+    };
+    match image {
+        Some(image) => (
+            Some(image.pinning()),
+            approved(image, approved_registries),
+            lineage_of(catalog, image, bases),
+        ),
+        None => (None, None, Vec::new()),
+    }
 }
 
 /// `image`'s lineage from the catalog; an image the catalog does not know

@@ -1,11 +1,13 @@
-//! Cluster state from saved `kubectl get pods,deployments -A -o json` output:
+//! Cluster state from `kubectl get pods,deployments,statefulsets,daemonsets,jobs,cronjobs
+//! -A -o json` output (saved, or read live by `orchestrator::cluster`):
 //! which image digests run where.
 //!
 //! Pods say what actually runs (`status.containerStatuses[].imageID` carries
-//! the digest the node pulled); Deployments say what is meant to run (the
-//! image as written in the pod template). The cluster's name is not in
-//! kubectl's output: the caller passes it (`inputs::parse` uses the snapshot
-//! file's name without extension).
+//! the digest the node pulled); Deployments, StatefulSets, DaemonSets, Jobs
+//! and CronJobs say what is meant to run (the image as written in the pod
+//! template). The cluster's name is not in kubectl's output: the caller
+//! passes it (a saved snapshot's file name without extension, a live read's
+//! kubeconfig context).
 
 use model::{Diagnostic, Digest, ImageRef, Provenance};
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningContainer {
     pub cluster: String,
-    /// `Pod` or `Deployment`.
+    /// `Pod`, `Deployment`, `StatefulSet`, `DaemonSet`, `Job` or `CronJob`.
     pub kind: String,
     pub namespace: String,
     pub name: String,
@@ -118,8 +120,12 @@ pub fn parse_snapshot(
                     );
                 }
             }
-            "Deployment" | "StatefulSet" | "DaemonSet" => {
-                for c in item["spec"]["template"]["spec"]["containers"]
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" => {
+                let template = match kind {
+                    "CronJob" => &item["spec"]["jobTemplate"]["spec"]["template"],
+                    _ => &item["spec"]["template"],
+                };
+                for c in template["spec"]["containers"]
                     .as_array()
                     .into_iter()
                     .flatten()

@@ -17,15 +17,45 @@ pub struct TextFile {
     pub text: String,
 }
 
-/// The files named by `[images] base_repo`, `[reports]` and `[cluster] snapshots`.
+/// One cluster's `kubectl get -A -o json` output, saved or read live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The cluster's name in answers.
+    pub cluster: String,
+    pub file: TextFile,
+}
+
+impl Snapshot {
+    /// A saved snapshot: its file name without the extension names its cluster.
+    pub fn saved(file: TextFile) -> Snapshot {
+        Snapshot {
+            cluster: cluster_name(&file.path),
+            file,
+        }
+    }
+
+    /// A cluster read live through the kubeconfig context `context`: its
+    /// objects are placed at `live:CONTEXT` and the line of the `List` text.
+    pub fn live(context: &str, text: String) -> Snapshot {
+        Snapshot {
+            cluster: context.to_string(),
+            file: TextFile {
+                path: format!("live:{context}"),
+                text,
+            },
+        }
+    }
+}
+
+/// The files named by `[images] base_repo`, `[reports]` and `[cluster]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InputFiles {
     /// `images.json` of the base images repository, with that repository's folder.
     pub base_catalog: Option<(TextFile, String)>,
     /// Scanner reports, each with its format.
     pub reports: Vec<(ReportFormat, TextFile)>,
-    /// Saved `kubectl get ... -o json` outputs; each file's stem names its cluster.
-    pub snapshots: Vec<TextFile>,
+    /// `kubectl get ... -o json` outputs: saved files and live reads.
+    pub snapshots: Vec<Snapshot>,
     /// Files that could not be read.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -64,8 +94,9 @@ pub fn parse(files: &InputFiles, dockerfiles: &[model::Dockerfile]) -> Inputs {
         diagnostics.extend(d);
     }
     let mut running = Vec::new();
-    for file in &files.snapshots {
-        let (r, d) = cluster::parse_snapshot(&file.path, &cluster_name(&file.path), &file.text);
+    for snapshot in &files.snapshots {
+        let file = &snapshot.file;
+        let (r, d) = cluster::parse_snapshot(&file.path, &snapshot.cluster, &file.text);
         running.extend(r);
         diagnostics.extend(d);
     }

@@ -31,7 +31,7 @@ pub use catalog::{Catalog, KnownImage};
 pub use check::{FromCheck, FromProblem, StageRole};
 pub use cluster::RunningContainer;
 pub use cve::{CveAnswer, CveQuery};
-pub use inputs::{InputFiles, Inputs, TextFile};
+pub use inputs::{InputFiles, Inputs, Snapshot, TextFile};
 pub use reports::{ReportFormat, ScanReport, Severity, Vulnerability};
 
 /// The line (1-based) of byte `offset` in `text`.

@@ -493,10 +493,16 @@ fn inputs_name_clusters_by_file_stem_and_keep_every_diagnostic() {
                 text: "{".to_string(),
             },
         )],
-        snapshots: vec![crate::TextFile {
-            path: "clusters/prod-eu.json".to_string(),
-            text: snapshot.to_string(),
-        }],
+        snapshots: vec![
+            crate::Snapshot::saved(crate::TextFile {
+                path: "clusters/prod-eu.json".to_string(),
+                text: snapshot.to_string(),
+            }),
+            crate::Snapshot::live(
+                "arn:aws:eks:eu-west-1:1:cluster/prod.eu",
+                snapshot.to_string(),
+            ),
+        ],
         diagnostics: vec![Diagnostic::error(
             "reports/gone.json",
             None,
@@ -504,9 +510,18 @@ fn inputs_name_clusters_by_file_stem_and_keep_every_diagnostic() {
         )],
     };
     let inputs = crate::inputs::parse(&files, &[]);
-    assert_eq!(inputs.running.len(), 1);
+    assert_eq!(inputs.running.len(), 2);
     assert_eq!(inputs.running[0].cluster, "prod-eu");
     assert_eq!(inputs.running[0].at.path, "clusters/prod-eu.json");
+    // A live read is named by its context, whatever characters that holds.
+    assert_eq!(
+        inputs.running[1].cluster,
+        "arn:aws:eks:eu-west-1:1:cluster/prod.eu"
+    );
+    assert_eq!(
+        inputs.running[1].at.to_string(),
+        "live:arn:aws:eks:eu-west-1:1:cluster/prod.eu:3"
+    );
     let paths: Vec<&str> = inputs.diagnostics.iter().map(|d| d.path.as_str()).collect();
     assert_eq!(
         paths,

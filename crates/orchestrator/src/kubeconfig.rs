@@ -18,6 +18,8 @@ pub struct Cluster {
     /// PEM certificates the server's certificate must chain to; `None`: the system's.
     pub ca_pem: Option<Vec<u8>>,
     pub auth: Auth,
+    /// The context's name (`in-cluster` for a pod's service account).
+    pub context: String,
     /// The context's namespace, when it names one.
     pub namespace: Option<String>,
 }
@@ -26,6 +28,7 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("server", &self.server)
+            .field("context", &self.context)
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
@@ -215,8 +218,22 @@ pub fn resolve(
         server: server.trim_end_matches('/').to_string(),
         ca_pem,
         auth,
+        context: name,
         namespace: field(ctx, "namespace"),
     })
+}
+
+/// The kubeconfig `kubectl` reads when given none: the first file of
+/// `KUBECONFIG` (a list; later files only add contexts, which bulkhead does
+/// not merge), else `~/.kube/config`.
+pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(first) = env("KUBECONFIG")
+        .as_deref()
+        .and_then(|list| list.split(':').find(|p| !p.is_empty()))
+    {
+        return PathBuf::from(first);
+    }
+    PathBuf::from(env("HOME").unwrap_or_default()).join(".kube/config")
 }
 
 /// Where a pod's service account is mounted.
@@ -256,6 +273,7 @@ pub fn in_cluster(
         server: format!("https://{host}:{port}"),
         ca_pem: Some(file("ca.crt")?),
         auth: Auth::Token(token),
+        context: "in-cluster".into(),
         namespace,
     })
 }

@@ -18,7 +18,7 @@
 //! the cluster's CA, and a bearer token, a client certificate or an exec
 //! credential plugin, as `kubectl` uses them (`kubeconfig.rs`, `kubernetes/tls.rs`).
 
-mod tls;
+pub(crate) mod tls;
 
 use crate::executor::{ExecError, Executor, ImageMove, Labels, WeightedPool, image_name};
 use crate::gitops::backend_name;

@@ -9,6 +9,7 @@
 //! `--executor` picks); the loop that runs a rollout is the [`driver::Driver`].
 
 pub mod analysis;
+pub mod cluster;
 pub mod driver;
 pub mod executor;
 pub mod gateway;

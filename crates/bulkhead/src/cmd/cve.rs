@@ -22,6 +22,8 @@ pub struct CveArgs {
     format: FormatArgs,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
 }
 
 pub fn run(args: CveArgs) -> Result<Exit> {
@@ -31,7 +33,13 @@ pub fn run(args: CveArgs) -> Result<Exit> {
         args.format.get().name(),
         if args.timings { "&timings=1" } else { "" }
     );
-    if let Some(answer) = args.server.ask(&args.fleet.path, &asked) {
+    // The console reads no live cluster: --cluster is answered here.
+    let console = if args.cluster.contexts.is_empty() {
+        args.server.ask(&args.fleet.path, &asked)
+    } else {
+        None
+    };
+    if let Some(answer) = console {
         eprintln!(
             "{}: answered by the console from its resident fleet graph",
             args.id
@@ -40,7 +48,7 @@ pub fn run(args: CveArgs) -> Result<Exit> {
         return Ok(Exit::Ran);
     }
     let loading = Instant::now();
-    let loaded = Loaded::load(&args.fleet)?;
+    let loaded = Loaded::load_live(&args.fleet, &args.cluster)?;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
     let started = Instant::now();
     let answer = images::cve::cve(loaded.query(), &args.id);

@@ -35,12 +35,14 @@ pub enum ImagesCommand {
     /// Example: bulkhead images lineage --path ./fleet --json
     Lineage(ImagesArgs),
     /// Every image reference in the fleet: final and builder FROMs, workload
-    /// containers, each with its pinning (digest, tag, latest, none), whether
+    /// containers, and the containers running in its clusters (saved
+    /// `[cluster]` snapshots, live reads of `--cluster` or `[cluster]`
+    /// contexts), each with its pinning (digest, tag, latest, none), whether
     /// its registry is approved, its lineage and the open CRITICAL/HIGH
     /// findings it carries (from the nearest scanned image in its lineage).
     ///
-    /// Example: bulkhead images audit --path ./fleet
-    Audit(ImagesArgs),
+    /// Example: bulkhead images audit --path ./fleet --cluster prod
+    Audit(AuditArgs),
     /// Inspect an image in its registry: digest, platforms, layers, base.
     ///
     /// Resolves the tag to a digest (HEAD, Docker-Content-Digest), reads the
@@ -79,6 +81,14 @@ pub struct ImagesArgs {
     fleet: FleetArgs,
     #[command(flatten)]
     format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    images: ImagesArgs,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -151,15 +161,31 @@ impl Loaded {
     pub fn load(args: &FleetArgs) -> Result<Loaded> {
         let outcome = output::scan(&args.scan_options())?;
         let inputs = discover::load_image_inputs(&outcome);
+        Ok(Loaded::of(outcome, inputs))
+    }
+
+    /// As [`Loaded::load`], with the clusters `clusters` names read live
+    /// beside the saved snapshots.
+    pub fn load_live(args: &FleetArgs, clusters: &super::cluster::ClusterArgs) -> Result<Loaded> {
+        let outcome = output::scan(&args.scan_options())?;
+        let mut files = discover::read_image_inputs(&outcome.root, &outcome.config);
+        files
+            .snapshots
+            .extend(clusters.read(&outcome.root, &outcome.config)?);
+        let inputs = images::inputs::parse(&files, &outcome.fleet.dockerfiles);
+        Ok(Loaded::of(outcome, inputs))
+    }
+
+    fn of(outcome: discover::ScanOutcome, inputs: images::Inputs) -> Loaded {
         for d in &inputs.diagnostics {
             eprintln!("{d}");
         }
-        Ok(Loaded {
+        Loaded {
             root: outcome.root,
             fleet: outcome.fleet,
             config: outcome.config,
             inputs,
-        })
+        }
     }
 
     pub fn query(&self) -> images::CveQuery<'_> {
@@ -235,8 +261,12 @@ struct CheckJson<'a> {
     diagnostics: &'a [Diagnostic],
 }
 
-fn audit(args: ImagesArgs) -> Result<Exit> {
-    let context = Loaded::load(&args.fleet)?;
+fn audit(args: AuditArgs) -> Result<Exit> {
+    let AuditArgs {
+        images: args,
+        cluster,
+    } = args;
+    let context = Loaded::load_live(&args.fleet, &cluster)?;
     let approved = &context.config.images.approved_registries;
     let froms = images::check::check_fleet(
         &context.fleet,
@@ -244,7 +274,13 @@ fn audit(args: ImagesArgs) -> Result<Exit> {
         approved,
         context.config.images.base_repo.as_deref(),
     );
-    let rows = images::audit::audit(&context.fleet, &context.inputs.catalog, &froms, approved);
+    let rows = images::audit::audit(
+        &context.fleet,
+        &context.inputs.catalog,
+        &froms,
+        &context.inputs.running,
+        approved,
+    );
     match args.format.get() {
         Format::Json => output::print_json(&AuditJson {
             schema: "bulkhead.images-audit/v1",

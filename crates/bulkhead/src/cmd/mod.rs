@@ -2,6 +2,7 @@
 //! them, calls the libraries and prints. They use `args` and `output`, and
 //! `images` shares its loading with `cve` and `impact image`.
 
+pub mod cluster;
 pub mod collector;
 pub mod console;
 pub mod cve;

@@ -208,6 +208,11 @@ pub struct StartArgs {
     /// sync (executor gitops) is waited for before the step fails.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::args::duration)]
     wait: Duration,
+    /// Print every patch the rollout would send, as `kubectl diff` prints
+    /// it (the object's YAML before and after, every gate taken as passed),
+    /// and change nothing: objects are only read (executor kubernetes).
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// `SERVICE=REF` of `--image`.
@@ -516,6 +521,9 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
         plan.takes_image(service)
             .with_context(|| format!("--image {service}={to}"))?;
     }
+    if args.dry_run {
+        return dry_run(&args, plan);
+    }
     let target = target(&args)?;
     let (mut executor, sources) = orchestrator::connect(&target)?;
     for (service, to) in &args.images {
@@ -540,6 +548,41 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
         db.path().display()
     );
     drive(&mut db, id, executor, sources, None)
+}
+
+/// `rollout start --dry-run`: the rollout's patches as diffs, nothing written.
+fn dry_run(args: &StartArgs, plan: Plan) -> Result<Exit> {
+    use orchestrator::cluster::{Connection, diff};
+    if args.executor != ExecutorKind::Kubernetes {
+        bail!("--dry-run needs --executor kubernetes");
+    }
+    let connection = match &args.kubeconfig {
+        Some(path) => Connection::open(path, args.context.as_deref())?,
+        None => {
+            let token = args
+                .kube_token_env
+                .as_deref()
+                .map(|name| std::env::var(name).with_context(|| format!("--kube-token-env {name}")))
+                .transpose()?;
+            Connection::plain(&args.kube_api, token, "default")?
+        }
+    };
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| connection.namespace.clone());
+    let mut executor = diff::DiffExecutor::new(connection, &namespace);
+    let performed = diff::rehearse(plan, &mut executor)?;
+    output::print(&executor.diffs.concat())?;
+    for (step, action) in performed.iter().enumerate() {
+        eprintln!("step {}: {action}", step + 1);
+    }
+    eprintln!(
+        "dry run: {} patch(es) of {} step(s) in namespace {namespace}; nothing was changed",
+        executor.diffs.len(),
+        performed.len()
+    );
+    Ok(Exit::Ran)
 }
 
 /// Drives a rollout (recovering first), then reports and picks the exit status.

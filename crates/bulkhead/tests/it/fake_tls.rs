@@ -40,6 +40,19 @@ impl TlsServer {
         let cert = ::admission::tls::SelfSigned::generate(&["127.0.0.1".to_string()])
             .expect("self-signed certificate");
         let tls = cert.server_config().expect("server config");
+        TlsServer::start_with(tls, cert.cert_pem, handler)
+    }
+
+    /// As [`TlsServer::start`], with the TLS configuration `tls` (one that
+    /// asks for client certificates, say) whose chain `ca_pem` roots.
+    pub fn start_with(
+        tls: Arc<rustls::ServerConfig>,
+        ca_pem: String,
+        handler: impl Fn(&str, &str, &dyn Fn(&str) -> Option<String>, Value) -> (u16, String, Value)
+        + Send
+        + Sync
+        + 'static,
+    ) -> TlsServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         let stop = Arc::new(AtomicBool::new(false));
@@ -55,11 +68,7 @@ impl TlsServer {
                 std::thread::spawn(move || serve_one(stream, tls, &*handler));
             }
         });
-        TlsServer {
-            addr,
-            ca_pem: cert.cert_pem,
-            stop,
-        }
+        TlsServer { addr, ca_pem, stop }
     }
 }
 
@@ -109,7 +118,9 @@ fn serve_one(stream: TcpStream, tls: Arc<rustls::ServerConfig>, handler: &Handle
         200 => "OK",
         201 => "Created",
         401 => "Unauthorized",
+        403 => "Forbidden",
         409 => "Conflict",
+        410 => "Gone",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         _ => "Not Found",

@@ -13,7 +13,7 @@ fn a_full_file_is_read() {
         "[scan]\nexclude = [\"archive/**\"]\nmax_file_bytes = 1024\n\
          [templates]\nrepo = \"ci-templates\"\nproject = \"platform/ci-templates\"\ngithub = \"acme/ci-templates\"\n\
          [images]\nbase_repo = \"base-images\"\napproved_registries = [\"registry.acme.internal/base/\"]\n\
-         [reports]\ntrivy = [\"reports/trivy\"]\n[cluster]\nsnapshots = [\"cluster/prod.json\"]\n\
+         [reports]\ntrivy = [\"reports/trivy\"]\n[cluster]\nsnapshots = [\"cluster/prod.json\"]\ncontexts = [\"prod\"]\nkubeconfig = \"ops/kubeconfig\"\n\
          [hosts]\ninventory = \"inventory/hosts.yaml\"\n",
     )
     .expect("valid");
@@ -28,6 +28,8 @@ fn a_full_file_is_read() {
         ["registry.acme.internal/base/"]
     );
     assert_eq!(config.reports.trivy, ["reports/trivy"]);
+    assert_eq!(config.cluster.contexts, ["prod"]);
+    assert_eq!(config.cluster.kubeconfig.as_deref(), Some("ops/kubeconfig"));
     assert_eq!(
         config.hosts.inventory.as_deref(),
         Some("inventory/hosts.yaml")
