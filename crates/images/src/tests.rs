@@ -357,6 +357,35 @@ fn lineage_by_diff_ids_prefix_and_the_layer_that_introduced_a_finding() {
 }
 
 #[test]
+fn every_workload_kind_says_which_image_it_runs() {
+    let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache", "namespace": "ops"},
+   "spec": {"template": {"spec": {"containers": [{"name": "redis", "image": "redis:7.2"}]}}}},
+  {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "kube-system"},
+   "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "r.io/agent:1"}]}}}},
+  {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": "ops"},
+   "spec": {"template": {"spec": {"containers": [{"name": "migrate", "image": "r.io/migrate:3"}]}}}},
+  {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "backup", "namespace": "ops"},
+   "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "backup", "image": "r.io/backup:1.4"}]}}}}}}
+]}"#;
+    let (running, diagnostics) = cluster::parse_snapshot("prod.json", "prod", text);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let seen: Vec<(&str, &str, &str, u32)> = running
+        .iter()
+        .map(|r| (r.kind.as_str(), r.name.as_str(), r.image.as_str(), r.at.line))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("StatefulSet", "cache", "redis:7.2", 2),
+            ("DaemonSet", "agent", "r.io/agent:1", 4),
+            ("Job", "migrate", "r.io/migrate:3", 6),
+            ("CronJob", "backup", "r.io/backup:1.4", 8),
+        ]
+    );
+}
+
+#[test]
 fn kubectl_lists_say_which_digest_runs_where() {
     let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
   {"kind": "Pod", "metadata": {"name": "orders-7d9f-abc", "namespace": "shop", "labels": {"app": "orders"}},
@@ -520,7 +549,7 @@ fn inputs_name_clusters_by_file_stem_and_keep_every_diagnostic() {
     );
     assert_eq!(
         inputs.running[1].at.to_string(),
-        "live:arn:aws:eks:eu-west-1:1:cluster/prod.eu:3"
+        "live:arn:aws:eks:eu-west-1:1:cluster/prod.eu:2"
     );
     let paths: Vec<&str> = inputs.diagnostics.iter().map(|d| d.path.as_str()).collect();
     assert_eq!(
