@@ -372,7 +372,14 @@ fn every_workload_kind_says_which_image_it_runs() {
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     let seen: Vec<(&str, &str, &str, u32)> = running
         .iter()
-        .map(|r| (r.kind.as_str(), r.name.as_str(), r.image.as_str(), r.at.line))
+        .map(|r| {
+            (
+                r.kind.as_str(),
+                r.name.as_str(),
+                r.image.as_str(),
+                r.at.line,
+            )
+        })
         .collect();
     assert_eq!(
         seen,

@@ -122,6 +122,8 @@ pub struct Connection {
     pub context: String,
     /// The context's namespace, else `default`.
     pub namespace: String,
+    /// Whether the user authenticates with a client certificate.
+    client_certificate: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -194,6 +196,7 @@ impl Connection {
             client,
             context: cluster.context,
             namespace,
+            client_certificate: matches!(cluster.auth, Auth::ClientCertificate { .. }),
         })
     }
 
@@ -221,6 +224,7 @@ impl Connection {
             client,
             context: url.to_string(),
             namespace: namespace.to_string(),
+            client_certificate: false,
         })
     }
 
@@ -231,7 +235,11 @@ impl Connection {
             .body(kube::client::Body::empty())
             .map_err(|e| e.to_string())?;
         self.runtime.block_on(async {
-            let response = self.client.send(request).await.map_err(chain)?;
+            let response = self
+                .client
+                .send(request)
+                .await
+                .map_err(|e| tls_hint(chain(e), self.client_certificate))?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -458,6 +466,23 @@ fn chain(e: impl std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A TLS failure with what it means for the kubeconfig: the server refused
+/// the client certificate (it sends an alert), or its own certificate is
+/// not one the kubeconfig's CA signed.
+fn tls_hint(text: String, client_certificate: bool) -> String {
+    if client_certificate && text.contains("received fatal alert") {
+        format!(
+            "{text} (the API server refused the client certificate: give the user one the cluster's CA signed)"
+        )
+    } else if text.contains("invalid peer certificate") {
+        format!(
+            "{text} (the server's certificate does not chain to the kubeconfig's certificate-authority)"
+        )
+    } else {
+        text
+    }
 }
 
 /// A client for a plain `http://` server (`kubectl proxy`).
