@@ -7,6 +7,10 @@
 //!
 //! An executor is always a routing backend behind [`Executor`] (what
 //! `--executor` picks); the loop that runs a rollout is the [`driver::Driver`].
+//!
+//! The same kubeconfig client also reads a cluster's workloads live
+//! ([`cluster`]) for the image analyses, prints a rollout's patches as
+//! `kubectl diff`s, and exports the RBAC rules all of it needs.
 
 pub mod analysis;
 pub mod cluster;
