@@ -99,8 +99,16 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// A request path: (group, version, namespace, plural, name).
-fn parse_path(path: &str) -> Option<(String, String, Option<String>, String, Option<String>)> {
+/// What a request path names.
+struct Target {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
@@ -111,17 +119,18 @@ fn parse_path(path: &str) -> Option<(String, String, Option<String>, String, Opt
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
         rest => (None, rest),
     };
-    match rest {
-        [plural] => Some((group, version, namespace, plural.to_string(), None)),
-        [plural, name] => Some((
-            group,
-            version,
-            namespace,
-            plural.to_string(),
-            Some(name.to_string()),
-        )),
-        _ => None,
-    }
+    let (plural, name) = match rest {
+        [plural] => (plural.to_string(), None),
+        [plural, name] => (plural.to_string(), Some(name.to_string())),
+        _ => return None,
+    };
+    Some(Target {
+        group,
+        version,
+        namespace,
+        plural,
+        name,
+    })
 }
 
 fn query_value(query: &str, key: &str) -> Option<String> {
@@ -144,7 +153,7 @@ impl State {
         body: Value,
     ) -> (u16, String, Value) {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let Some((group, version, namespace, plural, name)) = parse_path(path) else {
+        let Some(target) = parse_path(path) else {
             return (
                 404,
                 String::new(),
@@ -156,7 +165,7 @@ impl State {
                 ),
             );
         };
-        let verb = match (method, &name) {
+        let verb = match (method, &target.name) {
             ("GET", None) if query_value(query, "watch").is_some() => "watch",
             ("GET", None) => "list",
             ("GET", Some(_)) => "get",
@@ -166,41 +175,28 @@ impl State {
             ("DELETE", _) => "delete",
             _ => "unknown",
         };
-        let (code, extra, answer) = self.answer(
-            verb,
-            &group,
-            &version,
-            namespace.as_deref(),
-            &plural,
-            name.as_deref(),
-            query,
-            authorized,
-            body,
-        );
+        let (code, extra, answer) = self.answer(verb, &target, query, authorized, body);
         self.seen.push(Seen {
             verb: verb.to_string(),
-            group,
-            resource: plural,
-            namespace,
+            group: target.group,
+            resource: target.plural,
+            namespace: target.namespace,
             query: query.to_string(),
             status: code,
         });
         (code, extra, answer)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         verb: &str,
-        group: &str,
-        version: &str,
-        namespace: Option<&str>,
-        plural: &str,
-        name: Option<&str>,
+        target: &Target,
         query: &str,
         authorized: bool,
         body: Value,
     ) -> (u16, String, Value) {
+        let (group, version, plural) = (&target.group, &target.version, &target.plural);
+        let (namespace, name) = (target.namespace.as_deref(), target.name.as_deref());
         if !authorized {
             return (
                 401,
