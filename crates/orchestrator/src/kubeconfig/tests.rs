@@ -58,7 +58,9 @@ fn contexts_resolve_to_server_ca_user_and_namespace() {
                 key_pem: b"KEY".to_vec()
             }
     );
+    assert_eq!(prod.context, "prod");
     let dev = resolved(Some("dev")).unwrap();
+    assert_eq!(dev.context, "dev");
     assert_eq!(dev.ca_pem.as_deref(), Some(b"-----BEGIN".as_slice()));
     assert!(dev.auth == Auth::Token("t0ken".into()));
     assert_eq!(dev.namespace, None);
@@ -127,4 +129,21 @@ fn in_a_pod_the_service_account_is_the_configuration() {
         outside.to_string(),
         "/var/run/secrets/kubernetes.io/serviceaccount: not in a pod: KUBERNETES_SERVICE_HOST is unset"
     );
+}
+
+#[test]
+fn without_a_path_the_kubeconfig_is_kubectls() {
+    for (kubeconfig, expect) in [
+        (Some("/etc/kube/a:/etc/kube/b"), "/etc/kube/a"),
+        (Some(":/etc/kube/b"), "/etc/kube/b"),
+        (Some(""), "/home/ops/.kube/config"),
+        (None, "/home/ops/.kube/config"),
+    ] {
+        let env = |name: &str| match name {
+            "KUBECONFIG" => kubeconfig.map(str::to_string),
+            "HOME" => Some("/home/ops".to_string()),
+            _ => None,
+        };
+        assert_eq!(default_path(&env), Path::new(expect), "{kubeconfig:?}");
+    }
 }
