@@ -441,7 +441,10 @@ fn dry_run_prints_kubectl_diffs_and_rbac_grants_every_request() {
     let fake = FakeKube::start(&objects, Auth::Token("dep1oy".into()));
     let kubeconfig = fake.kubeconfig(
         dir.path(),
-        &[("prod", "shop", "{token: dep1oy}".to_string())],
+        &[
+            ("prod", "shop", "{token: dep1oy}".to_string()),
+            ("staging", "shop-staging", "{token: dep1oy}".to_string()),
+        ],
     );
     let start = |extra: &[&str]| {
         bulkhead()
@@ -588,4 +591,16 @@ fn dry_run_prints_kubectl_diffs_and_rbac_grants_every_request() {
         yaml.contains("kind: ClusterRole\n") && yaml.contains("\n---\n"),
         "{yaml}"
     );
+    // A namespace without the objects (another Role's business): the API server's 404, nothing patched.
+    let out = start(&["--dry-run", "--context", "staging"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/namespaces/shop-staging/")
+            && stderr.contains(": 404 Not Found: ")
+            && stderr.contains(" not found"),
+        "{stderr}"
+    );
+    let patches = |seen: &[Seen]| seen.iter().filter(|s| s.verb == "patch").count();
+    assert_eq!(patches(&fake.seen()), patches(&seen));
 }
