@@ -274,6 +274,22 @@ impl Connection {
         serde_json::from_slice(&answer.body).map_err(|e| bad(format!("not JSON: {e}")))
     }
 
+    /// As [`Connection::get_json`], `None` on 404.
+    ///
+    /// # Errors
+    /// As [`Connection::get_json`], for every answer but 200 and 404.
+    pub fn get_json_opt(&self, target: &str) -> Result<Option<Value>, ClusterError> {
+        let bad = error(format!("GET {target}"));
+        let answer = self.get(target).map_err(&bad)?;
+        match answer.status {
+            404 => Ok(None),
+            200 => serde_json::from_slice(&answer.body)
+                .map(Some)
+                .map_err(|e| bad(format!("not JSON: {e}"))),
+            _ => Err(bad(status_error(&answer))),
+        }
+    }
+
     /// Every object of `resource` in every namespace, page by page, with
     /// `kind` and `apiVersion` set on each (list items carry neither) and
     /// `metadata.managedFields` left out, as kubectl prints them.

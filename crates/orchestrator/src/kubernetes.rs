@@ -116,7 +116,7 @@ fn deployment_progress(d: &Deployment) -> Progress {
 
 /// The index of the container that runs `to`'s image (by repository), or
 /// the only container.
-fn container_for(d: &Deployment, to: &str) -> Result<usize, String> {
+pub(crate) fn container_for(d: &Deployment, to: &str) -> Result<usize, String> {
     let containers = d
         .spec
         .as_ref()

@@ -26,11 +26,11 @@ pub enum ClusterCommand {
     Snapshot(SnapshotArgs),
     /// Print the RBAC objects bulkhead needs on a cluster, for `kubectl apply -f -`.
     ///
-    /// A ClusterRole (list the workloads of every namespace: the live read)
-    /// and a Role in --namespace (services, httproutes, deployments and Argo
-    /// CD applications: rollouts), each bound to one service account. The
-    /// verbs and resources are exactly the requests bulkhead sends
-    /// (docs/production.md).
+    /// A ClusterRole (list the workloads of every namespace: the live read),
+    /// a Role in --namespace (services, httproutes, deployments: rollouts)
+    /// and a Role in --argocd-namespace (Argo CD Applications: the GitOps
+    /// executor's wait), each bound to one service account. The verbs and
+    /// resources are exactly the requests bulkhead sends (docs/production.md).
     ///
     /// Example: bulkhead cluster rbac --namespace shop | kubectl apply -f -
     Rbac(RbacArgs),
@@ -105,6 +105,9 @@ pub struct RbacArgs {
     /// service account live.
     #[arg(long, value_name = "NS", default_value = "default")]
     namespace: String,
+    /// The namespace of Argo CD's Applications (the GitOps executor's wait).
+    #[arg(long, value_name = "NS", default_value = "argocd")]
+    argocd_namespace: String,
     /// The service account bulkhead runs as.
     #[arg(long, value_name = "NAME", default_value = "bulkhead")]
     service_account: String,
@@ -165,12 +168,20 @@ fn rbac_cmd(args: RbacArgs) -> Result<Exit> {
         Format::Json => output::print_json(&serde_json::json!({
             "apiVersion": "v1",
             "kind": "List",
-            "items": rbac::objects(&args.namespace, &args.service_account),
+            "items": rbac::objects(&args.namespace, &args.argocd_namespace, &args.service_account),
         }))?,
-        Format::Table => output::print(&rbac::yaml(&args.namespace, &args.service_account))?,
+        Format::Table => output::print(&rbac::yaml(
+            &args.namespace,
+            &args.argocd_namespace,
+            &args.service_account,
+        ))?,
         Format::Markdown => output::print(&format!(
             "```yaml\n{}```\n",
-            rbac::yaml(&args.namespace, &args.service_account)
+            rbac::yaml(
+                &args.namespace,
+                &args.argocd_namespace,
+                &args.service_account
+            )
         ))?,
     }
     Ok(Exit::Ran)

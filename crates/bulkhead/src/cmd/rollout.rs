@@ -526,17 +526,7 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
     }
     let target = target(&args)?;
     let (mut executor, sources) = orchestrator::connect(&target)?;
-    for (service, to) in &args.images {
-        let route = plan
-            .service(service)
-            .map_or_else(|| service.clone(), |p| p.route.clone());
-        let from = executor
-            .image(&route, to)
-            .with_context(|| format!("--image {service}={to}: reading the image it runs now"))?;
-        plan.set_image(service, &from, to)
-            .with_context(|| format!("--image {service}={to}"))?;
-        eprintln!("{service}: image {from} -> {to}");
-    }
+    take_images(&args, &mut plan, executor.as_mut())?;
     let before = orchestrator::outside_routing(executor.as_mut(), &plan)
         .context("reading the routing of the services outside the change set")?;
     let mut db = StateDb::open(args.change.fleet.state_dir().path())?;
@@ -550,8 +540,29 @@ fn start_cmd(args: StartArgs) -> Result<Exit> {
     drive(&mut db, id, executor, sources, None)
 }
 
+/// Puts each `--image SERVICE=REF` in the plan, with the image the
+/// service's workload runs now (what a rollback puts back).
+fn take_images(
+    args: &StartArgs,
+    plan: &mut Plan,
+    executor: &mut dyn orchestrator::Executor,
+) -> Result<()> {
+    for (service, to) in &args.images {
+        let route = plan
+            .service(service)
+            .map_or_else(|| service.clone(), |p| p.route.clone());
+        let from = executor
+            .image(&route, to)
+            .with_context(|| format!("--image {service}={to}: reading the image it runs now"))?;
+        plan.set_image(service, &from, to)
+            .with_context(|| format!("--image {service}={to}"))?;
+        eprintln!("{service}: image {from} -> {to}");
+    }
+    Ok(())
+}
+
 /// `rollout start --dry-run`: the rollout's patches as diffs, nothing written.
-fn dry_run(args: &StartArgs, plan: Plan) -> Result<Exit> {
+fn dry_run(args: &StartArgs, mut plan: Plan) -> Result<Exit> {
     use orchestrator::cluster::{Connection, diff};
     if args.executor != ExecutorKind::Kubernetes {
         bail!("--dry-run needs --executor kubernetes");
@@ -572,6 +583,7 @@ fn dry_run(args: &StartArgs, plan: Plan) -> Result<Exit> {
         .clone()
         .unwrap_or_else(|| connection.namespace.clone());
     let mut executor = diff::DiffExecutor::new(connection, &namespace);
+    take_images(args, &mut plan, &mut executor)?;
     let performed = diff::rehearse(plan, &mut executor)?;
     output::print(&executor.diffs.concat())?;
     for (step, action) in performed.iter().enumerate() {

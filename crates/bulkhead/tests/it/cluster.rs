@@ -407,6 +407,7 @@ fn dry_run_prints_kubectl_diffs_and_rbac_grants_every_request() {
             "payments",
             "blueGreen: {autoPromotionEnabled: true, scaleDownDelaySeconds: 0}",
         ),
+        ("search", "rolling: {batchSize: 100%}"),
     ] {
         let folder = fleet.join("services").join(service);
         std::fs::create_dir_all(&folder).expect("mkdir");
@@ -421,14 +422,21 @@ fn dry_run_prints_kubectl_diffs_and_rbac_grants_every_request() {
     }
     std::fs::write(fleet.join("rollouts/rollouts.yaml"), specs).expect("specs");
     let mut objects = workloads(
-        &[(
-            "orders".into(),
-            "shop".into(),
-            "registry.acme.internal/apps/orders:1.0".into(),
-        )],
+        &[
+            (
+                "orders".into(),
+                "shop".into(),
+                "registry.acme.internal/apps/orders:1.0".into(),
+            ),
+            (
+                "search".into(),
+                "shop".into(),
+                "registry.acme.internal/apps/search:1.0".into(),
+            ),
+        ],
         "registry.acme.internal/base/debian-12",
     );
-    for name in ["orders", "payments"] {
+    for name in ["orders", "payments", "search"] {
         objects.push(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "shop"},
             "spec": {"selector": {"app": name, "version": "blue"}, "ports": [{"port": 8080}]}}));
@@ -476,9 +484,14 @@ fn dry_run_prints_kubectl_diffs_and_rbac_grants_every_request() {
         !fleet.join(".bulkhead/rollouts.db").exists(),
         "nor records a rollout"
     );
-    // The canary's route at 25% then 50%, then its Service switched; the blue-green Service switched.
+    // The canary's route at 25% then 50%, then its Service switched and
+    // the route all on green; the blue-green Service switched.
     let route = "diff -u -N LIVE/gateway.networking.k8s.io.v1.HTTPRoute.shop.orders MERGED/gateway.networking.k8s.io.v1.HTTPRoute.shop.orders\n";
-    assert_eq!(stdout.matches(route).count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(route).count(), 3, "{stdout}");
+    assert!(
+        stdout.contains("-      weight: 50\n+      weight: 0\n     - name: orders-green\n       port: 8080\n-      weight: 50\n+      weight: 100\n"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("     - name: orders-blue\n       port: 8080\n-      weight: 100\n+      weight: 75\n     - name: orders-green\n       port: 8080\n-      weight: 0\n+      weight: 25\n"),
         "{stdout}"
@@ -498,6 +511,40 @@ fn dry_run_prints_kubectl_diffs_and_rbac_grants_every_request() {
         "{stdout}"
     );
     assert!(stderr.contains("nothing was changed"), "{stderr}");
+    // A rolling update by image: the Deployment's container image.
+    let out = bulkhead()
+        .args([
+            "rollout",
+            "start",
+            "--services",
+            "search",
+            "--executor",
+            "kubernetes",
+        ])
+        .args([
+            "--image",
+            "search=registry.acme.internal/apps/search:2.0",
+            "--dry-run",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--path")
+        .arg(&fleet)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("diff -u -N LIVE/apps.v1.Deployment.shop.search MERGED/apps.v1.Deployment.shop.search\n")
+            && stdout.contains("-      - image: registry.acme.internal/apps/search:1.0\n+      - image: registry.acme.internal/apps/search:2.0\n"),
+        "{stdout}"
+    );
+    assert!(fake.seen().iter().all(|s| s.verb != "patch"));
 
     // The same rollout for real patches what the dry run showed.
     let out = start(&[]);

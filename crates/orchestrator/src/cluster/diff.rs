@@ -1,5 +1,6 @@
 //! A rollout's dry run on a cluster: every patch the Kubernetes executor
-//! would send, applied to the object as read (GET only, nothing written)
+//! would send (Service selectors, HTTPRoute weights, Deployment images),
+//! applied to the object as read (GET only, nothing written)
 //! and shown as `kubectl diff` shows a change, a unified diff of the
 //! object's YAML before and after.
 //!
@@ -8,7 +9,7 @@
 //! are the whole rollout's, step by step.
 
 use super::Connection;
-use crate::executor::{ExecError, Executor, Labels, WeightedPool};
+use crate::executor::{ExecError, Executor, ImageMove, Labels, WeightedPool};
 use crate::gitops::backend_name;
 use rollout::{Action, Event, Rollout, Verdict};
 use serde_json::Value;
@@ -54,6 +55,47 @@ impl DiffExecutor {
         Ok(object)
     }
 
+    /// As [`DiffExecutor::object`], `None` when the API server has no such object.
+    fn object_opt(&mut self, path: &str) -> Result<Option<Value>, ExecError> {
+        if let Some(object) = self.objects.get(path) {
+            return Ok(Some(object.clone()));
+        }
+        let object = self
+            .connection
+            .get_json_opt(path)
+            .map_err(|e| ExecError::Kubernetes(e.to_string()))?;
+        if let Some(object) = &object {
+            self.objects.insert(path.to_string(), object.clone());
+        }
+        Ok(object)
+    }
+
+    fn route_path(&self, service: &str) -> String {
+        format!(
+            "/apis/gateway.networking.k8s.io/v1/namespaces/{}/httproutes/{service}",
+            self.namespace
+        )
+    }
+
+    fn deployment_path(&self, service: &str) -> String {
+        format!(
+            "/apis/apps/v1/namespaces/{}/deployments/{service}",
+            self.namespace
+        )
+    }
+
+    /// The Deployment named after `service` and the index of its container
+    /// that runs `to`'s image, as the executor picks it.
+    fn deployment(&mut self, service: &str, to: &str) -> Result<(Value, usize), ExecError> {
+        let object = self.object(&self.deployment_path(service))?;
+        let typed: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(object.clone())
+            .map_err(|e| ExecError::Kubernetes(format!("Deployment {service}: {e}")))?;
+        let index = crate::kubernetes::container_for(&typed, to).map_err(|e| {
+            ExecError::Kubernetes(format!("Deployment {}/{service}: {e}", self.namespace))
+        })?;
+        Ok((object, index))
+    }
+
     /// Records `patch` (a JSON merge patch) of the object at `path`.
     fn patch(&mut self, path: &str, patch: &Value) -> Result<(), ExecError> {
         let before = self.object(path)?;
@@ -73,19 +115,36 @@ impl Executor for DiffExecutor {
         "kubernetes (dry run)"
     }
 
+    /// The Service's selector, and the route's weights all on this pool
+    /// when an HTTPRoute named after the service has its backendRef.
     fn set_selector(&mut self, service: &str, selector: &Labels) -> Result<(), ExecError> {
         let path = format!("/api/v1/namespaces/{}/services/{service}", self.namespace);
         self.patch(
             &path,
             &serde_json::json!({ "spec": { "selector": selector } }),
-        )
+        )?;
+        let route = self.route_path(service);
+        let Some(object) = self.object_opt(&route)? else {
+            return Ok(());
+        };
+        let backend = backend_name(service, selector);
+        let mut rules = object["spec"]["rules"].clone();
+        let mut found = false;
+        for rule in rules.as_array_mut().into_iter().flatten() {
+            for b in rule["backendRefs"].as_array_mut().into_iter().flatten() {
+                let this = b["name"] == backend.as_str();
+                found |= this;
+                b["weight"] = if this { 100 } else { 0 }.into();
+            }
+        }
+        if !found {
+            return Ok(());
+        }
+        self.patch(&route, &serde_json::json!({ "spec": { "rules": rules } }))
     }
 
     fn set_weights(&mut self, service: &str, pools: &[WeightedPool]) -> Result<(), ExecError> {
-        let path = format!(
-            "/apis/gateway.networking.k8s.io/v1/namespaces/{}/httproutes/{service}",
-            self.namespace
-        );
+        let path = self.route_path(service);
         let route = self.object(&path)?;
         let mut rules = route["spec"]["rules"].clone();
         for pool in pools {
@@ -107,6 +166,31 @@ impl Executor for DiffExecutor {
             }
         }
         self.patch(&path, &serde_json::json!({ "spec": { "rules": rules } }))
+    }
+
+    fn image(&mut self, service: &str, to: &str) -> Result<String, ExecError> {
+        let (object, index) = self.deployment(service, to)?;
+        object["spec"]["template"]["spec"]["containers"][index]["image"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ExecError::Kubernetes(format!("Deployment {service}: its container has no image"))
+            })
+    }
+
+    /// The container's image in each Deployment; the rollout status the
+    /// executor then waits for is not rehearsed.
+    fn set_images(&mut self, moves: &[ImageMove]) -> Result<(), ExecError> {
+        for image in moves {
+            let (object, index) = self.deployment(&image.service, &image.to)?;
+            let mut containers = object["spec"]["template"]["spec"]["containers"].clone();
+            containers[index]["image"] = image.to.clone().into();
+            self.patch(
+                &self.deployment_path(&image.service),
+                &serde_json::json!({ "spec": { "template": { "spec": { "containers": containers } } } }),
+            )?;
+        }
+        Ok(())
     }
 
     fn routing(&mut self) -> Result<BTreeMap<String, String>, ExecError> {
@@ -168,6 +252,14 @@ pub fn rehearse(
                         })
                         .collect();
                     executor.set_weights(&route(service), &pools)?;
+                    performed.push(crate::driver::action_name(&action));
+                }
+                Action::SetImage { service, from, to } => {
+                    executor.set_images(&[ImageMove {
+                        service: route(service),
+                        from: from.clone(),
+                        to: to.clone(),
+                    }])?;
                     performed.push(crate::driver::action_name(&action));
                 }
                 Action::Analyze { id, .. } => queue.push_back(Event::AnalysisDone {

@@ -1,7 +1,7 @@
 //! The RBAC objects bulkhead needs on a cluster, with exactly the verbs and
 //! resources it uses: a ClusterRole for the live read (every namespace's
-//! workloads) and a Role for rollouts in one namespace, each bound to one
-//! service account.
+//! workloads), a Role for rollouts in their namespace and one for Argo CD's
+//! Applications in Argo CD's, each bound to one service account.
 
 use serde_json::{Value, json};
 
@@ -39,8 +39,8 @@ pub const READ: &[Rule] = &[
     },
 ];
 
-/// Rollouts (`rollout start --executor kubernetes`, its `--dry-run`, and
-/// the GitOps executor's wait for Argo CD) in one namespace.
+/// Rollouts (`rollout start --executor kubernetes` and its `--dry-run`)
+/// in one namespace.
 pub const ROLLOUT: &[Rule] = &[
     Rule {
         group: "",
@@ -58,19 +58,22 @@ pub const ROLLOUT: &[Rule] = &[
         group: "apps",
         resources: &["deployments"],
         verbs: &["get", "patch"],
-        why: "rolling: the Deployment's image and its rollout status",
-    },
-    Rule {
-        group: "argoproj.io",
-        resources: &["applications"],
-        verbs: &["get"],
-        why: "gitops: the Argo CD Application's sync and health",
+        why: "rolling by image: the Deployment's image, then its rollout status",
     },
 ];
+
+/// The GitOps executor's wait for Argo CD (`--argocd-app`), in Argo CD's namespace.
+pub const ARGOCD: &[Rule] = &[Rule {
+    group: "argoproj.io",
+    resources: &["applications"],
+    verbs: &["get", "patch"],
+    why: "gitops: the Application's sync and health; patch: its refresh annotation",
+}];
 
 /// The names the objects get.
 pub const READ_ROLE: &str = "bulkhead-cluster-read";
 pub const ROLLOUT_ROLE: &str = "bulkhead-rollout";
+pub const ARGOCD_ROLE: &str = "bulkhead-argocd";
 
 /// Whether `rules` allow `verb` on `resource` of `group`.
 pub fn allows(rules: &[Rule], verb: &str, group: &str, resource: &str) -> bool {
@@ -92,53 +95,62 @@ fn rules_json(rules: &[Rule]) -> Value {
         .collect()
 }
 
+fn role(kind: &str, name: &str, namespace: Option<&str>, rules: &[Rule]) -> Value {
+    let mut metadata =
+        json!({ "name": name, "labels": { "app.kubernetes.io/managed-by": "bulkhead" } });
+    if let Some(namespace) = namespace {
+        metadata["namespace"] = namespace.into();
+    }
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "rules": rules_json(rules),
+    })
+}
+
+fn binding(role: &Value, subjects: &Value) -> Value {
+    let kind = role["kind"].as_str().unwrap_or_default();
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": format!("{kind}Binding"),
+        "metadata": role["metadata"],
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role["metadata"]["name"] },
+        "subjects": subjects,
+    })
+}
+
 /// The ClusterRole and its binding for the read, the Role and its binding
-/// for rollouts in `namespace`, all bound to the service account `account`
-/// of `namespace`.
-pub fn objects(namespace: &str, account: &str) -> Vec<Value> {
-    let subject = json!([{ "kind": "ServiceAccount", "name": account, "namespace": namespace }]);
-    let labels = json!({ "app.kubernetes.io/managed-by": "bulkhead" });
-    vec![
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": { "name": READ_ROLE, "labels": labels },
-            "rules": rules_json(READ),
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": { "name": READ_ROLE, "labels": labels },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READ_ROLE },
-            "subjects": subject,
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": { "name": ROLLOUT_ROLE, "namespace": namespace, "labels": labels },
-            "rules": rules_json(ROLLOUT),
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": { "name": ROLLOUT_ROLE, "namespace": namespace, "labels": labels },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLLOUT_ROLE },
-            "subjects": subject,
-        }),
-    ]
+/// for rollouts in `namespace`, and the Role and its binding for Argo CD's
+/// Applications in `argocd`, all bound to the service account `account` of
+/// `namespace`.
+pub fn objects(namespace: &str, argocd: &str, account: &str) -> Vec<Value> {
+    let subjects = json!([{ "kind": "ServiceAccount", "name": account, "namespace": namespace }]);
+    let mut out = Vec::new();
+    for role in [
+        role("ClusterRole", READ_ROLE, None, READ),
+        role("Role", ROLLOUT_ROLE, Some(namespace), ROLLOUT),
+        role("Role", ARGOCD_ROLE, Some(argocd), ARGOCD),
+    ] {
+        let bound = binding(&role, &subjects);
+        out.push(role);
+        out.push(bound);
+    }
+    out
 }
 
 /// [`objects`] as YAML documents for `kubectl apply -f -`, each rule
 /// preceded by a comment saying which commands need it.
-pub fn yaml(namespace: &str, account: &str) -> String {
+pub fn yaml(namespace: &str, argocd: &str, account: &str) -> String {
     let mut out = String::new();
-    for (index, object) in objects(namespace, account).iter().enumerate() {
+    for (index, object) in objects(namespace, argocd, account).iter().enumerate() {
         if index > 0 {
             out.push_str("---\n");
         }
-        let rules = match object["kind"].as_str() {
-            Some("ClusterRole") => READ,
-            Some("Role") => ROLLOUT,
+        let rules = match object["metadata"]["name"].as_str() {
+            Some(READ_ROLE) if object["kind"] == "ClusterRole" => READ,
+            Some(ROLLOUT_ROLE) if object["kind"] == "Role" => ROLLOUT,
+            Some(ARGOCD_ROLE) if object["kind"] == "Role" => ARGOCD,
             _ => &[],
         };
         for rule in rules {

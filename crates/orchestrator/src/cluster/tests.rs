@@ -162,8 +162,18 @@ fn the_rbac_export_allows_exactly_its_rules() {
         "httproutes"
     ));
     assert!(!rbac::allows(rbac::ROLLOUT, "delete", "", "services"));
-    let text = rbac::yaml("shop", "bulkhead");
-    assert_eq!(text.matches("\n---\n").count(), 3, "{text}");
+    assert!(rbac::allows(
+        rbac::ARGOCD,
+        "patch",
+        "argoproj.io",
+        "applications"
+    ));
+    let text = rbac::yaml("shop", "argocd", "bulkhead");
+    assert_eq!(text.matches("\n---\n").count(), 5, "{text}");
+    assert!(
+        text.contains("kind: Role\nmetadata:\n  labels:\n    app.kubernetes.io/managed-by: bulkhead\n  name: bulkhead-argocd\n  namespace: argocd\n"),
+        "{text}"
+    );
     assert!(
         text.contains(
             "kind: Role\nmetadata:\n  labels:\n    app.kubernetes.io/managed-by: bulkhead\n  name: bulkhead-rollout\n  namespace: shop\nrules:\n- apiGroups:\n  - \"\"\n  resources:\n  - services\n  verbs:\n  - get\n  - list\n  - patch\n"
