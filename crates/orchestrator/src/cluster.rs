@@ -200,6 +200,11 @@ impl Connection {
         })
     }
 
+    /// The client and the runtime it runs on, for the Kubernetes executor.
+    pub(crate) fn into_client(self) -> (tokio::runtime::Runtime, kube::Client) {
+        (self.runtime, self.client)
+    }
+
     /// Connects to a plain `http://` API server (`kubectl proxy`), with a
     /// bearer token when given, in `namespace`.
     ///

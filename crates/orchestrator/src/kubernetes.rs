@@ -206,48 +206,15 @@ impl KubernetesExecutor {
         context: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<KubernetesExecutor, ExecError> {
-        let bad = |detail: String| ExecError::Refused {
-            target: path.display().to_string(),
-            detail,
-        };
-        let read = |file: &std::path::Path| std::fs::read(file).map_err(|e| e.to_string());
-        let cluster = if path == std::path::Path::new(IN_CLUSTER) {
-            let env = |name: &str| std::env::var(name).ok();
-            crate::kubeconfig::in_cluster(
-                &env,
-                std::path::Path::new(crate::kubeconfig::SERVICE_ACCOUNT),
-                &read,
-            )
-        } else {
-            let text = std::fs::read_to_string(path).map_err(|e| bad(format!("reading: {e}")))?;
-            crate::kubeconfig::resolve(path, &text, context, &read)
-        }
-        .map_err(|e| bad(e.to_string()))?;
+        let connection =
+            crate::cluster::Connection::open(path, context).map_err(|e| ExecError::Refused {
+                target: e.what,
+                detail: e.detail,
+            })?;
         let namespace = namespace
             .map(str::to_string)
-            .or_else(|| cluster.namespace.clone())
-            .unwrap_or_else(|| "default".to_string());
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        let token = match &cluster.auth {
-            crate::kubeconfig::Auth::Token(token) => Some(token.clone()),
-            crate::kubeconfig::Auth::Exec { command, args, env } => {
-                Some(crate::kubeconfig::exec_token(command, args, env, dir).map_err(bad)?)
-            }
-            crate::kubeconfig::Auth::None | crate::kubeconfig::Auth::ClientCertificate { .. } => {
-                None
-            }
-        };
-        if cluster.server.starts_with("http://") {
-            return KubernetesExecutor::new(&cluster.server, &namespace, token);
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| bad(format!("starting the client runtime: {e}")))?;
-        let client = {
-            let _guard = runtime.enter();
-            kube::Client::new(tls::api(&cluster, token).map_err(bad)?, namespace.clone())
-        };
+            .unwrap_or_else(|| connection.namespace.clone());
+        let (runtime, client) = connection.into_client();
         Ok(KubernetesExecutor {
             runtime,
             client,
