@@ -170,23 +170,9 @@ impl KubernetesExecutor {
                 "only http:// is supported: use `kubectl proxy` or an in-cluster sidecar".into(),
             ));
         }
-        let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
-        let mut config = kube::Config::new(uri);
-        config.default_namespace = namespace.to_string();
-        if let Some(token) = token {
-            // AuthInfo keeps the token in a secret type; building it from JSON
-            // avoids a dependency on that type's crate.
-            config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
-                .map_err(|e| bad(format!("token: {e}")))?;
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| bad(format!("starting the client runtime: {e}")))?;
-        let client = {
-            let _guard = runtime.enter();
-            kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?
-        };
+        let (runtime, client) = crate::cluster::Connection::plain(url, token, namespace)
+            .map_err(|e| bad(e.detail))?
+            .into_client();
         Ok(KubernetesExecutor {
             runtime,
             client,
