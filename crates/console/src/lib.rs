@@ -80,7 +80,7 @@ pub struct Ctx {
     /// Traffic and admission decisions, sampled in the background.
     pub live: Arc<live::Live>,
     /// Template checks of the current graph generation, by release and plan options.
-    pub template_checks: pages::TemplateChecks,
+    pub template_checks: pages::templates_page::TemplateChecks,
 }
 
 /// A running console.
@@ -131,7 +131,7 @@ impl Console {
             options,
             csrf: web::random_hex(16).map_err(Error::Runtime)?,
             live,
-            template_checks: pages::TemplateChecks::default(),
+            template_checks: pages::templates_page::TemplateChecks::default(),
         });
         let served = ctx.clone();
         tokio::spawn(async move {
