@@ -1,7 +1,9 @@
 //! The web console: `bulkhead console`. One process holds the fleet graph in
 //! memory ([`graph`]), keeps it current by watching the fleet's files, and
 //! serves server-rendered HTML pages with a JSON mirror of each under `/api/`
-//! (`pages`), on hyper's HTTP/1.1 server as the collector does.
+//! (`pages`), on hyper's HTTP/1.1 server as the collector does. A thread of
+//! its own samples the gateway's and the admission webhook's metrics for the
+//! live charts (`live`).
 //!
 //! Safety: it listens on loopback unless given a token; every action that
 //! changes something (a rollout's promote, pause, resume, abort, undo) is a
