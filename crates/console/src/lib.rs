@@ -1,7 +1,9 @@
 //! The web console: `bulkhead console`. One process holds the fleet graph in
 //! memory ([`graph`]), keeps it current by watching the fleet's files, and
 //! serves server-rendered HTML pages with a JSON mirror of each under `/api/`
-//! (`pages`), on hyper's HTTP/1.1 server as the collector does.
+//! (`pages`), on hyper's HTTP/1.1 server as the collector does. A thread of
+//! its own samples the gateway's and the admission webhook's metrics for the
+//! live charts (`live`).
 //!
 //! Safety: it listens on loopback unless given a token; every action that
 //! changes something (a rollout's promote, pause, resume, abort, undo) is a
@@ -80,7 +82,7 @@ pub struct Ctx {
     /// Traffic and admission decisions, sampled in the background.
     pub live: Arc<live::Live>,
     /// Template checks of the current graph generation, by release and plan options.
-    pub template_checks: pages::TemplateChecks,
+    pub template_checks: pages::templates_page::TemplateChecks,
 }
 
 /// A running console.
@@ -131,7 +133,7 @@ impl Console {
             options,
             csrf: web::random_hex(16).map_err(Error::Runtime)?,
             live,
-            template_checks: pages::TemplateChecks::default(),
+            template_checks: pages::templates_page::TemplateChecks::default(),
         });
         let served = ctx.clone();
         tokio::spawn(async move {

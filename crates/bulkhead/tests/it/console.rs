@@ -730,52 +730,12 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
             TOKEN_VAR,
         ],
     );
-    // Traffic through the gateway shows as points on the service's charts.
-    let sampled = eventually_or(30, || {
-        assert_eq!(lab.version_of("base").0, 200);
-        let traffic = console.api("/api/services/base/traffic");
-        let busy = traffic["versions"].as_array()?.iter().any(|v| {
-            v["version"] == "green"
-                && v["points"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|p| p["rps"].as_f64() > Some(0.0)))
-        });
-        busy.then_some(traffic)
-    });
-    assert!(sampled.is_some(), "the sampler saw green's requests");
     let mut browser = Browser::start();
-    browser.goto(&console.url("/services/base"));
-    assert_eq!(
-        browser.texts("#traffic svg.line").len(),
-        3,
-        "requests/s, error % and p99 charts"
-    );
-    let points = browser.eval(
-        "Array.from(document.querySelectorAll('#traffic svg.line polyline[data-series=green]')).map(l => Number(l.dataset.points))",
-    );
-    let points: Vec<u64> = points
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap())
-        .collect();
-    assert_eq!(points.len(), 3, "green on every chart");
-    assert!(points.iter().all(|p| *p > 0), "{points:?}");
-    assert!(
-        browser
-            .texts("#traffic-versions tbody tr td:first-child")
-            .contains(&"green".to_string())
-    );
     browser.goto(&console.url("/rollouts"));
     browser.click("#rollouts a[href=\"/rollouts/1\"]");
     let page = console.url("/rollouts/1");
     browser.wait_loaded(|href| href == page);
     assert_eq!(browser.texts("#rollout-status"), ["running"]);
-    assert_eq!(
-        browser.texts("#rollout-traffic svg.line").len(),
-        3,
-        "the rollout's service has its traffic charts"
-    );
     browser.click("button[data-action=\"abort:base\"]");
     browser.wait_loaded(|href| href == page);
     let aborted = eventually_or(30, || {
@@ -807,6 +767,57 @@ fn abort_clicked_in_the_page_routes_back_to_the_stable_pool() {
     browser.goto(&console.url("/services/base"));
     let live = browser.texts("#live tbody tr td:first-child");
     assert_eq!(live, ["version=blue"]);
+    // Traffic through the gateway shows as points on the service's charts, and on the rollout's.
+    let sampled = eventually_or(30, || {
+        assert_eq!(lab.version_of("base").0, 200);
+        let traffic = console.api("/api/services/base/traffic");
+        let busy = traffic["versions"].as_array()?.iter().any(|v| {
+            v["version"] == "blue"
+                && v["points"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["rps"].as_f64() > Some(0.0)))
+        });
+        busy.then_some(traffic)
+    });
+    assert!(sampled.is_some(), "the sampler saw blue's requests");
+    browser.goto(&console.url("/services/base"));
+    assert_eq!(
+        browser.texts("#traffic svg.line").len(),
+        3,
+        "requests/s, error % and p99 charts"
+    );
+    let points = browser.eval(
+        "Array.from(document.querySelectorAll('#traffic svg.line polyline[data-series=blue]')).map(l => Number(l.dataset.points))",
+    );
+    let points: Vec<u64> = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(points.len(), 3, "blue on every chart");
+    assert!(points.iter().all(|p| *p > 0), "{points:?}");
+    assert!(
+        browser
+            .texts("#traffic-versions tbody tr td:first-child")
+            .contains(&"blue".to_string())
+    );
+    browser.goto(&page);
+    assert_eq!(
+        browser.texts("#rollout-traffic svg.line").len(),
+        3,
+        "the rollout's service has its traffic charts"
+    );
+    browser.goto(&console.url("/services/base"));
+    // The part refreshes itself: blue's count of points grows without a reload.
+    let blue_points = |browser: &mut Browser| {
+        browser.eval(
+            "Number(Array.from(document.querySelectorAll('#traffic-versions tbody tr')).find(r => r.cells[0].textContent === 'blue').cells[4].textContent)",
+        ).as_u64().unwrap()
+    };
+    let before = blue_points(&mut browser);
+    let grew = eventually_or(20, || (blue_points(&mut browser) > before).then_some(()));
+    assert!(grew.is_some(), "the traffic part was fetched again");
     let _ = driver.wait();
 }
 
