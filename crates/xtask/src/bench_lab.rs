@@ -3,9 +3,8 @@
 //! For each lab size, a fleet is generated first (untimed, `lab init`), then
 //! `bulkhead lab up --rate 0` is timed from its start until `lab status`
 //! reports every process healthy. With the lab idle (no load, its start-up work
-//! done), its CPU use is
-//! read from /proc/PID/stat of the supervisor and every child over a window,
-//! and its resident memory summed over the same processes (VmRSS, and the
+//! done), its CPU use is read from /proc/PID/task/*/schedstat of the
+//! supervisor and every child over a window, and its resident memory summed over the same processes (VmRSS, and the
 //! proportional set size, which counts the pages the processes share once).
 //! Then `bulkhead lab tour` runs on a new folder and its wall time is
 //! reported with how many scenarios passed. Every wait has a deadline and
@@ -142,6 +141,22 @@ fn pids(status: &serde_json::Value) -> Vec<(u32, String)> {
     pids
 }
 
+/// CPU time of every thread of a process, in seconds, from
+/// /proc/PID/task/*/schedstat: nanoseconds, where /proc/PID/stat counts
+/// 10 ms ticks, which over fifty mostly idle processes made the idle figure
+/// swing by a percent of a core from one run to the next.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
+}
+
 /// What the processes of one kind hold and use.
 #[derive(Default)]
 struct Kind {
@@ -223,15 +238,14 @@ fn measure(
     // dpkg hosts built, the console's first graph and policy findings), read
     // CPU time over the window.
     settle(bulkhead, &dir, &ready_status)?;
-    let cpu =
-        |pid: u32| -> f64 { crate::cpu_times(pid, false).map_or(0.0, |(user, sys)| user + sys) };
-    let before: Vec<f64> = pids.iter().map(|(pid, _)| cpu(*pid)).collect();
+
+    let before: Vec<f64> = pids.iter().map(|(pid, _)| cpu_seconds(*pid)).collect();
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(idle_seconds));
     let used: Vec<f64> = pids
         .iter()
         .zip(&before)
-        .map(|((pid, _), before)| cpu(*pid) - before)
+        .map(|((pid, _), before)| cpu_seconds(*pid) - before)
         .collect();
     let seconds = window.elapsed().as_secs_f64();
 
