@@ -17,8 +17,12 @@ use clap::Parser as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match cli.run() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let outcome = match cmd::lab::service_only(&argv) {
+        Some(outcome) => outcome,
+        None => cli::Cli::parse_from(argv).run(),
+    };
+    match outcome {
         Ok(exit) => exit.into(),
         Err(e) => {
             if output::is_broken_pipe(&e) {

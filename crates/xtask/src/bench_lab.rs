@@ -3,9 +3,8 @@
 //! For each lab size, a fleet is generated first (untimed, `lab init`), then
 //! `bulkhead lab up --rate 0` is timed from its start until `lab status`
 //! reports every process healthy. With the lab idle (no load, its start-up work
-//! done), its CPU use is
-//! read from /proc/PID/stat of the supervisor and every child over a window,
-//! and its resident memory summed over the same processes (VmRSS, and the
+//! done), its CPU use is read from /proc/PID/task/*/schedstat of the
+//! supervisor and every child over a window, and its resident memory summed over the same processes (VmRSS, and the
 //! proportional set size, which counts the pages the processes share once).
 //! Then `bulkhead lab tour` runs on a new folder and its wall time is
 //! reported with how many scenarios passed. Every wait has a deadline and
@@ -120,21 +119,51 @@ fn settle(bulkhead: &Path, dir: &Path, ready: &serde_json::Value) -> Result<(), 
     Ok(())
 }
 
-/// The supervisor's pid and every recorded child's.
-fn pids(status: &serde_json::Value) -> Vec<u32> {
-    let mut pids: Vec<u32> = status["processes"]
+/// The supervisor's pid and every recorded child's, each with its kind
+/// (`supervisor`, `service`, `gateway`, ...). The load generator is a thread
+/// of the supervisor.
+fn pids(status: &serde_json::Value) -> Vec<(u32, String)> {
+    let mut pids: Vec<(u32, String)> = status["processes"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|p| p["pid"].as_u64())
-        .filter_map(|p| u32::try_from(p).ok())
+        .filter_map(|p| {
+            let pid = u32::try_from(p["pid"].as_u64()?).ok()?;
+            Some((pid, p["kind"].as_str().unwrap_or("?").to_string()))
+        })
         .collect();
     pids.extend(
         status["supervisor"]
             .as_u64()
-            .and_then(|p| u32::try_from(p).ok()),
+            .and_then(|p| u32::try_from(p).ok())
+            .map(|p| (p, "supervisor".to_string())),
     );
     pids
+}
+
+/// CPU time of every thread of a process, in seconds, from
+/// /proc/PID/task/*/schedstat: nanoseconds, where /proc/PID/stat counts
+/// 10 ms ticks, which over fifty mostly idle processes made the idle figure
+/// swing by a percent of a core from one run to the next.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
+}
+
+/// What the processes of one kind hold and use.
+#[derive(Default)]
+struct Kind {
+    count: usize,
+    rss_kib: u64,
+    pss_kib: u64,
+    cpu_seconds: f64,
 }
 
 /// What one lab size measured.
@@ -145,6 +174,10 @@ struct Measured {
     rss_kib: u64,
     pss_kib: u64,
     idle_percent: f64,
+    /// The length of the idle window.
+    window_seconds: f64,
+    /// By process kind, largest resident memory first.
+    kinds: Vec<(String, Kind)>,
 }
 
 fn measure(
@@ -205,30 +238,39 @@ fn measure(
     // dpkg hosts built, the console's first graph and policy findings), read
     // CPU time over the window.
     settle(bulkhead, &dir, &ready_status)?;
-    let cpu = |pids: &[u32]| -> f64 {
-        pids.iter()
-            .filter_map(|&pid| crate::cpu_times(pid, false).ok())
-            .map(|(user, sys)| user + sys)
-            .sum()
-    };
-    let before = cpu(&pids);
+
+    let before: Vec<f64> = pids.iter().map(|(pid, _)| cpu_seconds(*pid)).collect();
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(idle_seconds));
-    let used = cpu(&pids) - before;
-    let idle_percent = used / window.elapsed().as_secs_f64() * 100.0;
+    let used: Vec<f64> = pids
+        .iter()
+        .zip(&before)
+        .map(|((pid, _), before)| cpu_seconds(*pid) - before)
+        .collect();
+    let seconds = window.elapsed().as_secs_f64();
 
-    let kib = |file: &str, field: &str| -> u64 {
-        pids.iter()
-            .filter_map(|&pid| crate::bench_lab_service::proc_kib(pid, file, field).ok())
-            .sum()
-    };
+    let mut by_kind: std::collections::BTreeMap<String, Kind> = Default::default();
+    for ((pid, kind), used) in pids.iter().zip(&used) {
+        let kib = |file: &str, field: &str| {
+            crate::bench_lab_service::proc_kib(*pid, file, field).unwrap_or(0)
+        };
+        let k = by_kind.entry(kind.clone()).or_default();
+        k.count += 1;
+        k.rss_kib += kib("status", "VmRSS");
+        k.pss_kib += kib("smaps_rollup", "Pss");
+        k.cpu_seconds += used;
+    }
+    let mut kinds: Vec<(String, Kind)> = by_kind.into_iter().collect();
+    kinds.sort_by_key(|(_, k)| std::cmp::Reverse(k.rss_kib));
     let measured = Measured {
         services,
         processes: pids.len(),
         ready,
-        rss_kib: kib("status", "VmRSS"),
-        pss_kib: kib("smaps_rollup", "Pss"),
-        idle_percent,
+        rss_kib: kinds.iter().map(|(_, k)| k.rss_kib).sum(),
+        pss_kib: kinds.iter().map(|(_, k)| k.pss_kib).sum(),
+        idle_percent: used.iter().sum::<f64>() / seconds * 100.0,
+        window_seconds: seconds,
+        kinds,
     };
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
@@ -317,5 +359,23 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
         per_scenario.join(", "),
         tour_time.as_secs_f64()
     );
+    for lab in &labs {
+        println!(
+            "\nby process kind, {} services (idle; the load generator is a thread of the supervisor):\n",
+            lab.services
+        );
+        println!("| kind | processes | VmRSS total | VmRSS mean | PSS total | idle CPU |");
+        println!("|---|---|---|---|---|---|");
+        for (name, k) in &lab.kinds {
+            println!(
+                "| {name} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.2}% |",
+                k.count,
+                mib(k.rss_kib),
+                mib(k.rss_kib) / k.count as f64,
+                mib(k.pss_kib),
+                k.cpu_seconds / lab.window_seconds * 100.0
+            );
+        }
+    }
     Ok(())
 }

@@ -480,6 +480,30 @@ pub fn write_fleet(dir: &Path, services: usize, seed: u64) -> Result<()> {
     ))
 }
 
+/// Runs `bulkhead lab service ARGS` when that is the command line, parsing
+/// only the service's own arguments; `None` for any other command line, for a
+/// request of help, and for arguments that do not parse, which then take the
+/// whole command tree's path (and its help and error messages).
+///
+/// Why: a lab runs one such process per live service, fifty of them, and
+/// building the whole command tree copies every command's help text into
+/// each process and touches every command's parser code, which stays resident.
+pub fn service_only(argv: &[std::ffi::OsString]) -> Option<Result<Exit>> {
+    use clap::{Command, FromArgMatches as _};
+    if argv.get(1).is_none_or(|a| a != "lab") || argv.get(2).is_none_or(|a| a != "service") {
+        return None;
+    }
+    let command = ServiceArgs::augment_args(
+        Command::new("service")
+            .bin_name("bulkhead lab service")
+            .disable_help_flag(true)
+            .disable_version_flag(true),
+    );
+    let matches = command.try_get_matches_from(&argv[2..]).ok()?;
+    let args = ServiceArgs::from_arg_matches(&matches).ok()?;
+    Some(service(args))
+}
+
 fn service(args: ServiceArgs) -> Result<Exit> {
     let name = args.name.clone();
     let token = match (&args.admin_token_env, &args.admin_token_file) {
