@@ -4,8 +4,12 @@
 //! `bulkhead lab up --rate 0` is timed from its start until `lab status`
 //! reports every process healthy. With the lab idle (no load, its start-up work
 //! done), its CPU use is read from /proc/PID/task/*/schedstat of the
-//! supervisor and every child over a window, and its resident memory summed over the same processes (VmRSS, and the
-//! proportional set size, which counts the pages the processes share once).
+//! supervisor and every child over a window, and its resident memory summed over the same processes.
+//! The lab's memory is the sum of the proportional set sizes (PSS): a page
+//! several processes share is divided between them, so the sum counts it once
+//! and is the memory the lab takes from the machine. The sum of VmRSS is
+//! printed beside it; it counts the pages of the one `bulkhead` binary, which
+//! every lab service maps, once per process, so it overstates the lab.
 //! Then `bulkhead lab tour` runs on a new folder and its wall time is
 //! reported with how many scenarios passed. Every wait has a deadline and
 //! every lab is stopped with `lab down`.
@@ -341,10 +345,10 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
             "-".into()
         };
         println!(
-            "| resident memory of the whole lab, {} services | {:.0} MiB VmRSS summed ({:.0} MiB PSS) | {target} |",
+            "| resident memory of the whole lab, {} services | {:.0} MiB PSS summed (VmRSS summed: {:.0} MiB) | {target} |",
             lab.services,
-            mib(lab.rss_kib),
-            mib(lab.pss_kib)
+            mib(lab.pss_kib),
+            mib(lab.rss_kib)
         );
     }
     for lab in &labs {
