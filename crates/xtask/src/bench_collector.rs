@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: cargo xtask bench-collector [--spans N] [--batch N] [--connections N] [--seconds S] [--stored N] [--lookups N] [--dir DIR]
+pub const USAGE: &str = "usage: cargo xtask bench-collector [--spans N] [--batch N] [--connections N] [--seconds S] [--stored N] [--lookups N] [--dir DIR] [--bulkhead PATH]
 
   --spans N        spans posted in the ingest run, at most (default 3000000)
   --batch N        spans per export request (default 512)
@@ -45,6 +45,7 @@ pub const USAGE: &str = "usage: cargo xtask bench-collector [--spans N] [--batch
   --stored N       spans in the store for the trace-by-id run (default 10000000; 0 skips that run)
   --lookups N      trace-by-id requests timed (default 2000)
   --dir DIR        keep the filled store in DIR, and reuse it when it already holds --stored spans
+  --bulkhead PATH  time this bulkhead binary instead of building the workspace's (to compare two builds)
 
 Reports spans/s per core (spans / collector user+sys CPU seconds), the CPU per
 span, and the same for two baselines run on the same core in the same run: a
@@ -66,6 +67,7 @@ struct Options {
     stored: usize,
     lookups: usize,
     dir: Option<PathBuf>,
+    bulkhead: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -77,6 +79,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         stored: 10_000_000,
         lookups: 2000,
         dir: None,
+        bulkhead: None,
     };
     for (flag, value) in crate::flag_pairs(args, USAGE)? {
         match flag {
@@ -89,6 +92,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--lookups" => o.lookups = crate::count(flag, value)?,
             "--dir" => o.dir = Some(PathBuf::from(value)),
+            "--bulkhead" => o.bulkhead = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -680,7 +684,10 @@ fn lookups(bulkhead: &Path, o: &Options) -> Result<Lookups, String> {
 
 pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     let o = parse(args)?;
-    let bulkhead = crate::build_bulkhead(root)?;
+    let bulkhead = match &o.bulkhead {
+        Some(path) => path.clone(),
+        None => crate::build_bulkhead(root)?,
+    };
     eprintln!(
         "ingest: up to {} spans in requests of {} ...",
         o.spans, o.batch
