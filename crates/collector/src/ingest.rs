@@ -160,6 +160,9 @@ fn prepare_wire(
 ) -> Result<Prepared, String> {
     let mut out = Prepared::default();
     let mut seen_resources = HashSet::new();
+    // Decoded into again and again: its attribute vector keeps its capacity,
+    // so a span costs no allocation for it.
+    let mut span = wire::Span::default();
     for rs in request.resource_spans {
         let wire::ResourceSpans {
             resource,
@@ -199,7 +202,7 @@ fn prepare_wire(
                 out.batch.resources.push(ResourceRow { hash, blob });
             }
             for encoded in spans {
-                let span = decode_span(&encoded)?;
+                decode_span(&encoded, &mut span)?;
                 match row(&span, &service, hash, indexed) {
                     Ok(mut row) => {
                         row.blob = encoded;
@@ -222,9 +225,11 @@ fn prepare_wire(
     Ok(out)
 }
 
-/// One span's encoding, with the UTF-8 checks decoding it as [`otlp::Span`] makes.
-fn decode_span(encoded: &Bytes) -> Result<wire::Span, String> {
-    let span = wire::Span::decode(encoded.clone()).map_err(|e| e.to_string())?;
+/// Decodes one span's encoding into `span` (cleared first, so this is
+/// `decode`), with the UTF-8 checks decoding it as [`otlp::Span`] makes.
+fn decode_span(encoded: &Bytes, span: &mut wire::Span) -> Result<(), String> {
+    span.clear();
+    span.merge(encoded.clone()).map_err(|e| e.to_string())?;
     for kv in &span.attributes {
         let key_ok = std::str::from_utf8(&kv.key).is_ok();
         let value_ok = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -238,7 +243,7 @@ fn decode_span(encoded: &Bytes) -> Result<wire::Span, String> {
             );
         }
     }
-    Ok(span)
+    Ok(())
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -295,8 +300,11 @@ fn row(
             if !indexed.contains(key) {
                 return None;
             }
-            let v = kv.value.as_ref()?.value.as_ref()?;
-            Some(tag_hash(key, &v.to_query_string()))
+            Some(match kv.value.as_ref()?.value.as_ref()? {
+                // The query string of a string value is its bytes (checked UTF-8).
+                wire::Value::String(s) => fnv1a(&[key.as_bytes(), s]),
+                v => tag_hash(key, &v.to_query_string()),
+            })
         })
         .collect();
     Ok(SpanRow {
