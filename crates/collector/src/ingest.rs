@@ -163,6 +163,7 @@ fn prepare_wire(
     // Decoded into again and again: its attribute vector keeps its capacity,
     // so a span costs no allocation for it.
     let mut span = wire::Span::default();
+    let indexed = IndexedKeys::new(indexed);
     for rs in request.resource_spans {
         let wire::ResourceSpans {
             resource,
@@ -203,7 +204,7 @@ fn prepare_wire(
             }
             for encoded in spans {
                 decode_span(&encoded, &mut span)?;
-                match row(&span, &service, hash, indexed) {
+                match row(&span, &service, hash, &indexed) {
                     Ok(mut row) => {
                         row.blob = encoded;
                         out.batch.spans.push(row);
@@ -246,6 +247,31 @@ fn decode_span(encoded: &Bytes, span: &mut wire::Span) -> Result<(), String> {
     Ok(())
 }
 
+/// The tag-indexed keys as a span's attributes are checked against them:
+/// a handful of keys (the usual case) are compared as bytes, which is
+/// cheaper per attribute than hashing the key; many go through the set.
+enum IndexedKeys<'a> {
+    Few(Vec<&'a [u8]>),
+    Many(&'a HashSet<String>),
+}
+
+impl<'a> IndexedKeys<'a> {
+    fn new(indexed: &'a HashSet<String>) -> IndexedKeys<'a> {
+        if indexed.len() <= 8 {
+            IndexedKeys::Few(indexed.iter().map(|k| k.as_bytes()).collect())
+        } else {
+            IndexedKeys::Many(indexed)
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            IndexedKeys::Few(keys) => keys.contains(&key),
+            IndexedKeys::Many(set) => std::str::from_utf8(key).is_ok_and(|k| set.contains(k)),
+        }
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -260,7 +286,7 @@ fn row(
     span: &wire::Span,
     service: &Arc<str>,
     resource: i64,
-    indexed: &HashSet<String>,
+    indexed: &IndexedKeys<'_>,
 ) -> Result<SpanRow, String> {
     let trace_id: [u8; 16] = span.trace_id[..]
         .try_into()
@@ -296,10 +322,10 @@ fn row(
         .attributes
         .iter()
         .filter_map(|kv| {
-            let key = std::str::from_utf8(&kv.key).ok()?;
-            if !indexed.contains(key) {
+            if !indexed.contains(&kv.key) {
                 return None;
             }
+            let key = std::str::from_utf8(&kv.key).ok()?;
             Some(match kv.value.as_ref()?.value.as_ref()? {
                 // The query string of a string value is its bytes (checked UTF-8).
                 wire::Value::String(s) => fnv1a(&[key.as_bytes(), s]),
