@@ -13,7 +13,7 @@
 //! without HTTP, to save time), then a collector serves it and the client
 //! times `GET /api/traces/{id}` for random stored traces, one request at a time.
 //!
-//! Baselines, in the same run and on the same core: the same span bytes
+//! Baselines, in the same run (in this process, not pinned): the same span bytes
 //! written by a minimal SQLite insert loop (one row per span keyed by trace
 //! id, a cached prepared statement, WAL with `synchronous=NORMAL` as the
 //! collector, a transaction per group as large as the collector's group
@@ -48,7 +48,7 @@ pub const USAGE: &str = "usage: cargo xtask bench-collector [--spans N] [--batch
   --bulkhead PATH  time this bulkhead binary instead of building the workspace's (to compare two builds)
 
 Reports spans/s per core (spans / collector user+sys CPU seconds), the CPU per
-span, and the same for two baselines run on the same core in the same run: a
+span, and the same for two baselines run in the same run (same span bytes): a
 minimal SQLite insert loop and a plain file append of the same span bytes.
 
 Targets: >= 200,000 spans/s per core; trace-by-id p99 < 2 ms with 10 million spans stored.";
