@@ -796,7 +796,7 @@ pub fn run(args: &[String], root: &Path) -> Result<(), String> {
     println!("|---|---|");
     println!("| collector ingest, wall clock | {wall_rate:.0} spans/s |");
     println!(
-        "| of the collector's CPU per span, wall time in group commits (the store's part) | {:.2} µs |",
+        "| wall time per span in group commits (the store's part; more than CPU time when other work shares the collector's core) | {:.2} µs |",
         i.commit_seconds * 1e6 / i.spans.max(1) as f64
     );
     println!(
