@@ -284,7 +284,7 @@ impl Writer {
     /// The spans are inserted grouped by trace id (in arrival order within a
     /// trace), so each trace gets one `traces` row per commit. Row ids are
     /// assigned here, not by SQLite, so the rows of a table go in with one
-    /// multi-row `INSERT` per [`ROWS_PER_INSERT`] rows instead of a statement
+    /// multi-row `INSERT` per 32 rows instead of a statement
     /// per row, and tags and trace runs name their spans without asking SQLite
     /// for each id.
     ///
