@@ -160,6 +160,10 @@ fn prepare_wire(
 ) -> Result<Prepared, String> {
     let mut out = Prepared::default();
     let mut seen_resources = HashSet::new();
+    // Decoded into again and again: its attribute vector keeps its capacity,
+    // so a span costs no allocation for it.
+    let mut span = wire::Span::default();
+    let indexed = IndexedKeys::new(indexed);
     for rs in request.resource_spans {
         let wire::ResourceSpans {
             resource,
@@ -199,8 +203,8 @@ fn prepare_wire(
                 out.batch.resources.push(ResourceRow { hash, blob });
             }
             for encoded in spans {
-                let span = decode_span(&encoded)?;
-                match row(&span, &service, hash, indexed) {
+                decode_span(&encoded, &mut span)?;
+                match row(&span, &service, hash, &indexed) {
                     Ok(mut row) => {
                         row.blob = encoded;
                         out.batch.spans.push(row);
@@ -222,9 +226,11 @@ fn prepare_wire(
     Ok(out)
 }
 
-/// One span's encoding, with the UTF-8 checks decoding it as [`otlp::Span`] makes.
-fn decode_span(encoded: &Bytes) -> Result<wire::Span, String> {
-    let span = wire::Span::decode(encoded.clone()).map_err(|e| e.to_string())?;
+/// Decodes one span's encoding into `span` (cleared first, so this is
+/// `decode`), with the UTF-8 checks decoding it as [`otlp::Span`] makes.
+fn decode_span(encoded: &Bytes, span: &mut wire::Span) -> Result<(), String> {
+    span.clear();
+    span.merge(encoded.clone()).map_err(|e| e.to_string())?;
     for kv in &span.attributes {
         let key_ok = std::str::from_utf8(&kv.key).is_ok();
         let value_ok = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -238,7 +244,32 @@ fn decode_span(encoded: &Bytes) -> Result<wire::Span, String> {
             );
         }
     }
-    Ok(span)
+    Ok(())
+}
+
+/// The tag-indexed keys as a span's attributes are checked against them:
+/// a handful of keys (the usual case) are compared as bytes, which is
+/// cheaper per attribute than hashing the key; many go through the set.
+enum IndexedKeys<'a> {
+    Few(Vec<&'a [u8]>),
+    Many(&'a HashSet<String>),
+}
+
+impl<'a> IndexedKeys<'a> {
+    fn new(indexed: &'a HashSet<String>) -> IndexedKeys<'a> {
+        if indexed.len() <= 8 {
+            IndexedKeys::Few(indexed.iter().map(|k| k.as_bytes()).collect())
+        } else {
+            IndexedKeys::Many(indexed)
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            IndexedKeys::Few(keys) => keys.contains(&key),
+            IndexedKeys::Many(set) => std::str::from_utf8(key).is_ok_and(|k| set.contains(k)),
+        }
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -255,7 +286,7 @@ fn row(
     span: &wire::Span,
     service: &Arc<str>,
     resource: i64,
-    indexed: &HashSet<String>,
+    indexed: &IndexedKeys<'_>,
 ) -> Result<SpanRow, String> {
     let trace_id: [u8; 16] = span.trace_id[..]
         .try_into()
@@ -291,12 +322,15 @@ fn row(
         .attributes
         .iter()
         .filter_map(|kv| {
-            let key = std::str::from_utf8(&kv.key).ok()?;
-            if !indexed.contains(key) {
+            if !indexed.contains(&kv.key) {
                 return None;
             }
-            let v = kv.value.as_ref()?.value.as_ref()?;
-            Some(tag_hash(key, &v.to_query_string()))
+            let key = std::str::from_utf8(&kv.key).ok()?;
+            Some(match kv.value.as_ref()?.value.as_ref()? {
+                // The query string of a string value is its bytes (checked UTF-8).
+                wire::Value::String(s) => fnv1a(&[key.as_bytes(), s]),
+                v => tag_hash(key, &v.to_query_string()),
+            })
         })
         .collect();
     Ok(SpanRow {

@@ -6,7 +6,8 @@
 //! JSON API, the analysis and service-stats endpoints, `/metrics`). Ingest
 //! decodes and validates on the runtime, then hands the rows to one writer
 //! thread that owns the SQLite connection and commits in groups; queries
-//! read through their own connections (WAL), on the blocking pool.
+//! read through their own connections (WAL), in `block_in_place` on the
+//! worker that took the request.
 //! Docs: `docs/tracing.md`.
 
 pub mod attrs;

@@ -3,7 +3,11 @@
 //! `/api/traces/{id}`, `/api/dependencies`), our analysis and service-stats
 //! endpoints, `/metrics` and `/healthz`.
 //!
-//! Store reads run on tokio's blocking pool: SQLite calls block.
+//! SQLite calls block, so store reads leave the runtime's other tasks to
+//! another worker: on a multi-threaded runtime the read runs right here in
+//! `block_in_place` (the answer is written by the thread that read it, with no
+//! hand-off to another thread and back, each a wake-up that a busy machine
+//! can keep waiting); elsewhere on the blocking pool.
 
 use crate::attrs::QueryString as _;
 use crate::jaeger;
@@ -37,12 +41,18 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
         .split('/')
         .map(http_client::decode)
         .collect();
-    let s = shared.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let answer = move |shared: &Shared| {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        route(&s, &segments, &params)
-    })
-    .await;
+        route(shared, &segments, &params)
+    };
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    let result = if multi_thread {
+        Ok(tokio::task::block_in_place(|| answer(&shared)))
+    } else {
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || answer(&s)).await
+    };
     match result {
         Ok(Ok(response)) => response,
         Ok(Err((status, message))) => error(status, &message),

@@ -517,6 +517,19 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
             .unwrap()
             .is_empty()
     );
+    // A writer reopened on the emptied store numbers its rows after the ones
+    // retention deleted, so the next commit reads back whole and expires alone.
+    drop(writer);
+    let mut writer = Writer::open(dir.path(), false).unwrap();
+    let spans: Vec<_> = (1..=50u8).map(|s| (41, s, 0, 200, 5, 200)).collect();
+    write(&mut writer, request("a", &spans));
+    assert_eq!(reader.trace(&[41; 16]).unwrap().len(), 50);
+    assert_eq!(
+        reader.find_traces(&query, &indexed(), 1000).unwrap(),
+        [[41; 16]]
+    );
+    assert_eq!(writer.enforce(all, 300).unwrap(), 50);
+    assert_eq!(reader.span_count().unwrap(), 0);
 }
 
 #[test]
@@ -613,5 +626,261 @@ fn a_store_of_another_schema_version_is_refused_untouched() {
     assert_eq!(
         tables, 2,
         "the table and its primary key index, nothing added"
+    );
+}
+
+/// Every query the store answers, over a few hundred generated spans in both
+/// encodings, several commits and a retried batch, rendered as text: the
+/// store's layout and write path may change, these answers may not.
+#[test]
+fn query_answers_on_generated_spans_are_unchanged() {
+    let dir = TempDir::new("answers");
+    let mut writer = Writer::open(dir.path(), false).unwrap();
+    let services = ["front", "cart", "pay", "ship", "db"];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let base = 1_700_000_000_000_000_000u64;
+    let mut requests = Vec::new();
+    for t in 1..=60u8 {
+        let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); services.len()];
+        let spans = 1 + next(8) as u8;
+        for s in 1..=spans {
+            let service = if s == 1 { 0 } else { next(5) as usize };
+            let start = base + u64::from(t) * 1_000_000_000 + u64::from(s) * 1_000;
+            let status_code = [200, 200, 200, 404, 503][next(5) as usize];
+            let mut attributes = vec![
+                kv("http.status_code", Value::Int(status_code)),
+                kv("http.route", Value::String(format!("/r/{}", next(3)))),
+            ];
+            if next(4) == 0 {
+                attributes.push(kv("db.statement", Value::String("SELECT 1".into())));
+            }
+            by_service[service].push(Span {
+                trace_id: vec![t; 16],
+                span_id: vec![s; 8],
+                parent_span_id: if s == 1 {
+                    Vec::new()
+                } else {
+                    vec![1 + next(u64::from(s - 1)) as u8; 8]
+                },
+                name: format!("op{}", next(4)),
+                kind: [kind::SERVER, kind::CLIENT, kind::INTERNAL][next(3) as usize],
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 1_000 * (1 + next(1_000)),
+                attributes,
+                status: (next(6) == 0).then(|| Status {
+                    message: "boom".into(),
+                    code: status::ERROR,
+                }),
+                ..Span::default()
+            });
+        }
+        for (service, spans) in services.iter().zip(by_service) {
+            if spans.is_empty() {
+                continue;
+            }
+            requests.push(ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", Value::String((*service).into()))],
+                        dropped_attributes_count: 0,
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        scope: None,
+                        spans,
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                }],
+            });
+        }
+    }
+    // Half the requests as protobuf bodies, half through the decoded path (as
+    // JSON arrives), in commits of several, and one batch stored twice (a retry).
+    let batches: Vec<Batch> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i % 2 == 0 {
+                ingest::prepare_protobuf(r.encode_to_vec().into(), &indexed())
+                    .unwrap()
+                    .batch
+            } else {
+                ingest::prepare(r, &indexed()).batch
+            }
+        })
+        .collect();
+    // The first commit is large enough for multi-row inserts of every table.
+    let (first, rest) = batches.split_at(100);
+    writer.write(&first.iter().collect::<Vec<_>>()).unwrap();
+    for group in rest.chunks(7) {
+        writer.write(&group.iter().collect::<Vec<_>>()).unwrap();
+    }
+    writer.write(&[&batches[3]]).unwrap();
+
+    let reader = Reader::new(dir.path());
+    let hex = |b: &[u8]| ingest::hex(b);
+    let mut out = String::new();
+    out.push_str(&format!("spans stored: {}\n", reader.span_count().unwrap()));
+    out.push_str(&format!("services: {:?}\n", reader.services().unwrap()));
+    for service in services {
+        out.push_str(&format!(
+            "operations of {service}: {:?}\n",
+            reader.operations(service).unwrap()
+        ));
+    }
+    for t in 0..=61u8 {
+        let spans = reader.trace(&[t; 16]).unwrap();
+        out.push_str(&format!("trace {t}: {} spans\n", spans.len()));
+        for s in &spans {
+            out.push_str(&format!(
+                "  {} {} parent {} {} start {} end {} span {:016x} resource {:016x}\n",
+                s.service,
+                hex(&s.span.span_id),
+                hex(&s.span.parent_span_id),
+                s.span.name,
+                s.span.start_time_unix_nano,
+                s.span.end_time_unix_nano,
+                ingest::fnv1a(&[&s.span.encode_to_vec()]),
+                ingest::fnv1a(&[&s.resource.encode_to_vec()]),
+            ));
+        }
+    }
+    let ns = |t: u64| (base + t * 1_000_000_000) as i64;
+    let queries: Vec<(&str, TraceQuery)> = vec![
+        (
+            "front, everything",
+            TraceQuery {
+                service: "front".into(),
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "cart, traces 10 to 30",
+            TraceQuery {
+                service: "cart".into(),
+                start_ns: ns(10),
+                end_ns: ns(30),
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "pay, op1",
+            TraceQuery {
+                service: "pay".into(),
+                operation: Some("op1".into()),
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "ship, at least 500 us",
+            TraceQuery {
+                service: "ship".into(),
+                min_duration_ns: Some(500_000),
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "db, at most 200 us",
+            TraceQuery {
+                service: "db".into(),
+                max_duration_ns: Some(200_000),
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "front, errors",
+            TraceQuery {
+                service: "front".into(),
+                errors_only: true,
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "cart, http.route=/r/1 (indexed)",
+            TraceQuery {
+                service: "cart".into(),
+                tags: vec![("http.route".into(), "/r/1".into())],
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "pay, status 503 and route /r/2",
+            TraceQuery {
+                service: "pay".into(),
+                tags: vec![
+                    ("http.status_code".into(), "503".into()),
+                    ("http.route".into(), "/r/2".into()),
+                ],
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "db, db.statement (not indexed)",
+            TraceQuery {
+                service: "db".into(),
+                tags: vec![("db.statement".into(), "SELECT 1".into())],
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "front, error=true",
+            TraceQuery {
+                service: "front".into(),
+                tags: vec![("error".into(), "true".into())],
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "ship, limit 3",
+            TraceQuery {
+                service: "ship".into(),
+                limit: 3,
+                ..TraceQuery::default()
+            },
+        ),
+        (
+            "nobody",
+            TraceQuery {
+                service: "nobody".into(),
+                ..TraceQuery::default()
+            },
+        ),
+    ];
+    for (name, mut q) in queries {
+        if q.end_ns == 0 {
+            q.end_ns = i64::MAX;
+        }
+        if q.limit == 0 {
+            q.limit = 20;
+        }
+        let found = reader.find_traces(&q, &indexed(), 1000).unwrap();
+        let ids: Vec<u8> = found.iter().map(|id| id[0]).collect();
+        out.push_str(&format!("find {name}: {ids:?}\n"));
+    }
+    for (from, to) in [(0, i64::MAX), (ns(20), ns(40))] {
+        for d in reader.dependencies(from, to).unwrap() {
+            out.push_str(&format!(
+                "dependency {from}..{to}: {} -> {}: {} calls, {} errors\n",
+                d.parent, d.child, d.calls, d.errors
+            ));
+        }
+    }
+    for service in services {
+        // In no particular order: the service statistics only count them.
+        let mut spans = reader.server_spans(service, ns(30)).unwrap();
+        spans.sort();
+        out.push_str(&format!(
+            "server spans of {service} since trace 30: {spans:?}\n"
+        ));
+    }
+    test_support::expect_file(
+        &out,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/src/query_answers.txt"),
     );
 }
