@@ -49,6 +49,9 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     ("Application", "argoproj.io", "v1alpha1", "applications"),
 ];
 
+/// (API group, plural).
+type Collection = (String, String);
+
 #[derive(Debug, Default)]
 struct State {
     /// (group, plural) -> "namespace/name" -> object, as stored (with kind and apiVersion).
@@ -62,11 +65,11 @@ struct State {
     /// (verb, plural) the caller may not do: 403.
     forbidden: BTreeSet<(String, String)>,
     /// Every change since the last compaction: (resourceVersion, (group, plural), event line).
-    history: Vec<(u64, (String, String), String)>,
+    history: Vec<(u64, Collection, String)>,
     /// Watches from a version below this one get `410 Expired`.
     compacted: u64,
     /// Open watches: (group, plural) and where their events go.
-    watchers: Vec<((String, String), Sender<Vec<u8>>)>,
+    watchers: Vec<(Collection, Sender<Vec<u8>>)>,
 }
 
 /// How clients prove who they are.
