@@ -66,6 +66,8 @@ const WATCH_SECONDS: u64 = 290;
 const WATCH_GRACE: Duration = Duration::from_secs(30);
 /// The first wait after a failure; each further failure doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// A watch closed sooner than this is retried after the backoff.
+const MIN_WATCH: Duration = Duration::from_secs(1);
 /// The longest wait between tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -220,6 +222,7 @@ impl Mirror {
         let mut connection: Option<Connection> = None;
         let mut backoff = FIRST_BACKOFF;
         loop {
+            let started = std::time::Instant::now();
             let result = (|| {
                 let connection = match &mut connection {
                     Some(connection) => connection,
@@ -243,6 +246,12 @@ impl Mirror {
                 })
             })();
             match result {
+                // A server that closes watches at once would otherwise be
+                // asked again and again without a pause.
+                Ok(Ended::Closed) if started.elapsed() < MIN_WATCH => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
                 Ok(Ended::Closed) => backoff = FIRST_BACKOFF,
                 Ok(Ended::Gone) => {
                     backoff = FIRST_BACKOFF;
@@ -371,12 +380,13 @@ impl Connection {
                     let event: WatchEvent<Value> = serde_json::from_slice(&line)
                         .map_err(|e| bad(format!("not a watch event: {e}")))?;
                     match event {
-                        WatchEvent::Error(status) if status.code == 410 => {
-                            on_events(events);
-                            return Ok(Ended::Gone);
-                        }
                         WatchEvent::Error(status) => {
-                            on_events(events);
+                            if !events.is_empty() {
+                                on_events(events);
+                            }
+                            if status.code == 410 {
+                                return Ok(Ended::Gone);
+                            }
                             return Err(bad(format!(
                                 "{} {}: {}",
                                 status.code, status.reason, status.message
