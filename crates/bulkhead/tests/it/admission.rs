@@ -677,6 +677,21 @@ fn cluster_inventory_follows_the_watch_through_deletes_and_expiry() {
     };
     assert_eq!(lists(&fake), 1, "one list, then the watch");
 
+    // A change elsewhere (a Namespace), then a bookmark: a watch the server
+    // closes resumes from the bookmark's version, without a list.
+    fake.put(&serde_json::json!({"kind": "Namespace", "metadata": {"name": "shop"}}));
+    let bookmarked = fake.bookmark_watches();
+    let from_bookmark = format!("resourceVersion={bookmarked}&");
+    let resumed = || {
+        fake.seen().iter().any(|s| {
+            s.verb == "watch" && s.resource == "ingresses" && s.query.contains(&from_bookmark)
+        })
+    };
+    // The stream carries the bookmark before it ends.
+    fake.close_watches();
+    assert_eq!(eventually_or(20, || resumed().then_some(())), Some(()));
+    assert_eq!(lists(&fake), 1, "resumed by watch, not listed again");
+
     // The history is compacted: the open watch ends with ERROR 410, the
     // webhook lists again and sees an Ingress added since.
     fake.expire_watches();

@@ -9,7 +9,9 @@
 //! (`?watch=1&resourceVersion=RV`) stream newline-delimited events over
 //! chunked HTTP as the API server does: the events after RV from its history,
 //! a `BOOKMARK` when `allowWatchBookmarks=true`, then each change as it
-//! happens; [`FakeKube::expire_watches`] compacts the history and ends every
+//! happens (and bookmarks, [`FakeKube::bookmark_watches`]); a watch ends
+//! at [`FakeKube::close_watches`] as at its `timeoutSeconds`;
+//! [`FakeKube::expire_watches`] compacts the history and ends every
 //! open watch with an `ERROR` event carrying `410 Expired`. It records every
 //! request as the verb and resource RBAC would check, with the status it
 //! answered.
@@ -68,8 +70,8 @@ struct State {
     history: Vec<(u64, Collection, String)>,
     /// Watches from a version below this one get `410 Expired`.
     compacted: u64,
-    /// Open watches: (group, plural) and where their events go.
-    watchers: Vec<(Collection, Sender<Vec<u8>>)>,
+    /// Open watches: (group, plural), whether they take bookmarks, and where their events go.
+    watchers: Vec<(Collection, bool, Sender<Vec<u8>>)>,
 }
 
 /// How clients prove who they are.
@@ -103,6 +105,18 @@ fn api_version(group: &str, version: &str) -> String {
     } else {
         format!("{group}/{version}")
     }
+}
+
+/// A `BOOKMARK` event at `version` for a watch of `collection`.
+fn bookmark((group, plural): &Collection, version: u64) -> Vec<u8> {
+    let (kind, _, api, _) = KINDS
+        .iter()
+        .find(|k| k.1 == group && k.3 == plural)
+        .expect("a known kind");
+    let event = json!({"type": "BOOKMARK", "object": {
+        "kind": kind, "apiVersion": api_version(group, api),
+        "metadata": {"resourceVersion": version.to_string(), "creationTimestamp": null}}});
+    format!("{event}\n").into_bytes()
 }
 
 /// The `ERROR` event that ends a watch whose version was compacted away.
@@ -253,18 +267,11 @@ impl State {
                 let _ = events.send(line.clone().into_bytes());
             }
         }
-        if query_value(query, "allowWatchBookmarks").as_deref() == Some("true") {
-            let (kind, _, version, _) = KINDS
-                .iter()
-                .find(|k| k.1 == target.group && k.3 == target.plural)
-                .expect("a known kind");
-            let bookmark = json!({"type": "BOOKMARK", "object": {
-                "kind": kind, "apiVersion": api_version(&target.group, version),
-                "metadata": {"resourceVersion": self.resource_version.to_string(),
-                             "creationTimestamp": null}}});
-            let _ = events.send(format!("{bookmark}\n").into_bytes());
+        let bookmarks = query_value(query, "allowWatchBookmarks").as_deref() == Some("true");
+        if bookmarks {
+            let _ = events.send(bookmark(&key, self.resource_version));
         }
-        self.watchers.push((key, events));
+        self.watchers.push((key, bookmarks, events));
         Reply::Stream(stream)
     }
 
@@ -298,7 +305,7 @@ impl State {
         self.history
             .push((self.resource_version, key.clone(), line.clone()));
         self.watchers
-            .retain(|(of, events)| *of != key || events.send(line.clone().into_bytes()).is_ok());
+            .retain(|(of, _, events)| *of != key || events.send(line.clone().into_bytes()).is_ok());
         object
     }
 
@@ -678,6 +685,24 @@ impl FakeKube {
             .change(kind, "DELETED", &object);
     }
 
+    /// Sends every open watch that takes bookmarks a `BOOKMARK` at the
+    /// current resourceVersion, as the API server does about once a minute.
+    /// Returns that version.
+    pub fn bookmark_watches(&self) -> u64 {
+        let mut state = self.state.lock().expect("lock");
+        let now = state.resource_version;
+        state
+            .watchers
+            .retain(|(of, bookmarks, events)| !bookmarks || events.send(bookmark(of, now)).is_ok());
+        now
+    }
+
+    /// Ends every open watch without an event, as the API server does at a
+    /// watch's `timeoutSeconds`.
+    pub fn close_watches(&self) {
+        self.state.lock().expect("lock").watchers.clear();
+    }
+
     /// Compacts the history, as etcd does: every open watch ends with an
     /// `ERROR` event carrying 410 Expired, and so does every later watch
     /// from a version before now.
@@ -686,7 +711,7 @@ impl FakeKube {
         state.compacted = state.resource_version;
         state.history.clear();
         let now = state.resource_version;
-        for (_, events) in state.watchers.drain(..) {
+        for (_, _, events) in state.watchers.drain(..) {
             let _ = events.send(expired_event(now, now));
         }
     }
