@@ -8,10 +8,12 @@
 //! (the continue token expired while paging) restarts that kind's list from
 //! the top, and a `429 Too Many Requests` waits for its `Retry-After`.
 //! Also here: the dry run of a rollout's patches ([`diff`]) and the RBAC
-//! rules bulkhead needs on a cluster ([`rbac`]).
+//! rules bulkhead needs on a cluster ([`rbac`]), and a live copy of some
+//! kinds kept by list and watch ([`watch`]).
 
 pub mod diff;
 pub mod rbac;
+pub mod watch;
 
 use crate::kubeconfig::{self, Auth};
 use serde_json::Value;
@@ -303,6 +305,19 @@ impl Connection {
     /// A failed request, an answer other than 200 (after restarts for 410 and
     /// waits for 429), or one that is not a list.
     pub fn list(&self, resource: &Resource, page_size: u32) -> Result<Vec<Value>, ClusterError> {
+        self.list_at(resource, page_size).map(|(items, _)| items)
+    }
+
+    /// As [`Connection::list`], with the list's `resourceVersion`: the point
+    /// a watch of the same kind resumes from.
+    ///
+    /// # Errors
+    /// As [`Connection::list`].
+    pub fn list_at(
+        &self,
+        resource: &Resource,
+        page_size: u32,
+    ) -> Result<(Vec<Value>, String), ClusterError> {
         let path = resource.path();
         let bad = error(format!("listing {}", resource.plural));
         let mut items = Vec::new();
@@ -346,7 +361,12 @@ impl Connection {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
             if token.is_none() {
-                return Ok(items);
+                // Every page of one list is served at the first page's version.
+                let version = page["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                return Ok((items, version));
             }
         }
     }

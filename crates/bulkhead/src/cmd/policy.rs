@@ -11,6 +11,7 @@ use crate::output;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use model::{Diagnostic, Severity};
+use orchestrator::cluster::{self, ClusterError, Connection, watch, watch::Mirror};
 use policy::admission::{self, FailurePolicy};
 use policy::builtin::TemplateWindow;
 use policy::{BundleConfig, Finding, GatekeeperSet, Level, Outcome, Policies};
@@ -18,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +83,15 @@ pub enum PolicyCommand {
     /// watched and reloaded when a file is added, changed or removed (a bad
     /// file keeps the previous inventory and is reported on stderr).
     ///
+    /// With --inventory-cluster CONTEXT, the inventory is the cluster itself:
+    /// each of --inventory-kinds is listed in every namespace, then watched,
+    /// and every change is served as it arrives. A watch that fails keeps
+    /// the inventory in force (reported on stderr) and is resumed with a
+    /// bounded backoff; an expired one lists again.
+    ///
     /// Example: bulkhead policy serve --cert tls.crt --key tls.key --listen 0.0.0.0:8443 --policy gatekeeper/ --inventory cluster-objects/
+    ///
+    /// Example: bulkhead policy serve --cert tls.crt --key tls.key --policy gatekeeper/ --inventory-cluster prod
     Serve(ServeArgs),
     /// Export the built-in image rules for another enforcement engine, or the
     /// objects that run the webhook on a cluster.
@@ -261,6 +271,23 @@ pub struct ServeArgs {
     /// How often --inventory is checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = args::duration, requires = "inventory")]
     inventory_poll: Duration,
+    /// Keep data.inventory as a live copy of this kubeconfig context's
+    /// cluster (list, then watch); without a value, the current context.
+    #[arg(long, value_name = "CONTEXT", num_args = 0..=1, default_missing_value = "",
+          conflicts_with = "inventory")]
+    inventory_cluster: Option<String>,
+    /// The kubeconfig of --inventory-cluster (default: $KUBECONFIG, else
+    /// ~/.kube/config); `in-cluster` uses the pod's service account.
+    #[arg(long, value_name = "PATH", requires = "inventory_cluster")]
+    kubeconfig: Option<PathBuf>,
+    /// The kinds (plurals) --inventory-cluster copies, comma-separated: any of
+    /// namespaces, services, ingresses, pods, deployments, statefulsets,
+    /// daemonsets, jobs, cronjobs, configmaps. `bulkhead cluster rbac`
+    /// grants list and watch on all of them.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',',
+          default_values_t = orchestrator::cluster::watch::DEFAULT_KINDS.map(String::from),
+          requires = "inventory_cluster")]
+    inventory_kinds: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -864,10 +891,95 @@ fn watch_inventory(
     Ok(())
 }
 
+/// A live copy of the cluster the flags name, listed once, and how to
+/// follow it: (copy, each kind's version, a way to connect again).
+type ClusterInventory = (
+    Mirror,
+    Vec<String>,
+    Arc<dyn Fn() -> Result<Connection, ClusterError> + Send + Sync>,
+);
+
+/// Lists the kinds `--inventory-cluster` names in the cluster of `context`.
+///
+/// # Errors
+/// A kind that is not one the copy knows, a kubeconfig that cannot be used,
+/// or a first list that fails (naming the rule `cluster rbac` grants on a 403).
+fn list_cluster_inventory(args: &ServeArgs, context: &str) -> Result<ClusterInventory> {
+    let kinds = args
+        .inventory_kinds
+        .iter()
+        .map(|plural| {
+            watch::kind(plural.trim()).map_err(|e| anyhow::anyhow!("--inventory-kinds {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let path = args.kubeconfig.clone().unwrap_or_else(|| {
+        orchestrator::kubeconfig::default_path(&|name| std::env::var(name).ok())
+    });
+    let context = (!context.is_empty()).then(|| context.to_string());
+    let open = Arc::new(move || Connection::open(&path, context.as_deref()));
+    let connection = open().context("--inventory-cluster")?;
+    let (mirror, versions) = Mirror::list(&connection, kinds, cluster::DEFAULT_PAGE_SIZE)
+        .with_context(|| {
+            format!(
+                "--inventory-cluster: listing the cluster of context {}",
+                connection.context
+            )
+        })?;
+    let counts: Vec<String> = mirror
+        .counts()
+        .iter()
+        .map(|(plural, n)| format!("{n} {plural}"))
+        .collect();
+    eprintln!(
+        "inventory listed from the cluster of context {}: {}",
+        connection.context,
+        counts.join(", ")
+    );
+    Ok((mirror, versions, open))
+}
+
+/// Follows the cluster copy and serves `base` with each new inventory.
+/// A failure keeps the inventory in force and is reported with the count so far.
+fn follow_cluster_inventory(
+    (mirror, versions, open): ClusterInventory,
+    base: Policies,
+    reloader: ::admission::Reloader,
+) -> Result<()> {
+    let report = Arc::new(move |report: watch::Report<'_>| match report {
+        watch::Report::Changed { objects, what } => {
+            let count = objects.len();
+            let inventory: policy::Inventory = objects.into_iter().collect();
+            let generation = reloader.replace(base.clone().with_inventory(&inventory));
+            eprintln!(
+                "inventory updated from the cluster: {what} ({count} objects, generation {generation})"
+            );
+        }
+        watch::Report::Failed {
+            error,
+            failures,
+            retry,
+        } => eprintln!(
+            "inventory watch failed ({failures} failures so far), the inventory in force stays; retrying in {}: {error}",
+            yaml::format_duration(retry)
+        ),
+    });
+    Arc::new(mirror)
+        .follow(versions, open, cluster::DEFAULT_PAGE_SIZE, report)
+        .context("starting the inventory watches")
+}
+
 fn serve(args: ServeArgs) -> Result<Exit> {
     let base = load_policies(&args.bundle, None)?;
     let mut inventory_watch = None;
+    let mut cluster_inventory = None;
     let policies = match &args.inventory {
+        None if args.inventory_cluster.is_some() => {
+            let context = args.inventory_cluster.as_deref().unwrap_or_default();
+            let listed = list_cluster_inventory(&args, context)?;
+            let inventory: policy::Inventory = listed.0.with_objects(|o| o.into_iter().collect());
+            cluster_inventory = Some(listed);
+            base.clone().with_inventory(&inventory)
+        }
         Some(dir) => {
             if !dir.is_dir() {
                 bail!("--inventory {}: not a folder", dir.display());
@@ -908,6 +1020,9 @@ fn serve(args: ServeArgs) -> Result<Exit> {
             FailurePolicy::Closed
         },
     })?;
+    if let Some(listed) = cluster_inventory {
+        follow_cluster_inventory(listed, base.clone(), server.reloader())?;
+    }
     if let (Some(dir), Some(seen)) = (&args.inventory, inventory_watch) {
         watch_inventory(
             dir.clone(),

@@ -602,3 +602,150 @@ fn inventory_objects_deny_until_their_file_is_removed() {
         false
     );
 }
+
+/// `--inventory-cluster`: the inventory is a live copy of the fake API
+/// server's Ingresses and Namespaces, listed then watched. A conflicting
+/// Ingress is denied; deleting it in the cluster (a `DELETED` event) admits
+/// the review; after the watch expires (`ERROR` 410) the webhook lists again
+/// and sees an Ingress added later; a watch the cluster refuses keeps the
+/// inventory in force. Every request it sent is one `cluster rbac` grants.
+#[test]
+fn cluster_inventory_follows_the_watch_through_deletes_and_expiry() {
+    use crate::fake_kube::{Auth, FakeKube};
+    let library = testdata("gatekeeper-library/library/general/uniqueingresshost");
+    let samples = library.join("samples/unique-ingress-host");
+    let read = |name: &str| {
+        yaml_documents(&std::fs::read_to_string(samples.join(name)).unwrap()).remove(0)
+    };
+    let existing = read("example_inventory_disallowed.yaml");
+    let namespace = serde_json::json!({"kind": "Namespace", "apiVersion": "v1",
+                                       "metadata": {"name": "default"}});
+    let fake = FakeKube::start(&[existing.clone(), namespace], Auth::Token("w4tch".into()));
+    let dir = TempDir::new("webhook-cluster-inventory");
+    let kubeconfig = fake.kubeconfig(dir.path(), &[("prod", "default", "{token: w4tch}".into())]);
+    let (template, constraint) = (
+        library.join("template.yaml"),
+        samples.join("constraint.yaml"),
+    );
+    let webhook = Webhook::start(&[
+        "--no-builtin",
+        "--policy",
+        template.to_str().unwrap(),
+        "--policy",
+        constraint.to_str().unwrap(),
+        "--inventory-cluster",
+        "prod",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--inventory-kinds",
+        "namespaces,ingresses",
+    ]);
+    let stderr = webhook.stderr_lines();
+    let ingress = read("example_disallowed.yaml");
+    let allowed = |uid: &str| webhook.review(&ingress_review(uid, &ingress))["allowed"] == true;
+    let denied = webhook.review(&ingress_review("uid-1", &ingress));
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = denied["status"]["message"].as_str().expect("message");
+    assert!(
+        message
+            .contains("ingress host conflicts with an existing ingress <example-host.example.com>"),
+        "{message}"
+    );
+
+    // Deleted in the cluster: the watch's DELETED event admits the review.
+    fake.delete("Ingress", "default", "ingress-host-example");
+    assert_eq!(
+        eventually_or(20, || allowed("uid-2").then_some(())),
+        Some(())
+    );
+    let watches: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.verb == "watch" && s.resource == "ingresses")
+        .collect();
+    assert!(
+        watches
+            .iter()
+            .all(|w| w.query.contains("allowWatchBookmarks=true") && w.status == 200),
+        "{watches:?}"
+    );
+    let lists = |fake: &FakeKube| {
+        fake.seen()
+            .iter()
+            .filter(|s| s.verb == "list" && s.resource == "ingresses")
+            .count()
+    };
+    assert_eq!(lists(&fake), 1, "one list, then the watch");
+
+    // A change elsewhere (a Namespace), then a bookmark: a watch the server
+    // closes resumes from the bookmark's version, without a list.
+    fake.put(&serde_json::json!({"kind": "Namespace", "metadata": {"name": "shop"}}));
+    let bookmarked = fake.bookmark_watches();
+    let from_bookmark = format!("resourceVersion={bookmarked}&");
+    let resumed = || {
+        fake.seen().iter().any(|s| {
+            s.verb == "watch" && s.resource == "ingresses" && s.query.contains(&from_bookmark)
+        })
+    };
+    // The stream carries the bookmark before it ends.
+    fake.close_watches();
+    assert_eq!(eventually_or(20, || resumed().then_some(())), Some(()));
+    assert_eq!(lists(&fake), 1, "resumed by watch, not listed again");
+
+    // The history is compacted: the open watch ends with ERROR 410, the
+    // webhook lists again and sees an Ingress added since.
+    fake.expire_watches();
+    let mut later = existing.clone();
+    later["metadata"]["name"] = "ingress-host-later".into();
+    fake.put(&later);
+    assert_eq!(
+        eventually_or(20, || (!allowed("uid-3")).then_some(())),
+        Some(())
+    );
+    assert_eq!(
+        eventually_or(20, || (lists(&fake) == 2).then_some(())),
+        Some(()),
+        "listed again after the 410"
+    );
+
+    // A watch the cluster refuses: reported, retried, the inventory in force stays.
+    fake.forbid("watch", "ingresses");
+    fake.expire_watches();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let failed = std::iter::from_fn(|| {
+        stderr
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .find(|l| l.starts_with("inventory watch failed"))
+    .expect("the failed watch is reported on stderr");
+    assert!(
+        failed.contains("403 Forbidden") && failed.contains("cannot watch resource \"ingresses\""),
+        "{failed}"
+    );
+    assert!(!allowed("uid-4"), "the inventory in force still denies");
+
+    let rbac = json(&run_ok(bulkhead().args(["cluster", "rbac", "--json"])));
+    let role = rbac["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole")
+        .expect("a ClusterRole")
+        .clone();
+    for seen in fake.seen().iter().filter(|s| s.status != 403) {
+        let granted = role["rules"].as_array().expect("rules").iter().any(|rule| {
+            let has = |field: &str, value: &str| {
+                rule[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v == value)
+            };
+            has("apiGroups", &seen.group)
+                && has("resources", &seen.resource)
+                && has("verbs", &seen.verb)
+        });
+        assert!(granted, "not granted by `cluster rbac`: {seen:?}");
+    }
+}

@@ -5,14 +5,23 @@
 //! and `continue` (plus `remainingItemCount`), items without `kind` and
 //! `apiVersion`, JSON merge patches under `resourceVersion` (409 on a
 //! stale one), and `Status` objects for 401, 403, 404, 409, 410 (an expired
-//! continue token) and 429 (with `Retry-After`). It records every request
-//! as the verb and resource RBAC would check, with the status it answered.
+//! continue token) and 429 (with `Retry-After`). Watches
+//! (`?watch=1&resourceVersion=RV`) stream newline-delimited events over
+//! chunked HTTP as the API server does: the events after RV from its history,
+//! a `BOOKMARK` when `allowWatchBookmarks=true`, then each change as it
+//! happens (and bookmarks, [`FakeKube::bookmark_watches`]); a watch ends
+//! at [`FakeKube::close_watches`] as at its `timeoutSeconds`;
+//! [`FakeKube::expire_watches`] compacts the history and ends every
+//! open watch with an `ERROR` event carrying `410 Expired`. It records every
+//! request as the verb and resource RBAC would check, with the status it
+//! answered.
 
-use super::fake_tls::TlsServer;
+use super::fake_tls::{Reply, TlsServer};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 
 /// One request as RBAC sees it, and the status it got.
@@ -30,6 +39,9 @@ pub struct Seen {
 const KINDS: &[(&str, &str, &str, &str)] = &[
     ("Pod", "", "v1", "pods"),
     ("Service", "", "v1", "services"),
+    ("Namespace", "", "v1", "namespaces"),
+    ("ConfigMap", "", "v1", "configmaps"),
+    ("Ingress", "networking.k8s.io", "v1", "ingresses"),
     ("Deployment", "apps", "v1", "deployments"),
     ("StatefulSet", "apps", "v1", "statefulsets"),
     ("DaemonSet", "apps", "v1", "daemonsets"),
@@ -38,6 +50,9 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     ("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes"),
     ("Application", "argoproj.io", "v1alpha1", "applications"),
 ];
+
+/// (API group, plural).
+type Collection = (String, String);
 
 #[derive(Debug, Default)]
 struct State {
@@ -51,6 +66,12 @@ struct State {
     throttle: BTreeSet<String>,
     /// (verb, plural) the caller may not do: 403.
     forbidden: BTreeSet<(String, String)>,
+    /// Every change since the last compaction: (resourceVersion, (group, plural), event line).
+    history: Vec<(u64, Collection, String)>,
+    /// Watches from a version below this one get `410 Expired`.
+    compacted: u64,
+    /// Open watches: (group, plural), whether they take bookmarks, and where their events go.
+    watchers: Vec<(Collection, bool, Sender<Vec<u8>>)>,
 }
 
 /// How clients prove who they are.
@@ -76,6 +97,35 @@ fn kind_of(kind: &str) -> (&'static str, &'static str, &'static str) {
         .find(|k| k.0 == kind)
         .unwrap_or_else(|| panic!("the fake serves no {kind}"));
     (group, version, plural)
+}
+
+fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    }
+}
+
+/// A `BOOKMARK` event at `version` for a watch of `collection`.
+fn bookmark((group, plural): &Collection, version: u64) -> Vec<u8> {
+    let (kind, _, api, _) = KINDS
+        .iter()
+        .find(|k| k.1 == group && k.3 == plural)
+        .expect("a known kind");
+    let event = json!({"type": "BOOKMARK", "object": {
+        "kind": kind, "apiVersion": api_version(group, api),
+        "metadata": {"resourceVersion": version.to_string(), "creationTimestamp": null}}});
+    format!("{event}\n").into_bytes()
+}
+
+/// The `ERROR` event that ends a watch whose version was compacted away.
+fn expired_event(since: u64, now: u64) -> Vec<u8> {
+    let event = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+        "metadata": {}, "status": "Failure",
+        "message": format!("too old resource version: {since} ({now})"),
+        "reason": "Expired", "code": 410}});
+    format!("{event}\n").into_bytes()
 }
 
 fn status(code: u16, reason: &str, message: String, details: Value) -> Value {
@@ -145,16 +195,10 @@ fn query_value(query: &str, key: &str) -> Option<String> {
 }
 
 impl State {
-    fn handle(
-        &mut self,
-        method: &str,
-        target: &str,
-        authorized: bool,
-        body: Value,
-    ) -> (u16, String, Value) {
+    fn handle(&mut self, method: &str, target: &str, authorized: bool, body: Value) -> Reply {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let Some(target) = parse_path(path) else {
-            return (
+            return Reply::Json(
                 404,
                 String::new(),
                 status(
@@ -175,16 +219,94 @@ impl State {
             ("DELETE", _) => "delete",
             _ => "unknown",
         };
-        let (code, extra, answer) = self.answer(verb, &target, query, authorized, body);
+        let reply = if verb == "watch" {
+            self.watch(&target, query, authorized)
+        } else {
+            let (code, extra, answer) = self.answer(verb, &target, query, authorized, body);
+            Reply::Json(code, extra, answer)
+        };
         self.seen.push(Seen {
             verb: verb.to_string(),
             group: target.group,
             resource: target.plural,
             namespace: target.namespace,
             query: query.to_string(),
-            status: code,
+            status: match &reply {
+                Reply::Json(code, _, _) => *code,
+                Reply::Stream(_) => 200,
+            },
         });
-        (code, extra, answer)
+        reply
+    }
+
+    /// A watch of a whole collection: the history after `resourceVersion`,
+    /// a bookmark if asked for, then every change until the watch expires.
+    fn watch(&mut self, target: &Target, query: &str, authorized: bool) -> Reply {
+        let known = KINDS
+            .iter()
+            .any(|k| k.1 == target.group && k.3 == target.plural && k.2 == target.version);
+        let forbidden = self
+            .forbidden
+            .contains(&("watch".to_string(), target.plural.clone()));
+        if !authorized || forbidden || !known || target.namespace.is_some() {
+            let (code, extra, answer) =
+                self.answer("watch", target, query, authorized, Value::Null);
+            return Reply::Json(code, extra, answer);
+        }
+        let key = (target.group.clone(), target.plural.clone());
+        let since: u64 = query_value(query, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.resource_version);
+        let (events, stream) = channel();
+        if since < self.compacted {
+            let _ = events.send(expired_event(since, self.resource_version));
+            return Reply::Stream(stream);
+        }
+        for (at, of, line) in &self.history {
+            if *at > since && *of == key {
+                let _ = events.send(line.clone().into_bytes());
+            }
+        }
+        let bookmarks = query_value(query, "allowWatchBookmarks").as_deref() == Some("true");
+        if bookmarks {
+            let _ = events.send(bookmark(&key, self.resource_version));
+        }
+        self.watchers.push((key, bookmarks, events));
+        Reply::Stream(stream)
+    }
+
+    /// Stores `object` (or removes it, for `DELETED`) at the next
+    /// resourceVersion, and tells the watches of its kind.
+    fn change(&mut self, kind: &str, event: &str, object: &Value) -> Value {
+        let (group, version, plural) = kind_of(kind);
+        let key = (group.to_string(), plural.to_string());
+        let meta = &object["metadata"];
+        let id = format!(
+            "{}/{}",
+            meta["namespace"].as_str().unwrap_or_default(),
+            meta["name"].as_str().expect("name")
+        );
+        self.resource_version += 1;
+        let mut object = object.clone();
+        object["kind"] = kind.into();
+        object["apiVersion"] = api_version(group, version).into();
+        object["metadata"]["resourceVersion"] = self.resource_version.to_string().into();
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] =
+                format!("00000000-0000-4000-8000-{:012}", self.resource_version).into();
+        }
+        let objects = self.objects.entry(key.clone()).or_default();
+        if event == "DELETED" {
+            objects.remove(&id);
+        } else {
+            objects.insert(id, object.clone());
+        }
+        let line = format!("{}\n", json!({"type": event, "object": object}));
+        self.history
+            .push((self.resource_version, key.clone(), line.clone()));
+        self.watchers
+            .retain(|(of, _, events)| *of != key || events.send(line.clone().into_bytes()).is_ok());
+        object
     }
 
     fn answer(
@@ -321,7 +443,6 @@ impl State {
             }
             (_, Some(name)) => {
                 let id = format!("{}/{name}", namespace.unwrap_or_default());
-                let resource_version = self.resource_version;
                 let Some(object) = self.objects.get_mut(&key).and_then(|o| o.get_mut(&id)) else {
                     return (
                         404,
@@ -353,11 +474,8 @@ impl State {
                             );
                         }
                         merge(object, &body);
-                        object["metadata"]["resourceVersion"] =
-                            (resource_version + 1).to_string().into();
                         let object = object.clone();
-                        self.resource_version += 1;
-                        (200, String::new(), object)
+                        (200, String::new(), self.change(kind.0, "MODIFIED", &object))
                     }
                     _ => (
                         405,
@@ -439,6 +557,13 @@ fn client_certificate_tls() -> (Arc<rustls::ServerConfig>, String, String, Strin
     )
 }
 
+impl Drop for FakeKube {
+    /// Ends the open watches: their streams finish.
+    fn drop(&mut self) {
+        self.state.lock().expect("lock").watchers.clear();
+    }
+}
+
 impl FakeKube {
     /// Serves `objects` (each with `kind`, `apiVersion` and `metadata`).
     pub fn start(objects: &[Value], auth: Auth) -> FakeKube {
@@ -473,7 +598,7 @@ impl FakeKube {
             Auth::Token(token) => {
                 let wanted = format!("Bearer {token}");
                 (
-                    TlsServer::start(move |method, target, header, body| {
+                    TlsServer::start_replying(None, move |method, target, header, body| {
                         let authorized =
                             header("authorization").as_deref() == Some(wanted.as_str());
                         shared
@@ -487,13 +612,16 @@ impl FakeKube {
             Auth::ClientCertificate => {
                 let (tls, ca_pem, cert, key) = client_certificate_tls();
                 (
-                    TlsServer::start_with(tls, ca_pem, move |method, target, _, body| {
-                        // The handshake admitted only certificates the CA signed.
-                        shared
-                            .lock()
-                            .expect("lock")
-                            .handle(method, target, true, body)
-                    }),
+                    TlsServer::start_replying(
+                        Some((tls, ca_pem)),
+                        move |method, target, _, body| {
+                            // The handshake admitted only certificates the CA signed.
+                            shared
+                                .lock()
+                                .expect("lock")
+                                .handle(method, target, true, body)
+                        },
+                    ),
                     Some((cert, key)),
                 )
             }
@@ -528,6 +656,64 @@ impl FakeKube {
             .get(&(group.to_string(), plural.to_string()))?
             .get(&format!("{namespace}/{name}"))
             .cloned()
+    }
+
+    /// Creates `object` (with `kind` and `metadata`), or replaces the one of
+    /// that name: an `ADDED` or `MODIFIED` event for the watches of its kind.
+    pub fn put(&self, object: &Value) {
+        let kind = object["kind"].as_str().expect("kind");
+        let meta = &object["metadata"];
+        let exists = self
+            .object(
+                kind,
+                meta["namespace"].as_str().unwrap_or_default(),
+                meta["name"].as_str().expect("name"),
+            )
+            .is_some();
+        let event = if exists { "MODIFIED" } else { "ADDED" };
+        self.state.lock().expect("lock").change(kind, event, object);
+    }
+
+    /// Deletes the object `kind` `namespace/name`: a `DELETED` event.
+    pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let object = self
+            .object(kind, namespace, name)
+            .expect("the object exists");
+        self.state
+            .lock()
+            .expect("lock")
+            .change(kind, "DELETED", &object);
+    }
+
+    /// Sends every open watch that takes bookmarks a `BOOKMARK` at the
+    /// current resourceVersion, as the API server does about once a minute.
+    /// Returns that version.
+    pub fn bookmark_watches(&self) -> u64 {
+        let mut state = self.state.lock().expect("lock");
+        let now = state.resource_version;
+        state
+            .watchers
+            .retain(|(of, bookmarks, events)| !bookmarks || events.send(bookmark(of, now)).is_ok());
+        now
+    }
+
+    /// Ends every open watch without an event, as the API server does at a
+    /// watch's `timeoutSeconds`.
+    pub fn close_watches(&self) {
+        self.state.lock().expect("lock").watchers.clear();
+    }
+
+    /// Compacts the history, as etcd does: every open watch ends with an
+    /// `ERROR` event carrying 410 Expired, and so does every later watch
+    /// from a version before now.
+    pub fn expire_watches(&self) {
+        let mut state = self.state.lock().expect("lock");
+        state.compacted = state.resource_version;
+        state.history.clear();
+        let now = state.resource_version;
+        for (_, _, events) in state.watchers.drain(..) {
+            let _ = events.send(expired_event(now, now));
+        }
     }
 
     /// The next list page of `plural` asked with a continue token answers 410 Expired.

@@ -1,7 +1,9 @@
 //! A small HTTPS server for the fakes of the APIs that cannot run here
 //! (GitHub, GitLab, the Kubernetes API server): one request per connection,
 //! answered by the fake's handler, with a self-signed certificate from the
-//! helper `policy serve --self-signed` uses.
+//! helper `policy serve --self-signed` uses. An answer is one JSON body, or
+//! a stream of chunks (`Transfer-Encoding: chunked`, as the Kubernetes API
+//! server sends a watch) that ends when its sender is dropped.
 
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -9,11 +11,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A handler: (method, target, a header by lowercase name, JSON body) to
-/// (status, extra header lines, JSON answer).
-pub type Handler = dyn Fn(&str, &str, &dyn Fn(&str) -> Option<String>, Value) -> (u16, String, Value)
-    + Send
-    + Sync;
+/// An answer: (status, extra header lines, JSON), or chunks streamed as they come.
+pub enum Reply {
+    Json(u16, String, Value),
+    Stream(std::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+/// A handler: (method, target, a header by lowercase name, JSON body) to its reply.
+pub type Handler =
+    dyn Fn(&str, &str, &dyn Fn(&str) -> Option<String>, Value) -> Reply + Send + Sync;
 
 /// The server, stopped when dropped.
 pub struct TlsServer {
@@ -43,6 +49,23 @@ impl TlsServer {
         TlsServer::start_with(tls, cert.cert_pem, handler)
     }
 
+    /// As [`TlsServer::start_with`], with a handler that may stream its answer;
+    /// without `tls`, a self-signed certificate for 127.0.0.1.
+    pub fn start_replying(
+        tls: Option<(Arc<rustls::ServerConfig>, String)>,
+        handler: impl Fn(&str, &str, &dyn Fn(&str) -> Option<String>, Value) -> Reply
+        + Send
+        + Sync
+        + 'static,
+    ) -> TlsServer {
+        let (tls, ca_pem) = tls.unwrap_or_else(|| {
+            let cert = ::admission::tls::SelfSigned::generate(&["127.0.0.1".to_string()])
+                .expect("self-signed certificate");
+            (cert.server_config().expect("server config"), cert.cert_pem)
+        });
+        TlsServer::serve(tls, ca_pem, Arc::new(handler))
+    }
+
     /// As [`TlsServer::start`], with the TLS configuration `tls` (one that
     /// asks for client certificates, say) whose chain `ca_pem` roots.
     pub fn start_with(
@@ -53,11 +76,21 @@ impl TlsServer {
         + Sync
         + 'static,
     ) -> TlsServer {
+        TlsServer::serve(
+            tls,
+            ca_pem,
+            Arc::new(move |method, target, header, body| {
+                let (status, extra, answer) = handler(method, target, header, body);
+                Reply::Json(status, extra, answer)
+            }),
+        )
+    }
+
+    fn serve(tls: Arc<rustls::ServerConfig>, ca_pem: String, handler: Arc<Handler>) -> TlsServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         let stop = Arc::new(AtomicBool::new(false));
         let halt = stop.clone();
-        let handler: Arc<Handler> = Arc::new(handler);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if halt.load(Ordering::SeqCst) {
@@ -112,7 +145,30 @@ fn serve_one(stream: TcpStream, tls: Arc<rustls::ServerConfig>, handler: &Handle
         parts.next().unwrap_or_default().to_string(),
     );
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, extra, answer) = handler(&method, &target, &header, body);
+    let (status, extra, answer) = match handler(&method, &target, &header, body) {
+        Reply::Json(status, extra, answer) => (status, extra, answer),
+        Reply::Stream(chunks) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            let _ = stream.flush();
+            for chunk in chunks {
+                let sent = write!(stream, "{:x}\r\n", chunk.len())
+                    .and_then(|()| stream.write_all(&chunk))
+                    .and_then(|()| stream.write_all(b"\r\n"))
+                    .and_then(|()| stream.flush());
+                if sent.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+            let _ = stream.flush();
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+            return;
+        }
+    };
     let text = answer.to_string();
     let reason = match status {
         200 => "OK",

@@ -1,6 +1,6 @@
 //! The RBAC objects bulkhead needs on a cluster, with exactly the verbs and
 //! resources it uses: a ClusterRole for the live read (every namespace's
-//! workloads), a Role for rollouts in their namespace and one for Argo CD's
+//! workloads, and the admission webhook's copy of the cluster), a Role for rollouts in their namespace and one for Argo CD's
 //! Applications in Argo CD's, each bound to one service account.
 
 use serde_json::{Value, json};
@@ -17,7 +17,9 @@ pub struct Rule {
 }
 
 /// The live read (`cluster snapshot`, `cve --cluster`, `images audit
-/// --cluster`): one paged list per kind, in every namespace.
+/// --cluster`): one paged list per kind, in every namespace; and the
+/// admission webhook's copy of the cluster (`policy serve
+/// --inventory-cluster`): a list, then a watch, of each kind it may copy.
 pub const READ: &[Rule] = &[
     Rule {
         group: "",
@@ -36,6 +38,30 @@ pub const READ: &[Rule] = &[
         resources: &["cronjobs", "jobs"],
         verbs: &["list"],
         why: "cluster snapshot, cve --cluster, images audit --cluster",
+    },
+    Rule {
+        group: "",
+        resources: &["configmaps", "namespaces", "pods", "services"],
+        verbs: &["list", "watch"],
+        why: "policy serve --inventory-cluster (data.inventory)",
+    },
+    Rule {
+        group: "networking.k8s.io",
+        resources: &["ingresses"],
+        verbs: &["list", "watch"],
+        why: "policy serve --inventory-cluster (data.inventory)",
+    },
+    Rule {
+        group: "apps",
+        resources: &["daemonsets", "deployments", "statefulsets"],
+        verbs: &["list", "watch"],
+        why: "policy serve --inventory-cluster (data.inventory)",
+    },
+    Rule {
+        group: "batch",
+        resources: &["cronjobs", "jobs"],
+        verbs: &["list", "watch"],
+        why: "policy serve --inventory-cluster (data.inventory)",
     },
 ];
 

@@ -181,3 +181,23 @@ fn the_rbac_export_allows_exactly_its_rules() {
         "{text}"
     );
 }
+
+#[test]
+fn the_rbac_export_lets_the_inventory_list_and_watch_every_kind_it_copies() {
+    for resource in &watch::KINDS {
+        for verb in ["list", "watch"] {
+            assert!(
+                rbac::allows(rbac::READ, verb, resource.group, resource.plural),
+                "{verb} {}",
+                resource.plural
+            );
+        }
+    }
+    for plural in watch::DEFAULT_KINDS {
+        assert_eq!(watch::kind(plural).map(|k| k.plural), Ok(plural));
+    }
+    assert_eq!(
+        watch::kind("secrets"),
+        Err("secrets: not a kind the inventory copies (one of namespaces, services, ingresses, pods, deployments, statefulsets, daemonsets, jobs, cronjobs, configmaps)".into())
+    );
+}
