@@ -30,6 +30,10 @@ pub struct WebhookSpec {
     pub policy_config_map: Option<String>,
     /// A ConfigMap of manifests, mounted and passed as `--inventory`.
     pub inventory_config_map: Option<String>,
+    /// Keep the inventory as a live copy of the cluster instead
+    /// (`--inventory-cluster --kubeconfig in-cluster`): the pods then run as
+    /// their own ServiceAccount with its token mounted.
+    pub live_inventory: bool,
     /// Flags passed on to `policy serve` (`--allowed-registry R`, ...).
     pub extra_args: Vec<String>,
 }
@@ -71,7 +75,9 @@ fn quote(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-/// The three objects as one multi-document YAML stream.
+/// The webhook's objects as one multi-document YAML stream: the
+/// ValidatingWebhookConfiguration, Service, Deployment and
+/// PodDisruptionBudget, and with a live inventory its ServiceAccount.
 ///
 /// # Errors
 /// A name, namespace, Secret or ConfigMap that is not a DNS label, a timeout
@@ -154,6 +160,13 @@ pub fn manifests(spec: &WebhookSpec) -> Result<String, SpecError> {
             "      - name: inventory\n        configMap: {{name: {cm}}}\n"
         ));
     }
+    if spec.live_inventory {
+        args.extend([
+            "--inventory-cluster".into(),
+            "--kubeconfig".into(),
+            "in-cluster".into(),
+        ]);
+    }
     if spec.fail_open {
         args.push("--fail-open".into());
     }
@@ -166,6 +179,31 @@ pub fn manifests(spec: &WebhookSpec) -> Result<String, SpecError> {
     let ca_bundle = quote(&spec.ca_bundle);
     let timeout = spec.timeout_seconds;
     let replicas = spec.replicas;
+    // Without a live inventory the webhook never calls the API server, so the
+    // pods get no token at all; with one, only the token of their own account,
+    // which `bulkhead cluster rbac` binds to list and watch.
+    let (account, service_account) = if spec.live_inventory {
+        (
+            format!("      serviceAccountName: {name}\n      automountServiceAccountToken: true\n"),
+            format!(
+                "---
+# The webhook's own identity for its live inventory. Bind it to list and watch the
+# copied kinds with: bulkhead cluster rbac --namespace {ns} --service-account {name}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels: {{app.kubernetes.io/name: {name}}}
+"
+            ),
+        )
+    } else {
+        (
+            "      automountServiceAccountToken: false\n".to_string(),
+            String::new(),
+        )
+    };
     Ok(format!(
         "# The admission webhook: bulkhead policy serve behind a Service, registered with the API server.
 # Apply after the Secret {secret} (type kubernetes.io/tls, for {name}.{ns}.svc) exists in {ns}.
@@ -232,8 +270,7 @@ spec:
           whenUnsatisfiable: ScheduleAnyway
           labelSelector:
             matchLabels: {{app.kubernetes.io/name: {name}}}
-      automountServiceAccountToken: false
-      securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}
+{account}      securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}
       containers:
       - name: webhook
         image: {image}
@@ -264,7 +301,7 @@ spec:
   minAvailable: 1
   selector:
     matchLabels: {{app.kubernetes.io/name: {name}}}
-",
+{service_account}",
         secret = spec.tls_secret,
         port = CONTAINER_PORT,
     ))

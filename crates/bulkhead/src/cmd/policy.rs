@@ -156,6 +156,11 @@ pub struct WebhookArgs {
     /// A ConfigMap of manifests, mounted as --inventory (data.inventory).
     #[arg(long, value_name = "NAME")]
     inventory_configmap: Option<String>,
+    /// Keep data.inventory as a live copy of the cluster (list and watch,
+    /// `--inventory-cluster --kubeconfig in-cluster`): the pods run as their own
+    /// ServiceAccount with its token; `bulkhead cluster rbac` binds it.
+    #[arg(long, conflicts_with = "inventory_configmap")]
+    live_inventory: bool,
     /// Image prefix workloads may pull from, passed on to the webhook. Repeatable.
     #[arg(long, value_name = "PREFIX")]
     allowed_registry: Vec<String>,
@@ -350,6 +355,7 @@ fn export_webhook(args: WebhookArgs) -> Result<Exit> {
         timeout_seconds: timeout as u32,
         policy_config_map: args.policy_configmap,
         inventory_config_map: args.inventory_configmap,
+        live_inventory: args.live_inventory,
         extra_args: args
             .allowed_registry
             .into_iter()

@@ -13,6 +13,7 @@ fn spec() -> WebhookSpec {
         tls_secret: "bulkhead-admission-tls".into(),
         policy_config_map: Some("bulkhead-policy".into()),
         inventory_config_map: None,
+        live_inventory: false,
         extra_args: vec![
             "--allowed-registry".into(),
             "registry.acme.internal/".into(),
@@ -116,6 +117,40 @@ fn fail_open_is_ignore_and_says_what_it_costs() {
         "{args}"
     );
     assert!(args.contains(r#""--fail-open""#), "{args}");
+}
+
+#[test]
+fn a_live_inventory_runs_as_its_own_account_with_its_token() {
+    let without = documents(&manifests(&spec()).unwrap());
+    let pod = &without[2]["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(pod["serviceAccountName"].is_null());
+    assert_eq!(without.len(), 4);
+
+    let text = manifests(&WebhookSpec {
+        live_inventory: true,
+        ..spec()
+    })
+    .unwrap();
+    let docs = documents(&text);
+    let pod = &docs[2]["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(pod["serviceAccountName"], "bulkhead-admission");
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(
+        args.contains(r#""--inventory-cluster","--kubeconfig","in-cluster""#),
+        "{args}"
+    );
+    let account = docs.last().unwrap();
+    assert_eq!(account["kind"], "ServiceAccount");
+    assert_eq!(account["metadata"]["name"], "bulkhead-admission");
+    assert_eq!(account["metadata"]["namespace"], "bulkhead-system");
+    assert!(
+        text.contains(
+            "bulkhead cluster rbac --namespace bulkhead-system --service-account bulkhead-admission"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
