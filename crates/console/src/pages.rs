@@ -12,6 +12,7 @@ use crate::Ctx;
 use crate::graph::Graph;
 use crate::svg;
 use crate::web::{Fail, Page, Query, cli_json, enc, esc, paginate, table};
+use bytes::Bytes;
 use model::{ImageRef, Service};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
@@ -156,7 +157,7 @@ fn scan_json(graph: &Graph, query: &Query) -> Result<Page, Fail> {
         "<p>The fleet as <code>bulkhead scan --json</code> prints it: /api/scan.</p>".into(),
         json!(doc),
     );
-    page.json_text = cli_json(&doc);
+    page.json_text = cli_json(&doc).map(Bytes::from);
     Ok(page)
 }
 
@@ -815,7 +816,7 @@ fn impact(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
         return Err(Fail::BadRequest("to= goes with image=".into()));
     }
     let mut markdown = None;
-    let (report, extra, json_text): (model::ImpactReport, Json, Option<String>) =
+    let (report, extra, json_text): (model::ImpactReport, Json, Option<Bytes>) =
         if let Some(list) = query.get("services") {
             let list = names(list);
             let report = impact::services(&graph.fleet, &list).map_err(|e| {
@@ -827,7 +828,7 @@ fn impact(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
                         .unwrap_or_default(),
                 )
             })?;
-            let text = cli_json(&report);
+            let text = cli_json(&report).map(Bytes::from);
             (report, Json::Null, text)
         } else if let Some(reference) = query.get("image") {
             let image = ImageRef::parse(reference)
@@ -839,7 +840,8 @@ fn impact(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
                 schema: "bulkhead.impact-image/v1",
                 image: &answer,
                 report: &report,
-            });
+            })
+            .map(Bytes::from);
             (
                 report,
                 json!({"schema": "bulkhead.impact-image/v1", "image": answer}),
@@ -1120,7 +1122,7 @@ pub struct CveEntry {
     pub answer: images::CveAnswer,
     pub report: model::ImpactReport,
     /// `bulkhead cve --json`'s output, without timings.
-    pub json: String,
+    pub json: Bytes,
     pub markdown: String,
     pub query_ms: f64,
 }
@@ -1151,6 +1153,7 @@ fn cve_entry(graph: &Graph, id: &str) -> Result<std::sync::Arc<CveEntry>, Fail> 
                 report: &report,
                 timings: None,
             })
+            .map(Bytes::from)
             .unwrap_or_default();
             let markdown = model::report::render_markdown(&report);
             Some(CveEntry {
@@ -1182,7 +1185,8 @@ fn cve(graph: &Graph, id: &str, query: &Query, api: bool) -> Result<Page, Fail> 
                     load_ms: 0.0,
                     query_ms: entry.query_ms,
                 }),
-            }),
+            })
+            .map(Bytes::from),
         };
         if query.get("format").is_some_and(|f| f != "json") {
             page.report = Some(report.clone());

@@ -76,7 +76,8 @@ pub struct Page {
     pub report: Option<model::ImpactReport>,
     /// The exact JSON text the API answers, when it must be what the CLI
     /// prints (fields in the CLI's order); `json` otherwise.
-    pub json_text: Option<String>,
+    /// Shared, not copied, by each answer: a CVE's can be megabytes.
+    pub json_text: Option<Bytes>,
 }
 
 impl Page {

@@ -5,8 +5,26 @@ use crate::{Progress, Resident, ScanOptions, scan};
 use test_support::TempDir;
 
 fn catalog(name: &str) -> String {
+    catalog_owned(name, "shop", &[])
+}
+
+fn catalog_owned(name: &str, owner: &str, depends_on: &[&str]) -> String {
+    let mut text = format!(
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: service\n  lifecycle: production\n  owner: group:{owner}\n"
+    );
+    if !depends_on.is_empty() {
+        text.push_str("  dependsOn:\n");
+        for d in depends_on {
+            text.push_str(&format!("    - component:{d}\n"));
+        }
+    }
+    text
+}
+
+/// A Deployment of `name` calling `calls` through an env value, and its Service.
+fn manifest(name: &str, calls: &str) -> String {
     format!(
-        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: service\n  lifecycle: production\n  owner: group:shop\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: {name}\n          image: registry.acme.internal/shop/{name}:1.0\n          env:\n            - name: UPSTREAM\n              value: http://{calls}-svc:8080\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}-svc\n  namespace: shop\nspec:\n  selector:\n    app: {name}\n"
     )
 }
 
@@ -55,6 +73,30 @@ fn a_refresh_gives_what_a_full_scan_gives() {
                 ("b/Dockerfile", None),
                 ("b", None),
             ],
+            parsed: Some(0),
+            services: &["a", "c"],
+        },
+        Step {
+            what: "a catalog edit: a new owner and a dependency on another repository",
+            files: vec![(
+                "a/catalog-info.yaml",
+                Some(catalog_owned("a", "payments", &["c"])),
+            )],
+            parsed: Some(1),
+            services: &["a", "c"],
+        },
+        Step {
+            what: "a manifest calls a service of another repository through its Service",
+            files: vec![
+                ("c/deploy/app.yaml", Some(manifest("c", "a"))),
+                ("a/deploy/app.yaml", Some(manifest("a", "gone"))),
+            ],
+            parsed: Some(2),
+            services: &["a", "c"],
+        },
+        Step {
+            what: "the called repository's Service goes: the caller's dependency is unresolved",
+            files: vec![("a/deploy/app.yaml", None)],
             parsed: Some(0),
             services: &["a", "c"],
         },
