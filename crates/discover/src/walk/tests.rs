@@ -52,7 +52,7 @@ fn one_read_per_file_answers_as_reading_the_whole_file() {
     let progress = Progress::default();
     let walked = walk(
         &root,
-        &[root.clone()],
+        std::slice::from_ref(&root),
         &config,
         &state,
         Cache::default(),
@@ -76,7 +76,7 @@ fn one_read_per_file_answers_as_reading_the_whole_file() {
     // A second walk over the first one's entries reads nothing again.
     let again = walk(
         &root,
-        &[root.clone()],
+        std::slice::from_ref(&root),
         &config,
         &state,
         Cache::with_entries(walked.entries),
