@@ -493,6 +493,9 @@ fn check(args: CheckArgs) -> Result<Exit> {
         })?)
     };
     let (policies, identity) = load_policies_keyed(&args.bundle, outcome.as_ref())?;
+    // The policies' bytes (the bundle's Rego among them) are hashed once, not
+    // again into every service's and file's key.
+    let identity = cache::key(&[&identity]).into_bytes();
     // Outcomes are kept between runs only beside a scanned fleet's state.
     let state_dir = outcome.as_ref().map(|o| o.state_dir.path().to_path_buf());
     let cache = state_dir

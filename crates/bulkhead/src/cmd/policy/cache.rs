@@ -15,7 +15,8 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 /// Bumped when keys or outcomes change meaning.
-const FORMAT: u32 = 1;
+/// 2: keys hash the policies' key, not the policies' bytes.
+const FORMAT: u32 = 2;
 
 /// Keys are 128 bits: two SipHash passes under different domain tags. A
 /// collision would answer a changed input wrongly, so 64 bits are not enough
