@@ -374,7 +374,9 @@ pub fn request_with(
     stream.write_all(head.as_bytes()).map_err(io)?;
     stream.write_all(body).map_err(io)?;
     let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
+    // Large answers (a fleet's CVE reach is megabytes) arrive in few reads,
+    // each paying a read and a timeout update.
+    let mut buf = vec![0u8; 256 * 1024];
     // Known once the head is in: how the body ends.
     let mut framing = None;
     loop {
@@ -397,11 +399,13 @@ pub fn request_with(
                 if framing.is_none()
                     && let Some(end) = raw[searched..].windows(4).position(|w| w == b"\r\n\r\n")
                 {
-                    framing = Some(Framing::of(
-                        &raw[..searched + end],
-                        searched + end + 4,
-                        method == "HEAD",
-                    ));
+                    let known =
+                        Framing::of(&raw[..searched + end], searched + end + 4, method == "HEAD");
+                    // The whole answer's room at once, instead of doubling through it.
+                    if let Framing::Until(end) = known {
+                        raw.reserve(end.min(MAX_RESPONSE_BYTES).saturating_sub(raw.len()));
+                    }
+                    framing = Some(known);
                 }
                 // A server may keep the connection open despite `Connection:
                 // close`: stop reading once the whole response is in.
