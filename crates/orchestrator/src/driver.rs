@@ -577,14 +577,8 @@ impl<'a> Driver<'a> {
             }
             Action::SetWeights { service, weights } => {
                 let route = self.route_of(service);
-                let pools: Vec<WeightedPool> = weights
-                    .iter()
-                    .map(|(selector, weight)| WeightedPool {
-                        selector: selector.clone(),
-                        weight: *weight,
-                    })
-                    .collect();
-                self.executor.set_weights(&route, &pools)
+                self.executor
+                    .set_weights(&route, &WeightedPool::of(weights))
             }
             _ => Ok(()),
         }

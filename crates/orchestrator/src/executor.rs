@@ -15,6 +15,19 @@ pub struct WeightedPool {
     pub weight: u32,
 }
 
+impl WeightedPool {
+    /// The pools of a rollout's `SetWeights` action.
+    pub fn of(weights: &[(rollout::Selector, u32)]) -> Vec<WeightedPool> {
+        weights
+            .iter()
+            .map(|(selector, weight)| WeightedPool {
+                selector: selector.clone(),
+                weight: *weight,
+            })
+            .collect()
+    }
+}
+
 /// One workload's image replaced in place (a rolling update by image).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageMove {

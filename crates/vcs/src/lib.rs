@@ -291,16 +291,8 @@ impl Repo {
         changes: &[FileChange],
         message: &str,
     ) -> Result<String, GitError> {
-        let reference = format!("refs/heads/{branch}");
-        let base = self.resolve(&reference)?.ok_or_else(|| GitError::Failed {
-            command: format!("git rev-parse {reference}"),
-            repo: self.root.clone(),
-            status: "unknown revision".to_string(),
-            stderr: format!("no branch {branch}"),
-        })?;
-        let git_dir = self.text(&["rev-parse", "--absolute-git-dir"], None)?;
-        let index =
-            PathBuf::from(git_dir.trim()).join(format!("bulkhead-index-{}", std::process::id()));
+        let base = self.branch_tip(branch)?;
+        let index = self.scratch_path("index")?;
         let result = self.commit_with_index(&index, &base, branch, &base, changes, message);
         let _ = std::fs::remove_file(&index);
         result
@@ -384,15 +376,8 @@ impl Repo {
     /// When the revert conflicts, the branch moved meanwhile, or git fails.
     pub fn revert_on_branch(&self, branch: &str, commit: &str) -> Result<String, GitError> {
         let reference = format!("refs/heads/{branch}");
-        let base = self.resolve(&reference)?.ok_or_else(|| GitError::Failed {
-            command: format!("git rev-parse {reference}"),
-            repo: self.root.clone(),
-            status: "unknown revision".to_string(),
-            stderr: format!("no branch {branch}"),
-        })?;
-        let git_dir = self.text(&["rev-parse", "--absolute-git-dir"], None)?;
-        let tree =
-            PathBuf::from(git_dir.trim()).join(format!("bulkhead-revert-{}", std::process::id()));
+        let base = self.branch_tip(branch)?;
+        let tree = self.scratch_path("revert")?;
         let tree_text = tree.to_string_lossy().to_string();
         self.run(
             &["worktree", "add", "--detach", "--quiet", &tree_text, &base],
@@ -418,6 +403,24 @@ impl Repo {
             });
         let _ = self.run(&["worktree", "remove", "--force", &tree_text], None, &[]);
         result
+    }
+
+    /// The commit `branch` points at; a missing branch is an error that names it.
+    fn branch_tip(&self, branch: &str) -> Result<String, GitError> {
+        let reference = format!("refs/heads/{branch}");
+        self.resolve(&reference)?.ok_or_else(|| GitError::Failed {
+            command: format!("git rev-parse {reference}"),
+            repo: self.root.clone(),
+            status: "unknown revision".to_string(),
+            stderr: format!("no branch {branch}"),
+        })
+    }
+
+    /// A path in the repository's git directory for this process's scratch
+    /// `what` (an index, a worktree), which no other process uses.
+    fn scratch_path(&self, what: &str) -> Result<PathBuf, GitError> {
+        let git_dir = self.text(&["rev-parse", "--absolute-git-dir"], None)?;
+        Ok(PathBuf::from(git_dir.trim()).join(format!("bulkhead-{what}-{}", std::process::id())))
     }
 
     fn commit_with_index(

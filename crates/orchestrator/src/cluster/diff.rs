@@ -244,14 +244,7 @@ pub fn rehearse(
                     performed.push(crate::driver::action_name(&action));
                 }
                 Action::SetWeights { service, weights } => {
-                    let pools: Vec<WeightedPool> = weights
-                        .iter()
-                        .map(|(selector, weight)| WeightedPool {
-                            selector: selector.clone(),
-                            weight: *weight,
-                        })
-                        .collect();
-                    executor.set_weights(&route(service), &pools)?;
+                    executor.set_weights(&route(service), &WeightedPool::of(weights))?;
                     performed.push(crate::driver::action_name(&action));
                 }
                 Action::SetImage { service, from, to } => {
