@@ -2,6 +2,8 @@
 //! refreshed from file change events (inotify through `notify`), walking
 //! again only the repositories that changed.
 
+use crate::pages::template_check::Checked;
+use crate::web::Fail;
 use discover::{Progress, Resident, ScanOptions, ScanOutcome};
 use model::Fleet;
 use notify::{EventKind, RecursiveMode, Watcher as _};
@@ -41,6 +43,10 @@ pub struct Graph {
     pub policy: OnceLock<Result<policy::Outcome, String>>,
     /// CVE answers asked of this graph, by id.
     cves: Mutex<HashMap<String, Arc<crate::pages::CveEntry>>>,
+    /// Template release checks of this graph, by release, wave size and soak
+    /// in seconds: a check reads the templates repository with git and
+    /// checks every app, so it is done once per fleet version.
+    template_checks: Mutex<BTreeMap<(String, usize, u64), Arc<Checked>>>,
 }
 
 impl Graph {
@@ -75,7 +81,36 @@ impl Graph {
             loaded_at_ms: clock::now_ms(),
             policy: OnceLock::new(),
             cves: Mutex::new(HashMap::new()),
+            template_checks: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The check of a template release with these plan options, made by
+    /// `make` the first time it is asked of this graph.
+    ///
+    /// # Errors
+    /// What `make` returns; a failed check is not kept.
+    pub fn template_check(
+        &self,
+        (version, options): (&str, &templates::PlanOptions),
+        make: impl FnOnce() -> Result<Checked, Fail>,
+    ) -> Result<Arc<Checked>, Fail> {
+        let key = (
+            version.to_string(),
+            options.wave_size,
+            options.soak.as_secs(),
+        );
+        let lock = || {
+            self.template_checks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(found) = lock().get(&key) {
+            return Ok(found.clone());
+        }
+        let checked = Arc::new(make()?);
+        lock().insert(key, checked.clone());
+        Ok(checked)
     }
 
     /// The entry for a CVE, made by `make` the first time it is asked of
@@ -169,12 +204,25 @@ impl Current {
     }
 }
 
-/// Computes a graph's policy findings on a thread of their own.
+/// Computes a graph's policy findings, then the check of each template
+/// release with the default plan options, on a thread of their own: a first
+/// visit to the templates page then finds its check done, as later ones do.
 fn warm(graph: Arc<Graph>) {
     let _ = std::thread::Builder::new()
-        .name("policy-warm".into())
+        .name("graph-warm".into())
         .spawn(move || {
             let _ = graph.policy();
+            // A fleet without a templates repository has nothing to check;
+            // the page says why when asked.
+            let Ok(repo) = crate::pages::template_check::open(&graph) else {
+                return;
+            };
+            let options = templates::PlanOptions::default();
+            for release in repo.releases.all().iter().rev() {
+                let _ = graph.template_check((&release.tag, &options), || {
+                    repo.check(&graph, &release.tag, &options)
+                });
+            }
         });
 }
 

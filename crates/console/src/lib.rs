@@ -81,8 +81,6 @@ pub struct Ctx {
     pub csrf: String,
     /// Traffic and admission decisions, sampled in the background.
     pub live: Arc<live::Live>,
-    /// Template checks of the current graph generation, by release and plan options.
-    pub template_checks: pages::templates_page::TemplateChecks,
 }
 
 /// A running console.
@@ -133,7 +131,6 @@ impl Console {
             options,
             csrf: web::random_hex(16).map_err(Error::Runtime)?,
             live,
-            template_checks: pages::templates_page::TemplateChecks::default(),
         });
         let served = ctx.clone();
         tokio::spawn(async move {

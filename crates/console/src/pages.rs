@@ -54,7 +54,7 @@ pub fn route(
             }
         }
         ["cve", id] => cve(graph, id, query, api)?,
-        ["templates"] => templates_page::show(ctx, graph, query, api)?,
+        ["templates"] => templates_page::show(graph, query, api)?,
         ["policy"] => policy_page(ctx, graph, query)?,
         ["policy", "admission"] => {
             query.only(&[])?;

@@ -4,25 +4,16 @@
 
 use super::template_check;
 use super::{link_at, link_service};
-use crate::Ctx;
 use crate::graph::Graph;
 use crate::svg;
 use crate::web::{Fail, Page, Query, enc, esc, paginate, table};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
-
-/// A template check's release, wave size and soak in seconds.
-type CheckKey = (String, usize, u64);
-
-/// Template checks computed for one graph generation, by [`CheckKey`]:
-/// a check reads the templates repository with git, so it is done once per fleet version.
-#[derive(Debug, Default)]
-pub struct TemplateChecks(Mutex<(u64, BTreeMap<CheckKey, Arc<template_check::Checked>>)>);
+use std::sync::Arc;
 
 /// `/templates`: the adoption charts, and with `?version=` that release's check and plan above them.
-pub fn show(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
+pub fn show(graph: &Graph, query: &Query, api: bool) -> Result<Page, Fail> {
     query.only(&["version", "wave_size", "soak", "page"])?;
     let version = query.get("version");
     let defaults = templates::PlanOptions::default();
@@ -96,7 +87,7 @@ pub fn show(ctx: &Ctx, graph: &Graph, query: &Query, api: bool) -> Result<Page, 
             adoption_json(&by_source, None),
         ));
     };
-    let checked = template_checked(ctx, graph, &repo, version, &options)?;
+    let checked = template_checked(graph, &repo, version, &options)?;
     html.push_str(&check_html(&checked, version, &options, page)?);
     html.push_str("<h2>Adoption today</h2>");
     html.push_str(&adoption);
@@ -293,42 +284,14 @@ fn adoption_html(by_source: &BySource) -> String {
     adoption
 }
 
-/// The check of `version`, computed once per graph generation and plan options.
+/// The check of `version`, computed once per graph and plan options.
 fn template_checked(
-    ctx: &Ctx,
     graph: &Graph,
     repo: &template_check::Repo,
     version: &str,
     options: &templates::PlanOptions,
 ) -> Result<Arc<template_check::Checked>, Fail> {
-    let key = (
-        version.to_string(),
-        options.wave_size,
-        options.soak.as_secs(),
-    );
-    {
-        let cache = ctx
-            .template_checks
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.0 == graph.generation
-            && let Some(found) = cache.1.get(&key)
-        {
-            return Ok(found.clone());
-        }
-    }
-    let checked = Arc::new(repo.check(graph, version, options)?);
-    let mut cache = ctx
-        .template_checks
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if cache.0 != graph.generation {
-        *cache = (graph.generation, BTreeMap::new());
-    }
-    cache.1.insert(key, checked.clone());
-    Ok(checked)
+    graph.template_check((version, options), || repo.check(graph, version, options))
 }
 
 /// The templates page's JSON: adoption by source and version, and the check when one was asked.
