@@ -67,77 +67,66 @@ const USAGE: &str = "usage: cargo xtask bench-scan [--services N] [--runs N] [--
   --runs N       timed runs of each tool; the median is reported (default 5)
   --dir DIR      reuse (or create) the fleet in DIR instead of a temporary folder";
 
+/// A task's name, its usage, and what runs it (with its arguments and the
+/// repository's root).
+type Task = (
+    &'static str,
+    &'static str,
+    fn(&[String], &Path) -> Result<(), String>,
+);
+
+const TASKS: [Task; 13] = [
+    ("bench-scan", USAGE, |args, _| bench_scan(args)),
+    (
+        "bench-collector",
+        bench_collector::USAGE,
+        bench_collector::run,
+    ),
+    ("bench-console", bench_console::USAGE, bench_console::run),
+    ("screenshots", screenshots::USAGE, screenshots::run),
+    ("bench-lab", bench_lab::USAGE, bench_lab::run),
+    (
+        "bench-lab-service",
+        bench_lab_service::USAGE,
+        bench_lab_service::run,
+    ),
+    ("bench-policy", bench_policy::USAGE, bench_policy::run),
+    (
+        "bench-policy-check",
+        bench_policy_check::USAGE,
+        bench_policy_check::run,
+    ),
+    ("bench-cve", bench_cve::USAGE, bench_cve::run),
+    ("bench-gateway", bench_gateway::USAGE, bench_gateway::run),
+    ("bench-rollout", bench_rollout::USAGE, bench_rollout::run),
+    ("fuzz", fuzz::USAGE, fuzz::run),
+    ("switch-proof", switch_proof::USAGE, switch_proof::run),
+];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wants_help = |rest: &[String]| rest.iter().any(|a| a == "-h" || a == "--help");
     let result = match args.first().map(String::as_str) {
-        Some("bench-scan") => bench_scan(&args[1..]),
-        Some("bench-lab") => bench_lab::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-lab-service") => bench_lab_service::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-cve") => bench_cve::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-gateway") => bench_gateway::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-collector") => bench_collector::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-rollout") => bench_rollout::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-console") => bench_console::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("screenshots") => screenshots::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-policy-check") => bench_policy_check::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("bench-policy") => bench_policy::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("switch-proof") => switch_proof::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
-        Some("fuzz") => fuzz::run(
-            &args[1..],
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        ),
         Some("-h" | "--help") | None => {
-            println!(
-                "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}\n\n{}",
-                bench_collector::USAGE,
-                bench_console::USAGE,
-                screenshots::USAGE,
-                bench_lab::USAGE,
-                bench_lab_service::USAGE,
-                bench_policy::USAGE,
-                bench_policy_check::USAGE,
-                bench_cve::USAGE,
-                bench_gateway::USAGE,
-                bench_rollout::USAGE,
-                fuzz::USAGE,
-                switch_proof::USAGE
-            );
+            let usages: Vec<&str> = TASKS.iter().map(|(_, usage, _)| *usage).collect();
+            println!("{}", usages.join("\n\n"));
             Ok(())
         }
-        Some(other) => Err(format!("unknown task {other:?}\n{USAGE}")),
+        Some(name) => match TASKS.iter().find(|(task, _, _)| *task == name) {
+            Some((_, usage, _)) if wants_help(&args[1..]) => {
+                println!("{usage}");
+                Ok(())
+            }
+            Some((_, _, run)) => run(&args[1..], &root),
+            None => {
+                let names: Vec<&str> = TASKS.iter().map(|(task, _, _)| *task).collect();
+                Err(format!(
+                    "unknown task {name:?}; the tasks are {} (`cargo xtask --help` for each one's options)",
+                    names.join(", ")
+                ))
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
