@@ -4,7 +4,7 @@
 //! an Argo CD Application must sync and report healthy (rolled back with a
 //! `git revert` when it turns Degraded).
 
-use crate::{TempDir, bulkhead, json, run_ok};
+use crate::{TempDir, bulkhead, git_in, json, run_ok};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,32 +112,6 @@ fn deployment_controller(d: &mut Value, broken: &[String]) {
         status["conditions"] =
             json!([{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]);
     }
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// One step of Argo CD's application controller on a read: when the

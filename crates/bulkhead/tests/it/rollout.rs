@@ -985,28 +985,7 @@ fn the_change_set_can_come_from_two_git_refs() {
     let dir = TempDir::new("rollout-refs");
     let repo = dir.path().join("mono");
     let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .current_dir(&repo)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .args([
-                "-c",
-                "init.defaultBranch=main",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::git_in(&repo, args);
     };
     let write = |service: &str, image: &str| {
         let folder = repo.join("services").join(service);
@@ -1060,31 +1039,7 @@ fn the_change_set_can_come_from_two_git_refs() {
 fn the_gitops_executor_commits_each_switch() {
     let dir = TempDir::new("rollout-gitops");
     let repo = dir.path().join("manifests");
-    let git = |args: &[&str]| -> String {
-        let out = std::process::Command::new("git")
-            .current_dir(&repo)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .args([
-                "-c",
-                "init.defaultBranch=main",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let git = |args: &[&str]| crate::git_in(&repo, args);
     std::fs::create_dir_all(repo.join("rollouts")).unwrap();
     for (service, deps) in [
         ("orders", "[component:payments]"),
