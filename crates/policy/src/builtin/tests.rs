@@ -592,3 +592,66 @@ fn service_inputs_index_finds_what_a_scan_of_every_dockerfile_finds() {
     }
     assert!(checked > 10, "the table exercises matches, not only misses");
 }
+
+#[test]
+fn release_versions_read_as_the_semver_pattern_reads_them() {
+    let mut engine = regorus::Engine::new();
+    for (name, text) in crate::builtin::SOURCES {
+        engine
+            .add_policy((*name).to_string(), (*text).to_string())
+            .expect("the bundle compiles");
+    }
+    let versions = [
+        "v1.2.3",
+        "1.2.3",
+        "v10.20.30",
+        "0.0.0",
+        "v01.002.0003",
+        "v1.2",
+        "1.2.3.4",
+        "1.2.3.",
+        ".1.2.3",
+        "vv1.2.3",
+        "V1.2.3",
+        "v1..3",
+        "v1.2.3-rc1",
+        "v1.2.3\n",
+        " 1.2.3",
+        "1.2.3 ",
+        "v",
+        "",
+        "1.2.x",
+        "+1.2.3",
+        "-1.2.3",
+        "1e3.2.3",
+        "\u{0661}.2.3",
+        "main",
+        "v1.2.3v",
+    ];
+    let query = |q: &str| format!("count({{1 | {q}}}) == 1");
+    let mut wrong = Vec::new();
+    let mut releases = Vec::new();
+    for version in versions {
+        engine.set_input(regorus::Value::from(serde_json::json!({ "v": version })));
+        let mut eval = |q: &str| {
+            engine
+                .eval_bool_query(query(q), false)
+                .expect("query evaluates")
+        };
+        let released = eval("data.bulkhead.service.released(input.v)");
+        let pattern = eval(r"regex.match(`^v?[0-9]+\.[0-9]+\.[0-9]+$`, input.v)");
+        if released {
+            releases.push(version);
+        }
+        if released != pattern {
+            wrong.push(format!(
+                "{version:?}: released {released}, pattern {pattern}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(
+        releases,
+        ["v1.2.3", "1.2.3", "v10.20.30", "0.0.0", "v01.002.0003"]
+    );
+}

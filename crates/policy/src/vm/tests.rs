@@ -61,7 +61,11 @@ fn bytecode_answers_the_bundle_as_the_interpreter_does() {
                 {"kind": "gitlab-project", "source": "platform/ci-templates", "version": "v1.0.0", "at": {"path": "a", "line": 1}},
                 {"kind": "gitlab-component", "source": "gitlab.com/platform/ci-templates", "version": "v3.0.0", "at": {"path": "a", "line": 2}},
                 {"kind": "github-workflow", "source": "other/x", "version": "main", "at": {"path": "a", "line": 3}},
-                {"kind": "gitlab-project", "source": "platform/ci-templates", "at": {"path": "a", "line": 4}}]},
+                {"kind": "gitlab-project", "source": "platform/ci-templates", "at": {"path": "a", "line": 4}},
+                {"kind": "gitlab-project", "source": "platform/ci-templates", "version": "vv1.0.0", "at": {"path": "a", "line": 5}},
+                {"kind": "gitlab-project", "source": "platform/ci-templates", "version": "1.0", "at": {"path": "a", "line": 6}},
+                {"kind": "gitlab-project", "source": "platform/ci-templates", "version": "1.0.0.1", "at": {"path": "a", "line": 7}},
+                {"kind": "gitlab-project", "source": "platform/ci-templates", "version": 1, "at": {"path": "a", "line": 8}}]},
             "base_images": [
                 {"image": "registry.acme.internal/base/go:1.22", "at": {"path": "Dockerfile", "line": 4}},
                 {"image": "nginx", "at": {"path": "web/Dockerfile", "line": 1}}]}),
