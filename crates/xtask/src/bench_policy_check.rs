@@ -10,7 +10,8 @@
 //! file, and evaluates the manifest rules on each of its objects, on one
 //! thread. It checks less than `policy check` does (no service rules, no
 //! fleet graph), so the ratio flatters the baseline. Each tool runs `--runs`
-//! times, interleaved, and the medians are reported.
+//! times, interleaved, and the medians are reported; each run's times and
+//! CPU (user + system, from `/proc/self/stat`) go to stderr as it ends.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -102,15 +103,29 @@ fn measure(bulkhead: &Path, fleet: &Path, work: &Path, runs: usize) -> Result<Me
     let mut warm = Vec::new();
     let mut baseline_findings = 0;
     let mut report = serde_json::Value::Null;
+    let hz = clock_ticks();
     for run in 0..runs {
         let started = Instant::now();
+        let cpu = cpu_seconds(hz, Whose::Own);
         baseline_findings = naive(&manifests)?;
+        let baseline_cpu = cpu_seconds(hz, Whose::Own) - cpu;
         baseline.push(started.elapsed());
         let state = work.join(format!("state-{run}"));
+        let cpu = cpu_seconds(hz, Whose::Children);
         let (took, out) = check(bulkhead, fleet, &state)?;
+        let cold_cpu = cpu_seconds(hz, Whose::Children) - cpu;
         cold.push(took);
+        let cpu = cpu_seconds(hz, Whose::Children);
         let (took, again) = check(bulkhead, fleet, &state)?;
+        let warm_cpu = cpu_seconds(hz, Whose::Children) - cpu;
         warm.push(took);
+        eprintln!(
+            "run {}: baseline {:.3} s ({baseline_cpu:.2} s CPU), cold {:.3} s ({cold_cpu:.2} s CPU), nothing changed {:.3} s ({warm_cpu:.2} s CPU)",
+            run + 1,
+            baseline[run].as_secs_f64(),
+            cold[run].as_secs_f64(),
+            took.as_secs_f64(),
+        );
         if again != out {
             return Err("a check with nothing changed answered differently".into());
         }
@@ -130,6 +145,47 @@ fn measure(bulkhead: &Path, fleet: &Path, work: &Path, runs: usize) -> Result<Me
         baseline_findings,
         findings: format!("{} deny, {} warn", summary["deny"], summary["warn"]),
     })
+}
+
+/// Clock ticks per second, for the CPU times of `/proc/self/stat`.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// Whose CPU time [`cpu_seconds`] reads.
+enum Whose {
+    /// This process's own (the in-process baseline).
+    Own,
+    /// Its children that were waited for (each `policy check`).
+    Children,
+}
+
+/// User plus system CPU seconds so far, from `/proc/self/stat`.
+fn cpu_seconds(hz: f64, whose: Whose) -> f64 {
+    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime and stime are the 12th and 13th fields after the command name, cutime and cstime the 14th and 15th.
+    let at = match whose {
+        Whose::Own => 11,
+        Whose::Children => 13,
+    };
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(at) + ticks(at + 1)) / hz
 }
 
 /// One `policy check --format json`: its time and its report.
