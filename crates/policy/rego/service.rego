@@ -97,8 +97,8 @@ warn contains {
 }
 
 # A release version: `^v?[0-9]+\.[0-9]+\.[0-9]+$`, checked without a regular
-# expression because regorus compiles the pattern again on every call (most of
-# a service's evaluation over a fleet).
+# expression because regorus compiles the pattern again on every call (about
+# half of the service rules' time over a fleet).
 released(version) if {
 	is_string(version)
 	parts := split(trim_prefix(version, "v"), ".")
