@@ -661,7 +661,13 @@ fn insert_rows(
 ) -> rusqlite::Result<()> {
     let sql = |rows: usize| {
         let row = format!("({})", vec!["?"; width].join(", "));
-        format!("INSERT INTO {table} VALUES {}", vec![row; rows].join(", "))
+        // OR FAIL: an INSERT of many rows that could abort halfway makes SQLite
+        // journal every page it changes, to undo that statement alone. Nothing
+        // here is undone alone: a failed statement rolls back the whole commit.
+        format!(
+            "INSERT OR FAIL INTO {table} VALUES {}",
+            vec![row; rows].join(", ")
+        )
     };
     let (many, one) = (sql(ROWS_PER_INSERT), sql(1));
     let mut done = 0;
