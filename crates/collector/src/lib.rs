@@ -5,9 +5,10 @@
 //! OTLP/gRPC (h2c, `TraceService/Export`) and the query API (Jaeger's HTTP
 //! JSON API, the analysis and service-stats endpoints, `/metrics`). Ingest
 //! decodes and validates on the runtime, then hands the rows to one writer
-//! thread that owns the SQLite connection and commits in groups; queries
-//! read through their own connections (WAL), in `block_in_place` on the
-//! worker that took the request.
+//! thread that owns the store (span bytes in append-only segment files,
+//! their index in SQLite) and commits in groups; queries read through their
+//! own connections (WAL) and `pread` the segments, in `block_in_place` on
+//! the worker that took the request.
 //! Docs: `docs/tracing.md`.
 
 pub mod attrs;
@@ -19,6 +20,7 @@ pub mod json;
 mod log;
 mod metrics;
 mod query;
+pub mod segment;
 mod server;
 pub mod store;
 #[cfg(test)]
@@ -52,7 +54,7 @@ type Body = BoxBody<Bytes, Infallible>;
 /// How the collector runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The data directory (`spans.db` lives there).
+    /// The data directory (`spans.db` and `segments/` live there).
     pub data: PathBuf,
     pub otlp_http: SocketAddr,
     /// Where OTLP/gRPC listens; `None` runs without it.
@@ -67,7 +69,8 @@ pub struct Options {
     pub max_inflight: usize,
     /// Attribute keys with a tag index.
     pub indexed_tags: HashSet<String>,
-    /// `synchronous=FULL`: survive power loss too, at an fsync per group commit.
+    /// Sync the segment and the index (`synchronous=FULL`) on every group
+    /// commit: survive power loss too, not only a killed process.
     pub fsync: bool,
     /// Where committed spans are forwarded; `None` keeps them here only.
     pub forward: Option<ForwardOptions>,
@@ -140,7 +143,13 @@ impl Collector {
     ///
     /// A store that cannot be opened, or a listener that cannot be bound.
     pub async fn start(options: Options) -> Result<Collector, Error> {
-        let writer = Writer::open(&options.data, options.fsync)?;
+        let mut writer = Writer::open(&options.data, options.fsync)?;
+        if let Some(max_bytes) = options.retention.max_bytes {
+            // Size retention frees whole segments: a sixteenth of the limit at a time at most.
+            writer.set_segment_bytes(
+                (max_bytes as u64 / 16).clamp(1 << 20, segment::DEFAULT_SEGMENT_BYTES),
+            );
+        }
         let http = bind(options.otlp_http).await?;
         let grpc = match options.otlp_grpc {
             Some(a) => Some(bind(a).await?),

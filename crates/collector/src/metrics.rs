@@ -90,7 +90,7 @@ impl Metrics {
             self.queue_spans.load(Relaxed)
         ));
         out.push_str(&format!(
-            "# HELP collector_store_bytes Size of the span store on disk (database and WAL).\n\
+            "# HELP collector_store_bytes Size of the span store on disk (database, WAL and segments).\n\
              # TYPE collector_store_bytes gauge\ncollector_store_bytes {}\n",
             self.store_bytes.load(Relaxed)
         ));

@@ -593,7 +593,7 @@ pub fn writer_loop(
                     last_retention = Instant::now();
                 }
             }
-            m.store_bytes.store(shared.reader.disk_bytes(), Relaxed);
+            m.store_bytes.store(writer.disk_bytes(), Relaxed);
         }
         let first = match jobs.recv_timeout(RETENTION_EVERY) {
             Ok(job) => job,
@@ -618,7 +618,7 @@ pub fn writer_loop(
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         m.commits.fetch_add(1, Relaxed);
         m.queue_spans.fetch_sub(spans as i64, Relaxed);
-        m.store_bytes.store(shared.reader.disk_bytes(), Relaxed);
+        m.store_bytes.store(writer.disk_bytes(), Relaxed);
         if result.is_ok() {
             m.spans_accepted.fetch_add(spans as u64, Relaxed);
         }

@@ -1,10 +1,13 @@
-//! The span store: `spans.db` (SQLite, WAL) in the data directory.
+//! The span store: the span bytes in append-only segment files
+//! (`DIR/segments/`, see [`crate::segment`]) and their index in `DIR/spans.db`
+//! (SQLite, WAL).
 //!
 //! One writer ([`Writer`], owned by the writer thread) and a pool of readers
 //! ([`Reader`]); WAL lets queries run while a batch is being written. Each
-//! span row holds the indexed columns and the span's own protobuf encoding;
-//! resources and scopes are stored once and referenced. Services and
-//! operations are small catalog tables, so `/api/services` never scans spans.
+//! span row holds the indexed columns and where the span's own protobuf
+//! encoding lies (segment, offset, length); resources and scopes are stored
+//! once and referenced. Services and operations are small catalog tables, so
+//! `/api/services` never scans spans.
 //!
 //! Trace ids are indexed once per trace per group commit, not per span:
 //! the writer inserts a commit's spans grouped by trace, so each trace's spans
@@ -18,19 +21,25 @@
 //! attribute keys. Duration and the other attributes are filtered while
 //! scanning a service's time range (Jaeger's search always names a service).
 //!
-//! Durability: `synchronous=NORMAL` in WAL mode. A committed transaction is in
-//! the WAL file before `commit` returns, so it survives the collector being
-//! killed (`kill -9`); it may not survive the machine losing power before the
-//! next checkpoint, which `synchronous=FULL` (`--fsync`) would add at the
-//! cost of an fsync per group commit.
+//! Durability: a group commit writes its span bytes to the segment first (one
+//! `pwrite`), then commits the index rows that point at them, in WAL mode
+//! with `synchronous=NORMAL`. Both are in the kernel's page cache before
+//! `write` returns, so a commit survives the collector being killed
+//! (`kill -9`); it may not survive the machine losing power, which `--fsync`
+//! adds (`fdatasync` of the segment, then `synchronous=FULL`) at the cost of
+//! two syncs per group commit. Opening the store cuts every segment back to
+//! the end its last commit recorded, so bytes whose index never committed
+//! are gone and the next commit appends where the index left off.
 //!
-//! Retention deletes whole commits, oldest first: every group commit records
-//! its time and its last span, tag and trace row ids in `commits`, so deleting
-//! by age or to free space is a range delete on row ids, with no index on time.
+//! Retention deletes whole segments, oldest first: every group commit records
+//! its time, its segment and that segment's end, and its last span, tag and
+//! trace row ids in `commits`, so dropping a segment is a range delete on row
+//! ids (in steps of at most `max_rows` spans) and then removing its file.
 
 use crate::attrs::{DERIVED_TAGS, span_has_tag};
 use crate::ingest::{Batch, SpanRow, tag_hash};
 use crate::otlp::{ResourceSpans, Span};
+use crate::segment::{self, Appender};
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use std::collections::HashMap;
@@ -39,7 +48,7 @@ use std::sync::{Arc, Mutex};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "spans.db";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
@@ -63,7 +72,9 @@ CREATE TABLE IF NOT EXISTS spans(
     duration_ns INTEGER NOT NULL,
     error INTEGER NOT NULL,
     resource INTEGER NOT NULL,
-    blob BLOB NOT NULL);
+    segment INTEGER NOT NULL,
+    byte_offset INTEGER NOT NULL,
+    byte_length INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS traces(
     id INTEGER PRIMARY KEY,
     trace_id BLOB NOT NULL,
@@ -79,7 +90,9 @@ CREATE TABLE IF NOT EXISTS commits(
     at_ms INTEGER NOT NULL,
     last_span INTEGER NOT NULL,
     last_tag INTEGER NOT NULL,
-    last_trace INTEGER NOT NULL);
+    last_trace INTEGER NOT NULL,
+    segment INTEGER NOT NULL,
+    segment_end INTEGER NOT NULL);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +109,11 @@ pub enum StoreError {
     },
     #[error("span store {path} has schema version {found}; this collector knows {SCHEMA_VERSION}")]
     Schema { path: PathBuf, found: i64 },
+    #[error("span segments in {path}: {source}")]
+    Segment {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How much the store keeps.
@@ -185,14 +203,17 @@ pub struct Writer {
     next_span: i64,
     next_tag: i64,
     next_trace: i64,
+    segments: Appender,
 }
 
 impl Writer {
-    /// Opens (creating if needed) `DIR/spans.db`.
+    /// Opens (creating if needed) `DIR/spans.db` and `DIR/segments/`, cutting
+    /// the segments back to what the index committed.
     ///
     /// # Errors
     ///
-    /// An unreadable or foreign database, or one of another schema version.
+    /// An unreadable or foreign database, one of another schema version, or
+    /// segments that cannot be read, cut or removed.
     pub fn open(dir: &Path, fsync: bool) -> Result<Writer, StoreError> {
         let path = db_path(dir)?;
         let conn = connect(&path, fsync)?;
@@ -262,7 +283,22 @@ impl Writer {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(&e)?;
+        let committed = conn
+            .prepare(
+                "SELECT segment, max(segment_end) FROM commits GROUP BY segment ORDER BY segment",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                    .collect::<Result<Vec<(i64, u64)>, _>>()
+            })
+            .map_err(&e)?;
         drop(e);
+        let segment_dir = dir.join(segment::SEGMENT_DIR);
+        let append_at =
+            segment::recover(&segment_dir, &committed).map_err(|source| StoreError::Segment {
+                path: segment_dir.clone(),
+                source,
+            })?;
         Ok(Writer {
             conn,
             path,
@@ -272,25 +308,41 @@ impl Writer {
             next_span,
             next_tag,
             next_trace,
+            segments: Appender::new(segment_dir, append_at, fsync),
         })
+    }
+
+    /// Starts a new segment once one holds this many bytes (by default
+    /// [`segment::DEFAULT_SEGMENT_BYTES`]): retention frees space in steps of one segment.
+    pub fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segments.set_max_bytes(bytes);
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Writes the batches in one transaction (a group commit).
+    fn segment_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::Segment {
+            path: self.segments.dir().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Writes the batches as one group commit: their span bytes in one write
+    /// to the segment, then their index rows in one transaction.
     ///
-    /// The spans are inserted grouped by trace id (in arrival order within a
-    /// trace), so each trace gets one `traces` row per commit. Row ids are
-    /// assigned here, not by SQLite, so the rows of a table go in with one
-    /// multi-row `INSERT` per 32 rows instead of a statement
-    /// per row, and tags and trace runs name their spans without asking SQLite
-    /// for each id.
+    /// The spans are stored grouped by trace id (in arrival order within a
+    /// trace), so each trace gets one `traces` row per commit and its spans of
+    /// one commit lie back to back in the segment. Row ids are assigned here,
+    /// not by SQLite, so the rows of a table go in with one multi-row `INSERT`
+    /// per 32 rows instead of a statement per row, and tags and trace runs
+    /// name their spans without asking SQLite for each id.
     ///
     /// # Errors
     ///
-    /// SQLite failing (disk full, I/O error); nothing of the batches is stored then.
+    /// The segment or SQLite failing (disk full, I/O error); nothing of the
+    /// batches is stored then.
     pub fn write(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
         let e = sqlite(&self.path);
         let mut spans: Vec<&SpanRow> = batches.iter().flat_map(|b| &b.spans).collect();
@@ -298,6 +350,17 @@ impl Writer {
             return Ok(());
         }
         spans.sort_by_key(|s| s.trace_id);
+        // Where each span lies in the commit's bytes.
+        let mut bytes = Vec::with_capacity(spans.iter().map(|s| s.blob.len()).sum());
+        let mut offsets = Vec::with_capacity(spans.len());
+        for s in &spans {
+            offsets.push(bytes.len() as u64);
+            bytes.extend_from_slice(&s.blob);
+        }
+        let (segment, base) = self
+            .segments
+            .write(&bytes)
+            .map_err(|source| self.segment_error(source))?;
         let tx = self.conn.transaction().map_err(&e)?;
         for r in batches.iter().flat_map(|b| &b.resources) {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.resources.entry(r.hash) {
@@ -365,7 +428,9 @@ impl Writer {
                 at + 9,
                 self.resources.get(&s.resource).copied().unwrap_or(0),
             )?;
-            stmt.raw_bind_parameter(at + 10, &s.blob[..])
+            stmt.raw_bind_parameter(at + 10, segment)?;
+            stmt.raw_bind_parameter(at + 11, (base + offsets[i]) as i64)?;
+            stmt.raw_bind_parameter(at + 12, s.blob.len() as i64)
         })
         .map_err(&e)?;
         let tags: Vec<(i64, i64)> = spans
@@ -404,77 +469,139 @@ impl Writer {
         let last_tag = first_tag + tags.len() as i64 - 1;
         let last_trace = first_trace + runs.len() as i64 - 1;
         tx.execute(
-            "INSERT INTO commits(at_ms, last_span, last_tag, last_trace) VALUES (?1, ?2, ?3, ?4)",
-            params![now_ms(), last_span, last_tag, last_trace],
+            "INSERT INTO commits(at_ms, last_span, last_tag, last_trace, segment, segment_end) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                now_ms(),
+                last_span,
+                last_tag,
+                last_trace,
+                segment,
+                (base + bytes.len() as u64) as i64
+            ],
         )
         .map_err(&e)?;
         tx.commit().map_err(&e)?;
+        self.segments.commit(bytes.len());
         self.next_span = last_span + 1;
         self.next_tag = last_tag + 1;
         self.next_trace = last_trace + 1;
         Ok(())
     }
 
-    /// Deletes by age, then oldest-first while over the size limit, at most
-    /// `max_rows` spans per call (so the writer never stalls for long).
+    /// Deletes whole segments, oldest first: those whose newest commit is
+    /// older than the age limit, then more while the store is larger than the
+    /// size limit. At most `max_rows` spans go per call (so the writer never
+    /// stalls for long; a segment larger than that goes over several calls,
+    /// commit by commit), but always at least one commit when one is due.
     /// Returns the number of spans deleted.
     ///
     /// # Errors
     ///
-    /// SQLite failing.
+    /// SQLite failing, or a segment file that cannot be removed.
     pub fn enforce(&mut self, retention: Retention, max_rows: i64) -> Result<i64, StoreError> {
-        let e = sqlite(&self.path);
         let mut deleted = 0;
         if let Some(max_age) = retention.max_age_ms {
             let cutoff = now_ms() - max_age;
-            let cut: Option<(i64, i64, i64, i64)> = self
-                .conn
-                .query_row(
-                    "SELECT id, last_span, last_tag, last_trace FROM commits WHERE at_ms < ?1 \
-                     AND last_span <= (SELECT min(id) FROM spans) + ?2 ORDER BY id DESC LIMIT 1",
-                    params![cutoff, max_rows],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(&e)?;
-            let cut = match cut {
-                Some(c) => Some(c),
-                // The oldest old commit alone may be larger than max_rows.
-                None => self
-                    .conn
-                    .query_row(
-                        "SELECT id, last_span, last_tag, last_trace FROM commits WHERE at_ms < ?1 ORDER BY id LIMIT 1",
-                        [cutoff],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()
-                    .map_err(&e)?,
-            };
-            if let Some(cut) = cut {
-                deleted += self.delete_through(cut)?;
+            while deleted < max_rows || deleted == 0 {
+                let Some((segment, newest_ms)) = self.oldest_segment()? else {
+                    break;
+                };
+                if newest_ms >= cutoff {
+                    break;
+                }
+                let (n, whole) = self.drop_segment(segment, max_rows - deleted, deleted == 0)?;
+                deleted += n;
+                if !whole {
+                    break;
+                }
             }
         }
-        if let Some(max_bytes) = retention.max_bytes
-            && deleted < max_rows
-            && self.live_bytes()? > max_bytes
-        {
-            // Free about a twentieth of the spans, at commit boundaries.
-            let cut: Option<(i64, i64, i64, i64)> = self
-                .conn
-                .query_row(
-                    "SELECT id, last_span, last_tag, last_trace FROM commits \
-                     WHERE last_span >= (SELECT min(id) + (max(id) - min(id)) / 20 FROM spans) \
-                     ORDER BY id LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(&e)?;
-            if let Some(cut) = cut {
-                deleted += self.delete_through(cut)?;
+        if let Some(max_bytes) = retention.max_bytes {
+            while (deleted < max_rows || deleted == 0) && self.live_bytes()? > max_bytes {
+                let Some((segment, _)) = self.oldest_segment()? else {
+                    break;
+                };
+                let (n, whole) = self.drop_segment(segment, max_rows - deleted, deleted == 0)?;
+                deleted += n;
+                if !whole {
+                    break;
+                }
             }
         }
         Ok(deleted)
+    }
+
+    /// The oldest segment with index rows, and the time of its newest commit.
+    fn oldest_segment(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT segment, max(at_ms) FROM commits \
+                 WHERE segment = (SELECT segment FROM commits ORDER BY id LIMIT 1)",
+                [],
+                |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get(1)?)),
+            )
+            .map_err(sqlite(&self.path))
+    }
+
+    /// Deletes the index rows of `segment`'s oldest commits, as many as fit
+    /// in `quota` spans (or the oldest alone when none fits and `at_least_one`),
+    /// and the segment's file once no commit names it. Returns the spans
+    /// deleted and whether the segment went whole.
+    fn drop_segment(
+        &mut self,
+        segment: i64,
+        quota: i64,
+        at_least_one: bool,
+    ) -> Result<(i64, bool), StoreError> {
+        let e = sqlite(&self.path);
+        if segment == self.segments.segment() {
+            // New commits must not go to a file about to be removed.
+            self.segments.roll();
+        }
+        let cut = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
+            self.conn
+                .query_row(sql, args, |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+                .map_err(&e)
+        };
+        let mut cut: Option<(i64, i64, i64, i64)> = cut(
+            "SELECT id, last_span, last_tag, last_trace FROM commits WHERE segment = ?1 \
+             AND last_span < (SELECT min(id) FROM spans) + ?2 ORDER BY id DESC LIMIT 1",
+            &[&segment, &quota],
+        )?
+        .or(if at_least_one {
+            cut(
+                "SELECT id, last_span, last_tag, last_trace FROM commits WHERE segment = ?1 \
+                 ORDER BY id LIMIT 1",
+                &[&segment],
+            )?
+        } else {
+            None
+        });
+        let Some(cut) = cut.take() else {
+            return Ok((0, false));
+        };
+        let n = self.delete_through(cut)?;
+        let left: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM commits WHERE segment = ?1)",
+                [segment],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        if !left {
+            let file = segment::path(self.segments.dir(), segment);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(self.segment_error(source)),
+            }
+        }
+        Ok((n, !left))
     }
 
     fn delete_through(
@@ -496,13 +623,19 @@ impl Writer {
         Ok(n as i64)
     }
 
-    /// Bytes held by live pages (the file keeps freed pages for reuse).
+    /// Bytes of live data: the segments, and the index's live pages (the
+    /// database file keeps freed pages for reuse).
     ///
     /// # Errors
     ///
     /// SQLite failing.
     pub fn live_bytes(&self) -> Result<i64, StoreError> {
-        live_bytes(&self.conn, &self.path)
+        Ok(live_bytes(&self.conn, &self.path)? + segment::total_bytes(self.segments.dir()) as i64)
+    }
+
+    /// Bytes of the database, its WAL and the segments on disk.
+    pub fn disk_bytes(&self) -> i64 {
+        disk_bytes(&self.path) + segment::total_bytes(self.segments.dir()) as i64
     }
 }
 
@@ -511,8 +644,8 @@ impl Writer {
 const ROWS_PER_INSERT: usize = 32;
 
 const SPAN_COLUMNS: (&str, usize) = (
-    "spans(id, trace_id, span_id, parent_id, service, operation, start_ns, duration_ns, error, resource, blob)",
-    11,
+    "spans(id, trace_id, span_id, parent_id, service, operation, start_ns, duration_ns, error, resource, segment, byte_offset, byte_length)",
+    13,
 );
 const TAG_COLUMNS: (&str, usize) = ("tags(id, hash, span)", 3);
 const TRACE_COLUMNS: (&str, usize) = ("traces(id, trace_id, first_span, last_span)", 4);
@@ -528,7 +661,13 @@ fn insert_rows(
 ) -> rusqlite::Result<()> {
     let sql = |rows: usize| {
         let row = format!("({})", vec!["?"; width].join(", "));
-        format!("INSERT INTO {table} VALUES {}", vec![row; rows].join(", "))
+        // OR FAIL: an INSERT of many rows that could abort halfway makes SQLite
+        // journal every page it changes, to undo that statement alone. Nothing
+        // here is undone alone: a failed statement rolls back the whole commit.
+        format!(
+            "INSERT OR FAIL INTO {table} VALUES {}",
+            vec![row; rows].join(", ")
+        )
     };
     let (many, one) = (sql(ROWS_PER_INSERT), sql(1));
     let mut done = 0;
@@ -548,6 +687,14 @@ fn insert_rows(
     Ok(())
 }
 
+/// Bytes of the database file and its WAL.
+fn disk_bytes(db: &Path) -> i64 {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() as i64);
+    let mut wal = db.to_path_buf().into_os_string();
+    wal.push("-wal");
+    len(db) + len(Path::new(&wal))
+}
+
 fn live_bytes(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let get = |pragma: &str| -> Result<i64, StoreError> {
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
@@ -563,14 +710,16 @@ pub use clock::{now_ms, now_ns};
 #[derive(Debug)]
 pub struct Reader {
     path: PathBuf,
+    segments: PathBuf,
     pool: Mutex<Vec<Connection>>,
 }
 
 impl Reader {
-    /// A reader of `DIR/spans.db`; the [`Writer`] must have created it.
+    /// A reader of `DIR/spans.db` and `DIR/segments/`; the [`Writer`] must have created them.
     pub fn new(dir: &Path) -> Reader {
         Reader {
             path: dir.join(DB_FILE),
+            segments: dir.join(segment::SEGMENT_DIR),
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -622,22 +771,34 @@ impl Reader {
     }
 
     /// Every span of a trace (a span stored twice is returned once).
+    ///
+    /// The trace's runs give its span rows; the spans' bytes are read from
+    /// the segments, one read per run of spans stored back to back.
     pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Vec<StoredSpan>, StoreError> {
-        let rows: Vec<(String, i64, Vec<u8>, Vec<u8>)> = self.with(|c| {
-            c.prepare_cached(
-                "SELECT sv.name, s.resource, s.span_id, s.blob FROM traces t \
-                 CROSS JOIN spans s ON s.id BETWEEN t.first_span AND t.last_span \
+        type Row = (String, i64, Vec<u8>, (i64, u64, usize));
+        let rows: Vec<Row> =
+            self.with(|c| {
+                c.prepare_cached(
+                "SELECT sv.name, s.resource, s.span_id, s.segment, s.byte_offset, s.byte_length \
+                 FROM traces t CROSS JOIN spans s ON s.id BETWEEN t.first_span AND t.last_span \
                  JOIN services sv ON sv.id = s.service WHERE t.trace_id = ?1 ORDER BY s.id",
             )?
             .query_map([&trace_id[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    (r.get(3)?, r.get::<_, i64>(4)? as u64, r.get::<_, i64>(5)? as usize),
+                ))
             })?
             .collect()
-        })?;
+            })?;
+        let places: Vec<(i64, u64, usize)> = rows.iter().map(|r| r.3).collect();
+        let blobs = segment::Files::new(&self.segments).read_all(&places);
         let mut resources: HashMap<i64, Arc<ResourceSpans>> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(rows.len());
-        for (service, resource_id, span_id, blob) in rows {
+        for ((service, resource_id, span_id, _), blob) in rows.into_iter().zip(blobs) {
             if !seen.insert(span_id) {
                 continue;
             }
@@ -655,9 +816,10 @@ impl Reader {
                     r
                 }
             };
-            // Blobs were written by this collector from decoded spans; a row that
-            // does not decode can only be disk corruption, and is skipped.
-            if let Ok(span) = Span::decode(blob.as_slice()) {
+            // Span bytes were written by this collector from decoded spans; bytes
+            // that are missing (retention removed the segment meanwhile) or do
+            // not decode (disk corruption) are skipped.
+            if let Some(span) = blob.and_then(|b| Span::decode(b.as_slice()).ok()) {
                 out.push(StoredSpan {
                     service,
                     resource,
@@ -680,7 +842,7 @@ impl Reader {
         scan_limit: usize,
     ) -> Result<Vec<[u8; 16]>, StoreError> {
         let mut sql = String::from(
-            "SELECT s.trace_id, s.resource, s.blob FROM spans s \
+            "SELECT s.trace_id, s.resource, s.segment, s.byte_offset, s.byte_length FROM spans s \
              WHERE s.service = (SELECT id FROM services WHERE name = ?1) \
              AND s.start_ns >= ?2 AND s.start_ns <= ?3",
         );
@@ -719,6 +881,7 @@ impl Reader {
         }
         sql.push_str(" ORDER BY s.start_ns DESC");
         let check_tags = !q.tags.is_empty();
+        let mut files = segment::Files::new(&self.segments);
         self.with(|c| {
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
@@ -738,8 +901,12 @@ impl Reader {
                     continue;
                 }
                 if check_tags {
-                    let blob: Vec<u8> = row.get(2)?;
-                    let Ok(span) = Span::decode(blob.as_slice()) else {
+                    let blob = files.read(
+                        row.get(2)?,
+                        row.get::<_, i64>(3)? as u64,
+                        row.get::<_, i64>(4)? as usize,
+                    );
+                    let Some(Ok(span)) = blob.map(|b| Span::decode(b.as_slice())) else {
                         continue;
                     };
                     let resource_id: i64 = row.get(1)?;
@@ -815,27 +982,13 @@ impl Reader {
         })
     }
 
-    /// Bytes of the database and its WAL on disk.
+    /// Bytes of the database, its WAL and the segments on disk.
     pub fn disk_bytes(&self) -> i64 {
-        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() as i64);
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        len(&self.path) + len(Path::new(&wal))
+        disk_bytes(&self.path) + segment::total_bytes(&self.segments) as i64
     }
 
     /// Spans stored.
     pub fn span_count(&self) -> Result<i64, StoreError> {
         self.with(|c| c.query_row("SELECT count(*) FROM spans", [], |r| r.get(0)))
-    }
-
-    /// Bytes held by live pages.
-    pub fn live_bytes(&self) -> Result<i64, StoreError> {
-        let path = self.path.clone();
-        self.with(|c| {
-            live_bytes(c, &path).map_err(|e| match e {
-                StoreError::Sqlite { source, .. } => source,
-                _ => rusqlite::Error::InvalidQuery,
-            })
-        })
     }
 }

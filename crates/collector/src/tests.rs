@@ -454,10 +454,40 @@ fn a_reopened_store_keeps_its_spans_and_catalog() {
     assert_eq!(reader.services().unwrap(), ["a"]);
 }
 
+/// The segment files in a data directory, by number, with their lengths.
+fn segment_files(dir: &std::path::Path) -> Vec<(i64, u64)> {
+    let mut files: Vec<(i64, u64)> = std::fs::read_dir(dir.join(crate::segment::SEGMENT_DIR))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().into_string().unwrap();
+            let n = name.strip_suffix(".spans").unwrap().parse().unwrap();
+            (n, e.metadata().unwrap().len())
+        })
+        .collect();
+    files.sort_unstable();
+    files
+}
+
+/// The index's commits: (segment, spans) in order.
+fn commits(dir: &std::path::Path) -> Vec<(i64, i64)> {
+    let conn = rusqlite::Connection::open(dir.join(crate::store::DB_FILE)).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT segment, last_span FROM commits ORDER BY id")
+        .unwrap();
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
+
 #[test]
 fn retention_deletes_oldest_commits_by_age_and_by_size() {
     let dir = TempDir::new("retention");
     let mut writer = Writer::open(dir.path(), false).unwrap();
+    writer.set_segment_bytes(8 << 10);
     for t in 1..=40u8 {
         let spans: Vec<_> = (1..=50u8)
             .map(|s| (t, s, 0, 100 + u64::from(s), 5, 200))
@@ -530,6 +560,131 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
     );
     assert_eq!(writer.enforce(all, 300).unwrap(), 50);
     assert_eq!(reader.span_count().unwrap(), 0);
+    assert!(segment_files(dir.path()).is_empty());
+}
+
+/// Retention frees space a whole segment at a time: the commits left are
+/// exactly those of the newest segments, each of those segments' files is
+/// still there, every trace is whole or gone; a segment dropped over several
+/// calls (fewer spans per call than it holds) keeps its file until its last
+/// commit goes.
+#[test]
+fn retention_drops_whole_segments() {
+    let dir = TempDir::new("segments-retention");
+    let mut writer = Writer::open(dir.path(), false).unwrap();
+    writer.set_segment_bytes(12 << 10);
+    for t in 1..=40u8 {
+        let spans: Vec<_> = (1..=50u8)
+            .map(|s| (t, s, 0, 100 + u64::from(s), 5, 200))
+            .collect();
+        write(&mut writer, request("a", &spans));
+    }
+    let before = commits(dir.path());
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 5, "{files:?}");
+    let named: Vec<i64> = files.iter().map(|f| f.0).collect();
+    let mut in_index: Vec<i64> = before.iter().map(|c| c.0).collect();
+    in_index.dedup();
+    assert_eq!(named, in_index);
+
+    let half = Retention {
+        max_age_ms: None,
+        max_bytes: Some(writer.live_bytes().unwrap() / 2),
+    };
+    assert!(writer.enforce(half, 1_000_000).unwrap() > 0);
+    let after = commits(dir.path());
+    let oldest = after[0].0;
+    assert!(oldest > files[0].0);
+    assert_eq!(
+        after,
+        before
+            .iter()
+            .copied()
+            .filter(|c| c.0 >= oldest)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        segment_files(dir.path()),
+        files
+            .iter()
+            .copied()
+            .filter(|f| f.0 >= oldest)
+            .collect::<Vec<_>>()
+    );
+    let reader = Reader::new(dir.path());
+    let gone = 40 - after.len() as u8;
+    for t in 1..=40u8 {
+        let want = if t <= gone { 0 } else { 50 };
+        assert_eq!(reader.trace(&[t; 16]).unwrap().len(), want, "trace {t}");
+    }
+
+    // 60 spans per call: one commit of 50 at a time.
+    let all = Retention {
+        max_age_ms: Some(-1),
+        max_bytes: None,
+    };
+    let in_oldest = after.iter().filter(|c| c.0 == oldest).count();
+    assert!(in_oldest > 1, "{after:?}");
+    for i in 1..in_oldest {
+        assert_eq!(writer.enforce(all, 60).unwrap(), 50);
+        assert_eq!(segment_files(dir.path())[0].0, oldest, "after commit {i}");
+        assert_eq!(reader.trace(&[gone + i as u8 + 1; 16]).unwrap().len(), 50);
+    }
+    assert_eq!(writer.enforce(all, 60).unwrap(), 50);
+    assert!(segment_files(dir.path())[0].0 > oldest);
+}
+
+/// A group commit whose segment write landed but whose index did not commit
+/// (the collector killed between the two, or mid-write) leaves bytes past the
+/// committed end, maybe a whole new segment: opening the store cuts them off,
+/// and the next commit appends right after the committed bytes.
+#[test]
+fn a_torn_segment_write_is_cut_back_and_ingest_continues() {
+    let dir = TempDir::new("segments-torn");
+    let mut writer = Writer::open(dir.path(), false).unwrap();
+    for t in 1..=3u8 {
+        write(
+            &mut writer,
+            request("a", &[(t, 1, 0, 100, 5, 200), (t, 2, 1, 101, 5, 500)]),
+        );
+    }
+    drop(writer);
+    let committed = segment_files(dir.path());
+    assert_eq!(committed.len(), 1);
+    let (segment, length) = committed[0];
+    let path = crate::segment::path(&dir.path().join(crate::segment::SEGMENT_DIR), segment);
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(&[0xa5; 700]);
+    std::fs::write(&path, &torn).unwrap();
+    let next = crate::segment::path(&dir.path().join(crate::segment::SEGMENT_DIR), segment + 1);
+    std::fs::write(&next, [0x5a; 300]).unwrap();
+
+    let mut writer = Writer::open(dir.path(), false).unwrap();
+    assert_eq!(segment_files(dir.path()), [(segment, length)]);
+    write(&mut writer, request("b", &[(4, 1, 0, 200, 5, 200)]));
+    let reader = Reader::new(dir.path());
+    for t in 1..=3u8 {
+        let spans = reader.trace(&[t; 16]).unwrap();
+        assert_eq!(spans.len(), 2, "trace {t}");
+        assert_eq!(spans[1].span.parent_span_id, [1; 8]);
+    }
+    let spans = reader.trace(&[4; 16]).unwrap();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].service, "b");
+    assert_eq!(spans[0].span.start_time_unix_nano, 200);
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].1 > length);
+    // What the index records as the segment's end is where the file ends.
+    let end: i64 = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE))
+        .unwrap()
+        .query_row(
+            "SELECT segment_end FROM commits ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(end as u64, files[0].1);
 }
 
 #[test]

@@ -655,14 +655,7 @@ fn lookups(bulkhead: &Path, o: &Options) -> Result<Lookups, String> {
             let (traces, took) = fill(&dir, o.stored)?;
             (traces, Some(took))
         };
-        let store_bytes = ["", "-wal"]
-            .iter()
-            .map(|s| {
-                let mut p = dir.join(collector::store::DB_FILE).into_os_string();
-                p.push(s);
-                std::fs::metadata(p).map_or(0, |m| m.len())
-            })
-            .sum();
+        let store_bytes = collector::Reader::new(&dir).disk_bytes() as u64;
         let (collector, _, query) = start(bulkhead, &dir, false)?;
         let read_before = disk_reads(collector.0.id());
         let mut conn = Conn::open(&query)?;
