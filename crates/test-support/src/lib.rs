@@ -55,3 +55,35 @@ pub fn read_dir(dir: impl AsRef<Path>, suffix: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The files under `dir` at any depth whose names end with one of
+/// `suffixes`, sorted by path, as (path relative to `dir`, text).
+#[track_caller]
+pub fn read_tree(dir: impl AsRef<Path>, suffixes: &[&str]) -> Vec<(String, String)> {
+    let root = dir.as_ref();
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        {
+            let path = entry.expect("directory entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if suffixes.iter().any(|s| name.ends_with(s)) {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                files.push((relative, read(&path)));
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -10,6 +10,8 @@
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
 use std::collections::HashMap;
 
+mod block;
+
 /// Most nodes one file may expand to, aliases included.
 pub const MAX_NODES: usize = 1_000_000;
 /// Deepest nesting accepted.
@@ -189,6 +191,16 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
 /// (and so kubectl and gator) reads it, although YAML 1.2 requires the deeper
 /// indentation and saphyr-parser follows the spec: see `indent_quoted_scalar`.
 pub fn load(text: &str) -> (Vec<Node>, Option<YamlError>) {
+    // Most files are plain block YAML, which `block` reads several times faster.
+    if let Some(documents) = block::load(text) {
+        return (documents, None);
+    }
+    load_general(text)
+}
+
+/// [`load`] by the general parser alone, for any YAML: what the plain block
+/// loader's answers are checked against.
+pub(crate) fn load_general(text: &str) -> (Vec<Node>, Option<YamlError>) {
     let mut text = std::borrow::Cow::Borrowed(text);
     let mut repairs = 0;
     loop {

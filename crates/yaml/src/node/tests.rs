@@ -221,3 +221,179 @@ fn broken_quoted_scalars_are_errors_with_their_line() {
         assert_eq!(err.line, *line, "{what}: {err:?}");
     }
 }
+
+/// Files in the shapes a generated fleet writes them (manifest, catalog entry,
+/// CI files, kustomization, hosts inventory): the plain block loader must take them.
+const FLEET_SHAPES: &[&str] = &[
+    "# accounts: production workload (blue pool) and its Service.\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: accounts-blue\n  namespace: data\n  labels:\n    app: accounts\n    version: blue\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: accounts\n  template:\n    metadata:\n      labels:\n        app: accounts\n    spec:\n      containers:\n        - name: accounts\n          image: registry.acme.internal/apps/accounts:2.3.0@sha256:ec89f1890d7e1e01c38c423d3c86171bee14ecbd112d775aa18bf86f5f5cd1a3\n          ports:\n            - name: http\n              containerPort: 8080\n          env:\n            - name: SESSIONS_INDEXER_3_URL\n              value: http://sessions-indexer-3:8080/\n          resources:\n            limits:\n              cpu: 500m\n              memory: 256Mi\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: accounts\nspec:\n  selector:\n    app: accounts\n  ports:\n    - name: http\n      port: 8080\n      targetPort: http\n",
+    "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: accounts\n  description: Domain service of the data-platform system.\n  annotations:\n    gitlab.com/project-slug: services/accounts\n    bulkhead.io/tier: \"2\"\n  tags: [python]\nspec:\n  type: service\n  owner: group:team-data\n  dependsOn:\n    - component:sessions-indexer-3\n    - component:pricing-db\n",
+    "# CI for accounts: shared templates from platform/ci-templates.\ninclude:\n  - component: gitlab.acme.internal/platform/ci-templates/build@1.4.0\n    inputs:\n      run_tests: true\n\nvariables:\n  GIT_DEPTH: \"20\"\n",
+    "# CI for delivery-33.\nname: ci\n\non:\n  push:\n    branches: [main]\n  pull_request:\n\njobs:\n  checks:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v4\n      - uses: actions/setup-java@v4\n        with:\n          java-version: \"21\"\n      - run: make test\n\n  build:\n    needs: checks\n    uses: acme/ci-templates/.github/workflows/build.yml@v1.2.0\n    with:\n      image_name: registry.acme.internal/apps/delivery-33\n    secrets: inherit\n",
+    "# Jobs specific to bookings-api.\nintegration-tests:\n  stage: test\n  image: registry.acme.internal/ci/java-toolchain:2024.01\n  script:\n    - make integration-test\n",
+    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: storefront\nresources:\n  - k8s.yaml\nimages:\n  - name: registry.acme.internal/apps/carriers-39\n    newTag: \"1.4.0\"\n    digest: sha256:4f2abaa5aae2bcaa5c634e2a25011612f3ef2ddb7420694d92fffc231dabe0c4\n",
+    "# Hosts patched by bulkhead, with their maintenance windows.\ngroups: [web, workers, db]\nhosts:\n  - name: web-01\n    address: web-01.acme.internal\n    groups: [web]\n    maintenance_window:\n      days: [sat, sun]\n      start: \"02:00\"\n      timezone: Europe/Berlin\n    transport: ssh\n",
+];
+
+/// Block YAML at the edges of what the plain block loader reads: empty
+/// values, indentless and nested sequences, comments in odd places, quotes,
+/// flow sequences, `{}` and `[]`, keys with colons, document markers.
+const BLOCK_EDGES: &[&str] = &[
+    "a:\nb: 1\n",
+    "a:\n  b:\nc:\n",
+    "a:\n- x\n- y\nb: 2\n",
+    "a:\n  - x\n  -\n  - z\n",
+    "- a: 1\n  b: 2\n-   c: 3\n",
+    "- a:\n  - x\n  b: 1\n",
+    "- a:\n    b: 1\n- -\n",
+    "-\n  a: 1\n- # note\n  - x\n",
+    "a: # note\n  b: 1\nc: # note\nd: 2\n",
+    "x: 1\n  # indented note\ny: 2\n",
+    "k: v # note\nl: \"q\" # note\nm: a#b\nn: 'it''s'\no: \"\"\np: ''\n",
+    "a: []\nb: {}\nc: [x, \"y\", 'z']\nd: [ a b ,c ]\n",
+    "test:unit: x\nhttp://h: y\n.hidden: 1\n$schema: s\nwith space: v\n",
+    "v: a:b c\nw: a,b [c] {d}\n",
+    "---\na: 1\n---\nb: 2\n",
+    "# only a note\n",
+    "",
+    "---\n",
+    "a: 1\n---\n",
+    "a: 1\n--- # note\nb: 2\n",
+    "a: 1\n...\n",
+    "  a: 1\n",
+    "a: b: c\n",
+    "a: b:\n",
+    "a: x\n  y\n",
+    "- x\n  y\n",
+    "a:\n  value\n",
+    "a: \"x\" y\n",
+    "a: \"x\":\n",
+    "a: [x\n",
+    "a: [x,]\n",
+    "a: [x, [y]]\n",
+    "a: {b: 1}\n",
+    "a: &x 1\nb: *x\n",
+    "a: !tag 1\n",
+    "a: |\n  x\n",
+    "a: -1\n",
+    "\"a\": 1\n",
+    "<<: {}\n",
+    "a: \"x\\ty\"\n",
+    "a:\tb\n",
+    "a: b\r\n",
+    "a: é\n",
+    "- - x\n",
+    "a: 1\n- b\n",
+    "a:\n   b: 1\n  c: 2\n",
+    "- a: 1\n b: 2\n",
+    "? a\n: b\n",
+    "a: 1\na: 2\n",
+    "a: ~\nb: null\nc: - x\n",
+];
+
+/// Asserts that whenever the plain block loader answers, the general loader
+/// gives the same documents and no error.
+fn agrees(text: &str) -> bool {
+    let Some(fast) = block::load(text) else {
+        return false;
+    };
+    let (general, error) = load_general(text);
+    assert_eq!(
+        error, None,
+        "block loader accepted what the general one refuses: {text:?}"
+    );
+    assert_eq!(fast, general, "{text:?}");
+    true
+}
+
+/// Every YAML file under `testdata/`, by path.
+fn testdata_yaml() -> Vec<(String, String)> {
+    test_support::read_tree(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata"),
+        &[".yaml", ".yml"],
+    )
+}
+
+#[test]
+fn the_plain_block_loader_reads_fleet_files() {
+    for text in FLEET_SHAPES {
+        assert!(agrees(text), "not taken by the block loader: {text:?}");
+    }
+}
+
+#[test]
+fn the_plain_block_loader_answers_as_the_general_one_or_not_at_all() {
+    let taken = BLOCK_EDGES.iter().filter(|t| agrees(t)).count();
+    assert!(taken >= 15, "only {taken} edge cases taken");
+    let files = testdata_yaml();
+    assert!(files.len() > 100, "testdata has {} YAML files", files.len());
+    let taken = files.iter().filter(|(_, text)| agrees(text)).count();
+    assert!(
+        taken > files.len() / 4,
+        "{taken} of {} files taken",
+        files.len()
+    );
+}
+
+/// Small edits of real files (a byte removed or inserted, a line's
+/// indentation changed, a line repeated): each mutant the block loader
+/// accepts must load to what the general loader makes of it.
+#[test]
+fn mutated_files_load_the_same_or_go_to_the_general_loader() {
+    const INSERTED: &[u8] = b" -:#'\"[]{},\n&*|>?!x";
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound.max(1) as u64) as usize
+    };
+    let mut corpus: Vec<String> = FLEET_SHAPES
+        .iter()
+        .chain(BLOCK_EDGES)
+        .map(|t| (*t).to_string())
+        .collect();
+    corpus.extend(
+        testdata_yaml()
+            .into_iter()
+            .map(|(_, text)| text)
+            .filter(|text| block::load(text).is_some()),
+    );
+    let mut taken = 0;
+    for text in &corpus {
+        for _ in 0..40 {
+            let mut bytes = text.clone().into_bytes();
+            let at = next(bytes.len() + 1);
+            match next(4) {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 => bytes.insert(at, INSERTED[next(INSERTED.len())]),
+                _ => {
+                    let lines: Vec<&str> = text.split('\n').collect();
+                    let line = next(lines.len());
+                    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_string()).collect();
+                    match next(3) {
+                        0 => out[line] = format!(" {}", out[line]),
+                        1 => {
+                            out[line] = out[line]
+                                .strip_prefix(' ')
+                                .unwrap_or(&out[line])
+                                .to_string()
+                        }
+                        _ => out.insert(line, lines[line].to_string()),
+                    }
+                    bytes = out.join("\n").into_bytes();
+                }
+            }
+            if let Ok(mutant) = String::from_utf8(bytes)
+                && agrees(&mutant)
+            {
+                taken += 1;
+            }
+        }
+    }
+    assert!(
+        taken > 100,
+        "only {taken} mutants taken by the block loader"
+    );
+}
