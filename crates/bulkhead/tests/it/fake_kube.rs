@@ -14,7 +14,10 @@
 //! [`FakeKube::expire_watches`] compacts the history and ends every
 //! open watch with an `ERROR` event carrying `410 Expired`. It records every
 //! request as the verb and resource RBAC would check, with the status it
-//! answered.
+//! answered. A PATCH that changes an object's `spec` moves its `generation`
+//! on. Tests play the controllers ([`FakeKube::control`]: the Deployment
+//! controller, Argo CD's application controller) and other writers
+//! ([`FakeKube::race_patches`]).
 
 use super::fake_tls::{Reply, TlsServer};
 use base64::Engine as _;
@@ -54,7 +57,10 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
 /// (API group, plural).
 type Collection = (String, String);
 
-#[derive(Debug, Default)]
+/// A controller's step on one object of its kind.
+type Controller = Box<dyn FnMut(&mut Value) + Send>;
+
+#[derive(Default)]
 struct State {
     /// (group, plural) -> "namespace/name" -> object, as stored (with kind and apiVersion).
     objects: BTreeMap<(String, String), BTreeMap<String, Value>>,
@@ -72,6 +78,12 @@ struct State {
     compacted: u64,
     /// Open watches: (group, plural), whether they take bookmarks, and where their events go.
     watchers: Vec<(Collection, bool, Sender<Vec<u8>>)>,
+    /// Kind -> the controller that moves an object of it on each time it is read.
+    controllers: BTreeMap<String, Controller>,
+    /// Kind -> how many of its next PATCHes lose a race to another writer.
+    races: BTreeMap<String, usize>,
+    /// (kind, the object as a PATCH left it), in order.
+    patched: Vec<(String, Value)>,
 }
 
 /// How clients prove who they are.
@@ -443,6 +455,9 @@ impl State {
             }
             (_, Some(name)) => {
                 let id = format!("{}/{name}", namespace.unwrap_or_default());
+                if verb == "patch" {
+                    self.lose_race(kind.0, &key, &id);
+                }
                 let Some(object) = self.objects.get_mut(&key).and_then(|o| o.get_mut(&id)) else {
                     return (
                         404,
@@ -456,7 +471,18 @@ impl State {
                     );
                 };
                 match verb {
-                    "get" => (200, String::new(), object.clone()),
+                    "get" => {
+                        let Some(step) = self.controllers.get_mut(kind.0) else {
+                            return (200, String::new(), object.clone());
+                        };
+                        let before = object.clone();
+                        step(object);
+                        if *object == before {
+                            return (200, String::new(), before);
+                        }
+                        let object = object.clone();
+                        (200, String::new(), self.change(kind.0, "MODIFIED", &object))
+                    }
                     "patch" => {
                         let want = &body["metadata"]["resourceVersion"];
                         if !want.is_null() && *want != object["metadata"]["resourceVersion"] {
@@ -473,9 +499,16 @@ impl State {
                                 ),
                             );
                         }
+                        let spec = object["spec"].clone();
                         merge(object, &body);
+                        if object["spec"] != spec {
+                            let generation = object["metadata"]["generation"].as_u64();
+                            object["metadata"]["generation"] = (generation.unwrap_or(1) + 1).into();
+                        }
                         let object = object.clone();
-                        (200, String::new(), self.change(kind.0, "MODIFIED", &object))
+                        let stored = self.change(kind.0, "MODIFIED", &object);
+                        self.patched.push((kind.0.to_string(), stored.clone()));
+                        (200, String::new(), stored)
                     }
                     _ => (
                         405,
@@ -499,6 +532,18 @@ impl State {
                     json!({}),
                 ),
             ),
+        }
+    }
+
+    /// Another writer changes the object `id` first when the next PATCH of
+    /// `kind` is to lose a race: the patch's resourceVersion is then stale.
+    fn lose_race(&mut self, kind: &str, key: &Collection, id: &str) {
+        let Some(left) = self.races.get_mut(kind).filter(|left| **left > 0) else {
+            return;
+        };
+        *left -= 1;
+        if let Some(object) = self.objects.get(key).and_then(|o| o.get(id)).cloned() {
+            self.change(kind, "MODIFIED", &object);
         }
     }
 }
@@ -741,6 +786,38 @@ impl FakeKube {
             .expect("lock")
             .forbidden
             .insert((verb.to_string(), plural.to_string()));
+    }
+
+    /// Runs `step` on an object of `kind` each time one is read, before the
+    /// answer, as its controller would have moved it on since the last read.
+    /// A change is stored at a new resourceVersion, as a status update is.
+    pub fn control(&self, kind: &str, step: impl FnMut(&mut Value) + Send + 'static) {
+        self.state
+            .lock()
+            .expect("lock")
+            .controllers
+            .insert(kind.to_string(), Box::new(step));
+    }
+
+    /// The next `patches` PATCHes of `kind` each lose a race: another writer
+    /// changes the object first, so a patch that carries the
+    /// resourceVersion it read gets 409 Conflict.
+    pub fn race_patches(&self, kind: &str, patches: usize) {
+        self.state
+            .lock()
+            .expect("lock")
+            .races
+            .insert(kind.to_string(), patches);
+    }
+
+    /// Each object of `kind` as a PATCH left it since the last call, in order.
+    pub fn take_patched(&self, kind: &str) -> Vec<Value> {
+        let mut state = self.state.lock().expect("lock");
+        let (taken, kept) = std::mem::take(&mut state.patched)
+            .into_iter()
+            .partition(|(of, _)| of == kind);
+        state.patched = kept;
+        taken.into_iter().map(|(_, object)| object).collect()
     }
 
     /// Writes a kubeconfig in `dir` whose cluster is this fake and whose

@@ -2,66 +2,17 @@
 //! backendRef weights (with 409 conflicts on the way), a rolling update by a
 //! Deployment's image (watching its rollout status), and GitOps commits that
 //! an Argo CD Application must sync and report healthy (rolled back with a
-//! `git revert` when it turns Degraded).
+//! `git revert` when it turns Degraded). The cluster is `fake_kube`, with
+//! this file playing the Deployment controller and Argo CD's application
+//! controller.
 
+use crate::fake_kube::{Auth, FakeKube};
 use crate::{TempDir, bulkhead, git_in, json, run_ok};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 const TOKEN: &str = "r0llout-t0ken";
 const NS: &str = "shop";
-
-/// What the fake cluster holds and has seen.
-#[derive(Default)]
-struct Cluster {
-    /// Objects by API path (`/api/v1/namespaces/shop/services/orders`).
-    objects: BTreeMap<String, Value>,
-    /// The next PATCHes of an HTTPRoute that lose a race: another writer
-    /// changes the route first, so the patch's resourceVersion is stale.
-    conflicts: usize,
-    /// Each HTTPRoute's weights after every change, `name:weight,...`.
-    weights: Vec<String>,
-    /// Images the Deployment controller cannot make available.
-    broken_images: Vec<String>,
-    /// Argo CD's GitOps repository (a bare repository) and branch.
-    gitops: Option<(PathBuf, String)>,
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
-}
-
-/// RFC 7386 JSON merge patch, as the API server applies `application/merge-patch+json`.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
-
-fn bump(object: &mut Value, field: &str) {
-    let n: u64 = match &object["metadata"][field] {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_u64().unwrap_or(0),
-        _ => 0,
-    };
-    object["metadata"][field] = if field == "generation" {
-        json!(n + 1)
-    } else {
-        json!((n + 1).to_string())
-    };
-}
 
 fn route_weights(route: &Value) -> String {
     route["spec"]["rules"][0]["backendRefs"]
@@ -146,147 +97,37 @@ fn argocd_controller(app: &mut Value, repo: &Path, branch: &str, broken: &[Strin
     };
 }
 
-/// Stands in for the Kubernetes API server, which cannot run here, and for
-/// Argo CD's application controller: over TLS (`fake_tls`) with a bearer
-/// token (401 `Status` otherwise), it keeps objects by path, answers GET
-/// (404 `Status` for an unknown object) and JSON merge patches (the
-/// `resourceVersion` moving on every change; a patch carrying a stale one
-/// gets 409 Conflict `Status`), lists Services, and plays the controllers on
-/// later reads: the Deployment controller rolls a new template out, Argo CD
-/// syncs the repository's new commits.
-fn fake_cluster(cluster: Arc<Mutex<Cluster>>) -> crate::fake_tls::TlsServer {
-    crate::fake_tls::TlsServer::start(move |method, target, header, body| {
-        if header("authorization").as_deref() != Some(&format!("Bearer {TOKEN}")) {
-            return (
-                401,
-                String::new(),
-                status(401, "Unauthorized", "Unauthorized"),
-            );
-        }
-        let mut cluster = cluster.lock().unwrap();
-        let cluster = &mut *cluster;
-        let path = target.split('?').next().unwrap_or_default().to_string();
-        if method == "GET" && path == format!("/api/v1/namespaces/{NS}/services") {
-            let prefix = format!("{path}/");
-            let items: Vec<Value> = cluster
-                .objects
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, v)| v.clone())
-                .collect();
-            return (
-                200,
-                String::new(),
-                json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {"resourceVersion": "900"}, "items": items}),
-            );
-        }
-        let broken = cluster.broken_images.clone();
-        let gitops = cluster.gitops.clone();
-        let is_route = path.contains("/httproutes/");
-        if is_route && method == "PATCH" && cluster.conflicts > 0 {
-            cluster.conflicts -= 1;
-            if let Some(route) = cluster.objects.get_mut(&path) {
-                bump(route, "resourceVersion");
-            }
-        }
-        let Some(object) = cluster.objects.get_mut(&path) else {
-            let name = path.rsplit('/').next().unwrap_or_default();
-            return (
-                404,
-                String::new(),
-                status(404, "NotFound", &format!("\"{name}\" not found")),
-            );
-        };
-        match method {
-            "GET" => {
-                if path.contains("/deployments/") {
-                    deployment_controller(object, &broken);
-                }
-                if let (true, Some((repo, branch))) = (path.contains("/applications/"), &gitops) {
-                    argocd_controller(object, repo, branch, &broken);
-                }
-                (200, String::new(), object.clone())
-            }
-            "PATCH" => {
-                let want = &body["metadata"]["resourceVersion"];
-                if !want.is_null() && *want != object["metadata"]["resourceVersion"] {
-                    let kind = object["kind"].as_str().unwrap_or("object").to_string();
-                    return (
-                        409,
-                        String::new(),
-                        status(
-                            409,
-                            "Conflict",
-                            &format!(
-                                "Operation cannot be fulfilled on {kind}: the object has been modified; please apply your changes to the latest version and try again"
-                            ),
-                        ),
-                    );
-                }
-                let template_before = object["spec"]["template"].clone();
-                merge(object, &body);
-                bump(object, "resourceVersion");
-                if object["spec"]["template"] != template_before {
-                    bump(object, "generation");
-                }
-                let answer = object.clone();
-                if is_route {
-                    cluster.weights.push(route_weights(&answer));
-                }
-                (200, String::new(), answer)
-            }
-            _ => (
-                405,
-                String::new(),
-                status(405, "MethodNotAllowed", "method not allowed"),
-            ),
-        }
-    })
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"selector": {"app": name, "version": "blue"}, "ports": [{"port": 8080}]}})
 }
 
-fn service(name: &str) -> (String, Value) {
-    (
-        format!("/api/v1/namespaces/{NS}/services/{name}"),
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": NS, "resourceVersion": "11"},
-               "spec": {"selector": {"app": name, "version": "blue"}, "ports": [{"port": 8080}]}}),
-    )
+fn http_route(name: &str) -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": name, "namespace": NS, "generation": 1},
+           "spec": {"parentRefs": [{"name": "edge"}],
+                    "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": format!("/{name}")}}],
+                               "backendRefs": [{"name": format!("{name}-blue"), "port": 8080, "weight": 100},
+                                               {"name": format!("{name}-green"), "port": 8080, "weight": 0}]}]}})
 }
 
-fn http_route(name: &str) -> (String, Value) {
-    (
-        format!("/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{name}"),
-        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-               "metadata": {"name": name, "namespace": NS, "resourceVersion": "21", "generation": 1},
-               "spec": {"parentRefs": [{"name": "edge"}],
-                        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": format!("/{name}")}}],
-                                   "backendRefs": [{"name": format!("{name}-blue"), "port": 8080, "weight": 100},
-                                                   {"name": format!("{name}-green"), "port": 8080, "weight": 0}]}]}}),
-    )
+fn deployment(name: &str, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "namespace": NS, "generation": 4},
+           "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}},
+                                 "spec": {"containers": [{"name": "app", "image": image}]}}},
+           "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3,
+                      "availableReplicas": 3, "readyReplicas": 3}})
 }
 
-fn deployment(name: &str, image: &str) -> (String, Value) {
-    (
-        format!("/apis/apps/v1/namespaces/{NS}/deployments/{name}"),
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": name, "namespace": NS, "resourceVersion": "31", "generation": 4},
-               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}},
-                                     "spec": {"containers": [{"name": "app", "image": image}]}}},
-               "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3,
-                          "availableReplicas": 3, "readyReplicas": 3}}),
-    )
-}
-
-fn application(name: &str) -> (String, Value) {
-    (
-        format!("/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/{name}"),
-        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-               "metadata": {"name": name, "namespace": "argocd", "resourceVersion": "41"},
-               "spec": {"source": {"repoURL": "https://git.example/shop.git", "path": ".", "targetRevision": "main"},
-                        "destination": {"namespace": NS}},
-               "status": {"sync": {"status": "Synced", "revision": "none"}, "health": {"status": "Healthy"}}}),
-    )
+fn application(name: &str) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+           "metadata": {"name": name, "namespace": "argocd"},
+           "spec": {"source": {"repoURL": "https://git.example/shop.git", "path": ".", "targetRevision": "main"},
+                    "destination": {"namespace": NS}},
+           "status": {"sync": {"status": "Synced", "revision": "none"}, "health": {"status": "Healthy"}}})
 }
 
 /// A fleet of `services` (`name` with the services it depends on), each
@@ -309,19 +150,18 @@ fn fleet(root: &Path, services: &[(&str, &str)], strategy: &str) {
     std::fs::write(root.join("rollouts/rollouts.yaml"), specs).unwrap();
 }
 
-fn kubeconfig(dir: &Path, server: &crate::fake_tls::TlsServer) -> PathBuf {
-    use base64::Engine as _;
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n- name: prod\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\ncontexts:\n- name: prod\n  context: {{cluster: prod, user: deployer, namespace: {NS}}}\nusers:\n- name: deployer\n  user: {{token: {TOKEN}}}\n",
-            server.addr,
-            base64::engine::general_purpose::STANDARD.encode(&server.ca_pem)
-        ),
-    )
-    .unwrap();
-    path
+/// A kubeconfig in `dir` for `cluster`, with the rollout's token and namespace.
+fn kubeconfig(dir: &Path, cluster: &FakeKube) -> PathBuf {
+    cluster.kubeconfig(dir, &[("prod", NS, format!("{{token: {TOKEN}}}"))])
+}
+
+/// The cluster holding `objects`, its Deployment controller unable to make
+/// `broken` images available.
+fn cluster(objects: &[Value], broken: &[&str]) -> FakeKube {
+    let cluster = FakeKube::start(objects, Auth::Token(TOKEN.into()));
+    let broken: Vec<String> = broken.iter().map(|image| image.to_string()).collect();
+    cluster.control("Deployment", move |d| deployment_controller(d, &broken));
+    cluster
 }
 
 /// `bulkhead rollout ARGS --state STATE`, its exit code and stderr.
@@ -373,15 +213,21 @@ fn a_canary_moves_the_httproute_weights_and_survives_conflicts() {
         &[("orders", "")],
         "canary: {steps: [{setWeight: 25}, {pause: {}}, {setWeight: 50}]}",
     );
-    let cluster = Arc::new(Mutex::new(Cluster {
-        objects: [service("orders"), http_route("orders"), service("search")]
-            .into_iter()
-            .collect(),
-        conflicts: 2,
-        ..Cluster::default()
-    }));
-    let server = fake_cluster(cluster.clone());
-    let config = kubeconfig(dir.path(), &server);
+    let cluster = cluster(
+        &[service("orders"), http_route("orders"), service("search")],
+        &[],
+    );
+    cluster.race_patches("HTTPRoute", 2);
+    let weights = || -> Vec<String> {
+        cluster
+            .take_patched("HTTPRoute")
+            .iter()
+            .map(route_weights)
+            .collect()
+    };
+    let selector =
+        |name: &str| cluster.object("Service", NS, name).unwrap()["spec"]["selector"].clone();
+    let config = kubeconfig(dir.path(), &cluster);
     let config = config.to_str().unwrap();
     let root_text = root.to_str().unwrap();
 
@@ -400,42 +246,31 @@ fn a_canary_moves_the_httproute_weights_and_survives_conflicts() {
     ];
     let (code, stderr) = rollout(&state, &start);
     assert_eq!(code, Some(3), "{stderr}");
-    assert_eq!(
-        cluster.lock().unwrap().weights,
-        ["orders-blue:75,orders-green:25"]
-    );
+    assert_eq!(weights(), ["orders-blue:75,orders-green:25"]);
     let (code, stderr) = rollout(&state, &["promote", "--path", root_text]);
     assert_eq!(code, Some(0), "{stderr}");
-    {
-        let cluster = cluster.lock().unwrap();
-        assert_eq!(
-            cluster.weights,
-            [
-                "orders-blue:75,orders-green:25",
-                "orders-blue:50,orders-green:50",
-                "orders-blue:0,orders-green:100"
-            ]
-        );
-        let selector = &cluster.objects[&service("orders").0]["spec"]["selector"];
-        assert_eq!(selector, &json!({"app": "orders", "version": "green"}));
-        assert_eq!(
-            cluster.objects[&service("search").0]["spec"]["selector"]["version"],
-            "blue"
-        );
-    }
+    assert_eq!(
+        weights(),
+        [
+            "orders-blue:50,orders-green:50",
+            "orders-blue:0,orders-green:100"
+        ]
+    );
+    assert_eq!(
+        selector("orders"),
+        json!({"app": "orders", "version": "green"})
+    );
+    assert_eq!(selector("search")["version"], "blue");
 
     // Every patch of the next step loses its race: the step fails, and so
     // does the rollback's own route patch; both are recorded.
-    cluster
-        .lock()
-        .unwrap()
-        .objects
-        .extend([service("orders"), http_route("orders")]);
-    cluster.lock().unwrap().weights.clear();
+    cluster.put(&service("orders"));
+    cluster.put(&http_route("orders"));
     let state = dir.path().join("state-conflicts");
     let (code, stderr) = rollout(&state, &start);
     assert_eq!(code, Some(3), "{stderr}");
-    cluster.lock().unwrap().conflicts = 1000;
+    assert_eq!(weights(), ["orders-blue:75,orders-green:25"]);
+    cluster.race_patches("HTTPRoute", 1000);
     let (code, stderr) = rollout(&state, &["promote", "--path", root_text]);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
@@ -448,23 +283,14 @@ fn a_canary_moves_the_httproute_weights_and_survives_conflicts() {
         detail.contains("rolling orders back to version=blue failed"),
         "{detail}"
     );
-    assert_eq!(
-        cluster.lock().unwrap().weights,
-        ["orders-blue:75,orders-green:25"]
-    );
+    assert_eq!(weights(), Vec::<String>::new());
 
     // Once the other writer stops, resume finishes the rollback.
-    cluster.lock().unwrap().conflicts = 0;
+    cluster.race_patches("HTTPRoute", 0);
     let (code, stderr) = rollout(&state, &["resume", "--path", root_text]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(phase_and_detail(&state, "orders").0, "rolled-back");
-    assert_eq!(
-        cluster.lock().unwrap().weights,
-        [
-            "orders-blue:75,orders-green:25",
-            "orders-blue:100,orders-green:0"
-        ]
-    );
+    assert_eq!(weights(), ["orders-blue:100,orders-green:0"]);
 }
 
 /// A rolling update by image patches the Deployment's container and waits
@@ -476,18 +302,14 @@ fn a_rolling_update_replaces_the_deployment_image_and_rolls_back_a_stuck_one() {
     let dir = TempDir::new("k8s-rolling");
     let root = dir.path().join("fleet");
     fleet(&root, &[("payments", "")], "rolling: {batchSize: 100%}");
-    let cluster = Arc::new(Mutex::new(Cluster {
-        objects: [
+    let cluster = cluster(
+        &[
             service("payments"),
             deployment("payments", "registry.example/payments:1.0"),
-        ]
-        .into_iter()
-        .collect(),
-        broken_images: vec!["registry.example/payments:1.2".to_string()],
-        ..Cluster::default()
-    }));
-    let server = fake_cluster(cluster.clone());
-    let config = kubeconfig(dir.path(), &server);
+        ],
+        &["registry.example/payments:1.2"],
+    );
+    let config = kubeconfig(dir.path(), &cluster);
     let start = |state: &str, image: &str| {
         rollout(
             &dir.path().join(state),
@@ -506,9 +328,9 @@ fn a_rolling_update_replaces_the_deployment_image_and_rolls_back_a_stuck_one() {
             ],
         )
     };
+    let deployment = || cluster.object("Deployment", NS, "payments").unwrap();
     let image_now = || {
-        let cluster = cluster.lock().unwrap();
-        let d = &cluster.objects[&deployment("payments", "").0];
+        let d = deployment();
         (
             d["spec"]["template"]["spec"]["containers"][0]["image"]
                 .as_str()
@@ -583,15 +405,12 @@ fn a_rolling_update_replaces_the_deployment_image_and_rolls_back_a_stuck_one() {
         image_now(),
         ("registry.example/payments:1.3".to_string(), json!(3))
     );
-    let patches = |cluster: &Cluster| {
-        cluster.objects[&deployment("payments", "").0]["metadata"]["generation"].clone()
-    };
-    let generation = patches(&cluster.lock().unwrap());
+    let generation = deployment()["metadata"]["generation"].clone();
     let (code, stderr) = rollout(&state, &["resume", "--path", root.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(phase_and_detail(&state, "payments").0, "promoted");
     assert_eq!(
-        patches(&cluster.lock().unwrap()),
+        deployment()["metadata"]["generation"],
         generation,
         "no second patch"
     );
@@ -671,14 +490,13 @@ fn gitops_waits_for_argo_cd_and_reverts_a_degraded_wave() {
     );
     git_in(&work, &["fetch", "-q", "origin"]);
 
-    let cluster = Arc::new(Mutex::new(Cluster {
-        objects: [application("shop")].into_iter().collect(),
-        broken_images: vec!["registry.example/shop:1.2".to_string()],
-        gitops: Some((remote.clone(), "main".to_string())),
-        ..Cluster::default()
-    }));
-    let server = fake_cluster(cluster.clone());
-    let config = kubeconfig(dir.path(), &server);
+    let cluster = cluster(&[application("shop")], &[]);
+    let broken = ["registry.example/shop:1.2".to_string()];
+    let repo = remote.clone();
+    cluster.control("Application", move |app| {
+        argocd_controller(app, &repo, "main", &broken)
+    });
+    let config = kubeconfig(dir.path(), &cluster);
     let start = |state: &str, services: &str, images: &[&str]| {
         let mut args: Vec<String> = [
             "start",
@@ -708,7 +526,7 @@ fn gitops_waits_for_argo_cd_and_reverts_a_degraded_wave() {
         rollout(&dir.path().join(state), &args)
     };
     let show = |path: &str| git_in(&remote, &["show", &format!("main:{path}")]);
-    let app = || cluster.lock().unwrap().objects[&application("shop").0]["status"].clone();
+    let app = || cluster.object("Application", "argocd", "shop").unwrap()["status"].clone();
 
     let (code, stderr) = start(
         "state",

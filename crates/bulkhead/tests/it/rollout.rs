@@ -1209,104 +1209,13 @@ spec:
     assert_eq!(lab.version_of("pay"), (200, "blue".to_string()));
 }
 
-/// Stands in for the Kubernetes API server, which cannot run here: Services
-/// of namespace `shop` listed, read and merge-patched (RFC 7386, the
-/// `resourceVersion` moving on each change), a 401 `Status` for any other
-/// bearer token, over TLS (`fake_tls`).
-fn fake_api_server(
-    token: &'static str,
-) -> (
-    crate::fake_tls::TlsServer,
-    Arc<Mutex<BTreeMap<String, Value>>>,
-) {
-    let services: BTreeMap<String, Value> = ["orders", "payments", "search"]
-        .iter()
-        .map(|name| {
-            (
-                name.to_string(),
-                serde_json::json!({"apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": name, "namespace": "shop", "resourceVersion": "1"},
-                    "spec": {"selector": {"app": name, "version": "blue"}, "ports": [{"port": 8080}]}}),
-            )
-        })
-        .collect();
-    let services = Arc::new(Mutex::new(services));
-    let state = services.clone();
-    let server = crate::fake_tls::TlsServer::start(move |method, target, header, body| {
-        let status = |code: u16, reason: &str, message: &str| {
-            serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                "status": "Failure", "message": message, "reason": reason, "code": code})
-        };
-        if header("authorization").as_deref() != Some(&format!("Bearer {token}")) {
-            return (
-                401,
-                String::new(),
-                status(401, "Unauthorized", "Unauthorized"),
-            );
-        }
-        let mut services = state.lock().unwrap();
-        let path = target.split('?').next().unwrap_or_default();
-        let Some(rest) = path.strip_prefix("/api/v1/namespaces/shop/services") else {
-            return (
-                404,
-                String::new(),
-                status(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                ),
-            );
-        };
-        match (method, rest.strip_prefix('/')) {
-            ("GET", None) => (
-                200,
-                String::new(),
-                serde_json::json!({"apiVersion": "v1", "kind": "ServiceList",
-                    "metadata": {"resourceVersion": "100"}, "items": services.values().collect::<Vec<_>>()}),
-            ),
-            (method, Some(name)) => match services.get_mut(name) {
-                None => (
-                    404,
-                    String::new(),
-                    status(404, "NotFound", &format!("services \"{name}\" not found")),
-                ),
-                Some(service) if method == "GET" => (200, String::new(), service.clone()),
-                Some(service) if method == "PATCH" => {
-                    if let Some(selector) = body["spec"]["selector"].as_object() {
-                        for (k, v) in selector {
-                            service["spec"]["selector"][k] = v.clone();
-                        }
-                    }
-                    let version: u64 = service["metadata"]["resourceVersion"]
-                        .as_str()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    service["metadata"]["resourceVersion"] = (version + 1).to_string().into();
-                    (200, String::new(), service.clone())
-                }
-                Some(_) => (
-                    405,
-                    String::new(),
-                    status(405, "MethodNotAllowed", "method not allowed"),
-                ),
-            },
-            _ => (
-                405,
-                String::new(),
-                status(405, "MethodNotAllowed", "method not allowed"),
-            ),
-        }
-    });
-    (server, services)
-}
-
 /// The Kubernetes executor through the CLI and a kubeconfig, as kubectl
 /// would reach the cluster: HTTPS with the kubeconfig's CA, its user's
 /// token, its context's namespace. A wrong token stops the start with the
 /// API server's answer.
 #[test]
 fn the_kubernetes_executor_reaches_the_cluster_through_a_kubeconfig() {
-    use base64::Engine as _;
+    use crate::fake_kube::{Auth, FakeKube};
     let dir = TempDir::new("rollout-kubeconfig");
     let fleet = dir.path().join("fleet");
     std::fs::create_dir_all(fleet.join("rollouts")).unwrap();
@@ -1328,20 +1237,22 @@ fn the_kubernetes_executor_reaches_the_cluster_through_a_kubeconfig() {
         ));
     }
     std::fs::write(fleet.join("rollouts/rollouts.yaml"), specs).unwrap();
-    let (server, services) = fake_api_server("k8s-t0ken");
+    let services: Vec<serde_json::Value> = ["orders", "payments", "search"]
+        .iter()
+        .map(|name| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"selector": {"app": name, "version": "blue"}, "ports": [{"port": 8080}]}})
+        })
+        .collect();
+    let cluster = FakeKube::start(&services, Auth::Token("k8s-t0ken".into()));
     let kubeconfig = |token: &str| {
-        let path = dir.path().join(format!("kubeconfig-{token}"));
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\ncurrent-context: lab\nclusters:\n- name: lab\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\ncontexts:\n- name: lab\n  context: {{cluster: lab, user: deployer, namespace: shop}}\nusers:\n- name: deployer\n  user: {{token: {token}}}\n",
-                server.addr,
-                base64::engine::general_purpose::STANDARD.encode(&server.ca_pem)
-            ),
-        )
-        .unwrap();
-        path
+        let folder = dir.path().join(format!("kubeconfig-{token}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        cluster.kubeconfig(&folder, &[("lab", "shop", format!("{{token: {token}}}"))])
     };
+    let selector =
+        |name: &str| cluster.object("Service", "shop", name).unwrap()["spec"]["selector"].clone();
     let start = |config: &Path, state: &str| {
         bulkhead()
             .args([
@@ -1365,10 +1276,7 @@ fn the_kubernetes_executor_reaches_the_cluster_through_a_kubeconfig() {
     assert_ne!(refused.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("Unauthorized"), "{stderr}");
-    assert_eq!(
-        services.lock().unwrap()["orders"]["spec"]["selector"]["version"],
-        "blue"
-    );
+    assert_eq!(selector("orders")["version"], "blue");
 
     let out = start(&kubeconfig("k8s-t0ken"), "state");
     assert_eq!(
@@ -1377,16 +1285,15 @@ fn the_kubernetes_executor_reaches_the_cluster_through_a_kubeconfig() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let services = services.lock().unwrap();
     for (name, version) in [
         ("orders", "green"),
         ("payments", "green"),
         ("search", "blue"),
     ] {
         assert_eq!(
-            services[name]["spec"]["selector"]["version"], version,
+            selector(name),
+            serde_json::json!({"app": name, "version": version}),
             "{name}"
         );
-        assert_eq!(services[name]["spec"]["selector"]["app"], name, "{name}");
     }
 }
