@@ -1,36 +1,43 @@
-//! A stat-only fingerprint of everything a scan reads ([`fingerprint()`]):
-//! a 128-bit digest that changes whenever a scan of the same folders could
-//! answer differently, taken without reading or parsing a single fleet file.
+//! A stat-only fingerprint of everything a scan reads: a 128-bit digest that
+//! changes whenever a scan of the same folders could answer differently,
+//! taken without reading or parsing a single fleet file.
 //!
-//! It walks the folders exactly as the scan's walk does (same ignore rules,
-//! same skipped folders, same state directory left out) and digests:
-//! - every file the scan recognises by name: its path, type, size, mtime,
-//!   ctime, inode and device. The scan cache trusts a file whose size and
-//!   mtime are unchanged; the ctime and inode also catch a rewrite that
-//!   restored the mtime, or a rename over it;
-//! - every symlink, with what the scan would say of it (its resolved target
-//!   or why it does not resolve), and every error the walk meets;
-//! - every repository's checked-out commit as the scan reads it: the text of
-//!   `.git/HEAD`, and the stats of the ref it names (or of `packed-refs`)
-//!   and of `.git/config`;
-//! - the fleet root, the folders given, the state directory, `bulkhead.toml`
-//!   as loaded and the tool version.
+//! [`FleetStats::walk`] walks the folders exactly as the scan's walk does (same
+//! ignore rules, same skipped folders, same state directory left out) and
+//! digests one record per:
+//! - file the scan recognises by name: its path, type, size, mtime, ctime,
+//!   inode and device. The scan cache trusts a file whose size and mtime are
+//!   unchanged; the ctime and inode also catch a rewrite that restored the
+//!   mtime, or a rename over it;
+//! - folder the walk enters, with the same stats: a file or folder added,
+//!   removed or renamed in it changes its mtime;
+//! - `.gitignore` and `.ignore` in those folders (what decides which of their
+//!   entries the walk takes), with the same stats;
+//! - symlink, with what the scan would say of it (its resolved target or why
+//!   it does not resolve), and error the walk meets;
+//! - repository: the stats of `.git/HEAD`, the ref it names (or
+//!   `packed-refs`), `.git/config` and `.git/info/exclude`, and the ref's name;
+//!
+//! and the fleet root, the folders given, the state directory, `bulkhead.toml`
+//! as loaded and the tool version. It also lists what it digested
+//! ([`StatWalk::watch`]): [`FleetStats::recheck`] stats that list again, without
+//! reading a folder, and gives the same digest while nothing changed. A
+//! change it does not stat directly (a new file, a new `.gitignore`, a new
+//! repository) changes the mtime of a folder it does stat.
 //!
 //! A file written moments before it is measured could be written again
 //! within the file system's timestamp granularity, leaving every stat as it
-//! was: a fingerprint that saw an mtime less than [`SETTLE`] before its walk
-//! began is not [`FleetFingerprint::settled`], and a caller must not keep it.
-//!
-//! Adding, removing or renaming a recognised file changes the set of paths,
-//! and a changed `.gitignore` or exclude pattern changes it exactly when it
-//! changes what the scan walks. A caller keeps the digest taken before it
-//! scanned beside what it derived from that scan: a file that changes while
-//! the scan reads it then no longer matches, so the next run scans again.
+//! was: a walk that saw an mtime less than [`SETTLE`] before it began, met an
+//! error, or met what the list cannot hold, is not [`StatWalk::settled`], and a
+//! caller must not keep it. A caller keeps the digest taken before it scanned
+//! beside what it derived from that scan: a file that changes while the scan
+//! reads it then no longer matches, so the next run scans again.
 
 use crate::config::Config;
 use crate::walk::relative;
 use crate::{DiscoverError, ScanOptions, StateDir};
 use ignore::{WalkBuilder, WalkState, overrides::OverrideBuilder};
+use std::fs::Metadata;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -41,77 +48,141 @@ use std::sync::{Arc, Mutex};
 /// tests check that both walks meet the same files).
 const SKIPPED_DIRS: [&str; 3] = [".git", "node_modules", "vendor"];
 
+/// The files in a folder that decide which of its entries the walk takes.
+const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
+
 /// How long before the walk an mtime must lie for the fingerprint to be
 /// kept: more than the coarsest timestamp granularity of common file systems
 /// (2 s on FAT), so a rewrite after the walk cannot leave the mtime unchanged.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What [`fingerprint()`] found: the digest, and what a caller needs to use
-/// the fleet's state without scanning it.
+/// A fleet located as [`crate::scan()`] locates it, not yet walked.
 #[derive(Debug)]
-pub struct FleetFingerprint {
-    /// The folder all provenance paths are relative to, as [`crate::scan()`] finds it.
+pub struct FleetStats {
+    /// The folder all provenance paths are relative to.
     pub root: PathBuf,
     pub config: Config,
     pub state_dir: StateDir,
-    /// 32 hexadecimal digits.
-    pub digest: String,
-    /// Every mtime lies [`SETTLE`] or more before the walk: the digest may be kept.
-    pub settled: bool,
+    paths: Vec<PathBuf>,
 }
 
-/// Fingerprints the fleet a scan with `options` would read (`use_cache` is
-/// not part of it: it changes how a scan works, not what it finds).
-///
-/// # Errors
-/// As [`crate::scan()`]: a path that does not exist, or an invalid `bulkhead.toml`.
-pub fn fingerprint(options: &ScanOptions) -> Result<FleetFingerprint, DiscoverError> {
-    let paths: Vec<PathBuf> = if options.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        options.paths.clone()
-    };
-    let mut canonical = Vec::new();
-    for path in &paths {
-        let c = std::fs::canonicalize(path)
-            .map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
-        canonical.push(c);
+/// What [`FleetStats::walk`] found.
+#[derive(Debug)]
+pub struct StatWalk {
+    /// 32 hexadecimal digits.
+    pub digest: String,
+    /// Every mtime lies [`SETTLE`] or more before the walk, and the walk met
+    /// neither an error nor a path the list cannot hold: the digest may be kept.
+    pub settled: bool,
+    /// What [`FleetStats::recheck`] stats again: one line per record.
+    pub watch: String,
+}
+
+impl FleetStats {
+    /// Locates the fleet a scan with `options` would read: its root,
+    /// configuration and state directory (`use_cache` plays no part).
+    ///
+    /// # Errors
+    /// As [`crate::scan()`]: a path that does not exist, or an invalid `bulkhead.toml`.
+    pub fn locate(options: &ScanOptions) -> Result<FleetStats, DiscoverError> {
+        let given: Vec<PathBuf> = if options.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            options.paths.clone()
+        };
+        let mut paths = Vec::new();
+        for path in &given {
+            let c = std::fs::canonicalize(path)
+                .map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
+            paths.push(c);
+        }
+        let root = crate::common_root(&paths);
+        let config = Config::load(&root)?;
+        let state_dir = StateDir::resolve(&root, options.state_dir.as_deref());
+        Ok(FleetStats {
+            root,
+            config,
+            state_dir,
+            paths,
+        })
     }
-    let root = crate::common_root(&canonical);
-    let config = Config::load(&root)?;
-    let state_dir = StateDir::resolve(&root, options.state_dir.as_deref());
-    let started = std::time::SystemTime::now();
-    let settle_before = started
-        .checked_sub(SETTLE)
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128);
-    let walk = Walk {
-        root: &root,
-        settle_before,
-        racy: Arc::default(),
-    };
-    let mut records = walk.records(&canonical, &config, state_dir.path());
-    let settled = !walk.racy.load(Ordering::Relaxed);
-    // The walk's threads find entries in any order; the digest must not depend on it.
-    records.sort_unstable();
-    let mut whole = Digest::default();
-    whole.add(env!("CARGO_PKG_VERSION").as_bytes());
-    whole.add(root.as_os_str().as_encoded_bytes());
-    for path in &canonical {
-        whole.add(path.as_os_str().as_encoded_bytes());
+
+    /// Walks the fleet as the scan does, statting instead of reading.
+    pub fn walk(&self) -> StatWalk {
+        let settle_before = std::time::SystemTime::now()
+            .checked_sub(SETTLE)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        let stats = Arc::new(Stats {
+            root: self.root.clone(),
+            settle_before,
+            unsettled: AtomicBool::new(false),
+        });
+        let mut found = walk_records(self, &stats);
+        let records: Vec<u128> = found.iter().map(|(record, _)| *record).collect();
+        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let mut watch = String::new();
+        for (_, line) in &found {
+            if line.contains('\n') {
+                stats.unsettle();
+            }
+            watch.push_str(line);
+            watch.push('\n');
+        }
+        StatWalk {
+            digest: self.digest(records),
+            settled: !stats.unsettled.load(Ordering::Relaxed),
+            watch,
+        }
     }
-    whole.add(state_dir.path().as_os_str().as_encoded_bytes());
-    whole.add(&serde_json::to_vec(&config).unwrap_or_default());
-    for record in &records {
-        whole.add(&record.to_le_bytes());
+
+    /// The digest of the records `watch` lists, taken again by stats alone:
+    /// [`StatWalk::digest`] while nothing changed.
+    pub fn recheck(&self, watch: &str) -> String {
+        let stats = Stats {
+            root: self.root.clone(),
+            settle_before: i128::MAX,
+            unsettled: AtomicBool::new(false),
+        };
+        let lines: Vec<&str> = watch.lines().collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = lines.len().div_ceil(threads).max(1);
+        let records = std::thread::scope(|s| {
+            let parts: Vec<_> = lines
+                .chunks(chunk)
+                .map(|part| {
+                    let stats = &stats;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|line| stats.again(line))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_default())
+                .collect()
+        });
+        self.digest(records)
     }
-    Ok(FleetFingerprint {
-        root,
-        config,
-        state_dir,
-        digest: whole.hex(),
-        settled,
-    })
+
+    /// The digest of the fleet's records, in any order, and of where and how it is scanned.
+    fn digest(&self, mut records: Vec<u128>) -> String {
+        records.sort_unstable();
+        let mut whole = Digest::default();
+        whole.add(env!("CARGO_PKG_VERSION").as_bytes());
+        whole.add(self.root.as_os_str().as_encoded_bytes());
+        for path in &self.paths {
+            whole.add(path.as_os_str().as_encoded_bytes());
+        }
+        whole.add(self.state_dir.path().as_os_str().as_encoded_bytes());
+        whole.add(&serde_json::to_vec(&self.config).unwrap_or_default());
+        for record in &records {
+            whole.add(&record.to_le_bytes());
+        }
+        whole.hex()
+    }
 }
 
 /// Two SipHash passes under different tags: 128 bits, as the outcome caches
@@ -122,6 +193,13 @@ struct Digest {
 }
 
 impl Digest {
+    fn new(kind: &[u8], rel: &str) -> Digest {
+        let mut d = Digest::default();
+        d.add(kind);
+        d.add(rel.as_bytes());
+        d
+    }
+
     /// Adds one length-prefixed part, so that parts cannot run into each other.
     fn add(&mut self, part: &[u8]) {
         self.parts
@@ -150,100 +228,80 @@ impl Digest {
     }
 }
 
-/// One fingerprint walk: the root paths are relative to, and whether a stat
-/// met an mtime too recent to trust.
-struct Walk<'a> {
-    root: &'a Path,
-    /// [`SETTLE`] before the walk began, in ns since the epoch.
-    settle_before: i128,
-    racy: Arc<AtomicBool>,
-}
-
-impl Walk<'_> {
-    /// The walk of [`crate::walk::walk`] with a stat in place of each read:
-    /// one 128-bit record per recognised file, symlink, walk error and repository.
-    fn records(&self, paths: &[PathBuf], config: &Config, state_dir: &Path) -> Vec<u128> {
-        let mut builder = WalkBuilder::new(&paths[0]);
-        for path in &paths[1..] {
-            builder.add(path);
-        }
-        // Invalid patterns are reported by the scan from `config`, which the digest holds.
-        let mut overrides = OverrideBuilder::new(self.root);
-        for pattern in &config.scan.exclude {
-            let _ = overrides.add(&format!("!{pattern}"));
-        }
-        if let Ok(o) = overrides.build() {
-            builder.overrides(o);
-        }
-        // `filter_entry` must own what it uses: repositories go to a list of their own.
-        let found_repos: Arc<Mutex<Vec<u128>>> = Default::default();
-        let seen_repos = found_repos.clone();
-        let repo_root = self.root.to_path_buf();
-        let state_dir = state_dir.to_path_buf();
-        let stats = Stats {
-            settle_before: self.settle_before,
-            racy: self.racy.clone(),
-        };
-        builder
-            .hidden(false)
-            .parents(false)
-            .git_global(false)
-            .require_git(false)
-            .follow_links(false)
-            .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .filter_entry(move |entry| {
-                let name = entry.file_name();
-                if name == ".git"
-                    && let Some(dir) = entry.path().parent()
-                {
-                    let record = stats.repo_record(&relative(&repo_root, dir), dir);
-                    if let Ok(mut repos) = seen_repos.lock() {
-                        repos.push(record);
-                    }
-                }
-                let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
-                    && entry.file_type().is_some_and(|t| t.is_dir());
-                !skipped && entry.path() != state_dir
-            });
-        let shared: Mutex<Vec<u128>> = Mutex::new(Vec::new());
-        let stats = Stats {
-            settle_before: self.settle_before,
-            racy: self.racy.clone(),
-        };
-        builder.build_parallel().run(|| {
-            let mut mine = ThreadRecords {
-                records: Vec::new(),
-                shared: &shared,
-            };
-            let stats = &stats;
-            Box::new(move |result| {
-                let record = match result {
-                    Ok(entry) => stats.entry_record(self.root, &entry),
-                    Err(e) => {
-                        let mut d = Digest::default();
-                        d.add(b"error");
-                        d.add(e.to_string().as_bytes());
-                        Some(d.value())
-                    }
-                };
-                mine.records.extend(record);
-                WalkState::Continue
-            })
-        });
-        let mut records = shared
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Ok(mut repos) = found_repos.lock() {
-            records.append(&mut repos);
-        }
-        records
+/// The walk of [`crate::walk::walk`] with stats in place of reads: each
+/// record with its line of the watch list.
+fn walk_records(fleet: &FleetStats, stats: &Arc<Stats>) -> Vec<(u128, String)> {
+    let mut builder = WalkBuilder::new(&fleet.paths[0]);
+    for path in &fleet.paths[1..] {
+        builder.add(path);
     }
+    // Invalid patterns are reported by the scan from the configuration, which the digest holds.
+    let mut overrides = OverrideBuilder::new(&fleet.root);
+    for pattern in &fleet.config.scan.exclude {
+        let _ = overrides.add(&format!("!{pattern}"));
+    }
+    if let Ok(o) = overrides.build() {
+        builder.overrides(o);
+    }
+    // `filter_entry` must own what it uses: repositories go to a list of their own.
+    let found_repos: Arc<Mutex<Vec<(u128, String)>>> = Default::default();
+    let seen_repos = found_repos.clone();
+    let repo_stats = stats.clone();
+    let state_dir = fleet.state_dir.path().to_path_buf();
+    builder
+        .hidden(false)
+        .parents(false)
+        .git_global(false)
+        .require_git(false)
+        .follow_links(false)
+        .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .filter_entry(move |entry| {
+            let name = entry.file_name();
+            if name == ".git"
+                && let Some(dir) = entry.path().parent()
+            {
+                let found = repo_stats.first_repo(dir, entry);
+                if let Ok(mut repos) = seen_repos.lock() {
+                    repos.push(found);
+                }
+            }
+            let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
+                && entry.file_type().is_some_and(|t| t.is_dir());
+            !skipped && entry.path() != state_dir
+        });
+    let shared: Mutex<Vec<(u128, String)>> = Mutex::new(Vec::new());
+    builder.build_parallel().run(|| {
+        let mut mine = ThreadRecords {
+            records: Vec::new(),
+            shared: &shared,
+        };
+        let stats = &**stats;
+        Box::new(move |result| {
+            match result {
+                Ok(entry) => stats.first_entry(&entry, &mut mine.records),
+                Err(e) => {
+                    stats.unsettle();
+                    let mut d = Digest::new(b"error", "");
+                    d.add(e.to_string().as_bytes());
+                    mine.records.push((d.value(), format!("e{e}")));
+                }
+            }
+            WalkState::Continue
+        })
+    });
+    let mut records = shared
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Ok(mut repos) = found_repos.lock() {
+        records.append(&mut repos);
+    }
+    records
 }
 
 /// One walker thread's records, handed over when the walk drops its visitor.
 struct ThreadRecords<'a> {
-    records: Vec<u128>,
-    shared: &'a Mutex<Vec<u128>>,
+    records: Vec<(u128, String)>,
+    shared: &'a Mutex<Vec<(u128, String)>>,
 }
 
 impl Drop for ThreadRecords<'_> {
@@ -256,82 +314,146 @@ impl Drop for ThreadRecords<'_> {
     }
 }
 
-/// Digests stats, and flags the walk when one is too recent to trust.
+/// Makes records from stats, the same way on the walk and on the recheck.
+/// A watch line is a kind letter, the path relative to the root, and for a
+/// repository a tab and the ref its HEAD names.
 struct Stats {
+    root: PathBuf,
+    /// [`SETTLE`] before the walk began, in ns since the epoch.
     settle_before: i128,
-    racy: Arc<AtomicBool>,
+    unsettled: AtomicBool,
 }
 
 impl Stats {
-    /// The record of what the scan would make of one walked entry, if it makes anything.
-    fn entry_record(&self, root: &Path, entry: &ignore::DirEntry) -> Option<u128> {
-        let rel = relative(root, entry.path());
-        let mut d = Digest::default();
-        if entry.path_is_symlink() {
-            // The scan reports a symlink by where it leads.
-            d.add(b"symlink");
-            d.add(rel.as_bytes());
-            match std::fs::canonicalize(entry.path()) {
-                Ok(target) => d.add(target.as_os_str().as_encoded_bytes()),
-                Err(e) => d.add(e.to_string().as_bytes()),
-            }
-            return Some(d.value());
-        }
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            return None;
-        }
-        scan::FileKind::of(&rel)?;
-        d.add(b"file");
-        d.add(rel.as_bytes());
-        match entry.metadata() {
-            Ok(m) => self.add(&mut d, &m),
-            Err(e) => d.add(e.to_string().as_bytes()),
-        }
-        Some(d.value())
+    fn unsettle(&self) {
+        self.unsettled.store(true, Ordering::Relaxed);
     }
 
-    /// The record of a repository's checked-out commit and remote, as
-    /// [`crate::git`] reads them: `HEAD`'s text, then the stats of the files
-    /// it reads after it.
-    fn repo_record(&self, rel: &str, dir: &Path) -> u128 {
-        let git_dir = dir.join(".git");
-        let mut d = Digest::default();
-        d.add(b"repo");
-        d.add(rel.as_bytes());
-        // Through symlinks, as reading does; `true` for a regular file.
-        let stat = |d: &mut Digest, path: &Path| match std::fs::metadata(path) {
-            Ok(m) => {
-                d.add(b"found");
-                self.add(d, &m);
-                m.is_file()
-            }
-            Err(_) => {
-                d.add(b"missing");
-                false
-            }
+    /// The records of one walked entry, if the scan makes anything of it.
+    fn first_entry(&self, entry: &ignore::DirEntry, out: &mut Vec<(u128, String)>) {
+        let rel = relative(&self.root, entry.path());
+        if entry.path_is_symlink() {
+            out.push((self.symlink(&rel), format!("s{rel}")));
+            return;
+        }
+        let Some(file_type) = entry.file_type() else {
+            return;
         };
-        match std::fs::read(git_dir.join("HEAD")) {
-            Ok(head) => {
-                d.add(&head);
-                let text = String::from_utf8_lossy(&head);
-                if let Some(reference) = text.trim().strip_prefix("ref: ")
-                    && !stat(&mut d, &git_dir.join(reference))
-                {
-                    stat(&mut d, &git_dir.join("packed-refs"));
+        if file_type.is_dir() {
+            let path = entry.path();
+            out.push((
+                self.file(b"dir", &rel, std::fs::symlink_metadata(path)),
+                format!("d{rel}"),
+            ));
+            // Their absence is in the folder's mtime; their presence needs their own stats.
+            for name in IGNORE_FILES {
+                if let Ok(m) = std::fs::symlink_metadata(path.join(name)) {
+                    let rel = relative(&self.root, &path.join(name));
+                    out.push((self.file(b"ignore", &rel, Ok(m)), format!("i{rel}")));
                 }
             }
-            Err(_) => d.add(b"no HEAD"),
+            return;
+        }
+        if scan::FileKind::of(&rel).is_some() {
+            let m = std::fs::symlink_metadata(entry.path());
+            out.push((self.file(b"file", &rel, m), format!("f{rel}")));
+        }
+    }
+
+    /// A repository's record on the walk, reading the ref name from `HEAD`.
+    fn first_repo(&self, dir: &Path, git: &ignore::DirEntry) -> (u128, String) {
+        let rel = relative(&self.root, dir);
+        if !git.file_type().is_some_and(|t| t.is_dir()) {
+            // A `.git` file points elsewhere, where the list does not follow.
+            self.unsettle();
+        }
+        // HEAD is measured before it is read: a change between leaves the
+        // record unlike the next one.
+        let head = std::fs::metadata(dir.join(".git/HEAD"));
+        let text = std::fs::read_to_string(dir.join(".git/HEAD")).unwrap_or_default();
+        let reference = text.trim().strip_prefix("ref: ").unwrap_or("").to_string();
+        if reference.contains(['\t', '\n']) {
+            self.unsettle();
+        }
+        let record = self.repo(&rel, head, &reference);
+        (record, format!("g{rel}\t{reference}"))
+    }
+
+    /// The record of one watch line, statted again.
+    fn again(&self, line: &str) -> u128 {
+        let (kind, rest) = line.split_at(line.len().min(1));
+        let path = |rel: &str| self.root.join(rel);
+        match kind {
+            "f" => self.file(b"file", rest, std::fs::symlink_metadata(path(rest))),
+            "d" => self.file(b"dir", rest, std::fs::symlink_metadata(path(rest))),
+            "i" => self.file(b"ignore", rest, std::fs::symlink_metadata(path(rest))),
+            "s" => self.symlink(rest),
+            "g" => {
+                let (rel, reference) = rest.split_once('\t').unwrap_or((rest, ""));
+                self.repo(
+                    rel,
+                    std::fs::metadata(path(rel).join(".git/HEAD")),
+                    reference,
+                )
+            }
+            // Errors are never kept; anything else is not a line this module wrote.
+            _ => Digest::new(b"unknown", line).value(),
+        }
+    }
+
+    fn file(&self, kind: &[u8], rel: &str, m: std::io::Result<Metadata>) -> u128 {
+        let mut d = Digest::new(kind, rel);
+        self.add(&mut d, &m);
+        d.value()
+    }
+
+    /// The scan reports a symlink by where it leads.
+    fn symlink(&self, rel: &str) -> u128 {
+        let mut d = Digest::new(b"symlink", rel);
+        match std::fs::canonicalize(self.root.join(rel)) {
+            Ok(target) => d.add(target.as_os_str().as_encoded_bytes()),
+            Err(e) => d.add(e.to_string().as_bytes()),
+        }
+        d.value()
+    }
+
+    /// A repository's checked-out commit and remote as [`crate::git`] reads
+    /// them, and the exclude file the walk reads, by their stats.
+    fn repo(&self, rel: &str, head: std::io::Result<Metadata>, reference: &str) -> u128 {
+        let git_dir = self.root.join(rel).join(".git");
+        let mut d = Digest::new(b"repo", rel);
+        d.add(reference.as_bytes());
+        self.add(&mut d, &head);
+        // Through symlinks, as reading does.
+        let stat = |d: &mut Digest, path: &Path| {
+            let m = std::fs::metadata(path);
+            self.add(d, &m);
+            m.is_ok_and(|m| m.is_file())
+        };
+        if !reference.is_empty() && !stat(&mut d, &git_dir.join(reference)) {
+            stat(&mut d, &git_dir.join("packed-refs"));
         }
         stat(&mut d, &git_dir.join("config"));
+        // A missing exclude file is in the mtime of the folder it would be created in.
+        if !stat(&mut d, &git_dir.join("info/exclude")) && !stat(&mut d, &git_dir.join("info")) {
+            stat(&mut d, &git_dir);
+        }
         d.value()
     }
 
     /// Adds what decides a file's content under the scan's trust in file stats.
-    fn add(&self, d: &mut Digest, m: &std::fs::Metadata) {
+    fn add(&self, d: &mut Digest, m: &std::io::Result<Metadata>) {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                d.add(b"unreadable");
+                d.add(format!("{:?}", e.kind()).as_bytes());
+                return;
+            }
+        };
         let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
         if mtime >= self.settle_before {
-            self.racy.store(true, Ordering::Relaxed);
+            self.unsettle();
         }
         for n in [
             u64::from(m.mode()),

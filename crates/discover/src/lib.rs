@@ -23,7 +23,7 @@ mod tests;
 mod walk;
 
 pub use config::Config;
-pub use fingerprint::{FleetFingerprint, fingerprint};
+pub use fingerprint::{FleetStats, StatWalk};
 pub use image_inputs::{load_image_inputs, read_image_inputs};
 pub use state::{StateDir, StateFile};
 pub use walk::Progress;

@@ -521,23 +521,29 @@ fn check(args: CheckArgs) -> Result<Exit> {
         use_cache: true,
     };
     // A check of fleet folders alone keeps its report beside the fleet's
-    // fingerprint, taken before anything is read: when the fleet, its
-    // repositories' commits and the policies are all as they were, that report
-    // is the answer, and neither the scan nor a rule runs.
-    let (print, prepared) = if files.is_empty() {
-        let print = discover::fingerprint(&scan_options)?;
-        let prepared = prepare_policies(&args.bundle, Some((&print.config, &print.root)))?;
-        let key = cache::key(&[b"report", &prepared.identity, print.digest.as_bytes()]);
-        if let Some(kept) = cache::Cache::kept_report::<KeptReport>(print.state_dir.path(), &key) {
+    // fingerprint, taken before anything is read. When the stats of what
+    // the fingerprint listed, the repositories' commits and the policies are
+    // all as they were, that report is the answer: neither the scan nor a
+    // rule runs, and no folder is read.
+    let (walked, prepared) = if files.is_empty() {
+        let fleet = discover::FleetStats::locate(&scan_options)?;
+        let prepared = prepare_policies(&args.bundle, Some((&fleet.config, &fleet.root)))?;
+        let key_of = |digest: &str| cache::key(&[b"report", &prepared.identity, digest.as_bytes()]);
+        let dir = fleet.state_dir.path();
+        if let Some(kept) = cache::Cache::kept_report::<KeptReport>(dir)
+            && kept.key == key_of(&fleet.recheck(&kept.watch))
+        {
             let report = CheckReport {
                 schema: "bulkhead.policy/v1",
-                summary: kept.summary,
-                findings: kept.findings,
-                diagnostics: kept.diagnostics,
+                summary: kept.report.summary,
+                findings: kept.report.findings,
+                diagnostics: kept.report.diagnostics,
             };
             return answer(&report, &args);
         }
-        (Some((print, key)), Some(prepared))
+        let walked = fleet.walk();
+        let key = key_of(&walked.digest);
+        (Some((walked, key)), Some(prepared))
     } else {
         (None, None)
     };
@@ -644,10 +650,10 @@ fn check(args: CheckArgs) -> Result<Exit> {
     if let Some(dir) = &state_dir {
         // The report is kept only when it is whole and the fingerprint it
         // answers was settled (no file too recently written to trust its stats).
-        let kept = print
+        let kept = walked
             .as_ref()
-            .filter(|(print, _)| complete && print.settled)
-            .map(|(_, key)| (key.as_str(), &report));
+            .filter(|(walked, _)| complete && walked.settled)
+            .map(|(walked, key)| (key.as_str(), walked.watch.as_str(), &report));
         if let Err(e) = cache::Cache::save(dir, fresh, kept) {
             eprintln!("warning: policy outcomes not kept: {e}");
         }

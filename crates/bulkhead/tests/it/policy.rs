@@ -508,21 +508,31 @@ fn policy_check_reuses_outcomes_only_for_unchanged_inputs_and_policies() {
     assert_eq!(other, fresh("fresh-3", &flag));
 }
 
-/// Sets the mtime of every file under `dir` written in the last minute to a
-/// fixed time long past, as a fleet checked out long before it is checked:
+/// The time [`age`] sets next, in seconds after the epoch.
+/// The time in seconds after the epoch that the next [`age`] sets.
+static AGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_600_000_000);
+
+/// Sets the mtime of every file and folder under `path` written in the last minute to a
+/// time long past (another at each call, so that an aged change
+/// still moves the mtime), as a fleet checked out long before it is checked:
 /// the check then keeps its report. Older files are left as they are.
-fn age(dir: &Path) {
+fn age(path: &Path) {
+    age_at(
+        path,
+        AGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    );
+}
+
+fn age_at(path: &Path, at: u64) {
     let recent = std::time::SystemTime::now() - Duration::from_secs(60);
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-        let path = entry.path();
-        let kind = entry.file_type().expect("type");
-        if kind.is_dir() {
-            age(&path);
-        } else if kind.is_file()
-            && entry.metadata().and_then(|m| m.modified()).expect("mtime") > recent
-        {
-            set_mtime(&path, 1_600_000_000);
+    let metadata = std::fs::symlink_metadata(path).expect("metadata");
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read_dir").flatten() {
+            age_at(&entry.path(), at);
         }
+    }
+    if !metadata.is_symlink() && metadata.modified().expect("mtime") > recent {
+        set_mtime(path, at);
     }
 }
 

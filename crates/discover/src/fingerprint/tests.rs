@@ -1,8 +1,9 @@
 //! The fingerprint walk meets exactly the files the scan reads, and every
-//! change a scan would see changes the digest, while a change it would not
+//! change a scan would see changes the digest, both walked again and
+//! rechecked by stats from the last walk's list, while a change it would not
 //! see leaves the digest as it was.
 
-use crate::{ScanOptions, fingerprint, scan, state};
+use crate::{FleetStats, ScanOptions, StatWalk, scan, state};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use test_support::TempDir;
@@ -51,25 +52,32 @@ fn fleet(dir: &TempDir) -> PathBuf {
     root
 }
 
-/// Sets the mtime of every file written in the last minute to a fixed time
-/// long past, as a fleet checked out long before the scan: a fingerprint of
+/// The time [`age`] sets next, in seconds after the epoch.
+/// The time in seconds after the epoch that the next [`age`] sets.
+static AGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_600_000_000);
+
+/// Sets the mtime of every file and folder written in the last minute to a time long
+/// past (another at each call, so that an aged change still moves the
+/// mtime), as a fleet checked out long before the scan: a fingerprint of
 /// it is settled. Files older than that are left alone (setting a time
 /// changes the ctime, which the digest holds).
-fn age(dir: &Path) {
+fn age(path: &Path) {
+    age_at(
+        path,
+        AGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    );
+}
+
+fn age_at(path: &Path, at: u64) {
     let recent = SystemTime::now() - Duration::from_secs(60);
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-        let path = entry.path();
-        let kind = entry.file_type().expect("type");
-        if kind.is_dir() {
-            age(&path);
-        } else if kind.is_file()
-            && entry.metadata().and_then(|m| m.modified()).expect("mtime") > recent
-        {
-            set_mtime(
-                &path,
-                SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
-            );
+    let metadata = std::fs::symlink_metadata(path).expect("metadata");
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read_dir").flatten() {
+            age_at(&entry.path(), at);
         }
+    }
+    if !metadata.is_symlink() && metadata.modified().expect("mtime") > recent {
+        set_mtime(path, SystemTime::UNIX_EPOCH + Duration::from_secs(at));
     }
 }
 
@@ -90,10 +98,26 @@ fn options(root: &Path) -> ScanOptions {
     }
 }
 
-fn digest(root: &Path) -> String {
-    let print = fingerprint(&options(root)).expect("fingerprint");
-    assert!(print.settled, "an aged fleet gives a settled fingerprint");
-    print.digest
+fn walk(root: &Path) -> StatWalk {
+    FleetStats::locate(&options(root)).expect("locate").walk()
+}
+
+fn recheck(root: &Path, watch: &str) -> String {
+    FleetStats::locate(&options(root))
+        .expect("locate")
+        .recheck(watch)
+}
+
+/// The digest of a walk, after checking that a recheck of its list agrees.
+fn digest(root: &Path) -> StatWalk {
+    let walked = walk(root);
+    assert!(walked.settled, "an aged fleet gives a settled fingerprint");
+    assert_eq!(
+        recheck(root, &walked.watch),
+        walked.digest,
+        "a recheck of an unchanged fleet"
+    );
+    walked
 }
 
 /// Every file the scan read (the cache's entries) moves the digest when
@@ -126,9 +150,24 @@ fn the_digest_follows_the_files_the_scan_reads_and_no_others() {
         );
         digest(&root)
     };
-    for rel in &read {
+    let watched = [
+        "svc/a/Dockerfile",
+        "svc/a/deploy/k8s.yaml",
+        "svc/b/catalog-info.yaml",
+        ".gitignore",
+        "svc/a/.git/HEAD",
+        "svc/a/.git/refs/heads/main",
+        "svc/a/.git/config",
+        "svc/b/.git/packed-refs",
+    ];
+    for rel in watched {
         let after = touch(rel);
-        assert_ne!(after, before, "touching {rel}");
+        assert_ne!(after.digest, before.digest, "touching {rel}");
+        assert_ne!(
+            recheck(&root, &before.watch),
+            before.digest,
+            "touching {rel}, rechecked"
+        );
         before = after;
     }
     for rel in [
@@ -139,20 +178,9 @@ fn the_digest_follows_the_files_the_scan_reads_and_no_others() {
         "svc/a/node_modules/y/k8s.yaml",
         ".bulkhead/old.yaml",
         ".bulkhead/scan-cache.json",
-        ".gitignore",
         "bulkhead.toml",
-        "svc/a/.git/HEAD",
     ] {
-        assert_eq!(touch(rel), before, "touching {rel}");
-    }
-    for rel in [
-        "svc/a/.git/refs/heads/main",
-        "svc/a/.git/config",
-        "svc/b/.git/packed-refs",
-    ] {
-        let after = touch(rel);
-        assert_ne!(after, before, "touching {rel}");
-        before = after;
+        assert_eq!(touch(rel).digest, before.digest, "touching {rel}");
     }
 }
 
@@ -264,17 +292,27 @@ fn every_change_a_scan_would_see_moves_the_digest() {
         ),
     ];
     let mut before = digest(&root);
-    assert_eq!(digest(&root), before, "nothing changed");
+    assert_eq!(digest(&root).digest, before.digest, "nothing changed");
     for (what, change) in changes {
         change();
-        let recent = fingerprint(&options(&root)).expect("fingerprint");
-        age(&root);
-        let after = digest(&root);
-        assert_ne!(after, before, "{what}");
+        let recent = walk(&root);
         assert!(
-            !recent.settled || recent.digest != before,
+            !recent.settled || recent.digest != before.digest,
             "{what}: a fingerprint taken at once is either not kept or moved"
         );
+        assert_ne!(
+            recheck(&root, &before.watch),
+            before.digest,
+            "{what}, rechecked at once"
+        );
+        age(&root);
+        assert_ne!(
+            recheck(&root, &before.watch),
+            before.digest,
+            "{what}, rechecked"
+        );
+        let after = digest(&root);
+        assert_ne!(after.digest, before.digest, "{what}");
         before = after;
     }
 }
@@ -285,15 +323,16 @@ fn every_change_a_scan_would_see_moves_the_digest() {
 fn a_file_written_just_now_leaves_the_fingerprint_unsettled() {
     let dir = TempDir::new("fingerprint-settle");
     let root = fleet(&dir);
-    assert!(fingerprint(&options(&root)).expect("fingerprint").settled);
+    assert!(walk(&root).settled);
     std::fs::write(root.join("svc/a/Dockerfile"), "FROM debian:13\n").expect("write");
-    assert!(!fingerprint(&options(&root)).expect("fingerprint").settled);
+    assert!(!walk(&root).settled);
     set_mtime(
         &root.join("svc/a/Dockerfile"),
         SystemTime::now() + Duration::from_secs(60),
     );
-    assert!(
-        !fingerprint(&options(&root)).expect("fingerprint").settled,
-        "an mtime in the future"
-    );
+    assert!(!walk(&root).settled, "an mtime in the future");
+    age(&root);
+    assert!(walk(&root).settled);
+    dir.write("fleet/svc/a/deploy/extra.yaml", "kind: Service\n");
+    assert!(!walk(&root).settled, "a folder changed just now");
 }

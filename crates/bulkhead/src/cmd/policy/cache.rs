@@ -8,10 +8,11 @@
 //! outcome with an evaluation error is never kept.
 //!
 //! Beside the outcomes it keeps the last whole report of a fleet check,
-//! under a hash of the policies and of the fleet's fingerprint
-//! ([`discover::fingerprint()`]): a check that finds both as they were prints
-//! that report without scanning or evaluating. It is read on its own, the
-//! outcomes skipped unparsed into values.
+//! under a hash of the policies and of the fleet's stat fingerprint
+//! ([`discover::FleetStats`]), with the list of what that fingerprint
+//! statted: a check that stats that list again and finds the same hash, with
+//! the same policies, prints that report without scanning or evaluating. It
+//! is read on its own, the outcomes skipped unparsed into values.
 
 use discover::StateFile;
 use policy::Outcome;
@@ -50,11 +51,13 @@ pub(crate) struct Cache {
     entries: HashMap<String, Outcome>,
 }
 
-/// A report kept under the key of what it answers.
+/// A report kept under the key of what it answers, with the list of what
+/// [`discover::FleetStats::recheck`] stats to tell whether that is unchanged.
 #[derive(Debug, Serialize, Deserialize)]
-struct Kept<R> {
-    key: String,
-    report: R,
+pub(crate) struct Kept<W, R> {
+    pub key: String,
+    pub watch: W,
+    pub report: R,
 }
 
 impl Cache {
@@ -69,20 +72,18 @@ impl Cache {
         self.entries.get(key)
     }
 
-    /// The report kept in `dir` under `key`, if that is the key it was kept under.
-    pub fn kept_report<R: DeserializeOwned>(dir: &Path, key: &str) -> Option<R> {
+    /// The report kept in `dir`, if any.
+    pub fn kept_report<R: DeserializeOwned>(dir: &Path) -> Option<Kept<String, R>> {
         /// The cache as the kept report's reader reads it (the outcomes are skipped).
         #[derive(Deserialize)]
         struct Head<R> {
             format: u32,
             tool_version: String,
-            last: Option<Kept<R>>,
+            last: Option<Kept<String, R>>,
         }
         discover::state::load_cache_file::<Head<R>>(dir, StateFile::PolicyCache)
             .filter(|c| c.format == FORMAT && c.tool_version == env!("CARGO_PKG_VERSION"))
             .and_then(|c| c.last)
-            .filter(|kept| kept.key == key)
-            .map(|kept| kept.report)
     }
 
     /// Saves the outcomes of this run only, so entries of inputs that are gone
@@ -90,20 +91,21 @@ impl Cache {
     pub fn save<R: Serialize>(
         dir: &Path,
         entries: HashMap<String, Outcome>,
-        last: Option<(&str, &R)>,
+        last: Option<(&str, &str, &R)>,
     ) -> Result<(), discover::DiscoverError> {
         #[derive(Serialize)]
         struct CacheOut<'a, R> {
             format: u32,
             tool_version: &'a str,
-            last: Option<Kept<&'a R>>,
+            last: Option<Kept<&'a str, &'a R>>,
             entries: HashMap<String, Outcome>,
         }
         let cache = CacheOut {
             format: FORMAT,
             tool_version: env!("CARGO_PKG_VERSION"),
-            last: last.map(|(key, report)| Kept {
+            last: last.map(|(key, watch, report)| Kept {
                 key: key.to_string(),
+                watch,
                 report,
             }),
             entries,
