@@ -16,7 +16,8 @@
 //! - symlink, with what the scan would say of it (its resolved target or why
 //!   it does not resolve), and error the walk meets;
 //! - repository: the stats of `.git/HEAD`, the ref it names (or
-//!   `packed-refs`), `.git/config` and `.git/info/exclude`, and the ref's name;
+//!   `packed-refs`), `.git/config` and `.git/info/exclude` (or, while it is
+//!   missing, the folder it would be created in), and the ref's name;
 //!
 //! and the fleet root, the folders given, the state directory, `bulkhead.toml`
 //! as loaded and the tool version. It also lists what it digested
@@ -50,6 +51,10 @@ const SKIPPED_DIRS: [&str; 3] = [".git", "node_modules", "vendor"];
 
 /// The files in a folder that decide which of its entries the walk takes.
 const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
+
+/// Where a repository's exclude file is, or else would appear: the file,
+/// else `info` (whose mtime its creation moves), else `.git` itself.
+const EXCLUDE_PLACES: [&str; 3] = ["info/exclude", "info", ""];
 
 /// How long before the walk an mtime must lie for the fingerprint to be
 /// kept: more than the coarsest timestamp granularity of common file systems
@@ -375,8 +380,8 @@ impl Stats {
         if reference.contains(['\t', '\n']) {
             self.unsettle();
         }
-        let record = self.repo(&rel, head, &reference);
-        (record, format!("g{rel}\t{reference}"))
+        let (record, exclude_at) = self.repo(&rel, head, &reference, None);
+        (record, format!("g{rel}\t{reference}\t{exclude_at}"))
     }
 
     /// The record of one watch line, statted again.
@@ -389,12 +394,16 @@ impl Stats {
             "i" => self.file(b"ignore", rest, std::fs::symlink_metadata(path(rest))),
             "s" => self.symlink(rest),
             "g" => {
-                let (rel, reference) = rest.split_once('\t').unwrap_or((rest, ""));
-                self.repo(
-                    rel,
-                    std::fs::metadata(path(rel).join(".git/HEAD")),
-                    reference,
-                )
+                let mut parts = rest.splitn(3, '\t');
+                let (rel, reference) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let exclude_at = parts.next();
+                match EXCLUDE_PLACES.into_iter().find(|p| exclude_at == Some(*p)) {
+                    Some(at) => {
+                        let head = std::fs::metadata(path(rel).join(".git/HEAD"));
+                        self.repo(rel, head, reference, Some(at)).0
+                    }
+                    None => Digest::new(b"unknown", line).value(),
+                }
             }
             // Errors are never kept; anything else is not a line this module wrote.
             _ => Digest::new(b"unknown", line).value(),
@@ -419,7 +428,16 @@ impl Stats {
 
     /// A repository's checked-out commit and remote as [`crate::git`] reads
     /// them, and the exclude file the walk reads, by their stats.
-    fn repo(&self, rel: &str, head: std::io::Result<Metadata>, reference: &str) -> u128 {
+    /// `exclude_at` is where the walk found the exclude file or would see it
+    /// created (one of [`EXCLUDE_PLACES`]); `None` on the walk, which finds it
+    /// and returns it.
+    fn repo(
+        &self,
+        rel: &str,
+        head: std::io::Result<Metadata>,
+        reference: &str,
+        exclude_at: Option<&'static str>,
+    ) -> (u128, &'static str) {
         let git_dir = self.root.join(rel).join(".git");
         let mut d = Digest::new(b"repo", rel);
         d.add(reference.as_bytes());
@@ -434,11 +452,17 @@ impl Stats {
             stat(&mut d, &git_dir.join("packed-refs"));
         }
         stat(&mut d, &git_dir.join("config"));
-        // A missing exclude file is in the mtime of the folder it would be created in.
-        if !stat(&mut d, &git_dir.join("info/exclude")) && !stat(&mut d, &git_dir.join("info")) {
-            stat(&mut d, &git_dir);
-        }
-        d.value()
+        let (at, m) = match exclude_at {
+            Some(at) => (at, std::fs::metadata(git_dir.join(at))),
+            None => EXCLUDE_PLACES
+                .into_iter()
+                .map(|at| (at, std::fs::metadata(git_dir.join(at))))
+                .find(|(at, m)| m.is_ok() || at.is_empty())
+                .unwrap_or(("", Err(std::io::ErrorKind::NotFound.into()))),
+        };
+        d.add(at.as_bytes());
+        self.add(&mut d, &m);
+        (d.value(), at)
     }
 
     /// Adds what decides a file's content under the scan's trust in file stats.

@@ -270,6 +270,16 @@ fn every_change_a_scan_would_see_moves_the_digest() {
             }),
         ),
         (
+            "an exclude file created in a repository",
+            Box::new(|| {
+                dir.write("fleet/svc/a/.git/info/exclude", "Dockerfile\n");
+            }),
+        ),
+        (
+            "an exclude file changed",
+            Box::new(|| replace("svc/a/.git/info/exclude", "deploy/\n")),
+        ),
+        (
             "a file no longer ignored",
             Box::new(|| replace(".gitignore", "other/\n")),
         ),
