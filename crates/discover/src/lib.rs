@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod files;
+mod fingerprint;
 mod git;
 mod image_inputs;
 pub mod state;
@@ -22,6 +23,7 @@ mod tests;
 mod walk;
 
 pub use config::Config;
+pub use fingerprint::{FleetStats, StatWalk};
 pub use image_inputs::{load_image_inputs, read_image_inputs};
 pub use state::{StateDir, StateFile};
 pub use walk::Progress;

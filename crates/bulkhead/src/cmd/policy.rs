@@ -15,7 +15,7 @@ use orchestrator::cluster::{self, ClusterError, Connection, watch, watch::Mirror
 use policy::admission::{self, FailurePolicy};
 use policy::builtin::TemplateWindow;
 use policy::{BundleConfig, Finding, GatekeeperSet, Level, Outcome, Policies};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -366,17 +366,39 @@ fn export_webhook(args: WebhookArgs) -> Result<Exit> {
     Ok(Exit::Ran)
 }
 
-/// Loads the bundle and constraints. `fleet` gives defaults from bulkhead.toml.
-fn load_policies(args: &BundleArgs, fleet: Option<&discover::ScanOutcome>) -> Result<Policies> {
-    load_policies_keyed(args, fleet).map(|(policies, _)| policies)
+/// Loads the bundle and constraints.
+fn load_policies(args: &BundleArgs) -> Result<Policies> {
+    prepare_policies(args, None)?.compile()
 }
 
-/// [`load_policies`], and the bytes that decide what the policies answer
-/// (bundle configuration, constraint files, budget), for the outcome cache.
-fn load_policies_keyed(
+/// The policies read but not yet compiled, and their identity: the bytes
+/// that decide what they answer (bundle configuration and sources,
+/// constraint files, budget), for the outcome cache and the kept report.
+struct Prepared {
+    config: Option<BundleConfig>,
+    gatekeeper: GatekeeperSet,
+    budget: Duration,
+    /// A 128-bit hash of everything above.
+    identity: Vec<u8>,
+}
+
+impl Prepared {
+    /// Compiles the bundle's Rego: the part a kept report saves.
+    fn compile(self) -> Result<Policies> {
+        let mut policies = Policies::new().with_budget(self.budget);
+        if let Some(config) = &self.config {
+            policies = policies.with_builtin(config)?;
+        }
+        Ok(policies.with_gatekeeper(self.gatekeeper))
+    }
+}
+
+/// Reads the constraints and settles the bundle's configuration. `fleet`
+/// (its `bulkhead.toml` and root) gives the defaults the flags leave open.
+fn prepare_policies(
     args: &BundleArgs,
-    fleet: Option<&discover::ScanOutcome>,
-) -> Result<(Policies, Vec<u8>)> {
+    fleet: Option<(&discover::Config, &Path)>,
+) -> Result<Prepared> {
     let mut config = BundleConfig {
         allowed_registries: args.allowed_registry.clone(),
         approved_base_prefixes: args.approved_base.clone(),
@@ -384,8 +406,7 @@ fn load_policies_keyed(
     };
     let mut latest = args.template_latest.clone();
     let mut sources = Vec::new();
-    if let Some(outcome) = fleet {
-        let c = &outcome.config;
+    if let Some((c, root)) = fleet {
         if config.approved_base_prefixes.is_empty() {
             config.approved_base_prefixes = c.images.approved_registries.clone();
         }
@@ -399,7 +420,7 @@ fn load_policies_keyed(
         if latest.is_none()
             && let Some(repo) = &c.templates.repo
         {
-            latest = newest_release(&outcome.root.join(repo));
+            latest = newest_release(&root.join(repo));
         }
     }
     config.templates = latest.map(|latest| TemplateWindow {
@@ -434,11 +455,14 @@ fn load_policies_keyed(
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("invalid policies:\n{}", list.join("\n"));
     }
-    let mut policies = Policies::new().with_budget(budget);
-    if !args.no_builtin {
-        policies = policies.with_builtin(&config)?;
-    }
-    Ok((policies.with_gatekeeper(set), identity))
+    Ok(Prepared {
+        config: (!args.no_builtin).then_some(config),
+        gatekeeper: set,
+        budget,
+        // The policies' bytes (the bundle's Rego among them) are hashed once, not
+        // again into every service's and file's key.
+        identity: cache::key(&[&identity]).into_bytes(),
+    })
 }
 
 /// The highest `vX.Y.Z` tag of a git repository, if it is one.
@@ -468,7 +492,15 @@ struct CheckReport {
     diagnostics: Vec<Diagnostic>,
 }
 
-#[derive(Debug, Serialize)]
+/// A [`CheckReport`] as the policy cache keeps it.
+#[derive(Debug, Deserialize)]
+struct KeptReport {
+    summary: Summary,
+    findings: Vec<Finding>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 struct Summary {
     services: usize,
     manifest_files: usize,
@@ -483,19 +515,52 @@ fn check(args: CheckArgs) -> Result<Exit> {
         paths.push(PathBuf::from("."));
     }
     let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.is_dir());
-    let outcome = if dirs.is_empty() {
+    let scan_options = discover::ScanOptions {
+        paths: dirs,
+        state_dir: args.state.state.clone(),
+        use_cache: true,
+    };
+    // A check of fleet folders alone keeps its report beside the fleet's
+    // fingerprint, taken before anything is read. When the stats of what
+    // the fingerprint listed, the repositories' commits and the policies are
+    // all as they were, that report is the answer: neither the scan nor a
+    // rule runs, and no folder is read.
+    let (walked, prepared) = if files.is_empty() {
+        let fleet = discover::FleetStats::locate(&scan_options)?;
+        let prepared = prepare_policies(&args.bundle, Some((&fleet.config, &fleet.root)))?;
+        let key_of = |digest: &str| cache::key(&[b"report", &prepared.identity, digest.as_bytes()]);
+        let dir = fleet.state_dir.path();
+        if let Some(kept) = cache::Cache::kept_report::<KeptReport>(dir)
+            && kept.key == key_of(&fleet.recheck(&kept.watch))
+        {
+            let report = CheckReport {
+                schema: "bulkhead.policy/v1",
+                summary: kept.report.summary,
+                findings: kept.report.findings,
+                diagnostics: kept.report.diagnostics,
+            };
+            return answer(&report, &args);
+        }
+        let walked = fleet.walk();
+        let key = key_of(&walked.digest);
+        (Some((walked, key)), Some(prepared))
+    } else {
+        (None, None)
+    };
+    let outcome = if scan_options.paths.is_empty() {
         None
     } else {
-        Some(output::scan(&discover::ScanOptions {
-            paths: dirs,
-            state_dir: args.state.state.clone(),
-            use_cache: true,
-        })?)
+        Some(output::scan(&scan_options)?)
     };
-    let (policies, identity) = load_policies_keyed(&args.bundle, outcome.as_ref())?;
-    // The policies' bytes (the bundle's Rego among them) are hashed once, not
-    // again into every service's and file's key.
-    let identity = cache::key(&[&identity]).into_bytes();
+    let prepared = match prepared {
+        Some(prepared) => prepared,
+        None => prepare_policies(
+            &args.bundle,
+            outcome.as_ref().map(|o| (&o.config, o.root.as_path())),
+        )?,
+    };
+    let identity = prepared.identity.clone();
+    let policies = prepared.compile()?;
     // Outcomes are kept between runs only beside a scanned fleet's state.
     let state_dir = outcome.as_ref().map(|o| o.state_dir.path().to_path_buf());
     let cache = state_dir
@@ -503,6 +568,8 @@ fn check(args: CheckArgs) -> Result<Exit> {
         .map(cache::Cache::load)
         .unwrap_or_default();
     let mut fresh = std::collections::HashMap::new();
+    // Whether every outcome is an answer to keep (no evaluation error).
+    let mut complete = true;
     // (display path, file on disk)
     let mut manifests: Vec<(String, PathBuf)> = files
         .iter()
@@ -549,6 +616,8 @@ fn check(args: CheckArgs) -> Result<Exit> {
             for (key, outcome, keep) in checked {
                 if keep {
                     fresh.insert(key, outcome.clone());
+                } else {
+                    complete = false;
                 }
                 result.extend(outcome);
             }
@@ -556,14 +625,10 @@ fn check(args: CheckArgs) -> Result<Exit> {
         services = fleet.services.len();
     }
     let manifest_files = manifests.len();
-    result.extend(check_manifests(
-        &policies, &manifests, &identity, &cache, &mut fresh,
-    )?);
-    if let Some(dir) = &state_dir
-        && let Err(e) = cache::Cache::save(dir, fresh)
-    {
-        eprintln!("warning: policy outcomes not kept: {e}");
-    }
+    let (checked, all_kept) =
+        check_manifests(&policies, &manifests, &identity, &cache, &mut fresh)?;
+    result.extend(checked);
+    complete &= all_kept;
     policy::sort_findings(&mut result.findings);
     let deny = result
         .findings
@@ -582,18 +647,44 @@ fn check(args: CheckArgs) -> Result<Exit> {
         findings: result.findings,
         diagnostics: result.diagnostics,
     };
+    if let Some(dir) = &state_dir {
+        // The report is kept only when it is whole and the fingerprint it
+        // answers was settled (no file too recently written to trust its stats).
+        let kept = walked
+            .as_ref()
+            .filter(|(walked, _)| complete && walked.settled)
+            .map(|(walked, key)| (key.as_str(), walked.watch.as_str(), &report));
+        if let Err(e) = cache::Cache::save(dir, fresh, kept) {
+            eprintln!("warning: policy outcomes not kept: {e}");
+        }
+    }
+    answer(&report, &args)
+}
+
+/// Prints `report` in the format asked for; the exit status says whether it passes.
+fn answer(report: &CheckReport, args: &CheckArgs) -> Result<Exit> {
     let format = if args.json {
         CheckFormat::Json
     } else {
         args.format
     };
+    // JSON is rendered whole and written at once: stdout written as it is
+    // serialised costs a system call per line, 77,000 at 10,000 services.
     match format {
-        CheckFormat::Table => output::print(&table(&report))?,
-        CheckFormat::Json => output::print_json(&report)?,
-        CheckFormat::Sarif => output::print_json(&sarif(&report.findings))?,
+        CheckFormat::Table => output::print(&table(report))?,
+        CheckFormat::Json => output::print(&json_text(report)?)?,
+        CheckFormat::Sarif => output::print(&json_text(&sarif(&report.findings))?)?,
         CheckFormat::Junit => output::print(&junit(&report.findings, args.strict))?,
     }
+    let Summary { deny, warn, .. } = report.summary;
     Ok(Exit::answer(deny == 0 && !(args.strict && warn > 0)))
+}
+
+/// `value` as `output::print_json` writes it: pretty, with a final line break.
+fn json_text(value: &impl Serialize) -> Result<String> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// Checks manifest files on every core. Every file is read first; when
@@ -603,13 +694,14 @@ fn check(args: CheckArgs) -> Result<Exit> {
 /// one cluster). Then each thread checks its share with its own clone of the
 /// policies, taking the outcome of a file from `cache` when its key (policies,
 /// path, text, and with constraints every file's path and text) is known.
+/// Also says whether every outcome is one to keep (no evaluation error).
 fn check_manifests(
     policies: &Policies,
     files: &[(String, PathBuf)],
     identity: &[u8],
     cache: &cache::Cache,
     fresh: &mut std::collections::HashMap<String, Outcome>,
-) -> Result<Outcome> {
+) -> Result<(Outcome, bool)> {
     let texts = on_every_core(files, |part| {
         part.iter()
             .map(|(shown, file)| Ok((shown.clone(), discover::files::read_text(file)?)))
@@ -660,13 +752,16 @@ fn check_manifests(
             .collect())
     })?;
     let mut all = Outcome::default();
+    let mut complete = true;
     for (key, outcome, keep) in outcomes {
         if keep {
             fresh.insert(key, outcome.clone());
+        } else {
+            complete = false;
         }
         all.extend(outcome);
     }
-    Ok(all)
+    Ok((all, complete))
 }
 
 /// Runs `work` over `items` in one chunk per core and returns its results in
@@ -820,7 +915,7 @@ fn verify(args: VerifyArgs) -> Result<Exit> {
 }
 
 fn admit(args: AdmitArgs) -> Result<Exit> {
-    let mut policies = load_policies(&args.bundle, None)?;
+    let mut policies = load_policies(&args.bundle)?;
     let failure = if args.fail_open {
         FailurePolicy::Open
     } else {
@@ -978,7 +1073,7 @@ fn follow_cluster_inventory(
 }
 
 fn serve(args: ServeArgs) -> Result<Exit> {
-    let base = load_policies(&args.bundle, None)?;
+    let base = load_policies(&args.bundle)?;
     let mut inventory_watch = None;
     let mut cluster_inventory = None;
     let policies = match &args.inventory {

@@ -5,6 +5,7 @@
 use crate::*;
 use model::ImageRef;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 fn canonical(image: &str) -> String {
     ImageRef::parse(image).map_or_else(|_| image.to_string(), |i| i.to_string())
@@ -505,4 +506,234 @@ fn policy_check_reuses_outcomes_only_for_unchanged_inputs_and_policies() {
     let flag = ["--allowed-registry", "registry.acme.internal/apps/"];
     let other = policy_json(&flag, &fleet, &state).0;
     assert_eq!(other, fresh("fresh-3", &flag));
+}
+
+/// The time [`age`] sets next, in seconds after the epoch.
+/// The time in seconds after the epoch that the next [`age`] sets.
+static AGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_600_000_000);
+
+/// Sets the mtime of every file and folder under `path` written in the last minute to a
+/// time long past (another at each call, so that an aged change
+/// still moves the mtime), as a fleet checked out long before it is checked:
+/// the check then keeps its report. Older files are left as they are.
+fn age(path: &Path) {
+    age_at(
+        path,
+        AGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    );
+}
+
+fn age_at(path: &Path, at: u64) {
+    let recent = std::time::SystemTime::now() - Duration::from_secs(60);
+    let metadata = std::fs::symlink_metadata(path).expect("metadata");
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read_dir").flatten() {
+            age_at(&entry.path(), at);
+        }
+    }
+    if !metadata.is_symlink() && metadata.modified().expect("mtime") > recent {
+        set_mtime(path, at);
+    }
+}
+
+/// Sets a file's mtime to `secs` after the epoch (an open for reading
+/// suffices to its owner, so git's read-only objects take it too).
+fn set_mtime(path: &Path, secs: u64) {
+    std::fs::File::open(path)
+        .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs)))
+        .expect("set mtime");
+}
+
+/// One change to a fleet, made when called.
+type Change<'a> = Box<dyn Fn() + 'a>;
+
+/// `policy check` in every format: each output and exit status.
+fn check_outputs(fleet: &Path, state: &Path, args: &[&str]) -> Vec<(String, String, Option<i32>)> {
+    ["json", "table", "sarif", "junit"]
+        .iter()
+        .map(|format| {
+            let out = bulkhead()
+                .args(["policy", "check"])
+                .arg(fleet)
+                .arg("--state")
+                .arg(state)
+                .args(["--format", format])
+                .args(args)
+                .output()
+                .expect("run bulkhead");
+            let text = String::from_utf8(out.stdout).expect("utf-8");
+            (format.to_string(), text, out.status.code())
+        })
+        .collect()
+}
+
+/// Marks every finding of the report kept in `state` ("KEPT ") and empties
+/// the outcomes: a check that prints the mark answered from the kept report,
+/// and one that does not evaluated every rule again.
+fn mark_kept_report(state: &Path) {
+    let file = state.join("policy-cache.json");
+    let mut cache = json(&std::fs::read_to_string(&file).expect("policy cache"));
+    let findings = cache["last"]["report"]["findings"]
+        .as_array_mut()
+        .expect("a kept report");
+    assert!(!findings.is_empty());
+    for f in findings {
+        f["message"] = Value::from(format!("KEPT {}", f["message"].as_str().expect("message")));
+    }
+    cache["entries"] = serde_json::json!({});
+    std::fs::write(&file, cache.to_string()).expect("write");
+}
+
+/// The kept report: with nothing changed, a check prints the report kept by
+/// the last one, in every format, byte for byte as a check from scratch; after
+/// any one change to what the scan reads, to a repository's commit, to the
+/// configuration or to the policies, it answers exactly as a check from scratch.
+#[test]
+fn policy_check_answers_from_its_kept_report_only_while_nothing_changed() {
+    let dir = TempDir::new("policy-kept");
+    let fleet = dir.path().join("fleet");
+    run_ok(
+        bulkhead()
+            .args(["lab", "init"])
+            .arg(&fleet)
+            .args(["--services", "12"]),
+    );
+    age(&fleet);
+    let state = dir.path().join("state");
+    let fresh = std::cell::Cell::new(0);
+    let from_scratch = |args: &[&str]| {
+        fresh.set(fresh.get() + 1);
+        check_outputs(
+            &fleet,
+            &dir.path().join(format!("fresh-{}", fresh.get())),
+            args,
+        )
+    };
+    let first = check_outputs(&fleet, &state, &[]);
+    assert_eq!(first, from_scratch(&[]));
+    assert!(state.join("policy-cache.json").is_file());
+    // Each format again, now from the kept report: the same bytes and exit status.
+    assert_eq!(check_outputs(&fleet, &state, &[]), first);
+
+    let services = fleet.join("services");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&services)
+        .expect("services")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("deploy/k8s.yaml").is_file() && p.join(".git/HEAD").is_file())
+        .collect();
+    names.sort();
+    let manifest = names[0].join("deploy/k8s.yaml");
+    let same_size = |text: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("image:"))
+            .expect("an image line");
+        let last = line.chars().last().expect("a character");
+        let other = if last == '0' { '1' } else { '0' };
+        text.replace(line, &format!("{}{other}", &line[..line.len() - 1]))
+    };
+    // (what, the check's flags, whether the answer moves if that is sure, the change)
+    let changes: Vec<(&str, Vec<&str>, Option<bool>, Change)> = vec![
+        (
+            "a manifest's content, same size, written in place",
+            vec![],
+            None,
+            Box::new(|| {
+                let text = std::fs::read_to_string(&manifest).expect("manifest");
+                std::fs::write(&manifest, same_size(&text)).expect("write");
+                set_mtime(&manifest, 1_550_000_000);
+            }),
+        ),
+        (
+            "a Dockerfile touched",
+            vec![],
+            Some(false),
+            Box::new(|| set_mtime(&names[1].join("Dockerfile"), 1_500_000_000)),
+        ),
+        (
+            "a manifest added",
+            vec![],
+            Some(true),
+            Box::new(|| {
+                // Another Deployment, of an image from Docker Hub, tagged latest.
+                let extra = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: extra\n  namespace: data\nspec:\n  template:\n    spec:\n      containers:\n        - name: extra\n          image: nginx:latest\n";
+                std::fs::write(names[2].join("deploy/extra.yaml"), extra).expect("write");
+            }),
+        ),
+        (
+            "a manifest removed",
+            vec![],
+            Some(true),
+            Box::new(|| std::fs::remove_file(names[3].join("deploy/k8s.yaml")).expect("rm")),
+        ),
+        (
+            "a manifest renamed",
+            vec![],
+            Some(true),
+            Box::new(|| {
+                std::fs::rename(
+                    names[2].join("deploy/extra.yaml"),
+                    names[2].join("deploy/other.yaml"),
+                )
+                .expect("rename")
+            }),
+        ),
+        (
+            "a commit that moves HEAD",
+            vec![],
+            None,
+            Box::new(|| {
+                git_in(&names[5], &["commit", "--allow-empty", "-q", "-m", "moved"]);
+            }),
+        ),
+        (
+            "a new templates release",
+            vec![],
+            Some(true),
+            Box::new(|| {
+                let templates = fleet.join("ci-templates");
+                git_in(&templates, &["tag", "v99.0.0"]);
+            }),
+        ),
+        (
+            "bulkhead.toml's approved base images",
+            vec![],
+            Some(true),
+            Box::new(|| {
+                let path = fleet.join("bulkhead.toml");
+                let text = std::fs::read_to_string(&path).expect("config");
+                std::fs::write(
+                    &path,
+                    text.replace("registry.acme.internal/base/", "registry.acme.internal/"),
+                )
+                .expect("write");
+            }),
+        ),
+        (
+            "a policy flag",
+            vec!["--allowed-registry", "registry.acme.internal/apps/"],
+            Some(true),
+            Box::new(|| {}),
+        ),
+    ];
+    let mut before = first;
+    for (what, args, moves, change) in changes {
+        // The kept report answers while nothing changed ...
+        mark_kept_report(&state);
+        let kept = check_outputs(&fleet, &state, &[]);
+        assert!(
+            kept.iter().all(|(_, text, _)| text.contains("KEPT ")),
+            "{what}: the kept report answers an unchanged fleet"
+        );
+        change();
+        age(&fleet);
+        // ... and after a change, the check answers as one from scratch.
+        let after = check_outputs(&fleet, &state, &args);
+        let truth = from_scratch(&args);
+        assert_eq!(after, truth, "{what}");
+        if let Some(moves) = moves {
+            assert_eq!(after != before, moves, "{what}: the answer moves");
+        }
+        before = after;
+    }
 }

@@ -6,9 +6,17 @@
 //! the whole fleet's manifests when constraints read them as inventory).
 //! A changed input or policy has another key and is evaluated again; an
 //! outcome with an evaluation error is never kept.
+//!
+//! Beside the outcomes it keeps the last whole report of a fleet check,
+//! under a hash of the policies and of the fleet's stat fingerprint
+//! ([`discover::FleetStats`]), with the list of what that fingerprint
+//! statted: a check that stats that list again and finds the same hash, with
+//! the same policies, prints that report without scanning or evaluating. It
+//! is read on its own, the outcomes skipped unparsed into values.
 
 use discover::StateFile;
 use policy::Outcome;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,7 +24,8 @@ use std::path::Path;
 
 /// Bumped when keys or outcomes change meaning.
 /// 2: keys hash the policies' key, not the policies' bytes.
-const FORMAT: u32 = 2;
+/// 3: the last report is kept with the key of the fleet and policies it answers.
+const FORMAT: u32 = 3;
 
 /// Keys are 128 bits: two SipHash passes under different domain tags. A
 /// collision would answer a changed input wrongly, so 64 bits are not enough
@@ -34,11 +43,21 @@ pub(crate) fn key(parts: &[&[u8]]) -> String {
     format!("{:016x}{:016x}", half(1), half(2))
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The cache as the full check reads it (the kept report is skipped).
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct Cache {
     format: u32,
     tool_version: String,
     entries: HashMap<String, Outcome>,
+}
+
+/// A report kept under the key of what it answers, with the list of what
+/// [`discover::FleetStats::recheck`] stats to tell whether that is unchanged.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Kept<W, R> {
+    pub key: String,
+    pub watch: W,
+    pub report: R,
 }
 
 impl Cache {
@@ -53,14 +72,42 @@ impl Cache {
         self.entries.get(key)
     }
 
-    /// Saves the outcomes of this run only, so entries of inputs that are gone do not pile up.
-    pub fn save(
+    /// The report kept in `dir`, if any.
+    pub fn kept_report<R: DeserializeOwned>(dir: &Path) -> Option<Kept<String, R>> {
+        /// The cache as the kept report's reader reads it (the outcomes are skipped).
+        #[derive(Deserialize)]
+        struct Head<R> {
+            format: u32,
+            tool_version: String,
+            last: Option<Kept<String, R>>,
+        }
+        discover::state::load_cache_file::<Head<R>>(dir, StateFile::PolicyCache)
+            .filter(|c| c.format == FORMAT && c.tool_version == env!("CARGO_PKG_VERSION"))
+            .and_then(|c| c.last)
+    }
+
+    /// Saves the outcomes of this run only, so entries of inputs that are gone
+    /// do not pile up, and the report with its key when it is to be kept.
+    pub fn save<R: Serialize>(
         dir: &Path,
         entries: HashMap<String, Outcome>,
+        last: Option<(&str, &str, &R)>,
     ) -> Result<(), discover::DiscoverError> {
-        let cache = Cache {
+        #[derive(Serialize)]
+        struct CacheOut<'a, R> {
+            format: u32,
+            tool_version: &'a str,
+            last: Option<Kept<&'a str, &'a R>>,
+            entries: HashMap<String, Outcome>,
+        }
+        let cache = CacheOut {
             format: FORMAT,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            tool_version: env!("CARGO_PKG_VERSION"),
+            last: last.map(|(key, watch, report)| Kept {
+                key: key.to_string(),
+                watch,
+                report,
+            }),
             entries,
         };
         discover::state::save_cache_file(dir, StateFile::PolicyCache, &cache)
