@@ -9,14 +9,15 @@
 //! once and referenced. Services and operations are small catalog tables, so
 //! `/api/services` never scans spans.
 //!
-//! Trace ids are indexed once per trace per group commit, not per span:
-//! the writer inserts a commit's spans grouped by trace, so each trace's spans
-//! in one commit have consecutive row ids, and `traces` holds one row per
-//! such run (`trace_id`, first and last span row id) under a covering index.
-//! A random trace id costs one B-tree entry per trace instead of one per span
-//! (the index a store of random keys pays for most as it grows), and
-//! trace-by-id reads a few index entries and then row-id ranges. Other
-//! indexes: `(service, start_ns)` for search and service stats, with a
+//! Trace ids are indexed once per trace per group commit, not per span,
+//! and not in SQLite: the writer inserts a commit's spans grouped by trace,
+//! so each trace's spans in one commit have consecutive row ids, and the
+//! [`TraceIndex`] keeps one run (first and last span row id) per trace per
+//! commit, in memory for the segment being filled and in a sorted file per
+//! full segment. A B-tree keyed by random trace ids would take each commit's
+//! traces on as many random leaf pages, each written again to the WAL; these
+//! only append. Trace-by-id reads the runs and then row-id ranges. Other
+//! indexes in SQLite: `(service, start_ns)` for search and service stats, with a
 //! partial twin holding only error spans; `tags(hash, span)` for the indexed
 //! attribute keys. Duration and the other attributes are filtered while
 //! scanning a service's time range (Jaeger's search always names a service).
@@ -32,9 +33,10 @@
 //! are gone and the next commit appends where the index left off.
 //!
 //! Retention deletes whole segments, oldest first: every group commit records
-//! its time, its segment and that segment's end, and its last span, tag and
-//! trace row ids in `commits`, so dropping a segment is a range delete on row
-//! ids (in steps of at most `max_rows` spans) and then removing its file.
+//! its time, its segment and that segment's end, and its last span and tag
+//! row ids in `commits`, so dropping a segment is a range delete on row ids
+//! (in steps of at most `max_rows` spans) and then removing its file and its
+//! sealed trace index.
 
 use crate::attrs::{DERIVED_TAGS, span_has_tag};
 use crate::ingest::{Batch, SpanRow, tag_hash};
@@ -404,11 +406,11 @@ impl Writer {
     /// to the segment, then their index rows in one transaction.
     ///
     /// The spans are stored grouped by trace id (in arrival order within a
-    /// trace), so each trace gets one `traces` row per commit and its spans of
-    /// one commit lie back to back in the segment. Row ids are assigned here,
-    /// not by SQLite, so the rows of a table go in with one multi-row `INSERT`
-    /// per 32 rows instead of a statement per row, and tags and trace runs
-    /// name their spans without asking SQLite for each id.
+    /// trace), so each trace gets one run in the trace index per commit and
+    /// its spans of one commit lie back to back in the segment. Row ids are
+    /// assigned here, not by SQLite, so the rows of a table go in with one
+    /// multi-row `INSERT` per 32 rows instead of a statement per row, and tags
+    /// and trace runs name their spans without asking SQLite for each id.
     ///
     /// # Errors
     ///

@@ -205,6 +205,7 @@ impl TraceIndex {
                 .flat_map(|(id, runs)| runs.iter().map(move |&r| (*id, r)))
                 .collect()
         });
+        let mut sealed = None;
         if !entries.is_empty() {
             entries.sort_unstable();
             let mut bytes = Vec::with_capacity(entries.len() * ENTRY + 16);
@@ -225,15 +226,19 @@ impl TraceIndex {
                 .chunks(ENTRY * BLOCK)
                 .map(|block| block[..16].try_into().unwrap_or_default())
                 .collect();
-            let sealed = Sealed {
+            sealed = Some(Sealed {
                 file: File::open(&file)?,
                 entries: entries.len(),
                 fences,
-            };
-            self.state_mut().sealed.insert(segment, Arc::new(sealed));
+            });
+        }
+        // One step, so no lookup sees a run both in the map and in the file.
+        let mut state = self.state_mut();
+        if let Some(sealed) = sealed {
+            state.sealed.insert(segment, Arc::new(sealed));
         }
         if from_memory {
-            self.state_mut().open.clear();
+            state.open.clear();
         }
         Ok(())
     }
@@ -263,4 +268,75 @@ pub fn runs_of(rows: impl IntoIterator<Item = (i64, TraceId)>) -> Vec<(TraceId, 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::TempDir;
+
+    /// Ids 0..n with `runs(i)` runs each: enough entries for many blocks,
+    /// some ids spread over a block boundary.
+    fn entries(n: u8, runs: impl Fn(u8) -> i64) -> Vec<(TraceId, Run)> {
+        let mut row = 0;
+        let mut out = Vec::new();
+        for i in 0..n {
+            for _ in 0..runs(i) {
+                row += 1;
+                out.push(([i; 16], (row, row)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sealed_files_answer_like_the_map() {
+        let dir = TempDir::new("trace-index");
+        let runs = |i: u8| i64::from(i % 7) * 5;
+        let index = TraceIndex::new(dir.path().to_path_buf());
+        index.add(entries(200, runs));
+        let from_map: Vec<Vec<Run>> = (0..=200).map(|i| index.runs(&[i; 16])).collect();
+        index.seal(3, None).unwrap();
+        // The map is empty now: every answer comes from the file.
+        assert!(index.state().open.is_empty());
+        for i in 0..=200u8 {
+            let want = &from_map[usize::from(i)];
+            assert_eq!(want.len() as i64, if i < 200 { runs(i) } else { 0 });
+            assert_eq!(&index.runs(&[i; 16]), want, "trace {i}");
+        }
+        // Reopened from the file alone.
+        let again = TraceIndex::new(dir.path().to_path_buf());
+        assert!(again.load(3).unwrap());
+        for i in 0..=200u8 {
+            assert_eq!(&again.runs(&[i; 16]), &from_map[usize::from(i)]);
+        }
+        // A file cut short is not taken; a removed one is forgotten.
+        let file = path(dir.path(), 3);
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(!TraceIndex::new(dir.path().to_path_buf()).load(3).unwrap());
+        again.remove(3).unwrap();
+        assert!(again.runs(&[1; 16]).is_empty());
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn runs_of_rows_join_consecutive_rows_of_one_trace() {
+        let rows = [
+            (1, [1; 16]),
+            (2, [1; 16]),
+            (3, [2; 16]),
+            (5, [2; 16]),
+            (6, [1; 16]),
+        ];
+        assert_eq!(
+            runs_of(rows),
+            [
+                ([1; 16], (1, 2)),
+                ([2; 16], (3, 3)),
+                ([2; 16], (5, 5)),
+                ([1; 16], (6, 6))
+            ]
+        );
+    }
 }
