@@ -6,9 +6,10 @@
 //! This index only ever appends: the segment being filled keeps its runs in
 //! memory (a hash map, updated after each commit), and a segment that is
 //! full is sealed into a sorted file beside it, `NNNNNNNN.traces`, written
-//! once. A lookup reads the map and, in each sealed file, the one or two
-//! blocks of entries its in-memory fences (every block's first trace id)
-//! point at.
+//! once. A lookup reads the map and, for each sealed file, looks the id's
+//! first four bytes up in that file's prefixes (kept in memory, 4 bytes per
+//! run): only a file that holds the prefix is read, and only its matching
+//! entries, so a lookup costs no I/O for the segments without the trace.
 //!
 //! The index holds nothing SQLite does not: a sealed file is derived from the
 //! span rows (written to a temporary name, synced, then renamed, so a file
@@ -32,10 +33,6 @@ pub type Run = (i64, i64);
 /// Bytes of one entry in a sealed file: trace id, first and last row id (little-endian).
 const ENTRY: usize = 32;
 
-/// Entries per block: a lookup reads one block (1 KiB) per sealed segment,
-/// and the fences cost half a byte of memory per entry.
-const BLOCK: usize = 32;
-
 /// Ends a sealed file: its entry count follows, so a file of any other length is not taken.
 const MAGIC: &[u8; 8] = b"bhtrace1";
 
@@ -44,12 +41,20 @@ pub fn path(dir: &Path, segment: i64) -> PathBuf {
     dir.join(format!("{segment:08}.traces"))
 }
 
-/// A sealed file, open, with the first trace id of each block.
+/// A sealed file, open, with the first four bytes of each entry's trace id
+/// (sorted, as the entries are).
 #[derive(Debug)]
 struct Sealed {
     file: File,
-    entries: usize,
-    fences: Vec<TraceId>,
+    prefixes: Vec<u32>,
+}
+
+fn prefix(id: &[u8]) -> u32 {
+    u32::from_be_bytes([id[0], id[1], id[2], id[3]])
+}
+
+fn prefixes(body: &[u8]) -> Vec<u32> {
+    body.chunks_exact(ENTRY).map(prefix).collect()
 }
 
 impl Sealed {
@@ -68,48 +73,33 @@ impl Sealed {
         if &tail[..8] != MAGIC || entries.checked_mul(ENTRY) != Some(body.len()) {
             return Ok(None);
         }
-        let fences = body
-            .chunks(ENTRY * BLOCK)
-            .map(|block| block[..16].try_into().unwrap_or_default())
-            .collect();
         Ok(Some(Sealed {
             file: File::open(file)?,
-            entries,
-            fences,
+            prefixes: prefixes(body),
         }))
     }
 
-    /// The runs of `id` in this file, read from the blocks that can hold it.
+    /// The runs of `id` in this file: the entries whose prefix is the id's, read in one `pread`.
     fn runs(&self, id: &TraceId, out: &mut Vec<Run>) {
-        // The first block that starts past `id`; entries for `id` begin in the one before it.
-        let after = self.fences.partition_point(|f| f <= id);
-        let Some(mut block) = after.checked_sub(1) else {
+        let p = prefix(id);
+        let from = self.prefixes.partition_point(|&q| q < p);
+        let to = from + self.prefixes[from..].partition_point(|&q| q == p);
+        if from == to {
             return;
-        };
-        // Back over blocks that start with `id`: its entries may begin earlier.
-        while block > 0 && self.fences[block] == *id {
-            block -= 1;
         }
-        let mut buf = vec![0u8; ENTRY * BLOCK];
-        while block * BLOCK < self.entries {
-            let n = BLOCK.min(self.entries - block * BLOCK);
-            let buf = &mut buf[..n * ENTRY];
-            if self
-                .file
-                .read_exact_at(buf, (block * BLOCK * ENTRY) as u64)
-                .is_err()
-            {
-                return;
-            }
-            for entry in buf.chunks_exact(ENTRY) {
-                match entry[..16].cmp(id) {
-                    std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => out.push(decode_run(entry)),
-                    std::cmp::Ordering::Greater => return,
-                }
-            }
-            block += 1;
+        let mut buf = vec![0u8; (to - from) * ENTRY];
+        if self
+            .file
+            .read_exact_at(&mut buf, (from * ENTRY) as u64)
+            .is_err()
+        {
+            return;
         }
+        out.extend(
+            buf.chunks_exact(ENTRY)
+                .filter(|entry| entry[..16] == id[..])
+                .map(decode_run),
+        );
     }
 }
 
@@ -222,14 +212,9 @@ impl TraceIndex {
             f.write_all(&bytes)?;
             f.sync_data()?;
             std::fs::rename(&temporary, &file)?;
-            let fences = bytes[..entries.len() * ENTRY]
-                .chunks(ENTRY * BLOCK)
-                .map(|block| block[..16].try_into().unwrap_or_default())
-                .collect();
             sealed = Some(Sealed {
                 file: File::open(&file)?,
-                entries: entries.len(),
-                fences,
+                prefixes: prefixes(&bytes[..entries.len() * ENTRY]),
             });
         }
         // One step, so no lookup sees a run both in the map and in the file.
@@ -275,15 +260,19 @@ mod tests {
     use super::*;
     use test_support::TempDir;
 
-    /// Ids 0..n with `runs(i)` runs each: enough entries for many blocks,
-    /// some ids spread over a block boundary.
+    /// Ids `[i; 16]` for i in 0..n with `runs(i)` runs each, and beside each
+    /// a sibling id of the same first four bytes (the prefix kept in memory).
     fn entries(n: u8, runs: impl Fn(u8) -> i64) -> Vec<(TraceId, Run)> {
         let mut row = 0;
         let mut out = Vec::new();
         for i in 0..n {
-            for _ in 0..runs(i) {
-                row += 1;
-                out.push(([i; 16], (row, row)));
+            let mut sibling = [i; 16];
+            sibling[15] = !i;
+            for id in [[i; 16], sibling] {
+                for _ in 0..runs(i) {
+                    row += 1;
+                    out.push((id, (row, row)));
+                }
             }
         }
         out
