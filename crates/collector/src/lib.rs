@@ -25,6 +25,7 @@ mod server;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod trace_index;
 
 /// The OTLP trace messages, declared once in `telemetry` for the exporters and ingest alike.
 pub use telemetry::proto as otlp;
@@ -167,7 +168,7 @@ impl Collector {
             None => (None, None),
         };
         let shared = Arc::new(Shared {
-            reader: Reader::new(&options.data),
+            reader: writer.reader(),
             metrics,
             forward,
             writer: Mutex::new(Some(tx)),

@@ -48,12 +48,12 @@ fn list(dir: &Path) -> io::Result<Vec<i64>> {
     Ok(out)
 }
 
-/// Bytes held by the segment files in `dir`.
+/// Bytes held by the files in `dir`: the segments and their sealed trace
+/// indexes (see [`crate::trace_index`]).
 pub fn total_bytes(dir: &Path) -> u64 {
-    list(dir).map_or(0, |segments| {
-        segments
-            .iter()
-            .filter_map(|&s| std::fs::metadata(path(dir, s)).ok())
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok()?.metadata().ok())
             .map(|m| m.len())
             .sum()
     })

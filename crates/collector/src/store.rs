@@ -9,14 +9,15 @@
 //! once and referenced. Services and operations are small catalog tables, so
 //! `/api/services` never scans spans.
 //!
-//! Trace ids are indexed once per trace per group commit, not per span:
-//! the writer inserts a commit's spans grouped by trace, so each trace's spans
-//! in one commit have consecutive row ids, and `traces` holds one row per
-//! such run (`trace_id`, first and last span row id) under a covering index.
-//! A random trace id costs one B-tree entry per trace instead of one per span
-//! (the index a store of random keys pays for most as it grows), and
-//! trace-by-id reads a few index entries and then row-id ranges. Other
-//! indexes: `(service, start_ns)` for search and service stats, with a
+//! Trace ids are indexed once per trace per group commit, not per span,
+//! and not in SQLite: the writer inserts a commit's spans grouped by trace,
+//! so each trace's spans in one commit have consecutive row ids, and the
+//! [`TraceIndex`] keeps one run (first and last span row id) per trace per
+//! commit, in memory for the segment being filled and in a sorted file per
+//! full segment. A B-tree keyed by random trace ids would take each commit's
+//! traces on as many random leaf pages, each written again to the WAL; these
+//! only append. Trace-by-id reads the runs and then row-id ranges. Other
+//! indexes in SQLite: `(service, start_ns)` for search and service stats, with a
 //! partial twin holding only error spans; `tags(hash, span)` for the indexed
 //! attribute keys. Duration and the other attributes are filtered while
 //! scanning a service's time range (Jaeger's search always names a service).
@@ -32,14 +33,16 @@
 //! are gone and the next commit appends where the index left off.
 //!
 //! Retention deletes whole segments, oldest first: every group commit records
-//! its time, its segment and that segment's end, and its last span, tag and
-//! trace row ids in `commits`, so dropping a segment is a range delete on row
-//! ids (in steps of at most `max_rows` spans) and then removing its file.
+//! its time, its segment and that segment's end, and its last span and tag
+//! row ids in `commits`, so dropping a segment is a range delete on row ids
+//! (in steps of at most `max_rows` spans) and then removing its file and its
+//! sealed trace index.
 
 use crate::attrs::{DERIVED_TAGS, span_has_tag};
 use crate::ingest::{Batch, SpanRow, tag_hash};
 use crate::otlp::{ResourceSpans, Span};
 use crate::segment::{self, Appender};
+use crate::trace_index::{self, TraceIndex};
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use std::collections::HashMap;
@@ -48,7 +51,7 @@ use std::sync::{Arc, Mutex};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "spans.db";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
@@ -75,12 +78,6 @@ CREATE TABLE IF NOT EXISTS spans(
     segment INTEGER NOT NULL,
     byte_offset INTEGER NOT NULL,
     byte_length INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS traces(
-    id INTEGER PRIMARY KEY,
-    trace_id BLOB NOT NULL,
-    first_span INTEGER NOT NULL,
-    last_span INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS traces_trace ON traces(trace_id, first_span, last_span);
 CREATE INDEX IF NOT EXISTS spans_service_start ON spans(service, start_ns);
 CREATE INDEX IF NOT EXISTS spans_service_errors ON spans(service, start_ns) WHERE error = 1;
 CREATE TABLE IF NOT EXISTS tags(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, span INTEGER NOT NULL);
@@ -90,7 +87,6 @@ CREATE TABLE IF NOT EXISTS commits(
     at_ms INTEGER NOT NULL,
     last_span INTEGER NOT NULL,
     last_tag INTEGER NOT NULL,
-    last_trace INTEGER NOT NULL,
     segment INTEGER NOT NULL,
     segment_end INTEGER NOT NULL);
 ";
@@ -199,11 +195,13 @@ pub struct Writer {
     /// Operation ids by service and kind, then name (looked up without a key allocation per span).
     operations: HashMap<(i64, i32), HashMap<String, i64>>,
     resources: HashMap<i64, i64>,
-    /// The row ids the next commit's first span, tag and trace run get.
+    /// The row ids the next commit's first span and tag get.
     next_span: i64,
     next_tag: i64,
-    next_trace: i64,
     segments: Appender,
+    /// The segment whose trace runs the index holds in memory.
+    open_segment: i64,
+    traces: Arc<TraceIndex>,
 }
 
 impl Writer {
@@ -218,7 +216,7 @@ impl Writer {
         let path = db_path(dir)?;
         let conn = connect(&path, fsync)?;
         let e = sqlite(&path);
-        // Index pages touched by random trace ids stay cached between group commits.
+        // Index pages touched between group commits stay cached.
         conn.pragma_update(None, "cache_size", -65_536)
             .map_err(&e)?;
         // Checkpoints (which fsync the database file) every 64 MiB of WAL, not every 4 MiB.
@@ -274,32 +272,37 @@ impl Writer {
             .map_err(&e)?;
         // Past every id in use or recorded by a commit (retention may have
         // emptied a table whose last commit still names its ids).
-        let (next_span, next_tag, next_trace) = conn
+        let (next_span, next_tag) = conn
             .query_row(
                 "SELECT max(coalesce((SELECT max(id) FROM spans), 0), coalesce((SELECT max(last_span) FROM commits), 0)) + 1, \
-                        max(coalesce((SELECT max(id) FROM tags), 0), coalesce((SELECT max(last_tag) FROM commits), 0)) + 1, \
-                        max(coalesce((SELECT max(id) FROM traces), 0), coalesce((SELECT max(last_trace) FROM commits), 0)) + 1",
+                        max(coalesce((SELECT max(id) FROM tags), 0), coalesce((SELECT max(last_tag) FROM commits), 0)) + 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(&e)?;
+        // Each segment's committed end and its last span row id.
         let committed = conn
             .prepare(
-                "SELECT segment, max(segment_end) FROM commits GROUP BY segment ORDER BY segment",
+                "SELECT segment, max(segment_end), max(last_span) FROM commits \
+                 GROUP BY segment ORDER BY segment",
             )
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
-                    .collect::<Result<Vec<(i64, u64)>, _>>()
+                s.query_map([], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)?))
+                })?
+                .collect::<Result<Vec<(i64, u64, i64)>, _>>()
             })
             .map_err(&e)?;
         drop(e);
         let segment_dir = dir.join(segment::SEGMENT_DIR);
+        let ends: Vec<(i64, u64)> = committed.iter().map(|&(s, end, _)| (s, end)).collect();
         let append_at =
-            segment::recover(&segment_dir, &committed).map_err(|source| StoreError::Segment {
+            segment::recover(&segment_dir, &ends).map_err(|source| StoreError::Segment {
                 path: segment_dir.clone(),
                 source,
             })?;
-        Ok(Writer {
+        let traces = Arc::new(TraceIndex::new(segment_dir.clone()));
+        let writer = Writer {
             conn,
             path,
             services,
@@ -307,9 +310,79 @@ impl Writer {
             resources,
             next_span,
             next_tag,
-            next_trace,
             segments: Appender::new(segment_dir, append_at, fsync),
-        })
+            open_segment: append_at.0,
+            traces,
+        };
+        writer.recover_trace_index(&committed)?;
+        Ok(writer)
+    }
+
+    /// Brings the trace index in line with the span rows: every committed
+    /// segment but the one being filled has its sealed file (rebuilt from
+    /// its span rows when missing or not whole), the one being filled has its
+    /// runs in memory, and no other sealed file is left.
+    fn recover_trace_index(&self, committed: &[(i64, u64, i64)]) -> Result<(), StoreError> {
+        let e = sqlite(&self.path);
+        let io = |source| self.segment_error(source);
+        let dir = self.segments.dir();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let name = entry.map_err(io)?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let segment = name
+                .strip_suffix(".traces")
+                .and_then(|n| n.parse::<i64>().ok());
+            let named = segment
+                .is_some_and(|s| s != self.open_segment && committed.iter().any(|c| c.0 == s));
+            if !named && (segment.is_some() || name.ends_with(".traces.tmp")) {
+                std::fs::remove_file(dir.join(name)).map_err(io)?;
+            }
+        }
+        let mut rows = self
+            .conn
+            .prepare("SELECT id, trace_id FROM spans WHERE id > ?1 AND id <= ?2 ORDER BY id")
+            .map_err(&e)?;
+        let mut runs_between = |after: i64, through: i64| {
+            rows.query_map([after, through], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, [u8; 16]>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map(trace_index::runs_of)
+            .map_err(&e)
+        };
+        let mut after = 0;
+        for &(segment, _, last_span) in committed {
+            if segment == self.open_segment {
+                self.traces.add(runs_between(after, i64::MAX)?);
+            } else if !self.traces.load(segment).map_err(io)? {
+                let runs = runs_between(after, last_span)?;
+                self.traces.seal(segment, Some(runs)).map_err(io)?;
+            }
+            after = last_span;
+        }
+        Ok(())
+    }
+
+    /// A reader of this store, sharing the writer's trace index.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            path: self.path.clone(),
+            segments: self.segments.dir().to_path_buf(),
+            pool: Mutex::new(Vec::new()),
+            traces: self.traces.clone(),
+        }
+    }
+
+    /// Seals the trace index of the segment being filled once appends moved
+    /// on to `segment`.
+    fn seal_before(&mut self, segment: i64) -> Result<(), StoreError> {
+        if segment != self.open_segment {
+            self.traces
+                .seal(self.open_segment, None)
+                .map_err(|source| self.segment_error(source))?;
+            self.open_segment = segment;
+        }
+        Ok(())
     }
 
     /// Starts a new segment once one holds this many bytes (by default
@@ -333,11 +406,11 @@ impl Writer {
     /// to the segment, then their index rows in one transaction.
     ///
     /// The spans are stored grouped by trace id (in arrival order within a
-    /// trace), so each trace gets one `traces` row per commit and its spans of
-    /// one commit lie back to back in the segment. Row ids are assigned here,
-    /// not by SQLite, so the rows of a table go in with one multi-row `INSERT`
-    /// per 32 rows instead of a statement per row, and tags and trace runs
-    /// name their spans without asking SQLite for each id.
+    /// trace), so each trace gets one run in the trace index per commit and
+    /// its spans of one commit lie back to back in the segment. Row ids are
+    /// assigned here, not by SQLite, so the rows of a table go in with one
+    /// multi-row `INSERT` per 32 rows instead of a statement per row, and tags
+    /// and trace runs name their spans without asking SQLite for each id.
     ///
     /// # Errors
     ///
@@ -361,6 +434,7 @@ impl Writer {
             .segments
             .write(&bytes)
             .map_err(|source| self.segment_error(source))?;
+        self.seal_before(segment)?;
         let tx = self.conn.transaction().map_err(&e)?;
         for r in batches.iter().flat_map(|b| &b.resources) {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.resources.entry(r.hash) {
@@ -457,25 +531,14 @@ impl Writer {
                 _ => runs.push((i, i)),
             }
         }
-        let first_trace = self.next_trace;
-        insert_rows(&tx, TRACE_COLUMNS, runs.len(), |stmt, i, at| {
-            let (first, last) = runs[i];
-            stmt.raw_bind_parameter(at, first_trace + i as i64)?;
-            stmt.raw_bind_parameter(at + 1, &spans[first].trace_id[..])?;
-            stmt.raw_bind_parameter(at + 2, first_span + first as i64)?;
-            stmt.raw_bind_parameter(at + 3, first_span + last as i64)
-        })
-        .map_err(&e)?;
         let last_tag = first_tag + tags.len() as i64 - 1;
-        let last_trace = first_trace + runs.len() as i64 - 1;
         tx.execute(
-            "INSERT INTO commits(at_ms, last_span, last_tag, last_trace, segment, segment_end) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO commits(at_ms, last_span, last_tag, segment, segment_end) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 now_ms(),
                 last_span,
                 last_tag,
-                last_trace,
                 segment,
                 (base + bytes.len() as u64) as i64
             ],
@@ -485,7 +548,13 @@ impl Writer {
         self.segments.commit(bytes.len());
         self.next_span = last_span + 1;
         self.next_tag = last_tag + 1;
-        self.next_trace = last_trace + 1;
+        // Before the requests are answered, so an acknowledged trace is found.
+        self.traces.add(runs.iter().map(|&(first, last)| {
+            (
+                spans[first].trace_id,
+                (first_span + first as i64, first_span + last as i64),
+            )
+        }));
         Ok(())
     }
 
@@ -558,23 +627,22 @@ impl Writer {
         if segment == self.segments.segment() {
             // New commits must not go to a file about to be removed.
             self.segments.roll();
+            self.seal_before(self.segments.segment())?;
         }
         let cut = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
             self.conn
-                .query_row(sql, args, |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
+                .query_row(sql, args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
                 .map_err(&e)
         };
-        let mut cut: Option<(i64, i64, i64, i64)> = cut(
-            "SELECT id, last_span, last_tag, last_trace FROM commits WHERE segment = ?1 \
+        let mut cut: Option<(i64, i64, i64)> = cut(
+            "SELECT id, last_span, last_tag FROM commits WHERE segment = ?1 \
              AND last_span < (SELECT min(id) FROM spans) + ?2 ORDER BY id DESC LIMIT 1",
             &[&segment, &quota],
         )?
         .or(if at_least_one {
             cut(
-                "SELECT id, last_span, last_tag, last_trace FROM commits WHERE segment = ?1 \
+                "SELECT id, last_span, last_tag FROM commits WHERE segment = ?1 \
                  ORDER BY id LIMIT 1",
                 &[&segment],
             )?
@@ -600,13 +668,16 @@ impl Writer {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(self.segment_error(source)),
             }
+            self.traces
+                .remove(segment)
+                .map_err(|source| self.segment_error(source))?;
         }
         Ok((n, !left))
     }
 
     fn delete_through(
         &mut self,
-        (commit, last_span, last_tag, last_trace): (i64, i64, i64, i64),
+        (commit, last_span, last_tag): (i64, i64, i64),
     ) -> Result<i64, StoreError> {
         let e = sqlite(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
@@ -614,8 +685,6 @@ impl Writer {
             .execute("DELETE FROM spans WHERE id <= ?1", [last_span])
             .map_err(&e)?;
         tx.execute("DELETE FROM tags WHERE id <= ?1", [last_tag])
-            .map_err(&e)?;
-        tx.execute("DELETE FROM traces WHERE id <= ?1", [last_trace])
             .map_err(&e)?;
         tx.execute("DELETE FROM commits WHERE id <= ?1", [commit])
             .map_err(&e)?;
@@ -648,7 +717,6 @@ const SPAN_COLUMNS: (&str, usize) = (
     13,
 );
 const TAG_COLUMNS: (&str, usize) = ("tags(id, hash, span)", 3);
-const TRACE_COLUMNS: (&str, usize) = ("traces(id, trace_id, first_span, last_span)", 4);
 
 /// Inserts `n` rows into `table` (its column list, its column count):
 /// [`ROWS_PER_INSERT`] rows per statement, the rest one by one; `bind`
@@ -706,24 +774,17 @@ fn live_bytes(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
 /// The wall clock, for catalog stamps, retention and query time ranges.
 pub use clock::{now_ms, now_ns};
 
-/// Query connections, opened on demand and reused.
+/// Query connections, opened on demand and reused, and the writer's trace
+/// index ([`Writer::reader`] makes one).
 #[derive(Debug)]
 pub struct Reader {
     path: PathBuf,
     segments: PathBuf,
     pool: Mutex<Vec<Connection>>,
+    traces: Arc<TraceIndex>,
 }
 
 impl Reader {
-    /// A reader of `DIR/spans.db` and `DIR/segments/`; the [`Writer`] must have created them.
-    pub fn new(dir: &Path) -> Reader {
-        Reader {
-            path: dir.join(DB_FILE),
-            segments: dir.join(segment::SEGMENT_DIR),
-            pool: Mutex::new(Vec::new()),
-        }
-    }
-
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
@@ -772,27 +833,36 @@ impl Reader {
 
     /// Every span of a trace (a span stored twice is returned once).
     ///
-    /// The trace's runs give its span rows; the spans' bytes are read from
-    /// the segments, one read per run of spans stored back to back.
+    /// The trace index gives the trace's runs of span rows; the spans' bytes
+    /// are read from the segments, one read per run of spans stored back to back.
     pub fn trace(&self, trace_id: &[u8; 16]) -> Result<Vec<StoredSpan>, StoreError> {
         type Row = (String, i64, Vec<u8>, (i64, u64, usize));
-        let rows: Vec<Row> =
-            self.with(|c| {
-                c.prepare_cached(
+        let runs = self.traces.runs(trace_id);
+        let rows: Vec<Row> = self.with(|c| {
+            let mut stmt = c.prepare_cached(
                 "SELECT sv.name, s.resource, s.span_id, s.segment, s.byte_offset, s.byte_length \
-                 FROM traces t CROSS JOIN spans s ON s.id BETWEEN t.first_span AND t.last_span \
-                 JOIN services sv ON sv.id = s.service WHERE t.trace_id = ?1 ORDER BY s.id",
-            )?
-            .query_map([&trace_id[..]], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    (r.get(3)?, r.get::<_, i64>(4)? as u64, r.get::<_, i64>(5)? as usize),
-                ))
-            })?
-            .collect()
-            })?;
+                 FROM spans s JOIN services sv ON sv.id = s.service \
+                 WHERE s.id BETWEEN ?1 AND ?2 ORDER BY s.id",
+            )?;
+            let mut rows = Vec::new();
+            for (first, last) in runs {
+                for row in stmt.query_map([first, last], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        (
+                            r.get(3)?,
+                            r.get::<_, i64>(4)? as u64,
+                            r.get::<_, i64>(5)? as usize,
+                        ),
+                    ))
+                })? {
+                    rows.push(row?);
+                }
+            }
+            Ok(rows)
+        })?;
         let places: Vec<(i64, u64, usize)> = rows.iter().map(|r| r.3).collect();
         let blobs = segment::Files::new(&self.segments).read_all(&places);
         let mut resources: HashMap<i64, Arc<ResourceSpans>> = HashMap::new();
@@ -828,6 +898,12 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// The trace's runs of span row ids, as the trace index holds them.
+    #[cfg(test)]
+    pub(crate) fn trace_runs(&self, trace_id: &[u8; 16]) -> Vec<trace_index::Run> {
+        self.traces.runs(trace_id)
     }
 
     /// Trace ids matching the query, the most recent first.
@@ -936,31 +1012,63 @@ impl Reader {
         })
     }
 
-    /// Cross-service parent/child pairs among spans that started in the window
-    /// (a child's parent is looked for in its trace's row-id ranges).
+    /// Cross-service parent/child pairs among spans that started in the window:
+    /// a child's parent is looked for in its trace's runs of rows, and each
+    /// (parent row, child row) pair of different services counts once.
     pub fn dependencies(&self, start_ns: i64, end_ns: i64) -> Result<Vec<Dependency>, StoreError> {
-        // CROSS JOIN fixes the join order and `+` keeps span_id out of index
-        // choice: without them SQLite builds an automatic index over every
-        // span's span_id per query instead of reading the trace's row ranges.
+        type Child = (Vec<u8>, i64, i64);
         self.with(|c| {
-            c.prepare_cached(
-                "SELECT ps.name, cs.name, count(*), sum(ch.error) FROM spans ch \
-                 CROSS JOIN traces t ON t.trace_id = ch.trace_id \
-                 CROSS JOIN spans pa ON pa.id BETWEEN t.first_span AND t.last_span \
-                 AND +pa.span_id = ch.parent_id \
-                 JOIN services ps ON ps.id = pa.service JOIN services cs ON cs.id = ch.service \
-                 WHERE ch.start_ns >= ?1 AND ch.start_ns <= ?2 AND ch.parent_id IS NOT NULL \
-                 AND pa.service != ch.service GROUP BY ps.name, cs.name ORDER BY ps.name, cs.name",
-            )?
-            .query_map([start_ns, end_ns], |r| {
-                Ok(Dependency {
-                    parent: r.get(0)?,
-                    child: r.get(1)?,
-                    calls: r.get(2)?,
-                    errors: r.get(3)?,
+            let mut children: HashMap<[u8; 16], Vec<Child>> = HashMap::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT trace_id, parent_id, service, error FROM spans \
+                 WHERE start_ns >= ?1 AND start_ns <= ?2 AND parent_id IS NOT NULL",
+            )?;
+            let mut rows = stmt.query([start_ns, end_ns])?;
+            while let Some(r) = rows.next()? {
+                children
+                    .entry(r.get(0)?)
+                    .or_default()
+                    .push((r.get(1)?, r.get(2)?, r.get(3)?));
+            }
+            let mut in_runs =
+                c.prepare_cached("SELECT span_id, service FROM spans WHERE id BETWEEN ?1 AND ?2")?;
+            // (parent service, child service) -> (calls, errors)
+            let mut pairs: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
+            for (trace, children) in children {
+                let mut services_of: HashMap<Vec<u8>, Vec<i64>> = HashMap::new();
+                for (first, last) in self.traces.runs(&trace) {
+                    let mut rows = in_runs.query([first, last])?;
+                    while let Some(r) = rows.next()? {
+                        services_of.entry(r.get(0)?).or_default().push(r.get(1)?);
+                    }
+                }
+                for (parent_id, child, error) in children {
+                    for &parent in services_of.get(&parent_id).into_iter().flatten() {
+                        if parent != child {
+                            let pair = pairs.entry((parent, child)).or_default();
+                            pair.0 += 1;
+                            pair.1 += error;
+                        }
+                    }
+                }
+            }
+            let names: HashMap<i64, String> = c
+                .prepare_cached("SELECT id, name FROM services")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut out: Vec<Dependency> = pairs
+                .into_iter()
+                .filter_map(|((parent, child), (calls, errors))| {
+                    Some(Dependency {
+                        parent: names.get(&parent)?.clone(),
+                        child: names.get(&child)?.clone(),
+                        calls,
+                        errors,
+                    })
                 })
-            })?
-            .collect()
+                .collect();
+            out.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
+            Ok(out)
         })
     }
 

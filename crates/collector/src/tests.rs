@@ -5,7 +5,7 @@ use crate::otlp::{
     AnyValue, ExportTraceServiceRequest, KeyValue, Resource, ResourceSpans, ScopeSpans, Span,
     Status, Value, kind, status,
 };
-use crate::store::{Reader, Retention, TraceQuery, Writer};
+use crate::store::{Retention, TraceQuery, Writer};
 use prost::Message as _;
 use std::collections::HashSet;
 use test_support::TempDir;
@@ -327,7 +327,7 @@ fn store_answers_trace_search_dependencies_and_stats() {
         &mut writer,
         request("b", &[(1, 2, 1, now + 10, 20_000_000, 500)]),
     );
-    let reader = Reader::new(dir.path());
+    let reader = writer.reader();
     assert_eq!(reader.services().unwrap(), ["a", "b"]);
     assert_eq!(
         reader.operations("b").unwrap(),
@@ -405,7 +405,7 @@ fn jaeger_json_keeps_every_field_of_the_fixture() {
         .unwrap()
         .try_into()
         .unwrap();
-    let spans = Reader::new(dir.path()).trace(&id).unwrap();
+    let spans = writer.reader().trace(&id).unwrap();
     let json = crate::jaeger::trace(&id, &spans);
     let span = &json["spans"][0];
     assert_eq!(span["spanID"], "eee19b7ec3c1b174");
@@ -449,7 +449,7 @@ fn a_reopened_store_keeps_its_spans_and_catalog() {
     drop(writer);
     let mut writer = Writer::open(dir.path(), false).unwrap();
     write(&mut writer, request("a", &[(1, 2, 1, 101, 5, 200)]));
-    let reader = Reader::new(dir.path());
+    let reader = writer.reader();
     assert_eq!(reader.trace(&[1; 16]).unwrap().len(), 2);
     assert_eq!(reader.services().unwrap(), ["a"]);
 }
@@ -459,10 +459,10 @@ fn segment_files(dir: &std::path::Path) -> Vec<(i64, u64)> {
     let mut files: Vec<(i64, u64)> = std::fs::read_dir(dir.join(crate::segment::SEGMENT_DIR))
         .unwrap()
         .map(|e| e.unwrap())
-        .map(|e| {
+        .filter_map(|e| {
             let name = e.file_name().into_string().unwrap();
-            let n = name.strip_suffix(".spans").unwrap().parse().unwrap();
-            (n, e.metadata().unwrap().len())
+            let n = name.strip_suffix(".spans")?.parse().unwrap();
+            Some((n, e.metadata().unwrap().len()))
         })
         .collect();
     files.sort_unstable();
@@ -494,7 +494,7 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
             .collect();
         write(&mut writer, request("a", &spans));
     }
-    let reader = Reader::new(dir.path());
+    let reader = writer.reader();
     assert_eq!(reader.span_count().unwrap(), 2000);
     // Nothing is old enough yet.
     let keep = Retention {
@@ -527,12 +527,11 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
         deleted += n;
     }
     assert_eq!(deleted, left);
-    // The trace index went with them,
-    let trace_rows: i64 = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE))
+    // The trace index went with them (its sealed files lie beside the segments),
+    let left_files = std::fs::read_dir(dir.path().join(crate::segment::SEGMENT_DIR))
         .unwrap()
-        .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(trace_rows, 0);
+        .count();
+    assert_eq!(left_files, 0);
     // and so did the tag index.
     let query = TraceQuery {
         service: "a".into(),
@@ -551,6 +550,7 @@ fn retention_deletes_oldest_commits_by_age_and_by_size() {
     // retention deleted, so the next commit reads back whole and expires alone.
     drop(writer);
     let mut writer = Writer::open(dir.path(), false).unwrap();
+    let reader = writer.reader();
     let spans: Vec<_> = (1..=50u8).map(|s| (41, s, 0, 200, 5, 200)).collect();
     write(&mut writer, request("a", &spans));
     assert_eq!(reader.trace(&[41; 16]).unwrap().len(), 50);
@@ -611,7 +611,7 @@ fn retention_drops_whole_segments() {
             .filter(|f| f.0 >= oldest)
             .collect::<Vec<_>>()
     );
-    let reader = Reader::new(dir.path());
+    let reader = writer.reader();
     let gone = 40 - after.len() as u8;
     for t in 1..=40u8 {
         let want = if t <= gone { 0 } else { 50 };
@@ -662,7 +662,7 @@ fn a_torn_segment_write_is_cut_back_and_ingest_continues() {
     let mut writer = Writer::open(dir.path(), false).unwrap();
     assert_eq!(segment_files(dir.path()), [(segment, length)]);
     write(&mut writer, request("b", &[(4, 1, 0, 200, 5, 200)]));
-    let reader = Reader::new(dir.path());
+    let reader = writer.reader();
     for t in 1..=3u8 {
         let spans = reader.trace(&[t; 16]).unwrap();
         assert_eq!(spans.len(), 2, "trace {t}");
@@ -715,19 +715,14 @@ fn traces_are_indexed_per_commit_and_read_back_whole() {
     let a = prepare("a", &[(1, 1, 0, 10, 5, 200), (2, 1, 0, 11, 5, 200)]);
     let b = prepare("b", &[(2, 2, 1, 12, 5, 200), (1, 2, 1, 13, 5, 500)]);
     writer.write(&[&a, &b]).unwrap();
-    let trace_rows = || -> i64 {
-        rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE))
-            .unwrap()
-            .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
-            .unwrap()
-    };
-    assert_eq!(trace_rows(), 2);
+    let reader = writer.reader();
+    assert_eq!(reader.trace_runs(&[1; 16]), [(1, 2)]);
+    assert_eq!(reader.trace_runs(&[2; 16]), [(3, 4)]);
     // A later commit adds a grandchild to trace 1.
     writer
         .write(&[&prepare("c", &[(1, 3, 2, 14, 5, 200)])])
         .unwrap();
-    assert_eq!(trace_rows(), 3);
-    let reader = Reader::new(dir.path());
+    assert_eq!(reader.trace_runs(&[1; 16]), [(1, 2), (5, 5)]);
     let ids = |trace: u8| -> Vec<(String, u8)> {
         reader
             .trace(&[trace; 16])
@@ -789,8 +784,6 @@ fn a_store_of_another_schema_version_is_refused_untouched() {
 /// store's layout and write path may change, these answers may not.
 #[test]
 fn query_answers_on_generated_spans_are_unchanged() {
-    let dir = TempDir::new("answers");
-    let mut writer = Writer::open(dir.path(), false).unwrap();
     let services = ["front", "cart", "pay", "ship", "db"];
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move |n: u64| {
@@ -870,172 +863,192 @@ fn query_answers_on_generated_spans_are_unchanged() {
             }
         })
         .collect();
-    // The first commit is large enough for multi-row inserts of every table.
-    let (first, rest) = batches.split_at(100);
-    writer.write(&first.iter().collect::<Vec<_>>()).unwrap();
-    for group in rest.chunks(7) {
-        writer.write(&group.iter().collect::<Vec<_>>()).unwrap();
-    }
-    writer.write(&[&batches[3]]).unwrap();
+    // Once in one segment; once in segments of 4 KiB, so most traces are
+    // found in sealed trace index files, with the writer reopened halfway
+    // after losing the first sealed file (rebuilt from the span rows).
+    for small in [false, true] {
+        let dir = TempDir::new(if small { "answers-small" } else { "answers" });
+        let open = || {
+            let mut writer = Writer::open(dir.path(), false).unwrap();
+            if small {
+                writer.set_segment_bytes(4 << 10);
+            }
+            writer
+        };
+        let mut writer = open();
+        // The first commit is large enough for multi-row inserts of every table.
+        let (first, rest) = batches.split_at(100);
+        writer.write(&first.iter().collect::<Vec<_>>()).unwrap();
+        for (i, group) in rest.chunks(7).enumerate() {
+            if small && i == 5 {
+                drop(writer);
+                let segments = dir.path().join(crate::segment::SEGMENT_DIR);
+                std::fs::remove_file(crate::trace_index::path(&segments, 1)).unwrap();
+                writer = open();
+            }
+            writer.write(&group.iter().collect::<Vec<_>>()).unwrap();
+        }
+        writer.write(&[&batches[3]]).unwrap();
 
-    let reader = Reader::new(dir.path());
-    let hex = |b: &[u8]| ingest::hex(b);
-    let mut out = String::new();
-    out.push_str(&format!("spans stored: {}\n", reader.span_count().unwrap()));
-    out.push_str(&format!("services: {:?}\n", reader.services().unwrap()));
-    for service in services {
-        out.push_str(&format!(
-            "operations of {service}: {:?}\n",
-            reader.operations(service).unwrap()
-        ));
-    }
-    for t in 0..=61u8 {
-        let spans = reader.trace(&[t; 16]).unwrap();
-        out.push_str(&format!("trace {t}: {} spans\n", spans.len()));
-        for s in &spans {
+        let reader = writer.reader();
+        let hex = |b: &[u8]| ingest::hex(b);
+        let mut out = String::new();
+        out.push_str(&format!("spans stored: {}\n", reader.span_count().unwrap()));
+        out.push_str(&format!("services: {:?}\n", reader.services().unwrap()));
+        for service in services {
             out.push_str(&format!(
-                "  {} {} parent {} {} start {} end {} span {:016x} resource {:016x}\n",
-                s.service,
-                hex(&s.span.span_id),
-                hex(&s.span.parent_span_id),
-                s.span.name,
-                s.span.start_time_unix_nano,
-                s.span.end_time_unix_nano,
-                ingest::fnv1a(&[&s.span.encode_to_vec()]),
-                ingest::fnv1a(&[&s.resource.encode_to_vec()]),
+                "operations of {service}: {:?}\n",
+                reader.operations(service).unwrap()
             ));
         }
-    }
-    let ns = |t: u64| (base + t * 1_000_000_000) as i64;
-    let queries: Vec<(&str, TraceQuery)> = vec![
-        (
-            "front, everything",
-            TraceQuery {
-                service: "front".into(),
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "cart, traces 10 to 30",
-            TraceQuery {
-                service: "cart".into(),
-                start_ns: ns(10),
-                end_ns: ns(30),
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "pay, op1",
-            TraceQuery {
-                service: "pay".into(),
-                operation: Some("op1".into()),
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "ship, at least 500 us",
-            TraceQuery {
-                service: "ship".into(),
-                min_duration_ns: Some(500_000),
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "db, at most 200 us",
-            TraceQuery {
-                service: "db".into(),
-                max_duration_ns: Some(200_000),
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "front, errors",
-            TraceQuery {
-                service: "front".into(),
-                errors_only: true,
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "cart, http.route=/r/1 (indexed)",
-            TraceQuery {
-                service: "cart".into(),
-                tags: vec![("http.route".into(), "/r/1".into())],
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "pay, status 503 and route /r/2",
-            TraceQuery {
-                service: "pay".into(),
-                tags: vec![
-                    ("http.status_code".into(), "503".into()),
-                    ("http.route".into(), "/r/2".into()),
-                ],
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "db, db.statement (not indexed)",
-            TraceQuery {
-                service: "db".into(),
-                tags: vec![("db.statement".into(), "SELECT 1".into())],
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "front, error=true",
-            TraceQuery {
-                service: "front".into(),
-                tags: vec![("error".into(), "true".into())],
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "ship, limit 3",
-            TraceQuery {
-                service: "ship".into(),
-                limit: 3,
-                ..TraceQuery::default()
-            },
-        ),
-        (
-            "nobody",
-            TraceQuery {
-                service: "nobody".into(),
-                ..TraceQuery::default()
-            },
-        ),
-    ];
-    for (name, mut q) in queries {
-        if q.end_ns == 0 {
-            q.end_ns = i64::MAX;
+        for t in 0..=61u8 {
+            let spans = reader.trace(&[t; 16]).unwrap();
+            out.push_str(&format!("trace {t}: {} spans\n", spans.len()));
+            for s in &spans {
+                out.push_str(&format!(
+                    "  {} {} parent {} {} start {} end {} span {:016x} resource {:016x}\n",
+                    s.service,
+                    hex(&s.span.span_id),
+                    hex(&s.span.parent_span_id),
+                    s.span.name,
+                    s.span.start_time_unix_nano,
+                    s.span.end_time_unix_nano,
+                    ingest::fnv1a(&[&s.span.encode_to_vec()]),
+                    ingest::fnv1a(&[&s.resource.encode_to_vec()]),
+                ));
+            }
         }
-        if q.limit == 0 {
-            q.limit = 20;
+        let ns = |t: u64| (base + t * 1_000_000_000) as i64;
+        let queries: Vec<(&str, TraceQuery)> = vec![
+            (
+                "front, everything",
+                TraceQuery {
+                    service: "front".into(),
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "cart, traces 10 to 30",
+                TraceQuery {
+                    service: "cart".into(),
+                    start_ns: ns(10),
+                    end_ns: ns(30),
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "pay, op1",
+                TraceQuery {
+                    service: "pay".into(),
+                    operation: Some("op1".into()),
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "ship, at least 500 us",
+                TraceQuery {
+                    service: "ship".into(),
+                    min_duration_ns: Some(500_000),
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "db, at most 200 us",
+                TraceQuery {
+                    service: "db".into(),
+                    max_duration_ns: Some(200_000),
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "front, errors",
+                TraceQuery {
+                    service: "front".into(),
+                    errors_only: true,
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "cart, http.route=/r/1 (indexed)",
+                TraceQuery {
+                    service: "cart".into(),
+                    tags: vec![("http.route".into(), "/r/1".into())],
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "pay, status 503 and route /r/2",
+                TraceQuery {
+                    service: "pay".into(),
+                    tags: vec![
+                        ("http.status_code".into(), "503".into()),
+                        ("http.route".into(), "/r/2".into()),
+                    ],
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "db, db.statement (not indexed)",
+                TraceQuery {
+                    service: "db".into(),
+                    tags: vec![("db.statement".into(), "SELECT 1".into())],
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "front, error=true",
+                TraceQuery {
+                    service: "front".into(),
+                    tags: vec![("error".into(), "true".into())],
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "ship, limit 3",
+                TraceQuery {
+                    service: "ship".into(),
+                    limit: 3,
+                    ..TraceQuery::default()
+                },
+            ),
+            (
+                "nobody",
+                TraceQuery {
+                    service: "nobody".into(),
+                    ..TraceQuery::default()
+                },
+            ),
+        ];
+        for (name, mut q) in queries {
+            if q.end_ns == 0 {
+                q.end_ns = i64::MAX;
+            }
+            if q.limit == 0 {
+                q.limit = 20;
+            }
+            let found = reader.find_traces(&q, &indexed(), 1000).unwrap();
+            let ids: Vec<u8> = found.iter().map(|id| id[0]).collect();
+            out.push_str(&format!("find {name}: {ids:?}\n"));
         }
-        let found = reader.find_traces(&q, &indexed(), 1000).unwrap();
-        let ids: Vec<u8> = found.iter().map(|id| id[0]).collect();
-        out.push_str(&format!("find {name}: {ids:?}\n"));
-    }
-    for (from, to) in [(0, i64::MAX), (ns(20), ns(40))] {
-        for d in reader.dependencies(from, to).unwrap() {
+        for (from, to) in [(0, i64::MAX), (ns(20), ns(40))] {
+            for d in reader.dependencies(from, to).unwrap() {
+                out.push_str(&format!(
+                    "dependency {from}..{to}: {} -> {}: {} calls, {} errors\n",
+                    d.parent, d.child, d.calls, d.errors
+                ));
+            }
+        }
+        for service in services {
+            // In no particular order: the service statistics only count them.
+            let mut spans = reader.server_spans(service, ns(30)).unwrap();
+            spans.sort();
             out.push_str(&format!(
-                "dependency {from}..{to}: {} -> {}: {} calls, {} errors\n",
-                d.parent, d.child, d.calls, d.errors
+                "server spans of {service} since trace 30: {spans:?}\n"
             ));
         }
+        test_support::expect_file(
+            &out,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/src/query_answers.txt"),
+        );
     }
-    for service in services {
-        // In no particular order: the service statistics only count them.
-        let mut spans = reader.server_spans(service, ns(30)).unwrap();
-        spans.sort();
-        out.push_str(&format!(
-            "server spans of {service} since trace 30: {spans:?}\n"
-        ));
-    }
-    test_support::expect_file(
-        &out,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/src/query_answers.txt"),
-    );
 }

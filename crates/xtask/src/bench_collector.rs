@@ -631,8 +631,8 @@ fn lookups(bulkhead: &Path, o: &Options) -> Result<Lookups, String> {
     };
     let result = (|| {
         let existing = if dir.join(collector::store::DB_FILE).exists() {
-            collector::Reader::new(&dir)
-                .span_count()
+            collector::Writer::open(&dir, false)
+                .and_then(|w| w.reader().span_count())
                 .map_err(|e| e.to_string())? as usize
         } else {
             0
@@ -655,7 +655,9 @@ fn lookups(bulkhead: &Path, o: &Options) -> Result<Lookups, String> {
             let (traces, took) = fill(&dir, o.stored)?;
             (traces, Some(took))
         };
-        let store_bytes = collector::Reader::new(&dir).disk_bytes() as u64;
+        let store_bytes = collector::Writer::open(&dir, false)
+            .map_err(|e| e.to_string())?
+            .disk_bytes() as u64;
         let (collector, _, query) = start(bulkhead, &dir, false)?;
         let read_before = disk_reads(collector.0.id());
         let mut conn = Conn::open(&query)?;
