@@ -268,7 +268,7 @@ fn an_unchanged_rescan_keeps_the_cache_and_a_deleted_file_leaves_it() {
         report
     };
     let fresh = |n: &str| without_stats(scan_json(&fleet, &dir.path().join(n)));
-    let cache_file = state.path().join("scan-cache.json");
+    let cache_file = state.path().join("scan-cache.bin");
     let first = scan_json(&fleet, state.path());
     let written = std::fs::metadata(&cache_file)
         .and_then(|m| m.modified())
