@@ -352,7 +352,7 @@ impl Resident {
         let encoded = save.then(|| state::encode(&cache.entries));
         let (fleet, state_error) = std::thread::scope(|s| {
             let saving = s.spawn(|| match encoded {
-                Some(bytes) => state::save(state_dir.path(), &bytes),
+                Some(parts) => state::save(state_dir.path(), &parts),
                 None => Ok(()),
             });
             let mut merged = sized_facts(

@@ -188,14 +188,36 @@ pub fn load_cache(dir: &Path) -> Cache {
         .unwrap_or_default()
 }
 
-/// The scan cache's bytes for these entries.
-pub(crate) fn encode(entries: &BTreeMap<String, CacheEntry>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 << 20);
-    out.extend_from_slice(CACHE_MAGIC);
-    CACHE_FORMAT.encode(&mut out);
-    env!("CARGO_PKG_VERSION").to_string().encode(&mut out);
-    entries.encode(&mut out);
-    out
+/// The scan cache's bytes for these entries, in two parts to write one after
+/// the other: each half of the entries is encoded on a thread of its own, as
+/// a one-shot scan waits for the encoding before it builds the graph.
+pub(crate) fn encode(entries: &BTreeMap<String, CacheEntry>) -> [Vec<u8>; 2] {
+    let encode_all = |part: &mut Vec<u8>,
+                      half: &mut dyn Iterator<Item = (&String, &CacheEntry)>| {
+        for (path, entry) in half {
+            path.encode(part);
+            entry.encode(part);
+        }
+    };
+    let half = entries.len() / 2;
+    std::thread::scope(|s| {
+        let second = s.spawn(|| {
+            let mut part = Vec::new();
+            encode_all(&mut part, &mut entries.iter().skip(half));
+            part
+        });
+        let mut first = Vec::new();
+        first.extend_from_slice(CACHE_MAGIC);
+        CACHE_FORMAT.encode(&mut first);
+        env!("CARGO_PKG_VERSION").to_string().encode(&mut first);
+        // As `BTreeMap::encode` writes a map: its length, then each key and value.
+        (entries.len() as u64).encode(&mut first);
+        encode_all(&mut first, &mut entries.iter().take(half));
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        [first, second]
+    })
 }
 
 /// The entries of a scan cache's bytes; `None` unless this format and version wrote them, whole.
@@ -212,12 +234,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<BTreeMap<String, CacheEntry>> {
 }
 
 /// Writes the scan cache's bytes (from [`encode`]) in place of the previous cache.
-pub(crate) fn save(dir: &Path, bytes: &[u8]) -> Result<(), crate::DiscoverError> {
+pub(crate) fn save(dir: &Path, parts: &[Vec<u8>]) -> Result<(), crate::DiscoverError> {
     ensure_dir(dir)?;
     // An older version's cache is never read again: free its space.
     let _ = std::fs::remove_file(dir.join(LEGACY_SCAN_CACHE));
     write_atomically(&dir.join(StateFile::ScanCache.name()), |w| {
-        w.write_all(bytes)
+        parts.iter().try_for_each(|part| w.write_all(part))
     })
 }
 

@@ -311,7 +311,8 @@ pub fn assemble(input: AssembleInput) -> Fleet {
     repos.sort();
     let repo_dirs: BTreeMap<String, ()> = repos.iter().map(|r| (r.path.clone(), ())).collect();
     let mut diagnostics = facts.diagnostics;
-    let mut services: BTreeMap<String, Service> = BTreeMap::new();
+    // Boxed: a map node shifts its values on every insert, and a service is large.
+    let mut services: BTreeMap<String, Box<Service>> = BTreeMap::new();
     // Where each service lives: the folder its CI files and Dockerfiles are looked up in.
     let mut homes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
 
@@ -565,7 +566,7 @@ pub fn assemble(input: AssembleInput) -> Fleet {
     routes.sort_by(|a, b| a.at.cmp(&b.at));
     Fleet {
         repos,
-        services: services.into_values().collect(),
+        services: services.into_values().map(|s| *s).collect(),
         workloads,
         dockerfiles: facts.dockerfiles,
         images,
@@ -599,7 +600,7 @@ const IMAGE_INPUTS: &[&str] = &["image", "image_name", "image-name", "IMAGE", "I
 /// the image its CI template inputs name (`image:`, `image_name:`), else, when
 /// its CI names none, an image whose last path component is the app's name.
 fn infer_apps(
-    services: &mut BTreeMap<String, Service>,
+    services: &mut BTreeMap<String, Box<Service>>,
     homes: &mut BTreeMap<String, BTreeSet<String>>,
     folders: &Folders<'_>,
     dockerfiles: &[Dockerfile],
@@ -685,7 +686,7 @@ fn kind_name(route: &Route) -> &'static str {
 /// Gives each Dockerfile and CI template pin to the services whose home folder is
 /// the deepest one containing the file, and returns the image lineage it implies.
 fn attach_build_facts(
-    services: &mut BTreeMap<String, Service>,
+    services: &mut BTreeMap<String, Box<Service>>,
     homes: &BTreeMap<String, BTreeSet<String>>,
     dockerfiles: &[Dockerfile],
     templates: &[TemplateRef],
