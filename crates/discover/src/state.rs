@@ -7,9 +7,9 @@
 //! The scan cache is binary ([`model::binary`]): a header naming the format
 //! and the bulkhead version that wrote it, then every file's path, size,
 //! mtime and facts, sorted by path. Every scan writes it, `--no-cache` too, so
-//! it must be cheap to write: at 10,000 services it is about a third of the
-//! size of the JSON it replaced (`scan-cache.json`, format 3) and encodes in
-//! a fraction of the time.
+//! it must be cheap to write: at 10,000 services it is 20 MB where the JSON it
+//! replaced (`scan-cache.json`, format 3) was 34 MB, and encoding it takes a
+//! fifth of the instructions serialising the JSON took.
 //!
 //! The cache is written to a temporary name and renamed into place, so a killed
 //! scan leaves the previous cache intact rather than half a file. It is derived

@@ -48,7 +48,7 @@ pub fn run(args: ScanArgs) -> Result<Exit> {
         Format::Markdown => output::print(&format!("```\n{}```\n", output::scan_table(&outcome)))?,
     }
     // The process exits next and the system takes its memory back whole:
-    // freeing the fleet value by value first costs a tenth of a 10,000-service scan.
+    // freeing the fleet value by value first took about 0.2 s of a 10,000-service scan.
     std::mem::forget(outcome);
     Ok(Exit::Ran)
 }
