@@ -5,7 +5,7 @@ use discover::ScanOutcome;
 use model::report::table;
 use model::{Fleet, Pinning, Severity};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +21,9 @@ pub fn print(text: &str) -> Result<()> {
 }
 
 pub fn print_json(value: &impl Serialize) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Standard output flushes at every newline, and pretty JSON has one per
+    // field: buffered, a 10,000-service scan is a few hundred writes, not millions.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     out.write_all(b"\n")?;
     out.flush()?;
@@ -282,16 +284,19 @@ pub fn most_called_service(fleet: &Fleet) -> Option<String> {
         .map(|s| s.name.clone())
 }
 
+/// How many diagnostics are about files inside each repository (the deepest
+/// one holding the file). Each diagnostic looks up its path's folders, deepest
+/// first, so the cost grows with the diagnostics, not diagnostics times repositories.
 fn diagnostics_per_repo(fleet: &Fleet) -> BTreeMap<&str, usize> {
+    let repos: HashSet<&str> = fleet.repos.iter().map(|r| r.path.as_str()).collect();
     let mut counts = BTreeMap::new();
     for d in &fleet.diagnostics {
-        let repo = fleet
-            .repos
-            .iter()
-            .filter(|r| d.path.starts_with(&r.path) && d.path[r.path.len()..].starts_with('/'))
-            .max_by_key(|r| r.path.len());
+        let repo = d
+            .path
+            .rmatch_indices('/')
+            .find_map(|(slash, _)| repos.get(&d.path[..slash]));
         if let Some(repo) = repo {
-            *counts.entry(repo.path.as_str()).or_default() += 1;
+            *counts.entry(*repo).or_default() += 1;
         }
     }
     counts
@@ -326,5 +331,44 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diagnostics_per_repo;
+    use model::{Diagnostic, Fleet, Repo};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn diagnostics_count_under_the_deepest_repository_holding_their_file() {
+        let repo = |path: &str| Repo {
+            path: path.into(),
+            git: true,
+            head: None,
+            remote: None,
+        };
+        let paths = [
+            "a/Dockerfile",
+            "a/deploy/x.yaml",
+            "a/nested/Dockerfile",
+            "a/nested/deep/ci.yml",
+            "ab/Dockerfile",
+            "a",
+            "top.yaml",
+            "b/c/d.yaml",
+            "b/Dockerfile",
+        ];
+        let fleet = Fleet {
+            repos: ["", "a", "a/nested", "ab", "b/c"].map(repo).to_vec(),
+            diagnostics: paths
+                .iter()
+                .map(|p| Diagnostic::warning(*p, None, "x"))
+                .collect(),
+            ..Fleet::default()
+        };
+        let expected: BTreeMap<&str, usize> =
+            [("a", 2), ("a/nested", 2), ("ab", 1), ("b/c", 1)].into();
+        assert_eq!(diagnostics_per_repo(&fleet), expected);
     }
 }

@@ -89,9 +89,8 @@ pub struct ScanOutcome {
 /// Only when the scan cannot run: a path that does not exist, or an invalid
 /// `bulkhead.toml`. Problems with individual files are diagnostics in the fleet.
 pub fn scan(options: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, DiscoverError> {
-    let (resident, outcome) = Resident::load(options, progress)?;
-    drop(resident);
-    Ok(outcome)
+    let (resident, stats, save) = Resident::walk(options, progress)?;
+    Ok(resident.into_outcome(stats, save))
 }
 
 /// A fleet held in memory between changes: every file's facts from the last
@@ -118,6 +117,16 @@ impl Resident {
         options: &ScanOptions,
         progress: &Progress,
     ) -> Result<(Resident, ScanOutcome), DiscoverError> {
+        let (resident, stats, save) = Resident::walk(options, progress)?;
+        let outcome = resident.assemble(stats, save);
+        Ok((resident, outcome))
+    }
+
+    /// Walks the fleet: what it found, its counts, and whether the cache must be written.
+    fn walk(
+        options: &ScanOptions,
+        progress: &Progress,
+    ) -> Result<(Resident, ScanStats, bool), DiscoverError> {
         let paths: Vec<PathBuf> = if options.paths.is_empty() {
             vec![PathBuf::from(".")]
         } else {
@@ -167,8 +176,7 @@ impl Resident {
         resident.cache.entries = walked.entries;
         resident.walk_diagnostics = walked.diagnostics;
         resident.repos = walked.repos;
-        let outcome = resident.assemble(stats, !unchanged);
-        Ok((resident, outcome))
+        Ok((resident, stats, !unchanged))
     }
 
     /// The fleet root every provenance path is relative to.
@@ -287,33 +295,37 @@ impl Resident {
             )
     }
 
-    /// Assembles the fleet from the files' facts, saving the cache meanwhile when `save`.
+    /// Assembles the fleet from copies of the files' facts (the resident keeps
+    /// them for its refreshes), saving the cache meanwhile when `save`.
     fn assemble(&self, stats: ScanStats, save: bool) -> ScanOutcome {
         let (fleet, state_error) = std::thread::scope(|s| {
             let saving = s.spawn(|| {
                 if save {
-                    state::save(self.state_dir.path(), &self.cache.entries)
+                    state::save(self.state_dir.path(), &state::encode(&self.cache.entries))
                 } else {
                     Ok(())
                 }
             });
+            let facts = || self.cache.entries.values().map(|e| &e.facts);
+            let mut merged = sized_facts(facts(), self.walk_diagnostics.len());
+            for f in facts() {
+                merged.dockerfiles.extend_from_slice(&f.dockerfiles);
+                merged.templates.extend_from_slice(&f.templates);
+                merged.workloads.extend_from_slice(&f.workloads);
+                merged.kube_services.extend_from_slice(&f.kube_services);
+                merged.routes.extend_from_slice(&f.routes);
+                merged.catalog.extend_from_slice(&f.catalog);
+                merged.image_overrides.extend_from_slice(&f.image_overrides);
+                merged.hosts.extend_from_slice(&f.hosts);
+                merged.diagnostics.extend_from_slice(&f.diagnostics);
+            }
+            merged.diagnostics.extend_from_slice(&self.walk_diagnostics);
             let fleet = model::assemble(AssembleInput {
-                facts: merged_facts(&self.cache.entries, &self.walk_diagnostics),
+                facts: merged,
                 repos: self.repos.clone(),
-                shared: self
-                    .config
-                    .templates
-                    .repo
-                    .iter()
-                    .chain(&self.config.images.base_repo)
-                    .cloned()
-                    .collect(),
+                shared: shared_repos(&self.config),
             });
-            let state_error = match saving.join() {
-                Ok(result) => result.err().map(|e| e.to_string()),
-                Err(_) => Some("saving the cache failed unexpectedly".to_string()),
-            };
-            (fleet, state_error)
+            (fleet, saved(saving.join()))
         });
         ScanOutcome {
             root: self.root.clone(),
@@ -324,17 +336,81 @@ impl Resident {
             state_error,
         }
     }
+
+    /// Assembles the fleet from the files' facts themselves, moved rather than
+    /// copied, for a scan that keeps nothing resident. When `save`, the cache is
+    /// encoded first (the facts move into the fleet next) and written to disk
+    /// while the fleet is assembled.
+    fn into_outcome(self, stats: ScanStats, save: bool) -> ScanOutcome {
+        let Resident {
+            root,
+            config,
+            state_dir,
+            cache,
+            walk_diagnostics,
+            repos,
+            ..
+        } = self;
+        let encoded = save.then(|| state::encode(&cache.entries));
+        let (fleet, state_error) = std::thread::scope(|s| {
+            let saving = s.spawn(|| match encoded {
+                Some(parts) => state::save(state_dir.path(), &parts),
+                None => Ok(()),
+            });
+            let mut merged = sized_facts(
+                cache.entries.values().map(|e| &e.facts),
+                walk_diagnostics.len(),
+            );
+            for entry in cache.entries.into_values() {
+                merged.extend(entry.facts);
+            }
+            merged.diagnostics.extend(walk_diagnostics);
+            let fleet = model::assemble(AssembleInput {
+                facts: merged,
+                repos,
+                shared: shared_repos(&config),
+            });
+            (fleet, saved(saving.join()))
+        });
+        ScanOutcome {
+            root,
+            config,
+            fleet,
+            stats,
+            state_dir,
+            state_error,
+        }
+    }
 }
 
-/// Every file's facts and the walk's diagnostics in one [`model::Facts`],
-/// cloned straight into lists sized once: at 10,000 services a clone per
-/// file into a value of its own, then moved, costs as much again.
-fn merged_facts(
-    entries: &std::collections::BTreeMap<String, state::CacheEntry>,
-    walk_diagnostics: &[model::Diagnostic],
+/// The folders of the fleet's shared artefacts: their files make no app.
+fn shared_repos(config: &Config) -> Vec<String> {
+    config
+        .templates
+        .repo
+        .iter()
+        .chain(&config.images.base_repo)
+        .cloned()
+        .collect()
+}
+
+/// Why the cache could not be saved, from the saving thread's result.
+fn saved(result: std::thread::Result<Result<(), DiscoverError>>) -> Option<String> {
+    match result {
+        Ok(result) => result.err().map(|e| e.to_string()),
+        Err(_) => Some("saving the cache failed unexpectedly".to_string()),
+    }
+}
+
+/// Empty facts with room for all of `facts` and `walk_diagnostics` more
+/// diagnostics: at 10,000 services, lists that grow as files are appended
+/// copy their contents several times over.
+fn sized_facts<'a>(
+    facts: impl Iterator<Item = &'a model::Facts> + Clone,
+    walk_diagnostics: usize,
 ) -> model::Facts {
-    let facts = || entries.values().map(|e| &e.facts);
-    let mut merged = model::Facts {
+    let facts = || facts.clone();
+    model::Facts {
         dockerfiles: Vec::with_capacity(facts().map(|f| f.dockerfiles.len()).sum()),
         templates: Vec::with_capacity(facts().map(|f| f.templates.len()).sum()),
         workloads: Vec::with_capacity(facts().map(|f| f.workloads.len()).sum()),
@@ -344,22 +420,9 @@ fn merged_facts(
         image_overrides: Vec::with_capacity(facts().map(|f| f.image_overrides.len()).sum()),
         hosts: Vec::with_capacity(facts().map(|f| f.hosts.len()).sum()),
         diagnostics: Vec::with_capacity(
-            facts().map(|f| f.diagnostics.len()).sum::<usize>() + walk_diagnostics.len(),
+            facts().map(|f| f.diagnostics.len()).sum::<usize>() + walk_diagnostics,
         ),
-    };
-    for f in facts() {
-        merged.dockerfiles.extend_from_slice(&f.dockerfiles);
-        merged.templates.extend_from_slice(&f.templates);
-        merged.workloads.extend_from_slice(&f.workloads);
-        merged.kube_services.extend_from_slice(&f.kube_services);
-        merged.routes.extend_from_slice(&f.routes);
-        merged.catalog.extend_from_slice(&f.catalog);
-        merged.image_overrides.extend_from_slice(&f.image_overrides);
-        merged.hosts.extend_from_slice(&f.hosts);
-        merged.diagnostics.extend_from_slice(&f.diagnostics);
     }
-    merged.diagnostics.extend_from_slice(walk_diagnostics);
-    merged
 }
 
 /// Whether `path` is `folder` or inside it (`/`-separated, relative paths).

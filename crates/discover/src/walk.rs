@@ -139,7 +139,10 @@ pub(crate) fn walk(
             WalkState::Continue
         })
     });
-    let mut entries = BTreeMap::new();
+    // Entries are sorted by path while boxed, then the map is built in one
+    // pass: inserted one by one in the walk's order, each insert would shift
+    // its neighbours' facts within the map's nodes.
+    let mut found_entries: Vec<(String, Box<CacheEntry>)> = Vec::new();
     let mut parsed = 0;
     for found in shared
         .into_inner()
@@ -148,17 +151,23 @@ pub(crate) fn walk(
         match found {
             Found::Parsed { path, entry } => {
                 parsed += 1;
-                entries.insert(path, *entry);
+                found_entries.push((path, entry));
             }
             // A file walked twice (under two given paths) was taken the first time.
             Found::Cached { path } => {
                 if let Some(entry) = cache.entries.remove(&path) {
-                    entries.insert(path, entry);
+                    found_entries.push((path, Box::new(entry)));
                 }
             }
             Found::Problem(d) => diagnostics.push(d),
         }
     }
+    // Stable, so of a file parsed twice the later entry is kept, as inserting would.
+    found_entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let entries: BTreeMap<String, CacheEntry> = found_entries
+        .into_iter()
+        .map(|(path, entry)| (path, *entry))
+        .collect();
     let repos = found_repos
         .lock()
         .map(|mut repos| std::mem::take(&mut *repos))

@@ -10,7 +10,7 @@ use crate::diagnostic::{Diagnostic, Provenance};
 use crate::facts::{Dockerfile, Facts, Host, ImageOverride, Route, TemplateRef, Workload};
 use crate::image_ref::ImageRef;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 
 /// The team that owns a service (`team-payments`; Backstage's `group:` prefix removed).
@@ -309,11 +309,14 @@ pub fn assemble(input: AssembleInput) -> Fleet {
         shared,
     } = input;
     repos.sort();
-    let repo_dirs: BTreeMap<String, ()> = repos.iter().map(|r| (r.path.clone(), ())).collect();
+    // Maps only looked up, never walked in order, are hashed: at 10,000 services a
+    // lookup by path costs one hash where a B-tree compared a dozen long paths.
+    let repo_dirs: HashMap<String, ()> = repos.iter().map(|r| (r.path.clone(), ())).collect();
     let mut diagnostics = facts.diagnostics;
-    let mut services: BTreeMap<String, Service> = BTreeMap::new();
+    // Boxed: a map node shifts its values on every insert, and a service is large.
+    let mut services: BTreeMap<String, Box<Service>> = BTreeMap::new();
     // Where each service lives: the folder its CI files and Dockerfiles are looked up in.
-    let mut homes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut homes: HashMap<String, BTreeSet<String>> = HashMap::new();
 
     for entity in facts
         .catalog
@@ -340,7 +343,7 @@ pub fn assemble(input: AssembleInput) -> Fleet {
     }
 
     let workloads = apply_image_overrides(facts.workloads, &facts.image_overrides);
-    let has_catalog: BTreeSet<String> = services.keys().cloned().collect();
+    let has_catalog: HashSet<String> = services.keys().cloned().collect();
     for workload in &workloads {
         let name = workload.service_name().to_string();
         let service = services.entry(name.clone()).or_default();
@@ -390,7 +393,7 @@ pub fn assemble(input: AssembleInput) -> Fleet {
 
     // Names by which a service can be called: its own name and every Kubernetes
     // Service that selects its pods.
-    let mut callable: BTreeMap<String, String> =
+    let mut callable: HashMap<String, String> =
         services.keys().map(|n| (n.clone(), n.clone())).collect();
     let namespaces: BTreeSet<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
     // Workloads by (namespace, pod label, value): a selector's candidates are the
@@ -565,7 +568,7 @@ pub fn assemble(input: AssembleInput) -> Fleet {
     routes.sort_by(|a, b| a.at.cmp(&b.at));
     Fleet {
         repos,
-        services: services.into_values().collect(),
+        services: services.into_values().map(|s| *s).collect(),
         workloads,
         dockerfiles: facts.dockerfiles,
         images,
@@ -578,7 +581,7 @@ pub fn assemble(input: AssembleInput) -> Fleet {
 /// The folders [`infer_apps`] reads: repositories, their remotes' names, and
 /// the shared repositories that make no app.
 struct Folders<'a> {
-    repos: &'a BTreeMap<String, ()>,
+    repos: &'a HashMap<String, ()>,
     remote_names: &'a BTreeMap<&'a str, &'a str>,
     shared: &'a [String],
 }
@@ -599,8 +602,8 @@ const IMAGE_INPUTS: &[&str] = &["image", "image_name", "image-name", "IMAGE", "I
 /// the image its CI template inputs name (`image:`, `image_name:`), else, when
 /// its CI names none, an image whose last path component is the app's name.
 fn infer_apps(
-    services: &mut BTreeMap<String, Service>,
-    homes: &mut BTreeMap<String, BTreeSet<String>>,
+    services: &mut BTreeMap<String, Box<Service>>,
+    homes: &mut HashMap<String, BTreeSet<String>>,
     folders: &Folders<'_>,
     dockerfiles: &[Dockerfile],
     templates: &[TemplateRef],
@@ -685,8 +688,8 @@ fn kind_name(route: &Route) -> &'static str {
 /// Gives each Dockerfile and CI template pin to the services whose home folder is
 /// the deepest one containing the file, and returns the image lineage it implies.
 fn attach_build_facts(
-    services: &mut BTreeMap<String, Service>,
-    homes: &BTreeMap<String, BTreeSet<String>>,
+    services: &mut BTreeMap<String, Box<Service>>,
+    homes: &HashMap<String, BTreeSet<String>>,
     dockerfiles: &[Dockerfile],
     templates: &[TemplateRef],
 ) -> Vec<Image> {
@@ -849,7 +852,7 @@ fn entity_ref_name(reference: &str) -> &str {
 }
 
 /// The deepest folder of `map` that contains `path`, with its value.
-fn deepest<'m, T>(map: &'m BTreeMap<String, T>, path: &str) -> Option<(&'m str, &'m T)> {
+fn deepest<'m, T>(map: &'m HashMap<String, T>, path: &str) -> Option<(&'m str, &'m T)> {
     ancestors(path)
         .find_map(|dir| map.get_key_value(dir))
         .map(|(k, v)| (k.as_str(), v))

@@ -17,8 +17,8 @@ const MAX_TAG_LEN: usize = 128;
 /// A content digest such as `sha256:4f5c...`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest {
-    algorithm: String,
-    hex: String,
+    pub(crate) algorithm: String,
+    pub(crate) hex: String,
 }
 
 impl Digest {
@@ -131,10 +131,10 @@ impl fmt::Display for Pinning {
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ImageRef {
-    registry: String,
-    repository: String,
-    tag: Option<String>,
-    digest: Option<Digest>,
+    pub(crate) registry: String,
+    pub(crate) repository: String,
+    pub(crate) tag: Option<String>,
+    pub(crate) digest: Option<Digest>,
 }
 
 impl ImageRef {

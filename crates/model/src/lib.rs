@@ -8,6 +8,7 @@
 //! Every fact carries a [`Provenance`] so that any answer can say which file
 //! and line it came from.
 
+pub mod binary;
 pub mod diagnostic;
 pub mod facts;
 pub mod fleet;

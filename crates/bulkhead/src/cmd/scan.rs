@@ -47,6 +47,9 @@ pub fn run(args: ScanArgs) -> Result<Exit> {
         Format::Table => output::print(&output::scan_table(&outcome))?,
         Format::Markdown => output::print(&format!("```\n{}```\n", output::scan_table(&outcome)))?,
     }
+    // The process exits next and the system takes its memory back whole:
+    // freeing the fleet value by value first took about 0.2 s of a 10,000-service scan.
+    std::mem::forget(outcome);
     Ok(Exit::Ran)
 }
 

@@ -268,7 +268,7 @@ fn an_unchanged_rescan_keeps_the_cache_and_a_deleted_file_leaves_it() {
         report
     };
     let fresh = |n: &str| without_stats(scan_json(&fleet, &dir.path().join(n)));
-    let cache_file = state.path().join("scan-cache.json");
+    let cache_file = state.path().join("scan-cache.bin");
     let first = scan_json(&fleet, state.path());
     let written = std::fs::metadata(&cache_file)
         .and_then(|m| m.modified())
@@ -289,20 +289,27 @@ fn an_unchanged_rescan_keeps_the_cache_and_a_deleted_file_leaves_it() {
         .map(|e| e.expect("entry").path().join("Dockerfile"))
         .find(|p| p.is_file())
         .expect("a Dockerfile");
-    std::fs::remove_file(&dockerfile).expect("rm");
-    let third = scan_json(&fleet, state.path());
-    assert_eq!(third["stats"]["files_parsed"], 0);
-    assert_eq!(without_stats(third), fresh("fresh-after-delete"));
     let rel = dockerfile
         .strip_prefix(&fleet)
         .expect("under the fleet")
         .display()
         .to_string();
-    let cache = std::fs::read_to_string(&cache_file).expect("cache");
-    assert!(
-        !cache.contains(&format!("\"{rel}\"")),
-        "{rel} left the cache"
-    );
+    // The cache writes each path as its length (one byte below 128) and its bytes.
+    let key = [
+        &[u8::try_from(rel.len()).expect("a short path")][..],
+        rel.as_bytes(),
+    ]
+    .concat();
+    let cached = || {
+        let cache = std::fs::read(&cache_file).expect("cache");
+        cache.windows(key.len()).any(|w| w == key)
+    };
+    assert!(cached(), "{rel} is in the cache");
+    std::fs::remove_file(&dockerfile).expect("rm");
+    let third = scan_json(&fleet, state.path());
+    assert_eq!(third["stats"]["files_parsed"], 0);
+    assert_eq!(without_stats(third), fresh("fresh-after-delete"));
+    assert!(!cached(), "{rel} left the cache");
     assert_eq!(
         without_stats(scan_json(&fleet, state.path())),
         fresh("fresh-again")

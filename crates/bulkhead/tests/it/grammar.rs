@@ -336,7 +336,7 @@ fn format_json_and_json_agree_and_the_state_lives_at_the_fleet() {
             .args(["rollout", "plan", "--services", &name, "--path"])
             .arg(&fleet),
     );
-    assert!(fleet.join(".bulkhead/scan-cache.json").is_file());
+    assert!(fleet.join(".bulkhead/scan-cache.bin").is_file());
     assert!(
         !elsewhere.join(".bulkhead").exists(),
         "rollout plan --path made a second state directory where it ran"

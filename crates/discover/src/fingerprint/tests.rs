@@ -177,7 +177,7 @@ fn the_digest_follows_the_files_the_scan_reads_and_no_others() {
         "svc/a/vendor/x/Dockerfile",
         "svc/a/node_modules/y/k8s.yaml",
         ".bulkhead/old.yaml",
-        ".bulkhead/scan-cache.json",
+        ".bulkhead/scan-cache.bin",
         "bulkhead.toml",
     ] {
         assert_eq!(touch(rel).digest, before.digest, "touching {rel}");
