@@ -38,9 +38,9 @@ use crate::config::Config;
 use crate::walk::relative;
 use crate::{DiscoverError, ScanOptions, StateDir};
 use ignore::{WalkBuilder, WalkState, overrides::OverrideBuilder};
-use std::fs::Metadata;
+use rustix::fs::{AtFlags, FileType, OFlags, StatxFlags};
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,11 +118,7 @@ impl FleetStats {
             .checked_sub(SETTLE)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i128);
-        let stats = Arc::new(Stats {
-            root: self.root.clone(),
-            settle_before,
-            unsettled: AtomicBool::new(false),
-        });
+        let stats = Arc::new(Stats::new(&self.root, settle_before));
         let mut found = walk_records(self, &stats);
         let records: Vec<u128> = found.iter().map(|(record, _)| *record).collect();
         found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
@@ -144,11 +140,7 @@ impl FleetStats {
     /// The digest of the records `watch` lists, taken again by stats alone:
     /// [`StatWalk::digest`] while nothing changed.
     pub fn recheck(&self, watch: &str) -> String {
-        let stats = Stats {
-            root: self.root.clone(),
-            settle_before: i128::MAX,
-            unsettled: AtomicBool::new(false),
-        };
+        let stats = Stats::new(&self.root, i128::MAX);
         let lines: Vec<&str> = watch.lines().collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = lines.len().div_ceil(threads).max(1);
@@ -324,12 +316,72 @@ impl Drop for ThreadRecords<'_> {
 /// repository a tab and the ref its HEAD names.
 struct Stats {
     root: PathBuf,
+    /// The root, open: every stat is relative to it, so the kernel resolves
+    /// only the path below the root (most of a recheck's time is resolving
+    /// paths).
+    root_fd: std::io::Result<OwnedFd>,
     /// [`SETTLE`] before the walk began, in ns since the epoch.
     settle_before: i128,
     unsettled: AtomicBool,
 }
 
+/// What a record holds of a file's stats.
+struct Stat {
+    mode: u32,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: u32,
+    ctime: i64,
+    ctime_nsec: u32,
+    ino: u64,
+    dev: u64,
+}
+
+/// `tail` under the folder `rel` (relative to the root; empty for the root).
+fn under(rel: &str, tail: &str) -> String {
+    if rel.is_empty() {
+        tail.to_string()
+    } else {
+        format!("{rel}/{tail}")
+    }
+}
+
 impl Stats {
+    fn new(root: &Path, settle_before: i128) -> Stats {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        Stats {
+            root: root.to_path_buf(),
+            root_fd: rustix::fs::open(root, flags, rustix::fs::Mode::empty()).map_err(Into::into),
+            settle_before,
+            unsettled: AtomicBool::new(false),
+        }
+    }
+
+    /// The stats of `rel` (relative to the root), of a symlink itself unless `follow`.
+    fn stat(&self, rel: &str, follow: bool) -> std::io::Result<Stat> {
+        let root = self
+            .root_fd
+            .as_ref()
+            .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))?;
+        let flags = if follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::SYMLINK_NOFOLLOW
+        };
+        let rel = if rel.is_empty() { "." } else { rel };
+        let s = rustix::fs::statx(root, rel, flags, StatxFlags::BASIC_STATS)?;
+        Ok(Stat {
+            mode: u32::from(s.stx_mode),
+            size: s.stx_size,
+            mtime: s.stx_mtime.tv_sec,
+            mtime_nsec: s.stx_mtime.tv_nsec,
+            ctime: s.stx_ctime.tv_sec,
+            ctime_nsec: s.stx_ctime.tv_nsec,
+            ino: s.stx_ino,
+            dev: rustix::fs::makedev(s.stx_dev_major, s.stx_dev_minor),
+        })
+    }
+
     fn unsettle(&self) {
         self.unsettled.store(true, Ordering::Relaxed);
     }
@@ -337,6 +389,10 @@ impl Stats {
     /// The records of one walked entry, if the scan makes anything of it.
     fn first_entry(&self, entry: &ignore::DirEntry, out: &mut Vec<(u128, String)>) {
         let rel = relative(&self.root, entry.path());
+        if entry.path().to_str().is_none() {
+            // Its name, made readable, is not a path the recheck could stat.
+            self.unsettle();
+        }
         if entry.path_is_symlink() {
             out.push((self.symlink(&rel), format!("s{rel}")));
             return;
@@ -345,22 +401,21 @@ impl Stats {
             return;
         };
         if file_type.is_dir() {
-            let path = entry.path();
             out.push((
-                self.file(b"dir", &rel, std::fs::symlink_metadata(path)),
+                self.file(b"dir", &rel, self.stat(&rel, false)),
                 format!("d{rel}"),
             ));
             // Their absence is in the folder's mtime; their presence needs their own stats.
             for name in IGNORE_FILES {
-                if let Ok(m) = std::fs::symlink_metadata(path.join(name)) {
-                    let rel = relative(&self.root, &path.join(name));
+                let rel = under(&rel, name);
+                if let Ok(m) = self.stat(&rel, false) {
                     out.push((self.file(b"ignore", &rel, Ok(m)), format!("i{rel}")));
                 }
             }
             return;
         }
         if scan::FileKind::of(&rel).is_some() {
-            let m = std::fs::symlink_metadata(entry.path());
+            let m = self.stat(&rel, false);
             out.push((self.file(b"file", &rel, m), format!("f{rel}")));
         }
     }
@@ -374,7 +429,7 @@ impl Stats {
         }
         // HEAD is measured before it is read: a change between leaves the
         // record unlike the next one.
-        let head = std::fs::metadata(dir.join(".git/HEAD"));
+        let head = self.stat(&under(&rel, ".git/HEAD"), true);
         let text = std::fs::read_to_string(dir.join(".git/HEAD")).unwrap_or_default();
         let reference = text.trim().strip_prefix("ref: ").unwrap_or("").to_string();
         if reference.contains(['\t', '\n']) {
@@ -387,11 +442,10 @@ impl Stats {
     /// The record of one watch line, statted again.
     fn again(&self, line: &str) -> u128 {
         let (kind, rest) = line.split_at(line.len().min(1));
-        let path = |rel: &str| self.root.join(rel);
         match kind {
-            "f" => self.file(b"file", rest, std::fs::symlink_metadata(path(rest))),
-            "d" => self.file(b"dir", rest, std::fs::symlink_metadata(path(rest))),
-            "i" => self.file(b"ignore", rest, std::fs::symlink_metadata(path(rest))),
+            "f" => self.file(b"file", rest, self.stat(rest, false)),
+            "d" => self.file(b"dir", rest, self.stat(rest, false)),
+            "i" => self.file(b"ignore", rest, self.stat(rest, false)),
             "s" => self.symlink(rest),
             "g" => {
                 let mut parts = rest.splitn(3, '\t');
@@ -399,7 +453,7 @@ impl Stats {
                 let exclude_at = parts.next();
                 match EXCLUDE_PLACES.into_iter().find(|p| exclude_at == Some(*p)) {
                     Some(at) => {
-                        let head = std::fs::metadata(path(rel).join(".git/HEAD"));
+                        let head = self.stat(&under(rel, ".git/HEAD"), true);
                         self.repo(rel, head, reference, Some(at)).0
                     }
                     None => Digest::new(b"unknown", line).value(),
@@ -410,7 +464,7 @@ impl Stats {
         }
     }
 
-    fn file(&self, kind: &[u8], rel: &str, m: std::io::Result<Metadata>) -> u128 {
+    fn file(&self, kind: &[u8], rel: &str, m: std::io::Result<Stat>) -> u128 {
         let mut d = Digest::new(kind, rel);
         self.add(&mut d, &m);
         d.value()
@@ -434,29 +488,30 @@ impl Stats {
     fn repo(
         &self,
         rel: &str,
-        head: std::io::Result<Metadata>,
+        head: std::io::Result<Stat>,
         reference: &str,
         exclude_at: Option<&'static str>,
     ) -> (u128, &'static str) {
-        let git_dir = self.root.join(rel).join(".git");
+        let git_dir = under(rel, ".git");
         let mut d = Digest::new(b"repo", rel);
         d.add(reference.as_bytes());
         self.add(&mut d, &head);
         // Through symlinks, as reading does.
-        let stat = |d: &mut Digest, path: &Path| {
-            let m = std::fs::metadata(path);
+        let stat = |d: &mut Digest, tail: &str| {
+            let m = self.stat(&under(&git_dir, tail), true);
             self.add(d, &m);
-            m.is_ok_and(|m| m.is_file())
+            m.is_ok_and(|m| FileType::from_raw_mode(m.mode) == FileType::RegularFile)
         };
-        if !reference.is_empty() && !stat(&mut d, &git_dir.join(reference)) {
-            stat(&mut d, &git_dir.join("packed-refs"));
+        if !reference.is_empty() && !stat(&mut d, reference) {
+            stat(&mut d, "packed-refs");
         }
-        stat(&mut d, &git_dir.join("config"));
+        stat(&mut d, "config");
+        let exclude = |at: &str| self.stat(&under(&git_dir, at), true);
         let (at, m) = match exclude_at {
-            Some(at) => (at, std::fs::metadata(git_dir.join(at))),
+            Some(at) => (at, exclude(at)),
             None => EXCLUDE_PLACES
                 .into_iter()
-                .map(|at| (at, std::fs::metadata(git_dir.join(at))))
+                .map(|at| (at, exclude(at)))
                 .find(|(at, m)| m.is_ok() || at.is_empty())
                 .unwrap_or(("", Err(std::io::ErrorKind::NotFound.into()))),
         };
@@ -466,7 +521,7 @@ impl Stats {
     }
 
     /// Adds what decides a file's content under the scan's trust in file stats.
-    fn add(&self, d: &mut Digest, m: &std::io::Result<Metadata>) {
+    fn add(&self, d: &mut Digest, m: &std::io::Result<Stat>) {
         let m = match m {
             Ok(m) => m,
             Err(e) => {
@@ -475,19 +530,19 @@ impl Stats {
                 return;
             }
         };
-        let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        let mtime = i128::from(m.mtime) * 1_000_000_000 + i128::from(m.mtime_nsec);
         if mtime >= self.settle_before {
             self.unsettle();
         }
         for n in [
-            u64::from(m.mode()),
-            m.size(),
-            m.mtime() as u64,
-            m.mtime_nsec() as u64,
-            m.ctime() as u64,
-            m.ctime_nsec() as u64,
-            m.ino(),
-            m.dev(),
+            u64::from(m.mode),
+            m.size,
+            m.mtime as u64,
+            u64::from(m.mtime_nsec),
+            m.ctime as u64,
+            u64::from(m.ctime_nsec),
+            m.ino,
+            m.dev,
         ] {
             d.add(&n.to_le_bytes());
         }
