@@ -37,17 +37,13 @@
 use crate::config::Config;
 use crate::walk::relative;
 use crate::{DiscoverError, ScanOptions, StateDir};
-use ignore::{WalkBuilder, WalkState, overrides::OverrideBuilder};
+use ignore::WalkState;
 use rustix::fs::{AtFlags, FileType, OFlags, StatxFlags};
 use std::hash::{Hash, Hasher};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// The folders the scan's walk never enters (its own list, repeated: the
-/// tests check that both walks meet the same files).
-const SKIPPED_DIRS: [&str; 3] = [".git", "node_modules", "vendor"];
 
 /// The files in a folder that decide which of its entries the walk takes.
 const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
@@ -228,44 +224,23 @@ impl Digest {
 /// The walk of [`crate::walk::walk`] with stats in place of reads: each
 /// record with its line of the watch list.
 fn walk_records(fleet: &FleetStats, stats: &Arc<Stats>) -> Vec<(u128, String)> {
-    let mut builder = WalkBuilder::new(&fleet.paths[0]);
-    for path in &fleet.paths[1..] {
-        builder.add(path);
-    }
+    // `on_git` must own what it uses: repositories go to a list of their own.
     // Invalid patterns are reported by the scan from the configuration, which the digest holds.
-    let mut overrides = OverrideBuilder::new(&fleet.root);
-    for pattern in &fleet.config.scan.exclude {
-        let _ = overrides.add(&format!("!{pattern}"));
-    }
-    if let Ok(o) = overrides.build() {
-        builder.overrides(o);
-    }
-    // `filter_entry` must own what it uses: repositories go to a list of their own.
     let found_repos: Arc<Mutex<Vec<(u128, String)>>> = Default::default();
     let seen_repos = found_repos.clone();
     let repo_stats = stats.clone();
-    let state_dir = fleet.state_dir.path().to_path_buf();
-    builder
-        .hidden(false)
-        .parents(false)
-        .git_global(false)
-        .require_git(false)
-        .follow_links(false)
-        .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .filter_entry(move |entry| {
-            let name = entry.file_name();
-            if name == ".git"
-                && let Some(dir) = entry.path().parent()
-            {
-                let found = repo_stats.first_repo(dir, entry);
-                if let Ok(mut repos) = seen_repos.lock() {
-                    repos.push(found);
-                }
+    let (builder, _) = crate::walk::builder(
+        &fleet.root,
+        &fleet.paths,
+        &fleet.config,
+        fleet.state_dir.path(),
+        move |dir, git| {
+            let found = repo_stats.first_repo(dir, git);
+            if let Ok(mut repos) = seen_repos.lock() {
+                repos.push(found);
             }
-            let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
-                && entry.file_type().is_some_and(|t| t.is_dir());
-            !skipped && entry.path() != state_dir
-        });
+        },
+    );
     let shared: Mutex<Vec<(u128, String)>> = Mutex::new(Vec::new());
     builder.build_parallel().run(|| {
         let mut mine = ThreadRecords {

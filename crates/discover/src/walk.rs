@@ -61,64 +61,23 @@ pub(crate) fn walk(
     mut cache: Cache,
     progress: &Progress,
 ) -> Walked {
-    let mut builder = WalkBuilder::new(&paths[0]);
-    for path in &paths[1..] {
-        builder.add(path);
-    }
-    let mut diagnostics = Vec::new();
-    let mut overrides = OverrideBuilder::new(root);
-    for pattern in &config.scan.exclude {
-        if let Err(e) = overrides.add(&format!("!{pattern}")) {
-            diagnostics.push(Diagnostic::error(
-                crate::config::FILE_NAME,
-                None,
-                format!("invalid exclude pattern {pattern:?}: {e}"),
-            ));
-        }
-    }
-    match overrides.build() {
-        Ok(o) => {
-            builder.overrides(o);
-        }
-        Err(e) => diagnostics.push(Diagnostic::error(
-            crate::config::FILE_NAME,
-            None,
-            format!("invalid exclude patterns: {e}"),
-        )),
-    }
     // A repository's HEAD and remote are read on the walker thread that finds
     // its `.git`: three small files per repository, which over 10,000
     // repositories cost more than the rest of the walk when read one by one.
     let found_repos: std::sync::Arc<Mutex<Vec<Repo>>> = Default::default();
     let seen_repos = found_repos.clone();
     let repo_root = root.to_path_buf();
-    let state_dir = state_dir.to_path_buf();
-    builder
-        .hidden(false)
-        .parents(false)
-        .git_global(false)
-        .require_git(false)
-        .follow_links(false)
-        .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .filter_entry(move |entry| {
-            let name = entry.file_name();
-            if name == ".git"
-                && let Some(dir) = entry.path().parent()
-            {
-                let repo = Repo {
-                    path: relative(&repo_root, dir),
-                    git: true,
-                    head: crate::git::head(dir),
-                    remote: crate::git::remote(dir),
-                };
-                if let Ok(mut repos) = seen_repos.lock() {
-                    repos.push(repo);
-                }
-            }
-            let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
-                && entry.file_type().is_some_and(|t| t.is_dir());
-            !skipped && entry.path() != state_dir
-        });
+    let (builder, mut diagnostics) = builder(root, paths, config, state_dir, move |dir, _| {
+        let repo = Repo {
+            path: relative(&repo_root, dir),
+            git: true,
+            head: crate::git::head(dir),
+            remote: crate::git::remote(dir),
+        };
+        if let Ok(mut repos) = seen_repos.lock() {
+            repos.push(repo);
+        }
+    });
 
     let max_bytes = config.scan.max_file_bytes;
     // Each walker thread collects into its own list and hands it over once, when
@@ -178,6 +137,65 @@ pub(crate) fn walk(
         diagnostics,
         repos,
     }
+}
+
+/// The walk the scan takes, and the fleet fingerprint with it: `paths`
+/// under `root`, honouring ignore files and `config`'s excludes (an invalid
+/// pattern is a diagnostic), never entering [`SKIPPED_DIRS`] or the state
+/// directory. `on_git` is told of each repository, with its `.git` entry, as
+/// the walk meets it; the walk still does not enter `.git`.
+pub(crate) fn builder(
+    root: &Path,
+    paths: &[PathBuf],
+    config: &Config,
+    state_dir: &Path,
+    on_git: impl Fn(&Path, &ignore::DirEntry) + Send + Sync + 'static,
+) -> (WalkBuilder, Vec<Diagnostic>) {
+    let mut builder = WalkBuilder::new(&paths[0]);
+    for path in &paths[1..] {
+        builder.add(path);
+    }
+    let mut diagnostics = Vec::new();
+    let mut overrides = OverrideBuilder::new(root);
+    for pattern in &config.scan.exclude {
+        if let Err(e) = overrides.add(&format!("!{pattern}")) {
+            diagnostics.push(Diagnostic::error(
+                crate::config::FILE_NAME,
+                None,
+                format!("invalid exclude pattern {pattern:?}: {e}"),
+            ));
+        }
+    }
+    match overrides.build() {
+        Ok(o) => {
+            builder.overrides(o);
+        }
+        Err(e) => diagnostics.push(Diagnostic::error(
+            crate::config::FILE_NAME,
+            None,
+            format!("invalid exclude patterns: {e}"),
+        )),
+    }
+    let state_dir = state_dir.to_path_buf();
+    builder
+        .hidden(false)
+        .parents(false)
+        .git_global(false)
+        .require_git(false)
+        .follow_links(false)
+        .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .filter_entry(move |entry| {
+            let name = entry.file_name();
+            if name == ".git"
+                && let Some(dir) = entry.path().parent()
+            {
+                on_git(dir, entry);
+            }
+            let skipped = SKIPPED_DIRS.iter().any(|d| name == *d)
+                && entry.file_type().is_some_and(|t| t.is_dir());
+            !skipped && entry.path() != state_dir
+        });
+    (builder, diagnostics)
 }
 
 /// One walker thread's findings, handed to `shared` when the thread is done.
