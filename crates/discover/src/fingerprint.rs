@@ -55,7 +55,7 @@ const EXCLUDE_PLACES: [&str; 3] = ["info/exclude", "info", ""];
 /// How long before the walk an mtime must lie for the fingerprint to be
 /// kept: more than the coarsest timestamp granularity of common file systems
 /// (2 s on FAT), so a rewrite after the walk cannot leave the mtime unchanged.
-pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A fleet located as [`crate::scan()`] locates it, not yet walked.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ pub struct FleetStats {
 pub struct StatWalk {
     /// 32 hexadecimal digits.
     pub digest: String,
-    /// Every mtime lies [`SETTLE`] or more before the walk, and the walk met
+    /// Every mtime lies two seconds (the settle time) or more before the walk, and the walk met
     /// neither an error nor a path the list cannot hold: the digest may be kept.
     pub settled: bool,
     /// What [`FleetStats::recheck`] stats again: one line per record.
