@@ -57,14 +57,16 @@ const EXCLUDE_PLACES: [&str; 3] = ["info/exclude", "info", ""];
 /// (2 s on FAT), so a rewrite after the walk cannot leave the mtime unchanged.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A fleet located as [`crate::scan()`] locates it, not yet walked.
+/// A fleet located, not yet walked: its folders, root, configuration and
+/// state directory, as [`crate::scan()`] starts from them.
 #[derive(Debug)]
 pub struct FleetStats {
     /// The folder all provenance paths are relative to.
     pub root: PathBuf,
     pub config: Config,
     pub state_dir: StateDir,
-    paths: Vec<PathBuf>,
+    /// The folders given, canonical.
+    pub(crate) paths: Vec<PathBuf>,
 }
 
 /// What [`FleetStats::walk`] found.

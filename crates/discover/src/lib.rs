@@ -127,20 +127,12 @@ impl Resident {
         options: &ScanOptions,
         progress: &Progress,
     ) -> Result<(Resident, ScanStats, bool), DiscoverError> {
-        let paths: Vec<PathBuf> = if options.paths.is_empty() {
-            vec![PathBuf::from(".")]
-        } else {
-            options.paths.clone()
-        };
-        let mut canonical = Vec::new();
-        for path in &paths {
-            let c = std::fs::canonicalize(path)
-                .map_err(|_| DiscoverError::NotFound { path: path.clone() })?;
-            canonical.push(c);
-        }
-        let root = common_root(&canonical);
-        let config = Config::load(&root)?;
-        let state_dir = StateDir::resolve(&root, options.state_dir.as_deref());
+        let FleetStats {
+            root,
+            config,
+            state_dir,
+            paths: canonical,
+        } = FleetStats::locate(options)?;
         let cache = if options.use_cache {
             state::load_cache(state_dir.path())
         } else {
